@@ -1,0 +1,41 @@
+# Each golden-path step is a target of the same name that calls the CLI; the CLI holds all logic.
+# Variables (also read from the environment or .env): METAMCP_REF METAMCP_REPO_URL TARGET APP_NAME
+# DATABRICKS_CONFIG_PROFILE. Example: make prepare METAMCP_REF=v2.4.22
+SHELL := /bin/bash
+CLI := node bin/metamcp-databricks.js
+ARGS ?=
+
+export METAMCP_REF METAMCP_REPO_URL TARGET APP_NAME DATABRICKS_CONFIG_PROFILE
+
+.PHONY: all install cli test lint typecheck bench config prepare build render bundle-deploy app-deploy \
+	app-health app-logs app-status local doctor destroy start
+
+all: local
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+install: node_modules/.package-lock.json
+
+dist/cli.js: node_modules/.package-lock.json tsup.config.ts $(shell find src -name '*.ts' 2>/dev/null)
+	npm run build --silent
+
+cli: dist/cli.js
+
+test: install
+	npm test
+
+lint: install
+	npm run lint
+
+typecheck: install
+	npm run typecheck
+
+bench: install
+	npm run bench
+
+config prepare build render bundle-deploy app-deploy app-health app-logs app-status doctor destroy start: dist/cli.js
+	$(CLI) $@ $(ARGS)
+
+local: dist/cli.js
+	$(CLI) local up $(ARGS)

@@ -1,0 +1,148 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseDotenv } from "dotenv";
+import { UserError } from "../errors.js";
+import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
+
+export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";
+
+export interface ResolvedValue {
+  value: string;
+  source: ValueSource;
+  secret?: boolean;
+}
+
+export interface Config {
+  cwd: string;
+  target: Target;
+  repoUrl: string;
+  /** Empty: resolve the newest stable release. */
+  ref: string;
+  buildDir: string;
+  appDir: string;
+  schema: string;
+  profile: string;
+  databricksCli: string;
+  appName: string;
+  lakebase: {
+    kind: LakebaseKind;
+    create: boolean;
+    project: string;
+    branch: string;
+    instanceName: string;
+    database: string;
+  };
+  secret: { scope: string; key: string };
+  local: { stateDir: string; port: number };
+  /** Every variable, its value and where it came from (for `config` and for rendering). */
+  values: Record<string, ResolvedValue>;
+}
+
+export interface LoadConfigInput {
+  /** Values from CLI flags, keyed by the variable's `flag` name (e.g. `ref`, `build-dir`). */
+  flags?: Record<string, string | undefined>;
+  /** Process environment (pass `process.env`; tests pass their own). */
+  env?: Record<string, string | undefined>;
+  /** Project root: `.env` is read from here and relative paths resolve against it. */
+  cwd?: string;
+  /** `.env` file; default `<cwd>/.env`. */
+  dotenvPath?: string;
+}
+
+const PLACEHOLDER = /\$\{[^}]*\}|^<[^>]+>$|^(changeme|change-me|replace-me|todo)$/i;
+
+function pick(
+  def: VariableDef,
+  flags: Record<string, string | undefined>,
+  env: Record<string, string | undefined>,
+  dotenv: Record<string, string>,
+): { value: string; source: ValueSource } | undefined {
+  const flag = def.flag ? flags[def.flag] : undefined;
+  if (flag !== undefined) return { value: flag, source: "flag" };
+  const fromEnv = env[def.env];
+  if (fromEnv !== undefined && fromEnv !== "") return { value: fromEnv, source: "env" };
+  const fromDotenv = dotenv[def.env];
+  if (fromDotenv !== undefined && fromDotenv !== "") return { value: fromDotenv, source: "dotenv" };
+  return undefined;
+}
+
+/** Flags > environment > `.env` > defaults; every value validated, placeholders refused. */
+export function loadConfig(input: LoadConfigInput = {}): Config {
+  const cwd = path.resolve(input.cwd ?? process.cwd());
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  const dotenvPath = input.dotenvPath ?? path.join(cwd, ".env");
+  const dotenv = existsSync(dotenvPath) ? parseDotenv(readFileSync(dotenvPath)) : {};
+
+  const values: Record<string, ResolvedValue> = {};
+  const problems: string[] = [];
+  let target: Target = "dev";
+
+  for (const def of VARIABLES) {
+    let resolved = pick(def, flags, env, dotenv);
+    if (!resolved && def.default !== undefined) {
+      if (typeof def.default === "string") {
+        resolved = { value: def.default, source: "default" };
+      } else {
+        const derived = def.default({ target, get: (name) => values[name]?.value });
+        if (derived !== undefined) resolved = { value: derived, source: "derived" };
+      }
+    }
+    if (!resolved) {
+      problems.push(`${def.env} is not set (${def.description})`);
+      continue;
+    }
+    if (PLACEHOLDER.test(resolved.value)) {
+      problems.push(
+        `${def.env} is still a placeholder (${JSON.stringify(resolved.value)}, from ${resolved.source}): set a real value`,
+      );
+      continue;
+    }
+    const parsed = def.schema.safeParse(resolved.value);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => i.message).join("; ");
+      problems.push(`${def.env}=${JSON.stringify(resolved.value)} (from ${resolved.source}) ${why}`);
+      continue;
+    }
+    values[def.env] = {
+      value: parsed.data,
+      source: resolved.source,
+      ...(def.secret ? { secret: true } : {}),
+    };
+    if (def.env === "TARGET") target = parsed.data as Target;
+  }
+
+  if (problems.length > 0) {
+    throw new UserError(
+      "invalid_config",
+      `invalid configuration:\n  - ${problems.join("\n  - ")}`,
+      2,
+      "fix the flag, environment variable or .env entry named above (see .env.template)",
+    );
+  }
+
+  const v = (name: string): string => values[name]!.value;
+  return {
+    cwd,
+    target,
+    repoUrl: v("METAMCP_REPO_URL"),
+    ref: v("METAMCP_REF"),
+    buildDir: path.resolve(cwd, v("BUILD_DIR")),
+    appDir: path.resolve(cwd, v("APP_DIR")),
+    schema: v("METAMCP_DB_SCHEMA"),
+    profile: v("DATABRICKS_CONFIG_PROFILE"),
+    databricksCli: v("DATABRICKS_CLI"),
+    appName: v("APP_NAME"),
+    lakebase: {
+      kind: v("LAKEBASE_KIND") as LakebaseKind,
+      create: v("LAKEBASE_CREATE") === "true",
+      project: v("LAKEBASE_PROJECT"),
+      branch: v("LAKEBASE_BRANCH"),
+      instanceName: v("LAKEBASE_INSTANCE_NAME"),
+      database: v("LAKEBASE_DATABASE"),
+    },
+    secret: { scope: v("SECRET_SCOPE"), key: v("SECRET_KEY") },
+    local: { stateDir: path.resolve(cwd, v("LOCAL_STATE_DIR")), port: Number(v("LOCAL_PORT")) },
+    values,
+  };
+}

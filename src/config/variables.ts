@@ -1,3 +1,4 @@
+import path from "node:path";
 import { z } from "zod";
 
 /**
@@ -81,11 +82,20 @@ export const VARIABLES: readonly VariableDef[] = [
     default: "build/metamcp",
   },
   {
+    env: "METAMCP_CACHE_DIR",
+    flag: "cache-dir",
+    description:
+      "Where `prepare` keeps its clone cache (a bare mirror per repository URL). Empty = the user cache dir.",
+    schema: z.string(),
+    default: "",
+  },
+  {
     env: "APP_DIR",
     flag: "app-dir",
-    description: "Where `build` assembles the deployable app tree (the app's source_code_path).",
+    description:
+      "Where `build` assembles the deployable app tree (the app's source_code_path), <BUILD_DIR>/../app unless set.",
     schema: str,
-    default: "build/app",
+    default: ({ get }) => path.join(path.dirname(get("BUILD_DIR") ?? "build/metamcp"), "app"),
   },
   {
     env: "METAMCP_DB_SCHEMA",

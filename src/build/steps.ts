@@ -1,0 +1,84 @@
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { EXIT, UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+
+/** How many output lines a failed step shows. */
+export const FAILURE_TAIL_LINES = 50;
+
+export interface StepSpec {
+  /** Short name shown as the line prefix and in errors, e.g. `install`, `build`, `deploy-backend`. */
+  name: string;
+  command: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string | undefined>;
+}
+
+export interface StepResult {
+  name: string;
+  durationMs: number;
+}
+
+function elapsed(start: number): string {
+  return `${((performance.now() - start) / 1000).toFixed(1)}s`;
+}
+
+/**
+ * Runs one build step, streaming every output line live as `[step +12.3s] line` through the logger.
+ * On a non-zero exit it throws a UserError naming the step and its exit code, with the last
+ * {@link FAILURE_TAIL_LINES} lines of its output (exit 3: the prepared upstream tree does not install or
+ * build, usually because upstream or a patch moved).
+ */
+export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> {
+  const start = performance.now();
+  const tail: string[] = [];
+  log.info(`[${spec.name}] $ ${[spec.command, ...spec.args].join(" ")}`);
+  const child = spawn(spec.command, spec.args, {
+    cwd: spec.cwd,
+    env: spec.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const onLine = (line: string) => {
+    tail.push(line);
+    if (tail.length > FAILURE_TAIL_LINES) tail.shift();
+    log.info(`[${spec.name} +${elapsed(start)}] ${line}`);
+  };
+  const streamsDone = [child.stdout, child.stderr].map(
+    (stream) =>
+      new Promise<void>((resolve) => {
+        const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+        rl.on("line", onLine);
+        rl.on("close", resolve);
+      }),
+  );
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>(
+    (resolve) => {
+      child.once("error", (error) => resolve({ code: null, signal: null, error }));
+      child.once("close", (code, signal) => resolve({ code, signal }));
+    },
+  );
+  await Promise.all(streamsDone);
+  const durationMs = Math.round(performance.now() - start);
+  if (exit.error) {
+    throw new UserError(
+      "build_step_failed",
+      `step \`${spec.name}\` could not start \`${spec.command}\`: ${exit.error.message}`,
+      2,
+      "check that Node.js and npx are on PATH",
+    );
+  }
+  if (exit.code !== 0) {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `failed with exit code ${exit.code}`;
+    throw new UserError(
+      "build_step_failed",
+      `step \`${spec.name}\` ${how} after ${(durationMs / 1000).toFixed(1)}s. Last ${tail.length} lines:\n${tail
+        .map((l) => `    ${l}`)
+        .join("\n")}`,
+      EXIT.drift,
+      `fix the cause above and run \`metamcp-databricks build\` again (cwd: ${spec.cwd})`,
+    );
+  }
+  log.info(`[${spec.name}] done in ${(durationMs / 1000).toFixed(1)}s`);
+  return { name: spec.name, durationMs };
+}

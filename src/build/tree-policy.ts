@@ -1,0 +1,168 @@
+import { createHash } from "node:crypto";
+import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { UserError } from "../errors.js";
+
+/** Databricks Apps refuse a deployment holding any file of 10 MB or more (docs/build.md). */
+export const MAX_FILE_BYTES = 10 * 1024 * 1024;
+
+/** Where things live in the app tree (docs/design.md "Trees on disk"). Paths relative to the app root. */
+export const APP_LAYOUT = {
+  packageJson: "package.json",
+  appYaml: "app.yaml",
+  runtime: "runtime/start.mjs",
+  metamcp: "metamcp",
+  backendDir: "metamcp/apps/backend",
+  backendEntry: "metamcp/apps/backend/dist/index.js",
+  migrations: "metamcp/apps/backend/drizzle",
+  /** Next's standalone root is merged into `metamcp/`: its traced node_modules land in `metamcp/node_modules`. */
+  frontendDir: "metamcp/apps/frontend",
+  frontendEntry: "metamcp/apps/frontend/server.js",
+  manifest: ".metamcp-databricks/manifest.json",
+} as const;
+
+/**
+ * Packages left out of the app tree's node_modules, with the reason recorded in the manifest.
+ * Each entry is a known case measured on upstream; everything else is kept.
+ */
+export const PRUNED_PACKAGES: ReadonlyArray<{ match: (name: string) => boolean; reason: string }> = [
+  {
+    match: (n) => n === "sharp" || n.startsWith("@img/"),
+    reason:
+      "Next's optional image optimizer; its libvips binary is over 10 MB (Databricks' per-file limit). " +
+      "Without sharp Next serves the original image (image-optimizer falls back on error), and MetaMCP's " +
+      "only <Image> is an .ico, which Next never optimizes",
+  },
+  {
+    match: (n) => n === "typescript" || n.startsWith("@types/"),
+    reason: "compile-time only (installed as a peer of @trpc/server); nothing requires it at run time",
+  },
+];
+
+export function prunePackage(name: string): string | undefined {
+  return PRUNED_PACKAGES.find((p) => p.match(name))?.reason;
+}
+
+/** Build caches that packages sometimes carry (turbo logs, tool caches, node-gyp intermediates): never copied. */
+const CACHE_DIRS = new Set([
+  ".turbo",
+  ".cache",
+  ".git",
+  ".eslintcache",
+  ".pnpm-store",
+  "obj.target",
+  ".deps",
+]);
+
+/** Files the servers never read: source maps, type declarations, TypeScript build info, build caches. */
+export function isDroppedFile(relPath: string): boolean {
+  if (/\.(map|d\.ts|d\.mts|d\.cts|tsbuildinfo)$/.test(relPath)) return true;
+  return relPath.split("/").some((part) => CACHE_DIRS.has(part));
+}
+
+/** Paths that must never be deployed; any of them fails the build, naming the file. */
+export function forbiddenReason(relPath: string): string | undefined {
+  const parts = relPath.split("/");
+  const base = parts[parts.length - 1]!;
+  const inNodeModules = parts.includes("node_modules");
+  if (parts.includes(".git")) return "a git directory";
+  if (base === ".env" || (base.startsWith(".env.") && base !== ".env.example"))
+    return "an environment file; secrets reach the app through app resources, never files";
+  if (base === ".npmrc" || base === ".yarnrc" || base === ".yarnrc.yml")
+    return "a package-manager config (may hold tokens)";
+  if (parts.some((p) => p === ".cache" || p === ".turbo" || p === ".pnpm-store" || p === ".pnpm"))
+    return "a package-manager or build cache";
+  if (relPath.includes(".next/cache/")) return "Next's build cache";
+  if (!inNodeModules && /\.(test|spec)\.[cm]?[jt]sx?$/.test(base)) return "a test file";
+  if (!inNodeModules && /\.(pem|key|p12|pfx)$/.test(base)) return "a private key or certificate bundle";
+  return undefined;
+}
+
+export interface TreeStats {
+  files: number;
+  bytes: number;
+  largest: { path: string; bytes: number };
+}
+
+export interface TreeFile {
+  path: string;
+  bytes: number;
+}
+
+/** Every regular file under `root`, sorted by path; throws on a symlink (bundle sync would drop it). */
+export function listTree(root: string, options: { ignore?: (rel: string) => boolean } = {}): TreeFile[] {
+  const out: TreeFile[] = [];
+  const walk = (dir: string, rel: string) => {
+    for (const entry of readdirSync(dir).sort()) {
+      const relPath = rel ? `${rel}/${entry}` : entry;
+      if (options.ignore?.(relPath)) continue;
+      const full = path.join(dir, entry);
+      const st = lstatSync(full);
+      if (st.isSymbolicLink()) {
+        throw new UserError(
+          "app_tree_symlink",
+          `the app tree holds a symbolic link, ${relPath}: a Databricks bundle sync skips symlinks, so the app would miss it`,
+          1,
+        );
+      }
+      if (st.isDirectory()) walk(full, relPath);
+      else if (st.isFile()) out.push({ path: relPath, bytes: st.size });
+    }
+  };
+  walk(root, "");
+  return out;
+}
+
+export function treeStats(files: TreeFile[]): TreeStats {
+  let bytes = 0;
+  let largest = { path: "", bytes: -1 };
+  for (const f of files) {
+    bytes += f.bytes;
+    if (f.bytes > largest.bytes) largest = { path: f.path, bytes: f.bytes };
+  }
+  return { files: files.length, bytes, largest: largest.bytes < 0 ? { path: "", bytes: 0 } : largest };
+}
+
+/** Content hash of a tree: the same files with the same bytes give the same hash. */
+export function treeHash(root: string, files: TreeFile[]): string {
+  const h = createHash("sha256");
+  for (const f of files) {
+    h.update(`${f.path}\0${f.bytes}\0`);
+    h.update(
+      createHash("sha256")
+        .update(readFileSync(path.join(root, f.path)))
+        .digest("hex"),
+    );
+    h.update("\n");
+  }
+  return h.digest("hex");
+}
+
+/** Fails the build on the first forbidden file and on any file of 10 MB or more, naming it. */
+export function checkTree(files: TreeFile[]): void {
+  const forbidden = files.flatMap((f) => {
+    const why = forbiddenReason(f.path);
+    return why ? [`${f.path} (${why})`] : [];
+  });
+  if (forbidden.length > 0) {
+    throw new UserError(
+      "app_tree_forbidden_file",
+      `the app tree would deploy ${forbidden.length === 1 ? "a forbidden file" : `${forbidden.length} forbidden files`}: ${forbidden.join(", ")}`,
+      2,
+      "remove it from the prepared tree (or from what upstream's build copies into its output) and build again",
+    );
+  }
+  const big = files.filter((f) => f.bytes >= MAX_FILE_BYTES).sort((a, b) => b.bytes - a.bytes);
+  if (big.length > 0) {
+    const list = big.map((f) => `${f.path} (${(f.bytes / 1024 / 1024).toFixed(1)} MB)`).join(", ");
+    throw new UserError(
+      "app_tree_file_too_large",
+      `the app tree holds ${big.length === 1 ? "a file" : `${big.length} files`} of 10 MB or more, which Databricks Apps refuse to deploy: ${list}`,
+      2,
+      "drop it from the output or add a measured entry to PRUNED_PACKAGES in src/build/tree-policy.ts",
+    );
+  }
+}
+
+/** The Node.js major version the Databricks Apps runtime runs (docs/build.md): native addons must match it. */
+export const APPS_NODE_MAJOR = 22;

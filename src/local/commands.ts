@@ -1,0 +1,228 @@
+import { spawn } from "node:child_process";
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, rmSync, statSync, watch } from "node:fs";
+import { createInterface } from "node:readline/promises";
+import type { CommandContext } from "../cli/common.js";
+import type { Config } from "../config/load.js";
+import { UserError } from "../errors.js";
+import { registerSecret } from "../log/secrets.js";
+import { ensureBuilt } from "./ensure-built.js";
+import { startLocalStack } from "./stack.js";
+import {
+  acquireLock,
+  clearRunState,
+  isAlive,
+  type LocalRunState,
+  localPaths,
+  readRunState,
+  writeRunState,
+} from "./state.js";
+import { waitFor } from "./wait.js";
+
+export interface LocalUpOptions {
+  config: Config;
+  detach: boolean;
+  daemon: boolean;
+  fresh: boolean;
+  yes: boolean;
+  credentialTtlSeconds: number;
+  json: boolean;
+}
+
+function readyBanner(state: LocalRunState): string {
+  return [
+    "",
+    `MetaMCP is running locally, as it will in the Databricks App.`,
+    `  URL:    ${state.appUrl}   (the local Apps proxy: send the token below, as Databricks requires an OAuth token)`,
+    `  token:  ${state.token}`,
+    `  check:  curl -H "Authorization: Bearer $TOKEN" ${state.appUrl}/metamcp/health`,
+    `  MCP:    point a client at ${state.appUrl}/metamcp/<endpoint>/mcp with header "Authorization: Bearer $TOKEN"`,
+    "          (and MetaMCP's own API key for the endpoint, as configured in the UI)",
+    `  logs:   metamcp-databricks local logs --follow      stop: metamcp-databricks local down`,
+  ].join("\n");
+}
+
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function statusOf(config: Config): { state?: LocalRunState; running: boolean } {
+  const paths = localPaths(config.local.stateDir);
+  const state = readRunState(paths);
+  return { state, running: !!state && isAlive(state.supervisorPid) };
+}
+
+export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promise<number> {
+  const { config, log } = { config: opts.config, log: ctx.log };
+  const paths = localPaths(config.local.stateDir);
+  const current = statusOf(config);
+  if (current.running && !opts.daemon) {
+    throw new UserError(
+      "local_already_running",
+      `the local app is already running (pid ${current.state?.supervisorPid}) at ${current.state?.appUrl}`,
+      2,
+      "`metamcp-databricks local status` shows it; `metamcp-databricks local down` stops it",
+    );
+  }
+
+  if (opts.fresh && !opts.daemon) {
+    if (!opts.yes && !(await confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
+      throw new UserError("not_confirmed", "--fresh deletes the local database: not confirmed", 2, "add --yes to skip the question");
+    }
+    rmSync(paths.pgDir, { recursive: true, force: true });
+    log.info(`deleted the local database (${paths.pgDir})`);
+  }
+
+  if (!opts.daemon) await ensureBuilt(config, log);
+
+  if (opts.detach) {
+    // The supervisor must outlive this command: re-run ourselves detached, logs to the state dir.
+    const release = acquireLock(paths); // refuse early if another up holds it
+    release();
+    const out = openSync(paths.logFile, "a");
+    const args = [process.argv[1]!, ...(opts.json ? ["--json"] : []), "--target", config.target, "local", "up", "--daemon"];
+    args.push("--credential-ttl", String(opts.credentialTtlSeconds), "--port", String(config.local.port));
+    const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", out, out], env: process.env });
+    closeSync(out);
+    child.unref();
+    log.info(`started the local supervisor (pid ${child.pid}); waiting until healthy (logs: ${paths.logFile})`);
+    const state = await waitFor(
+      () => {
+        const s = readRunState(paths);
+        if (s?.supervisorPid === child.pid && (s.status === "healthy" || s.status === "failed")) return s;
+        if (!isAlive(child.pid)) return { status: "failed", error: "the supervisor exited" } as LocalRunState;
+        return undefined;
+      },
+      { timeoutMs: 10 * 60_000, what: "the local app to become healthy" },
+    );
+    if (state.status !== "healthy") {
+      const tail = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").split("\n").slice(-30).join("\n") : "";
+      throw new UserError("local_failed", `local app failed to start: ${state.error ?? "unknown reason"}\n${tail}`, 1);
+    }
+    ctx.result(state, () => readyBanner(state));
+    return 0;
+  }
+
+  const release = acquireLock(paths);
+  try {
+    const stack = await startLocalStack({
+      config,
+      paths,
+      credentialTtlSeconds: opts.credentialTtlSeconds,
+      log,
+    });
+    writeRunState(paths, { ...stack.state, status: "healthy" });
+    ctx.result({ ...stack.state, status: "healthy" }, () => readyBanner(stack.state));
+    const reason = await new Promise<string>((resolve) => {
+      const onSignal = (sig: NodeJS.Signals) => resolve(`received ${sig}`);
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      stack.failed.then((why) => resolve(why));
+    });
+    const failed = !reason.startsWith("received");
+    log.info(`stopping (${reason})`);
+    writeRunState(paths, { ...stack.state, status: failed ? "failed" : "stopping", ...(failed ? { error: reason } : {}) });
+    await stack.stop();
+    log.success("stopped: app, proxy, Databricks stand-in and PostgreSQL");
+    return failed ? 1 : 0;
+  } catch (err) {
+    const prev = readRunState(paths);
+    if (prev?.supervisorPid === process.pid) {
+      writeRunState(paths, { ...prev, status: "failed", error: err instanceof Error ? err.message : String(err) });
+    }
+    throw err;
+  } finally {
+    const last = readRunState(paths);
+    if (last?.supervisorPid === process.pid && last.status !== "failed") clearRunState(paths);
+    release();
+  }
+}
+
+export async function localDown(config: Config, ctx: CommandContext): Promise<number> {
+  const paths = localPaths(config.local.stateDir);
+  const state = readRunState(paths);
+  if (!state || !isAlive(state.supervisorPid)) {
+    // Leftovers of a crashed supervisor: only PIDs we recorded, never anything else.
+    const leftovers = [state?.appPid, state?.pgPid].filter((p): p is number => isAlive(p));
+    for (const pid of leftovers) process.kill(pid, "SIGTERM");
+    clearRunState(paths);
+    ctx.result({ stopped: leftovers.length > 0, leftovers }, leftovers.length ? `stopped leftovers: ${leftovers.join(", ")}` : "nothing is running");
+    return 0;
+  }
+  process.kill(state.supervisorPid, "SIGTERM");
+  await waitFor(() => (isAlive(state.supervisorPid) ? undefined : true), {
+    timeoutMs: 30_000,
+    what: `the local supervisor (pid ${state.supervisorPid}) to stop`,
+  }).catch(() => {
+    process.kill(state.supervisorPid, "SIGKILL");
+  });
+  for (const pid of [state.appPid, state.pgPid]) if (isAlive(pid)) process.kill(pid!, "SIGKILL");
+  clearRunState(paths);
+  ctx.result({ stopped: true, pids: [state.supervisorPid, state.appPid, state.pgPid].filter(Boolean) }, "stopped");
+  return 0;
+}
+
+export async function localStatus(config: Config, ctx: CommandContext): Promise<number> {
+  const { state, running } = statusOf(config);
+  if (!state || !running) {
+    ctx.result({ status: "stopped" }, "stopped (start it with `metamcp-databricks local up`)");
+    return 3;
+  }
+  let health: { status: number; ms: number } | { error: string };
+  const t0 = performance.now();
+  try {
+    const res = await fetch(`${state.appUrl}/metamcp/health`, {
+      headers: { authorization: `Bearer ${state.token}` },
+      redirect: "manual",
+      signal: AbortSignal.timeout(5000),
+    });
+    health = { status: res.status, ms: Math.round(performance.now() - t0) };
+  } catch (err) {
+    health = { error: (err as Error).message };
+  }
+  const alive = { supervisor: isAlive(state.supervisorPid), app: isAlive(state.appPid), postgres: isAlive(state.pgPid) };
+  ctx.result({ ...state, alive, health }, () =>
+    [
+      `status:    ${state.status}`,
+      `URL:       ${state.appUrl}`,
+      `token:     ${state.token}`,
+      `health:    ${"status" in health ? `${health.status} in ${health.ms} ms` : health.error}`,
+      `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
+      `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
+    ].join("\n"),
+  );
+  return 0;
+}
+
+export async function localLogs(config: Config, ctx: CommandContext, follow: boolean): Promise<number> {
+  const paths = localPaths(config.local.stateDir);
+  if (!existsSync(paths.logFile)) {
+    throw new UserError("no_local_logs", `no local logs yet (${paths.logFile})`, 2, "start the app with `metamcp-databricks local up --detach`");
+  }
+  let offset = 0;
+  const printFrom = async () => {
+    const size = statSync(paths.logFile).size;
+    if (size < offset) offset = 0;
+    if (size === offset) return;
+    const stream = createReadStream(paths.logFile, { start: offset, end: size - 1 });
+    for await (const chunk of stream) process.stdout.write(chunk as Buffer);
+    offset = size;
+  };
+  await printFrom();
+  if (!follow) return 0;
+  await new Promise<void>((resolve) => {
+    const watcher = watch(paths.logFile, () => void printFrom());
+    process.once("SIGINT", () => {
+      watcher.close();
+      resolve();
+    });
+  });
+  void ctx;
+  return 0;
+}

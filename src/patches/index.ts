@@ -1,0 +1,14 @@
+import { drizzleConfigPatch } from "./drizzle-config.js";
+import { drizzleSchemaPatch } from "./drizzle-schema.js";
+import type { Patch } from "./patch.js";
+import { sqlMigrationsPatch } from "./sql-migrations.js";
+
+export type { Patch, PatchContext, PatchResult } from "./patch.js";
+export { applyPatches, verifyPatches } from "./runner.js";
+export { DiskTree, type FileTree, MemoryTree } from "./tree.js";
+
+/**
+ * Every patch `prepare` applies, in order; each is verified after all were applied. To add one: write
+ * `src/patches/<id>.ts` exporting a `Patch` (see patch.ts) and append it here.
+ */
+export const PATCHES: readonly Patch[] = [drizzleSchemaPatch, sqlMigrationsPatch, drizzleConfigPatch];

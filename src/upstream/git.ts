@@ -1,0 +1,74 @@
+import { execa } from "execa";
+import { UserError } from "../errors.js";
+
+export interface GitRunOptions {
+  /** `--git-dir` (bare repositories, the cache mirror). */
+  gitDir?: string;
+  cwd?: string;
+  /** Extra environment (e.g. GIT_INDEX_FILE). */
+  env?: Record<string, string>;
+  /** Return the failure instead of throwing. */
+  allowFailure?: boolean;
+}
+
+export interface GitResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Never prompt for credentials, never read the user's pager or editor: this runs unattended. */
+const GIT_ENV = {
+  GIT_TERMINAL_PROMPT: "0",
+  GIT_ASKPASS: "",
+  GCM_INTERACTIVE: "never",
+  GIT_PAGER: "cat",
+  LC_ALL: "C",
+};
+
+/** Runs git. A missing git binary is a user error (exit 2); a failing command throws unless allowed. */
+export async function git(args: string[], options: GitRunOptions = {}): Promise<GitResult> {
+  const full = options.gitDir ? [`--git-dir=${options.gitDir}`, ...args] : args;
+  let result: Awaited<ReturnType<typeof execa>>;
+  try {
+    result = await execa("git", full, {
+      cwd: options.cwd,
+      env: { ...GIT_ENV, ...options.env },
+      reject: false,
+      stripFinalNewline: true,
+    });
+  } catch (err) {
+    throw new UserError("git_missing", "cannot run git", 2, "install git (>= 2.25) and put it on PATH", {
+      cause: err,
+    });
+  }
+  if ((result as { code?: string }).code === "ENOENT") {
+    throw new UserError(
+      "git_missing",
+      "cannot run git: not found on PATH",
+      2,
+      "install git and put it on PATH",
+    );
+  }
+  const out: GitResult = {
+    exitCode: result.exitCode ?? 1,
+    stdout: String(result.stdout ?? ""),
+    stderr: String(result.stderr ?? "") || (result.signal ? `killed by ${result.signal}` : ""),
+  };
+  if (out.exitCode !== 0 && !options.allowFailure) {
+    throw new GitCommandError(full, out);
+  }
+  return out;
+}
+
+export class GitCommandError extends Error {
+  override readonly name = "GitCommandError";
+  constructor(
+    readonly args: string[],
+    readonly result: GitResult,
+  ) {
+    super(
+      `git ${args.join(" ")} failed (exit ${result.exitCode}): ${result.stderr.trim() || result.stdout.trim()}`,
+    );
+  }
+}

@@ -1,0 +1,183 @@
+import { randomBytes } from "node:crypto";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { isUserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { applyPatches, DiskTree, PATCHES, type Patch } from "../patches/index.js";
+import { normalizeRepoUrl, syncMirror } from "./cache.js";
+import { exportCommit } from "./checkout.js";
+import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
+import { listRefs, type ResolvedRef, resolveRef } from "./refs.js";
+
+export interface PrepareOptions {
+  /** Git URL, file:// URL or local path of MetaMCP (or a fork). */
+  repoUrl: string;
+  /** Tag, branch, full or short SHA; empty = the newest stable release. */
+  ref: string;
+  buildDir: string;
+  schema: string;
+  /** Root of the clone cache (one bare mirror per repository URL). */
+  cacheDir: string;
+  /** Our overlay folder (its top-level README.md is not copied); may not exist. */
+  overlayDir: string;
+  toolVersion: string;
+  log: Logger;
+  /** Relative local paths resolve against this (default: process.cwd()). */
+  cwd?: string;
+  /** Defaults to every patch in src/patches/index.ts. */
+  patches?: readonly Patch[];
+}
+
+export interface PrepareTimings {
+  fetchMs: number;
+  checkoutMs: number;
+  patchMs: number;
+  totalMs: number;
+}
+
+export interface PrepareResult {
+  manifest: PrepareManifest;
+  buildDir: string;
+  ref: ResolvedRef;
+  /** True when this prepare cloned the repository into the cache (a full download). */
+  cacheCreated: boolean;
+  timings: PrepareTimings;
+}
+
+const OVERLAY_SKIP = new Set(["README.md"]);
+
+/** Copies overlay/ (but its own README) over the tree; returns the files it wrote, sorted. */
+export function applyOverlay(overlayDir: string, treeDir: string): string[] {
+  if (!existsSync(overlayDir)) return [];
+  const written: string[] = [];
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(path.join(overlayDir, rel), { withFileTypes: true })) {
+      const childRel = rel ? `${rel}/${entry.name}` : entry.name;
+      if (!rel && OVERLAY_SKIP.has(entry.name)) continue;
+      if (entry.isDirectory()) walk(childRel);
+      else {
+        const dest = path.join(treeDir, childRel);
+        mkdirSync(path.dirname(dest), { recursive: true });
+        cpSync(path.join(overlayDir, childRel), dest);
+        written.push(childRel);
+      }
+    }
+  };
+  walk("");
+  return written.sort();
+}
+
+/**
+ * Clone (through the cache), check out, overlay, patch, verify and record MetaMCP at a ref, in a temp dir
+ * beside the build dir; the result replaces the build dir only when every step succeeded.
+ */
+export async function prepareUpstream(options: PrepareOptions): Promise<PrepareResult> {
+  const started = performance.now();
+  const { log } = options;
+  const repoUrl = normalizeRepoUrl(options.repoUrl, options.cwd ?? process.cwd());
+  const buildDir = path.resolve(options.cwd ?? process.cwd(), options.buildDir);
+  const previous = existsSync(buildDir);
+  let work: string | undefined;
+  try {
+    const mirror = await syncMirror(repoUrl, options.cacheDir, log);
+    log.info(
+      `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
+    );
+    const refs = await listRefs(mirror.gitDir, mirror.defaultBranch);
+    const ref = await resolveRef(mirror.gitDir, options.ref, refs, repoUrl);
+    log.info(
+      `using ${ref.resolvedRef}${ref.resolvedRef === ref.commit ? "" : ` (${ref.commit.slice(0, 12)})`}: ${
+        ref.requestedRef ? `${JSON.stringify(ref.requestedRef)} is a ${ref.reason}` : ref.reason
+      }`,
+    );
+
+    const parent = path.dirname(buildDir);
+    mkdirSync(parent, { recursive: true });
+    work = mkdtempSync(path.join(parent, `.${path.basename(buildDir)}.prepare-`));
+    const checkoutStart = performance.now();
+    await exportCommit(mirror.gitDir, ref.commit, work);
+    const checkoutMs = Math.round(performance.now() - checkoutStart);
+    log.info(`checked out ${ref.commit.slice(0, 12)} in ${(checkoutMs / 1000).toFixed(1)}s`);
+
+    const overlay = applyOverlay(options.overlayDir, work);
+    if (overlay.length) log.info(`overlaid ${overlay.length} file(s) from ${options.overlayDir}`);
+
+    const patchStart = performance.now();
+    const ctx = { schema: options.schema, upstreamRef: ref.resolvedRef };
+    const reports = applyPatches(new DiskTree(work), options.patches ?? PATCHES, ctx, (r) => {
+      const edits = r.files.reduce((n, f) => n + f.edits, 0);
+      const counts = r.counts
+        ? ` (${Object.entries(r.counts)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(", ")})`
+        : "";
+      log.info(`patch ${r.id}: ${edits} edit(s) in ${r.files.length} file(s)${counts}`);
+    });
+    const patchMs = Math.round(performance.now() - patchStart);
+    log.info(`patches verified in ${(patchMs / 1000).toFixed(1)}s`);
+
+    const manifest: PrepareManifest = {
+      repoUrl,
+      requestedRef: ref.requestedRef,
+      resolvedRef: ref.resolvedRef,
+      refKind: ref.kind,
+      commit: ref.commit,
+      schema: options.schema,
+      toolVersion: options.toolVersion,
+      overlay,
+      patches: reports.map(({ durationMs: _ms, ...record }) => record),
+    };
+    const manifestFile = path.join(work, MANIFEST_PATH);
+    mkdirSync(path.dirname(manifestFile), { recursive: true });
+    writeFileSync(manifestFile, renderManifest(manifest));
+
+    swapIntoPlace(work, buildDir);
+    return {
+      manifest,
+      buildDir,
+      ref,
+      cacheCreated: mirror.created,
+      timings: {
+        fetchMs: mirror.durationMs,
+        checkoutMs,
+        patchMs,
+        totalMs: Math.round(performance.now() - started),
+      },
+    };
+  } catch (err) {
+    if (work) rmSync(work, { recursive: true, force: true });
+    const what = isUserError(err) ? "prepare failed" : "prepare crashed";
+    log.warn(
+      previous
+        ? `${what}: the previous tree at ${buildDir} is untouched`
+        : `${what}: nothing was written to ${buildDir}`,
+    );
+    throw err;
+  }
+}
+
+/** Replaces `dest` with `src` by two renames on the same filesystem; restores `dest` if the second fails. */
+function swapIntoPlace(src: string, dest: string): void {
+  if (!existsSync(dest)) {
+    renameSync(src, dest);
+    return;
+  }
+  const old = `${path.join(path.dirname(dest), `.${path.basename(dest)}.old-`)}${randomBytes(4).toString("hex")}`;
+  renameSync(dest, old);
+  try {
+    renameSync(src, dest);
+  } catch (err) {
+    renameSync(old, dest);
+    throw err;
+  }
+  rmSync(old, { recursive: true, force: true });
+}

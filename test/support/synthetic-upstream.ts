@@ -1,0 +1,489 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/**
+ * A MetaMCP-shaped git repository, generated (never upstream code), with the shapes the patches must
+ * handle: a Drizzle schema with a multi-line import, aliased imports (`pgEnum as enumType`, a second
+ * `pgTable as table` import), enums, foreign keys; drizzle-kit SQL migrations with `"public".` types and
+ * FK references plus unqualified CREATE TABLEs; drizzle's journal; drizzle.config.ts; a pg Pool.
+ *
+ * History (default branch `main` unless told otherwise):
+ * ```
+ * main:  v2.0.0 ─ v2.1.0 ─ v2.2.0 ─ (commit-only) ─ v2.3.0-test ─ (head)
+ *                              └─ side line `docker-per-mcp`: v2.4.0 ─ v2.4.1-docker-per-mcp
+ * ```
+ * The newest stable release on the default branch is v2.2.0: v2.3.0-test is a pre-release, v2.4.0 is a
+ * higher plain tag that is NOT on the default branch, v2.4.1-docker-per-mcp is suffixed. Table counts
+ * differ per version (see `TABLE_COUNTS`).
+ */
+export interface SyntheticUpstreamOptions {
+  /** Extra files (e.g. a buildable backend/frontend) merged into every version's tree; they win. */
+  extraFiles?: (version: string) => Record<string, string>;
+  defaultBranch?: string;
+  /** Written to FORK.md in every version: tells a fork from upstream in tests. */
+  marker?: string;
+  /** Where to create it (default: a fresh temp dir; remove it with `cleanup`). */
+  dir?: string;
+}
+
+export interface SyntheticUpstream {
+  /** What to pass as --repo (a local path). */
+  url: string;
+  /** The same repository as a file:// URL. */
+  fileUrl: string;
+  dir: string;
+  defaultBranch: string;
+  /** Tag name → commit SHA (peeled). */
+  tags: Record<string, string>;
+  commits: {
+    /** A commit on the default branch that no tag or branch points at. */
+    commitOnly: string;
+    /** The default branch's head. */
+    head: string;
+    /** The side line's head. */
+    sideHead: string;
+  };
+  /** The newest stable release on the default branch. */
+  latestStable: string;
+  cleanup(): void;
+}
+
+/** Drizzle tables per version: the patches must discover these, never assume them. */
+export const TABLE_COUNTS: Record<string, { tables: number; enums: number }> = {
+  "v2.0.0": { tables: 3, enums: 1 },
+  "v2.1.0": { tables: 5, enums: 2 },
+  "v2.2.0": { tables: 6, enums: 2 },
+  "commit-only": { tables: 7, enums: 2 },
+  "v2.3.0-test": { tables: 7, enums: 2 },
+  head: { tables: 7, enums: 2 },
+  "v2.4.0": { tables: 7, enums: 3 },
+  "v2.4.1-docker-per-mcp": { tables: 7, enums: 3 },
+};
+
+export const SYNTHETIC_GIT_ENV = {
+  GIT_AUTHOR_NAME: "Synthetic Upstream",
+  GIT_AUTHOR_EMAIL: "synthetic@example.invalid",
+  GIT_COMMITTER_NAME: "Synthetic Upstream",
+  GIT_COMMITTER_EMAIL: "synthetic@example.invalid",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_TERMINAL_PROMPT: "0",
+};
+
+interface TableDef {
+  name: string;
+  constName: string;
+  /** Drizzle columns (TS), `builder` is `table` or `pgTable` alias chosen per table. */
+  ts: string;
+  sql: string;
+  /** `ALTER TABLE ... ADD CONSTRAINT ... REFERENCES "public"...` lines. */
+  fks: string[];
+  indexes?: string[];
+}
+
+interface EnumDef {
+  name: string;
+  constName: string;
+  values: string[];
+}
+
+const ENUMS: EnumDef[] = [
+  { name: "mcp_server_type", constName: "mcpServerTypeEnum", values: ["STDIO", "SSE", "STREAMABLE_HTTP"] },
+  { name: "namespace_status", constName: "namespaceStatusEnum", values: ["ACTIVE", "INACTIVE"] },
+  { name: "docker_session_status", constName: "dockerSessionStatusEnum", values: ["RUNNING", "STOPPED"] },
+];
+
+const fk = (table: string, column: string, target: string, targetColumn: string) =>
+  `ALTER TABLE "${table}" ADD CONSTRAINT "${table}_${column}_${target}_${targetColumn}_fk" FOREIGN KEY ("${column}") REFERENCES "public"."${target}"("${targetColumn}") ON DELETE cascade ON UPDATE no action;`;
+
+const TABLES: TableDef[] = [
+  {
+    name: "users",
+    constName: "usersTable",
+    ts: `{
+  id: text("id").primaryKey(),
+  email: text("email").notNull().unique(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+}`,
+    sql: `CREATE TABLE "users" (
+\t"id" text PRIMARY KEY NOT NULL,
+\t"email" text NOT NULL,
+\t"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+\tCONSTRAINT "users_email_unique" UNIQUE("email")
+);`,
+    fks: [],
+  },
+  {
+    name: "mcp_servers",
+    constName: "mcpServersTable",
+    ts: `{
+    uuid: uuid("uuid").primaryKey().defaultRandom(),
+    name: text("name").notNull(),
+    type: mcpServerTypeEnum("type").notNull().default("STDIO"),
+    userId: text("user_id").references(() => usersTable.id, { onDelete: "cascade" }),
+  },
+  (t) => [index("mcp_servers_user_id_idx").on(t.userId)]`,
+    sql: `CREATE TABLE "mcp_servers" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"name" text NOT NULL,
+\t"type" "mcp_server_type" DEFAULT 'STDIO' NOT NULL,
+\t"user_id" text
+);`,
+    fks: [fk("mcp_servers", "user_id", "users", "id")],
+    indexes: [`CREATE INDEX "mcp_servers_user_id_idx" ON "mcp_servers" USING btree ("user_id");`],
+  },
+  {
+    name: "tools",
+    constName: "toolsTable",
+    ts: `{
+  uuid: uuid("uuid").primaryKey().defaultRandom(),
+  name: text("name").notNull(),
+  mcpServerUuid: uuid("mcp_server_uuid")
+    .notNull()
+    .references(() => mcpServersTable.uuid, { onDelete: "cascade" }),
+}`,
+    sql: `CREATE TABLE "tools" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"name" text NOT NULL,
+\t"mcp_server_uuid" uuid NOT NULL
+);`,
+    fks: [fk("tools", "mcp_server_uuid", "mcp_servers", "uuid")],
+  },
+  {
+    name: "namespaces",
+    constName: "namespacesTable",
+    ts: `{
+  uuid: uuid("uuid").primaryKey().defaultRandom(),
+  name: text("name").notNull(),
+  status: namespaceStatusEnum("status").notNull().default("ACTIVE"),
+}`,
+    sql: `CREATE TABLE "namespaces" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"name" text NOT NULL,
+\t"status" "namespace_status" DEFAULT 'ACTIVE' NOT NULL
+);`,
+    fks: [],
+  },
+  {
+    name: "endpoints",
+    constName: "endpointsTable",
+    ts: `{
+  uuid: uuid("uuid").primaryKey().defaultRandom(),
+  name: text("name").notNull().unique(),
+  namespaceUuid: uuid("namespace_uuid")
+    .notNull()
+    .references(() => namespacesTable.uuid, { onDelete: "cascade" }),
+}`,
+    sql: `CREATE TABLE "endpoints" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"name" text NOT NULL,
+\t"namespace_uuid" uuid NOT NULL,
+\tCONSTRAINT "endpoints_name_unique" UNIQUE("name")
+);`,
+    fks: [fk("endpoints", "namespace_uuid", "namespaces", "uuid")],
+  },
+  {
+    name: "api_keys",
+    constName: "apiKeysTable",
+    ts: `{
+  uuid: uuid("uuid").primaryKey().defaultRandom(),
+  key: text("key").notNull().unique(),
+  userId: text("user_id")
+    .notNull()
+    .references(() => usersTable.id, { onDelete: "cascade" }),
+  isActive: boolean("is_active").notNull().default(true),
+}`,
+    sql: `CREATE TABLE "api_keys" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"key" text NOT NULL,
+\t"user_id" text NOT NULL,
+\t"is_active" boolean DEFAULT true NOT NULL,
+\tCONSTRAINT "api_keys_key_unique" UNIQUE("key")
+);`,
+    fks: [fk("api_keys", "user_id", "users", "id")],
+  },
+  {
+    name: "config",
+    constName: "configTable",
+    ts: `{ id: text("id").primaryKey(), value: text("value").notNull() }`,
+    sql: `CREATE TABLE "config" (
+\t"id" text PRIMARY KEY NOT NULL,
+\t"value" text NOT NULL
+);`,
+    fks: [],
+  },
+];
+
+/** The side line's extra table (uses the third enum). */
+const DOCKER_TABLE: TableDef = {
+  name: "docker_sessions",
+  constName: "dockerSessionsTable",
+  ts: `{
+  uuid: uuid("uuid").primaryKey().defaultRandom(),
+  status: dockerSessionStatusEnum("status").notNull(),
+  mcpServerUuid: uuid("mcp_server_uuid").references(() => mcpServersTable.uuid),
+}`,
+  sql: `CREATE TABLE "docker_sessions" (
+\t"uuid" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+\t"status" "public"."docker_session_status" NOT NULL,
+\t"mcp_server_uuid" uuid
+);`,
+  fks: [
+    `ALTER TABLE "docker_sessions" ADD CONSTRAINT "docker_sessions_mcp_server_uuid_mcp_servers_uuid_fk" FOREIGN KEY ("mcp_server_uuid") REFERENCES "public"."mcp_servers"("uuid") ON DELETE no action ON UPDATE no action;`,
+  ],
+};
+
+interface VersionSpec {
+  label: string;
+  tables: TableDef[];
+  enums: EnumDef[];
+}
+
+function schemaSource(spec: VersionSpec): string {
+  const enums = spec.enums
+    .map((e, i) =>
+      i === 0
+        ? // Multi-line call, like upstream's.
+          `export const ${e.constName} = enumType(\n  "${e.name}",\n  [${e.values.map((v) => `"${v}"`).join(", ")}],\n);`
+        : `export const ${e.constName} = enumType("${e.name}", [${e.values.map((v) => `"${v}"`).join(", ")}]);`,
+    )
+    .join("\n");
+  const tables = spec.tables
+    .map(
+      (t, i) =>
+        `export const ${t.constName} = ${i % 2 === 0 ? "pgTable" : "table"}(\n  "${t.name}",\n  ${t.ts},\n);`,
+    )
+    .join("\n\n");
+  return `import { sql } from "drizzle-orm";
+import {
+  boolean,
+  index,
+  pgEnum as enumType,
+  pgTable,
+  text,
+  timestamp,
+  uuid,
+} from "drizzle-orm/pg-core";
+import { pgTable as table } from "drizzle-orm/pg-core";
+
+// Synthetic MetaMCP-shaped schema, generated by test/support/synthetic-upstream.ts.
+${enums}
+
+${tables}
+
+export const schemaVersion = sql\`select 1\`;
+`;
+}
+
+interface Migration {
+  tag: string;
+  sql: string;
+}
+
+function migrationSql(tables: TableDef[], enums: EnumDef[]): string {
+  const parts = [
+    ...enums.map(
+      (e) => `CREATE TYPE "public"."${e.name}" AS ENUM(${e.values.map((v) => `'${v}'`).join(", ")});`,
+    ),
+    ...tables.map((t) => `${t.sql}\n`),
+    ...tables.flatMap((t) => t.fks),
+    ...tables.flatMap((t) => t.indexes ?? []),
+  ];
+  return `${parts.join("--> statement-breakpoint\n")}`;
+}
+
+function journal(migrations: Migration[]): string {
+  return `${JSON.stringify(
+    {
+      version: "7",
+      dialect: "postgresql",
+      entries: migrations.map((m, idx) => ({
+        idx,
+        version: "7",
+        when: 1750000000000 + idx * 86_400_000,
+        tag: m.tag,
+        breakpoints: true,
+      })),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+const DRIZZLE_CONFIG = `import { defineConfig } from "drizzle-kit";
+
+export default defineConfig({
+  out: "./drizzle",
+  schema: "./src/db/schema.ts",
+  dialect: "postgresql",
+  dbCredentials: {
+    url: process.env.DATABASE_URL!,
+  },
+});
+`;
+
+const DB_INDEX = `import { drizzle } from "drizzle-orm/node-postgres";
+import { Pool } from "pg";
+
+import * as schema from "./schema";
+
+const { DATABASE_URL, POSTGRES_CA_CERT } = process.env;
+
+if (!DATABASE_URL) {
+  throw new Error("DATABASE_URL is not set");
+}
+
+// One shared pool; errors on idle clients are logged, not fatal.
+export const pool = new Pool({
+  connectionString: DATABASE_URL,
+  ...(POSTGRES_CA_CERT && {
+    ssl: { ca: POSTGRES_CA_CERT, rejectUnauthorized: true },
+  }),
+});
+
+pool.on("error", (err) => {
+  console.error("pool error", err);
+});
+
+export const db = drizzle(pool, { schema });
+`;
+
+/** The files of one version (before extraFiles). */
+export function syntheticVersionFiles(
+  label: string,
+  migrations: Migration[],
+  spec: VersionSpec,
+  marker?: string,
+): Record<string, string> {
+  const files: Record<string, string> = {
+    "package.json": `${JSON.stringify(
+      { name: "metamcp", private: true, version: label.replace(/^v/, ""), packageManager: "pnpm@9.0.0" },
+      null,
+      2,
+    )}\n`,
+    "README.md": `# MetaMCP (synthetic) ${label}\n`,
+    "apps/backend/package.json": `${JSON.stringify({ name: "backend", type: "module", version: "1.0.0" }, null, 2)}\n`,
+    "apps/backend/src/db/schema.ts": schemaSource(spec),
+    "apps/backend/src/db/index.ts": DB_INDEX,
+    "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
+    "apps/backend/drizzle/meta/_journal.json": journal(migrations),
+  };
+  for (const m of migrations) files[`apps/backend/drizzle/${m.tag}.sql`] = m.sql;
+  if (marker) files["FORK.md"] = `${marker}\n`;
+  return files;
+}
+
+export function createSyntheticUpstream(options: SyntheticUpstreamOptions = {}): SyntheticUpstream {
+  const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), "mmdb-upstream-"));
+  mkdirSync(dir, { recursive: true });
+  const defaultBranch = options.defaultBranch ?? "main";
+  let clock = 1_750_000_000;
+  const git = (...args: string[]): string => {
+    clock += 3600;
+    return execFileSync("git", args, {
+      cwd: dir,
+      encoding: "utf8",
+      env: {
+        ...process.env,
+        ...SYNTHETIC_GIT_ENV,
+        GIT_AUTHOR_DATE: `${clock} +0000`,
+        GIT_COMMITTER_DATE: `${clock} +0000`,
+      },
+    }).trim();
+  };
+
+  git("init", "--quiet", `--initial-branch=${defaultBranch}`);
+  git("config", "commit.gpgsign", "false");
+  git("config", "tag.gpgsign", "false");
+
+  let written = new Set<string>();
+  const commit = (label: string, migrations: Migration[], spec: VersionSpec): string => {
+    const files = {
+      ...syntheticVersionFiles(label, migrations, spec, options.marker),
+      ...options.extraFiles?.(label),
+    };
+    for (const old of written) if (!(old in files)) rmSync(path.join(dir, old), { force: true });
+    for (const [rel, content] of Object.entries(files)) {
+      const file = path.join(dir, rel);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, content);
+    }
+    written = new Set(Object.keys(files));
+    git("add", "--all");
+    git("commit", "--quiet", "--allow-empty", "-m", `MetaMCP ${label}`);
+    return git("rev-parse", "HEAD");
+  };
+
+  const spec = (count: number, enums: number, extra: TableDef[] = []): VersionSpec => ({
+    label: "",
+    tables: [...TABLES.slice(0, count - extra.length), ...extra],
+    enums: ENUMS.slice(0, enums),
+  });
+
+  const m0: Migration = { tag: "0000_first_steps", sql: migrationSql(TABLES.slice(0, 3), ENUMS.slice(0, 1)) };
+  const m1: Migration = { tag: "0001_namespaces", sql: migrationSql(TABLES.slice(3, 5), ENUMS.slice(1, 2)) };
+  const m2: Migration = { tag: "0002_api_keys", sql: migrationSql(TABLES.slice(5, 6), []) };
+  const m3: Migration = { tag: "0003_config", sql: migrationSql(TABLES.slice(6, 7), []) };
+  const m3side: Migration = {
+    tag: "0003_docker_sessions",
+    sql: migrationSql([DOCKER_TABLE], ENUMS.slice(2, 3)),
+  };
+
+  const tags: Record<string, string> = {};
+  tags["v2.0.0"] = commit("v2.0.0", [m0], spec(3, 1));
+  git("tag", "-a", "-m", "v2.0.0", "v2.0.0");
+  tags["v2.1.0"] = commit("v2.1.0", [m0, m1], spec(5, 2));
+  git("tag", "v2.1.0");
+  tags["v2.2.0"] = commit("v2.2.0", [m0, m1, m2], spec(6, 2));
+  git("tag", "-a", "-m", "v2.2.0", "v2.2.0");
+  const commitOnly = commit("commit-only", [m0, m1, m2, m3], spec(7, 2));
+  tags["v2.3.0-test"] = commit("v2.3.0-test", [m0, m1, m2, m3], spec(7, 2));
+  git("tag", "v2.3.0-test");
+  const head = commit("head", [m0, m1, m2, m3], spec(7, 2));
+
+  git("checkout", "--quiet", "-b", "docker-per-mcp", tags["v2.2.0"]);
+  tags["v2.4.0"] = commit("v2.4.0", [m0, m1, m2, m3side], spec(7, 3, [DOCKER_TABLE]));
+  git("tag", "-a", "-m", "v2.4.0", "v2.4.0");
+  tags["v2.4.1-docker-per-mcp"] = commit(
+    "v2.4.1-docker-per-mcp",
+    [m0, m1, m2, m3side],
+    spec(7, 3, [DOCKER_TABLE]),
+  );
+  git("tag", "v2.4.1-docker-per-mcp");
+  const sideHead = tags["v2.4.1-docker-per-mcp"];
+  git("checkout", "--quiet", defaultBranch);
+
+  return {
+    url: dir,
+    fileUrl: `file://${dir}`,
+    dir,
+    defaultBranch,
+    tags,
+    commits: { commitOnly, head, sideHead },
+    latestStable: "v2.2.0",
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Adds one commit on the default branch (e.g. to show that a later prepare fetches it). */
+export function addUpstreamCommit(
+  upstream: SyntheticUpstream,
+  files: Record<string, string>,
+  message: string,
+): string {
+  for (const [rel, content] of Object.entries(files)) {
+    const file = path.join(upstream.dir, rel);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, content);
+  }
+  const run = (...args: string[]) =>
+    execFileSync("git", args, {
+      cwd: upstream.dir,
+      encoding: "utf8",
+      env: { ...process.env, ...SYNTHETIC_GIT_ENV },
+    }).trim();
+  run("add", "--all");
+  run("commit", "--quiet", "-m", message);
+  return run("rev-parse", "HEAD");
+}

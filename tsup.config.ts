@@ -1,14 +1,35 @@
 import { defineConfig } from "tsup";
 
-export default defineConfig({
-  entry: { cli: "src/cli/main.ts" },
-  format: ["esm"],
-  target: "node20",
-  platform: "node",
-  outDir: "dist",
-  clean: true,
-  sourcemap: true,
-  splitting: false,
-  // Dependencies stay external for the CLI; the in-app runtime gets its own self-contained bundle (build/).
-  skipNodeModulesBundle: true,
-});
+export default defineConfig([
+  {
+    entry: { cli: "src/cli/main.ts" },
+    format: ["esm"],
+    target: "node20",
+    platform: "node",
+    outDir: "dist",
+    clean: true,
+    sourcemap: true,
+    splitting: false,
+    // Dependencies stay external for the CLI; the in-app runtime below is self-contained.
+    skipNodeModulesBundle: true,
+  },
+  {
+    // The app tree's `runtime/start.mjs`: one file, every dependency inlined, run with plain `node`
+    // in the Apps container (no install, no pnpm at start).
+    entry: { "runtime/start": "src/runtime/main.ts" },
+    format: ["esm"],
+    outExtension: () => ({ js: ".mjs" }),
+    target: "node20",
+    platform: "node",
+    outDir: "dist",
+    clean: false,
+    sourcemap: false,
+    splitting: false,
+    noExternal: [/.*/],
+    external: ["pg-native"],
+    banner: {
+      // CommonJS dependencies (pg) call require() for Node built-ins; give the ESM bundle one.
+      js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',
+    },
+  },
+]);

@@ -15,14 +15,17 @@ interface UpOptions {
 function positiveInt(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UserError("invalid_option", `${name} must be a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UserError("invalid_option", `${name} must be a positive whole number`);
   return n;
 }
 
 export function registerLocal(program: Command): void {
   const local = program
     .command("local")
-    .description("Run the whole app on this machine: embedded Lakebase-like PostgreSQL, a Databricks stand-in, one port");
+    .description(
+      "Run the whole app on this machine: embedded Lakebase-like PostgreSQL, a Databricks stand-in, one port",
+    );
 
   local
     .command("up", { isDefault: true })
@@ -65,5 +68,9 @@ export function registerLocal(program: Command): void {
     .command("logs")
     .description("Print the local app's logs")
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
-    .action(action(async (ctx, opts: { follow?: boolean }) => await localLogs(ctx.config(), ctx, opts.follow ?? false)));
+    .action(
+      action(
+        async (ctx, opts: { follow?: boolean }) => await localLogs(ctx.config(), ctx, opts.follow ?? false),
+      ),
+    );
 }

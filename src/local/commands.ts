@@ -1,5 +1,14 @@
 import { spawn } from "node:child_process";
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, rmSync, statSync, watch } from "node:fs";
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  watch,
+} from "node:fs";
 import { createInterface } from "node:readline/promises";
 import type { CommandContext } from "../cli/common.js";
 import type { Config } from "../config/load.js";
@@ -73,7 +82,12 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
 
   if (opts.fresh && !opts.daemon) {
     if (!opts.yes && !(await confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
-      throw new UserError("not_confirmed", "--fresh deletes the local database: not confirmed", 2, "add --yes to skip the question");
+      throw new UserError(
+        "not_confirmed",
+        "--fresh deletes the local database: not confirmed",
+        2,
+        "add --yes to skip the question",
+      );
     }
     rmSync(paths.pgDir, { recursive: true, force: true });
     log.info(`deleted the local database (${paths.pgDir})`);
@@ -86,24 +100,44 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     const release = acquireLock(paths); // refuse early if another up holds it
     release();
     const out = openSync(paths.logFile, "a");
-    const args = [process.argv[1]!, ...(opts.json ? ["--json"] : []), "--target", config.target, "local", "up", "--daemon"];
+    const args = [
+      process.argv[1]!,
+      ...(opts.json ? ["--json"] : []),
+      "--target",
+      config.target,
+      "local",
+      "up",
+      "--daemon",
+    ];
     args.push("--credential-ttl", String(opts.credentialTtlSeconds), "--port", String(config.local.port));
-    const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", out, out], env: process.env });
+    const child = spawn(process.execPath, args, {
+      detached: true,
+      stdio: ["ignore", out, out],
+      env: process.env,
+    });
     closeSync(out);
     child.unref();
-    log.info(`started the local supervisor (pid ${child.pid}); waiting until healthy (logs: ${paths.logFile})`);
+    log.info(
+      `started the local supervisor (pid ${child.pid}); waiting until healthy (logs: ${paths.logFile})`,
+    );
     const state = await waitFor(
-      () => {
+      (): LocalRunState | undefined => {
         const s = readRunState(paths);
-        if (s?.supervisorPid === child.pid && (s.status === "healthy" || s.status === "failed")) return s;
+        if (s && s.supervisorPid === child.pid && (s.status === "healthy" || s.status === "failed")) return s;
         if (!isAlive(child.pid)) return { status: "failed", error: "the supervisor exited" } as LocalRunState;
         return undefined;
       },
       { timeoutMs: 10 * 60_000, what: "the local app to become healthy" },
     );
     if (state.status !== "healthy") {
-      const tail = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").split("\n").slice(-30).join("\n") : "";
-      throw new UserError("local_failed", `local app failed to start: ${state.error ?? "unknown reason"}\n${tail}`, 1);
+      const tail = existsSync(paths.logFile)
+        ? readFileSync(paths.logFile, "utf8").split("\n").slice(-30).join("\n")
+        : "";
+      throw new UserError(
+        "local_failed",
+        `local app failed to start: ${state.error ?? "unknown reason"}\n${tail}`,
+        1,
+      );
     }
     ctx.result(state, () => readyBanner(state));
     return 0;
@@ -127,14 +161,22 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     });
     const failed = !reason.startsWith("received");
     log.info(`stopping (${reason})`);
-    writeRunState(paths, { ...stack.state, status: failed ? "failed" : "stopping", ...(failed ? { error: reason } : {}) });
+    writeRunState(paths, {
+      ...stack.state,
+      status: failed ? "failed" : "stopping",
+      ...(failed ? { error: reason } : {}),
+    });
     await stack.stop();
     log.success("stopped: app, proxy, Databricks stand-in and PostgreSQL");
     return failed ? 1 : 0;
   } catch (err) {
     const prev = readRunState(paths);
     if (prev?.supervisorPid === process.pid) {
-      writeRunState(paths, { ...prev, status: "failed", error: err instanceof Error ? err.message : String(err) });
+      writeRunState(paths, {
+        ...prev,
+        status: "failed",
+        error: err instanceof Error ? err.message : String(err),
+      });
     }
     throw err;
   } finally {
@@ -152,7 +194,10 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
     const leftovers = [state?.appPid, state?.pgPid].filter((p): p is number => isAlive(p));
     for (const pid of leftovers) process.kill(pid, "SIGTERM");
     clearRunState(paths);
-    ctx.result({ stopped: leftovers.length > 0, leftovers }, leftovers.length ? `stopped leftovers: ${leftovers.join(", ")}` : "nothing is running");
+    ctx.result(
+      { stopped: leftovers.length > 0, leftovers },
+      leftovers.length ? `stopped leftovers: ${leftovers.join(", ")}` : "nothing is running",
+    );
     return 0;
   }
   process.kill(state.supervisorPid, "SIGTERM");
@@ -164,7 +209,10 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
   });
   for (const pid of [state.appPid, state.pgPid]) if (isAlive(pid)) process.kill(pid!, "SIGKILL");
   clearRunState(paths);
-  ctx.result({ stopped: true, pids: [state.supervisorPid, state.appPid, state.pgPid].filter(Boolean) }, "stopped");
+  ctx.result(
+    { stopped: true, pids: [state.supervisorPid, state.appPid, state.pgPid].filter(Boolean) },
+    "stopped",
+  );
   return 0;
 }
 
@@ -186,7 +234,11 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
   } catch (err) {
     health = { error: (err as Error).message };
   }
-  const alive = { supervisor: isAlive(state.supervisorPid), app: isAlive(state.appPid), postgres: isAlive(state.pgPid) };
+  const alive = {
+    supervisor: isAlive(state.supervisorPid),
+    app: isAlive(state.appPid),
+    postgres: isAlive(state.pgPid),
+  };
   ctx.result({ ...state, alive, health }, () =>
     [
       `status:    ${state.status}`,
@@ -203,7 +255,12 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
 export async function localLogs(config: Config, ctx: CommandContext, follow: boolean): Promise<number> {
   const paths = localPaths(config.local.stateDir);
   if (!existsSync(paths.logFile)) {
-    throw new UserError("no_local_logs", `no local logs yet (${paths.logFile})`, 2, "start the app with `metamcp-databricks local up --detach`");
+    throw new UserError(
+      "no_local_logs",
+      `no local logs yet (${paths.logFile})`,
+      2,
+      "start the app with `metamcp-databricks local up --detach`",
+    );
   }
   let offset = 0;
   const printFrom = async () => {

@@ -12,8 +12,14 @@ import { TOOL_VERSION } from "../version.js";
 export function prepareStaleReason(config: Config): string | undefined {
   const m = readManifest(config.buildDir);
   if (!m) return `no prepared tree in ${config.buildDir}`;
-  if (m.repoUrl !== normalizeRepoUrl(config.repoUrl, config.cwd)) return `the repository changed (${m.repoUrl})`;
-  if (config.ref && config.ref !== m.requestedRef && config.ref !== m.resolvedRef && !m.commit.startsWith(config.ref))
+  if (m.repoUrl !== normalizeRepoUrl(config.repoUrl, config.cwd))
+    return `the repository changed (${m.repoUrl})`;
+  if (
+    config.ref &&
+    config.ref !== m.requestedRef &&
+    config.ref !== m.resolvedRef &&
+    !m.commit.startsWith(config.ref)
+  )
     return `the ref changed (${m.resolvedRef} → ${config.ref})`;
   if (m.schema !== config.schema) return `the schema changed (${m.schema} → ${config.schema})`;
   if (m.toolVersion !== TOOL_VERSION) return `prepared by another version of this tool (${m.toolVersion})`;

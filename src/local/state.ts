@@ -1,5 +1,15 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
@@ -142,5 +152,10 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
       rmSync(paths.lockFile, { force: true });
     }
   }
-  throw new UserError("local_lock", `could not lock ${paths.lockFile}`, 2, "remove the file if no `local up` is running");
+  throw new UserError(
+    "local_lock",
+    `could not lock ${paths.lockFile}`,
+    2,
+    "remove the file if no `local up` is running",
+  );
 }

@@ -21,9 +21,13 @@ export async function waitFor<T>(
     }
     if (Date.now() >= deadline) {
       const why = lastError instanceof Error ? `: ${lastError.message}` : "";
-      throw new Error(`timed out after ${Math.round(options.timeoutMs / 1000)} s waiting for ${options.what}${why}`);
+      throw new Error(
+        `timed out after ${Math.round(options.timeoutMs / 1000)} s waiting for ${options.what}${why}`,
+      );
     }
-    await delay(Math.min(interval, Math.max(0, deadline - Date.now())), undefined, { signal: options.signal });
+    await delay(Math.min(interval, Math.max(0, deadline - Date.now())), undefined, {
+      signal: options.signal,
+    });
     interval = Math.min(interval * 1.5, 1000);
   }
 }

@@ -1,3 +1,4 @@
+import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import type { Patch } from "./patch.js";
@@ -11,4 +12,9 @@ export { DiskTree, type FileTree, MemoryTree } from "./tree.js";
  * Every patch `prepare` applies, in order; each is verified after all were applied. To add one: write
  * `src/patches/<id>.ts` exporting a `Patch` (see patch.ts) and append it here.
  */
-export const PATCHES: readonly Patch[] = [drizzleSchemaPatch, sqlMigrationsPatch, drizzleConfigPatch];
+export const PATCHES: readonly Patch[] = [
+  drizzleSchemaPatch,
+  sqlMigrationsPatch,
+  drizzleConfigPatch,
+  dbPoolCredentialsPatch,
+];

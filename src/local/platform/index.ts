@@ -1,7 +1,15 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { createProxyServer } from "http-proxy-3";
+import { WebSocketServer } from "ws";
 import type { Config } from "../../config/load.js";
 import type { Logger } from "../../log/logger.js";
 import type { EmbeddedPostgresHandle } from "../postgres.js";
+import { setRolePassword } from "../postgres.js";
 import type { LocalSecrets } from "../state.js";
+import { registerOidc, requireBearer } from "./oidc.js";
+import { ApiError, newRequestId, PlatformServer } from "./server.js";
+import { TokenStore } from "./tokens.js";
 
 export interface StartPlatformOptions {
   config: Config;
@@ -21,10 +29,218 @@ export interface LocalPlatform {
   appEnv: Record<string, string>;
   /** A token for the user's browser or MCP client, accepted by the local Apps proxy. */
   userToken: string;
-  logs: { push(source: string, line: string): void };
+  logs: LogBuffer;
   close(): Promise<void>;
 }
 
-export async function startPlatform(_options: StartPlatformOptions): Promise<LocalPlatform> {
-  throw new Error("the local Databricks stand-in is being assembled");
+export interface LogEntry {
+  source: string;
+  /** Seconds since the epoch, as the real stream sends it. */
+  timestamp: number;
+  message: string;
+}
+
+/** The app's output, kept for late subscribers and pushed live to every `/logz/stream` client. */
+export class LogBuffer {
+  private readonly entries: LogEntry[] = [];
+  private readonly listeners = new Set<(e: LogEntry) => void>();
+  constructor(private readonly max = 5000) {}
+  push(source: string, message: string): void {
+    const entry = { source, timestamp: Date.now() / 1000, message };
+    this.entries.push(entry);
+    if (this.entries.length > this.max) this.entries.shift();
+    for (const l of this.listeners) l(entry);
+  }
+  snapshot(): LogEntry[] {
+    return [...this.entries];
+  }
+  subscribe(listener: (e: LogEntry) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+const USER_EMAIL = "local-user@example.com";
+
+/**
+ * The Databricks pieces the app and its users talk to, on this machine: a workspace API (OIDC,
+ * Lakebase credentials, Apps API) and the Apps proxy on the user's port (bearer token required, the
+ * login redirect without one, `/logz/stream`).
+ */
+export async function startPlatform(options: StartPlatformOptions): Promise<LocalPlatform> {
+  const { config, secrets, postgres, log } = options;
+  const tokens = new TokenStore();
+  const logs = new LogBuffer();
+  const workspace = new PlatformServer();
+  const appHost = new PlatformServer();
+  const endpoint = `projects/${config.lakebase.project}/branches/${config.lakebase.branch}/endpoints/primary`;
+  const ttl = options.credentialTtlSeconds;
+  const proxyPortUrl = `http://127.0.0.1:${options.proxyPort}`;
+
+  registerOidc(workspace, { tokens, clients: new Map([[secrets.clientId, secrets.clientSecret]]) });
+
+  // Each credential becomes the role's password, valid until its expiry: PostgreSQL refuses it after.
+  const issueCredential = async (): Promise<{ token: string; expires: Date }> => {
+    const token = `lbc-${newRequestId()}`;
+    const expires = new Date(Date.now() + ttl * 1000);
+    await setRolePassword(postgres.adminUrl(), secrets.clientId, token, expires);
+    log.debug(`databricks stand-in: issued a database credential valid for ${ttl} s`);
+    return { token, expires };
+  };
+  workspace.route("POST", "/api/2.0/postgres/credentials", async ({ req, body }) => {
+    requireBearer(tokens, req);
+    const asked = (body as { endpoint?: string } | undefined)?.endpoint;
+    if (asked !== endpoint) throw new ApiError(404, "NOT_FOUND", `Endpoint '${asked}' does not exist.`);
+    const c = await issueCredential();
+    return { token: c.token, expire_time: c.expires.toISOString() };
+  });
+  workspace.route("POST", "/api/2.0/database/credentials", async ({ req, body }) => {
+    requireBearer(tokens, req);
+    const names = (body as { instance_names?: string[] } | undefined)?.instance_names ?? [];
+    if (names.length !== 1 || names[0] !== config.lakebase.instanceName) {
+      throw new ApiError(
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        `Database instance '${names.join(",")}' does not exist.`,
+      );
+    }
+    const c = await issueCredential();
+    return { token: c.token, expiration_time: c.expires.toISOString() };
+  });
+  workspace.route("GET", "/api/2.0/database/instances/:name", ({ req, params }) => {
+    requireBearer(tokens, req);
+    if (params.name !== config.lakebase.instanceName) {
+      throw new ApiError(
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        `Database instance '${params.name}' does not exist.`,
+      );
+    }
+    return {
+      name: params.name,
+      state: "AVAILABLE",
+      read_write_dns: postgres.host,
+      pg_version: "PG_VERSION_16",
+    };
+  });
+  workspace.route("GET", "/api/2.0/apps/:name", ({ req, params }) => {
+    requireBearer(tokens, req);
+    if (params.name !== config.appName)
+      throw new ApiError(
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        `App with name ${params.name} does not exist or is deleted.`,
+      );
+    return {
+      name: config.appName,
+      url: proxyPortUrl,
+      app_status: { state: "RUNNING", message: "App is running" },
+      compute_status: { state: "ACTIVE", message: "App compute is running." },
+      service_principal_client_id: secrets.clientId,
+    };
+  });
+
+  // The Apps proxy: every request needs a valid bearer token; without one the browser is sent to log in.
+  const proxy = createProxyServer({ target: `http://127.0.0.1:${options.appPort}`, xfwd: true, ws: true });
+  proxy.on("error", (err, _req, res) => {
+    const r = res as unknown as {
+      headersSent?: boolean;
+      writeHead?: (s: number, h: object) => void;
+      end?: (b: string) => void;
+      destroy?: () => void;
+    };
+    if (r.writeHead && !r.headersSent) {
+      r.writeHead(502, { "content-type": "text/plain" });
+      r.end?.(`Bad gateway: the app is not answering (${err.message})`);
+    } else r.destroy?.();
+  });
+  const forwardedHeaders = (req: IncomingMessage) => {
+    req.headers["x-forwarded-email"] = USER_EMAIL;
+    req.headers["x-forwarded-user"] = USER_EMAIL;
+    req.headers["x-forwarded-preferred-username"] = "local-user";
+    req.headers["x-real-ip"] = req.socket.remoteAddress ?? "127.0.0.1";
+  };
+  appHost.fallback((req, res) => {
+    if (!tokens.verifyHeader(req.headers.authorization)) {
+      res.writeHead(302, {
+        location: `${workspace.url}/login.html?next_url=${encodeURIComponent(req.url ?? "/")}`,
+      });
+      res.end();
+      return true;
+    }
+    forwardedHeaders(req);
+    proxy.web(req, res);
+    return true;
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  appHost.upgrade("/logz/stream", (req, socket: Duplex, head) => {
+    if (!tokens.verifyHeader(req.headers.authorization)) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once("message", (data) => {
+        const filter = String(data);
+        const send = (e: LogEntry) => {
+          if (!filter || e.message.includes(filter)) ws.send(JSON.stringify(e));
+        };
+        for (const e of logs.snapshot()) send(e);
+        const unsubscribe = logs.subscribe(send);
+        ws.on("close", unsubscribe);
+      });
+    });
+  });
+  appHost.upgrade("/", (req, socket: Duplex, head) => {
+    if (!tokens.verifyHeader(req.headers.authorization)) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
+      return;
+    }
+    forwardedHeaders(req);
+    proxy.ws(req, socket, head);
+  });
+
+  await workspace.listen(0);
+  try {
+    await appHost.listen(options.proxyPort);
+  } catch (err) {
+    await workspace.close();
+    throw err;
+  }
+  const user = tokens.issue(USER_EMAIL, 30 * 24 * 3600);
+  const workspacePort = Number(new URL(workspace.url).port);
+  const appEnv: Record<string, string> = {
+    DATABRICKS_APP_PORT: String(options.appPort),
+    DATABRICKS_APP_NAME: config.appName,
+    DATABRICKS_HOST: workspace.url,
+    DATABRICKS_WORKSPACE_ID: "1234567890123456",
+    DATABRICKS_CLIENT_ID: secrets.clientId,
+    DATABRICKS_CLIENT_SECRET: secrets.clientSecret,
+    PGHOST: postgres.host,
+    PGPORT: String(postgres.port),
+    PGDATABASE: config.lakebase.database,
+    PGUSER: secrets.clientId,
+    // Lakebase requires TLS; the embedded server has none, the one difference `local` cannot remove.
+    PGSSLMODE: "disable",
+    PGAPPNAME: config.appName,
+    METAMCP_DB_SCHEMA: config.schema,
+    LAKEBASE_KIND: config.lakebase.kind,
+    ...(config.lakebase.kind === "autoscaling"
+      ? { LAKEBASE_ENDPOINT: endpoint }
+      : { LAKEBASE_INSTANCE_NAME: config.lakebase.instanceName }),
+    BETTER_AUTH_SECRET: secrets.betterAuthSecret,
+  };
+  return {
+    workspaceUrl: workspace.url,
+    workspacePort,
+    appUrl: proxyPortUrl,
+    appEnv,
+    userToken: user.token,
+    logs,
+    async close() {
+      wss.close();
+      proxy.close();
+      await appHost.close();
+      await workspace.close();
+    },
+  };
 }

@@ -1,0 +1,143 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { drizzle } from "drizzle-orm/node-postgres";
+import { migrate } from "drizzle-orm/node-postgres/migrator";
+import pg from "pg";
+import { UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import type { RuntimeEnv } from "./env.js";
+
+/** `search_path` for every connection: our schema first, then public (extensions live there). */
+export function searchPathOption(schema: string): string {
+  return `-c search_path=${schema},public`;
+}
+
+export function sslFor(sslmode: string): pg.ClientConfig["ssl"] {
+  if (sslmode === "disable" || sslmode === "allow") return false;
+  if (sslmode === "verify-full" || sslmode === "verify-ca") return { rejectUnauthorized: true };
+  // `require`/`prefer`: encrypted, as libpq does without verifying the certificate.
+  return { rejectUnauthorized: false };
+}
+
+export function clientConfig(env: RuntimeEnv, password: () => string): pg.ClientConfig {
+  return {
+    host: env.pg.host,
+    port: env.pg.port,
+    database: env.pg.database,
+    user: env.pg.user,
+    password: async () => password(),
+    ssl: sslFor(env.pg.sslmode),
+    application_name: env.pg.appName,
+    options: searchPathOption(env.schema),
+    connectionTimeoutMillis: 10_000,
+  };
+}
+
+function describePgError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  return `${e.message ?? String(err)}${e.code ? ` (${e.code})` : ""}`;
+}
+
+/** Connects, retrying while the server is not up yet (refused, starting); auth errors fail at once. */
+export async function connectWithRetry(
+  config: pg.ClientConfig,
+  log: Logger,
+  deadlineMs: number,
+): Promise<pg.Client> {
+  const until = Date.now() + deadlineMs;
+  let wait = 500;
+  for (;;) {
+    const client = new pg.Client(config);
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      await client.end().catch(() => {});
+      const code = (err as { code?: string }).code;
+      const fatal = code === "28P01" || code === "28000" || code === "3D000";
+      if (fatal || Date.now() + wait > until) {
+        throw new UserError(
+          "database_unreachable",
+          `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
+          4,
+          fatal
+            ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
+            : "is the Lakebase database running? (the app retried until its deadline)",
+        );
+      }
+      log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${wait / 1000} s`);
+      await delay(wait);
+      wait = Math.min(wait * 2, 5000);
+    }
+  }
+}
+
+/** `CREATE SCHEMA IF NOT EXISTS`, then checks that this connection's search_path starts with it. */
+export async function ensureSchema(client: pg.Client, schema: string): Promise<string> {
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+  } catch (err) {
+    throw new UserError(
+      "schema_create_failed",
+      `cannot create schema ${schema}: ${describePgError(err)}`,
+      4,
+      "the app's database resource needs permission CAN_CONNECT_AND_CREATE",
+    );
+  }
+  const r = await client.query<{ search_path: string; first: string | null }>(
+    "SELECT current_setting('search_path') AS search_path, current_schema() AS first",
+  );
+  const row = r.rows[0]!;
+  if (row.first !== schema) {
+    throw new UserError(
+      "search_path_wrong",
+      `search_path is "${row.search_path}" (current schema ${row.first ?? "none"}), expected ${schema} first`,
+      1,
+    );
+  }
+  return row.search_path;
+}
+
+/** A fixed advisory-lock key: every instance of the app migrates under the same lock. */
+const MIGRATION_LOCK = 0x6d6d6462; // "mmdb"
+
+/**
+ * Upstream's (patched) migrations with drizzle's own migrator, journal in our schema, under an
+ * advisory lock so instances starting together never race; a no-op when up to date.
+ */
+export async function runMigrations(
+  client: pg.Client,
+  options: { migrationsFolder: string; schema: string; log: Logger },
+): Promise<{ applied: number; total: number }> {
+  await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+  try {
+    const count = async () => {
+      const r = await client.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM information_schema.tables WHERE table_schema = $1 AND table_name = '__drizzle_migrations'`,
+        [options.schema],
+      );
+      if (r.rows[0]?.n === "0") return 0;
+      const c = await client.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM "${options.schema}"."__drizzle_migrations"`,
+      );
+      return Number(c.rows[0]?.n ?? 0);
+    };
+    const before = await count();
+    await migrate(drizzle(client), {
+      migrationsFolder: options.migrationsFolder,
+      migrationsSchema: options.schema,
+      migrationsTable: "__drizzle_migrations",
+    });
+    const after = await count();
+    return { applied: after - before, total: after };
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(
+      "migration_failed",
+      `migrations failed: ${describePgError(err)}`,
+      1,
+      "see the log lines above",
+    );
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
+  }
+}

@@ -1,0 +1,139 @@
+import { randomUUID } from "node:crypto";
+import { DatabricksError } from "../errors.js";
+import { registerSecret } from "../log/secrets.js";
+
+/**
+ * The few workspace REST calls the runtime makes, as the app's service principal. A small typed
+ * client: the official JS SDK has no `postgres` service, and these are four calls.
+ */
+export interface DatabaseCredential {
+  token: string;
+  expiresAt: Date;
+}
+
+export interface AppInfo {
+  name: string;
+  url?: string;
+}
+
+export interface DatabaseInstanceInfo {
+  name: string;
+  state?: string;
+}
+
+export class WorkspaceClient {
+  private accessToken: { value: string; expiresAt: number } | undefined;
+
+  constructor(
+    private readonly host: string,
+    private readonly clientId: string,
+    private readonly clientSecret: string,
+    private readonly timeoutMs = 15_000,
+  ) {}
+
+  private async send(path: string, init: RequestInit, what: string): Promise<Response> {
+    try {
+      return await fetch(`${this.host}${path}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new DatabricksError(
+        "workspace_unreachable",
+        `${what}: cannot reach ${this.host} (${cause?.code ?? cause?.message ?? (err as Error).message})`,
+        "check DATABRICKS_HOST and the network from the app",
+        { cause: err },
+      );
+    }
+  }
+
+  /** OAuth M2M: client_credentials with Basic auth, scope all-apis; cached until a minute before expiry. */
+  async token(): Promise<string> {
+    if (this.accessToken && this.accessToken.expiresAt - Date.now() > 60_000) return this.accessToken.value;
+    const basic = Buffer.from(
+      `${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.clientSecret)}`,
+    ).toString("base64");
+    registerSecret(basic);
+    const res = await this.send(
+      "/oidc/v1/token",
+      {
+        method: "POST",
+        headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "client_credentials", scope: "all-apis" }).toString(),
+      },
+      "service principal token",
+    );
+    const body = (await res.json().catch(() => ({}))) as {
+      access_token?: string;
+      expires_in?: number;
+      error_description?: string;
+    };
+    if (!res.ok || !body.access_token) {
+      throw new DatabricksError(
+        res.status === 401 || res.status === 400 ? "sp_auth_refused" : "sp_auth_failed",
+        `the workspace refused the app's service principal credentials (HTTP ${res.status}${body.error_description ? `: ${body.error_description}` : ""})`,
+        "check DATABRICKS_CLIENT_ID / DATABRICKS_CLIENT_SECRET (the platform sets them for the app)",
+      );
+    }
+    registerSecret(body.access_token);
+    this.accessToken = { value: body.access_token, expiresAt: Date.now() + (body.expires_in ?? 3600) * 1000 };
+    return body.access_token;
+  }
+
+  private async api<T>(method: string, path: string, what: string, body?: unknown): Promise<T> {
+    const token = await this.token();
+    const res = await this.send(
+      path,
+      {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      },
+      what,
+    );
+    const json = (await res.json().catch(() => ({}))) as T & { error_code?: string; message?: string };
+    if (!res.ok) {
+      throw new DatabricksError(
+        json.error_code === "RESOURCE_DOES_NOT_EXIST" || json.error_code === "NOT_FOUND" || res.status === 404
+          ? "not_found"
+          : "api_error",
+        `${what}: HTTP ${res.status} ${json.error_code ?? ""} ${json.message ?? ""}`.trim(),
+      );
+    }
+    return json;
+  }
+
+  getApp(name: string): Promise<AppInfo> {
+    return this.api("GET", `/api/2.0/apps/${encodeURIComponent(name)}`, `app ${name}`);
+  }
+
+  getDatabaseInstance(name: string): Promise<DatabaseInstanceInfo> {
+    return this.api(
+      "GET",
+      `/api/2.0/database/instances/${encodeURIComponent(name)}`,
+      `Lakebase instance ${name}`,
+    );
+  }
+
+  /** Lakebase Autoscaling: `POST /api/2.0/postgres/credentials {endpoint}` → `{token, expire_time}`. */
+  async postgresCredential(endpoint: string): Promise<DatabaseCredential> {
+    const r = await this.api<{ token: string; expire_time: string }>(
+      "POST",
+      "/api/2.0/postgres/credentials",
+      `database credential for endpoint ${endpoint}`,
+      { endpoint },
+    );
+    registerSecret(r.token);
+    return { token: r.token, expiresAt: new Date(r.expire_time) };
+  }
+
+  /** Lakebase Provisioned: `POST /api/2.0/database/credentials` → `{token, expiration_time}`. */
+  async databaseCredential(instanceName: string): Promise<DatabaseCredential> {
+    const r = await this.api<{ token: string; expiration_time: string }>(
+      "POST",
+      "/api/2.0/database/credentials",
+      `database credential for instance ${instanceName}`,
+      { request_id: randomUUID(), instance_names: [instanceName] },
+    );
+    registerSecret(r.token);
+    return { token: r.token, expiresAt: new Date(r.expiration_time) };
+  }
+}

@@ -13,7 +13,6 @@ import { createInterface } from "node:readline/promises";
 import type { CommandContext } from "../cli/common.js";
 import type { Config } from "../config/load.js";
 import { UserError } from "../errors.js";
-import { registerSecret } from "../log/secrets.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { startLocalStack } from "./stack.js";
 import {

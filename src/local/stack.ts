@@ -119,7 +119,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       command: APP_COMMAND,
       cwd: appDir,
       env,
-      onLine: (source, line) => {
+      onLine: (_source, line) => {
         logFile.write(`${line}\n`);
         platform.logs.push("APP", line);
         log.debug(`[app] ${line}`);

@@ -30,7 +30,7 @@ function describe(r: PrepareResult): string {
           .map(([k, v]) => `${v} ${k}`)
           .join(", ")}`
       : "";
-    lines.push(`  patch    ${p.id.padEnd(15)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
+    lines.push(`  patch    ${p.id.padEnd(19)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
   }
   lines.push(`  manifest ${path.join(r.buildDir, MANIFEST_PATH)}`);
   lines.push(

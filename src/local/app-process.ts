@@ -1,6 +1,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 
+/** Signals a whole process group (the app and whatever it started); a gone group is fine. */
+export function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
 export interface AppProcessExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -26,7 +36,8 @@ export function spawnAppProcess(options: {
 }): AppProcess {
   const [cmd, ...args] = options.command;
   if (!cmd) throw new Error("empty app command");
-  const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"] });
+  // Its own process group: if the app's runtime dies hard, its children still go with a group kill.
+  const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   for (const source of ["stdout", "stderr"] as const) {
     const stream = child[source];
     if (stream) createInterface({ input: stream }).on("line", (line) => options.onLine(source, line));
@@ -43,11 +54,12 @@ export function spawnAppProcess(options: {
     async stop(graceMs = 15_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited;
       child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      const timer = setTimeout(() => killGroup(child.pid, "SIGKILL"), graceMs);
       try {
         return await exited;
       } finally {
         clearTimeout(timer);
+        killGroup(child.pid, "SIGKILL");
       }
     },
   };

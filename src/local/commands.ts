@@ -13,6 +13,7 @@ import { createInterface } from "node:readline/promises";
 import type { CommandContext } from "../cli/common.js";
 import type { Config } from "../config/load.js";
 import { UserError } from "../errors.js";
+import { killGroup } from "./app-process.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { startLocalStack } from "./stack.js";
 import {
@@ -191,7 +192,8 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
   if (!state || !isAlive(state.supervisorPid)) {
     // Leftovers of a crashed supervisor: only PIDs we recorded, never anything else.
     const leftovers = [state?.appPid, state?.pgPid].filter((p): p is number => isAlive(p));
-    for (const pid of leftovers) process.kill(pid, "SIGTERM");
+    killGroup(state?.appPid, "SIGKILL");
+    for (const pid of leftovers) if (isAlive(pid)) process.kill(pid, "SIGTERM");
     clearRunState(paths);
     ctx.result(
       { stopped: leftovers.length > 0, leftovers },
@@ -206,7 +208,8 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
   }).catch(() => {
     process.kill(state.supervisorPid, "SIGKILL");
   });
-  for (const pid of [state.appPid, state.pgPid]) if (isAlive(pid)) process.kill(pid!, "SIGKILL");
+  killGroup(state.appPid, "SIGKILL");
+  if (isAlive(state.pgPid)) process.kill(state.pgPid!, "SIGKILL");
   clearRunState(paths);
   ctx.result(
     { stopped: true, pids: [state.supervisorPid, state.appPid, state.pgPid].filter(Boolean) },

@@ -22,6 +22,8 @@ export interface RuntimeEnv {
   betterAuthSecret: string;
   /** The built MetaMCP tree inside the app tree. */
   metamcpRoot: string;
+  /** How long to keep retrying an unreachable database at start (METAMCP_DB_WAIT_SECONDS, default 120). */
+  dbWaitMs: number;
 }
 
 /** Upstream's fixed ports: Next rewrites to localhost:12009 and the backend listens there. */
@@ -115,5 +117,6 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     lakebase: { kind, endpoint, instanceName },
     betterAuthSecret: secret,
     metamcpRoot: env.METAMCP_ROOT ? path.resolve(env.METAMCP_ROOT) : path.resolve(runtimeDir, "../metamcp"),
+    dbWaitMs: Number(env.METAMCP_DB_WAIT_SECONDS || 120) * 1000,
   };
 }

@@ -177,7 +177,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
 
     const cfg = clientConfig(env, () => keeper.current());
-    const client = await step(log, "connect", () => connectWithRetry(cfg, log, 120_000));
+    const client = await step(log, "connect", () => connectWithRetry(cfg, log, env.dbWaitMs));
     try {
       const searchPath = await step(log, `schema ${env.schema}`, () => ensureSchema(client, env.schema));
       log.info(`search_path = ${searchPath}`);

@@ -10,6 +10,7 @@ interface UpOptions {
   port?: string;
   credentialTtl?: string;
   daemon?: boolean;
+  build?: boolean;
 }
 
 function positiveInt(value: string | undefined, name: string, fallback: number): number {
@@ -32,6 +33,7 @@ export function registerLocal(program: Command): void {
     .description("Prepare and build if needed, then start everything and wait until healthy")
     .option("--detach", "return once healthy and leave it running until `local down`")
     .option("--fresh", "start with an empty database (asks first unless --yes)")
+    .option("--no-build", "use the app tree in APP_DIR as it is (no prepare, no build)")
     .option("-y, --yes", "do not ask for confirmation")
     .option("--port <n>", "port of the local Apps proxy (env LOCAL_PORT, default 8000)")
     .option("--credential-ttl <seconds>", "lifetime of each database credential (Lakebase: 3600)", "3600")
@@ -44,6 +46,7 @@ export function registerLocal(program: Command): void {
             config,
             detach: opts.detach ?? false,
             daemon: opts.daemon ?? false,
+            build: opts.build ?? true,
             fresh: opts.fresh ?? false,
             yes: opts.yes ?? false,
             credentialTtlSeconds: positiveInt(opts.credentialTtl, "--credential-ttl", 3600),

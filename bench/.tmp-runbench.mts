@@ -1,0 +1,1 @@
+import b from "./start.bench.ts"; console.log(JSON.stringify(await b.run(), null, 1));

@@ -1,0 +1,6 @@
+/**
+ * Suites that start MetaMCP-shaped servers on upstream's fixed ports (backend 12009, frontend 12008)
+ * run in this one file, one after another, so they never collide with each other.
+ */
+import "./runtime/start.suite.js";
+import "./local/local.suite.js";

@@ -1,0 +1,124 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { waitFor } from "../../src/local/wait.js";
+import { runCli } from "../support/cli.js";
+import { createFakeAppTree } from "../support/fake-app-tree.js";
+
+/**
+ * `local` end to end through the real CLI: embedded PostgreSQL, the Databricks stand-in, the Apps proxy
+ * and our runtime on a small MetaMCP-shaped app tree (`--no-build`: prepare and build have their own tests).
+ */
+describe("metamcp-databricks local", () => {
+  let work: string;
+  let port: number;
+  let env: Record<string, string>;
+
+  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
+  const status = async () => JSON.parse((await cli(["--json", "local", "status"])).stdout) as Record<string, never>;
+  const isAlive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const portFree = async (p: number) => {
+    const { createServer } = await import("node:net");
+    return await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once("error", () => resolve(false));
+      s.listen(p, "127.0.0.1", () => s.close(() => resolve(true)));
+    });
+  };
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-local-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
+    createFakeAppTree(path.join(work, "app"));
+    port = await freePort();
+    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") };
+  });
+
+  afterAll(async () => {
+    await cli(["local", "down"]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("up → health through the proxy (302 without a token) → a row → down → up keeps it → --fresh empties it", async () => {
+    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port), "--credential-ttl", "5"]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const state = JSON.parse(up.stdout) as { appUrl: string; token: string; status: string };
+    expect(state.status).toBe("healthy");
+    expect(state.appUrl).toBe(`http://127.0.0.1:${port}`);
+    const auth = { authorization: `Bearer ${state.token}` };
+
+    const anonymous = await fetch(`${state.appUrl}/metamcp/health`, { redirect: "manual" });
+    expect(anonymous.status).toBe(302);
+    expect(anonymous.headers.get("location")).toMatch(/login/);
+    expect((await fetch(`${state.appUrl}/metamcp/health`, { headers: auth })).status).toBe(200);
+
+    expect((await fetch(`${state.appUrl}/metamcp/notes?body=kept`, { method: "POST", headers: auth })).status).toBe(200);
+
+    const s1 = await status();
+    expect(s1.status).toBe("healthy");
+    const pids = s1 as unknown as { supervisorPid: number; appPid: number; pgPid: number };
+
+    const down = await cli(["local", "down"]);
+    expect(down.exitCode).toBe(0);
+    for (const pid of [pids.supervisorPid, pids.appPid, pids.pgPid]) expect(isAlive(pid)).toBe(false);
+    expect(await portFree(port)).toBe(true);
+    expect(await portFree(12009)).toBe(true);
+    expect((await cli(["local", "status"])).exitCode).toBe(3);
+
+    const again = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    const token2 = (JSON.parse(again.stdout) as { token: string }).token;
+    const notes = await (await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token2}` } })).json();
+    expect(notes).toEqual({ bodies: ["kept"], schema: "metamcp_app" });
+
+    const second = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+    expect(second.exitCode).toBe(2);
+    expect(second.stderr).toMatch(/already running/);
+
+    expect((await cli(["local", "down"])).exitCode).toBe(0);
+    const fresh = await cli(["--json", "local", "up", "--detach", "--no-build", "--fresh", "--yes", "--port", String(port)]);
+    expect(fresh.exitCode, fresh.stderr).toBe(0);
+    const token3 = (JSON.parse(fresh.stdout) as { token: string }).token;
+    const empty = await (await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token3}` } })).json();
+    expect(empty).toEqual({ bodies: [], schema: null });
+
+    // The secrets the app got never reach the log file.
+    const secrets = JSON.parse(readFileSync(path.join(work, "state/secrets.json"), "utf8")) as Record<string, string>;
+    const log = readFileSync(path.join(work, "state/local.log"), "utf8");
+    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"]) expect(log).not.toContain(secrets[k]);
+  });
+
+  it("reports a crash of the app and stops the rest, leaving no process and no port behind", async () => {
+    const s = (await status()) as unknown as { status: string; appPid: number; pgPid: number; supervisorPid: number };
+    expect(s.status).toBe("healthy");
+    process.kill(-s.appPid, "SIGKILL");
+    await waitFor(() => (isAlive(s.supervisorPid) ? undefined : true), { timeoutMs: 30_000, what: "the supervisor to stop" });
+    expect(isAlive(s.pgPid)).toBe(false);
+    expect(await portFree(port)).toBe(true);
+    const run = JSON.parse(readFileSync(path.join(work, "state/run.json"), "utf8")) as { status: string; error: string };
+    expect(run.status).toBe("failed");
+    expect(run.error).toMatch(/the app exited/);
+    expect((await cli(["local", "status"])).exitCode).toBe(3);
+  });
+
+  it("refuses a port in use with a clear message", async () => {
+    const { createServer } = await import("node:net");
+    const blocker = createServer().listen(port, "127.0.0.1");
+    try {
+      const r = await cli(["local", "up", "--no-build", "--port", String(port)]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`port ${port} is already in use`));
+    } finally {
+      blocker.close();
+    }
+  });
+});

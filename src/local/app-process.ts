@@ -37,7 +37,12 @@ export function spawnAppProcess(options: {
   const [cmd, ...args] = options.command;
   if (!cmd) throw new Error("empty app command");
   // Its own process group: if the app's runtime dies hard, its children still go with a group kill.
-  const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn(cmd, args, {
+    cwd: options.cwd,
+    env: options.env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
   for (const source of ["stdout", "stderr"] as const) {
     const stream = child[source];
     if (stream) createInterface({ input: stream }).on("line", (line) => options.onLine(source, line));

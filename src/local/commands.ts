@@ -111,7 +111,13 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       "up",
       "--daemon",
     ];
-    args.push("--credential-ttl", String(opts.credentialTtlSeconds), "--port", String(config.local.port), "--no-build");
+    args.push(
+      "--credential-ttl",
+      String(opts.credentialTtlSeconds),
+      "--port",
+      String(config.local.port),
+      "--no-build",
+    );
     const child = spawn(process.execPath, args, {
       detached: true,
       stdio: ["ignore", out, out],

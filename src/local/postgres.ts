@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import path from "node:path";
-import { UserError } from "../errors.js";
 import { createServer } from "node:net";
+import path from "node:path";
 import pg from "pg";
+import { UserError } from "../errors.js";
 
 /**
  * Embedded PostgreSQL (from npm, no Docker, no system server) and the Lakebase-like permission model:

@@ -28,7 +28,7 @@ async function waitHttp(
   alive: () => boolean,
 ): Promise<void> {
   const until = Date.now() + deadlineMs;
-  let wait = 100;
+  let wait = 25;
   while (Date.now() < until) {
     if (!alive()) throw new Error(`gave up waiting for ${url}: the process exited`);
     try {
@@ -39,7 +39,7 @@ async function waitHttp(
       // not listening yet
     }
     await new Promise((r) => setTimeout(r, wait));
-    wait = Math.min(wait * 1.5, 1000);
+    wait = Math.min(wait * 1.5, 500);
   }
   throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
 }

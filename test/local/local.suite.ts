@@ -17,7 +17,8 @@ describe("metamcp-databricks local", () => {
   let env: Record<string, string>;
 
   const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
-  const status = async () => JSON.parse((await cli(["--json", "local", "status"])).stdout) as Record<string, never>;
+  const status = async () =>
+    JSON.parse((await cli(["--json", "local", "status"])).stdout) as Record<string, never>;
   const isAlive = (pid: number) => {
     try {
       process.kill(pid, 0);
@@ -49,7 +50,17 @@ describe("metamcp-databricks local", () => {
   });
 
   it("up → health through the proxy (302 without a token) → a row → down → up keeps it → --fresh empties it", async () => {
-    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port), "--credential-ttl", "5"]);
+    const up = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(port),
+      "--credential-ttl",
+      "5",
+    ]);
     expect(up.exitCode, up.stderr).toBe(0);
     const state = JSON.parse(up.stdout) as { appUrl: string; token: string; status: string };
     expect(state.status).toBe("healthy");
@@ -61,7 +72,9 @@ describe("metamcp-databricks local", () => {
     expect(anonymous.headers.get("location")).toMatch(/login/);
     expect((await fetch(`${state.appUrl}/metamcp/health`, { headers: auth })).status).toBe(200);
 
-    expect((await fetch(`${state.appUrl}/metamcp/notes?body=kept`, { method: "POST", headers: auth })).status).toBe(200);
+    expect(
+      (await fetch(`${state.appUrl}/metamcp/notes?body=kept`, { method: "POST", headers: auth })).status,
+    ).toBe(200);
 
     const s1 = await status();
     expect(s1.status).toBe("healthy");
@@ -77,7 +90,9 @@ describe("metamcp-databricks local", () => {
     const again = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
     expect(again.exitCode, again.stderr).toBe(0);
     const token2 = (JSON.parse(again.stdout) as { token: string }).token;
-    const notes = await (await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token2}` } })).json();
+    const notes = await (
+      await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token2}` } })
+    ).json();
     expect(notes).toEqual({ bodies: ["kept"], schema: "metamcp_app" });
 
     const second = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
@@ -85,26 +100,53 @@ describe("metamcp-databricks local", () => {
     expect(second.stderr).toMatch(/already running/);
 
     expect((await cli(["local", "down"])).exitCode).toBe(0);
-    const fresh = await cli(["--json", "local", "up", "--detach", "--no-build", "--fresh", "--yes", "--port", String(port)]);
+    const fresh = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--fresh",
+      "--yes",
+      "--port",
+      String(port),
+    ]);
     expect(fresh.exitCode, fresh.stderr).toBe(0);
     const token3 = (JSON.parse(fresh.stdout) as { token: string }).token;
-    const empty = await (await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token3}` } })).json();
+    const empty = await (
+      await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token3}` } })
+    ).json();
     expect(empty).toEqual({ bodies: [], schema: null });
 
     // The secrets the app got never reach the log file.
-    const secrets = JSON.parse(readFileSync(path.join(work, "state/secrets.json"), "utf8")) as Record<string, string>;
+    const secrets = JSON.parse(readFileSync(path.join(work, "state/secrets.json"), "utf8")) as Record<
+      string,
+      string
+    >;
     const log = readFileSync(path.join(work, "state/local.log"), "utf8");
-    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"]) expect(log).not.toContain(secrets[k]);
+    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"])
+      expect(log).not.toContain(secrets[k]);
   });
 
   it("reports a crash of the app and stops the rest, leaving no process and no port behind", async () => {
-    const s = (await status()) as unknown as { status: string; appPid: number; pgPid: number; supervisorPid: number };
+    const s = (await status()) as unknown as {
+      status: string;
+      appPid: number;
+      pgPid: number;
+      supervisorPid: number;
+    };
     expect(s.status).toBe("healthy");
     process.kill(-s.appPid, "SIGKILL");
-    await waitFor(() => (isAlive(s.supervisorPid) ? undefined : true), { timeoutMs: 30_000, what: "the supervisor to stop" });
+    await waitFor(() => (isAlive(s.supervisorPid) ? undefined : true), {
+      timeoutMs: 30_000,
+      what: "the supervisor to stop",
+    });
     expect(isAlive(s.pgPid)).toBe(false);
     expect(await portFree(port)).toBe(true);
-    const run = JSON.parse(readFileSync(path.join(work, "state/run.json"), "utf8")) as { status: string; error: string };
+    const run = JSON.parse(readFileSync(path.join(work, "state/run.json"), "utf8")) as {
+      status: string;
+      error: string;
+    };
     expect(run.status).toBe("failed");
     expect(run.error).toMatch(/the app exited/);
     expect((await cli(["local", "status"])).exitCode).toBe(3);

@@ -66,7 +66,12 @@ describe("metamcp-databricks prepare", () => {
       commit: upstream.tags["v2.2.0"],
       schema: "metamcp_app",
     });
-    expect(manifest.patches.map((p) => p.id)).toEqual(["drizzle-schema", "sql-migrations", "drizzle-config", "db-pool-credentials"]);
+    expect(manifest.patches.map((p) => p.id)).toEqual([
+      "drizzle-schema",
+      "sql-migrations",
+      "drizzle-config",
+      "db-pool-credentials",
+    ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     expect(manifest.patches[0]?.files).toEqual([
       { path: "apps/backend/src/db/schema.ts", edits: expect.any(Number) },

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
@@ -11,8 +13,6 @@ import { silentLogger } from "../../src/log/logger.js";
 import { runMigrations } from "../../src/runtime/database.js";
 import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
 
 /**
  * The runtime bundle (`node runtime/start.mjs`, as app.yaml runs it) against the Databricks stand-in
@@ -35,7 +35,7 @@ function startRuntime(overrides: Record<string, string | undefined> = {}): Runni
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" };
   for (const [k, v] of Object.entries({ ...platform.appEnv, ...overrides })) if (v !== undefined) env[k] = v;
   const t0 = Date.now();
-    // Its own process group, so cleanup can take the runtime AND its children down even after a failure.
+  // Its own process group, so cleanup can take the runtime AND its children down even after a failure.
   const child = spawn(process.execPath, [path.join(treeDir, "runtime/start.mjs")], {
     cwd: treeDir,
     env,
@@ -43,7 +43,8 @@ function startRuntime(overrides: Record<string, string | undefined> = {}): Runni
     detached: true,
   });
   const lines: string[] = [];
-  for (const s of [child.stdout!, child.stderr!]) createInterface({ input: s }).on("line", (l) => lines.push(l));
+  for (const s of [child.stdout!, child.stderr!])
+    createInterface({ input: s }).on("line", (l) => lines.push(l));
   const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
     child.once("exit", (code) => resolve({ code, ms: Date.now() - t0 })),
   );
@@ -53,13 +54,17 @@ function startRuntime(overrides: Record<string, string | undefined> = {}): Runni
 }
 
 async function appGet(pathname: string, init: RequestInit = {}): Promise<Response> {
-  return await fetch(`http://127.0.0.1:${appPort}${pathname}`, { ...init, signal: AbortSignal.timeout(10_000) });
+  return await fetch(`http://127.0.0.1:${appPort}${pathname}`, {
+    ...init,
+    signal: AbortSignal.timeout(10_000),
+  });
 }
 
 async function waitReady(r: Running): Promise<void> {
   await waitFor(
     async () => {
-      if (r.child.exitCode !== null) throw new Error(`runtime exited ${r.child.exitCode}:\n${r.lines.join("\n")}`);
+      if (r.child.exitCode !== null)
+        throw new Error(`runtime exited ${r.child.exitCode}:\n${r.lines.join("\n")}`);
       const res = await appGet("/metamcp/health").catch(() => undefined);
       return res?.status === 200 ? true : undefined;
     },
@@ -75,7 +80,12 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     const config = loadConfig({ cwd: treeDir, env: { APP_NAME: "metamcp-test" } });
     platform = await startPlatform({
       config,
-      secrets: { betterAuthSecret: "a-real-looking-secret-0123456789", clientId: db.role, clientSecret: "sp-secret-xyz", pgSuperPassword: "" },
+      secrets: {
+        betterAuthSecret: "a-real-looking-secret-0123456789",
+        clientId: db.role,
+        clientSecret: "sp-secret-xyz",
+        pgSuperPassword: "",
+      },
       postgres: db,
       proxyPort: await freePort(),
       appPort,
@@ -134,7 +144,9 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const tables = await db.setPassword("probe", 60).then(async () => {
         const c = new pg.Client({ connectionString: db.roleUrl("probe") });
         await c.connect();
-        const r = await c.query("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 2");
+        const r = await c.query(
+          "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 2",
+        );
         await c.end();
         return r.rows;
       });
@@ -180,12 +192,38 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     });
 
     it.each([
-      ["a wrong client secret", { DATABRICKS_CLIENT_SECRET: "wrong" }, 4, /refused the app's service principal/],
-      ["an unknown Lakebase endpoint", { LAKEBASE_ENDPOINT: "projects/x/branches/y/endpoints/z" }, 4, /does not exist/],
-      ["an unreachable workspace", { DATABRICKS_HOST: "http://127.0.0.1:9" }, 4, /cannot reach http:\/\/127\.0\.0\.1:9/],
-      ["a placeholder auth secret", { BETTER_AUTH_SECRET: "${BETTER_AUTH_SECRET}" }, 2, /BETTER_AUTH_SECRET is a placeholder/],
+      [
+        "a wrong client secret",
+        { DATABRICKS_CLIENT_SECRET: "wrong" },
+        4,
+        /refused the app's service principal/,
+      ],
+      [
+        "an unknown Lakebase endpoint",
+        { LAKEBASE_ENDPOINT: "projects/x/branches/y/endpoints/z" },
+        4,
+        /does not exist/,
+      ],
+      [
+        "an unreachable workspace",
+        { DATABRICKS_HOST: "http://127.0.0.1:9" },
+        4,
+        /cannot reach http:\/\/127\.0\.0\.1:9/,
+      ],
+      [
+        "a placeholder auth secret",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the literal placeholder an unresolved valueFrom leaves
+        { BETTER_AUTH_SECRET: "${BETTER_AUTH_SECRET}" },
+        2,
+        /BETTER_AUTH_SECRET is a placeholder/,
+      ],
       ["no PGHOST", { PGHOST: undefined }, 2, /PGHOST is not set/],
-      ["a database that is down", { PGPORT: "9", METAMCP_DB_WAIT_SECONDS: "2" }, 4, /cannot connect to Lakebase.*ECONNREFUSED/],
+      [
+        "a database that is down",
+        { PGPORT: "9", METAMCP_DB_WAIT_SECONDS: "2" },
+        4,
+        /cannot connect to Lakebase.*ECONNREFUSED/,
+      ],
     ])("exits non-zero with a clear reason on %s", async (_what, overrides, code, message) => {
       const app = startRuntime(overrides);
       const exit = await app.exited;
@@ -199,15 +237,29 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     it("run once when two instances start together (advisory lock), and are a no-op after", async () => {
       const folder = path.join(treeDir, "metamcp/apps/backend/drizzle");
       await db.setPassword("mig", 60);
-      const clients = [0, 1, 2].map(() => new pg.Client({ connectionString: db.roleUrl("mig"), options: "-c search_path=race_schema,public" }));
+      const clients = [0, 1, 2].map(
+        () =>
+          new pg.Client({
+            connectionString: db.roleUrl("mig"),
+            options: "-c search_path=race_schema,public",
+          }),
+      );
       await Promise.all(clients.map((c) => c.connect()));
       try {
         await clients[0]!.query("CREATE SCHEMA IF NOT EXISTS race_schema");
         const results = await Promise.all(
-          clients.slice(0, 2).map((c) => runMigrations(c, { migrationsFolder: folder, schema: "race_schema", log: silentLogger })),
+          clients
+            .slice(0, 2)
+            .map((c) =>
+              runMigrations(c, { migrationsFolder: folder, schema: "race_schema", log: silentLogger }),
+            ),
         );
         expect(results.map((r) => r.applied).sort()).toEqual([0, 1]);
-        const again = await runMigrations(clients[2]!, { migrationsFolder: folder, schema: "race_schema", log: silentLogger });
+        const again = await runMigrations(clients[2]!, {
+          migrationsFolder: folder,
+          schema: "race_schema",
+          log: silentLogger,
+        });
         expect(again).toEqual({ applied: 0, total: 1 });
       } finally {
         await Promise.all(clients.map((c) => c.end()));

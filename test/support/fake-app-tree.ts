@@ -77,7 +77,7 @@ server.listen(Number(process.env.PORT), "127.0.0.1", () => console.log("backend 
 process.on("SIGTERM", () => server.close(() => pool.end().then(() => process.exit(0))));
 `;
 
-const FRONTEND = String.raw`
+const FRONTEND = `
 import { createServer } from "node:http";
 createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/html" });

@@ -1,10 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { MANIFEST_PATH, type PrepareManifest, readManifest } from "../upstream/manifest.js";
+import { TOOL_VERSION } from "../version.js";
 import { assembleAppTree, type BuildManifestSection } from "./assemble.js";
-import { appInputHash, compileHash } from "./inputs.js";
+import { appInputHash, compileHash, fileFingerprint } from "./inputs.js";
+import { OVERLAY_PATH, RUNTIME_BUNDLE_PATH, toolRoot } from "./locations.js";
 import { runStep, type StepSpec } from "./steps.js";
 import { pnpmCommand, readPinnedPackageManager } from "./toolchain.js";
 import { APP_LAYOUT, listTree, type TreeStats, treeStats } from "./tree-policy.js";
@@ -252,4 +256,26 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
     pruned: assembled.pruned,
     durationMs: Math.round(performance.now() - started),
   };
+}
+
+/** `build` as the CLI and `local` run it: every input from the one configuration. */
+export async function buildFromConfig(
+  config: Config,
+  log: Logger,
+  options: { force?: boolean; runtimeBundle?: string } = {},
+): Promise<BuildAppResult> {
+  const root = toolRoot();
+  return await buildApp({
+    buildDir: config.buildDir,
+    appDir: config.appDir,
+    runtimeBundle: options.runtimeBundle ?? path.join(root, RUNTIME_BUNDLE_PATH),
+    overlayDir: path.join(root, OVERLAY_PATH),
+    toolVersion: TOOL_VERSION,
+    // This module is bundled into the CLI: its own file stands for the tool's code.
+    toolFingerprint: fileFingerprint(fileURLToPath(import.meta.url)),
+    nodeVersion: process.versions.node,
+    env: process.env,
+    force: options.force ?? false,
+    log,
+  });
 }

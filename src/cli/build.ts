@@ -1,10 +1,7 @@
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { type BuildAppResult, buildApp } from "../build/build-app.js";
-import { fileFingerprint } from "../build/inputs.js";
-import { OVERLAY_PATH, RUNTIME_BUNDLE_PATH, toolRoot } from "../build/locations.js";
-import { TOOL_VERSION } from "../version.js";
+import { type BuildAppResult, buildFromConfig } from "../build/build-app.js";
+import { RUNTIME_BUNDLE_PATH } from "../build/locations.js";
 import { action } from "./common.js";
 
 function size(bytes: number): string {
@@ -49,20 +46,9 @@ export function registerBuild(program: Command): void {
           opts: { buildDir?: string; appDir?: string; force?: boolean; runtimeBundle?: string },
         ) => {
           const config = ctx.config({ "build-dir": opts.buildDir, "app-dir": opts.appDir });
-          const root = toolRoot();
-          const result = await buildApp({
-            buildDir: config.buildDir,
-            appDir: config.appDir,
-            runtimeBundle: opts.runtimeBundle
-              ? path.resolve(config.cwd, opts.runtimeBundle)
-              : path.join(root, RUNTIME_BUNDLE_PATH),
-            overlayDir: path.join(root, OVERLAY_PATH),
-            toolVersion: TOOL_VERSION,
-            toolFingerprint: fileFingerprint(fileURLToPath(import.meta.url)),
-            nodeVersion: process.versions.node,
-            env: process.env,
+          const result = await buildFromConfig(config, ctx.log, {
             force: opts.force ?? false,
-            log: ctx.log,
+            runtimeBundle: opts.runtimeBundle ? path.resolve(config.cwd, opts.runtimeBundle) : undefined,
           });
           ctx.result(result, () => describe(result));
         },

@@ -1,10 +1,7 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
-import { defaultCacheDir } from "../upstream/cache.js";
 import { MANIFEST_PATH } from "../upstream/manifest.js";
 import type { PrepareResult } from "../upstream/prepare.js";
-import { TOOL_VERSION } from "../version.js";
 import { action } from "./common.js";
 
 interface PrepareFlags {
@@ -62,18 +59,8 @@ export function registerPrepare(program: Command): void {
           "cache-dir": opts.cacheDir,
         });
         // Loaded on use: the patches pull in the TypeScript compiler (ts-morph), which no other command needs.
-        const { prepareUpstream } = await import("../upstream/prepare.js");
-        const result = await prepareUpstream({
-          repoUrl: cfg.repoUrl,
-          ref: cfg.ref,
-          buildDir: cfg.buildDir,
-          schema: cfg.schema,
-          cacheDir: defaultCacheDir(cfg.values.METAMCP_CACHE_DIR?.value || undefined),
-          overlayDir: path.join(toolRoot(), OVERLAY_PATH),
-          toolVersion: TOOL_VERSION,
-          cwd: cfg.cwd,
-          log: ctx.log,
-        });
+        const { prepareFromConfig } = await import("../upstream/prepare.js");
+        const result = await prepareFromConfig(cfg, ctx.log);
         ctx.result(result.manifest, () => describe(result));
       }),
     );

@@ -1,11 +1,9 @@
-import path from "node:path";
-import { buildApp } from "../build/build-app.js";
-import { OVERLAY_PATH, RUNTIME_BUNDLE_PATH, toolRoot } from "../build/locations.js";
+import { buildFromConfig } from "../build/build-app.js";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../log/logger.js";
-import { defaultCacheDir, normalizeRepoUrl } from "../upstream/cache.js";
+import { normalizeRepoUrl } from "../upstream/cache.js";
 import { readManifest } from "../upstream/manifest.js";
-import { prepareUpstream } from "../upstream/prepare.js";
+import { prepareFromConfig } from "../upstream/prepare.js";
 import { TOOL_VERSION } from "../version.js";
 
 /** Why the prepared tree cannot be reused for this configuration, or undefined when it can. */
@@ -31,32 +29,12 @@ export function prepareStaleReason(config: Config): string | undefined {
  * prepared tree does not match the configuration, build always (it is a no-op when nothing changed).
  */
 export async function ensureBuilt(config: Config, log: Logger): Promise<void> {
-  const root = toolRoot();
   const stale = prepareStaleReason(config);
   if (stale) {
     log.info(`prepare: ${stale}`);
-    await prepareUpstream({
-      repoUrl: config.repoUrl,
-      ref: config.ref,
-      buildDir: config.buildDir,
-      schema: config.schema,
-      cacheDir: defaultCacheDir(config.values.METAMCP_CACHE_DIR?.value || undefined),
-      overlayDir: path.join(root, OVERLAY_PATH),
-      toolVersion: TOOL_VERSION,
-      cwd: config.cwd,
-      log,
-    });
+    await prepareFromConfig(config, log);
   } else {
     log.info(`prepare: reusing ${config.buildDir} (current)`);
   }
-  await buildApp({
-    buildDir: config.buildDir,
-    appDir: config.appDir,
-    runtimeBundle: path.join(root, RUNTIME_BUNDLE_PATH),
-    overlayDir: path.join(root, OVERLAY_PATH),
-    toolVersion: TOOL_VERSION,
-    nodeVersion: process.versions.node,
-    env: process.env,
-    log,
-  });
+  await buildFromConfig(config, log);
 }

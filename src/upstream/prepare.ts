@@ -10,10 +10,13 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
+import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { applyPatches, DiskTree, PATCHES, type Patch } from "../patches/index.js";
-import { normalizeRepoUrl, syncMirror } from "./cache.js";
+import { TOOL_VERSION } from "../version.js";
+import { defaultCacheDir, normalizeRepoUrl, syncMirror } from "./cache.js";
 import { exportCommit } from "./checkout.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
 import { listRefs, type ResolvedRef, resolveRef } from "./refs.js";
@@ -180,4 +183,19 @@ function swapIntoPlace(src: string, dest: string): void {
     throw err;
   }
   rmSync(old, { recursive: true, force: true });
+}
+
+/** `prepare` as the CLI and `local` run it: every input from the one configuration. */
+export async function prepareFromConfig(config: Config, log: Logger): Promise<PrepareResult> {
+  return await prepareUpstream({
+    repoUrl: config.repoUrl,
+    ref: config.ref,
+    buildDir: config.buildDir,
+    schema: config.schema,
+    cacheDir: defaultCacheDir(config.values.METAMCP_CACHE_DIR?.value || undefined),
+    overlayDir: path.join(toolRoot(), OVERLAY_PATH),
+    toolVersion: TOOL_VERSION,
+    cwd: config.cwd,
+    log,
+  });
 }

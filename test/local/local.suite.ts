@@ -76,6 +76,21 @@ describe("metamcp-databricks local", () => {
       (await fetch(`${state.appUrl}/metamcp/notes?body=kept`, { method: "POST", headers: auth })).status,
     ).toBe(200);
 
+    // Renewals during the run (5 s credentials): every request keeps working.
+    const renewed = () =>
+      (readFileSync(path.join(work, "state/local.log"), "utf8").match(/database credential renewed/g) ?? [])
+        .length;
+    const failed: number[] = [];
+    await waitFor(
+      async () => {
+        const r = await fetch(`${state.appUrl}/metamcp/fresh`, { headers: auth });
+        if (r.status !== 200) failed.push(r.status);
+        return renewed() >= 2 ? true : undefined;
+      },
+      { timeoutMs: 30_000, what: "two credential renewals", intervalMs: 100 },
+    );
+    expect(failed).toEqual([]);
+
     const s1 = await status();
     expect(s1.status).toBe("healthy");
     const pids = s1 as unknown as { supervisorPid: number; appPid: number; pgPid: number };

@@ -159,6 +159,17 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(app.lines.join("\n")).not.toContain("a-real-looking-secret-0123456789");
     });
 
+    it("serves with a provisioned (legacy) Lakebase instance too", async () => {
+      const app = startRuntime({
+        LAKEBASE_KIND: "provisioned",
+        LAKEBASE_ENDPOINT: undefined,
+        LAKEBASE_INSTANCE_NAME: "metamcp-test-db",
+      });
+      await waitReady(app);
+      expect(await (await appGet("/metamcp/fresh")).json()).toEqual({ schema: "metamcp_app" });
+      expect(app.lines.join("\n")).toContain("Lakebase credential (provisioned)");
+    });
+
     it("restarts a child that exits with code 0 instead of taking it for success", async () => {
       const app = startRuntime();
       await waitReady(app);
@@ -203,6 +214,16 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         { LAKEBASE_ENDPOINT: "projects/x/branches/y/endpoints/z" },
         4,
         /does not exist/,
+      ],
+      [
+        "an unknown provisioned instance",
+        {
+          LAKEBASE_KIND: "provisioned",
+          LAKEBASE_ENDPOINT: undefined,
+          LAKEBASE_INSTANCE_NAME: "no-such-instance",
+        },
+        4,
+        /no-such-instance/,
       ],
       [
         "an unreachable workspace",

@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { UserError } from "../errors.js";
 import { localDown, localLogs, localStatus, localUp } from "../local/commands.js";
+import { maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
 
 interface UpOptions {
@@ -73,7 +74,12 @@ export function registerLocal(program: Command): void {
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
     .action(
       action(
-        async (ctx, opts: { follow?: boolean }) => await localLogs(ctx.config(), ctx, opts.follow ?? false),
+        async (ctx, opts: { follow?: boolean }) =>
+          await localLogs(
+            ctx.config(),
+            (text) => process.stdout.write(maskSecrets(text)),
+            opts.follow ?? false,
+          ),
       ),
     );
 }

@@ -262,7 +262,12 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
   return 0;
 }
 
-export async function localLogs(config: Config, ctx: CommandContext, follow: boolean): Promise<number> {
+/** Prints the app's log file through `write` (the CLI's stdout), then follows it until Ctrl-C. */
+export async function localLogs(
+  config: Config,
+  write: (text: string) => void,
+  follow: boolean,
+): Promise<number> {
   const paths = localPaths(config.local.stateDir);
   if (!existsSync(paths.logFile)) {
     throw new UserError(
@@ -278,7 +283,7 @@ export async function localLogs(config: Config, ctx: CommandContext, follow: boo
     if (size < offset) offset = 0;
     if (size === offset) return;
     const stream = createReadStream(paths.logFile, { start: offset, end: size - 1 });
-    for await (const chunk of stream) process.stdout.write(chunk as Buffer);
+    for await (const chunk of stream) write(String(chunk));
     offset = size;
   };
   await printFrom();
@@ -290,6 +295,5 @@ export async function localLogs(config: Config, ctx: CommandContext, follow: boo
       resolve();
     });
   });
-  void ctx;
   return 0;
 }

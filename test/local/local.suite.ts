@@ -91,6 +91,10 @@ describe("metamcp-databricks local", () => {
     );
     expect(failed).toEqual([]);
 
+    const logs = await cli(["local", "logs"]);
+    expect(logs.exitCode).toBe(0);
+    expect(logs.stdout).toContain("MetaMCP is ready");
+
     const s1 = await status();
     expect(s1.status).toBe("healthy");
     const pids = s1 as unknown as { supervisorPid: number; appPid: number; pgPid: number };

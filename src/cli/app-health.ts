@@ -1,6 +1,47 @@
 import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { getApp } from "../databricks/apps.js";
+import { pollHealth } from "../databricks/health.js";
+import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
+import { DatabricksError } from "../errors.js";
+import { positiveSeconds } from "./app-deploy.js";
+import { action } from "./common.js";
 
 export function registerAppHealth(program: Command): void {
-  registerNotYet(program, "app-health", "Check <app url>/metamcp/health through the Apps proxy");
+  program
+    .command("app-health")
+    .description(
+      "GET <app url>/metamcp/health through the Apps proxy with an OAuth token, until healthy or timeout",
+    )
+    .option("--timeout <seconds>", "give up after this long", "120")
+    .option("--interval <seconds>", "between attempts", "2")
+    .action(
+      action(async (ctx, opts: { timeout?: string; interval?: string }) => {
+        const config = ctx.config();
+        const ws = await connectWorkspace(config);
+        // PATs are refused by the Apps proxy: say so before anything else.
+        await oauthToken(ws);
+        const app = await getApp(ws, config.appName, config.target);
+        if (!app.url) {
+          throw new DatabricksError(
+            "no_app_url",
+            `app ${config.appName} has no URL yet (compute ${app.compute_status?.state ?? "?"})`,
+            `run \`make app-deploy TARGET=${config.target}\``,
+          );
+        }
+        const result = await pollHealth({
+          appUrl: normalizeAppUrl(app.url),
+          token: () => oauthToken(ws),
+          timeoutMs: positiveSeconds(opts.timeout, "--timeout", 120) * 1000,
+          intervalMs: positiveSeconds(opts.interval, "--interval", 2) * 1000,
+          onAttempt: (a) =>
+            a.problem && ctx.log.info(`not healthy yet: ${a.problem} (${a.latencyMs.toFixed(0)} ms)`),
+        });
+        ctx.result(result, () =>
+          result.healthy
+            ? `healthy: ${result.url} → ${result.status} in ${result.latencyMs?.toFixed(0)} ms (attempt ${result.attempts}, ${(result.elapsedMs / 1000).toFixed(1)}s)`
+            : `NOT healthy after ${(result.elapsedMs / 1000).toFixed(0)}s and ${result.attempts} attempts: ${result.url} → ${result.problem}\n  → look at \`make app-logs TARGET=${config.target}\` and \`make app-status TARGET=${config.target}\``,
+        );
+        return result.healthy ? 0 : 4;
+      }),
+    );
 }

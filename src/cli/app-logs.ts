@@ -1,6 +1,71 @@
 import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { getApp } from "../databricks/apps.js";
+import { type AppLogEntry, streamLogs } from "../databricks/logs.js";
+import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
+import { DatabricksError, UserError } from "../errors.js";
+import { maskDeep, maskSecrets } from "../log/secrets.js";
+import { action } from "./common.js";
+
+function formatEntry(e: AppLogEntry): string {
+  const time = new Date(e.timestamp * 1000).toISOString();
+  return `${time} [${e.source}] ${e.message.trimEnd()}`;
+}
 
 export function registerAppLogs(program: Command): void {
-  registerNotYet(program, "app-logs", "Stream the app's logs");
+  program
+    .command("app-logs")
+    .description("The app's logs from its WebSocket stream (<app url>/logz/stream)")
+    .option("-f, --follow", "keep streaming (reconnecting when the stream drops) until Ctrl-C")
+    .option("--search <text>", "only lines containing this text (filtered by the platform)")
+    .option("--tail <n>", "without --follow: only the last N lines")
+    .action(
+      action(async (ctx, opts: { follow?: boolean; search?: string; tail?: string }) => {
+        const tail = opts.tail === undefined ? undefined : Number(opts.tail);
+        if (tail !== undefined && (!Number.isInteger(tail) || tail <= 0))
+          throw new UserError("invalid_option", "--tail must be a positive whole number");
+        const config = ctx.config();
+        const ws = await connectWorkspace(config);
+        // PATs are refused by the Apps proxy: say so before anything else.
+        await oauthToken(ws);
+        const app = await getApp(ws, config.appName, config.target);
+        if (!app.url)
+          throw new DatabricksError(
+            "no_app_url",
+            `app ${config.appName} has no URL yet`,
+            `run \`make app-deploy TARGET=${config.target}\``,
+          );
+        const ac = new AbortController();
+        const stop = () => ac.abort();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+        const json = ctx.globals.json ?? false;
+        const out = (e: AppLogEntry) =>
+          process.stdout.write(`${json ? JSON.stringify(maskDeep(e)) : maskSecrets(formatEntry(e))}\n`);
+        const held: AppLogEntry[] = [];
+        try {
+          const r = await streamLogs({
+            appUrl: normalizeAppUrl(app.url),
+            token: () => oauthToken(ws),
+            search: opts.search,
+            follow: opts.follow ?? false,
+            signal: ac.signal,
+            onEntry: (e) => {
+              if (tail !== undefined && !opts.follow) {
+                held.push(e);
+                if (held.length > tail) held.shift();
+              } else out(e);
+            },
+            onReconnect: (n, delay) =>
+              ctx.log.warn(
+                `log stream dropped: reconnecting in ${(delay / 1000).toFixed(1)}s (attempt ${n})`,
+              ),
+          });
+          for (const e of held) out(e);
+          ctx.log.debug(`${r.entries} lines, ${r.reconnects} reconnects`);
+        } finally {
+          process.off("SIGINT", stop);
+          process.off("SIGTERM", stop);
+        }
+      }),
+    );
 }

@@ -1,6 +1,34 @@
 import type { Command } from "commander";
-import { registerNotYet } from "./not-yet.js";
+import { type AppStatus, appStatusOf, type DeploymentInfo, getApp } from "../databricks/apps.js";
+import { connectWorkspace } from "../databricks/workspace.js";
+import { action } from "./common.js";
+
+function deployment(label: string, d: DeploymentInfo | undefined): string {
+  if (!d) return `  ${label.padEnd(10)} none`;
+  return `  ${label.padEnd(10)} ${d.id} ${d.state ?? "?"}${d.message ? ` (${d.message})` : ""}${d.createTime ? ` since ${d.createTime}` : ""}`;
+}
+
+export function formatStatus(s: AppStatus): string {
+  return [
+    `app ${s.name}`,
+    `  state      ${s.appState ?? "?"}${s.appMessage ? ` (${s.appMessage})` : ""}`,
+    `  compute    ${s.computeState ?? "?"}${s.computeMessage ? ` (${s.computeMessage})` : ""}`,
+    `  url        ${s.url ?? "(none yet)"}`,
+    deployment("active", s.activeDeployment),
+    deployment("pending", s.pendingDeployment),
+  ].join("\n");
+}
 
 export function registerAppStatus(program: Command): void {
-  registerNotYet(program, "app-status", "Show app, compute and deployment state");
+  program
+    .command("app-status")
+    .description("The app's state, compute state, URL, and active and pending deployments")
+    .action(
+      action(async (ctx) => {
+        const config = ctx.config();
+        const ws = await connectWorkspace(config);
+        const status = appStatusOf(await getApp(ws, config.appName, config.target));
+        ctx.result(status, () => formatStatus(status));
+      }),
+    );
 }

@@ -9,8 +9,8 @@ import {
   statSync,
   watch,
 } from "node:fs";
-import { createInterface } from "node:readline/promises";
 import type { CommandContext } from "../cli/common.js";
+import { confirm } from "../cli/confirm.js";
 import type { Config } from "../config/load.js";
 import { UserError } from "../errors.js";
 import { killGroup } from "./app-process.js";
@@ -50,17 +50,6 @@ function readyBanner(state: LocalRunState): string {
     "          (and MetaMCP's own API key for the endpoint, as configured in the UI)",
     `  logs:   metamcp-databricks local logs --follow      stop: metamcp-databricks local down`,
   ].join("\n");
-}
-
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`${question} [y/N] `);
-    return /^y(es)?$/i.test(answer.trim());
-  } finally {
-    rl.close();
-  }
 }
 
 function statusOf(config: Config): { state?: LocalRunState; running: boolean } {

@@ -1,13 +1,13 @@
-import type { IncomingMessage } from "node:http";
-import type { Duplex } from "node:stream";
-import { createProxyServer } from "http-proxy-3";
-import { WebSocketServer } from "ws";
 import type { Config } from "../../config/load.js";
 import type { Logger } from "../../log/logger.js";
 import type { EmbeddedPostgresHandle } from "../postgres.js";
 import { setRolePassword } from "../postgres.js";
 import type { LocalSecrets } from "../state.js";
-import { registerOidc, requireBearer } from "./oidc.js";
+
+export { LogBuffer, type LogEntry } from "./apps-proxy.js";
+
+import { LogBuffer, registerAppsProxy } from "./apps-proxy.js";
+import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
 import { ApiError, newRequestId, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
 
@@ -33,33 +33,6 @@ export interface LocalPlatform {
   close(): Promise<void>;
 }
 
-export interface LogEntry {
-  source: string;
-  /** Seconds since the epoch, as the real stream sends it. */
-  timestamp: number;
-  message: string;
-}
-
-/** The app's output, kept for late subscribers and pushed live to every `/logz/stream` client. */
-export class LogBuffer {
-  private readonly entries: LogEntry[] = [];
-  private readonly listeners = new Set<(e: LogEntry) => void>();
-  constructor(private readonly max = 5000) {}
-  push(source: string, message: string): void {
-    const entry = { source, timestamp: Date.now() / 1000, message };
-    this.entries.push(entry);
-    if (this.entries.length > this.max) this.entries.shift();
-    for (const l of this.listeners) l(entry);
-  }
-  snapshot(): LogEntry[] {
-    return [...this.entries];
-  }
-  subscribe(listener: (e: LogEntry) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-}
-
 const USER_EMAIL = "local-user@example.com";
 
 /**
@@ -78,6 +51,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
   const proxyPortUrl = `http://127.0.0.1:${options.proxyPort}`;
 
   registerOidc(workspace, { tokens, clients: new Map([[secrets.clientId, secrets.clientSecret]]) });
+  registerOidcDiscovery(workspace);
 
   // Each credential becomes the role's password, valid until its expiry: PostgreSQL refuses it after.
   const issueCredential = async (): Promise<{ token: string; expires: Date }> => {
@@ -140,63 +114,13 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     };
   });
 
-  // The Apps proxy: every request needs a valid bearer token; without one the browser is sent to log in.
-  const proxy = createProxyServer({ target: `http://127.0.0.1:${options.appPort}`, xfwd: true, ws: true });
-  proxy.on("error", (err, _req, res) => {
-    const r = res as unknown as {
-      headersSent?: boolean;
-      writeHead?: (s: number, h: object) => void;
-      end?: (b: string) => void;
-      destroy?: () => void;
-    };
-    if (r.writeHead && !r.headersSent) {
-      r.writeHead(502, { "content-type": "text/plain" });
-      r.end?.(`Bad gateway: the app is not answering (${err.message})`);
-    } else r.destroy?.();
-  });
-  const forwardedHeaders = (req: IncomingMessage) => {
-    req.headers["x-forwarded-email"] = USER_EMAIL;
-    req.headers["x-forwarded-user"] = USER_EMAIL;
-    req.headers["x-forwarded-preferred-username"] = "local-user";
-    req.headers["x-real-ip"] = req.socket.remoteAddress ?? "127.0.0.1";
-  };
-  appHost.fallback((req, res) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
-      res.writeHead(302, {
-        location: `${workspace.url}/login.html?next_url=${encodeURIComponent(req.url ?? "/")}`,
-      });
-      res.end();
-      return true;
-    }
-    forwardedHeaders(req);
-    proxy.web(req, res);
-    return true;
-  });
-  const wss = new WebSocketServer({ noServer: true });
-  appHost.upgrade("/logz/stream", (req, socket: Duplex, head) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
-      socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.once("message", (data) => {
-        const filter = String(data);
-        const send = (e: LogEntry) => {
-          if (!filter || e.message.includes(filter)) ws.send(JSON.stringify(e));
-        };
-        for (const e of logs.snapshot()) send(e);
-        const unsubscribe = logs.subscribe(send);
-        ws.on("close", unsubscribe);
-      });
-    });
-  });
-  appHost.upgrade("/", (req, socket: Duplex, head) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
-      socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
-      return;
-    }
-    forwardedHeaders(req);
-    proxy.ws(req, socket, head);
+  // The Apps proxy on the user's port (bearer token, login redirect, X-Forwarded-*, ws, /logz/stream).
+  const appsProxy = registerAppsProxy(appHost, {
+    tokens,
+    target: `http://127.0.0.1:${options.appPort}`,
+    loginUrl: () => `${workspace.url}/login.html`,
+    logs,
+    userEmail: USER_EMAIL,
   });
 
   await workspace.listen(0);
@@ -237,8 +161,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     userToken: user.token,
     logs,
     async close() {
-      wss.close();
-      proxy.close();
+      appsProxy.close();
       await appHost.close();
       await workspace.close();
     },

@@ -60,3 +60,19 @@ export function requireBearer(tokens: TokenStore, req: IncomingMessage): string 
   if (!t) throw new ApiError(401, "UNAUTHENTICATED", "Invalid access token.");
   return t.subject;
 }
+
+/**
+ * OIDC discovery, as the SDKs use it to find the token endpoint for OAuth M2M
+ * (`GET /oidc/.well-known/oauth-authorization-server`).
+ */
+export function registerOidcDiscovery(server: PlatformServer): void {
+  server.route("GET", "/oidc/.well-known/oauth-authorization-server", ({ req }) => {
+    const base = `http://${req.headers.host}`;
+    return {
+      issuer: `${base}/oidc`,
+      authorization_endpoint: `${base}/oidc/v1/authorize`,
+      token_endpoint: `${base}/oidc/v1/token`,
+      grant_types_supported: ["client_credentials", "authorization_code", "refresh_token"],
+    };
+  });
+}

@@ -1,0 +1,151 @@
+import { execa } from "execa";
+import semver from "semver";
+import { DatabricksError, UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { maskSecrets } from "../log/secrets.js";
+
+/** `lifecycle.started` on apps and `postgres_projects` in bundles arrived in this release. */
+export const MIN_CLI_VERSION = "0.297.0";
+
+export const CLI_INSTALL_HINT =
+  "install or upgrade it: https://docs.databricks.com/dev-tools/cli/install (e.g. `brew install databricks/tap/databricks` or `curl -fsSL https://raw.githubusercontent.com/databricks/setup-cli/main/install.sh | sh`); or point DATABRICKS_CLI at the binary";
+
+export interface CliResult {
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliRunOptions {
+  /** Working directory (the bundle root for `bundle` commands). */
+  cwd?: string;
+  /** Each output line as it arrives (long steps show progress). */
+  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Text on stdin (secret values never go on the command line). */
+  input?: string;
+}
+
+/**
+ * The Databricks CLI, the engine for bundles. We detect it and check its version; we never install
+ * it (it is not on npm). Every call names the profile explicitly.
+ */
+export class DatabricksCli {
+  private checkedVersion: string | undefined;
+
+  constructor(
+    readonly bin: string,
+    readonly profile: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The installed version, e.g. `0.297.0`; throws `cli_missing` when there is no binary. */
+  async version(): Promise<string> {
+    if (this.checkedVersion) return this.checkedVersion;
+    let out: string;
+    try {
+      const r = await execa(this.bin, ["version"], { reject: false, timeout: 30_000 });
+      if (r.failed && (r as { code?: string }).code === "ENOENT") throw enoent(this.bin);
+      out = `${r.stdout}\n${r.stderr}`;
+    } catch (err) {
+      if ((err as { code?: string }).code === "ENOENT" || isUserError(err)) throw enoent(this.bin);
+      throw err;
+    }
+    const v = semver.coerce(/v?(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? "")?.version;
+    if (!v) {
+      throw new UserError(
+        "cli_version_unknown",
+        `could not read the Databricks CLI version from \`${this.bin} version\`: ${out.trim().slice(0, 200)}`,
+        2,
+        CLI_INSTALL_HINT,
+      );
+    }
+    this.checkedVersion = v;
+    return v;
+  }
+
+  /** Fails with how to upgrade when the CLI is older than {@link MIN_CLI_VERSION}. */
+  async requireVersion(): Promise<string> {
+    const v = await this.version();
+    if (semver.lt(v, MIN_CLI_VERSION)) {
+      throw new UserError(
+        "cli_too_old",
+        `Databricks CLI ${v} is too old: ${MIN_CLI_VERSION} or later is needed (app lifecycle, Lakebase postgres_projects)`,
+        2,
+        CLI_INSTALL_HINT,
+      );
+    }
+    return v;
+  }
+
+  /** Runs `databricks <args> --profile P`; a non-zero exit becomes a DatabricksError with its output. */
+  async run(args: string[], options: CliRunOptions = {}): Promise<CliResult> {
+    const full = [...args, "--profile", this.profile];
+    this.log.debug(`$ ${this.bin} ${full.join(" ")}`);
+    const child = execa(this.bin, full, {
+      cwd: options.cwd,
+      reject: false,
+      input: options.input,
+      env: { DATABRICKS_CONFIG_PROFILE: this.profile },
+      // Non-interactive: never wait on a prompt.
+      stdin: options.input === undefined ? "ignore" : "pipe",
+    });
+    if (options.onLine) {
+      const each = (stream: "stdout" | "stderr") => (chunk: Buffer) => {
+        for (const line of chunk.toString("utf8").split(/\r?\n/))
+          if (line.trim()) options.onLine?.(line, stream);
+      };
+      child.stdout?.on("data", each("stdout"));
+      child.stderr?.on("data", each("stderr"));
+    }
+    const r = await child;
+    if ((r as { code?: string }).code === "ENOENT") throw enoent(this.bin);
+    if (r.exitCode !== 0) {
+      throw cliFailure(args, r.exitCode ?? -1, String(r.stdout ?? ""), String(r.stderr ?? ""), this.profile);
+    }
+    return { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? "") };
+  }
+
+  /** Runs a command with `-o json` and parses its stdout. */
+  async json<T>(args: string[], options: CliRunOptions = {}): Promise<T> {
+    const r = await this.run([...args, "-o", "json"], options);
+    try {
+      return JSON.parse(r.stdout) as T;
+    } catch {
+      throw new DatabricksError(
+        "cli_bad_output",
+        `\`databricks ${args.join(" ")} -o json\` did not print JSON: ${maskSecrets(r.stdout.slice(0, 300))}`,
+      );
+    }
+  }
+}
+
+function isUserError(err: unknown): boolean {
+  return err instanceof UserError;
+}
+
+function enoent(bin: string): UserError {
+  return new UserError("cli_missing", `the Databricks CLI (\`${bin}\`) was not found`, 2, CLI_INSTALL_HINT);
+}
+
+const NOT_LOGGED_IN =
+  /not logged in|no cached credentials|auth login|invalid access token|refresh token is invalid|token.*expired|default auth: cannot configure default credentials|OAuth is not configured/i;
+
+/** Turns a failed CLI call into a message that says what went wrong and what to do. */
+export function cliFailure(
+  args: string[],
+  exitCode: number,
+  stdout: string,
+  stderr: string,
+  profile: string,
+): DatabricksError {
+  const output = `${stderr}\n${stdout}`.trim();
+  const tail = output.split(/\r?\n/).slice(-15).join("\n");
+  const command = `databricks ${args.join(" ")}`;
+  if (NOT_LOGGED_IN.test(output)) {
+    return new DatabricksError(
+      "not_logged_in",
+      `\`${command}\` failed: profile ${profile} is not logged in\n${tail}`,
+      `run \`databricks auth login --profile ${profile}\``,
+    );
+  }
+  return new DatabricksError("cli_failed", `\`${command}\` failed (exit ${exitCode}):\n${tail}`);
+}

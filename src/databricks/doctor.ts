@@ -1,0 +1,121 @@
+import { execa } from "execa";
+import semver from "semver";
+import type { Config } from "../config/load.js";
+import { isUserError } from "../errors.js";
+import { type DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
+import { connectWorkspace, loginHint, type Workspace } from "./workspace.js";
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** What was found (version, user, names). */
+  detail: string;
+  /** What to do when it failed. */
+  fix?: string;
+  skipped?: boolean;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  checks: Check[];
+  /** The connected workspace when the profile works (bundle-deploy reuses it). */
+  workspace?: Workspace;
+}
+
+const MIN_NODE = "20.0.0";
+
+function failure(name: string, err: unknown, fallbackFix: string): Check {
+  const e = err as Error & { hint?: string };
+  return {
+    name,
+    ok: false,
+    detail: (e.message ?? String(err)).split("\n")[0] ?? "",
+    fix: isUserError(err) && e.hint ? e.hint : fallbackFix,
+  };
+}
+
+/** Everything the Databricks steps need, one line each, with the fix for each failure. */
+export async function runDoctor(
+  config: Config,
+  cli: DatabricksCli,
+  otherTarget?: Config,
+): Promise<DoctorReport> {
+  const checks: Check[] = [];
+
+  const git = await execa("git", ["--version"], { reject: false }).catch(() => undefined);
+  checks.push(
+    git && git.exitCode === 0
+      ? { name: "git", ok: true, detail: String(git.stdout).trim() }
+      : {
+          name: "git",
+          ok: false,
+          detail: "git was not found",
+          fix: "install git (e.g. `apt-get install git`)",
+        },
+  );
+
+  const node = process.versions.node;
+  checks.push(
+    semver.gte(node, MIN_NODE)
+      ? { name: "node", ok: true, detail: `Node ${node}` }
+      : { name: "node", ok: false, detail: `Node ${node}`, fix: `install Node ${MIN_NODE} or later` },
+  );
+
+  try {
+    const v = await cli.requireVersion();
+    checks.push({ name: "databricks-cli", ok: true, detail: `Databricks CLI ${v} (>= ${MIN_CLI_VERSION})` });
+  } catch (err) {
+    checks.push(failure("databricks-cli", err, `install the Databricks CLI ${MIN_CLI_VERSION} or later`));
+  }
+
+  let workspace: Workspace | undefined;
+  try {
+    workspace = await connectWorkspace(config);
+    checks.push({
+      name: "profile",
+      ok: true,
+      detail: `profile ${config.profile}: ${workspace.host} (${workspace.authType})`,
+    });
+  } catch (err) {
+    checks.push(failure("profile", err, loginHint(config.profile)));
+  }
+
+  if (workspace) {
+    try {
+      const me = await workspace.client.currentUser.me();
+      checks.push({ name: "workspace", ok: true, detail: `reachable, signed in as ${me.userName ?? me.id}` });
+    } catch (err) {
+      checks.push(failure("workspace", err, `check the host of profile ${config.profile} and your network`));
+    }
+  } else {
+    checks.push({ name: "workspace", ok: false, skipped: true, detail: "skipped: no working profile" });
+  }
+
+  const names = `app ${config.appName}, ${
+    config.lakebase.kind === "autoscaling"
+      ? `Lakebase project ${config.lakebase.project}/${config.lakebase.branch}`
+      : `Lakebase instance ${config.lakebase.instanceName}`
+  }, database ${config.lakebase.database}, schema ${config.schema}, secret ${config.secret.scope}/${config.secret.key}`;
+  if (otherTarget && otherTarget.appName === config.appName) {
+    checks.push({
+      name: "names",
+      ok: false,
+      detail: `${names}: dev and prod would share app ${config.appName}`,
+      fix: "unset APP_NAME and set APP_BASE_NAME, so each target derives its own names",
+    });
+  } else {
+    checks.push({ name: "names", ok: true, detail: `${names} (target ${config.target})` });
+  }
+
+  return { ok: checks.every((c) => c.ok), checks, workspace };
+}
+
+export function formatChecks(checks: Check[]): string {
+  return checks
+    .map((c) => {
+      const mark = c.ok ? "✔" : c.skipped ? "-" : "✖";
+      const line = `${mark} ${c.name.padEnd(15)} ${c.detail}`;
+      return c.fix && !c.ok ? `${line}\n  → ${c.fix}` : line;
+    })
+    .join("\n");
+}

@@ -1,0 +1,88 @@
+import { DatabricksError } from "../errors.js";
+
+export interface HealthAttempt {
+  status?: number;
+  latencyMs: number;
+  /** Why this attempt was not healthy. */
+  problem?: string;
+}
+
+export interface HealthResult {
+  healthy: boolean;
+  url: string;
+  status?: number;
+  latencyMs?: number;
+  attempts: number;
+  elapsedMs: number;
+  problem?: string;
+}
+
+export interface HealthOptions {
+  /** The app's public URL (normalised, no trailing slash). */
+  appUrl: string;
+  /** A fresh OAuth token for each attempt (the SDK refreshes it). */
+  token: () => Promise<string>;
+  timeoutMs: number;
+  intervalMs?: number;
+  onAttempt?: (a: HealthAttempt) => void;
+}
+
+export const HEALTH_PATH = "/metamcp/health";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Polls `<app url>/metamcp/health` through the Apps proxy until it answers 200 or the timeout passes.
+ * A redirect is the proxy's login page: the token was not accepted, which no amount of waiting fixes.
+ */
+export async function pollHealth(options: HealthOptions): Promise<HealthResult> {
+  const url = `${options.appUrl}${HEALTH_PATH}`;
+  const started = Date.now();
+  const deadline = started + options.timeoutMs;
+  let attempts = 0;
+  let last: HealthAttempt = { latencyMs: 0 };
+  for (;;) {
+    attempts++;
+    const token = await options.token();
+    const t0 = performance.now();
+    try {
+      const remaining = Math.max(1000, Math.min(10_000, deadline - Date.now()));
+      const res = await fetch(url, {
+        headers: { authorization: `Bearer ${token}` },
+        redirect: "manual",
+        signal: AbortSignal.timeout(remaining),
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      const latencyMs = performance.now() - t0;
+      if (res.status === 200) {
+        options.onAttempt?.({ status: 200, latencyMs });
+        return { healthy: true, url, status: 200, latencyMs, attempts, elapsedMs: Date.now() - started };
+      }
+      if (res.status >= 300 && res.status < 400) {
+        const location = res.headers.get("location") ?? "";
+        throw new DatabricksError(
+          "redirected_to_login",
+          `${url} answered ${res.status}, a redirect to the login page (${location.split("?")[0]}): the Apps proxy did not accept the token, so the app's health is unknown`,
+          "use an OAuth profile: `databricks auth login --profile <profile>` (PATs are not accepted), or a client-id/secret profile",
+        );
+      }
+      last = { status: res.status, latencyMs, problem: `HTTP ${res.status}` };
+    } catch (err) {
+      if (err instanceof DatabricksError) throw err;
+      last = { latencyMs: performance.now() - t0, problem: (err as Error).message };
+    }
+    options.onAttempt?.(last);
+    if (Date.now() + (options.intervalMs ?? 2000) > deadline) {
+      return {
+        healthy: false,
+        url,
+        status: last.status,
+        latencyMs: last.latencyMs,
+        attempts,
+        elapsedMs: Date.now() - started,
+        problem: last.problem,
+      };
+    }
+    await sleep(options.intervalMs ?? 2000);
+  }
+}

@@ -1,0 +1,302 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { Document } from "yaml";
+import type { Config } from "../config/load.js";
+import { TARGETS, type Target } from "../config/variables.js";
+import { UserError } from "../errors.js";
+
+/**
+ * `databricks.yml` and `app.yaml`, rendered from the one config. The bundle root is the folder that
+ * holds the app tree (default `build/`), so `source_code_path` is the app tree itself and the sync
+ * needs no path outside the root. Both targets live in one file; each gets its own names.
+ */
+
+/** The resource keys inside the bundle (stable: `bundle summary` is read by these). */
+export const BUNDLE_KEYS = {
+  app: "metamcp",
+  project: "metamcp_db",
+  instance: "metamcp_db",
+  secretScope: "metamcp_secrets",
+} as const;
+
+/** The app resources' names, which app.yaml's `valueFrom` refers to. */
+export const APP_RESOURCE_NAMES = {
+  postgres: "postgres",
+  database: "database",
+  secret: "better-auth-secret",
+} as const;
+
+/** A bundle interpolation, `${path}`, resolved by the Databricks CLI (never by us). */
+export function ref(path: string): string {
+  return `$${"{"}${path}}`;
+}
+
+export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;
+
+export interface RenderedBundle {
+  /** Where `databricks.yml` goes for `bundle-deploy`: the parent of the app tree. */
+  bundleDir: string;
+  appDir: string;
+  databricksYml: string;
+  appYaml: string;
+  /** The bundle variables for the selected target, passed as `--var name=value` too. */
+  variables: Record<string, string>;
+  warnings: string[];
+}
+
+/** Bundle variables (snake_case) and where each value comes from in the config. */
+function bundleVariables(config: Config): Record<string, string> {
+  const vars: Record<string, string> = {
+    app_name: config.appName,
+    db_schema: config.schema,
+    lakebase_database: config.lakebase.database,
+    secret_scope: config.secret.scope,
+    secret_key: config.secret.key,
+  };
+  if (config.lakebase.kind === "autoscaling") {
+    vars.lakebase_project = config.lakebase.project;
+    vars.lakebase_branch = config.lakebase.branch;
+  } else {
+    vars.lakebase_instance = config.lakebase.instanceName;
+  }
+  return vars;
+}
+
+const VARIABLE_DESCRIPTIONS: Record<string, string> = {
+  app_name: "Databricks App name (APP_NAME)",
+  db_schema: "PostgreSQL schema holding every MetaMCP table (METAMCP_DB_SCHEMA)",
+  lakebase_project: "Lakebase autoscaling project id (LAKEBASE_PROJECT)",
+  lakebase_branch: "Lakebase branch the app uses (LAKEBASE_BRANCH)",
+  lakebase_instance: "Lakebase provisioned instance name (LAKEBASE_INSTANCE_NAME)",
+  lakebase_database: "PostgreSQL database in Lakebase (LAKEBASE_DATABASE)",
+  secret_scope: "Secret scope holding BETTER_AUTH_SECRET (SECRET_SCOPE)",
+  secret_key: "Key of BETTER_AUTH_SECRET in the scope (SECRET_KEY)",
+};
+
+function appResources(config: Config): unknown[] {
+  const { kind, create } = config.lakebase;
+  const secretScope = ref(`resources.secret_scopes.${BUNDLE_KEYS.secretScope}.name`);
+  const secret = {
+    name: APP_RESOURCE_NAMES.secret,
+    secret: { scope: secretScope, key: ref("var.secret_key"), permission: "READ" },
+  };
+  if (kind === "autoscaling") {
+    // A reference to the project (when the bundle creates it) orders the app after it.
+    const project = create
+      ? ref(`resources.postgres_projects.${BUNDLE_KEYS.project}.project_id`)
+      : ref("var.lakebase_project");
+    const branch = `projects/${project}/branches/${ref("var.lakebase_branch")}`;
+    return [
+      {
+        name: APP_RESOURCE_NAMES.postgres,
+        postgres: {
+          branch,
+          database: `${branch}/databases/${ref("var.lakebase_database")}`,
+          permission: "CAN_CONNECT_AND_CREATE",
+        },
+      },
+      secret,
+    ];
+  }
+  const instance = create
+    ? ref(`resources.database_instances.${BUNDLE_KEYS.instance}.name`)
+    : ref("var.lakebase_instance");
+  return [
+    {
+      name: APP_RESOURCE_NAMES.database,
+      database: {
+        instance_name: instance,
+        database_name: ref("var.lakebase_database"),
+        permission: "CAN_CONNECT_AND_CREATE",
+      },
+    },
+    secret,
+  ];
+}
+
+function databaseResources(config: Config): Record<string, unknown> {
+  if (!config.lakebase.create) return {};
+  if (config.lakebase.kind === "autoscaling") {
+    return {
+      postgres_projects: {
+        [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), display_name: ref("var.app_name") },
+      },
+    };
+  }
+  return {
+    database_instances: { [BUNDLE_KEYS.instance]: { name: ref("var.lakebase_instance"), capacity: "CU_1" } },
+  };
+}
+
+/**
+ * prod keeps its database and secret through a `bundle destroy`. A target override repeats each
+ * resource's required id field: the CLI's schema asks for it there too.
+ */
+function prodProtection(config: Config): Record<string, unknown> {
+  const keep = { prevent_destroy: true };
+  const resources: Record<string, unknown> = {
+    secret_scopes: {
+      [BUNDLE_KEYS.secretScope]: { name: ref("var.secret_scope"), lifecycle: { ...keep } },
+    },
+  };
+  if (config.lakebase.create) {
+    if (config.lakebase.kind === "autoscaling")
+      resources.postgres_projects = {
+        [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), lifecycle: { ...keep } },
+      };
+    else
+      resources.database_instances = {
+        [BUNDLE_KEYS.instance]: { name: ref("var.lakebase_instance"), lifecycle: { ...keep } },
+      };
+  }
+  return resources;
+}
+
+function appYamlObject(config: Config): Record<string, unknown> {
+  const env: { name: string; value?: string; valueFrom?: string }[] = [
+    { name: "METAMCP_DB_SCHEMA", value: config.schema },
+    { name: "LAKEBASE_KIND", value: config.lakebase.kind },
+  ];
+  if (config.lakebase.kind === "autoscaling")
+    env.push({ name: "LAKEBASE_ENDPOINT", valueFrom: APP_RESOURCE_NAMES.postgres });
+  // A provisioned resource's valueFrom resolves to the host, not the instance: the name comes from config.
+  else env.push({ name: "LAKEBASE_INSTANCE_NAME", value: config.lakebase.instanceName });
+  env.push({ name: "BETTER_AUTH_SECRET", valueFrom: APP_RESOURCE_NAMES.secret });
+  return { command: [...APP_COMMAND], env };
+}
+
+function toYaml(value: unknown, header: string): string {
+  // No YAML anchors: a reader (and the CLI's own loader) sees every value where it applies.
+  const doc = new Document(value, { aliasDuplicateObjects: false });
+  doc.commentBefore = header;
+  return doc.toString({ lineWidth: 0 });
+}
+
+const HEADER = (what: string) =>
+  ` ${what}: generated by \`metamcp-databricks render\` from the one config (.env / environment).\n Do not edit: change the config and render again.`;
+
+/**
+ * Renders both files for `config.target`. `configFor(t)` loads the config for another target (the
+ * same flags/env/.env) so each target in `databricks.yml` carries its own derived names.
+ */
+export function renderBundle(config: Config, configFor: (target: Target) => Config): RenderedBundle {
+  const bundleDir = path.dirname(config.appDir);
+  const appRel = path.basename(config.appDir);
+  const warnings: string[] = [];
+  const perTarget = Object.fromEntries(
+    TARGETS.map((t) => [t, t === config.target ? config : configFor(t)]),
+  ) as Record<Target, Config>;
+  if (perTarget.dev.appName === perTarget.prod.appName) {
+    warnings.push(
+      `dev and prod both name the app ${perTarget.dev.appName} (APP_NAME is set explicitly): set APP_BASE_NAME instead so each target gets its own app`,
+    );
+  }
+  const variables = bundleVariables(config);
+  const root = {
+    bundle: { name: `${config.values.APP_BASE_NAME?.value ?? "metamcp"}-databricks` },
+    variables: Object.fromEntries(
+      Object.keys(variables).map((k) => [k, { description: VARIABLE_DESCRIPTIONS[k] ?? k }]),
+    ),
+    // The app tree only: build/ is git-ignored (include re-adds it); secrets and caches never go up.
+    sync: {
+      paths: [appRel],
+      include: [`${appRel}/**`],
+      exclude: [`${appRel}/**/.env`, `${appRel}/**/.env.*`, `${appRel}/**/.cache/**`, `${appRel}/**/.git/**`],
+    },
+    resources: {
+      ...databaseResources(config),
+      secret_scopes: {
+        [BUNDLE_KEYS.secretScope]: { name: ref("var.secret_scope"), backend_type: "DATABRICKS" },
+      },
+      apps: {
+        [BUNDLE_KEYS.app]: {
+          name: ref("var.app_name"),
+          description: "MetaMCP gateway, deployed by metamcp-databricks",
+          source_code_path: `./${appRel}`,
+          // Without it the bundle creates the app stopped.
+          lifecycle: { started: true },
+          resources: appResources(config),
+        },
+      },
+    },
+    targets: {
+      dev: {
+        mode: "development",
+        default: true,
+        variables: bundleVariables(perTarget.dev),
+      },
+      prod: {
+        mode: "production",
+        workspace: {
+          root_path: `/Workspace/Users/${ref("workspace.current_user.userName")}/.bundle/${ref("bundle.name")}/${ref("bundle.target")}`,
+        },
+        variables: bundleVariables(perTarget.prod),
+        resources: prodProtection(config),
+      },
+    },
+  };
+  const databricksYml = toYaml(root, HEADER("Databricks Asset Bundle"));
+  const appYaml = toYaml(appYamlObject(config), HEADER(`App config for target ${config.target}`));
+  checkAppYaml(appYaml, config);
+  return { bundleDir, appDir: config.appDir, databricksYml, appYaml, variables, warnings };
+}
+
+/** app.yaml may hold neither a secret nor an unresolved placeholder. */
+export function checkAppYaml(text: string, config: Config): void {
+  const secretValues = Object.values(config.values)
+    .filter((v) => v.secret)
+    .map((v) => v.value);
+  for (const s of secretValues) {
+    if (s && text.includes(s))
+      throw new UserError(
+        "secret_in_app_yaml",
+        "app.yaml would contain a secret value: refusing to write it",
+      );
+  }
+  if (/\$\{[^}]*\}/.test(text) || /\$[A-Z_]{2,}/.test(text)) {
+    throw new UserError(
+      "placeholder_in_app_yaml",
+      "app.yaml would contain an unresolved placeholder (the platform expands no placeholders)",
+    );
+  }
+  if (/BETTER_AUTH_SECRET\s*\n\s*value:/.test(text)) {
+    throw new UserError("secret_in_app_yaml", "BETTER_AUTH_SECRET must come from valueFrom, never a value");
+  }
+}
+
+export interface WrittenBundle {
+  databricksYml: string;
+  appYaml: string;
+}
+
+function writeAtomic(file: string, text: string): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/**
+ * Writes the files where `bundle-deploy` uses them (databricks.yml beside the app tree, app.yaml inside
+ * it), or both into `outDir` for review. The content is the same either way.
+ */
+export function writeBundle(rendered: RenderedBundle, outDir?: string): WrittenBundle {
+  const ymlPath = path.join(outDir ?? rendered.bundleDir, "databricks.yml");
+  const appYamlPath = path.join(outDir ?? rendered.appDir, "app.yaml");
+  if (!outDir && !existsSync(rendered.appDir)) {
+    throw new UserError(
+      "no_app_tree",
+      `no app tree in ${rendered.appDir}: app.yaml belongs inside it`,
+      2,
+      "run `make build` first (or `render --out DIR` to only look at the files)",
+    );
+  }
+  writeAtomic(ymlPath, rendered.databricksYml);
+  writeAtomic(appYamlPath, rendered.appYaml);
+  return { databricksYml: ymlPath, appYaml: appYamlPath };
+}
+
+/** True when the file on disk already holds exactly this text. */
+export function sameContent(file: string, text: string): boolean {
+  return existsSync(file) && readFileSync(file, "utf8") === text;
+}

@@ -1,0 +1,109 @@
+import { ApiError, Config as SdkConfig, WorkspaceClient } from "@databricks/sdk-experimental";
+import type { Config } from "../config/load.js";
+import { DatabricksError, UserError } from "../errors.js";
+import { registerSecret } from "../log/secrets.js";
+
+/**
+ * The workspace REST API through the official JS SDK: it reads the CLI profile (~/.databrickscfg),
+ * and authenticates as the profile says: OAuth M2M for client-id/secret profiles, `databricks auth
+ * token --profile P` for browser-login profiles, or a PAT.
+ */
+export interface Workspace {
+  client: WorkspaceClient;
+  host: string;
+  profile: string;
+  authType: string;
+}
+
+export function loginHint(profile: string): string {
+  return `run \`databricks auth login --profile ${profile}\` (or fix the profile in ~/.databrickscfg)`;
+}
+
+/** Resolves the profile and authenticates once, so a bad login fails here with what to do. */
+export async function connectWorkspace(config: Config): Promise<Workspace> {
+  const sdkConfig = new SdkConfig({ profile: config.profile, databricksCliPath: config.databricksCli });
+  try {
+    await sdkConfig.ensureResolved();
+    const headers = new Headers();
+    await sdkConfig.authenticate(headers);
+    const bearer = /^Bearer\s+(\S+)/i.exec(headers.get("authorization") ?? "")?.[1];
+    registerSecret(bearer);
+  } catch (err) {
+    const message = (err as Error).message ?? String(err);
+    if (/cannot find .*profile|has no .* profile|resolve: .*profile/i.test(message)) {
+      throw new UserError(
+        "profile_missing",
+        `Databricks profile ${config.profile} is not configured: ${firstLine(message)}`,
+        2,
+        `run \`databricks auth login --host <workspace-url> --profile ${config.profile}\``,
+      );
+    }
+    throw new DatabricksError(
+      "not_logged_in",
+      `cannot authenticate with profile ${config.profile}: ${firstLine(message)}`,
+      loginHint(config.profile),
+      { cause: err },
+    );
+  }
+  const client = new WorkspaceClient(sdkConfig);
+  return {
+    client,
+    host: sdkConfig.host ?? "",
+    profile: config.profile,
+    authType: sdkConfig.authType ?? "unknown",
+  };
+}
+
+/**
+ * An OAuth access token for the Apps proxy. PATs are refused there, so a PAT profile fails with
+ * what to do instead.
+ */
+export async function oauthToken(ws: Workspace): Promise<string> {
+  if (ws.authType === "pat") {
+    throw new UserError(
+      "pat_not_accepted",
+      `profile ${ws.profile} authenticates with a personal access token, which the Apps proxy does not accept`,
+      2,
+      `log in with OAuth: \`databricks auth login --host ${ws.host} --profile ${ws.profile}\`, or use a client-id/secret (OAuth M2M) profile`,
+    );
+  }
+  const headers = new Headers();
+  await ws.client.config.authenticate(headers);
+  const token = /^Bearer\s+(\S+)/i.exec(headers.get("authorization") ?? "")?.[1];
+  if (!token) throw new DatabricksError("no_oauth_token", `profile ${ws.profile} gave no OAuth bearer token`);
+  registerSecret(token);
+  return token;
+}
+
+function firstLine(s: string): string {
+  return (s.split("\n")[0] ?? s).replace(/\. Config: .*$/, "");
+}
+
+/** A REST failure as a DatabricksError that names the call and keeps the platform's message. */
+export function apiFailure(what: string, err: unknown, hint?: string): DatabricksError {
+  if (err instanceof ApiError) {
+    return new DatabricksError(
+      err.errorCode ? err.errorCode.toLowerCase() : "api_error",
+      `${what} failed: ${err.message} (HTTP ${err.statusCode}${err.errorCode ? ` ${err.errorCode}` : ""})`,
+      hint,
+      { cause: err },
+    );
+  }
+  if (err instanceof UserError) return err as DatabricksError;
+  return new DatabricksError("api_error", `${what} failed: ${(err as Error).message ?? String(err)}`, hint, {
+    cause: err,
+  });
+}
+
+export function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof ApiError &&
+    (err.statusCode === 404 || err.errorCode === "RESOURCE_DOES_NOT_EXIST" || err.errorCode === "NOT_FOUND")
+  );
+}
+
+/** `https://` added when the API returns a bare host; no trailing slash. */
+export function normalizeAppUrl(url: string): string {
+  const withScheme = /^https?:\/\//i.test(url) ? url : `https://${url}`;
+  return withScheme.replace(/\/+$/, "");
+}

@@ -1,0 +1,398 @@
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import { afterEach, describe, expect, test } from "vitest";
+import { CLI_BIN } from "../support/cli.js";
+import { type DatabricksWorld, M2M, PAT, startDatabricksWorld } from "../support/databricks-world.js";
+import { tempDir } from "../support/tmp.js";
+
+let world: DatabricksWorld | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+async function newWorld(scenario = {}): Promise<DatabricksWorld> {
+  world = await startDatabricksWorld(tempDir(), scenario);
+  return world;
+}
+
+const DEV_VARS = [
+  "--var",
+  "app_name=metamcp-dev",
+  "--var",
+  "db_schema=metamcp_app",
+  "--var",
+  "lakebase_database=databricks_postgres",
+  "--var",
+  "secret_scope=metamcp-dev-secrets",
+  "--var",
+  "secret_key=better-auth-secret",
+  "--var",
+  "lakebase_project=metamcp-dev-db",
+  "--var",
+  "lakebase_branch=production",
+];
+
+function errorCode(stdout: string): string | undefined {
+  return (JSON.parse(stdout) as { error?: { code?: string } }).error?.code;
+}
+
+/** Every secret of the world must be absent from everything a command printed. */
+function expectNoSecrets(w: DatabricksWorld, ...outputs: string[]): void {
+  const secrets = [M2M.secret, PAT, ...[...w.emulator.secrets.values()].flatMap((m) => [...m.values()])];
+  for (const out of outputs) for (const s of secrets) expect(out).not.toContain(s);
+}
+
+describe("doctor", () => {
+  test("all checks pass with a working M2M profile: one line each", async () => {
+    const w = await newWorld();
+    const r = await w.run(["doctor"]);
+    expect(r.exitCode).toBe(0);
+    for (const name of ["git", "node", "databricks-cli", "profile", "workspace", "names"])
+      expect(r.stdout).toMatch(new RegExp(`^✔ ${name} `, "m"));
+    expect(r.stdout).toContain("Databricks CLI 0.297.0");
+    expect(r.stdout).toContain("signed in as someone@example.com");
+    expectNoSecrets(w, r.stdout, r.stderr);
+  });
+
+  test("CLI missing, too old, not logged in: each check says what to do, exit non-zero", async () => {
+    const w = await newWorld({ authTokenError: true });
+    const missing = await w.run(["doctor"], { DATABRICKS_CLI: "/nonexistent/databricks" });
+    expect(missing.exitCode).toBe(4);
+    expect(missing.stdout).toMatch(
+      /✖ databricks-cli .*was not found\n {2}→ install or upgrade it: https:\/\/docs.databricks.com/,
+    );
+
+    w.double.update({ version: "0.250.0" });
+    const old = await w.run(["doctor", "--json"]);
+    expect(old.exitCode).toBe(4);
+    const check = (
+      JSON.parse(old.stdout) as { checks: { name: string; ok: boolean; detail: string }[] }
+    ).checks.find((c) => c.name === "databricks-cli");
+    expect(check).toMatchObject({ ok: false });
+    expect(check?.detail).toMatch(/0\.250\.0 is too old: 0\.297\.0 or later/);
+
+    w.double.update({ version: "0.297.0" });
+    const u2m = await w.run(["doctor", "--profile", "u2m"]);
+    expect(u2m.exitCode).toBe(4);
+    expect(u2m.stdout).toMatch(/✖ profile .*\n {2}→ run `databricks auth login --profile u2m`/);
+    expect(u2m.stdout).toMatch(/- workspace +skipped/);
+    // The SDK asked the CLI for the browser-login token of exactly that profile.
+    expect(w.double.commands()).toContainEqual(["auth", "token", "--profile", "u2m"]);
+  });
+
+  test("dev and prod sharing one explicit APP_NAME fails the names check", async () => {
+    const w = await newWorld();
+    const r = await w.run(["doctor"], { APP_NAME: "shared-app" });
+    expect(r.exitCode).toBe(4);
+    expect(r.stdout).toMatch(
+      /✖ names .*dev and prod would share app shared-app\n {2}→ unset APP_NAME and set APP_BASE_NAME/,
+    );
+  });
+});
+
+describe("bundle-deploy", () => {
+  test("preflight, validate, deploy with our variables and profile; the secret is made once and never shown", async () => {
+    const w = await newWorld();
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(w.double.commands()).toEqual([
+      ["bundle", "validate", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
+      ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
+      ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
+    ]);
+    for (const c of w.double.calls().filter((x) => x.argv[0] !== "version")) {
+      expect(c.profileEnv).toBe("DEFAULT");
+      if (c.argv[0] === "bundle") expect(c.cwd).toBe(path.join(w.project, "build"));
+    }
+    // The files it deployed are the rendered ones.
+    expect(readFileSync(path.join(w.project, "build/databricks.yml"), "utf8")).toContain(
+      "lifecycle:\n        started: true",
+    );
+    expect(readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8")).toContain(
+      "valueFrom: better-auth-secret",
+    );
+    expect(r.stderr).toContain(
+      "Uploading bundle files to /Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files",
+    );
+    const secret = w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret");
+    expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
+    expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
+    expectNoSecrets(w, r.stdout, r.stderr, readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8"));
+
+    const again = await w.run(["bundle-deploy", "--json"]);
+    expect(again.exitCode).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ secret: "kept", target: "dev", appName: "metamcp-dev" });
+    expect(w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret")).toBe(secret);
+  });
+
+  test("prod gets prod's names", async () => {
+    const w = await newWorld();
+    const r = await w.run(["bundle-deploy", "--target", "prod"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const deploy = w.double.commands().find((a) => a[1] === "deploy");
+    expect(deploy).toEqual(
+      expect.arrayContaining(["--target", "prod", "app_name=metamcp", "secret_scope=metamcp-secrets"]),
+    );
+    expect(w.emulator.apps.has("metamcp")).toBe(true);
+  });
+
+  test("a failing preflight deploys nothing; a failing deploy shows the CLI's error", async () => {
+    const w = await newWorld();
+    const missing = await w.run(["bundle-deploy"], { DATABRICKS_CLI: "/nonexistent/databricks" });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toMatch(/preflight failed:\n✖ databricks-cli/);
+    expect(w.double.commands()).toEqual([]);
+
+    w.double.update({ deployError: "cannot create apps.metamcp: App name is already taken" });
+    const failed = await w.run(["bundle-deploy"]);
+    expect(failed.exitCode).toBe(4);
+    expect(failed.stderr).toMatch(
+      /`databricks bundle deploy --target dev .*` failed \(exit 1\):\nError: cannot create apps.metamcp: App name is already taken/,
+    );
+    expect(w.emulator.secrets.size).toBe(0);
+
+    w.double.update({ deployError: undefined, bundleAuthError: true });
+    const auth = await w.run(["bundle-deploy"]);
+    expect(auth.exitCode).toBe(4);
+    expect(auth.stderr).toMatch(
+      /profile DEFAULT is not logged in[\s\S]*→ run `databricks auth login --profile DEFAULT`/,
+    );
+  });
+});
+
+describe("app-deploy", () => {
+  test("fails fast without a bundle deployment, saying which command to run", async () => {
+    const w = await newWorld();
+    const noFile = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(noFile.exitCode).toBe(4);
+    expect(errorCode(noFile.stdout)).toBe("no_bundle_deployment");
+    expect(noFile.stderr).toContain(
+      "no bundle deployment for target dev: run `make bundle-deploy TARGET=dev`",
+    );
+
+    const r = await w.run(["render"]);
+    expect(r.exitCode).toBe(0);
+    const notDeployed = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(notDeployed.exitCode).toBe(4);
+    expect(notDeployed.stderr).toContain(
+      "no bundle deployment for target dev: run `make bundle-deploy TARGET=dev`",
+    );
+    expect(w.emulator.workspace.requests.filter((q) => q.path.includes("/deployments"))).toEqual([]);
+  });
+
+  test("starts stopped compute, deploys a SNAPSHOT of the synced tree and follows it to SUCCEEDED", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
+    const r = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/compute: STOPPED[\s\S]*compute: STARTING[\s\S]*compute: ACTIVE/);
+    expect(r.stderr).toMatch(/: PENDING[\s\S]*: IN_PROGRESS[\s\S]*: SUCCEEDED/);
+    expect(r.stdout).toMatch(/deployment \w+: SUCCEEDED/);
+    expect(r.stdout).toContain("next: make app-health TARGET=dev");
+    const source = "/Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files/app";
+    expect(w.emulator.workspace.requests).toContainEqual({
+      method: "POST",
+      path: "/api/2.0/apps/metamcp-dev/start",
+    });
+    expect(w.emulator.workspace.requests).toContainEqual({
+      method: "POST",
+      path: "/api/2.0/apps/metamcp-dev/deployments",
+      body: { source_code_path: source, mode: "SNAPSHOT" },
+    });
+    expect(w.emulator.apps.get("metamcp-dev")!.appState).toBe("RUNNING");
+  });
+
+  test("a FAILED deployment prints the platform's message and the last log lines", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.emulator.nextDeployment = {
+      final: "FAILED",
+      message: "App exited with code 1",
+      logLines: ["[runtime] connecting to Lakebase", "error: permission denied for schema public"],
+    };
+    const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(r.exitCode).toBe(4);
+    expect(errorCode(r.stdout)).toBe("deployment_failed");
+    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev FAILED: App exited with code 1/);
+    expect(r.stderr).toMatch(
+      /last 2 log lines:\n {2}\[APP\] \[runtime\] connecting to Lakebase\n {2}\[APP\] error: permission denied/,
+    );
+  });
+
+  test("--no-wait returns at PENDING; a second deploy meanwhile is told apart as 'already in progress'", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    const first = await w.run(["app-deploy", "--poll", "0.1", "--no-wait", "--json"]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ state: "PENDING", appName: "metamcp-dev" });
+    const second = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(second.exitCode).toBe(4);
+    expect(errorCode(second.stdout)).toBe("deployment_in_progress");
+    expect(second.stderr).toMatch(
+      /a deployment of app metamcp-dev is already in progress[\s\S]*→ wait for it/,
+    );
+    const status = await w.run(["app-status", "--json"]);
+    expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ state: "PENDING" });
+  });
+
+  test("a missing auth secret stops the deploy before it starts", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.emulator.secrets.get("metamcp-dev-secrets")!.clear();
+    const r = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toMatch(/metamcp-dev-secrets\/better-auth-secret \(BETTER_AUTH_SECRET\) is missing/);
+  });
+});
+
+describe("app-health and app-status", () => {
+  test("healthy: status code and latency through the proxy with an OAuth token", async () => {
+    const w = await newWorld();
+    w.emulator.addApp("metamcp-dev");
+    const r = await w.run(["app-health", "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ healthy: true, status: 200, url: `${w.emulator.appUrl}/metamcp/health` });
+    expect(result.latencyMs).toBeGreaterThan(0);
+    // Browser-login profiles get their token from `databricks auth token --profile P`.
+    const u2m = await w.run(["app-health", "--profile", "u2m"]);
+    expect(u2m.exitCode, u2m.stderr).toBe(0);
+    expect(u2m.stdout).toMatch(/^healthy: .* → 200 in \d+ ms/);
+  });
+
+  test("a redirect to the login page is not healthy; nor is a timeout; PATs are refused up front", async () => {
+    const w = await newWorld();
+    w.emulator.addApp("metamcp-dev");
+    w.emulator.proxyAcceptsTokens = false;
+    const redirected = await w.run(["app-health", "--json"]);
+    expect(redirected.exitCode).toBe(4);
+    expect(errorCode(redirected.stdout)).toBe("redirected_to_login");
+    expect(redirected.stderr).toMatch(/answered 302, a redirect to the login page/);
+
+    w.emulator.proxyAcceptsTokens = true;
+    w.health.status = 503;
+    const slow = await w.run(["app-health", "--timeout", "1.5", "--interval", "0.3"]);
+    expect(slow.exitCode).toBe(4);
+    expect(slow.stdout).toMatch(/NOT healthy after \d+s and \d+ attempts: .* → HTTP 503/);
+
+    const pat = await w.run(["app-health", "--profile", "pat", "--json"]);
+    expect(pat.exitCode).toBe(2);
+    expect(errorCode(pat.stdout)).toBe("pat_not_accepted");
+    expectNoSecrets(w, pat.stdout, pat.stderr);
+  });
+
+  test("app-status: states, URL, deployments (--json for pipelines); an unknown app says what to run", async () => {
+    const w = await newWorld();
+    const none = await w.run(["app-status"]);
+    expect(none.exitCode).toBe(4);
+    expect(none.stderr).toMatch(/app metamcp-dev does not exist[\s\S]*make bundle-deploy TARGET=dev/);
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    expect((await w.run(["app-deploy", "--poll", "0.1"])).exitCode).toBe(0);
+    const r = await w.run(["app-status", "--json"]);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      name: "metamcp-dev",
+      appState: "RUNNING",
+      computeState: "ACTIVE",
+      url: w.emulator.appUrl,
+      activeDeployment: { state: "SUCCEEDED" },
+    });
+    const human = await w.run(["app-status"]);
+    expect(human.stdout).toMatch(/state +RUNNING[\s\S]*compute +ACTIVE[\s\S]*active +\w+ SUCCEEDED/);
+  });
+});
+
+describe("app-logs", () => {
+  test("prints the stream's lines; --search is sent as the filter; --tail keeps the last N", async () => {
+    const w = await newWorld();
+    w.emulator.addApp("metamcp-dev");
+    for (const l of ["starting", "migrations applied", "listening on 8000"]) w.emulator.logs.push("APP", l);
+    const all = await w.run(["app-logs"]);
+    expect(all.exitCode, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(
+      /Z \[APP\] starting\n.*Z \[APP\] migrations applied\n.*Z \[APP\] listening on 8000\n$/,
+    );
+    const search = await w.run(["app-logs", "--search", "migrations"]);
+    expect(search.stdout.trim().split("\n")).toHaveLength(1);
+    expect(search.stdout).toContain("migrations applied");
+    const tail = await w.run(["app-logs", "--tail", "1", "--json"]);
+    expect(JSON.parse(tail.stdout)).toMatchObject({ source: "APP", message: "listening on 8000" });
+  });
+
+  test("--follow: a dropped stream is reopened with backoff, nothing repeated, Ctrl-C ends cleanly", async () => {
+    const w = await newWorld();
+    w.emulator.addApp("metamcp-dev");
+    w.emulator.logs.push("APP", "line one");
+    const child = execa("node", [CLI_BIN, "app-logs", "--follow"], {
+      cwd: w.project,
+      env: { PATH: process.env.PATH, NO_COLOR: "1", ...w.env() },
+      extendEnv: false,
+      reject: false,
+    });
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (d) => {
+      out += String(d);
+    });
+    child.stderr?.on("data", (d) => {
+      err += String(d);
+    });
+    const until = async (what: () => boolean, label: string) => {
+      const deadline = Date.now() + 15_000;
+      while (!what()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}; out=${out} err=${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await until(() => out.includes("line one"), "the first line");
+      w.emulator.logs.push("APP", "line two");
+      await until(() => out.includes("line two"), "a live line");
+      expect(w.emulator.dropLogStreams()).toBe(1);
+      await until(() => err.includes("reconnecting"), "the reconnect notice");
+      await until(() => w.emulator.openLogStreams() === 1, "a new stream");
+      w.emulator.logs.push("APP", "line three");
+      await until(() => out.includes("line three"), "a line after the reconnect");
+      child.kill("SIGINT");
+      const r = await child;
+      expect(r.exitCode).toBe(0);
+      const lines = out.trim().split("\n");
+      expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual([
+        "[APP] line one",
+        "[APP] line two",
+        "[APP] line three",
+      ]);
+      expect(err).toMatch(/log stream dropped: reconnecting in 0\.5s \(attempt 1\)/);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("destroy", () => {
+  test("asks first (refuses without a terminal), --yes destroys the dev bundle; prod is refused", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.double.clearCalls();
+    const unconfirmed = await w.run(["destroy"]);
+    expect(unconfirmed.exitCode).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/destroy not confirmed: nothing deleted\n {2}→ add --yes/);
+    expect(w.double.commands()).toEqual([]);
+
+    const prod = await w.run(["destroy", "--target", "prod", "--yes"]);
+    expect(prod.exitCode).toBe(2);
+    expect(prod.stderr).toContain("destroy only removes the dev target, not prod");
+
+    rmSync(path.join(w.project, "build/databricks.yml"));
+    const r = await w.run(["destroy", "--yes"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(w.double.commands()).toEqual([
+      ["bundle", "destroy", "--target", "dev", "--auto-approve", ...DEV_VARS, "--profile", "DEFAULT"],
+    ]);
+    expect(existsSync(path.join(w.project, "build/databricks.yml"))).toBe(true);
+    expect(w.emulator.apps.has("metamcp-dev")).toBe(false);
+    expect(r.stdout).toContain("destroyed: app metamcp-dev");
+  });
+});

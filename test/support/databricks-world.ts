@@ -1,0 +1,98 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { type CliResult, runCli } from "./cli.js";
+import { DatabricksCliDouble, type DoubleScenario } from "./databricks-cli-double.js";
+import { DatabricksEmulator } from "./databricks-emulator.js";
+
+/**
+ * Everything a Databricks-side command test needs, all real and on 127.0.0.1: the workspace emulator,
+ * an app behind its Apps proxy (a real HTTP server), the CLI double on PATH, a HOME with
+ * ~/.databrickscfg profiles (M2M `DEFAULT`, browser-login `u2m`, PAT `pat`), and a project folder
+ * with an app tree.
+ */
+export interface DatabricksWorld {
+  emulator: DatabricksEmulator;
+  double: DatabricksCliDouble;
+  project: string;
+  home: string;
+  /** What the app answers on /metamcp/health. */
+  health: { status: number };
+  /** Runs the real CLI binary in the project with the world's environment. */
+  run(args: string[], env?: Record<string, string>): Promise<CliResult>;
+  env(extra?: Record<string, string>): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export const M2M = { id: "m2m-client", secret: "m2m-secret-value-1234567890" };
+export const PAT = "dapi0123456789abcdef0123456789abcdef";
+
+export async function startDatabricksWorld(
+  root: string,
+  scenario: Partial<DoubleScenario> = {},
+): Promise<DatabricksWorld> {
+  const health = { status: 200 };
+  const app: Server = createServer((req, res) => {
+    if (req.url?.startsWith("/metamcp/health")) {
+      res.writeHead(health.status, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: health.status === 200 ? "ok" : "starting" }));
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("app");
+  });
+  await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
+  const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+  const emulator = await new DatabricksEmulator(appUrl).start();
+  emulator.clients.set(M2M.id, M2M.secret);
+  emulator.pats.add(PAT);
+
+  const home = path.join(root, "home");
+  mkdirSync(home, { recursive: true });
+  writeFileSync(
+    path.join(home, ".databrickscfg"),
+    [
+      "[DEFAULT]",
+      `host = ${emulator.url}`,
+      `client_id = ${M2M.id}`,
+      `client_secret = ${M2M.secret}`,
+      "",
+      "[u2m]",
+      `host = ${emulator.url}`,
+      "auth_type = databricks-cli",
+      "",
+      "[pat]",
+      `host = ${emulator.url}`,
+      `token = ${PAT}`,
+      "",
+    ].join("\n"),
+  );
+  const project = path.join(root, "project");
+  mkdirSync(path.join(project, "build/app/runtime"), { recursive: true });
+  writeFileSync(path.join(project, "build/app/runtime/start.mjs"), "// the app's runtime\n");
+  writeFileSync(path.join(project, "build/app/package.json"), '{"name":"app","private":true}\n');
+
+  const double = new DatabricksCliDouble(path.join(root, "double"), {
+    version: "0.297.0",
+    host: emulator.url,
+    adminToken: emulator.issueUserToken(24 * 3600),
+    userToken: emulator.issueUserToken(),
+    ...scenario,
+  });
+
+  const env = (extra: Record<string, string> = {}) => ({ HOME: home, ...double.env(), ...extra });
+  return {
+    emulator,
+    double,
+    project,
+    home,
+    health,
+    env,
+    run: (args, extra) => runCli(args, { cwd: project, env: env(extra), timeoutMs: 120_000 }),
+    async close() {
+      await emulator.close();
+      await new Promise<void>((r) => app.close(() => r()));
+    },
+  };
+}

@@ -15,6 +15,10 @@ export interface Workspace {
   authType: string;
 }
 
+const UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|fetch failed/i;
+const UNREACHABLE_HINT =
+  "the workspace did not answer: check the profile's host and your network (`make doctor` checks both)";
+
 export function loginHint(profile: string): string {
   return `run \`databricks auth login --profile ${profile}\` (or fix the profile in ~/.databrickscfg)`;
 }
@@ -36,6 +40,14 @@ export async function connectWorkspace(config: Config): Promise<Workspace> {
         `Databricks profile ${config.profile} is not configured: ${firstLine(message)}`,
         2,
         `run \`databricks auth login --host <workspace-url> --profile ${config.profile}\``,
+      );
+    }
+    if (UNREACHABLE.test(message) || UNREACHABLE.test(String((err as { cause?: unknown }).cause ?? ""))) {
+      throw new DatabricksError(
+        "workspace_unreachable",
+        `cannot reach the workspace of profile ${config.profile}: ${firstLine(message)}`,
+        UNREACHABLE_HINT,
+        { cause: err },
       );
     }
     throw new DatabricksError(
@@ -90,9 +102,14 @@ export function apiFailure(what: string, err: unknown, hint?: string): Databrick
     );
   }
   if (err instanceof UserError) return err as DatabricksError;
-  return new DatabricksError("api_error", `${what} failed: ${(err as Error).message ?? String(err)}`, hint, {
-    cause: err,
-  });
+  const message = (err as Error).message ?? String(err);
+  const unreachable = UNREACHABLE.test(message);
+  return new DatabricksError(
+    unreachable ? "workspace_unreachable" : "api_error",
+    `${what} failed: ${message}`,
+    hint ?? (unreachable ? UNREACHABLE_HINT : undefined),
+    { cause: err },
+  );
 }
 
 export function isNotFound(err: unknown): boolean {

@@ -78,6 +78,11 @@ describe("doctor", () => {
     expect(u2m.exitCode).toBe(4);
     expect(u2m.stdout).toMatch(/✖ profile .*\n {2}→ run `databricks auth login --profile u2m`/);
     expect(u2m.stdout).toMatch(/- workspace +skipped/);
+    const unknown = await w.run(["doctor", "--profile", "nosuch"]);
+    expect(unknown.exitCode).toBe(4);
+    expect(unknown.stdout).toMatch(
+      /✖ profile +Databricks profile nosuch is not configured.*\n {2}→ run `databricks auth login --host <workspace-url> --profile nosuch`/,
+    );
     // The SDK asked the CLI for the browser-login token of exactly that profile.
     expect(w.double.commands()).toContainEqual(["auth", "token", "--profile", "u2m"]);
   });
@@ -302,6 +307,17 @@ describe("app-health and app-status", () => {
     const human = await w.run(["app-status"]);
     expect(human.stdout).toMatch(/state +RUNNING[\s\S]*compute +ACTIVE[\s\S]*active +\w+ SUCCEEDED/);
   });
+});
+
+test("an unreachable workspace is named as such, not as a login problem", async () => {
+  const w = await newWorld();
+  await w.emulator.close();
+  for (const profile of ["DEFAULT", "pat"]) {
+    const r = await w.run(["app-status", "--profile", profile, "--json"]);
+    expect(r.exitCode).toBe(4);
+    expect(errorCode(r.stdout)).toBe("workspace_unreachable");
+    expect(r.stderr).toMatch(/the workspace did not answer: check the profile's host and your network/);
+  }
 });
 
 describe("app-logs", () => {

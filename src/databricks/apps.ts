@@ -144,15 +144,46 @@ export async function startSnapshotDeployment(
     return info;
   } catch (err) {
     if (err instanceof ApiError && IN_PROGRESS.test(err.message)) {
-      throw new DatabricksError(
-        "deployment_in_progress",
-        `a deployment of app ${name} is already in progress: ${err.message}`,
-        "wait for it (`make app-status` shows it), then run app-deploy again",
-      );
+      throw await inProgressError(ws, name, err.message);
     }
     if (err instanceof UserError) throw err;
     throw apiFailure(`deploying app ${name}`, err);
   }
+}
+
+/**
+ * Names the deployment that blocks ours. The platform also refuses deploys for a few minutes after a
+ * failed one while nothing shows as pending: that case gets its own advice instead of "wait for it".
+ */
+async function inProgressError(
+  ws: Workspace,
+  name: string,
+  platformMessage: string,
+): Promise<DatabricksError> {
+  let pending: DeploymentInfo | undefined;
+  let active: DeploymentInfo | undefined;
+  try {
+    const status = appStatusOf(await ws.client.apps.get({ name }));
+    pending = status.pendingDeployment;
+    active = status.activeDeployment;
+  } catch {
+    // The refusal itself is the news; a failed lookup only costs the detail.
+  }
+  if (pending && !TERMINAL_DEPLOYMENT_STATES.has(pending.state ?? "")) {
+    return new DatabricksError(
+      "deployment_in_progress",
+      `a deployment of app ${name} is already in progress: ${pending.id} is ${pending.state ?? "PENDING"}${
+        pending.createTime ? ` (since ${pending.createTime})` : ""
+      } (${platformMessage})`,
+      "wait for it (`make app-status` shows it), then run app-deploy again",
+    );
+  }
+  const last = active?.state ? ` (the active deployment, ${active.id}, is ${active.state})` : "";
+  return new DatabricksError(
+    "deployment_in_progress",
+    `a deployment of app ${name} is already in progress, though none shows as pending${last} (${platformMessage})`,
+    "after a failed deployment the platform can take 2-5 minutes to settle: wait until `make app-status` shows compute ACTIVE and no pending deployment, then run app-deploy again",
+  );
 }
 
 /** Polls the deployment until SUCCEEDED, FAILED or CANCELLED, reporting each state change. */

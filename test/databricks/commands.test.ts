@@ -236,11 +236,29 @@ describe("app-deploy", () => {
     const second = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(second.exitCode).toBe(4);
     expect(errorCode(second.stdout)).toBe("deployment_in_progress");
+    const pendingId = JSON.parse(first.stdout).deploymentId as string;
     expect(second.stderr).toMatch(
-      /a deployment of app metamcp-dev is already in progress[\s\S]*→ wait for it/,
+      new RegExp(
+        `a deployment of app metamcp-dev is already in progress: ${pendingId} is PENDING \\(since [^)]+\\) \\(Cannot deploy app metamcp-dev as there is an active deployment in progress\\.\\)[\\s\\S]*→ wait for it`,
+      ),
     );
     const status = await w.run(["app-status", "--json"]);
     expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ state: "PENDING" });
+  });
+
+  test("refused as 'in progress' with nothing pending (settling after a failure): says to wait for the platform", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    expect((await w.run(["app-deploy", "--poll", "0.1"])).exitCode).toBe(0);
+    const active = w.emulator.apps.get("metamcp-dev")!.activeId!;
+    w.emulator.apps.get("metamcp-dev")!.settling = true;
+    const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(r.exitCode).toBe(4);
+    expect(errorCode(r.stdout)).toBe("deployment_in_progress");
+    expect(r.stderr).toContain(
+      `already in progress, though none shows as pending (the active deployment, ${active}, is SUCCEEDED)`,
+    );
+    expect(r.stderr).toMatch(/→ after a failed deployment the platform can take 2-5 minutes to settle/);
   });
 
   test("a missing auth secret stops the deploy before it starts", async () => {

@@ -29,6 +29,8 @@ export interface EmulatedApp {
   activeId?: string;
   /** How many GETs a STARTING compute takes to become ACTIVE. */
   startPolls: number;
+  /** Refuses deploys as "in progress" with nothing pending, as the platform does after a failure. */
+  settling?: boolean;
 }
 
 export interface DeploymentScript {
@@ -207,7 +209,7 @@ export class DatabricksEmulator {
           `App compute is ${app.computeState}: start the app before deploying.`,
         );
       }
-      if (app.deployments.some((d) => d.pending.length > 0)) {
+      if (app.settling || app.deployments.some((d) => d.pending.length > 0)) {
         throw new ApiError(
           400,
           "INVALID_PARAMETER_VALUE",

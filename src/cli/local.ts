@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { UserError } from "../errors.js";
-import { localDown, localLogs, localStatus, localUp } from "../local/commands.js";
+import { localDown, localLogs, localStatus, localToken, localUp } from "../local/commands.js";
 import { maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
 
@@ -65,8 +65,13 @@ export function registerLocal(program: Command): void {
 
   local
     .command("status")
-    .description("State, URL, token, PIDs and ports")
+    .description("State, URL, health, PIDs and ports")
     .action(action(async (ctx) => await localStatus(ctx.config(), ctx)));
+
+  local
+    .command("token")
+    .description("Print the local Apps proxy's bearer token (alone, for TOKEN=$(...))")
+    .action(action(async (ctx) => localToken(ctx.config(), (text) => process.stdout.write(text))));
 
   local
     .command("logs")

@@ -39,12 +39,18 @@ export interface LocalUpOptions {
   json: boolean;
 }
 
+/** What `up` and `status` print: the run state without the proxy token, which only `local token` shows. */
+function publicState(state: LocalRunState): Omit<LocalRunState, "token"> {
+  const { token: _token, ...rest } = state;
+  return rest;
+}
+
 function readyBanner(state: LocalRunState): string {
   return [
     "",
     `MetaMCP is running locally, as it will in the Databricks App.`,
-    `  URL:    ${state.appUrl}   (the local Apps proxy: send the token below, as Databricks requires an OAuth token)`,
-    `  token:  ${state.token}`,
+    `  URL:    ${state.appUrl}   (the local Apps proxy: it wants a bearer token, as Databricks wants an OAuth token)`,
+    "  token:  export TOKEN=$(metamcp-databricks local token)   (never printed in logs or output)",
     `  check:  curl -H "Authorization: Bearer $TOKEN" ${state.appUrl}/metamcp/health`,
     `  MCP:    point a client at ${state.appUrl}/metamcp/<endpoint>/mcp with header "Authorization: Bearer $TOKEN"`,
     "          (and MetaMCP's own API key for the endpoint, as configured in the UI)",
@@ -136,7 +142,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
         1,
       );
     }
-    ctx.result(state, () => readyBanner(state));
+    ctx.result(publicState(state), () => readyBanner(state));
     return 0;
   }
 
@@ -149,7 +155,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       log,
     });
     writeRunState(paths, { ...stack.state, status: "healthy" });
-    ctx.result({ ...stack.state, status: "healthy" }, () => readyBanner(stack.state));
+    ctx.result(publicState({ ...stack.state, status: "healthy" }), () => readyBanner(stack.state));
     const reason = await new Promise<string>((resolve) => {
       const onSignal = (sig: NodeJS.Signals) => resolve(`received ${sig}`);
       process.once("SIGINT", onSignal);
@@ -238,16 +244,34 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
     app: isAlive(state.appPid),
     postgres: isAlive(state.pgPid),
   };
-  ctx.result({ ...state, alive, health }, () =>
+  ctx.result({ ...publicState(state), alive, health }, () =>
     [
       `status:    ${state.status}`,
       `URL:       ${state.appUrl}`,
-      `token:     ${state.token}`,
+      "token:     `metamcp-databricks local token` prints it",
       `health:    ${"status" in health ? `${health.status} in ${health.ms} ms` : health.error}`,
       `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
       `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
     ].join("\n"),
   );
+  return 0;
+}
+
+/**
+ * Prints the local proxy's bearer token alone on stdout, for `TOKEN=$(metamcp-databricks local token)`:
+ * the one place it is shown, so it stays out of logs and of `up`/`status` output.
+ */
+export function localToken(config: Config, write: (text: string) => void): number {
+  const { state, running } = statusOf(config);
+  if (!state?.token || !running) {
+    throw new UserError(
+      "local_not_running",
+      "the local app is not running: there is no token to show",
+      3,
+      "start it with `metamcp-databricks local up`",
+    );
+  }
+  write(`${state.token}\n`);
   return 0;
 }
 

@@ -62,10 +62,15 @@ describe("metamcp-databricks local", () => {
       "5",
     ]);
     expect(up.exitCode, up.stderr).toBe(0);
-    const state = JSON.parse(up.stdout) as { appUrl: string; token: string; status: string };
+    const state = JSON.parse(up.stdout) as { appUrl: string; status: string };
     expect(state.status).toBe("healthy");
     expect(state.appUrl).toBe(`http://127.0.0.1:${port}`);
-    const auth = { authorization: `Bearer ${state.token}` };
+    expect(state).not.toHaveProperty("token");
+    const tokenOut = await cli(["local", "token"]);
+    expect(tokenOut.exitCode, tokenOut.stderr).toBe(0);
+    const token = tokenOut.stdout.trim();
+    expect(token).toMatch(/^dapi-local-\w{20,}$/);
+    const auth = { authorization: `Bearer ${token}` };
 
     const anonymous = await fetch(`${state.appUrl}/metamcp/health`, { redirect: "manual" });
     expect(anonymous.status).toBe(302);
@@ -105,10 +110,14 @@ describe("metamcp-databricks local", () => {
     expect(await portFree(port)).toBe(true);
     expect(await portFree(12009)).toBe(true);
     expect((await cli(["local", "status"])).exitCode).toBe(3);
+    const noToken = await cli(["local", "token"]);
+    expect(noToken.exitCode).toBe(3);
+    expect(noToken.stdout).toBe("");
+    expect(noToken.stderr).toMatch(/not running[\s\S]*local up/);
 
     const again = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
     expect(again.exitCode, again.stderr).toBe(0);
-    const token2 = (JSON.parse(again.stdout) as { token: string }).token;
+    const token2 = (await cli(["local", "token"])).stdout.trim();
     const notes = await (
       await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token2}` } })
     ).json();
@@ -131,7 +140,7 @@ describe("metamcp-databricks local", () => {
       String(port),
     ]);
     expect(fresh.exitCode, fresh.stderr).toBe(0);
-    const token3 = (JSON.parse(fresh.stdout) as { token: string }).token;
+    const token3 = (await cli(["local", "token"])).stdout.trim();
     const empty = await (
       await fetch(`${state.appUrl}/metamcp/notes`, { headers: { authorization: `Bearer ${token3}` } })
     ).json();
@@ -145,6 +154,11 @@ describe("metamcp-databricks local", () => {
     const log = readFileSync(path.join(work, "state/local.log"), "utf8");
     for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"])
       expect(log).not.toContain(secrets[k]);
+    // Nor does the proxy token: neither the log file nor `up`/`status` output shows it.
+    const humanStatus = await cli(["local", "status"]);
+    expect(humanStatus.stdout).toContain("`metamcp-databricks local token` prints it");
+    for (const text of [log, fresh.stdout, humanStatus.stdout, JSON.stringify(await status())])
+      expect(text).not.toContain(token3);
   });
 
   it("reports a crash of the app and stops the rest, leaving no process and no port behind", async () => {

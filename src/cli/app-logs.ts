@@ -55,10 +55,8 @@ export function registerAppLogs(program: Command): void {
                 if (held.length > tail) held.shift();
               } else out(e);
             },
-            onReconnect: (n, delay) =>
-              ctx.log.warn(
-                `log stream dropped: reconnecting in ${(delay / 1000).toFixed(1)}s (attempt ${n})`,
-              ),
+            onReconnect: (n, delay, why) =>
+              ctx.log.warn(`${why}: reconnecting in ${(delay / 1000).toFixed(1)}s (attempt ${n})`),
           });
           for (const e of held) out(e);
           ctx.log.debug(`${r.entries} lines, ${r.reconnects} reconnects`);

@@ -16,7 +16,11 @@ export function registerBundleDeploy(program: Command): void {
           [
             `bundle deployed: target ${r.target}, app ${r.appName} (${(r.durationMs / 1000).toFixed(1)}s)`,
             `  BETTER_AUTH_SECRET: ${r.secret === "created" ? "generated (not shown)" : "already present, kept"}`,
-            `next: make app-deploy TARGET=${r.target}`,
+            // The bundle may have started the app before the secret existed: only a deployment made
+            // now gives it the secret.
+            r.secret === "created"
+              ? `next: make app-deploy TARGET=${r.target} (required: the app gets the new secret only from a deployment made after it)`
+              : `next: make app-deploy TARGET=${r.target}`,
           ].join("\n"),
         );
       }),

@@ -66,6 +66,24 @@ function pick(
   return undefined;
 }
 
+/**
+ * An invalid configuration, with every problem and the values that were valid: `doctor` still runs the
+ * checks those values allow, and lists the problems as one failed check.
+ */
+export class ConfigError extends UserError {
+  constructor(
+    readonly problems: string[],
+    readonly validValues: Record<string, ResolvedValue>,
+  ) {
+    super(
+      "invalid_config",
+      `invalid configuration:\n  - ${problems.join("\n  - ")}`,
+      2,
+      "fix the flag, environment variable or .env entry named above (see .env.template)",
+    );
+  }
+}
+
 /** Flags > environment > `.env` > defaults; every value validated, placeholders refused. */
 export function loadConfig(input: LoadConfigInput = {}): Config {
   const cwd = path.resolve(input.cwd ?? process.cwd());
@@ -112,14 +130,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     if (def.env === "TARGET") target = parsed.data as Target;
   }
 
-  if (problems.length > 0) {
-    throw new UserError(
-      "invalid_config",
-      `invalid configuration:\n  - ${problems.join("\n  - ")}`,
-      2,
-      "fix the flag, environment variable or .env entry named above (see .env.template)",
-    );
-  }
+  if (problems.length > 0) throw new ConfigError(problems, values);
 
   const v = (name: string): string => values[name]!.value;
   return {

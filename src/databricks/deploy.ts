@@ -110,8 +110,15 @@ export interface AppDeployResult {
   durationMs: number;
 }
 
-/** The last lines of the app's log stream (best effort: a failed deployment is reported either way). */
-export async function lastLogLines(ws: Workspace, appUrl: string, count: number): Promise<string[]> {
+/**
+ * The last lines of the app's log stream. Best effort: a failed deployment is reported either way, with
+ * the reason the lines are missing when they are.
+ */
+export async function lastLogLines(
+  ws: Workspace,
+  appUrl: string,
+  count: number,
+): Promise<{ lines: string[]; error?: string }> {
   const lines: AppLogEntry[] = [];
   try {
     await streamLogs({
@@ -125,10 +132,10 @@ export async function lastLogLines(ws: Workspace, appUrl: string, count: number)
         if (lines.length > count) lines.shift();
       },
     });
-  } catch {
-    return [];
+  } catch (err) {
+    return { lines: [], error: err instanceof Error ? err.message : String(err) };
   }
-  return lines.map((e) => `[${e.source}] ${e.message.trimEnd()}`);
+  return { lines: lines.map((e) => `[${e.source}] ${e.message.trimEnd()}`) };
 }
 
 /**
@@ -192,13 +199,15 @@ export async function appDeploy(
     },
   });
   if (final.state !== "SUCCEEDED") {
-    const lines = url ? await lastLogLines(ws, url, options.logLines ?? 30) : [];
+    const { lines, error } = url
+      ? await lastLogLines(ws, url, options.logLines ?? 30)
+      : { lines: [], error: "the app has no URL" };
     throw new DatabricksError(
       final.state === "CANCELLED" ? "deployment_cancelled" : "deployment_failed",
       `deployment ${deployment.id} of app ${summary.appName} ${final.state}: ${final.message ?? "(no message)"}${
         lines.length
           ? `\nlast ${lines.length} log lines:\n${lines.map((l) => `  ${l}`).join("\n")}`
-          : "\n(no log lines could be read)"
+          : `\n(no log lines could be read${error ? `: ${error}` : ""})`
       }`,
       `fix the cause above, then \`make app-deploy TARGET=${config.target}\`; \`make app-logs TARGET=${config.target}\` shows more`,
     );

@@ -24,6 +24,10 @@ export interface DoctorReport {
 
 const MIN_NODE = "20.0.0";
 
+function notChecked(name: string, why: string): Check {
+  return { name, ok: false, skipped: true, detail: `not checked: ${why}` };
+}
+
 function failure(name: string, err: unknown, fallbackFix: string): Check {
   const e = err as Error & { hint?: string };
   return {
@@ -34,13 +38,26 @@ function failure(name: string, err: unknown, fallbackFix: string): Check {
   };
 }
 
+/**
+ * A configuration that failed to load: its problems, and the profile and CLI path when those were valid,
+ * so the other checks still run.
+ */
+export interface InvalidConfig {
+  invalid: true;
+  problems: string[];
+  hint?: string;
+  profile?: string;
+  databricksCli?: string;
+}
+
 /** Everything the Databricks steps need, one line each, with the fix for each failure. */
 export async function runDoctor(
-  config: Config,
-  cli: DatabricksCli,
+  config: Config | InvalidConfig,
+  cli: DatabricksCli | undefined,
   otherTarget?: Config,
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
+  const profile = config.profile;
 
   const git = await execa("git", ["--version"], { reject: false }).catch(() => undefined);
   checks.push(
@@ -61,23 +78,43 @@ export async function runDoctor(
       : { name: "node", ok: false, detail: `Node ${node}`, fix: `install Node ${MIN_NODE} or later` },
   );
 
-  try {
-    const v = await cli.requireVersion();
-    checks.push({ name: "databricks-cli", ok: true, detail: `Databricks CLI ${v} (>= ${MIN_CLI_VERSION})` });
-  } catch (err) {
-    checks.push(failure("databricks-cli", err, `install the Databricks CLI ${MIN_CLI_VERSION} or later`));
+  if (cli) {
+    try {
+      const v = await cli.requireVersion();
+      checks.push({
+        name: "databricks-cli",
+        ok: true,
+        detail: `Databricks CLI ${v} (>= ${MIN_CLI_VERSION})`,
+      });
+    } catch (err) {
+      checks.push(failure("databricks-cli", err, `install the Databricks CLI ${MIN_CLI_VERSION} or later`));
+    }
+  } else {
+    checks.push(notChecked("databricks-cli", "DATABRICKS_CLI is invalid (see names)"));
   }
 
   let workspace: Workspace | undefined;
-  try {
-    workspace = await connectWorkspace(config);
-    checks.push({
-      name: "profile",
-      ok: true,
-      detail: `profile ${config.profile}: ${workspace.host} (${workspace.authType})`,
-    });
-  } catch (err) {
-    checks.push(failure("profile", err, loginHint(config.profile)));
+  if (profile === undefined || config.databricksCli === undefined) {
+    checks.push(notChecked("profile", "DATABRICKS_CONFIG_PROFILE or DATABRICKS_CLI is invalid (see names)"));
+    checks.push(notChecked("workspace", "no usable profile"));
+  } else {
+    try {
+      workspace = await connectWorkspace({ profile, databricksCli: config.databricksCli });
+      checks.push({
+        name: "profile",
+        ok: true,
+        detail: `profile ${profile}: ${workspace.host} (${workspace.authType})`,
+      });
+    } catch (err) {
+      if (isUserError(err) && err.code === "workspace_unreachable") {
+        // The login cannot be judged when the host does not answer: the fault is the workspace's line.
+        checks.push(notChecked("profile", "the workspace did not answer"));
+        checks.push(failure("workspace", err, `check the host of profile ${profile} and your network`));
+      } else {
+        checks.push(failure("profile", err, loginHint(profile)));
+        checks.push(notChecked("workspace", "no working profile"));
+      }
+    }
   }
 
   if (workspace) {
@@ -85,10 +122,18 @@ export async function runDoctor(
       const me = await workspace.client.currentUser.me();
       checks.push({ name: "workspace", ok: true, detail: `reachable, signed in as ${me.userName ?? me.id}` });
     } catch (err) {
-      checks.push(failure("workspace", err, `check the host of profile ${config.profile} and your network`));
+      checks.push(failure("workspace", err, `check the host of profile ${profile} and your network`));
     }
-  } else {
-    checks.push({ name: "workspace", ok: false, skipped: true, detail: "skipped: no working profile" });
+  }
+
+  if ("invalid" in config) {
+    checks.push({
+      name: "names",
+      ok: false,
+      detail: `invalid configuration: ${config.problems.join("; ")}`,
+      fix: config.hint ?? "fix the variables named above (see .env.template)",
+    });
+    return { ok: false, checks, workspace };
   }
 
   const names = `app ${config.appName}, ${

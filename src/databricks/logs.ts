@@ -59,12 +59,17 @@ export async function streamLogs(options: LogStreamOptions): Promise<LogStreamRe
     options.onEntry(e);
   };
 
-  const once = (): Promise<"closed" | "idle" | "aborted"> =>
+  /** How one connection ended; `failed` means it never opened (`why` says what stopped it). */
+  type Ending = { how: "closed" | "idle" | "aborted" } | { how: "failed"; why: string };
+  const url = logStreamUrl(options.appUrl);
+
+  const once = (): Promise<Ending> =>
     new Promise((resolve, reject) => {
-      if (options.signal?.aborted) return resolve("aborted");
+      if (options.signal?.aborted) return resolve({ how: "aborted" });
       let settled = false;
+      let opened = false;
       let idleTimer: NodeJS.Timeout | undefined;
-      const finish = (how: "closed" | "idle" | "aborted") => {
+      const finish = (how: "closed" | "idle" | "aborted", why?: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(idleTimer);
@@ -72,7 +77,9 @@ export async function streamLogs(options: LogStreamOptions): Promise<LogStreamRe
         ws.removeAllListeners();
         ws.on("error", () => undefined);
         if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
-        resolve(how);
+        resolve(
+          how === "closed" && !opened ? { how: "failed", why: why ?? "the connection closed" } : { how },
+        );
       };
       const armIdle = () => {
         if (options.follow) return;
@@ -84,7 +91,7 @@ export async function streamLogs(options: LogStreamOptions): Promise<LogStreamRe
       options
         .token()
         .then((token) => {
-          ws = new WebSocket(logStreamUrl(options.appUrl), {
+          ws = new WebSocket(url, {
             headers: { authorization: `Bearer ${token}`, origin: new URL(options.appUrl).origin },
             handshakeTimeout: 15_000,
           });
@@ -104,9 +111,10 @@ export async function streamLogs(options: LogStreamOptions): Promise<LogStreamRe
               );
               return;
             }
-            finish("closed");
+            finish("closed", `HTTP ${status}`);
           });
           ws.on("open", () => {
+            opened = true;
             ws.send(options.search ?? "");
             armIdle();
           });
@@ -121,20 +129,34 @@ export async function streamLogs(options: LogStreamOptions): Promise<LogStreamRe
             }
           });
           ws.on("close", () => finish("closed"));
-          ws.on("error", () => finish("closed"));
+          ws.on("error", (err) => finish("closed", err.message || (err as NodeJS.ErrnoException).code));
         })
         .catch(reject);
     });
 
   for (;;) {
-    const how = await once();
-    if (how === "aborted" || how === "idle") break;
-    if (!options.follow) break;
+    const ending = await once();
+    if (ending.how === "aborted" || ending.how === "idle") break;
+    if (!options.follow) {
+      // An empty log and a stream that cannot be reached must not look alike.
+      if (ending.how === "failed") {
+        throw new DatabricksError(
+          "logs_unreachable",
+          `could not open the log stream ${url}: ${ending.why}`,
+          "check that the app is deployed and running (`make app-status`), then try again",
+        );
+      }
+      break;
+    }
     if (options.signal?.aborted) break;
     failures++;
     reconnects++;
     const delay = Math.min(backoff.max, backoff.first * 2 ** (failures - 1));
-    options.onReconnect?.(reconnects, delay, "the log stream closed");
+    options.onReconnect?.(
+      reconnects,
+      delay,
+      ending.how === "failed" ? `could not connect: ${ending.why}` : "the log stream closed",
+    );
     const aborted = await new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(false), delay);
       options.signal?.addEventListener(

@@ -24,7 +24,9 @@ export function loginHint(profile: string): string {
 }
 
 /** Resolves the profile and authenticates once, so a bad login fails here with what to do. */
-export async function connectWorkspace(config: Config): Promise<Workspace> {
+export async function connectWorkspace(
+  config: Pick<Config, "profile" | "databricksCli">,
+): Promise<Workspace> {
   const sdkConfig = new SdkConfig({ profile: config.profile, databricksCliPath: config.databricksCli });
   try {
     await sdkConfig.ensureResolved();

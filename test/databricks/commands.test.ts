@@ -77,7 +77,7 @@ describe("doctor", () => {
     const u2m = await w.run(["doctor", "--profile", "u2m"]);
     expect(u2m.exitCode).toBe(4);
     expect(u2m.stdout).toMatch(/✖ profile .*\n {2}→ run `databricks auth login --profile u2m`/);
-    expect(u2m.stdout).toMatch(/- workspace +skipped/);
+    expect(u2m.stdout).toMatch(/- workspace +not checked: no working profile/);
     const unknown = await w.run(["doctor", "--profile", "nosuch"]);
     expect(unknown.exitCode).toBe(4);
     expect(unknown.stdout).toMatch(
@@ -93,6 +93,38 @@ describe("doctor", () => {
     expect(r.exitCode).toBe(4);
     expect(r.stdout).toMatch(
       /✖ names .*dev and prod would share app shared-app\n {2}→ unset APP_NAME and set APP_BASE_NAME/,
+    );
+  });
+
+  test("an invalid name is a failed names check; the other checks still run", async () => {
+    const w = await newWorld();
+    const r = await w.run(["doctor", "--json"], { APP_NAME: "Bad_Name" });
+    expect(r.exitCode).toBe(4);
+    const checks = (JSON.parse(r.stdout) as { checks: { name: string; ok: boolean; detail: string }[] })
+      .checks;
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ["git", true],
+      ["node", true],
+      ["databricks-cli", true],
+      ["profile", true],
+      ["workspace", true],
+      ["names", false],
+    ]);
+    expect(checks.at(-1)?.detail).toMatch(/invalid configuration: APP_NAME="Bad_Name" \(from env\) must be/);
+    const human = await w.run(["doctor"], { APP_NAME: "Bad_Name" });
+    expect(human.stdout).toMatch(
+      /✖ names +invalid configuration: .*\n {2}→ fix the flag, environment variable/,
+    );
+  });
+
+  test("an unreachable workspace fails the workspace check, not the profile's", async () => {
+    const w = await newWorld();
+    await w.emulator.close();
+    const r = await w.run(["doctor"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stdout).toMatch(/^- profile +not checked: the workspace did not answer$/m);
+    expect(r.stdout).toMatch(
+      /^✖ workspace +cannot reach the workspace of profile DEFAULT: .*\n {2}→ the workspace did not answer/m,
     );
   });
 });
@@ -124,11 +156,16 @@ describe("bundle-deploy", () => {
     const secret = w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret");
     expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
     expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
+    expect(r.stdout).toContain(
+      "next: make app-deploy TARGET=dev (required: the app gets the new secret only from a deployment made after it)",
+    );
     expectNoSecrets(w, r.stdout, r.stderr, readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8"));
 
     const again = await w.run(["bundle-deploy", "--json"]);
     expect(again.exitCode).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ secret: "kept", target: "dev", appName: "metamcp-dev" });
+    const human = await w.run(["bundle-deploy"]);
+    expect(human.stdout).toMatch(/already present, kept\nnext: make app-deploy TARGET=dev$/m);
     expect(w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret")).toBe(secret);
   });
 
@@ -150,7 +187,18 @@ describe("bundle-deploy", () => {
     expect(missing.stderr).toMatch(/preflight failed:\n✖ databricks-cli/);
     expect(w.double.commands()).toEqual([]);
 
-    w.double.update({ deployError: "cannot create apps.metamcp: App name is already taken" });
+    w.double.update({ validateError: "variable app_name: value is not valid" });
+    const invalid = await w.run(["bundle-deploy"]);
+    expect(invalid.exitCode).toBe(4);
+    expect(invalid.stderr).toMatch(
+      /`databricks bundle validate --target dev .*` failed \(exit 1\):\nError: variable app_name: value is not valid/,
+    );
+    expect(w.double.commands().filter((a) => a[1] === "deploy")).toEqual([]);
+
+    w.double.update({
+      validateError: undefined,
+      deployError: "cannot create apps.metamcp: App name is already taken",
+    });
     const failed = await w.run(["bundle-deploy"]);
     expect(failed.exitCode).toBe(4);
     expect(failed.stderr).toMatch(
@@ -191,8 +239,15 @@ describe("app-deploy", () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
+    w.double.clearCalls();
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
     expect(r.exitCode, r.stderr).toBe(0);
+    // The one CLI call: the bundle's summary for this target, with our variables and profile.
+    expect(w.double.commands()).toEqual([
+      ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
+    ]);
+    for (const c of w.double.calls().filter((x) => x.argv[0] !== "version"))
+      expect(c.profileEnv).toBe("DEFAULT");
     expect(r.stderr).toMatch(/compute: STOPPED[\s\S]*compute: STARTING[\s\S]*compute: ACTIVE/);
     expect(r.stderr).toMatch(/: PENDING[\s\S]*: IN_PROGRESS[\s\S]*: SUCCEEDED/);
     expect(r.stdout).toMatch(/deployment \w+: SUCCEEDED/);
@@ -210,6 +265,34 @@ describe("app-deploy", () => {
     expect(w.emulator.apps.get("metamcp-dev")!.appState).toBe("RUNNING");
   });
 
+  test("--target prod deploys prod's app from prod's synced tree", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy", "--target", "prod"])).exitCode).toBe(0);
+    w.double.clearCalls();
+    const r = await w.run(["app-deploy", "--target", "prod", "--poll", "0.1", "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const summary = w.double.commands();
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toEqual(
+      expect.arrayContaining([
+        "summary",
+        "--target",
+        "prod",
+        "app_name=metamcp",
+        "secret_scope=metamcp-secrets",
+      ]),
+    );
+    expect(JSON.parse(r.stdout)).toMatchObject({ target: "prod", appName: "metamcp", state: "SUCCEEDED" });
+    expect(w.emulator.workspace.requests).toContainEqual({
+      method: "POST",
+      path: "/api/2.0/apps/metamcp/deployments",
+      body: {
+        source_code_path: "/Workspace/Users/someone@example.com/.bundle/metamcp-databricks/prod/files/app",
+        mode: "SNAPSHOT",
+      },
+    });
+  });
+
   test("a FAILED deployment prints the platform's message and the last log lines", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
@@ -224,6 +307,18 @@ describe("app-deploy", () => {
     expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev FAILED: App exited with code 1/);
     expect(r.stderr).toMatch(
       /last 2 log lines:\n {2}\[APP\] \[runtime\] connecting to Lakebase\n {2}\[APP\] error: permission denied/,
+    );
+  });
+
+  test("a FAILED deployment whose logs cannot be read says why", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.emulator.nextDeployment = { final: "FAILED", message: "App exited with code 1" };
+    await w.emulator.stopAppHost();
+    const r = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toMatch(
+      /FAILED: App exited with code 1\n\(no log lines could be read: could not open the log stream .*ECONNREFUSED/,
     );
   });
 
@@ -389,6 +484,12 @@ describe("app-logs", () => {
       await until(() => w.emulator.openLogStreams() === 1, "a new stream");
       w.emulator.logs.push("APP", "line three");
       await until(() => out.includes("line three"), "a line after the reconnect");
+      // The host goes away: each failed attempt doubles the wait, and says why.
+      await w.emulator.stopAppHost();
+      await until(() => err.includes("(attempt 4)"), "three reconnects without a line");
+      await w.emulator.restartAppHost();
+      w.emulator.logs.push("APP", "line four");
+      await until(() => out.includes("line four"), "a line after the host came back");
       child.kill("SIGINT");
       const r = await child;
       expect(r.exitCode).toBe(0);
@@ -397,12 +498,28 @@ describe("app-logs", () => {
         "[APP] line one",
         "[APP] line two",
         "[APP] line three",
+        "[APP] line four",
       ]);
-      expect(err).toMatch(/log stream dropped: reconnecting in 0\.5s \(attempt 1\)/);
+      expect(err).toMatch(/the log stream closed: reconnecting in 0\.5s \(attempt 1\)/);
+      expect(err).toMatch(/the log stream closed: reconnecting in 0\.5s \(attempt 2\)/);
+      expect(err).toMatch(/could not connect: .*ECONNREFUSED.*: reconnecting in 1\.0s \(attempt 3\)/);
+      expect(err).toMatch(/could not connect: .*ECONNREFUSED.*: reconnecting in 2\.0s \(attempt 4\)/);
     } finally {
       child.kill("SIGKILL");
     }
   });
+});
+
+test("a log stream that cannot be opened is an error, not an empty log", async () => {
+  const w = await newWorld();
+  w.emulator.addApp("metamcp-dev");
+  await w.emulator.stopAppHost();
+  const r = await w.run(["app-logs", "--json"]);
+  expect(r.exitCode).toBe(4);
+  expect(errorCode(r.stdout)).toBe("logs_unreachable");
+  expect(r.stderr).toMatch(
+    /could not open the log stream wss:\/\/127\.0\.0\.1:\d+\/logz\/stream: .*ECONNREFUSED[\s\S]*→ check that the app is deployed and running/,
+  );
 });
 
 describe("destroy", () => {

@@ -45,7 +45,7 @@ export interface DeploymentScript {
 export class DatabricksEmulator {
   readonly tokens = new TokenStore();
   readonly workspace = new PlatformServer();
-  readonly appHost = new PlatformServer();
+  readonly appHost: PlatformServer;
   readonly logs = new LogBuffer();
   readonly apps = new Map<string, EmulatedApp>();
   readonly secrets = new Map<string, Map<string, string>>();
@@ -58,7 +58,15 @@ export class DatabricksEmulator {
   proxyAcceptsTokens = true;
   private proxy: AppsProxy | undefined;
 
-  constructor(private readonly appTarget: string) {
+  /**
+   * `appTls`: the app's host serves HTTPS and the Apps API gives its URL without a scheme, as the real
+   * API may (`<name>-<id>.<region>.databricksapps.com`).
+   */
+  constructor(
+    private readonly appTarget: string,
+    appTls?: { key: string; cert: string },
+  ) {
+    this.appHost = new PlatformServer({ tls: appTls });
     registerOidc(this.workspace, { tokens: this.tokens, clients: this.clients });
     registerOidcDiscovery(this.workspace);
     this.registerApps();
@@ -123,6 +131,17 @@ export class DatabricksEmulator {
     return n;
   }
 
+  /** Takes the app's host off the network (connections refused) until `restartAppHost`. */
+  async stopAppHost(): Promise<void> {
+    this.dropLogStreams();
+    await this.appHost.close();
+  }
+
+  /** Puts the app's host back on the same port (its URL does not change). */
+  async restartAppHost(): Promise<void> {
+    await this.appHost.listen(Number(new URL(this.appHost.url).port));
+  }
+
   async close(): Promise<void> {
     this.proxy?.close();
     await this.appHost.close();
@@ -150,7 +169,7 @@ export class DatabricksEmulator {
     const pending = app.deployments.find((d) => d.pending.length > 0 || d.status.state === "PENDING");
     return {
       name: app.name,
-      url: this.appHost.url,
+      url: this.appHost.url.replace(/^https:\/\//, ""),
       app_status: { state: app.appState, message: `App is ${app.appState.toLowerCase()}.` },
       compute_status: {
         state: app.computeState,

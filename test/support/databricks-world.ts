@@ -5,6 +5,7 @@ import path from "node:path";
 import { type CliResult, runCli } from "./cli.js";
 import { DatabricksCliDouble, type DoubleScenario } from "./databricks-cli-double.js";
 import { DatabricksEmulator } from "./databricks-emulator.js";
+import { localhostCertificate } from "./tls.js";
 
 /**
  * Everything a Databricks-side command test needs, all real and on 127.0.0.1: the workspace emulator,
@@ -44,7 +45,12 @@ export async function startDatabricksWorld(
   });
   await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
   const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
-  const emulator = await new DatabricksEmulator(appUrl).start();
+  // The app host speaks HTTPS with a certificate only the CLI under test trusts (NODE_EXTRA_CA_CERTS).
+  const tls = await localhostCertificate();
+  const caFile = path.join(root, "app-ca.pem");
+  mkdirSync(root, { recursive: true });
+  writeFileSync(caFile, tls.cert);
+  const emulator = await new DatabricksEmulator(appUrl, tls).start();
   emulator.clients.set(M2M.id, M2M.secret);
   emulator.pats.add(PAT);
 
@@ -81,7 +87,12 @@ export async function startDatabricksWorld(
     ...scenario,
   });
 
-  const env = (extra: Record<string, string> = {}) => ({ HOME: home, ...double.env(), ...extra });
+  const env = (extra: Record<string, string> = {}) => ({
+    HOME: home,
+    NODE_EXTRA_CA_CERTS: caFile,
+    ...double.env(),
+    ...extra,
+  });
   return {
     emulator,
     double,

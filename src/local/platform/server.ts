@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 
@@ -86,13 +87,18 @@ export class PlatformServer {
   private readonly server: Server;
   private baseUrl: string | undefined;
 
-  constructor() {
-    this.server = createServer((req, res) => {
+  private readonly scheme: "http" | "https";
+
+  /** `tls`: serve HTTPS with this key and certificate, as Databricks serves app URLs. */
+  constructor(options: { tls?: { key: string; cert: string } } = {}) {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error_code: "INTERNAL_ERROR", message: String(err) });
         else res.destroy();
       });
-    });
+    };
+    this.scheme = options.tls ? "https" : "http";
+    this.server = options.tls ? createTlsServer(options.tls, handler) : createServer(handler);
     this.server.on("upgrade", (req, socket, head) => {
       const pathname = new URL(req.url ?? "/", "http://x").pathname;
       const up = this.upgrades.find((u) => pathname.startsWith(u.prefix));
@@ -132,7 +138,7 @@ export class PlatformServer {
       this.server.listen(port, host, () => resolve());
     });
     const addr = this.server.address() as AddressInfo;
-    this.baseUrl = `http://${host}:${addr.port}`;
+    this.baseUrl = `${this.scheme}://${host}:${addr.port}`;
     return this.baseUrl;
   }
 

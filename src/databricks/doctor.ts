@@ -24,6 +24,10 @@ export interface DoctorReport {
 
 const MIN_NODE = "20.0.0";
 
+function networkFix(profile: string): string {
+  return `check the host of profile ${profile} and your network`;
+}
+
 function notChecked(name: string, why: string): Check {
   return { name, ok: false, skipped: true, detail: `not checked: ${why}` };
 }
@@ -109,7 +113,7 @@ export async function runDoctor(
       if (isUserError(err) && err.code === "workspace_unreachable") {
         // The login cannot be judged when the host does not answer: the fault is the workspace's line.
         checks.push(notChecked("profile", "the workspace did not answer"));
-        checks.push(failure("workspace", err, `check the host of profile ${profile} and your network`));
+        checks.push(failure("workspace", err, networkFix(profile)));
       } else {
         checks.push(failure("profile", err, loginHint(profile)));
         checks.push(notChecked("workspace", "no working profile"));
@@ -122,7 +126,7 @@ export async function runDoctor(
       const me = await workspace.client.currentUser.me();
       checks.push({ name: "workspace", ok: true, detail: `reachable, signed in as ${me.userName ?? me.id}` });
     } catch (err) {
-      checks.push(failure("workspace", err, `check the host of profile ${profile} and your network`));
+      checks.push(failure("workspace", err, networkFix(workspace.profile)));
     }
   }
 

@@ -1,3 +1,6 @@
+import { existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { ApiError, Config as SdkConfig, WorkspaceClient } from "@databricks/sdk-experimental";
 import type { Config } from "../config/load.js";
 import { DatabricksError, UserError } from "../errors.js";
@@ -36,6 +39,16 @@ export async function connectWorkspace(
     registerSecret(bearer);
   } catch (err) {
     const message = (err as Error).message ?? String(err);
+    // With no config file at all the SDK only says it found no credentials: name the real cause.
+    const configFile = process.env.DATABRICKS_CONFIG_FILE ?? path.join(os.homedir(), ".databrickscfg");
+    if (!existsSync(configFile) && /cannot configure default credentials/i.test(message)) {
+      throw new UserError(
+        "profile_missing",
+        `Databricks profile ${config.profile} is not configured: ${configFile} does not exist`,
+        2,
+        `run \`databricks auth login --host <workspace-url> --profile ${config.profile}\``,
+      );
+    }
     if (/cannot find .*profile|has no .* profile|resolve: .*profile/i.test(message)) {
       throw new UserError(
         "profile_missing",

@@ -83,6 +83,11 @@ describe("doctor", () => {
     expect(unknown.stdout).toMatch(
       /✖ profile +Databricks profile nosuch is not configured.*\n {2}→ run `databricks auth login --host <workspace-url> --profile nosuch`/,
     );
+    const noFile = await w.run(["doctor"], { HOME: tempDir() });
+    expect(noFile.exitCode).toBe(4);
+    expect(noFile.stdout).toMatch(
+      /✖ profile +Databricks profile DEFAULT is not configured: .*\.databrickscfg does not exist\n {2}→ run `databricks auth login --host <workspace-url> --profile DEFAULT`/,
+    );
     // The SDK asked the CLI for the browser-login token of exactly that profile.
     expect(w.double.commands()).toContainEqual(["auth", "token", "--profile", "u2m"]);
   });

@@ -7,7 +7,9 @@ import path from "node:path";
  * A MetaMCP-shaped git repository, generated (never upstream code), with the shapes the patches must
  * handle: a Drizzle schema with a multi-line import, aliased imports (`pgEnum as enumType`, a second
  * `pgTable as table` import), enums, foreign keys; drizzle-kit SQL migrations with `"public".` types and
- * FK references plus unqualified CREATE TABLEs; drizzle's journal; drizzle.config.ts; a pg Pool.
+ * FK references plus unqualified CREATE TABLEs; drizzle's journal; drizzle.config.ts; the database
+ * connection in each form upstream has used (`DB_INDEX_FORMS`: v2.0.0 and v2.1.0 pass the URL to drizzle,
+ * later versions build an explicit pg Pool).
  *
  * History (default branch `main` unless told otherwise):
  * ```
@@ -26,6 +28,8 @@ export interface SyntheticUpstreamOptions {
   marker?: string;
   /** Where to create it (default: a fresh temp dir; remove it with `cleanup`). */
   dir?: string;
+  /** How each version's backend connects (default: `DB_INDEX_FORMS`, upstream's order). */
+  dbIndexForm?: (version: string) => DbIndexForm | undefined;
 }
 
 export interface SyntheticUpstream {
@@ -323,12 +327,43 @@ export default defineConfig({
 });
 `;
 
-const DB_INDEX = `import { drizzle } from "drizzle-orm/node-postgres";
+/**
+ * The ways MetaMCP's `apps/backend/src/db/index.ts` has connected (shapes written here, never copied):
+ * - `drizzle-url-dotenv`: `drizzle(process.env.DATABASE_URL, { schema })` after `import "dotenv/config"`
+ *   (v2.0.0–v2.0.3);
+ * - `drizzle-url`: the same without dotenv (v2.0.4–v2.4.5);
+ * - `pool`: an explicit `new Pool({ connectionString: DATABASE_URL })` with an error handler (v2.4.6–v2.4.11,
+ *   v2.5.x);
+ * - `pool-ssl`: the same plus an optional CA certificate (v2.4.12 on, main);
+ * - `unknown`: a form no release used (drizzle's `{ connection }` config): the patch must refuse it.
+ */
+export type DbIndexForm = "drizzle-url-dotenv" | "drizzle-url" | "pool" | "pool-ssl" | "unknown";
+
+const DB_INDEX_GUARD = `if (!process.env.DATABASE_URL) {
+  throw new Error("DATABASE_URL is not set");
+}
+`;
+
+export function syntheticDbIndex(form: DbIndexForm): string {
+  switch (form) {
+    case "drizzle-url-dotenv":
+    case "drizzle-url":
+      return `${form === "drizzle-url-dotenv" ? 'import "dotenv/config";\n\n' : ""}import { drizzle } from "drizzle-orm/node-postgres";
+
+import * as schema from "./schema";
+
+${DB_INDEX_GUARD}
+// drizzle opens its own pool from the URL.
+export const db = drizzle(process.env.DATABASE_URL, { schema });
+`;
+    case "pool":
+    case "pool-ssl":
+      return `import { drizzle } from "drizzle-orm/node-postgres";
 import { Pool } from "pg";
 
 import * as schema from "./schema";
 
-const { DATABASE_URL, POSTGRES_CA_CERT } = process.env;
+const { DATABASE_URL${form === "pool-ssl" ? ", POSTGRES_CA_CERT" : ""} } = process.env;
 
 if (!DATABASE_URL) {
   throw new Error("DATABASE_URL is not set");
@@ -336,10 +371,14 @@ if (!DATABASE_URL) {
 
 // One shared pool; errors on idle clients are logged, not fatal.
 export const pool = new Pool({
-  connectionString: DATABASE_URL,
+  connectionString: DATABASE_URL,${
+    form === "pool-ssl"
+      ? `
   ...(POSTGRES_CA_CERT && {
     ssl: { ca: POSTGRES_CA_CERT, rejectUnauthorized: true },
-  }),
+  }),`
+      : ""
+  }
 });
 
 pool.on("error", (err) => {
@@ -348,6 +387,27 @@ pool.on("error", (err) => {
 
 export const db = drizzle(pool, { schema });
 `;
+    case "unknown":
+      return `import { drizzle } from "drizzle-orm/node-postgres";
+
+import * as schema from "./schema";
+
+export const db = drizzle({ connection: { url: process.env.DATABASE_URL! }, schema });
+`;
+  }
+}
+
+/** The form each synthetic version uses, in upstream's order: the URL form first, then the explicit Pool. */
+export const DB_INDEX_FORMS: Record<string, DbIndexForm> = {
+  "v2.0.0": "drizzle-url-dotenv",
+  "v2.1.0": "drizzle-url",
+  "v2.2.0": "pool-ssl",
+  "commit-only": "pool-ssl",
+  "v2.3.0-test": "pool-ssl",
+  head: "pool-ssl",
+  "v2.4.0": "pool",
+  "v2.4.1-docker-per-mcp": "pool",
+};
 
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
@@ -355,6 +415,7 @@ export function syntheticVersionFiles(
   migrations: Migration[],
   spec: VersionSpec,
   marker?: string,
+  dbIndexForm: DbIndexForm = DB_INDEX_FORMS[label] ?? "pool-ssl",
 ): Record<string, string> {
   const files: Record<string, string> = {
     "package.json": `${JSON.stringify(
@@ -365,7 +426,7 @@ export function syntheticVersionFiles(
     "README.md": `# MetaMCP (synthetic) ${label}\n`,
     "apps/backend/package.json": `${JSON.stringify({ name: "backend", type: "module", version: "1.0.0" }, null, 2)}\n`,
     "apps/backend/src/db/schema.ts": schemaSource(spec),
-    "apps/backend/src/db/index.ts": DB_INDEX,
+    "apps/backend/src/db/index.ts": syntheticDbIndex(dbIndexForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
   };
@@ -400,7 +461,7 @@ export function createSyntheticUpstream(options: SyntheticUpstreamOptions = {}):
   let written = new Set<string>();
   const commit = (label: string, migrations: Migration[], spec: VersionSpec): string => {
     const files = {
-      ...syntheticVersionFiles(label, migrations, spec, options.marker),
+      ...syntheticVersionFiles(label, migrations, spec, options.marker, options.dbIndexForm?.(label)),
       ...options.extraFiles?.(label),
     };
     for (const old of written) if (!(old in files)) rmSync(path.join(dir, old), { force: true });

@@ -1,0 +1,270 @@
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DriftError } from "../../src/errors.js";
+import {
+  DB_INDEX_FILE,
+  KNOWN_FORMS,
+  PASSWORD_FILE_VAR,
+  patchDbPoolText,
+  verifyDbPoolText,
+} from "../../src/patches/db-pool-credentials.js";
+import type { PrepareManifest } from "../../src/upstream/manifest.js";
+import { PROJECT_ROOT, runCli } from "../support/cli.js";
+import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
+import {
+  createSyntheticUpstream,
+  DB_INDEX_FORMS,
+  type DbIndexForm,
+  type SyntheticUpstream,
+  syntheticDbIndex,
+} from "../support/synthetic-upstream.js";
+import { tempDir } from "../support/tmp.js";
+
+const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
+const KNOWN: { form: DbIndexForm; patched: "pool" | "drizzle-url"; edits: number }[] = [
+  { form: "drizzle-url-dotenv", patched: "drizzle-url", edits: 3 },
+  { form: "drizzle-url", patched: "drizzle-url", edits: 3 },
+  { form: "pool", patched: "pool", edits: 2 },
+  { form: "pool-ssl", patched: "pool", edits: 2 },
+];
+
+function driftOf(fn: () => unknown): DriftError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(DriftError);
+    return err as DriftError;
+  }
+  throw new Error("expected a drift error");
+}
+
+describe("db-pool-credentials patch: every connection form upstream has used", () => {
+  it.each(KNOWN)(
+    "$form: patched through the syntax tree, verified, idempotent",
+    ({ form, patched, edits }) => {
+      const text = syntheticDbIndex(form);
+      const out = patchDbPoolText(DB_INDEX_FILE, text, ctx);
+      expect(out.form).toBe(patched);
+      expect(out.edits).toBe(edits);
+      expect(verifyDbPoolText(DB_INDEX_FILE, out.text, ctx)).toBe(patched);
+      expect(out.text).toContain(`import { readFileSync as __metamcpReadFileSync } from "node:fs";`);
+      // Without the variable the connection is upstream's, untouched.
+      if (patched === "pool") {
+        expect(out.text).toContain("{ connectionString: DATABASE_URL }");
+        expect(out.text).toContain(`${PASSWORD_FILE_VAR}\n    ? { password: () =>`);
+      } else {
+        expect(out.text).toContain(`import { Pool as __MetamcpPool } from "pg";`);
+        expect(out.text).toMatch(
+          /new __MetamcpPool\(\{ password: \(\) => [^\n]+\}\)\n {4}: process\.env\.DATABASE_URL, \{ schema \}\)/,
+        );
+      }
+      if (form === "pool-ssl") expect(out.text).toContain("ssl: { ca: POSTGRES_CA_CERT");
+      if (form === "drizzle-url-dotenv") expect(out.text).toContain('import "dotenv/config";');
+      // Everything else is byte for byte upstream's: the text before and after the one connection site.
+      const site =
+        patched === "pool" ? "connectionString: DATABASE_URL," : "process.env.DATABASE_URL, { schema });";
+      const at = text.lastIndexOf(site);
+      const body = out.text.replace(/^import \{ (readFileSync|Pool) as __\w+ \} from "[^"]+";\n/gm, "");
+      expect(body.startsWith(text.slice(0, at))).toBe(true);
+      expect(body.endsWith(text.slice(at + site.length - (patched === "pool" ? 1 : 14)))).toBe(true);
+      expect(patchDbPoolText(DB_INDEX_FILE, out.text, ctx)).toEqual({ text: out.text, edits: 0 });
+    },
+  );
+
+  it("fails loudly (exit 3), naming the file and the forms it knows, on a form it doesn't know", () => {
+    for (const text of [
+      syntheticDbIndex("unknown"),
+      "export const x = 1;\n",
+      // Two connections: which one the backend uses is not ours to guess.
+      `${syntheticDbIndex("pool")}\nexport const other = drizzle(process.env.DATABASE_URL, { schema });\n`,
+    ]) {
+      const err = driftOf(() => patchDbPoolText(DB_INDEX_FILE, text, ctx));
+      expect(err.exitCode).toBe(3);
+      expect(err.message).toContain(
+        `upstream drift in ${DB_INDEX_FILE} (MetaMCP v9.9.9, patch db-pool-credentials)`,
+      );
+      expect(err.message).toContain(KNOWN_FORMS);
+    }
+    expect(
+      driftOf(() =>
+        patchDbPoolText(DB_INDEX_FILE, 'import { Pool } from "pg";\nnew Pool({ max: 1 });\n', ctx),
+      ).message,
+    ).toContain("`connectionString` in the `new Pool({ ... })` options");
+  });
+
+  it("verify refuses a tree where the connection does not read the password file", () => {
+    for (const form of ["pool", "drizzle-url"] as const) {
+      // Unpatched upstream, a patch whose import went missing, a patch that no longer parses.
+      const patched = patchDbPoolText(DB_INDEX_FILE, syntheticDbIndex(form), ctx).text;
+      expect(driftOf(() => verifyDbPoolText(DB_INDEX_FILE, syntheticDbIndex(form), ctx)).message).toContain(
+        `patched to read ${PASSWORD_FILE_VAR}`,
+      );
+      expect(
+        driftOf(() =>
+          verifyDbPoolText(DB_INDEX_FILE, patched.replace(/^import \{ readFileSync.*\n/m, ""), ctx),
+        ).message,
+      ).toContain("the import import { readFileSync as __metamcpReadFileSync }");
+      expect(
+        driftOf(() =>
+          verifyDbPoolText(DB_INDEX_FILE, patched.replace("export const db", "export const db ="), ctx),
+        ).message,
+      ).toContain("valid TypeScript");
+    }
+  });
+});
+
+/**
+ * The patched file, run as the backend runs it (its own process, the runtime's environment), against a
+ * PostgreSQL that enforces a Lakebase-like role whose password changes: every NEW connection must use the
+ * password in the file at that moment, for each form.
+ */
+describe("the patched connection, run against a Lakebase-like PostgreSQL", () => {
+  let server: LakebaseLikePostgres;
+  beforeAll(async () => {
+    server = await startLakebaseLikePostgres();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const PROBE = `import { sql } from "drizzle-orm";
+import pg from "pg";
+import { writeFileSync } from "node:fs";
+import { db } from "./index";
+
+// Hold one connection, rotate the password (role and file), then need a second, new connection.
+const pool = db.$client;
+const first = await pool.connect();
+const who = await first.query("select current_user as u, current_setting('search_path') as p");
+const admin = new pg.Client({ connectionString: process.env.PROBE_ADMIN_URL });
+await admin.connect();
+await admin.query(\`ALTER ROLE "\${process.env.PGUSER}" PASSWORD '\${process.env.PROBE_NEXT_PASSWORD}'\`);
+await admin.end();
+if (process.env.METAMCP_PG_PASSWORD_FILE) writeFileSync(process.env.METAMCP_PG_PASSWORD_FILE, process.env.PROBE_NEXT_PASSWORD + "\\n");
+const second = await pool.connect();
+const r = await db.execute(sql\`select 1 as one\`);
+first.release();
+second.release();
+await pool.end();
+console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, rows: (r.rows ?? r).length }));
+`;
+
+  function backendDir(form: DbIndexForm): string {
+    const dir = tempDir("mmdb-dbpool-");
+    mkdirSync(path.join(dir, "src/db"), { recursive: true });
+    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
+    // Our own drizzle-orm, pg and dotenv stand in for the backend's (same packages, resolved from here).
+    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    const out = patchDbPoolText(DB_INDEX_FILE, syntheticDbIndex(form), ctx);
+    writeFileSync(path.join(dir, "src/db/index.ts"), out.text);
+    writeFileSync(path.join(dir, "src/db/schema.ts"), "export const nothing = 0;\n");
+    writeFileSync(path.join(dir, "src/db/probe.ts"), PROBE);
+    return dir;
+  }
+
+  async function probe(dir: string, env: Record<string, string>) {
+    const r = await execa("node", ["--import", "tsx", "src/db/probe.ts"], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+    });
+    return {
+      ...r,
+      json: r.exitCode === 0 ? JSON.parse(String(r.stdout).trim().split("\n").pop()!) : undefined,
+    };
+  }
+
+  it.each(KNOWN)(
+    "$form: a new connection after a rotation uses the file's new password",
+    async ({ form }) => {
+      const dir = backendDir(form);
+      const passwordFile = path.join(dir, "pg-password");
+      await server.setPassword("first-password-1", 600);
+      writeFileSync(passwordFile, "first-password-1\n");
+      const r = await probe(dir, {
+        // As the runtime's child environment: a URL without a password, the PG* variables, the file.
+        DATABASE_URL: `postgresql://${server.role}@${server.host}:${server.port}/${server.database}`,
+        [PASSWORD_FILE_VAR]: passwordFile,
+        PGHOST: server.host,
+        PGPORT: String(server.port),
+        PGDATABASE: server.database,
+        PGUSER: server.role,
+        PGOPTIONS: "-c search_path=metamcp_app,public",
+        PROBE_ADMIN_URL: server.adminUrl(),
+        PROBE_NEXT_PASSWORD: "second-password-2",
+      });
+      expect(r.exitCode, `${r.stderr}`).toBe(0);
+      expect(r.json).toEqual({ user: server.role, searchPath: "metamcp_app,public", rows: 1 });
+      expect(readFileSync(passwordFile, "utf8").trim()).toBe("second-password-2");
+    },
+  );
+
+  it.each(KNOWN)(
+    "$form: without the variable, the connection is upstream's (DATABASE_URL)",
+    async ({ form }) => {
+      const dir = backendDir(form);
+      await server.setPassword("url-password-3", 600);
+      const r = await probe(dir, {
+        DATABASE_URL: server.roleUrl("url-password-3"),
+        PGUSER: server.role,
+        PROBE_ADMIN_URL: server.adminUrl(),
+        PROBE_NEXT_PASSWORD: "url-password-3",
+      });
+      expect(r.exitCode, `${r.stderr}`).toBe(0);
+      expect(r.json).toMatchObject({ user: server.role, rows: 1 });
+    },
+  );
+});
+
+describe("prepare on synthetic upstreams of each form", () => {
+  let upstream: SyntheticUpstream;
+  let unknown: SyntheticUpstream;
+  beforeAll(() => {
+    upstream = createSyntheticUpstream();
+    unknown = createSyntheticUpstream({ dbIndexForm: () => "unknown" });
+  });
+  afterAll(() => {
+    upstream?.cleanup();
+    unknown?.cleanup();
+  });
+
+  it("patches the URL form (v2.0.0, v2.1.0) and the Pool form (v2.2.0, main) in the manifest", async () => {
+    const cwd = tempDir();
+    for (const ref of ["v2.0.0", "v2.1.0", "v2.2.0", "main"]) {
+      const buildDir = path.join(cwd, ref);
+      const r = await runCli(
+        ["--json", "prepare", "--repo", upstream.url, "--ref", ref, "--build-dir", buildDir],
+        {
+          cwd,
+          env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
+        },
+      );
+      expect(r.exitCode, r.stderr).toBe(0);
+      const manifest = JSON.parse(r.stdout) as PrepareManifest;
+      const label = ref === "main" ? "head" : ref;
+      const edits = DB_INDEX_FORMS[label]!.startsWith("drizzle-url") ? 3 : 2;
+      expect(manifest.patches.find((p) => p.id === "db-pool-credentials")?.files).toEqual([
+        { path: DB_INDEX_FILE, edits },
+      ]);
+      expect(readFileSync(path.join(buildDir, DB_INDEX_FILE), "utf8")).toContain(PASSWORD_FILE_VAR);
+    }
+  });
+
+  it("an unknown form stops prepare with exit 3, naming the file and what was expected", async () => {
+    const cwd = tempDir();
+    const r = await runCli(["prepare", "--repo", unknown.url, "--ref", "v2.2.0", "--build-dir", "out"], {
+      cwd,
+      env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
+    });
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain(
+      `upstream drift in ${DB_INDEX_FILE} (MetaMCP v2.2.0, patch db-pool-credentials)`,
+    );
+    expect(r.stderr).toContain("`drizzle(process.env.DATABASE_URL, { schema })` (MetaMCP v2.0.0–v2.4.5)");
+  });
+});

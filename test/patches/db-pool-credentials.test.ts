@@ -1,7 +1,6 @@
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DriftError } from "../../src/errors.js";
 import {
@@ -131,7 +130,6 @@ describe("the patched connection, run against a Lakebase-like PostgreSQL", () =>
   });
 
   const PROBE = `import { sql } from "drizzle-orm";
-import pg from "pg";
 import { writeFileSync } from "node:fs";
 import { db } from "./index";
 

@@ -9,6 +9,7 @@ import { CredentialKeeper } from "./credentials.js";
 import { clientConfig, connectWithRetry, ensureSchema, runMigrations, searchPathOption } from "./database.js";
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { createRouter } from "./router.js";
+import { upstreamChildEnv } from "./upstream-settings.js";
 import { WorkspaceClient } from "./workspace-client.js";
 
 const SHUTDOWN_BUDGET_MS = 15_000;
@@ -83,6 +84,8 @@ function childEnv(
     PGSSLMODE: env.pg.sslmode === "require" ? "no-verify" : env.pg.sslmode,
     PGAPPNAME: env.pg.appName,
     PGOPTIONS: searchPathOption(env.schema),
+    // Settings newer MetaMCP reads (trusted origins, bootstrap off unless opted in): upstream-settings.ts.
+    ...upstreamChildEnv(appUrl, process.env),
   };
 }
 

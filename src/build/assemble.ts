@@ -21,6 +21,7 @@ import {
   checkTree,
   isDroppedFile,
   listTree,
+  optionalPeersNotProvided,
   prunePackage,
   type TreeStats,
   treeHash,
@@ -137,6 +138,9 @@ export function assembleAppTree(options: AssembleOptions): {
     }
     const workspace = workspacePackages(buildDir);
     const prod = options.backendProdDir;
+    const backendPackage = readJson<{ dependencies?: Record<string, string> }>(
+      path.join(backendSrc, "package.json"),
+    );
     const backendModules = flattenNodeModules({
       roots: [path.join(prod, "node_modules")],
       fallbacks: [path.join(prod, "node_modules/.pnpm/node_modules")],
@@ -146,6 +150,10 @@ export function assembleAppTree(options: AssembleOptions): {
       sourceFor: (name, real) => (real.includes("@file+") ? workspace.get(name) : undefined),
       dest: at(`${APP_LAYOUT.backendDir}/node_modules`),
       prunePackage,
+      skipDependency: optionalPeersNotProvided(
+        "the backend",
+        Object.keys(backendPackage?.dependencies ?? {}),
+      ),
       skipFile: isDroppedFile,
     });
     Object.assign(pruned, backendModules.pruned);

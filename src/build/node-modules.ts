@@ -33,6 +33,10 @@ export interface FlattenOptions {
   dest: string;
   /** Returns a reason to leave a package (and what only it needs) out, or undefined to keep it. */
   prunePackage?: (name: string) => string | undefined;
+  /** Returns a reason to not follow one dependency edge (`dependent` → `name`), or undefined to follow it.
+   * A package left out this way (and what only it needs, even as a hidden-hoisting fallback) is recorded in
+   * `pruned` unless another, followed edge brings it in. */
+  skipDependency?: (dependent: { name: string; real: string }, name: string) => string | undefined;
   /** Where to copy a package's files from, when not its real folder (e.g. a workspace package that pnpm
    * injected without its git-ignored build output). */
   sourceFor?: (name: string, real: string) => string | undefined;
@@ -152,6 +156,10 @@ function copyPackage(src: string, dest: string, skipFile: (rel: string) => boole
 
 export function flattenNodeModules(options: FlattenOptions): FlattenResult {
   const prune = options.prunePackage ?? (() => undefined);
+  const skipEdge = options.skipDependency ?? (() => undefined);
+  /** Edges not followed: target name → [real folder, reason]. */
+  const skipped = new Map<string, { real: string; reason: string }>();
+  const placedReal = new Set<string>();
   const skipFile = options.skipFile ?? (() => false);
   const root: Node = { name: "", real: "", dir: options.dest, parent: undefined, children: new Map() };
   const pruned: Record<string, string> = {};
@@ -170,6 +178,7 @@ export function flattenNodeModules(options: FlattenOptions): FlattenResult {
     const dir = parent === root ? path.join(options.dest, name) : path.join(parent.dir, "node_modules", name);
     const node: Node = { name, real, dir, parent, children: new Map() };
     parent.children.set(name, node);
+    placedReal.add(real);
     if (parent !== root) nested++;
     queue.push(node);
   };
@@ -200,7 +209,10 @@ export function flattenNodeModules(options: FlattenOptions): FlattenResult {
       const node = queue.shift()!;
       for (const [depName, depPath] of dependenciesOf(node.name, node.real)) {
         const real = realDir(depPath);
-        if (inside(depName, real)) resolveFrom(node, depName, real);
+        if (!inside(depName, real)) continue;
+        const reason = skipEdge(node, depName);
+        if (reason) skipped.set(depName, { real, reason });
+        else resolveFrom(node, depName, real);
       }
     }
   };
@@ -215,14 +227,27 @@ export function flattenNodeModules(options: FlattenOptions): FlattenResult {
     }
   }
   drain();
+  // What only the skipped edges lead to stays out, also as a fallback (pnpm hoists everything there).
+  const unwanted = new Set<string>();
+  const walk = [...skipped].map(([name, { real }]) => [name, real] as const);
+  while (walk.length > 0) {
+    const [name, real] = walk.pop()!;
+    if (placedReal.has(real) || unwanted.has(real)) continue;
+    unwanted.add(real);
+    for (const [depName, depPath] of dependenciesOf(name, real)) {
+      const depReal = realDir(depPath);
+      if (depReal?.startsWith(within)) walk.push([depName, depReal]);
+    }
+  }
   for (const dir of options.fallbacks ?? []) {
     for (const [name, p] of listPackageEntries(dir)) {
       const real = realDir(p);
-      if (root.children.has(name) || prune(name)) continue;
+      if (root.children.has(name) || prune(name) || (real && unwanted.has(real))) continue;
       if (real?.startsWith(within)) place(root, name, real);
     }
     drain();
   }
+  for (const [name, { real, reason }] of skipped) if (!placedReal.has(real)) pruned[name] = reason;
 
   let packages = 0;
   const write = (n: Node) => {

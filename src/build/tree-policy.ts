@@ -43,6 +43,47 @@ export function prunePackage(name: string): string | undefined {
   return PRUNED_PACKAGES.find((p) => p.match(name))?.reason;
 }
 
+interface PackageJsonDeps {
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+}
+
+/**
+ * An optional peer dependency is something a package uses only when its host provides it. pnpm links one
+ * whenever the WORKSPACE has it: on MetaMCP main, better-auth's optional peers `next`, `react`,
+ * `react-dom` (from the frontend), `vitest` and `drizzle-kit` (dev tools) landed in the backend's
+ * production closure — 446 MB, with `@next/swc-linux-x64-gnu`'s 136.5 MB binary over the 10 MB limit —
+ * though the backend depends on none of them and imports only `better-auth`, `better-auth/plugins` and
+ * `better-auth/adapters/drizzle`, which load none of them (only better-auth's next-js/react/test entries
+ * do). So an optional peer the backend does not itself list in `dependencies` is not followed (docs/build.md).
+ */
+export function optionalPeersNotProvided(
+  hostName: string,
+  hostDependencies: Iterable<string>,
+): (dependent: { name: string; real: string }, name: string) => string | undefined {
+  const provided = new Set(hostDependencies);
+  const manifests = new Map<string, PackageJsonDeps>();
+  return (dependent, name) => {
+    if (provided.has(name)) return undefined;
+    let pkg = manifests.get(dependent.real);
+    if (!pkg) {
+      try {
+        pkg = JSON.parse(readFileSync(path.join(dependent.real, "package.json"), "utf8")) as PackageJsonDeps;
+      } catch {
+        pkg = {};
+      }
+      manifests.set(dependent.real, pkg);
+    }
+    const optionalPeer =
+      pkg.peerDependencies?.[name] !== undefined && pkg.peerDependenciesMeta?.[name]?.optional;
+    const required = pkg.dependencies?.[name] !== undefined || pkg.optionalDependencies?.[name] !== undefined;
+    if (!optionalPeer || required) return undefined;
+    return `an optional peer of ${dependent.name} that ${hostName} does not provide (not in its dependencies); pnpm linked it because the workspace has it`;
+  };
+}
+
 /** Build caches that packages sometimes carry (turbo logs, tool caches, node-gyp intermediates): never copied. */
 const CACHE_DIRS = new Set([
   ".turbo",

@@ -2,7 +2,7 @@ import { registerSecret } from "../log/secrets.js";
 
 /**
  * What our runtime sets for the settings MetaMCP's main branch added after v2.4.22 (read from its code,
- * docs/runtime.md "Upstream settings"); releases that predate a setting ignore it.
+ * docs/releases.md "Upstream main's new settings"); releases that predate a setting ignore it.
  *
  * - `EXTRA_TRUSTED_ORIGINS` (apps/backend/src/auth.ts: comma-separated origins added to better-auth's
  *   localhost-only defaults): the app's public origin, plus any the app's own environment lists (a custom

@@ -1,4 +1,3 @@
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatResult, formatTotal, type SweepResult, sweep } from "../../scripts/sweep.js";
 import { silentLogger } from "../../src/log/logger.js";

@@ -17,7 +17,9 @@ import { type CallExpression, Node, type ObjectLiteralExpression, type SourceFil
  *
  * Upstream has connected in two ways (read from every stable tag, docs/releases.md):
  * - `drizzle(process.env.DATABASE_URL, { schema })` (v2.0.0–v2.4.5): drizzle builds the pool itself from
- *   the URL, so the patch hands drizzle a `Pool` of ours instead of the URL when the variable is set;
+ *   the URL, so the patch hands drizzle a `Pool` of ours instead of the URL when the variable is set, with
+ *   the idle-client error handler upstream itself added in v2.4.6 (a database that closes idle connections,
+ *   as a scaling Lakebase does, must not crash the backend);
  * - `new Pool({ connectionString: DATABASE_URL, ... })` then `drizzle(pool, { schema })` (v2.4.6 on):
  *   the patch swaps `connectionString` for the password function, keeping the other options (ssl).
  * In both, `connectionString` must go when the function is used: node-postgres lets the URL's (empty)
@@ -133,7 +135,7 @@ export function patchDbPoolText(
         end: url.getEnd(),
         text:
           `process.env.${PASSWORD_FILE_VAR}\n` +
-          `    ? new ${POOL_ALIAS}({ ${PASSWORD_FN} })\n` +
+          `    ? new ${POOL_ALIAS}({ ${PASSWORD_FN} }).on("error", (err) => console.error("PostgreSQL pool error (ignored):", err))\n` +
           `    : ${url.getText()}`,
       });
     }

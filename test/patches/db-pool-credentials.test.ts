@@ -57,7 +57,7 @@ describe("db-pool-credentials patch: every connection form upstream has used", (
       } else {
         expect(out.text).toContain(`import { Pool as __MetamcpPool } from "pg";`);
         expect(out.text).toMatch(
-          /new __MetamcpPool\(\{ password: \(\) => [^\n]+\}\)\n {4}: process\.env\.DATABASE_URL, \{ schema \}\)/,
+          /new __MetamcpPool\(\{ password: \(\) => [^\n]+\}\)\.on\("error", [^\n]+\)\n {4}: process\.env\.DATABASE_URL, \{ schema \}\)/,
         );
       }
       if (form === "pool-ssl") expect(out.text).toContain("ssl: { ca: POSTGRES_CA_CERT");
@@ -130,6 +130,7 @@ describe("the patched connection, run against a Lakebase-like PostgreSQL", () =>
   });
 
   const PROBE = `import { sql } from "drizzle-orm";
+import pg from "pg";
 import { writeFileSync } from "node:fs";
 import { db } from "./index";
 
@@ -147,7 +148,7 @@ const r = await db.execute(sql\`select 1 as one\`);
 first.release();
 second.release();
 await pool.end();
-console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, rows: (r.rows ?? r).length }));
+console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, rows: (r.rows ?? r).length, errorListeners: pool.listenerCount("error") }));
 `;
 
   function backendDir(form: DbIndexForm): string {
@@ -197,7 +198,12 @@ console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, row
         PROBE_NEXT_PASSWORD: "second-password-2",
       });
       expect(r.exitCode, `${r.stderr}`).toBe(0);
-      expect(r.json).toEqual({ user: server.role, searchPath: "metamcp_app,public", rows: 1 });
+      expect(r.json).toEqual({
+        user: server.role,
+        searchPath: "metamcp_app,public",
+        rows: 1,
+        errorListeners: 1,
+      });
       expect(readFileSync(passwordFile, "utf8").trim()).toBe("second-password-2");
     },
   );

@@ -178,6 +178,30 @@ console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, row
     };
   }
 
+  it("the patched file of every form type-checks (strict) against drizzle-orm's and pg's types", async () => {
+    const dir = tempDir("mmdb-dbpool-tsc-");
+    mkdirSync(path.join(dir, "src/db"), { recursive: true });
+    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
+    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    writeFileSync(path.join(dir, "src/db/schema.ts"), "export const nothing = 0;\n");
+    for (const { form } of KNOWN) {
+      const text = syntheticDbIndex(form).replace('"./schema"', '"./schema.js"');
+      writeFileSync(path.join(dir, `src/db/${form}.ts`), patchDbPoolText(DB_INDEX_FILE, text, ctx).text);
+    }
+    const tsc = path.join(PROJECT_ROOT, "node_modules/typescript/bin/tsc");
+    const flags = ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext"];
+    const files = KNOWN.map(({ form }) => `src/db/${form}.ts`);
+    const r = await execa(
+      "node",
+      [tsc, ...flags, "--target", "es2022", "--skipLibCheck", "--types", "node", ...files],
+      {
+        cwd: dir,
+        reject: false,
+      },
+    );
+    expect(r.exitCode, String(r.stdout)).toBe(0);
+  });
+
   it.each(KNOWN)(
     "$form: a new connection after a rotation uses the file's new password",
     async ({ form }) => {

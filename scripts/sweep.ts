@@ -10,7 +10,7 @@
  * Our code, not CI's (CI can't reach GitHub): docs/releases.md has the table from the last run. Exit 0
  * when every ref that holds a MetaMCP 2 tree passed, 1 otherwise.
  */
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -325,6 +325,11 @@ async function main(): Promise<number> {
     process.stderr.write(
       "usage: npm run sweep -- --repo <url> [--build] [--refs a,b] [--work-dir DIR] [--keep] [--json]\n",
     );
+    return 2;
+  }
+  const runtimeBundle = path.join(toolRoot(), RUNTIME_BUNDLE_PATH);
+  if (values.build && !existsSync(runtimeBundle)) {
+    process.stderr.write(`--build ships our runtime bundle, ${runtimeBundle}: run \`npm run build\` first\n`);
     return 2;
   }
   const workDir = path.resolve(values["work-dir"] ?? mkdtempSync(path.join(os.tmpdir(), "mmdb-sweep-")));

@@ -1,5 +1,6 @@
 import { execa } from "execa";
 import { UserError } from "../errors.js";
+import type { RepoCredentials } from "./repo-url.js";
 
 export interface GitRunOptions {
   /** `--git-dir` (bare repositories, the cache mirror). */
@@ -9,6 +10,8 @@ export interface GitRunOptions {
   env?: Record<string, string>;
   /** Return the failure instead of throwing. */
   allowFailure?: boolean;
+  /** Credentials split off the repository URL, for commands that reach the remote. */
+  credentials?: RepoCredentials | undefined;
 }
 
 export interface GitResult {
@@ -26,14 +29,34 @@ const GIT_ENV = {
   LC_ALL: "C",
 };
 
+/**
+ * Hands git the URL's credentials without writing them anywhere: the helper list is reset (so the user's own
+ * helpers neither answer nor store them), then a shell helper prints them from the child's environment.
+ * The command line names only the variables.
+ */
+const CREDENTIAL_HELPER =
+  '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" "$MMDB_GIT_USERNAME" "$MMDB_GIT_PASSWORD"; }; f';
+
+function credentialArgs(credentials: RepoCredentials | undefined): {
+  args: string[];
+  env: Record<string, string>;
+} {
+  if (!credentials) return { args: [], env: {} };
+  return {
+    args: ["-c", "credential.helper=", "-c", `credential.helper=${CREDENTIAL_HELPER}`],
+    env: { MMDB_GIT_USERNAME: credentials.username, MMDB_GIT_PASSWORD: credentials.password },
+  };
+}
+
 /** Runs git. A missing git binary is a user error (exit 2); a failing command throws unless allowed. */
 export async function git(args: string[], options: GitRunOptions = {}): Promise<GitResult> {
+  const auth = credentialArgs(options.credentials);
   const full = options.gitDir ? [`--git-dir=${options.gitDir}`, ...args] : args;
   let result: Awaited<ReturnType<typeof execa>>;
   try {
-    result = await execa("git", full, {
+    result = await execa("git", [...auth.args, ...full], {
       cwd: options.cwd,
-      env: { ...GIT_ENV, ...options.env },
+      env: { ...GIT_ENV, ...options.env, ...auth.env },
       reject: false,
       stripFinalNewline: true,
     });

@@ -61,14 +61,14 @@ const LEGACY_AGE_MS = 15 * 60_000;
 
 /**
  * Removes what killed runs left beside the build dir: their work trees (`.<name>.prepare-*`), their private
- * index files, and previous trees renamed aside (`.<name>.old-*`). Only names of ours, and only when their
+ * index files (and git's lock on one), and previous trees renamed aside (`.<name>.old-*`). Only names of ours, and only when their
  * process no longer runs on this machine: a concurrent prepare's work tree is kept.
  */
 export function removeDeadSiblings(buildDir: string, log: Logger): void {
   const dir = path.dirname(buildDir);
   const base = path.basename(buildDir).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const ours = new RegExp(`^\\.${base}\\.(prepare|old)-(\\d+)-(.+)-[0-9a-f]{8}(\\.index)?$`);
-  const legacy = new RegExp(`^\\.${base}\\.(prepare-[A-Za-z0-9]{6}|old-[0-9a-f]{8})(\\.index)?$`);
+  const ours = new RegExp(`^\\.${base}\\.(prepare|old)-(\\d+)-(.+)-[0-9a-f]{8}(\\.index(\\.lock)?)?$`);
+  const legacy = new RegExp(`^\\.${base}\\.(prepare-[A-Za-z0-9]{6}|old-[0-9a-f]{8})(\\.index(\\.lock)?)?$`);
   let entries: string[];
   try {
     entries = readdirSync(dir);

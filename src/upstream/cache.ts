@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import envPaths from "env-paths";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { GitCommandError, git } from "./git.js";
@@ -34,8 +33,9 @@ export interface Mirror {
 }
 
 /** The cache root: `METAMCP_CACHE_DIR` when set, else the user cache dir (e.g. ~/.cache/metamcp-databricks). */
-export function defaultCacheDir(configured: string | undefined): string {
+export async function defaultCacheDir(configured: string | undefined): Promise<string> {
   if (configured) return path.resolve(configured);
+  const envPaths = (await import("env-paths")).default;
   return envPaths("metamcp-databricks", { suffix: "" }).cache;
 }
 

@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { spawn } from "node:child_process";
 import { UserError } from "../errors.js";
 import type { RepoCredentials } from "./repo-url.js";
 
@@ -52,31 +52,55 @@ function credentialArgs(credentials: RepoCredentials | undefined): {
 export async function git(args: string[], options: GitRunOptions = {}): Promise<GitResult> {
   const auth = credentialArgs(options.credentials);
   const full = options.gitDir ? [`--git-dir=${options.gitDir}`, ...args] : args;
-  let result: Awaited<ReturnType<typeof execa>>;
-  try {
-    result = await execa("git", [...auth.args, ...full], {
+  // node:child_process, not execa: loading execa costs more than a no-op prepare may take in all.
+  const result = await new Promise<{
+    code: number | null;
+    signal: string | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve, reject) => {
+    const child = spawn("git", [...auth.args, ...full], {
       cwd: options.cwd,
-      env: { ...GIT_ENV, ...options.env, ...auth.env },
-      reject: false,
-      stripFinalNewline: true,
+      env: { ...process.env, ...GIT_ENV, ...options.env, ...auth.env },
+      stdio: ["ignore", "pipe", "pipe"],
     });
-  } catch (err) {
-    throw new UserError("git_missing", "cannot run git", 2, "install git (>= 2.25) and put it on PATH", {
-      cause: err,
-    });
-  }
-  if ((result as { code?: string }).code === "ENOENT") {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.stderr.on("data", (c: Buffer) => err.push(c));
+    child.on("error", reject);
+    child.on("close", (code, signal) =>
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out)
+          .toString("utf8")
+          .replace(/\r?\n$/, ""),
+        stderr: Buffer.concat(err)
+          .toString("utf8")
+          .replace(/\r?\n$/, ""),
+      }),
+    );
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") {
+      throw new UserError(
+        "git_missing",
+        "cannot run git: not found on PATH",
+        2,
+        "install git and put it on PATH",
+      );
+    }
     throw new UserError(
       "git_missing",
-      "cannot run git: not found on PATH",
+      `cannot run git (${err.code ?? err.message})`,
       2,
-      "install git and put it on PATH",
+      "install git (>= 2.25) and put it on PATH",
     );
-  }
+  });
   const out: GitResult = {
-    exitCode: result.exitCode ?? 1,
-    stdout: String(result.stdout ?? ""),
-    stderr: String(result.stderr ?? "") || (result.signal ? `killed by ${result.signal}` : ""),
+    exitCode: result.code ?? 1,
+    stdout: result.stdout,
+    stderr: result.stderr || (result.signal ? `killed by ${result.signal}` : ""),
   };
   if (out.exitCode !== 0 && !options.allowFailure) {
     throw new GitCommandError(full, out);

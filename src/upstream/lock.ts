@@ -3,7 +3,6 @@ import { mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, write
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import lockfile from "proper-lockfile";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
@@ -92,6 +91,8 @@ export async function withDirLock<T>(
   const deadline = Date.now() + options.waitMs;
   let told = false;
   let release: () => Promise<void>;
+  // Loaded on use: a prepare that finds its tree current never locks.
+  const lockfile = (await import("proper-lockfile")).default;
   for (;;) {
     try {
       release = await lockfile.lock(target, {

@@ -11,7 +11,7 @@ import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.j
 import { exportCommit } from "./checkout.js";
 import { type CurrentCheck, checkPreparedTree, recordTree } from "./current.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
-import { listRefs, type ResolvedRef, resolveRef } from "./refs.js";
+import type { ResolvedRef } from "./refs.js";
 import { locateRepo } from "./repo-url.js";
 
 export interface PrepareOptions {
@@ -21,8 +21,8 @@ export interface PrepareOptions {
   ref: string;
   buildDir: string;
   schema: string;
-  /** Root of the clone cache (one bare mirror per repository URL). */
-  cacheDir: string;
+  /** Root of the clone cache (one bare mirror per repository URL); default: the user cache dir. */
+  cacheDir?: string | undefined;
   /** Our overlay folder (its top-level README.md is not copied); may not exist. */
   overlayDir: string;
   toolVersion: string;
@@ -139,10 +139,12 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
   const previous = existsSync(buildDir);
   let work: string | undefined;
   try {
-    const mirror: Mirror = await syncMirror(repo, options.cacheDir, log);
+    const cacheDir = options.cacheDir ?? (await defaultCacheDir(undefined));
+    const mirror: Mirror = await syncMirror(repo, cacheDir, log);
     log.info(
       `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
     );
+    const { listRefs, resolveRef } = await import("./refs.js");
     const refs = await listRefs(mirror.gitDir, mirror.defaultBranch);
     const ref = await resolveRef(mirror.gitDir, options.ref, refs, repoUrl);
     log.info(
@@ -248,7 +250,9 @@ export async function prepareFromConfig(config: Config, log: Logger, force = fal
     ref: config.ref,
     buildDir: config.buildDir,
     schema: config.schema,
-    cacheDir: defaultCacheDir(config.values.METAMCP_CACHE_DIR?.value || undefined),
+    cacheDir: config.values.METAMCP_CACHE_DIR?.value
+      ? path.resolve(config.values.METAMCP_CACHE_DIR.value)
+      : undefined,
     overlayDir: path.join(toolRoot(), OVERLAY_PATH),
     toolVersion: TOOL_VERSION,
     cwd: config.cwd,

@@ -1,4 +1,5 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
 import type { Config } from "../config/load.js";
@@ -74,6 +75,15 @@ export function applyOverlay(overlayDir: string, treeDir: string): string[] {
   };
   walk("");
   return written.sort();
+}
+
+/** Loads ts-morph (and TypeScript) into the module cache; a failure here is reported where it is used. */
+function warmTypeScript(): void {
+  try {
+    createRequire(import.meta.url)("ts-morph");
+  } catch {
+    // The patch that needs it says so.
+  }
 }
 
 /** What a "nothing to do" prepare returns: the tree's own manifest, untouched. */
@@ -162,7 +172,11 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
     work = makeWorkDir(buildDir, previous);
     const checkoutStart = performance.now();
     try {
-      await exportCommit(mirror.gitDir, ref.commit, work, mirror.credentials);
+      // git starts checking out before exportCommit's first await returns; meanwhile this thread loads the
+      // TypeScript compiler the patches need (a synchronous require, shared through Node's module cache).
+      const checkout = exportCommit(mirror.gitDir, ref.commit, work, mirror.credentials);
+      if (!options.patches) warmTypeScript();
+      await checkout;
     } catch (err) {
       // A partial mirror fetches the commit's files here: the remote may be gone since.
       throw unreachable(repoUrl, err);

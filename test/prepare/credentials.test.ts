@@ -1,8 +1,10 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { lookup } from "node:dns/promises";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { type GitHttpServer, startGitHttpServer } from "../support/git-http-server.js";
+import { syntheticAppFiles } from "../support/synthetic-app.js";
 import { createSyntheticUpstream, type SyntheticUpstream } from "../support/synthetic-upstream.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -12,6 +14,10 @@ import { tempDir } from "../support/tmp.js";
  * in any output, error, manifest, file or file name we write.
  */
 const USER = "fork-user";
+const registryReachable = await lookup("registry.npmjs.org").then(
+  () => true,
+  () => false,
+);
 const TOKEN = "ghp_S3cretT0kenValue9876";
 
 /** Every file name and every file's text under `dir`. */
@@ -35,7 +41,11 @@ describe("a token in the repository URL", () => {
   let server: GitHttpServer;
   beforeAll(async () => {
     root = (await import("node:fs")).mkdtempSync(path.join((await import("node:os")).tmpdir(), "mmdb-http-"));
-    upstream = createSyntheticUpstream({ dir: path.join(root, "fork") });
+    // Buildable (a backend and a frontend), so `build` can assemble the app tree from it.
+    upstream = createSyntheticUpstream({
+      dir: path.join(root, "fork"),
+      extraFiles: (version) => syntheticAppFiles(version, { migrations: false }),
+    });
     server = await startGitHttpServer({ root, username: USER, password: TOKEN });
   });
   afterAll(async () => {
@@ -73,11 +83,33 @@ describe("a token in the repository URL", () => {
 
     const manifest = readFileSync(path.join(cwd, "build/metamcp/.metamcp-databricks/manifest.json"), "utf8");
     expect(JSON.parse(manifest).repoUrl).toBe(server.url("fork"));
+
     for (const text of [first.stdout, first.stderr, json.stdout, json.stderr, everything(cwd)]) {
       expect(text).not.toContain(TOKEN);
       expect(text).not.toContain(encodeURIComponent(TOKEN));
     }
   });
+
+  // `build` installs upstream's dependencies with pnpm from the npm registry.
+  it.skipIf(!registryReachable)(
+    "the app tree's manifest from `build` has the URL without it (skipped: needs the npm registry)",
+    async () => {
+      const cwd = tempDir();
+      const url = server.urlWithCredentials("fork");
+      const env = { METAMCP_CACHE_DIR: path.join(cwd, ".cache"), METAMCP_REPO_URL: url };
+      const prepared = await runCli(["prepare"], { cwd, env, timeoutMs: 60_000 });
+      expect(prepared.exitCode, prepared.stderr).toBe(0);
+      const runtime = path.join(cwd, "start.mjs");
+      writeFileSync(runtime, "export {};\n");
+      const built = await runCli(["build", "--runtime-bundle", runtime], { cwd, env, timeoutMs: 300_000 });
+      expect(built.exitCode, built.stderr).toBe(0);
+      const appManifest = readFileSync(path.join(cwd, "build/app/.metamcp-databricks/manifest.json"), "utf8");
+      expect(JSON.parse(appManifest).repoUrl).toBe(server.url("fork"));
+      for (const text of [prepared.stdout, prepared.stderr, built.stdout, built.stderr, everything(cwd)]) {
+        expect(text).not.toContain(TOKEN);
+      }
+    },
+  );
 
   it("`config` and `config --json` print the URL without it", async () => {
     const cwd = tempDir();

@@ -56,11 +56,21 @@ export function mirrorDirFor(cacheDir: string, repoUrl: string): string {
 /** Partial clone: history (for "is this tag on the default branch") without every version of every file. */
 const FILTER = "blob:none";
 
-async function fetchInto(gitDir: string, credentials: RepoCredentials | undefined): Promise<void> {
-  await git(["fetch", "--prune", "--force", "--update-shallow", "--quiet", `--filter=${FILTER}`, "origin"], {
-    gitDir,
-    credentials,
-  });
+async function fetchInto(
+  gitDir: string,
+  credentials: RepoCredentials | undefined,
+  whileFetching?: () => void,
+): Promise<void> {
+  // git() spawns before its first await: by the time `whileFetching` runs, git is fetching.
+  const fetching = git(
+    ["fetch", "--prune", "--force", "--update-shallow", "--quiet", `--filter=${FILTER}`, "origin"],
+    {
+      gitDir,
+      credentials,
+    },
+  );
+  whileFetching?.();
+  await fetching;
 }
 
 async function remoteDefaultBranch(
@@ -138,13 +148,20 @@ export async function syncMirror(
   repo: string | RepoLocation,
   cacheDir: string,
   log: Logger,
+  /** Synchronous work to do while git fetches (prepare loads the TypeScript compiler here). */
+  whileFetching?: () => void,
 ): Promise<Mirror> {
   const location = typeof repo === "string" ? splitRepoCredentials(repo) : repo;
   const gitDir = mirrorDirFor(cacheDir, location.url);
-  return withMirrorLock(gitDir, log, () => syncMirrorLocked(location, gitDir, log));
+  return withMirrorLock(gitDir, log, () => syncMirrorLocked(location, gitDir, log, whileFetching));
 }
 
-async function syncMirrorLocked(location: RepoLocation, gitDir: string, log: Logger): Promise<Mirror> {
+async function syncMirrorLocked(
+  location: RepoLocation,
+  gitDir: string,
+  log: Logger,
+  whileFetching: (() => void) | undefined,
+): Promise<Mirror> {
   const { url: repoUrl, credentials } = location;
   const started = performance.now();
   let created = false;
@@ -164,7 +181,7 @@ async function syncMirrorLocked(location: RepoLocation, gitDir: string, log: Log
       await git(["config", "remote.origin.partialclonefilter", FILTER], { gitDir: tmp });
       await git(["config", "gc.auto", "0"], { gitDir: tmp });
       try {
-        await fetchInto(tmp, credentials);
+        await fetchInto(tmp, credentials, whileFetching);
       } catch (err) {
         throw unreachable(repoUrl, err);
       }
@@ -183,7 +200,7 @@ async function syncMirrorLocked(location: RepoLocation, gitDir: string, log: Log
   } else {
     log.info(`updating the cached mirror of ${repoUrl}`);
     try {
-      await fetchInto(gitDir, credentials);
+      await fetchInto(gitDir, credentials, whileFetching);
       const head = await remoteDefaultBranch(gitDir, credentials);
       if (head) await git(["symbolic-ref", "HEAD", `refs/heads/${head}`], { gitDir });
     } catch (err) {

@@ -150,7 +150,14 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
   let work: string | undefined;
   try {
     const cacheDir = options.cacheDir ?? (await defaultCacheDir(undefined));
-    const mirror: Mirror = await syncMirror(repo, cacheDir, log);
+    // While git fetches, this thread loads the TypeScript compiler the patches need (a synchronous require,
+    // shared through Node's module cache). Not when a branch may turn out current: then nothing needs it.
+    const mirror: Mirror = await syncMirror(
+      repo,
+      cacheDir,
+      log,
+      options.patches ? undefined : warmTypeScript,
+    );
     log.info(
       `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
     );
@@ -172,8 +179,8 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
     work = makeWorkDir(buildDir, previous);
     const checkoutStart = performance.now();
     try {
-      // git starts checking out before exportCommit's first await returns; meanwhile this thread loads the
-      // TypeScript compiler the patches need (a synchronous require, shared through Node's module cache).
+      // git starts checking out before exportCommit's first await returns: if the fetch was too short (or
+      // failed offline) to load the compiler, it loads now, beside the checkout. A no-op when loaded.
       const checkout = exportCommit(mirror.gitDir, ref.commit, work, mirror.credentials);
       if (!options.patches) warmTypeScript();
       await checkout;

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { ownerIsDead } from "./lock.js";
+import { processAlive } from "./lock.js";
 import { MANIFEST_PATH, readManifest } from "./manifest.js";
 
 /**
@@ -80,7 +80,8 @@ export function removeDeadSiblings(buildDir: string, log: Logger): void {
     const m = ours.exec(name);
     let dead = false;
     if (m) {
-      dead = ownerIsDead({ pid: Number(m[2]), host: m[3]!, boot: "" }) && m[3] === hostTag();
+      // Names carry the host name made file-safe: compare it so, then ask whether the pid still runs.
+      dead = m[3] === hostTag() && !processAlive(Number(m[2]));
     } else if (legacy.test(name)) {
       const age = Date.now() - (statSync(full, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
       dead = age > LEGACY_AGE_MS;

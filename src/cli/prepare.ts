@@ -10,10 +10,20 @@ interface PrepareFlags {
   buildDir?: string;
   schema?: string;
   cacheDir?: string;
+  force?: boolean;
 }
 
 function describe(r: PrepareResult): string {
   const m = r.manifest;
+  if (r.unchanged) {
+    return [
+      `MetaMCP ${m.resolvedRef}${m.resolvedRef === m.commit ? "" : ` (${m.commit.slice(0, 12)})`} in ${r.buildDir} is current: nothing to do`,
+      `  from     ${m.repoUrl}`,
+      `  schema   ${m.schema}`,
+      `  manifest ${path.join(r.buildDir, MANIFEST_PATH)}`,
+      "  (--force prepares it again)",
+    ].join("\n");
+  }
   const lines = [
     `prepared MetaMCP ${m.resolvedRef}${m.resolvedRef === m.commit ? "" : ` (${m.commit.slice(0, 12)})`} in ${r.buildDir}`,
     `  from     ${m.repoUrl}`,
@@ -48,6 +58,7 @@ export function registerPrepare(program: Command): void {
     .option("--build-dir <dir>", "where the patched tree goes; env BUILD_DIR (default build/metamcp)")
     .option("--schema <name>", "PostgreSQL schema for every MetaMCP object; env METAMCP_DB_SCHEMA")
     .option("--cache-dir <dir>", "clone cache; env METAMCP_CACHE_DIR (default: the user cache dir)")
+    .option("--force", "prepare again even when the build dir already holds exactly this tree")
     .addHelpText("after", `\nWith --json, stdout is the manifest written to <build-dir>/${MANIFEST_PATH}`)
     .action(
       action(async (ctx, opts: PrepareFlags) => {
@@ -58,9 +69,9 @@ export function registerPrepare(program: Command): void {
           schema: opts.schema,
           "cache-dir": opts.cacheDir,
         });
-        // Loaded on use: the patches pull in the TypeScript compiler (ts-morph), which no other command needs.
+        // Loaded on use; the patches (and the TypeScript compiler) load only when the tree is not current.
         const { prepareFromConfig } = await import("../upstream/prepare.js");
-        const result = await prepareFromConfig(cfg, ctx.log);
+        const result = await prepareFromConfig(cfg, ctx.log, opts.force ?? false);
         ctx.result(result.manifest, () => describe(result));
       }),
     );

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { UserError } from "../errors.js";
+import { splitRepoCredentials } from "../upstream/repo-url.js";
 import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
 
 export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";
@@ -15,6 +16,10 @@ export interface ResolvedValue {
 export interface Config {
   cwd: string;
   target: Target;
+  /**
+   * As given, credentials included (for git only: `prepare` splits them off). Its secret parts are registered
+   * with the masking logger, and `values.METAMCP_REPO_URL` holds the credential-free form for display.
+   */
   repoUrl: string;
   /** Empty: resolve the newest stable release. */
   ref: string;
@@ -110,6 +115,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
       problems.push(`${def.env} is not set (${def.description})`);
       continue;
     }
+    if (def.env === "METAMCP_REPO_URL") splitRepoCredentials(resolved.value); // registers its secrets
     if (PLACEHOLDER.test(resolved.value)) {
       problems.push(
         `${def.env} is still a placeholder (${JSON.stringify(resolved.value)}, from ${resolved.source}): set a real value`,
@@ -130,13 +136,23 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     if (def.env === "TARGET") target = parsed.data as Target;
   }
 
+  // A token in the repository URL (https://user:TOKEN@host/fork.git) is a secret: masked from the moment it
+  // is read (see the loop), and the value every printer sees (`config`, doctor, templates) is the URL without
+  // credentials. `repoUrl` keeps them for git.
+  const repoValue = values.METAMCP_REPO_URL;
+  const rawRepoUrl = repoValue?.value ?? "";
+  if (repoValue) {
+    const split = splitRepoCredentials(repoValue.value);
+    if (split.url !== repoValue.value.trim()) values.METAMCP_REPO_URL = { ...repoValue, value: split.url };
+  }
+
   if (problems.length > 0) throw new ConfigError(problems, values);
 
   const v = (name: string): string => values[name]!.value;
   return {
     cwd,
     target,
-    repoUrl: v("METAMCP_REPO_URL"),
+    repoUrl: rawRepoUrl,
     ref: v("METAMCP_REF"),
     buildDir: path.resolve(cwd, v("BUILD_DIR")),
     appDir: path.resolve(cwd, v("APP_DIR")),

@@ -1,4 +1,4 @@
-import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from "consola";
+import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from "consola/core";
 import { maskSecrets } from "./secrets.js";
 
 export type Logger = ConsolaInstance;

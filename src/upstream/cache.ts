@@ -1,20 +1,28 @@
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
-import envPaths from "env-paths";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { GitCommandError, git } from "./git.js";
+import { withDirLock } from "./lock.js";
+import { type RepoCredentials, type RepoLocation, splitRepoCredentials, urlDigest } from "./repo-url.js";
+
+export { normalizeRepoUrl } from "./repo-url.js";
 
 /**
  * The clone cache: one bare mirror per repository URL (branches and tags only, not GitHub's pull refs),
- * fetched on every prepare, so a second prepare of another ref downloads only what is new.
+ * fetched on every prepare, so a second prepare of another ref downloads only what is new. The mirror is
+ * a partial clone (`blob:none`): every commit and tree, and the files of the commits checked out only
+ * (fetched in one batch at checkout). Servers without filter support send everything, which works too.
  */
 export interface Mirror {
   /** The bare repository in the cache. */
   gitDir: string;
+  /** Without credentials. */
   repoUrl: string;
+  /** For commands that reach the remote (fetches, and checkouts of a partial mirror). */
+  credentials?: RepoCredentials | undefined;
   /** The remote's default branch (its HEAD), e.g. `main`. */
   defaultBranch: string;
   /** True when this prepare created the mirror (a full download). */
@@ -25,50 +33,55 @@ export interface Mirror {
 }
 
 /** The cache root: `METAMCP_CACHE_DIR` when set, else the user cache dir (e.g. ~/.cache/metamcp-databricks). */
-export function defaultCacheDir(configured: string | undefined): string {
+export async function defaultCacheDir(configured: string | undefined): Promise<string> {
   if (configured) return path.resolve(configured);
+  const envPaths = (await import("env-paths")).default;
   return envPaths("metamcp-databricks", { suffix: "" }).cache;
 }
 
-const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\//i;
-const SCP_LIKE = /^[^/\\]+@[^/\\:]+:/;
-
-/** A local path becomes absolute (so the cache key and the manifest do not depend on the cwd); URLs stay. */
-export function normalizeRepoUrl(repoUrl: string, cwd: string): string {
-  const trimmed = repoUrl.trim();
-  if (URL_LIKE.test(trimmed) || SCP_LIKE.test(trimmed)) return trimmed.replace(/\/+$/, "");
-  const local = path.resolve(cwd, trimmed);
-  if (!existsSync(local)) {
-    throw new UserError(
-      "repo_not_found",
-      `repository ${repoUrl} is neither a URL nor an existing local path (looked for ${local})`,
-      2,
-      "set --repo / METAMCP_REPO_URL to a git URL (https://, ssh://, file://) or a local repository path",
-    );
-  }
-  return local;
-}
-
-/** `<cache>/repos/<name>-<hash of url>.git`: readable, and distinct for forks with the same name. */
+/** `<cache>/repos/<name>-<hash of the credential-free url>.git`: readable, distinct for forks with one name. */
 export function mirrorDirFor(cacheDir: string, repoUrl: string): string {
-  const hash = createHash("sha256").update(repoUrl).digest("hex").slice(0, 12);
+  const url = splitRepoCredentials(repoUrl).url;
   const name =
-    repoUrl
+    url
       .replace(/\.git$/, "")
       .split(/[/:\\]/)
       .filter(Boolean)
       .slice(-2)
       .join("-")
       .replace(/[^A-Za-z0-9._-]/g, "_") || "repo";
-  return path.join(cacheDir, "repos", `${name}-${hash}.git`);
+  return path.join(cacheDir, "repos", `${name}-${urlDigest(url)}.git`);
 }
 
-async function fetchInto(gitDir: string): Promise<void> {
-  await git(["fetch", "--prune", "--force", "--update-shallow", "--quiet", "origin"], { gitDir });
+/** Partial clone: history (for "is this tag on the default branch") without every version of every file. */
+const FILTER = "blob:none";
+
+async function fetchInto(
+  gitDir: string,
+  credentials: RepoCredentials | undefined,
+  whileFetching?: () => void,
+): Promise<void> {
+  // git() spawns before its first await: by the time `whileFetching` runs, git is fetching.
+  const fetching = git(
+    ["fetch", "--prune", "--force", "--update-shallow", "--quiet", `--filter=${FILTER}`, "origin"],
+    {
+      gitDir,
+      credentials,
+    },
+  );
+  whileFetching?.();
+  await fetching;
 }
 
-async function remoteDefaultBranch(gitDir: string): Promise<string | undefined> {
-  const r = await git(["ls-remote", "--symref", "origin", "HEAD"], { gitDir, allowFailure: true });
+async function remoteDefaultBranch(
+  gitDir: string,
+  credentials: RepoCredentials | undefined,
+): Promise<string | undefined> {
+  const r = await git(["ls-remote", "--symref", "origin", "HEAD"], {
+    gitDir,
+    allowFailure: true,
+    credentials,
+  });
   const m = /^ref: refs\/heads\/(\S+)\s+HEAD$/m.exec(r.stdout);
   return m?.[1];
 }
@@ -84,97 +97,95 @@ async function localDefaultBranch(gitDir: string): Promise<string | undefined> {
   return exists.exitCode === 0 ? m[1] : undefined;
 }
 
-function unreachable(repoUrl: string, err: unknown): UserError {
+/** `repo_unreachable`, naming the credential-free URL; git's own words are masked by the logger/handler. */
+export function unreachable(repoUrl: string, err: unknown): UserError {
   const detail = err instanceof GitCommandError ? err.result.stderr.trim() : String(err);
   return new UserError(
     "repo_unreachable",
     `cannot fetch ${repoUrl}: ${detail}`,
     2,
     "check METAMCP_REPO_URL / --repo, your network and git credentials for that host",
-    { cause: err },
+    // No `cause`: git's command line and output stay out of --debug stacks.
   );
 }
 
-const LOCK_STALE_MS = 10 * 60_000;
 const LOCK_WAIT_MS = 5 * 60_000;
 
 /**
- * One prepare at a time per mirror (two concurrent fetches into one repository fight over ref locks).
- * A lock older than LOCK_STALE_MS (a killed prepare) is taken over; the holder refreshes it while it works.
+ * One prepare at a time per mirror (two concurrent fetches into one repository fight over ref locks). A holder
+ * killed on this machine is recognised at once (see lock.ts); one elsewhere after 20 s without a refresh.
  */
 export async function withMirrorLock<T>(gitDir: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-  const lock = `${gitDir}.lock`;
-  mkdirSync(path.dirname(lock), { recursive: true });
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  let told = false;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-      if (age > LOCK_STALE_MS) {
-        rmSync(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new UserError(
-          "cache_locked",
-          `the clone cache ${gitDir} is locked by another prepare (lock ${lock})`,
-          2,
-          `wait for the other prepare to finish, or remove ${lock} if none is running`,
-        );
-      }
-      if (!told) log.info(`waiting for another prepare using ${gitDir}`);
-      told = true;
-      await delay(200);
-    }
-  }
-  const keepAlive = setInterval(() => {
-    const now = new Date();
-    try {
-      utimesSync(lock, now, now);
-    } catch {
-      // removed under us: nothing to refresh
-    }
-  }, 60_000);
-  keepAlive.unref();
+  return withDirLock(gitDir, log, { waitMs: LOCK_WAIT_MS, what: `the clone cache ${gitDir}` }, fn);
+}
+
+/**
+ * A first clone is built in `<mirror>.tmp-<host>-<pid>-<random>` and renamed into place. Under the mirror's
+ * lock no one else is building one, so any such directory is a killed run's: removed.
+ */
+function removeDeadTempMirrors(gitDir: string, log: Logger): void {
+  const dir = path.dirname(gitDir);
+  const prefix = `${path.basename(gitDir)}.tmp-`;
+  let entries: string[];
   try {
-    return await fn();
-  } finally {
-    clearInterval(keepAlive);
-    rmSync(lock, { recursive: true, force: true });
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    if (!name.startsWith(prefix)) continue;
+    rmSync(path.join(dir, name), { recursive: true, force: true });
+    log.info(`removed ${path.join(dir, name)}, left by an interrupted prepare`);
   }
 }
 
-/** Creates or updates the mirror of `repoUrl` under `cacheDir` (under the mirror's lock). */
-export async function syncMirror(repoUrl: string, cacheDir: string, log: Logger): Promise<Mirror> {
-  const gitDir = mirrorDirFor(cacheDir, repoUrl);
-  return withMirrorLock(gitDir, log, () => syncMirrorLocked(repoUrl, gitDir, log));
+function hostTag(): string {
+  return os.hostname().replace(/[^A-Za-z0-9.-]/g, "_");
 }
 
-async function syncMirrorLocked(repoUrl: string, gitDir: string, log: Logger): Promise<Mirror> {
+/** Creates or updates the mirror of the repository under `cacheDir` (under the mirror's lock). */
+export async function syncMirror(
+  repo: string | RepoLocation,
+  cacheDir: string,
+  log: Logger,
+  /** Synchronous work to do while git fetches (prepare loads the TypeScript compiler here). */
+  whileFetching?: () => void,
+): Promise<Mirror> {
+  const location = typeof repo === "string" ? splitRepoCredentials(repo) : repo;
+  const gitDir = mirrorDirFor(cacheDir, location.url);
+  return withMirrorLock(gitDir, log, () => syncMirrorLocked(location, gitDir, log, whileFetching));
+}
+
+async function syncMirrorLocked(
+  location: RepoLocation,
+  gitDir: string,
+  log: Logger,
+  whileFetching: (() => void) | undefined,
+): Promise<Mirror> {
+  const { url: repoUrl, credentials } = location;
   const started = performance.now();
   let created = false;
   let fetched = true;
+  removeDeadTempMirrors(gitDir, log);
   if (!existsSync(path.join(gitDir, "HEAD"))) {
     log.info(`cloning ${repoUrl} into the cache (${gitDir})`);
     mkdirSync(path.dirname(gitDir), { recursive: true });
     // Built beside its final place and renamed, so an interrupted first clone never leaves a broken mirror.
-    const tmp = `${gitDir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const tmp = `${gitDir}.tmp-${hostTag()}-${process.pid}-${randomBytes(4).toString("hex")}`;
     try {
       await git(["init", "--bare", "--quiet", tmp]);
       await git(["config", "remote.origin.url", repoUrl], { gitDir: tmp });
       await git(["config", "remote.origin.fetch", "+refs/heads/*:refs/heads/*"], { gitDir: tmp });
       await git(["config", "--add", "remote.origin.fetch", "+refs/tags/*:refs/tags/*"], { gitDir: tmp });
+      await git(["config", "remote.origin.promisor", "true"], { gitDir: tmp });
+      await git(["config", "remote.origin.partialclonefilter", FILTER], { gitDir: tmp });
       await git(["config", "gc.auto", "0"], { gitDir: tmp });
       try {
-        await fetchInto(tmp);
+        await fetchInto(tmp, credentials, whileFetching);
       } catch (err) {
         throw unreachable(repoUrl, err);
       }
-      const head = await remoteDefaultBranch(tmp);
+      const head = await remoteDefaultBranch(tmp, credentials);
       if (head) await git(["symbolic-ref", "HEAD", `refs/heads/${head}`], { gitDir: tmp });
       try {
         renameSync(tmp, gitDir);
@@ -189,8 +200,8 @@ async function syncMirrorLocked(repoUrl: string, gitDir: string, log: Logger): P
   } else {
     log.info(`updating the cached mirror of ${repoUrl}`);
     try {
-      await fetchInto(gitDir);
-      const head = await remoteDefaultBranch(gitDir);
+      await fetchInto(gitDir, credentials, whileFetching);
+      const head = await remoteDefaultBranch(gitDir, credentials);
       if (head) await git(["symbolic-ref", "HEAD", `refs/heads/${head}`], { gitDir });
     } catch (err) {
       fetched = false;
@@ -212,6 +223,7 @@ async function syncMirrorLocked(repoUrl: string, gitDir: string, log: Logger): P
   return {
     gitDir,
     repoUrl,
+    credentials,
     defaultBranch,
     created,
     fetched,

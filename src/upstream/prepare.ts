@@ -1,25 +1,19 @@
-import { randomBytes } from "node:crypto";
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
 import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { applyPatches, DiskTree, PATCHES, type Patch } from "../patches/index.js";
+import type { Patch } from "../patches/index.js";
 import { TOOL_VERSION } from "../version.js";
-import { defaultCacheDir, normalizeRepoUrl, syncMirror } from "./cache.js";
+import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPlace } from "./build-dir.js";
+import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.js";
 import { exportCommit } from "./checkout.js";
+import { type CurrentCheck, checkPreparedTree, recordTree } from "./current.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
-import { listRefs, type ResolvedRef, resolveRef } from "./refs.js";
+import type { ResolvedRef } from "./refs.js";
+import { locateRepo } from "./repo-url.js";
 
 export interface PrepareOptions {
   /** Git URL, file:// URL or local path of MetaMCP (or a fork). */
@@ -28,8 +22,8 @@ export interface PrepareOptions {
   ref: string;
   buildDir: string;
   schema: string;
-  /** Root of the clone cache (one bare mirror per repository URL). */
-  cacheDir: string;
+  /** Root of the clone cache (one bare mirror per repository URL); default: the user cache dir. */
+  cacheDir?: string | undefined;
   /** Our overlay folder (its top-level README.md is not copied); may not exist. */
   overlayDir: string;
   toolVersion: string;
@@ -38,6 +32,8 @@ export interface PrepareOptions {
   cwd?: string;
   /** Defaults to every patch in src/patches/index.ts. */
   patches?: readonly Patch[];
+  /** Prepare again even when the build dir already holds exactly this tree. */
+  force?: boolean;
 }
 
 export interface PrepareTimings {
@@ -53,6 +49,8 @@ export interface PrepareResult {
   ref: ResolvedRef;
   /** True when this prepare cloned the repository into the cache (a full download). */
   cacheCreated: boolean;
+  /** True when the build dir already held this tree and was left alone. */
+  unchanged: boolean;
   timings: PrepareTimings;
 }
 
@@ -79,22 +77,91 @@ export function applyOverlay(overlayDir: string, treeDir: string): string[] {
   return written.sort();
 }
 
+/** Loads ts-morph (and TypeScript) into the module cache; a failure here is reported where it is used. */
+function warmTypeScript(): void {
+  try {
+    createRequire(import.meta.url)("ts-morph");
+  } catch {
+    // The patch that needs it says so.
+  }
+}
+
+/** What a "nothing to do" prepare returns: the tree's own manifest, untouched. */
+function unchangedResult(
+  manifest: PrepareManifest,
+  buildDir: string,
+  started: number,
+  reason: string,
+  fetchMs = 0,
+): PrepareResult {
+  return {
+    manifest,
+    buildDir,
+    ref: {
+      requestedRef: manifest.requestedRef,
+      resolvedRef: manifest.resolvedRef,
+      kind: manifest.refKind,
+      commit: manifest.commit,
+      reason,
+    },
+    cacheCreated: false,
+    unchanged: true,
+    timings: { fetchMs, checkoutMs: 0, patchMs: 0, totalMs: Math.round(performance.now() - started) },
+  };
+}
+
 /**
- * Clone (through the cache), check out, overlay, patch, verify and record MetaMCP at a ref, in a temp dir
- * beside the build dir; the result replaces the build dir only when every step succeeded.
+ * Clone (through the cache), check out, overlay, patch, verify and record MetaMCP at a ref, in a work dir
+ * beside the build dir; the result replaces the build dir only when every step succeeded, and only when the
+ * build dir is ours to replace. When the build dir already holds exactly that tree, nothing is done (decided
+ * before git runs for a tag or SHA, and before the TypeScript compiler is loaded in every case).
  */
 export async function prepareUpstream(options: PrepareOptions): Promise<PrepareResult> {
   const started = performance.now();
   const { log } = options;
-  const repoUrl = normalizeRepoUrl(options.repoUrl, options.cwd ?? process.cwd());
+  const repo = locateRepo(options.repoUrl, options.cwd ?? process.cwd());
+  const repoUrl = repo.url;
   const buildDir = path.resolve(options.cwd ?? process.cwd(), options.buildDir);
+  assertBuildDirReplaceable(buildDir);
+  removeDeadSiblings(buildDir, log);
+
+  const check: CurrentCheck = options.force
+    ? { state: "stale", reason: "--force" }
+    : checkPreparedTree({
+        buildDir,
+        repoUrl,
+        ref: options.ref,
+        schema: options.schema,
+        toolVersion: options.toolVersion,
+        overlayDir: options.overlayDir,
+      });
+  if (check.state === "current") {
+    log.info(`${buildDir} already holds ${check.manifest.resolvedRef}, unchanged: nothing to do`);
+    return unchangedResult(check.manifest, buildDir, started, `${check.manifest.refKind}, prepared earlier`);
+  }
+  if (check.state === "stale" && existsSync(path.join(buildDir, MANIFEST_PATH))) {
+    log.info(`preparing again: ${check.reason}`);
+  }
+
+  // The patches bring the TypeScript compiler: start loading them while git works.
+  const patchesModule = options.patches ? undefined : import("../patches/index.js");
+  patchesModule?.catch(() => undefined);
   const previous = existsSync(buildDir);
   let work: string | undefined;
   try {
-    const mirror = await syncMirror(repoUrl, options.cacheDir, log);
+    const cacheDir = options.cacheDir ?? (await defaultCacheDir(undefined));
+    // While git fetches, this thread loads the TypeScript compiler the patches need (a synchronous require,
+    // shared through Node's module cache). Not when a branch may turn out current: then nothing needs it.
+    const mirror: Mirror = await syncMirror(
+      repo,
+      cacheDir,
+      log,
+      options.patches ? undefined : warmTypeScript,
+    );
     log.info(
       `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
     );
+    const { listRefs, resolveRef } = await import("./refs.js");
     const refs = await listRefs(mirror.gitDir, mirror.defaultBranch);
     const ref = await resolveRef(mirror.gitDir, options.ref, refs, repoUrl);
     log.info(
@@ -102,12 +169,25 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
         ref.requestedRef ? `${JSON.stringify(ref.requestedRef)} is a ${ref.reason}` : ref.reason
       }`,
     );
+    if (check.state === "if-ref-unmoved" && check.manifest.commit === ref.commit) {
+      log.info(
+        `${buildDir} already holds ${ref.resolvedRef} at ${ref.commit.slice(0, 12)}, unchanged: nothing to do`,
+      );
+      return unchangedResult(check.manifest, buildDir, started, ref.reason, mirror.durationMs);
+    }
 
-    const parent = path.dirname(buildDir);
-    mkdirSync(parent, { recursive: true });
-    work = mkdtempSync(path.join(parent, `.${path.basename(buildDir)}.prepare-`));
+    work = makeWorkDir(buildDir, previous);
     const checkoutStart = performance.now();
-    await exportCommit(mirror.gitDir, ref.commit, work);
+    try {
+      // git starts checking out before exportCommit's first await returns: if the fetch was too short (or
+      // failed offline) to load the compiler, it loads now, beside the checkout. A no-op when loaded.
+      const checkout = exportCommit(mirror.gitDir, ref.commit, work, mirror.credentials);
+      if (!options.patches) warmTypeScript();
+      await checkout;
+    } catch (err) {
+      // A partial mirror fetches the commit's files here: the remote may be gone since.
+      throw unreachable(repoUrl, err);
+    }
     const checkoutMs = Math.round(performance.now() - checkoutStart);
     log.info(`checked out ${ref.commit.slice(0, 12)} in ${(checkoutMs / 1000).toFixed(1)}s`);
 
@@ -115,6 +195,7 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
     if (overlay.length) log.info(`overlaid ${overlay.length} file(s) from ${options.overlayDir}`);
 
     const patchStart = performance.now();
+    const { applyPatches, DiskTree, PATCHES } = await (patchesModule ?? import("../patches/index.js"));
     const ctx = { schema: options.schema, upstreamRef: ref.resolvedRef };
     const reports = applyPatches(new DiskTree(work), options.patches ?? PATCHES, ctx, (r) => {
       const edits = r.files.reduce((n, f) => n + f.edits, 0);
@@ -142,13 +223,21 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
     const manifestFile = path.join(work, MANIFEST_PATH);
     mkdirSync(path.dirname(manifestFile), { recursive: true });
     writeFileSync(manifestFile, renderManifest(manifest));
+    recordTree(work);
 
-    swapIntoPlace(work, buildDir);
+    const installed = work;
+    work = undefined;
+    try {
+      swapIntoPlace(installed, buildDir);
+    } finally {
+      rmSync(installed, { recursive: true, force: true });
+    }
     return {
       manifest,
       buildDir,
       ref,
       cacheCreated: mirror.created,
+      unchanged: false,
       timings: {
         fetchMs: mirror.durationMs,
         checkoutMs,
@@ -157,45 +246,38 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
       },
     };
   } catch (err) {
-    if (work) rmSync(work, { recursive: true, force: true });
-    const what = isUserError(err) ? "prepare failed" : "prepare crashed";
-    log.warn(
-      previous
-        ? `${what}: the previous tree at ${buildDir} is untouched`
-        : `${what}: nothing was written to ${buildDir}`,
-    );
+    if (work) {
+      rmSync(work, { recursive: true, force: true });
+      rmSync(`${work}.index`, { force: true });
+    }
+    // swapIntoPlace and makeWorkDir say themselves where the trees are.
+    const told = isUserError(err) && /^(build_dir_|old_tree_)/.test(err.code);
+    if (!told) {
+      const what = isUserError(err) ? "prepare failed" : "prepare crashed";
+      log.warn(
+        previous
+          ? `${what}: the previous tree at ${buildDir} is untouched`
+          : `${what}: nothing was written to ${buildDir}`,
+      );
+    }
     throw err;
   }
-}
-
-/** Replaces `dest` with `src` by two renames on the same filesystem; restores `dest` if the second fails. */
-function swapIntoPlace(src: string, dest: string): void {
-  if (!existsSync(dest)) {
-    renameSync(src, dest);
-    return;
-  }
-  const old = `${path.join(path.dirname(dest), `.${path.basename(dest)}.old-`)}${randomBytes(4).toString("hex")}`;
-  renameSync(dest, old);
-  try {
-    renameSync(src, dest);
-  } catch (err) {
-    renameSync(old, dest);
-    throw err;
-  }
-  rmSync(old, { recursive: true, force: true });
 }
 
 /** `prepare` as the CLI and `local` run it: every input from the one configuration. */
-export async function prepareFromConfig(config: Config, log: Logger): Promise<PrepareResult> {
+export async function prepareFromConfig(config: Config, log: Logger, force = false): Promise<PrepareResult> {
   return await prepareUpstream({
     repoUrl: config.repoUrl,
     ref: config.ref,
     buildDir: config.buildDir,
     schema: config.schema,
-    cacheDir: defaultCacheDir(config.values.METAMCP_CACHE_DIR?.value || undefined),
+    cacheDir: config.values.METAMCP_CACHE_DIR?.value
+      ? path.resolve(config.values.METAMCP_CACHE_DIR.value)
+      : undefined,
     overlayDir: path.join(toolRoot(), OVERLAY_PATH),
     toolVersion: TOOL_VERSION,
     cwd: config.cwd,
     log,
+    ...(force ? { force } : {}),
   });
 }

@@ -5,6 +5,7 @@ import type { PrepareManifest } from "../../src/upstream/manifest.js";
 import { runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import {
+  addUpstreamCommit,
   createSyntheticUpstream,
   type SyntheticUpstream,
   TABLE_COUNTS,
@@ -169,10 +170,64 @@ describe("metamcp-databricks prepare", () => {
     const a = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d);
     expect(a.exitCode, a.stderr).toBe(0);
     const first = readTree(d.buildDir);
-    const b = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d);
+    // --force: made again from scratch (without it the second run is a no-op).
+    const b = await prepare(["--repo", upstream.url, "--ref", "v2.1.0", "--force"], d);
     expect(b.exitCode, b.stderr).toBe(0);
+    expect(b.stderr).toContain("patch drizzle-schema");
     expect(readTree(d.buildDir)).toEqual(first);
     expect(b.stdout).toBe(a.stdout);
+  });
+
+  it("is a no-op when the tree is current: a tag decided without git, a branch after a fetch", async () => {
+    const d = fresh();
+    const first = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d, false);
+    expect(first.exitCode, first.stderr).toBe(0);
+    writeFileSync(path.join(d.buildDir, "node_modules.marker"), "what build adds\n");
+
+    const again = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d, false);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stdout).toContain(
+      `MetaMCP v2.1.0 (${upstream.tags["v2.1.0"]!.slice(0, 12)}) in ${d.buildDir} is current`,
+    );
+    expect(again.stderr).not.toContain("mirror"); // no git at all for a tag
+    // Left alone: what build added is still there.
+    expect(existsSync(path.join(d.buildDir, "node_modules.marker"))).toBe(true);
+
+    // A prepared file changed by hand: prepared again.
+    writeFileSync(path.join(d.buildDir, "apps/backend/drizzle.config.ts"), "// edited\n");
+    const edited = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d, false);
+    expect(edited.exitCode, edited.stderr).toBe(0);
+    expect(edited.stderr).toContain(
+      "preparing again: the prepared tree differs (apps/backend/drizzle.config.ts was changed)",
+    );
+    expect(readFileSync(path.join(d.buildDir, "apps/backend/drizzle.config.ts"), "utf8")).not.toBe(
+      "// edited\n",
+    );
+
+    // --force prepares again anyway; --json prints the same manifest either way.
+    const forced = await prepare(["--repo", upstream.url, "--ref", "v2.1.0", "--force"], d);
+    const noop = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d);
+    expect(forced.stderr).toContain("patch drizzle-schema");
+    expect(noop.stdout).toBe(forced.stdout);
+  });
+
+  it("a branch is current only while its head has not moved", async () => {
+    const moving = createSyntheticUpstream();
+    try {
+      const d = fresh();
+      const first = await prepare(["--repo", moving.url, "--ref", "main"], d);
+      expect(first.exitCode, first.stderr).toBe(0);
+      const same = await prepare(["--repo", moving.url, "--ref", "main"], d, false);
+      expect(same.stderr).toContain("updating the cached mirror");
+      expect(same.stdout).toContain("is current: nothing to do");
+      const next = addUpstreamCommit(moving, { "NEW.md": "new\n" }, "a new commit");
+      const moved = await prepare(["--repo", moving.url, "--ref", "main"], d);
+      expect(moved.exitCode, moved.stderr).toBe(0);
+      expect(JSON.parse(moved.stdout).commit).toBe(next);
+      expect(readFileSync(path.join(d.buildDir, "NEW.md"), "utf8")).toBe("new\n");
+    } finally {
+      moving.cleanup();
+    }
   });
 
   it("exits 3 on upstream drift, naming the file, and leaves the previous tree untouched", async () => {

@@ -54,7 +54,7 @@ describe("the bundle we rendered before this change is refused, as a real worksp
     expect(w.emulator.apps.size).toBe(0);
   });
 
-  test("direct engine: the app is refused, for its database path (an id that cannot exist) and for its missing secret key", async () => {
+  test("direct engine: the app is refused for its database path (an id that cannot exist), even with the secret written by hand", async () => {
     const w = await newWorld();
     mkdirSync(path.join(w.project, "build"), { recursive: true });
     copyFileSync(PREVIOUS_BUNDLE, path.join(w.project, "build/databricks.yml"));

@@ -1,4 +1,5 @@
-import { appendFileSync, existsSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -7,7 +8,6 @@ import { PROJECT_ROOT } from "../support/cli.js";
 import { type DatabricksWorld, startDatabricksWorld } from "../support/databricks-world.js";
 import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
-import { tempDir } from "../support/tmp.js";
 
 /**
  * The first deploy, rehearsed end to end: an empty emulated workspace → doctor → bundle-deploy →
@@ -21,13 +21,14 @@ const built = existsSync(RUNTIME);
 
 let postgres: LakebaseLikePostgres | undefined;
 let w: DatabricksWorld | undefined;
+const root = mkdtempSync(path.join(os.tmpdir(), "mmdb-first-deploy-"));
 
 beforeAll(async () => {
   if (!built) return;
   postgres = await startLakebaseLikePostgres();
   const appPort = await freePort();
   w = await startDatabricksWorld(
-    tempDir(),
+    root,
     {},
     {
       runner: { appPort, postgres, startTimeoutMs: 60_000 },
@@ -39,6 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await w?.close();
   await postgres?.stop();
+  rmSync(root, { recursive: true, force: true });
 }, 60_000);
 
 async function tables(database: string, schema: string): Promise<string[]> {
@@ -56,7 +58,9 @@ async function tables(database: string, schema: string): Promise<string[]> {
 }
 
 test.skipIf(!built)(
-  "empty workspace → doctor → bundle-deploy → app-deploy → app-health healthy; redeploy; destroy (skipped: dist/runtime/start.mjs not built, run `npm run build`)",
+  `empty workspace → doctor → bundle-deploy → app-deploy → app-health healthy; redeploy; destroy${
+    built ? "" : " (skipped: dist/runtime/start.mjs is not built: run `npm run build`)"
+  }`,
   async () => {
     const world = w!;
     const doctor = await world.run(["doctor"]);

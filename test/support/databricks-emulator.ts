@@ -103,6 +103,8 @@ export interface AppRunner {
   credentialTtlSeconds?: number;
   /** How long a deployment may take to listen on the port. */
   startTimeoutMs?: number;
+  /** How long the app must keep running after it listens for its deployment to succeed. */
+  settleMs?: number;
 }
 
 /** The recorded API message for a bad database id (400 INVALID_PARAMETER_VALUE). */
@@ -600,6 +602,10 @@ export class DatabricksEmulator {
       const deadline = Date.now() + (runner.startTimeoutMs ?? 60_000);
       while (!exited) {
         if (await portOpen(runner.appPort)) {
+          // Listening is not enough: an app that exits right after (as ours does on a fatal start error
+          // after opening its port) fails its deployment.
+          await new Promise((r) => setTimeout(r, runner.settleMs ?? 1500));
+          if (exited) break;
           d.status = { state: "SUCCEEDED", message: "App started successfully" };
           app.activeId = d.deployment_id;
           app.appState = "RUNNING";
@@ -611,7 +617,7 @@ export class DatabricksEmulator {
         }
         await new Promise((r) => setTimeout(r, 50));
       }
-      fail(`App exited with code ${exited.code ?? "?"}`);
+      fail(`App exited with code ${(exited as { code: number | null }).code ?? "?"}`);
     } catch (err) {
       fail(`Deployment failed: ${(err as Error).message}`);
     }

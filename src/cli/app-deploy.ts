@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import { appDeploy } from "../databricks/deploy.js";
-import { renderBundle } from "../databricks/render.js";
 import { UserError } from "../errors.js";
 import { action } from "./common.js";
 
@@ -15,22 +14,27 @@ export function positiveSeconds(value: string | undefined, name: string, fallbac
 export function registerAppDeploy(program: Command): void {
   program
     .command("app-deploy")
-    .description("Deploy the bundle's synced app tree to the App (SNAPSHOT) and wait for the outcome")
+    .description(
+      "Ship the current app tree to the App (sync, SNAPSHOT deployment unless the bundle already deployed it) and wait for the outcome",
+    )
     .option("--no-wait", "return once the deployment has started")
+    .option("--force", "deploy even when the app already runs this app tree")
     .option("--timeout <seconds>", "how long to wait for compute and the deployment", "1200")
     .option("--poll <seconds>", "how often to ask for the compute and deployment state", "3")
     .action(
-      action(async (ctx, opts: { wait?: boolean; timeout?: string; poll?: string }) => {
+      action(async (ctx, opts: { wait?: boolean; timeout?: string; poll?: string; force?: boolean }) => {
         const config = ctx.config();
-        const rendered = renderBundle(config, (target) => ctx.config({ target }));
-        const r = await appDeploy(config, rendered, ctx.log, {
+        const r = await appDeploy(config, (target) => ctx.config({ target }), ctx.log, {
           wait: opts.wait ?? true,
+          force: opts.force ?? false,
           timeoutMs: positiveSeconds(opts.timeout, "--timeout", 1200) * 1000,
           pollMs: positiveSeconds(opts.poll, "--poll", 3) * 1000,
         });
         ctx.result(r, () =>
           [
-            `deployment ${r.deploymentId}: ${r.state}${r.message ? ` (${r.message})` : ""}`,
+            r.by === "unchanged"
+              ? `already running the current app tree: deployment ${r.deploymentId} ${r.state} (--force deploys again)`
+              : `deployment ${r.deploymentId}: ${r.state}${r.message ? ` (${r.message})` : ""}${r.by === "bundle-deploy" ? " (made by bundle deploy itself)" : ""}`,
             `  app     ${r.appName}${r.computeStarted ? " (compute started)" : ""}`,
             `  source  ${r.sourceCodePath}`,
             ...(r.url ? [`  url     ${r.url}`] : []),

@@ -6,7 +6,7 @@ export function registerBundleDeploy(program: Command): void {
   program
     .command("bundle-deploy")
     .description(
-      "Render the bundle, preflight (doctor, bundle validate), `databricks bundle deploy`, and create the auth secret once",
+      "Create the auth secret once, render the bundle, preflight (doctor, bundle validate), `databricks bundle deploy` (which starts the app and deploys its code when it creates or changes it)",
     )
     .action(
       action(async (ctx) => {
@@ -14,13 +14,15 @@ export function registerBundleDeploy(program: Command): void {
         const r = await bundleDeploy(config, (target) => ctx.config({ target }), ctx.log);
         ctx.result(r, () =>
           [
-            `bundle deployed: target ${r.target}, app ${r.appName} (${(r.durationMs / 1000).toFixed(1)}s)`,
-            `  BETTER_AUTH_SECRET: ${r.secret === "created" ? "generated (not shown)" : "already present, kept"}`,
-            // The bundle may have started the app before the secret existed: only a deployment made
-            // now gives it the secret.
-            r.secret === "created"
-              ? `next: make app-deploy TARGET=${r.target} (required: the app gets the new secret only from a deployment made after it)`
-              : `next: make app-deploy TARGET=${r.target}`,
+            `bundle deployed: target ${r.target}, app ${r.appName} (${(r.durationMs / 1000).toFixed(1)}s)${r.firstDeploy ? " — first deploy" : ""}`,
+            `  BETTER_AUTH_SECRET: ${r.secret === "created" ? "generated (not shown)" : "already present, kept"} in ${r.secretScope}`,
+            ...(r.appUrl ? [`  url: ${r.appUrl}`] : []),
+            r.codeDeployment
+              ? `  code: deployed by bundle deploy (deployment ${r.codeDeployment.id} ${r.codeDeployment.state ?? ""})`
+              : "  code: not deployed (bundle deploy deploys code only when it creates, starts or changes the app)",
+            r.codeDeployment?.state === "SUCCEEDED"
+              ? `next: make app-health TARGET=${r.target}`
+              : `next: make app-deploy TARGET=${r.target} (ships the app tree)`,
           ].join("\n"),
         );
       }),

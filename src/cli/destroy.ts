@@ -24,11 +24,14 @@ export function registerDestroy(program: Command): void {
           );
         }
         const rendered = renderBundle(config, (target) => ctx.config({ target }));
-        const what = `app ${config.appName}, its bundle files, the secret scope ${config.secret.scope}${
-          config.lakebase.create
-            ? ` and the Lakebase ${config.lakebase.kind === "autoscaling" ? `project ${config.lakebase.project}` : `instance ${config.lakebase.instanceName}`} with its data`
-            : ""
+        const lb = config.lakebase;
+        const ownsProject = lb.create && lb.kind === "autoscaling";
+        const what = `app ${config.appName}, its bundle files, the secret scope ${config.secret.scope} if bundle-deploy created it${
+          ownsProject ? ` and the Lakebase project ${lb.project} with its data (purged, not recoverable)` : ""
         }`;
+        const kept = ownsProject
+          ? undefined
+          : `kept: Lakebase ${lb.kind === "autoscaling" ? `project ${lb.project}` : `instance ${lb.instanceName}`} (attached, not created by the bundle)`;
         if (!opts.yes && !(await confirm(`Delete ${what} (profile ${config.profile})?`))) {
           throw new UserError(
             "not_confirmed",
@@ -40,8 +43,15 @@ export function registerDestroy(program: Command): void {
         // bundle destroy needs the bundle definition; the state lives in the workspace.
         mkdirSync(rendered.bundleDir, { recursive: true });
         writeFileSync(path.join(rendered.bundleDir, "databricks.yml"), rendered.databricksYml);
-        await destroyDev(config, rendered, ctx.log);
-        ctx.result({ target: config.target, destroyed: what }, `destroyed: ${what}`);
+        const r = await destroyDev(config, rendered, ctx.log);
+        const scopeLine =
+          r.scope === "kept-not-ours"
+            ? `kept: secret scope ${config.secret.scope} (bundle-deploy did not create it)`
+            : undefined;
+        ctx.result(
+          { target: config.target, destroyed: what, secretScope: r.scope, kept },
+          [`destroyed: ${what}`, ...(kept ? [kept] : []), ...(scopeLine ? [scopeLine] : [])].join("\n"),
+        );
       }),
     );
 }

@@ -35,7 +35,10 @@ export interface Config {
     project: string;
     branch: string;
     instanceName: string;
+    /** The PostgreSQL database name (what PGDATABASE holds). */
     database: string;
+    /** Autoscaling: the database's resource id, the last segment of its path. */
+    databaseId: string;
   };
   secret: { scope: string; key: string };
   local: { stateDir: string; port: number };
@@ -146,6 +149,24 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     if (split.url !== repoValue.value.trim()) values.METAMCP_REPO_URL = { ...repoValue, value: split.url };
   }
 
+  // Checks across variables, each naming what to change.
+  const val = (name: string) => values[name]?.value;
+  if (val("LAKEBASE_KIND") === "provisioned" && val("LAKEBASE_CREATE") === "true") {
+    problems.push(
+      "LAKEBASE_KIND=provisioned with LAKEBASE_CREATE=true: new provisioned (legacy) instances cannot be created since 2026-03-12; set LAKEBASE_CREATE=false to attach an existing instance, or use LAKEBASE_KIND=autoscaling",
+    );
+  }
+  if (
+    val("LAKEBASE_KIND") === "autoscaling" &&
+    val("LAKEBASE_CREATE") === "true" &&
+    val("LAKEBASE_BRANCH") !== undefined &&
+    val("LAKEBASE_BRANCH") !== "production"
+  ) {
+    problems.push(
+      `LAKEBASE_BRANCH=${val("LAKEBASE_BRANCH")} with LAKEBASE_CREATE=true: a new Lakebase project has only the branch production; attach an existing project (LAKEBASE_CREATE=false) to use another branch`,
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems, values);
 
   const v = (name: string): string => values[name]!.value;
@@ -167,6 +188,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
       branch: v("LAKEBASE_BRANCH"),
       instanceName: v("LAKEBASE_INSTANCE_NAME"),
       database: v("LAKEBASE_DATABASE"),
+      databaseId: v("LAKEBASE_DATABASE_ID"),
     },
     secret: { scope: v("SECRET_SCOPE"), key: v("SECRET_KEY") },
     local: { stateDir: path.resolve(cwd, v("LOCAL_STATE_DIR")), port: Number(v("LOCAL_PORT")) },

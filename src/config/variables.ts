@@ -29,6 +29,18 @@ const resourceName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/, "must be lower-case letters, digits or dashes (2-63)");
 
+/**
+ * A Lakebase resource id (the last segment of `projects/P/branches/B/databases/<id>`): the pattern the
+ * Postgres API enforces with a 400 (`Field database_id must match pattern ...`).
+ */
+export const LAKEBASE_ID_PATTERN = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const lakebaseId = z
+  .string()
+  .regex(
+    LAKEBASE_ID_PATTERN,
+    "must be a Lakebase resource id: a lower-case letter, then lower-case letters, digits or dashes (at most 63), not ending in a dash",
+  );
+
 export interface VariableDef {
   /** Environment / .env name. */
   env: string;
@@ -113,7 +125,7 @@ export const VARIABLES: readonly VariableDef[] = [
   },
   {
     env: "DATABRICKS_CLI",
-    description: "Path or name of the Databricks CLI binary (>= 0.297.0).",
+    description: "Path or name of the Databricks CLI binary (>= 1.4.0).",
     schema: str,
     default: "databricks",
   },
@@ -133,16 +145,18 @@ export const VARIABLES: readonly VariableDef[] = [
   },
   {
     env: "LAKEBASE_KIND",
-    description: "Lakebase kind: autoscaling (default; a postgres project) or provisioned (legacy instance).",
+    description:
+      "Lakebase kind: autoscaling (default; a postgres project) or provisioned (legacy: attach an existing instance only).",
     schema: z.enum(LAKEBASE_KINDS),
     default: "autoscaling",
   },
   {
     env: "LAKEBASE_CREATE",
     description:
-      "true: the bundle creates the Lakebase project/instance; false: use an existing one by name.",
+      "true: the bundle creates the Lakebase project (autoscaling only); false: attach an existing project or instance. Default: true for autoscaling, false for provisioned.",
     schema: z.enum(["true", "false"]),
-    default: "true",
+    // New provisioned instances cannot be created since 2026-03-12: provisioned always attaches.
+    default: ({ get }) => (get("LAKEBASE_KIND") === "provisioned" ? "false" : "true"),
   },
   {
     env: "LAKEBASE_PROJECT",
@@ -164,9 +178,20 @@ export const VARIABLES: readonly VariableDef[] = [
   },
   {
     env: "LAKEBASE_DATABASE",
-    description: "PostgreSQL database inside the Lakebase project/instance.",
+    description:
+      "PostgreSQL database name inside the Lakebase project/instance. Default: metamcp when the bundle creates the project (its own database), else databricks_postgres.",
     schema: pgIdentifier,
-    default: "databricks_postgres",
+    default: ({ get }) =>
+      get("LAKEBASE_KIND") === "autoscaling" && get("LAKEBASE_CREATE") === "true"
+        ? "metamcp"
+        : "databricks_postgres",
+  },
+  {
+    env: "LAKEBASE_DATABASE_ID",
+    description:
+      "Autoscaling: the database's resource id (projects/P/branches/B/databases/<id>), not its PostgreSQL name. Default: the name with _ as -.",
+    schema: lakebaseId,
+    default: ({ get }) => get("LAKEBASE_DATABASE")?.replaceAll("_", "-"),
   },
   {
     env: "SECRET_SCOPE",

@@ -14,18 +14,17 @@ export interface BundleSummary {
   appName: string;
   /** Where the synced app tree lands in the workspace: the app's source_code_path. */
   sourceCodePath: string;
-  /** The secret scope's name as deployed (development mode may prefix bundle-managed names). */
-  secretScope?: string;
+  /** Where the bundle keeps its deployment state (`terraform.tfstate` or the direct engine's `resources.json`). */
+  statePath?: string;
 }
 
 interface SummaryJson {
-  workspace?: { file_path?: string };
+  workspace?: { file_path?: string; state_path?: string; root_path?: string };
   resources?: {
     apps?: Record<
       string,
       { name?: string; source_code_path?: string; id?: string; modified_status?: string }
     >;
-    secret_scopes?: Record<string, { name?: string }>;
   };
 }
 
@@ -35,6 +34,18 @@ export function noBundleDeployment(target: string, why: string): DatabricksError
     `no bundle deployment for target ${target}: run \`make bundle-deploy TARGET=${target}\` (${why})`,
     `make bundle-deploy TARGET=${target}`,
   );
+}
+
+/** `databricks bundle summary -o json` for the target (works before the first deploy too). */
+export async function bundleSummaryJson(
+  cli: DatabricksCli,
+  bundleDir: string,
+  target: string,
+  variables: Record<string, string>,
+): Promise<SummaryJson> {
+  return await cli.json<SummaryJson>(["bundle", "summary", "--target", target, ...varArgs(variables)], {
+    cwd: bundleDir,
+  });
 }
 
 /**
@@ -50,12 +61,7 @@ export async function readBundleSummary(
   if (!existsSync(path.join(bundleDir, "databricks.yml"))) {
     throw noBundleDeployment(target, `there is no ${path.join(bundleDir, "databricks.yml")}`);
   }
-  const summary = await cli.json<SummaryJson>(
-    ["bundle", "summary", "--target", target, ...varArgs(variables)],
-    {
-      cwd: bundleDir,
-    },
-  );
+  const summary = await bundleSummaryJson(cli, bundleDir, target, variables);
   const app = summary.resources?.apps?.[BUNDLE_KEYS.app];
   const filePath = summary.workspace?.file_path;
   if (!app || !filePath) throw noBundleDeployment(target, "the bundle summary has no app");
@@ -71,6 +77,6 @@ export async function readBundleSummary(
     filePath,
     appName: app.name ?? app.id,
     sourceCodePath,
-    secretScope: summary.resources?.secret_scopes?.[BUNDLE_KEYS.secretScope]?.name,
+    statePath: summary.workspace?.state_path,
   };
 }

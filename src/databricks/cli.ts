@@ -3,9 +3,10 @@ import semver from "semver";
 import { DatabricksError, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
+import { MIN_BUNDLE_CLI_VERSION } from "./render.js";
 
-/** `lifecycle.started` on apps and `postgres_projects` in bundles arrived in this release. */
-export const MIN_CLI_VERSION = "0.297.0";
+/** The oldest CLI that deploys everything we render (see MIN_BUNDLE_CLI_VERSION in render.ts). */
+export const MIN_CLI_VERSION = MIN_BUNDLE_CLI_VERSION;
 
 export const CLI_INSTALL_HINT =
   "install or upgrade it: https://docs.databricks.com/dev-tools/cli/install (e.g. `brew install databricks/tap/databricks` or `curl -fsSL https://raw.githubusercontent.com/databricks/setup-cli/main/install.sh | sh`); or point DATABRICKS_CLI at the binary";
@@ -68,7 +69,7 @@ export class DatabricksCli {
     if (semver.lt(v, MIN_CLI_VERSION)) {
       throw new UserError(
         "cli_too_old",
-        `Databricks CLI ${v} is too old: ${MIN_CLI_VERSION} or later is needed (app lifecycle, Lakebase postgres_projects)`,
+        `Databricks CLI ${v} is too old: ${MIN_CLI_VERSION} or later is needed (direct engine with app lifecycle.started, Lakebase postgres_roles and postgres_databases)`,
         2,
         CLI_INSTALL_HINT,
       );

@@ -3,6 +3,7 @@ import semver from "semver";
 import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import { type DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
+import { checkLakebase } from "./lakebase.js";
 import { connectWorkspace, loginHint, type Workspace } from "./workspace.js";
 
 export interface Check {
@@ -154,6 +155,17 @@ export async function runDoctor(
     });
   } else {
     checks.push({ name: "names", ok: true, detail: `${names} (target ${config.target})` });
+  }
+
+  if (workspace && checks.find((c) => c.name === "workspace")?.ok) {
+    try {
+      const lb = await checkLakebase(workspace, config);
+      checks.push({ name: "lakebase", ok: lb.ok, detail: lb.detail, ...(lb.fix ? { fix: lb.fix } : {}) });
+    } catch (err) {
+      checks.push(failure("lakebase", err, "check the Lakebase settings in .env (see .env.template)"));
+    }
+  } else {
+    checks.push(notChecked("lakebase", "no working workspace"));
   }
 
   return { ok: checks.every((c) => c.ok), checks, workspace };

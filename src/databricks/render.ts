@@ -15,8 +15,8 @@ import { UserError } from "../errors.js";
 export const BUNDLE_KEYS = {
   app: "metamcp",
   project: "metamcp_db",
-  instance: "metamcp_db",
-  secretScope: "metamcp_secrets",
+  role: "metamcp_owner",
+  database: "metamcp_db",
 } as const;
 
 /** The app resources' names, which app.yaml's `valueFrom` refers to. */
@@ -26,12 +26,42 @@ export const APP_RESOURCE_NAMES = {
   secret: "better-auth-secret",
 } as const;
 
+/**
+ * The Postgres role that owns the database the bundle creates (the live API requires a `role` on a
+ * database). Our own, declared in the bundle, so it does not depend on who deploys.
+ */
+export const OWNER_ROLE = { id: "metamcp-owner", postgres: "metamcp_owner" } as const;
+
+/**
+ * The oldest Databricks CLI that deploys everything we render: `postgres_roles`/`postgres_databases`
+ * (v1.4.0), `purge_on_delete` on projects (v1.3.0), `lifecycle.started` for apps (v0.297.0) and
+ * `bundle.engine` (v0.295.0), per the CLI's CHANGELOG.md. The bundle states it too
+ * (`bundle.databricks_cli_version`), so the CLI itself refuses an older binary.
+ */
+export const MIN_BUNDLE_CLI_VERSION = "1.4.0";
+
+/** The app.yaml variable that carries the app's public URL (the platform injects none). */
+export const APP_URL_ENV = "METAMCP_APP_URL";
+
 /** A bundle interpolation, `${path}`, resolved by the Databricks CLI (never by us). */
 export function ref(path: string): string {
   return `$${"{"}${path}}`;
 }
 
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;
+
+export interface RenderOptions {
+  /**
+   * The app's public URL, once the app exists (`GET /api/2.0/apps/{name}` as the deploying user): written
+   * into app.yaml so the runtime needs no permission to read its own app.
+   */
+  appUrl?: string;
+  /**
+   * `lifecycle.started` (default true). bundle-deploy renders false only for the very first deploy, which
+   * creates the app without deploying code: the URL does not exist before the app does.
+   */
+  started?: boolean;
+}
 
 export interface RenderedBundle {
   /** Where `databricks.yml` goes for `bundle-deploy`: the parent of the app tree. */
@@ -56,6 +86,7 @@ function bundleVariables(config: Config): Record<string, string> {
   if (config.lakebase.kind === "autoscaling") {
     vars.lakebase_project = config.lakebase.project;
     vars.lakebase_branch = config.lakebase.branch;
+    vars.lakebase_database_id = config.lakebase.databaseId;
   } else {
     vars.lakebase_instance = config.lakebase.instanceName;
   }
@@ -67,45 +98,49 @@ const VARIABLE_DESCRIPTIONS: Record<string, string> = {
   db_schema: "PostgreSQL schema holding every MetaMCP table (METAMCP_DB_SCHEMA)",
   lakebase_project: "Lakebase autoscaling project id (LAKEBASE_PROJECT)",
   lakebase_branch: "Lakebase branch the app uses (LAKEBASE_BRANCH)",
-  lakebase_instance: "Lakebase provisioned instance name (LAKEBASE_INSTANCE_NAME)",
-  lakebase_database: "PostgreSQL database in Lakebase (LAKEBASE_DATABASE)",
-  secret_scope: "Secret scope holding BETTER_AUTH_SECRET (SECRET_SCOPE)",
+  lakebase_instance: "Lakebase provisioned (legacy) instance the app attaches to (LAKEBASE_INSTANCE_NAME)",
+  lakebase_database: "PostgreSQL database name in Lakebase (LAKEBASE_DATABASE)",
+  lakebase_database_id: "Lakebase database resource id, the last segment of its path (LAKEBASE_DATABASE_ID)",
+  secret_scope:
+    "Secret scope holding BETTER_AUTH_SECRET (SECRET_SCOPE; created before the bundle by bundle-deploy)",
   secret_key: "Key of BETTER_AUTH_SECRET in the scope (SECRET_KEY)",
 };
 
+/** `projects/P/branches/B` of the branch the app uses. */
+function branchPath(config: Config): string {
+  const project = config.lakebase.create
+    ? ref(`resources.postgres_projects.${BUNDLE_KEYS.project}.id`)
+    : `projects/${ref("var.lakebase_project")}`;
+  return `${project}/branches/${ref("var.lakebase_branch")}`;
+}
+
 function appResources(config: Config): unknown[] {
   const { kind, create } = config.lakebase;
-  const secretScope = ref(`resources.secret_scopes.${BUNDLE_KEYS.secretScope}.name`);
+  // The scope is made (with its key) before `bundle deploy` runs: the bundle only names it, so the key
+  // exists when the platform creates and starts the app.
   const secret = {
     name: APP_RESOURCE_NAMES.secret,
-    secret: { scope: secretScope, key: ref("var.secret_key"), permission: "READ" },
+    secret: { scope: ref("var.secret_scope"), key: ref("var.secret_key"), permission: "READ" },
   };
   if (kind === "autoscaling") {
-    // A reference to the project (when the bundle creates it) orders the app after it.
-    const project = create
-      ? ref(`resources.postgres_projects.${BUNDLE_KEYS.project}.project_id`)
-      : ref("var.lakebase_project");
-    const branch = `projects/${project}/branches/${ref("var.lakebase_branch")}`;
+    // References to the bundle's own resources order the app after them.
+    const database = create
+      ? ref(`resources.postgres_databases.${BUNDLE_KEYS.database}.id`)
+      : `${branchPath(config)}/databases/${ref("var.lakebase_database_id")}`;
     return [
       {
         name: APP_RESOURCE_NAMES.postgres,
-        postgres: {
-          branch,
-          database: `${branch}/databases/${ref("var.lakebase_database")}`,
-          permission: "CAN_CONNECT_AND_CREATE",
-        },
+        postgres: { branch: branchPath(config), database, permission: "CAN_CONNECT_AND_CREATE" },
       },
       secret,
     ];
   }
-  const instance = create
-    ? ref(`resources.database_instances.${BUNDLE_KEYS.instance}.name`)
-    : ref("var.lakebase_instance");
+  // Provisioned (legacy): always an existing instance, attached by name.
   return [
     {
       name: APP_RESOURCE_NAMES.database,
       database: {
-        instance_name: instance,
+        instance_name: ref("var.lakebase_instance"),
         database_name: ref("var.lakebase_database"),
         permission: "CAN_CONNECT_AND_CREATE",
       },
@@ -114,45 +149,65 @@ function appResources(config: Config): unknown[] {
   ];
 }
 
+/**
+ * What the bundle creates for Lakebase: nothing when it attaches (LAKEBASE_CREATE=false, or provisioned);
+ * else the project, an owner role and OUR database with an explicit, valid id (docs/lakebase-database.md).
+ */
 function databaseResources(config: Config): Record<string, unknown> {
-  if (!config.lakebase.create) return {};
-  if (config.lakebase.kind === "autoscaling") {
-    return {
-      postgres_projects: {
-        [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), display_name: ref("var.app_name") },
-      },
-    };
-  }
+  if (!config.lakebase.create || config.lakebase.kind !== "autoscaling") return {};
+  const parent = branchPath(config);
   return {
-    database_instances: { [BUNDLE_KEYS.instance]: { name: ref("var.lakebase_instance"), capacity: "CU_1" } },
+    postgres_projects: {
+      [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), display_name: ref("var.app_name") },
+    },
+    postgres_roles: {
+      [BUNDLE_KEYS.role]: { parent, role_id: OWNER_ROLE.id, postgres_role: OWNER_ROLE.postgres },
+    },
+    postgres_databases: {
+      [BUNDLE_KEYS.database]: {
+        parent,
+        database_id: ref("var.lakebase_database_id"),
+        postgres_database: ref("var.lakebase_database"),
+        role: ref(`resources.postgres_roles.${BUNDLE_KEYS.role}.id`),
+      },
+    },
   };
 }
 
 /**
- * prod keeps its database and secret through a `bundle destroy`. A target override repeats each
- * resource's required id field: the CLI's schema asks for it there too.
+ * dev: `bundle destroy` deletes the project the bundle created for good (`purge_on_delete`), so the next
+ * dev deploy can reuse its id. A target override repeats each resource's required id field: the CLI's
+ * schema asks for it there too.
  */
-function prodProtection(config: Config): Record<string, unknown> {
-  const keep = { prevent_destroy: true };
-  const resources: Record<string, unknown> = {
-    secret_scopes: {
-      [BUNDLE_KEYS.secretScope]: { name: ref("var.secret_scope"), lifecycle: { ...keep } },
+function devOverrides(config: Config): Record<string, unknown> {
+  if (!config.lakebase.create || config.lakebase.kind !== "autoscaling") return {};
+  return {
+    postgres_projects: {
+      [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), purge_on_delete: true },
     },
   };
-  if (config.lakebase.create) {
-    if (config.lakebase.kind === "autoscaling")
-      resources.postgres_projects = {
-        [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), lifecycle: { ...keep } },
-      };
-    else
-      resources.database_instances = {
-        [BUNDLE_KEYS.instance]: { name: ref("var.lakebase_instance"), lifecycle: { ...keep } },
-      };
-  }
-  return resources;
 }
 
-function appYamlObject(config: Config): Record<string, unknown> {
+/** prod keeps its database through a `bundle destroy`. */
+function prodProtection(config: Config): Record<string, unknown> {
+  if (!config.lakebase.create || config.lakebase.kind !== "autoscaling") return {};
+  const keep = { lifecycle: { prevent_destroy: true } };
+  const parent = branchPath(config);
+  return {
+    postgres_projects: { [BUNDLE_KEYS.project]: { project_id: ref("var.lakebase_project"), ...keep } },
+    postgres_roles: { [BUNDLE_KEYS.role]: { parent, role_id: OWNER_ROLE.id, ...keep } },
+    postgres_databases: {
+      [BUNDLE_KEYS.database]: {
+        parent,
+        database_id: ref("var.lakebase_database_id"),
+        role: ref(`resources.postgres_roles.${BUNDLE_KEYS.role}.id`),
+        ...keep,
+      },
+    },
+  };
+}
+
+function appYamlObject(config: Config, options: RenderOptions): Record<string, unknown> {
   const env: { name: string; value?: string; valueFrom?: string }[] = [
     { name: "METAMCP_DB_SCHEMA", value: config.schema },
     { name: "LAKEBASE_KIND", value: config.lakebase.kind },
@@ -162,6 +217,7 @@ function appYamlObject(config: Config): Record<string, unknown> {
   // A provisioned resource's valueFrom resolves to the host, not the instance: the name comes from config.
   else env.push({ name: "LAKEBASE_INSTANCE_NAME", value: config.lakebase.instanceName });
   env.push({ name: "BETTER_AUTH_SECRET", valueFrom: APP_RESOURCE_NAMES.secret });
+  if (options.appUrl) env.push({ name: APP_URL_ENV, value: options.appUrl });
   return { command: [...APP_COMMAND], env };
 }
 
@@ -179,7 +235,11 @@ const HEADER = (what: string) =>
  * Renders both files for `config.target`. `configFor(t)` loads the config for another target (the
  * same flags/env/.env) so each target in `databricks.yml` carries its own derived names.
  */
-export function renderBundle(config: Config, configFor: (target: Target) => Config): RenderedBundle {
+export function renderBundle(
+  config: Config,
+  configFor: (target: Target) => Config,
+  options: RenderOptions = {},
+): RenderedBundle {
   const bundleDir = path.dirname(config.appDir);
   const appRel = path.basename(config.appDir);
   const warnings: string[] = [];
@@ -193,7 +253,13 @@ export function renderBundle(config: Config, configFor: (target: Target) => Conf
   }
   const variables = bundleVariables(config);
   const root = {
-    bundle: { name: `${config.values.APP_BASE_NAME?.value ?? "metamcp"}-databricks` },
+    bundle: {
+      name: `${config.values.APP_BASE_NAME?.value ?? "metamcp"}-databricks`,
+      // lifecycle.started (and our postgres resources) need the direct engine; stated here, it wins over
+      // DATABRICKS_BUNDLE_ENGINE in the environment.
+      engine: "direct",
+      databricks_cli_version: `>= ${MIN_BUNDLE_CLI_VERSION}`,
+    },
     variables: Object.fromEntries(
       Object.keys(variables).map((k) => [k, { description: VARIABLE_DESCRIPTIONS[k] ?? k }]),
     ),
@@ -205,16 +271,13 @@ export function renderBundle(config: Config, configFor: (target: Target) => Conf
     },
     resources: {
       ...databaseResources(config),
-      secret_scopes: {
-        [BUNDLE_KEYS.secretScope]: { name: ref("var.secret_scope"), backend_type: "DATABRICKS" },
-      },
       apps: {
         [BUNDLE_KEYS.app]: {
           name: ref("var.app_name"),
           description: "MetaMCP gateway, deployed by metamcp-databricks",
           source_code_path: `./${appRel}`,
-          // Without it the bundle creates the app stopped.
-          lifecycle: { started: true },
+          // Started: `bundle deploy` starts the app and deploys source_code_path itself (direct engine).
+          lifecycle: { started: options.started ?? true },
           resources: appResources(config),
         },
       },
@@ -224,6 +287,7 @@ export function renderBundle(config: Config, configFor: (target: Target) => Conf
         mode: "development",
         default: true,
         variables: bundleVariables(perTarget.dev),
+        ...(Object.keys(devOverrides(config)).length ? { resources: devOverrides(config) } : {}),
       },
       prod: {
         mode: "production",
@@ -231,12 +295,12 @@ export function renderBundle(config: Config, configFor: (target: Target) => Conf
           root_path: `/Workspace/Users/${ref("workspace.current_user.userName")}/.bundle/${ref("bundle.name")}/${ref("bundle.target")}`,
         },
         variables: bundleVariables(perTarget.prod),
-        resources: prodProtection(config),
+        ...(Object.keys(prodProtection(config)).length ? { resources: prodProtection(config) } : {}),
       },
     },
   };
   const databricksYml = toYaml(root, HEADER("Databricks Asset Bundle"));
-  const appYaml = toYaml(appYamlObject(config), HEADER(`App config for target ${config.target}`));
+  const appYaml = toYaml(appYamlObject(config, options), HEADER(`App config for target ${config.target}`));
   checkAppYaml(appYaml, config);
   return { bundleDir, appDir: config.appDir, databricksYml, appYaml, variables, warnings };
 }
@@ -270,6 +334,8 @@ export interface WrittenBundle {
 }
 
 function writeAtomic(file: string, text: string): void {
+  // Unchanged content keeps the file (and its mtime, which the deploy record's fingerprint reads).
+  if (sameContent(file, text)) return;
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, text);

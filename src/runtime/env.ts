@@ -14,7 +14,11 @@ export interface RuntimeEnv {
   host: string;
   clientId: string;
   clientSecret: string;
-  /** The public URL when the platform gives it; otherwise looked up from the Apps API. */
+  /**
+   * The public URL: METAMCP_APP_URL, which our deploy writes into app.yaml once the app exists (the
+   * platform injects no URL); without it the runtime asks the Apps API, which the app's service principal
+   * may not be allowed to read.
+   */
   appUrl?: string;
   pg: { host: string; port: number; database: string; user: string; sslmode: string; appName: string };
   schema: string;
@@ -104,7 +108,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     host: normalizeUrl(host),
     clientId,
     clientSecret,
-    appUrl: env.DATABRICKS_APP_URL ? normalizeUrl(env.DATABRICKS_APP_URL) : undefined,
+    appUrl: env.METAMCP_APP_URL ? normalizeUrl(env.METAMCP_APP_URL) : undefined,
     pg: {
       host: pgHost,
       port: Number(env.PGPORT || 5432),

@@ -94,15 +94,28 @@ export class WorkspaceClient {
       throw new DatabricksError(
         json.error_code === "RESOURCE_DOES_NOT_EXIST" || json.error_code === "NOT_FOUND" || res.status === 404
           ? "not_found"
-          : "api_error",
+          : res.status === 403 || json.error_code === "PERMISSION_DENIED"
+            ? "forbidden"
+            : "api_error",
         `${what}: HTTP ${res.status} ${json.error_code ?? ""} ${json.message ?? ""}`.trim(),
       );
     }
     return json;
   }
 
-  getApp(name: string): Promise<AppInfo> {
-    return this.api("GET", `/api/2.0/apps/${encodeURIComponent(name)}`, `app ${name}`);
+  /** The fallback for the public URL; the app's service principal may lack the permission to read it. */
+  async getApp(name: string): Promise<AppInfo> {
+    try {
+      return await this.api("GET", `/api/2.0/apps/${encodeURIComponent(name)}`, `app ${name}`);
+    } catch (err) {
+      if (err instanceof DatabricksError && err.code === "forbidden")
+        throw new DatabricksError(
+          "app_url_unknown",
+          `the public URL is unknown: app.yaml sets no METAMCP_APP_URL and the app's service principal may not read app ${name} (${err.message})`,
+          "deploy with `make bundle-deploy`, which writes the URL into app.yaml, or grant the app's service principal CAN VIEW on the app",
+        );
+      throw err;
+    }
   }
 
   getDatabaseInstance(name: string): Promise<DatabaseInstanceInfo> {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterEach, describe, expect, test } from "vitest";
@@ -23,7 +23,7 @@ const DEV_VARS = [
   "--var",
   "db_schema=metamcp_app",
   "--var",
-  "lakebase_database=databricks_postgres",
+  "lakebase_database=metamcp",
   "--var",
   "secret_scope=metamcp-dev-secrets",
   "--var",
@@ -32,6 +32,8 @@ const DEV_VARS = [
   "lakebase_project=metamcp-dev-db",
   "--var",
   "lakebase_branch=production",
+  "--var",
+  "lakebase_database_id=metamcp",
 ];
 
 function errorCode(stdout: string): string | undefined {
@@ -49,9 +51,12 @@ describe("doctor", () => {
     const w = await newWorld();
     const r = await w.run(["doctor"]);
     expect(r.exitCode).toBe(0);
-    for (const name of ["git", "node", "databricks-cli", "profile", "workspace", "names"])
+    for (const name of ["git", "node", "databricks-cli", "profile", "workspace", "names", "lakebase"])
       expect(r.stdout).toMatch(new RegExp(`^✔ ${name} `, "m"));
-    expect(r.stdout).toContain("Databricks CLI 0.297.0");
+    expect(r.stdout).toContain("Databricks CLI 1.13.0 (>= 1.4.0)");
+    expect(r.stdout).toContain(
+      "the bundle creates projects/metamcp-dev-db with database projects/metamcp-dev-db/branches/production/databases/metamcp (PostgreSQL metamcp)",
+    );
     expect(r.stdout).toContain("signed in as someone@example.com");
     expectNoSecrets(w, r.stdout, r.stderr);
   });
@@ -64,16 +69,17 @@ describe("doctor", () => {
       /✖ databricks-cli .*was not found\n {2}→ install or upgrade it: https:\/\/docs.databricks.com/,
     );
 
-    w.double.update({ version: "0.250.0" });
+    // 0.297.0 has lifecycle.started but not postgres_roles/postgres_databases (v1.4.0).
+    w.double.update({ version: "0.297.0" });
     const old = await w.run(["doctor", "--json"]);
     expect(old.exitCode).toBe(4);
     const check = (
       JSON.parse(old.stdout) as { checks: { name: string; ok: boolean; detail: string }[] }
     ).checks.find((c) => c.name === "databricks-cli");
     expect(check).toMatchObject({ ok: false });
-    expect(check?.detail).toMatch(/0\.250\.0 is too old: 0\.297\.0 or later/);
+    expect(check?.detail).toMatch(/0\.297\.0 is too old: 1\.4\.0 or later/);
 
-    w.double.update({ version: "0.297.0" });
+    w.double.update({ version: "1.13.0" });
     const u2m = await w.run(["doctor", "--profile", "u2m"]);
     expect(u2m.exitCode).toBe(4);
     expect(u2m.stdout).toMatch(/✖ profile .*\n {2}→ run `databricks auth login --profile u2m`/);
@@ -135,43 +141,78 @@ describe("doctor", () => {
 });
 
 describe("bundle-deploy", () => {
-  test("preflight, validate, deploy with our variables and profile; the secret is made once and never shown", async () => {
+  test("first deploy: secret first, app created stopped, its URL into app.yaml, then started with its code; the secret is made once and never shown", async () => {
     const w = await newWorld();
     const r = await w.run(["bundle-deploy"]);
     expect(r.exitCode, r.stderr).toBe(0);
+    const summary = [
+      "bundle",
+      "summary",
+      "--target",
+      "dev",
+      ...DEV_VARS,
+      "-o",
+      "json",
+      "--profile",
+      "DEFAULT",
+    ];
+    const deploy = ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"];
     expect(w.double.commands()).toEqual([
+      summary,
       ["bundle", "validate", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
-      ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
-      ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
+      deploy,
+      deploy,
     ]);
     for (const c of w.double.calls().filter((x) => x.argv[0] !== "version")) {
       expect(c.profileEnv).toBe("DEFAULT");
       if (c.argv[0] === "bundle") expect(c.cwd).toBe(path.join(w.project, "build"));
     }
-    // The files it deployed are the rendered ones.
-    expect(readFileSync(path.join(w.project, "build/databricks.yml"), "utf8")).toContain(
-      "lifecycle:\n        started: true",
-    );
-    expect(readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8")).toContain(
-      "valueFrom: better-auth-secret",
-    );
+    // The secret existed before the app that refers to it; the app was created stopped, then started.
+    const calls = w.emulator.workspace.requests.map((q) => `${q.method} ${q.path}`);
+    const put = calls.indexOf("POST /api/2.0/secrets/put");
+    const create = calls.indexOf("POST /api/2.0/apps");
+    expect(put).toBeGreaterThanOrEqual(0);
+    expect(create).toBeGreaterThan(put);
+    expect(calls.indexOf("POST /api/2.0/apps/metamcp-dev/start")).toBeGreaterThan(create);
+    expect(calls.filter((c) => c === "POST /api/2.0/apps/metamcp-dev/deployments")).toHaveLength(1);
+    // The files it deployed are the rendered ones: started, direct engine, the URL in app.yaml.
+    const yml = readFileSync(path.join(w.project, "build/databricks.yml"), "utf8");
+    expect(yml).toContain("lifecycle:\n        started: true");
+    expect(yml).toContain("engine: direct");
+    const appYaml = readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8");
+    expect(appYaml).toContain("valueFrom: better-auth-secret");
+    expect(appYaml).toContain(`- name: METAMCP_APP_URL\n    value: ${w.emulator.appUrl}`);
     expect(r.stderr).toContain(
       "Uploading bundle files to /Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files",
     );
     const secret = w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret");
     expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
     expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
-    expect(r.stdout).toContain(
-      "next: make app-deploy TARGET=dev (required: the app gets the new secret only from a deployment made after it)",
+    expect(r.stdout).toMatch(
+      /code: deployed by bundle deploy \(deployment \w+ SUCCEEDED\)\nnext: make app-health TARGET=dev$/m,
     );
-    expectNoSecrets(w, r.stdout, r.stderr, readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8"));
+    expectNoSecrets(w, r.stdout, r.stderr, appYaml);
 
+    // Later runs: one bundle deploy, the key kept, no code deployed when nothing about the app changed.
+    w.double.clearCalls();
     const again = await w.run(["bundle-deploy", "--json"]);
-    expect(again.exitCode).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ secret: "kept", target: "dev", appName: "metamcp-dev" });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      secret: "kept",
+      target: "dev",
+      appName: "metamcp-dev",
+      firstDeploy: false,
+      appUrl: w.emulator.appUrl,
+    });
+    expect(JSON.parse(again.stdout).codeDeployment).toBeUndefined();
+    expect(w.double.commands().filter((a) => a[1] === "deploy")).toHaveLength(1);
     const human = await w.run(["bundle-deploy"]);
-    expect(human.stdout).toMatch(/already present, kept\nnext: make app-deploy TARGET=dev$/m);
+    expect(human.stdout).toMatch(/already present, kept in metamcp-dev-secrets\n/);
+    expect(human.stdout).toMatch(
+      /code: not deployed .*\nnext: make app-deploy TARGET=dev \(ships the app tree\)$/m,
+    );
     expect(w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret")).toBe(secret);
+    expect(w.emulator.apps.get("metamcp-dev")!.deployments).toHaveLength(1);
   });
 
   test("prod gets prod's names", async () => {
@@ -183,6 +224,9 @@ describe("bundle-deploy", () => {
       expect.arrayContaining(["--target", "prod", "app_name=metamcp", "secret_scope=metamcp-secrets"]),
     );
     expect(w.emulator.apps.has("metamcp")).toBe(true);
+    expect(w.emulator.database("projects/metamcp-db/branches/production/databases/metamcp")).toMatchObject({
+      postgresDatabase: "metamcp",
+    });
   });
 
   test("a failing preflight deploys nothing; a failing deploy shows the CLI's error", async () => {
@@ -191,6 +235,7 @@ describe("bundle-deploy", () => {
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/preflight failed:\n✖ databricks-cli/);
     expect(w.double.commands()).toEqual([]);
+    expect(w.emulator.secrets.size).toBe(0);
 
     w.double.update({ validateError: "variable app_name: value is not valid" });
     const invalid = await w.run(["bundle-deploy"]);
@@ -209,7 +254,6 @@ describe("bundle-deploy", () => {
     expect(failed.stderr).toMatch(
       /`databricks bundle deploy --target dev .*` failed \(exit 1\):\nError: cannot create apps.metamcp: App name is already taken/,
     );
-    expect(w.emulator.secrets.size).toBe(0);
 
     w.double.update({ deployError: undefined, bundleAuthError: true });
     const auth = await w.run(["bundle-deploy"]);
@@ -221,6 +265,13 @@ describe("bundle-deploy", () => {
 });
 
 describe("app-deploy", () => {
+  const source = "/Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files/app";
+  const deployments = (w: DatabricksWorld) =>
+    w.emulator.workspace.requests.filter((q) => q.method === "POST" && q.path.endsWith("/deployments"));
+  /** A new build of the app tree (what `make build` leaves). */
+  const rebuild = (w: DatabricksWorld, text = String(Date.now())) =>
+    writeFileSync(path.join(w.project, "build/app/runtime/start.mjs"), `// build ${text}\n`);
+
   test("fails fast without a bundle deployment, saying which command to run", async () => {
     const w = await newWorld();
     const noFile = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
@@ -237,48 +288,70 @@ describe("app-deploy", () => {
     expect(notDeployed.stderr).toContain(
       "no bundle deployment for target dev: run `make bundle-deploy TARGET=dev`",
     );
-    expect(w.emulator.workspace.requests.filter((q) => q.path.includes("/deployments"))).toEqual([]);
+    expect(deployments(w)).toEqual([]);
   });
 
-  test("starts stopped compute, deploys a SNAPSHOT of the synced tree and follows it to SUCCEEDED", async () => {
+  test("right after bundle-deploy the tree already runs: no second deployment; a new build is synced and deployed (SNAPSHOT), then runs", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
+    expect(deployments(w)).toHaveLength(1);
     w.double.clearCalls();
-    const r = await w.run(["app-deploy", "--poll", "0.1"]);
-    expect(r.exitCode, r.stderr).toBe(0);
-    // The one CLI call: the bundle's summary for this target, with our variables and profile.
+    const same = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(same.exitCode, same.stderr).toBe(0);
+    expect(same.stdout).toMatch(/^already running the current app tree: deployment \w+ SUCCEEDED/);
+    expect(deployments(w)).toHaveLength(1);
     expect(w.double.commands()).toEqual([
       ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
     ]);
+
+    rebuild(w);
+    w.double.clearCalls();
+    const r = await w.run(["app-deploy", "--poll", "0.1"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    // The bundle's summary, then bundle deploy to upload the new tree (it changes no setting: no code deployed by it).
+    expect(w.double.commands()).toEqual([
+      ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
+      ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
+    ]);
     for (const c of w.double.calls().filter((x) => x.argv[0] !== "version"))
       expect(c.profileEnv).toBe("DEFAULT");
-    expect(r.stderr).toMatch(/compute: STOPPED[\s\S]*compute: STARTING[\s\S]*compute: ACTIVE/);
     expect(r.stderr).toMatch(/: PENDING[\s\S]*: IN_PROGRESS[\s\S]*: SUCCEEDED/);
-    expect(r.stdout).toMatch(/deployment \w+: SUCCEEDED/);
+    expect(r.stdout).toMatch(/^deployment \w+: SUCCEEDED/);
     expect(r.stdout).toContain("next: make app-health TARGET=dev");
-    const source = "/Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files/app";
-    expect(w.emulator.workspace.requests).toContainEqual({
-      method: "POST",
-      path: "/api/2.0/apps/metamcp-dev/start",
-    });
-    expect(w.emulator.workspace.requests).toContainEqual({
-      method: "POST",
-      path: "/api/2.0/apps/metamcp-dev/deployments",
-      body: { source_code_path: source, mode: "SNAPSHOT" },
-    });
+    expect(deployments(w)).toHaveLength(2);
+    expect(deployments(w).at(-1)?.body).toEqual({ source_code_path: source, mode: "SNAPSHOT" });
+    // What runs is what was built: the synced tree holds the new file.
+    expect(readFileSync(w.emulator.localPath(`${source}/runtime/start.mjs`), "utf8")).toMatch(/build/);
     expect(w.emulator.apps.get("metamcp-dev")!.appState).toBe("RUNNING");
+    const again = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ by: "unchanged", state: "SUCCEEDED" });
+    const forced = await w.run(["app-deploy", "--poll", "0.1", "--force", "--json"]);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ by: "app-deploy", state: "SUCCEEDED" });
+    expect(deployments(w)).toHaveLength(3);
+  });
+
+  test("stopped compute: bundle deploy itself starts the app and deploys the tree; app-deploy reports that deployment, makes none", async () => {
+    const w = await newWorld();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
+    const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ by: "bundle-deploy", state: "SUCCEEDED" });
+    expect(
+      w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/apps/metamcp-dev/start"),
+    ).toHaveLength(2);
+    expect(deployments(w)).toHaveLength(2);
   });
 
   test("--target prod deploys prod's app from prod's synced tree", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy", "--target", "prod"])).exitCode).toBe(0);
+    rebuild(w);
     w.double.clearCalls();
     const r = await w.run(["app-deploy", "--target", "prod", "--poll", "0.1", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const summary = w.double.commands();
-    expect(summary).toHaveLength(1);
-    expect(summary[0]).toEqual(
+    const summary = w.double.commands()[0];
+    expect(summary).toEqual(
       expect.arrayContaining([
         "summary",
         "--target",
@@ -288,7 +361,7 @@ describe("app-deploy", () => {
       ]),
     );
     expect(JSON.parse(r.stdout)).toMatchObject({ target: "prod", appName: "metamcp", state: "SUCCEEDED" });
-    expect(w.emulator.workspace.requests).toContainEqual({
+    expect(deployments(w).at(-1)).toEqual({
       method: "POST",
       path: "/api/2.0/apps/metamcp/deployments",
       body: {
@@ -301,6 +374,7 @@ describe("app-deploy", () => {
   test("a FAILED deployment prints the platform's message and the last log lines", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    rebuild(w);
     w.emulator.nextDeployment = {
       final: "FAILED",
       message: "App exited with code 1",
@@ -318,6 +392,7 @@ describe("app-deploy", () => {
   test("a FAILED deployment whose logs cannot be read says why", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    rebuild(w);
     w.emulator.nextDeployment = { final: "FAILED", message: "App exited with code 1" };
     await w.emulator.stopAppHost();
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
@@ -327,31 +402,37 @@ describe("app-deploy", () => {
     );
   });
 
-  test("--no-wait returns at PENDING; a second deploy meanwhile is told apart as 'already in progress'", async () => {
+  test("--no-wait returns at PENDING; a second app-deploy meanwhile waits for it instead of failing 'in progress', and ships nothing twice", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    rebuild(w);
     const first = await w.run(["app-deploy", "--poll", "0.1", "--no-wait", "--json"]);
     expect(first.exitCode, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ state: "PENDING", appName: "metamcp-dev" });
-    const second = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
-    expect(second.exitCode).toBe(4);
-    expect(errorCode(second.stdout)).toBe("deployment_in_progress");
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      state: "PENDING",
+      appName: "metamcp-dev",
+      by: "app-deploy",
+    });
     const pendingId = JSON.parse(first.stdout).deploymentId as string;
-    expect(second.stderr).toMatch(
-      new RegExp(
-        `a deployment of app metamcp-dev is already in progress: ${pendingId} is PENDING \\(since [^)]+\\) \\(Cannot deploy app metamcp-dev as there is an active deployment in progress\\.\\)[\\s\\S]*→ wait for it`,
-      ),
-    );
     const status = await w.run(["app-status", "--json"]);
-    expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ state: "PENDING" });
+    expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ id: pendingId, state: "PENDING" });
+    const second = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
+    expect(second.exitCode, second.stderr).toBe(0);
+    expect(second.stderr).toContain(`deployment ${pendingId} is already in progress: waiting for it first`);
+    expect(JSON.parse(second.stdout)).toMatchObject({
+      by: "unchanged",
+      deploymentId: pendingId,
+      state: "SUCCEEDED",
+    });
+    expect(deployments(w)).toHaveLength(2);
   });
 
   test("refused as 'in progress' with nothing pending (settling after a failure): says to wait for the platform", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    expect((await w.run(["app-deploy", "--poll", "0.1"])).exitCode).toBe(0);
     const active = w.emulator.apps.get("metamcp-dev")!.activeId!;
     w.emulator.apps.get("metamcp-dev")!.settling = true;
+    rebuild(w);
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode).toBe(4);
     expect(errorCode(r.stdout)).toBe("deployment_in_progress");
@@ -364,7 +445,7 @@ describe("app-deploy", () => {
   test("a missing auth secret stops the deploy before it starts", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    w.emulator.secrets.get("metamcp-dev-secrets")!.clear();
+    w.emulator.secrets.get("metamcp-dev-secrets")!.delete("better-auth-secret");
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toMatch(/metamcp-dev-secrets\/better-auth-secret \(BETTER_AUTH_SECRET\) is missing/);
@@ -413,7 +494,6 @@ describe("app-health and app-status", () => {
     expect(none.exitCode).toBe(4);
     expect(none.stderr).toMatch(/app metamcp-dev does not exist[\s\S]*make bundle-deploy TARGET=dev/);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    expect((await w.run(["app-deploy", "--poll", "0.1"])).exitCode).toBe(0);
     const r = await w.run(["app-status", "--json"]);
     expect(JSON.parse(r.stdout)).toMatchObject({
       name: "metamcp-dev",
@@ -528,7 +608,7 @@ test("a log stream that cannot be opened is an error, not an empty log", async (
 });
 
 describe("destroy", () => {
-  test("asks first (refuses without a terminal), --yes destroys the dev bundle; prod is refused", async () => {
+  test("asks first (refuses without a terminal), --yes destroys the dev bundle: the project it created purged, our secret scope deleted; prod is refused", async () => {
     const w = await newWorld();
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.double.clearCalls();
@@ -549,6 +629,46 @@ describe("destroy", () => {
     ]);
     expect(existsSync(path.join(w.project, "build/databricks.yml"))).toBe(true);
     expect(w.emulator.apps.has("metamcp-dev")).toBe(false);
+    // purge_on_delete: the project is gone for good (DELETE ...?purge=true), so its id can be reused.
+    expect(w.emulator.deletedProjects).toEqual([{ projectId: "metamcp-dev-db", purged: true }]);
+    expect(w.emulator.secrets.has("metamcp-dev-secrets")).toBe(false);
     expect(r.stdout).toContain("destroyed: app metamcp-dev");
+  });
+
+  test("an attached project and a scope the user made are left alone", async () => {
+    const w = await newWorld();
+    // The user's own project (with its database) and secret scope, made before us.
+    await w.run(["doctor"]);
+    w.emulator.projects.set("shared-db", {
+      projectId: "shared-db",
+      branches: new Map([
+        [
+          "production",
+          {
+            roles: new Map(),
+            databases: new Map([["app-db", { databaseId: "app-db", postgresDatabase: "app_db", role: "" }]]),
+            endpoints: new Set(["primary"]),
+          },
+        ],
+      ]),
+    });
+    w.emulator.secrets.set("team-secrets", new Map([["other", "x"]]));
+    const env = {
+      LAKEBASE_CREATE: "false",
+      LAKEBASE_PROJECT: "shared-db",
+      LAKEBASE_DATABASE: "app_db",
+      SECRET_SCOPE: "team-secrets",
+    };
+    const d = await w.run(["bundle-deploy"], env);
+    expect(d.exitCode, d.stderr).toBe(0);
+    expect(w.emulator.secrets.get("team-secrets")?.has("better-auth-secret")).toBe(true);
+    const r = await w.run(["destroy", "--yes"], env);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(w.emulator.apps.has("metamcp-dev")).toBe(false);
+    expect(w.emulator.projects.has("shared-db")).toBe(true);
+    expect(w.emulator.deletedProjects).toEqual([]);
+    expect(w.emulator.secrets.get("team-secrets")?.get("other")).toBe("x");
+    expect(r.stdout).toContain("kept: Lakebase project shared-db (attached, not created by the bundle)");
+    expect(r.stdout).toContain("kept: secret scope team-secrets (bundle-deploy did not create it)");
   });
 });

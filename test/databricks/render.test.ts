@@ -1,29 +1,35 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: bundle interpolations are literal text in these expectations
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Ajv } from "ajv";
 import { describe, expect, test } from "vitest";
 import { parse } from "yaml";
 import { loadConfig } from "../../src/config/load.js";
 import type { Target } from "../../src/config/variables.js";
-import { checkAppYaml, renderBundle } from "../../src/databricks/render.js";
+import { checkAppYaml, type RenderOptions, renderBundle } from "../../src/databricks/render.js";
 import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import { tempDir } from "../support/tmp.js";
 
 // The Databricks CLI's own JSON schema for databricks.yml (../shared/databricks, never copied here).
+// A user's clone has no ../shared: the schema checks then report themselves skipped.
 const SCHEMA_FILE = path.resolve(PROJECT_ROOT, "../shared/databricks/bundle-jsonschema.json");
+const HAVE_SCHEMA = existsSync(SCHEMA_FILE);
+const NO_SCHEMA = HAVE_SCHEMA
+  ? ""
+  : ` (skipped: ${SCHEMA_FILE} is not here, as in a clone without ../shared)`;
 const ajv = new Ajv({ strict: false, allErrors: true });
-const validateBundle = ajv.compile(JSON.parse(readFileSync(SCHEMA_FILE, "utf8")));
+const validateBundle = HAVE_SCHEMA ? ajv.compile(JSON.parse(readFileSync(SCHEMA_FILE, "utf8"))) : undefined;
 
-function render(env: Record<string, string>, target: Target = "dev") {
+function render(env: Record<string, string>, target: Target = "dev", options?: RenderOptions) {
   const load = (t: Target) =>
     loadConfig({ cwd: "/work/project", env: { ...env, TARGET: t }, dotenvPath: "/nonexistent" });
   const config = load(target);
-  return { config, rendered: renderBundle(config, load) };
+  return { config, rendered: renderBundle(config, load, options) };
 }
 
 function schemaErrors(doc: unknown): string {
+  if (!validateBundle) throw new Error("no schema");
   return validateBundle(doc) ? "" : ajv.errorsText(validateBundle.errors, { separator: "\n" });
 }
 
@@ -31,40 +37,77 @@ function schemaErrors(doc: unknown): string {
 type Yml = any;
 
 describe("databricks.yml", () => {
-  const cases: { name: string; env: Record<string, string>; target: Target }[] = [
+  const cases: { name: string; env: Record<string, string>; target: Target; options?: RenderOptions }[] = [
     { name: "autoscaling dev", env: {}, target: "dev" },
     { name: "autoscaling prod", env: {}, target: "prod" },
-    { name: "provisioned dev", env: { LAKEBASE_KIND: "provisioned" }, target: "dev" },
-    { name: "provisioned prod", env: { LAKEBASE_KIND: "provisioned" }, target: "prod" },
+    { name: "provisioned (attached) dev", env: { LAKEBASE_KIND: "provisioned" }, target: "dev" },
+    { name: "provisioned (attached) prod", env: { LAKEBASE_KIND: "provisioned" }, target: "prod" },
     {
       name: "existing autoscaling",
       env: { LAKEBASE_CREATE: "false", LAKEBASE_PROJECT: "shared-db" },
       target: "dev",
     },
     {
-      name: "existing provisioned",
-      env: { LAKEBASE_KIND: "provisioned", LAKEBASE_CREATE: "false" },
+      name: "first deploy (app created stopped)",
+      env: {},
+      target: "dev",
+      options: { started: false },
+    },
+    {
+      name: "with the app URL",
+      env: {},
       target: "prod",
+      options: { appUrl: "https://metamcp-1234.aws.databricksapps.com" },
     },
   ];
-  test.each(cases)("$name validates against the Databricks CLI's bundle schema", ({ env, target }) => {
-    const { rendered } = render(env, target);
-    expect(schemaErrors(parse(rendered.databricksYml))).toBe("");
-  });
+  test.skipIf(!HAVE_SCHEMA).each(cases)(
+    `$name validates against the Databricks CLI's bundle schema${NO_SCHEMA}`,
+    ({ env, target, options }) => {
+      const { rendered } = render(env, target, options);
+      expect(schemaErrors(parse(rendered.databricksYml))).toBe("");
+    },
+  );
 
-  test("the schema check is real: a wrong key and a wrong permission are rejected", () => {
-    const doc: Yml = parse(render({}).rendered.databricksYml);
-    doc.resources.apps.metamcp.resources[0].postgres.permission = "CAN_USE";
-    doc.resources.apps.metamcp.startd = true;
-    const errors = schemaErrors(doc);
-    expect(errors).toMatch(/additional properties/);
-    expect(errors).toMatch(/allowed values/);
-  });
+  test.skipIf(!HAVE_SCHEMA)(
+    `the schema check is real: a wrong key and a wrong permission are rejected${NO_SCHEMA}`,
+    () => {
+      const doc: Yml = parse(render({}).rendered.databricksYml);
+      doc.resources.apps.metamcp.resources[0].postgres.permission = "CAN_USE";
+      doc.resources.apps.metamcp.startd = true;
+      const errors = schemaErrors(doc);
+      expect(errors).toMatch(/additional properties/);
+      expect(errors).toMatch(/allowed values/);
+    },
+  );
 
-  test("autoscaling: a postgres project, the app reaches it through a postgres resource; started; secret", () => {
+  test("direct engine and the CLI floor; autoscaling: project, owner role and OUR database with a valid id; the app reaches it by the database's id path; started; the secret by scope name", () => {
     const { rendered } = render({});
     const doc: Yml = parse(rendered.databricksYml);
-    expect(doc.resources.postgres_projects.metamcp_db.project_id).toBe("${var.lakebase_project}");
+    expect(doc.bundle).toEqual({
+      name: "metamcp-databricks",
+      engine: "direct",
+      databricks_cli_version: ">= 1.4.0",
+    });
+    expect(doc.resources.postgres_projects.metamcp_db).toEqual({
+      project_id: "${var.lakebase_project}",
+      display_name: "${var.app_name}",
+    });
+    const branch = "${resources.postgres_projects.metamcp_db.id}/branches/${var.lakebase_branch}";
+    expect(doc.resources.postgres_roles.metamcp_owner).toEqual({
+      parent: branch,
+      role_id: "metamcp-owner",
+      postgres_role: "metamcp_owner",
+    });
+    expect(doc.resources.postgres_databases.metamcp_db).toEqual({
+      parent: branch,
+      database_id: "${var.lakebase_database_id}",
+      postgres_database: "${var.lakebase_database}",
+      role: "${resources.postgres_roles.metamcp_owner.id}",
+    });
+    expect(doc.targets.dev.variables).toMatchObject({
+      lakebase_database: "metamcp",
+      lakebase_database_id: "metamcp",
+    });
     const app = doc.resources.apps.metamcp;
     expect(app.lifecycle).toEqual({ started: true });
     expect(app.source_code_path).toBe("./app");
@@ -72,27 +115,22 @@ describe("databricks.yml", () => {
       {
         name: "postgres",
         postgres: {
-          branch:
-            "projects/${resources.postgres_projects.metamcp_db.project_id}/branches/${var.lakebase_branch}",
-          database:
-            "projects/${resources.postgres_projects.metamcp_db.project_id}/branches/${var.lakebase_branch}/databases/${var.lakebase_database}",
+          branch,
+          database: "${resources.postgres_databases.metamcp_db.id}",
           permission: "CAN_CONNECT_AND_CREATE",
         },
       },
       {
         name: "better-auth-secret",
-        secret: {
-          scope: "${resources.secret_scopes.metamcp_secrets.name}",
-          key: "${var.secret_key}",
-          permission: "READ",
-        },
+        secret: { scope: "${var.secret_scope}", key: "${var.secret_key}", permission: "READ" },
       },
     ]);
-    expect(doc.resources.secret_scopes.metamcp_secrets).toEqual({
-      name: "${var.secret_scope}",
-      backend_type: "DATABRICKS",
-    });
+    // The scope is made (with its key) before the bundle; the bundle does not manage it.
+    expect(doc.resources.secret_scopes).toBeUndefined();
     expect(doc.resources.database_instances).toBeUndefined();
+    // The very first deploy creates the app stopped: no code runs before its URL is known.
+    const first: Yml = parse(render({}, "dev", { started: false }).rendered.databricksYml);
+    expect(first.resources.apps.metamcp.lifecycle).toEqual({ started: false });
   });
 
   test("each target carries its own derived names; prod protects its data from bundle destroy", () => {
@@ -111,34 +149,55 @@ describe("databricks.yml", () => {
       secret_scope: "acme-mcp-secrets",
     });
     expect(doc.targets.prod.resources.postgres_projects.metamcp_db.lifecycle.prevent_destroy).toBe(true);
-    expect(doc.targets.prod.resources.secret_scopes.metamcp_secrets.lifecycle.prevent_destroy).toBe(true);
+    expect(doc.targets.prod.resources.postgres_databases.metamcp_db.lifecycle.prevent_destroy).toBe(true);
+    expect(doc.targets.prod.resources.postgres_projects.metamcp_db.purge_on_delete).toBeUndefined();
+    // dev: destroy purges the project the bundle created (no soft-deleted project left behind).
+    expect(doc.targets.dev.resources.postgres_projects.metamcp_db).toEqual({
+      project_id: "${var.lakebase_project}",
+      purge_on_delete: true,
+    });
     // Every variable a target sets is declared.
     for (const t of ["dev", "prod"])
       for (const k of Object.keys(doc.targets[t].variables)) expect(doc.variables[k]).toBeDefined();
   });
 
-  test("provisioned: a database instance and a database resource; existing: no database resource at all", () => {
+  test("provisioned (legacy): attaches an existing instance, never creates one; attached autoscaling: no Lakebase resource at all, nothing to purge", () => {
     const prov: Yml = parse(render({ LAKEBASE_KIND: "provisioned" }).rendered.databricksYml);
-    expect(prov.resources.database_instances.metamcp_db).toEqual({
-      name: "${var.lakebase_instance}",
-      capacity: "CU_1",
-    });
+    expect(prov.resources.database_instances).toBeUndefined();
+    expect(prov.resources.postgres_projects).toBeUndefined();
+    expect(prov.targets.dev.resources).toBeUndefined();
     expect(prov.resources.apps.metamcp.resources[0]).toEqual({
       name: "database",
       database: {
-        instance_name: "${resources.database_instances.metamcp_db.name}",
+        instance_name: "${var.lakebase_instance}",
         database_name: "${var.lakebase_database}",
         permission: "CAN_CONNECT_AND_CREATE",
       },
     });
+    expect(prov.targets.dev.variables.lakebase_database).toBe("databricks_postgres");
+    expect(() => render({ LAKEBASE_KIND: "provisioned", LAKEBASE_CREATE: "true" })).toThrow(
+      /new provisioned \(legacy\) instances cannot be created since 2026-03-12/,
+    );
     const existing: Yml = parse(
       render({ LAKEBASE_CREATE: "false", LAKEBASE_PROJECT: "shared-db" }).rendered.databricksYml,
     );
     expect(existing.resources.postgres_projects).toBeUndefined();
-    expect(existing.resources.apps.metamcp.resources[0].postgres.branch).toBe(
-      "projects/${var.lakebase_project}/branches/${var.lakebase_branch}",
+    expect(existing.resources.postgres_databases).toBeUndefined();
+    expect(existing.targets.dev.resources).toBeUndefined();
+    expect(existing.resources.apps.metamcp.resources[0].postgres).toEqual({
+      branch: "projects/${var.lakebase_project}/branches/${var.lakebase_branch}",
+      database:
+        "projects/${var.lakebase_project}/branches/${var.lakebase_branch}/databases/${var.lakebase_database_id}",
+      permission: "CAN_CONNECT_AND_CREATE",
+    });
+    expect(existing.targets.dev.variables).toMatchObject({
+      lakebase_project: "shared-db",
+      lakebase_database: "databricks_postgres",
+      lakebase_database_id: "databricks-postgres",
+    });
+    expect(() => render({ LAKEBASE_BRANCH: "dev" })).toThrow(
+      /a new Lakebase project has only the branch production/,
     );
-    expect(existing.targets.dev.variables.lakebase_project).toBe("shared-db");
   });
 
   test("sync: only the app tree (re-included past .gitignore), never .env or caches", () => {
@@ -170,6 +229,14 @@ describe("app.yaml", () => {
       { name: "LAKEBASE_ENDPOINT", valueFrom: "postgres" },
       { name: "BETTER_AUTH_SECRET", valueFrom: "better-auth-secret" },
     ]);
+    // Once the app exists, its public URL (the platform injects none).
+    const withUrl: Yml = parse(
+      render({}, "dev", { appUrl: "https://metamcp-dev-1234.aws.databricksapps.com" }).rendered.appYaml,
+    );
+    expect(withUrl.env.at(-1)).toEqual({
+      name: "METAMCP_APP_URL",
+      value: "https://metamcp-dev-1234.aws.databricksapps.com",
+    });
     // valueFrom names must be app resources of the bundle.
     const names = parse(rendered.databricksYml).resources.apps.metamcp.resources.map(
       (r: { name: string }) => r.name,

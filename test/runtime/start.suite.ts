@@ -77,7 +77,10 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     db = await startLakebaseLikePostgres({ role: "6c0e1f9a-app-sp" });
     treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-")));
     appPort = await freePort();
-    const config = loadConfig({ cwd: treeDir, env: { APP_NAME: "metamcp-test" } });
+    const config = loadConfig({
+      cwd: treeDir,
+      env: { APP_NAME: "metamcp-test", LAKEBASE_DATABASE: db.database },
+    });
     platform = await startPlatform({
       config,
       secrets: {

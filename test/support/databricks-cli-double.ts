@@ -16,6 +16,11 @@ export interface DoubleScenario {
   validateError?: string;
   deployError?: string;
   userName?: string;
+  /** The emulator's workspace files root (bundle sync copies the synced paths there). */
+  fsRoot: string;
+  /** Targets whose existing deployment state is terraform's. */
+  terraformState?: Record<string, boolean>;
+  deployTimeoutMs?: number;
 }
 
 export interface DoubleCall {

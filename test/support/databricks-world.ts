@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { type CliResult, runCli } from "./cli.js";
 import { DatabricksCliDouble, type DoubleScenario } from "./databricks-cli-double.js";
-import { DatabricksEmulator } from "./databricks-emulator.js";
+import { type AppRunner, DatabricksEmulator } from "./databricks-emulator.js";
 import { localhostCertificate } from "./tls.js";
 
 /**
@@ -29,9 +29,17 @@ export interface DatabricksWorld {
 export const M2M = { id: "m2m-client", secret: "m2m-secret-value-1234567890" };
 export const PAT = "dapi0123456789abcdef0123456789abcdef";
 
+export interface WorldOptions {
+  /** Runs deployed app trees for real on this port against this PostgreSQL (the first-deploy rehearsal). */
+  runner?: AppRunner;
+  /** Writes the project's app tree (default: a two-file stand-in). */
+  appTree?: (dir: string) => void;
+}
+
 export async function startDatabricksWorld(
   root: string,
   scenario: Partial<DoubleScenario> = {},
+  options: WorldOptions = {},
 ): Promise<DatabricksWorld> {
   const health = { status: 200 };
   const app: Server = createServer((req, res) => {
@@ -50,7 +58,8 @@ export async function startDatabricksWorld(
   const caFile = path.join(root, "app-ca.pem");
   mkdirSync(root, { recursive: true });
   writeFileSync(caFile, tls.cert);
-  const emulator = await new DatabricksEmulator(appUrl, tls).start();
+  const target = options.runner ? `http://127.0.0.1:${options.runner.appPort}` : appUrl;
+  const emulator = await new DatabricksEmulator(target, tls, options.runner).start();
   emulator.clients.set(M2M.id, M2M.secret);
   emulator.pats.add(PAT);
 
@@ -76,12 +85,16 @@ export async function startDatabricksWorld(
   );
   const project = path.join(root, "project");
   mkdirSync(path.join(project, "build/app/runtime"), { recursive: true });
-  writeFileSync(path.join(project, "build/app/runtime/start.mjs"), "// the app's runtime\n");
-  writeFileSync(path.join(project, "build/app/package.json"), '{"name":"app","private":true}\n');
+  if (options.appTree) options.appTree(path.join(project, "build/app"));
+  else {
+    writeFileSync(path.join(project, "build/app/runtime/start.mjs"), "// the app's runtime\n");
+    writeFileSync(path.join(project, "build/app/package.json"), '{"name":"app","private":true}\n');
+  }
 
   const double = new DatabricksCliDouble(path.join(root, "double"), {
-    version: "0.297.0",
+    version: "1.13.0",
     host: emulator.url,
+    fsRoot: emulator.fsRoot,
     adminToken: emulator.issueUserToken(24 * 3600),
     userToken: emulator.issueUserToken(),
     ...scenario,

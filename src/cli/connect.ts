@@ -139,7 +139,7 @@ function keyName(t: ConnectTarget): string {
 
 function keyCommand(t: ConnectTarget, endpoint: string): string {
   const where = t.kind === "local" ? "--local" : `--target ${t.target}`;
-  return `node ${path.relative(process.cwd(), path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js"))} connect ${endpoint} ${where} --save-key < key.txt   (or paste it, then Ctrl-D)`;
+  return `node ${path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js")} connect ${endpoint} ${where} --save-key < key.txt   (or paste it, then Ctrl-D)`;
 }
 
 async function runStdio(

@@ -100,6 +100,18 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       );
     }
     if (!res) throw new Error("unreachable: no response");
+    if (res.status === 504 && ids.length > 0) {
+      // The proxy's request cut before the answer started: name it, not the bare status.
+      const body = await res.text().catch(() => "");
+      const first = pending.get(ids[0]!);
+      throw new Error(
+        cutMessage(
+          first?.method ?? "the call",
+          first?.sentAt,
+          `the proxy answered 504 ${maskSecrets(body.slice(0, 80))}`,
+        ),
+      );
+    }
     const streaming = (res.headers.get("content-type") ?? "").includes("text/event-stream");
     if (ids.length === 0 || !streaming || !res.body) return res;
     return watchStream(res, (how) => {
@@ -108,12 +120,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         for (const id of ids) {
           const p = pending.get(id);
           if (!p) continue;
-          const seconds = ((Date.now() - p.sentAt) / 1000).toFixed(0);
-          log.warn(`${p.method} (id ${String(id)}) lost its response stream after ${seconds} s (${how})`);
-          answerWithError(
-            id,
-            `the connection to MetaMCP was cut after ${seconds} s, before the result of ${p.method} arrived (${how}). The Databricks Apps proxy ends a request at 120 s and a stream at about 300 s; the tool may still have run on the server. The bridge is still connected: the next call works.`,
-          );
+          log.warn(`${p.method} (id ${String(id)}) lost its response stream (${how})`);
+          answerWithError(id, cutMessage(p.method, p.sentAt, how));
         }
       }, 20);
     });
@@ -189,6 +197,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   await stdio.start();
   log.info(`bridge ready: stdio ⇄ ${url.href} (token from ${tokens.description})`);
   return { done, close };
+}
+
+/** What the client shows when the proxy cut a call: what happened, why, and that the next call works. */
+function cutMessage(method: string, sentAt: number | undefined, how: string): string {
+  const after = sentAt ? ` after ${((Date.now() - sentAt) / 1000).toFixed(0)} s` : "";
+  return `the connection to MetaMCP was cut${after}, before the result of ${method} arrived (${how}). The Databricks Apps proxy ends a request at 120 s and a stream at about 300 s; the tool may still have run on the server. The bridge is still connected: the next call works.`;
 }
 
 /** The ids of the JSON-RPC requests in a POST body (a single message or a batch). */

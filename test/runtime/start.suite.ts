@@ -85,6 +85,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         clientId: db.role,
         clientSecret: "sp-secret-xyz",
         pgSuperPassword: "",
+        userClientId: "local-cli-test",
+        userClientSecret: "user-client-secret-test",
       },
       postgres: db,
       proxyPort: await freePort(),

@@ -1,9 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { type AppsProxy, LogBuffer, registerAppsProxy } from "../../src/local/platform/apps-proxy.js";
+import {
+  type AppsProxy,
+  DEFAULT_PROXY_LIMITS,
+  LogBuffer,
+  registerAppsProxy,
+} from "../../src/local/platform/apps-proxy.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "../../src/local/platform/oidc.js";
 import { ApiError, PlatformServer } from "../../src/local/platform/server.js";
 import { TokenStore } from "../../src/local/platform/tokens.js";
+import { AuthCodes, BrowserSessions, LocalUsers } from "../../src/local/platform/users.js";
 
 /**
  * A Databricks workspace on 127.0.0.1 for tests, following the official REST shapes
@@ -114,7 +120,16 @@ export class DatabricksEmulator {
       target: this.appTarget,
       loginUrl: () => `${this.workspace.url}/login.html`,
       logs: this.logs,
-      userEmail: this.userName,
+      users: (() => {
+        const users = new LocalUsers();
+        users.add(this.userName, this.userName);
+        return users;
+      })(),
+      codes: new AuthCodes(),
+      sessions: new BrowserSessions(),
+      workspaceId: "1234567890123456",
+      origins: () => [this.appHost.url],
+      limits: () => DEFAULT_PROXY_LIMITS,
     });
     return this;
   }

@@ -91,7 +91,7 @@ describe("connect --stdio to a Databricks target", () => {
     const c = await spawnBridge("u2m");
     expect(c.getServerVersion()?.name).toBe("fake-metamcp");
     const tools = await c.listTools();
-    expect(tools.tools.map((t) => t.name).sort()).toEqual(["echo", "sleep"]);
+    expect(tools.tools.map((t) => t.name).sort()).toEqual(["announce_then_sleep", "echo", "sleep"]);
     const r = await c.callTool({ name: "echo", arguments: { text: "hello" } });
     expect(r.content).toEqual([{ type: "text", text: "hello" }]);
     // Only the MetaMCP key was offered as a key: the proxy's token never reached the app as one.
@@ -141,6 +141,27 @@ describe("connect --stdio to a Databricks target", () => {
     const r = await c.callTool({ name: "echo", arguments: { text: "after" } });
     expect(r.content).toEqual([{ type: "text", text: "after" }]);
     double.update({ userTokens: undefined });
+  });
+
+  it("a call whose answer the proxy cuts mid-stream fails at once, clearly; the next call works", async () => {
+    emulator.proxyLimits.requestTimeoutMs = 1500;
+    try {
+      const c = await spawnBridge("u2m");
+      const t0 = Date.now();
+      const err = await c.callTool({ name: "announce_then_sleep", arguments: { ms: 5000 } }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(
+        /the connection to MetaMCP was cut after \d+ s, before the result of tools\/call arrived \(the stream broke/,
+      );
+      expect(Date.now() - t0).toBeLessThan(4000);
+      const next = await c.callTool({ name: "echo", arguments: { text: "next" } });
+      expect(next.content).toEqual([{ type: "text", text: "next" }]);
+      expect(stderr).toMatch(/lost its response stream/);
+    } finally {
+      emulator.proxyLimits.requestTimeoutMs = 120_000;
+    }
   });
 
   it("a PAT profile is refused up front with what to do instead", async () => {

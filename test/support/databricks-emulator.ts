@@ -60,6 +60,8 @@ export class DatabricksEmulator {
   readonly userName = "someone@example.com";
   /** What the next deployment does. */
   nextDeployment: DeploymentScript = { final: "SUCCEEDED", message: "App started successfully" };
+  /** The Apps proxy's cuts (Databricks: 120 s a request, ~300 s a stream); tests shorten them. */
+  readonly proxyLimits = { ...DEFAULT_PROXY_LIMITS };
   /** false: the Apps proxy refuses every token (sends the browser to log in). */
   proxyAcceptsTokens = true;
   private proxy: AppsProxy | undefined;
@@ -129,7 +131,7 @@ export class DatabricksEmulator {
       sessions: new BrowserSessions(),
       workspaceId: "1234567890123456",
       origins: () => [this.appHost.url],
-      limits: () => DEFAULT_PROXY_LIMITS,
+      limits: () => this.proxyLimits,
     });
     return this;
   }

@@ -31,7 +31,10 @@ export async function startMcpApp(options: { endpoint: string; apiKey: string })
     return url.searchParams.get("api_key") ?? undefined;
   };
   const newServer = () => {
-    const server = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
+    const server = new McpServer(
+      { name: "fake-metamcp", version: "0.0.0" },
+      { capabilities: { logging: {} } },
+    );
     server.registerTool(
       "echo",
       { description: "echoes its text", inputSchema: { text: z.string() } },
@@ -41,6 +44,21 @@ export async function startMcpApp(options: { endpoint: string; apiKey: string })
       "sleep",
       { description: "answers after ms milliseconds", inputSchema: { ms: z.number() } },
       async ({ ms }) => {
+        await new Promise((r) => setTimeout(r, ms));
+        return { content: [{ type: "text", text: `slept ${ms} ms` }] };
+      },
+    );
+    server.registerTool(
+      "announce_then_sleep",
+      {
+        description: "logs a line at once (the answer's stream starts), then sleeps ms",
+        inputSchema: { ms: z.number() },
+      },
+      async ({ ms }, extra) => {
+        await extra.sendNotification({
+          method: "notifications/message",
+          params: { level: "info", data: "started" },
+        });
         await new Promise((r) => setTimeout(r, ms));
         return { content: [{ type: "text", text: `slept ${ms} ms` }] };
       },

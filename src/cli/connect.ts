@@ -1,20 +1,25 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { execa } from "execa";
-import { defaultKeyFile, missingKeyError, resolveApiKey, writeKeyFile } from "../connect/api-key.js";
-import { startBridge } from "../connect/bridge.js";
+import { defaultKeyFile, writeKeyFile } from "../connect/api-key.js";
 import { CLIENTS, type ClientId } from "../connect/clients.js";
-import { clientConfigs, connectionSpec, parseClients, renderConfigs } from "../connect/plan.js";
+import {
+  clientConfigs,
+  connectionSpec,
+  parseClients,
+  renderConfigs,
+  saveKeyCommand,
+} from "../connect/plan.js";
+import { runStdioBridge } from "../connect/stdio.js";
 import {
   type ConnectTarget,
+  databricksCliPath,
   endpointUrl,
   resolveAppUrl,
   targetLabel,
   tokenSourceFor,
 } from "../connect/target.js";
 import { writeClientConfig } from "../connect/write-config.js";
-import { UserError } from "../errors.js";
 import { action, type CommandContext } from "./common.js";
 
 interface ConnectOptions {
@@ -57,21 +62,24 @@ export function registerConnect(program: Command): void {
     .action(
       action(async (ctx, endpoint: string, opts: ConnectOptions) => {
         const target = resolveTarget(ctx, opts);
-        const keyFile = defaultKeyFile(keyName(target));
+        const keyFile = defaultKeyFile(target.kind === "local" ? "local" : target.appName);
+        const bin = path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js");
         if (opts.printToken) {
-          const token = await (await tokenSourceFor(target)).token();
-          // The one place a token is printed on purpose, like `local token`.
-          process.stdout.write(`${token}\n`);
+          // The one place besides `local token` that prints a token, on purpose.
+          process.stdout.write(`${await (await tokenSourceFor(target)).token()}\n`);
           return 0;
         }
-        if (opts.stdio) return runStdio(ctx, endpoint, target, opts, keyFile);
+        if (opts.stdio) {
+          await runStdioBridge({ endpoint, target, keyFile, ...opts, log: ctx.log, bin });
+          return 0;
+        }
         if (opts.saveKey) {
-          const input = opts.apiKey ?? (await readStdin());
-          writeKeyFile(keyFile, input);
+          writeKeyFile(keyFile, opts.apiKey ?? (await readStdin()));
           ctx.log.success(`MetaMCP API key saved in ${keyFile} (mode 0600)`);
+          ctx.print(`next: ${saveKeyCommand(bin, target, endpoint).split(" --save-key")[0]} --write`);
+          return 0;
         }
         const url = endpointUrl(await resolveAppUrl(target), endpoint);
-        const bin = path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js");
         const spec = connectionSpec({
           endpoint,
           target,
@@ -79,41 +87,40 @@ export function registerConnect(program: Command): void {
           keyFile,
           node: process.execPath,
           bin,
-          databricksCliPath: target.kind === "databricks" ? await whichCli(target.databricksCli) : undefined,
+          databricksCliPath:
+            target.kind === "databricks" ? await databricksCliPath(target.databricksCli) : undefined,
         });
         const clients = parseClients(opts.client, opts.write ? WRITE_DEFAULT : CLIENTS);
-        const variants: ("bridge" | "headers")[] = opts.headers ? ["bridge", "headers"] : ["bridge"];
-        const configs = clientConfigs(spec, clients, variants);
+        const configs = clientConfigs(spec, clients, opts.headers ? ["bridge", "headers"] : ["bridge"]);
         const written = opts.write
           ? configs
               .filter((c) => c.variant === "bridge")
-              .map((c) => writeClientConfig(c, spec.serverName, process.cwd()))
-              .filter((w) => w !== undefined)
+              .flatMap((c) => writeClientConfig(c, spec.serverName, process.cwd()) ?? [])
           : [];
         const hasKey = existsSync(keyFile);
-        ctx.result(
-          {
-            endpoint,
-            target: targetLabel(target),
-            url,
-            serverName: spec.serverName,
-            keyFile,
-            hasKey,
-            configs,
-            written,
-          },
-          () => {
-            const lines = [`# ${spec.serverName}: ${url}`];
-            if (!hasKey) {
-              lines.push(
-                `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
-                `#   ${keyCommand(target, endpoint)}`,
-              );
-            }
-            lines.push("", renderConfigs(configs, spec));
-            for (const w of written) lines.push(`${w.action}: ${w.file}`);
-            return lines.join("\n");
-          },
+        const result = {
+          endpoint,
+          target: targetLabel(target),
+          url,
+          serverName: spec.serverName,
+          keyFile,
+          hasKey,
+          configs,
+          written,
+        };
+        ctx.result(result, () =>
+          [
+            `# ${spec.serverName}: ${url}`,
+            ...(hasKey
+              ? []
+              : [
+                  `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
+                  `#   ${saveKeyCommand(bin, target, endpoint)}`,
+                ]),
+            "",
+            renderConfigs(configs, spec),
+            ...written.map((w) => `${w.action}: ${w.file}`),
+          ].join("\n"),
         );
         return 0;
       }),
@@ -133,51 +140,9 @@ function resolveTarget(ctx: CommandContext, opts: ConnectOptions): ConnectTarget
   };
 }
 
-function keyName(t: ConnectTarget): string {
-  return t.kind === "local" ? "local" : t.appName;
-}
-
-function keyCommand(t: ConnectTarget, endpoint: string): string {
-  const where = t.kind === "local" ? "--local" : `--target ${t.target}`;
-  return `node ${path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js")} connect ${endpoint} ${where} --save-key < key.txt   (or paste it, then Ctrl-D)`;
-}
-
-async function runStdio(
-  ctx: CommandContext,
-  endpoint: string,
-  target: ConnectTarget,
-  opts: ConnectOptions,
-  keyFile: string,
-): Promise<number> {
-  const key = resolveApiKey({ flag: opts.apiKey, flagFile: opts.apiKeyFile, defaultFile: keyFile });
-  if (!key) throw missingKeyError(keyFile, keyCommand(target, endpoint));
-  const url = opts.url ?? endpointUrl(await resolveAppUrl(target), endpoint);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UserError("bad_url", `--url ${url} is not a URL`, 2);
-  }
-  const tokens = await tokenSourceFor(target);
-  const bridge = await startBridge({ url: parsed, tokens, apiKey: key.key, log: ctx.log });
-  const stop = () => void bridge.close();
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-  await bridge.done;
-  return 0;
-}
-
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) process.stderr.write("paste the MetaMCP API key, then Enter and Ctrl-D: ");
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
-}
-
-/** The CLI's absolute path, so clients started outside a shell (no PATH) still find it. */
-async function whichCli(bin: string): Promise<string | undefined> {
-  if (path.isAbsolute(bin)) return bin;
-  const r = await execa("sh", ["-c", `command -v ${JSON.stringify(bin)}`], { reject: false });
-  const found = String(r.stdout ?? "").trim();
-  return r.exitCode === 0 && path.isAbsolute(found) ? found : undefined;
 }

@@ -48,6 +48,12 @@ export function connectionSpec(input: SpecInput): ConnectionSpec {
   };
 }
 
+/** The command that saves a MetaMCP key for this app (our bin by absolute path: no PATH needed). */
+export function saveKeyCommand(bin: string, target: ConnectTarget, endpoint: string): string {
+  const where = target.kind === "local" ? "--local" : `--target ${target.target}`;
+  return `node ${bin} connect ${endpoint} ${where} --save-key < key.txt   (or paste it, then Ctrl-D)`;
+}
+
 function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { execa } from "execa";
 import type { Target } from "../config/variables.js";
 import { getApp } from "../databricks/apps.js";
 import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
@@ -68,4 +69,12 @@ export async function tokenSourceFor(t: ConnectTarget): Promise<TokenSource> {
   if (t.kind === "databricks") return databricksProfileTokens(t);
   const stateDir = path.resolve(t.stateDir);
   return mintingTokens(`the local stand-in (${stateDir})`, () => mintLocalToken(stateDir));
+}
+
+/** The Databricks CLI's absolute path: clients started outside a shell (Claude Desktop) have no PATH. */
+export async function databricksCliPath(bin: string): Promise<string | undefined> {
+  if (path.isAbsolute(bin)) return bin;
+  const r = await execa("sh", ["-c", `command -v ${JSON.stringify(bin)}`], { reject: false });
+  const found = String(r.stdout ?? "").trim();
+  return r.exitCode === 0 && path.isAbsolute(found) ? found : undefined;
 }

@@ -163,10 +163,12 @@ describe("connect: client configurations", () => {
     expect(headers("claude-code").entry).toEqual({
       type: "http",
       url: out.url,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the client's own variable syntax, literally
       headers: { Authorization: "Bearer ${DATABRICKS_TOKEN}", "X-API-Key": "${METAMCP_API_KEY}" },
     });
     expect(headers("cursor").entry).toEqual({
       url: out.url,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the client's own variable syntax, literally
       headers: { Authorization: "Bearer ${env:DATABRICKS_TOKEN}", "X-API-Key": "${env:METAMCP_API_KEY}" },
     });
     const vs = headers("vscode");
@@ -179,6 +181,7 @@ describe("connect: client configurations", () => {
       }),
       expect.objectContaining({ type: "promptString", id: "metamcp-dev-tools-api-key", password: true }),
     ]);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the client's own variable syntax, literally
     expect(JSON.stringify(vs.entry)).toContain("${input:metamcp-dev-tools-databricks-token}");
     expect(headers("inspector").entry).toBeUndefined();
     expect(headers("inspector").notes[0]).toMatch(/--transport http --header "Authorization: Bearer \$\(/);

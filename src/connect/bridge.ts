@@ -86,7 +86,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const headers = new Headers(init?.headers);
       headers.set("authorization", `Bearer ${token}`);
       headers.set("x-api-key", options.apiKey);
-      res = await baseFetch(input, { ...init, headers, redirect: "manual" });
+      try {
+        res = await baseFetch(input, { ...init, headers, redirect: "manual" });
+      } catch (err) {
+        if ((err as Error).name === "AbortError") throw err;
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        throw new Error(
+          `cannot reach ${url.origin} (${cause?.code ?? cause?.message ?? (err as Error).message}): is the app running? (\`make app-status\`, or \`make local\` for local)`,
+        );
+      }
       if (!proxyRefused(res)) break;
       const body = await res.text().catch(() => "");
       if (attempt === 0) {
@@ -160,6 +168,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     if (isJSONRPCRequest(message)) {
       pending.set(message.id, { method: message.method, sentAt: Date.now() });
       if (isInitializeRequest(message)) initializeId = message.id;
+    } else if ("method" in message && message.method === "notifications/cancelled") {
+      // A cancelled request gets no answer: stop waiting for one.
+      const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
+      if (id !== undefined) pending.delete(id);
     }
     http.send(message).catch((err: unknown) => {
       const text = maskSecrets(err instanceof Error ? err.message : String(err));

@@ -164,6 +164,21 @@ describe("connect --stdio to a Databricks target", () => {
     }
   });
 
+  it("the app unreachable for a while: that call fails naming it, the session goes on when it is back", async () => {
+    const c = await spawnBridge("u2m");
+    await c.callTool({ name: "echo", arguments: { text: "up" } });
+    await emulator.stopAppHost();
+    try {
+      await expect(c.callTool({ name: "echo", arguments: { text: "down" } })).rejects.toThrow(
+        /cannot reach https?:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/,
+      );
+    } finally {
+      await emulator.restartAppHost();
+    }
+    const back = await c.callTool({ name: "echo", arguments: { text: "back" } });
+    expect(back.content).toEqual([{ type: "text", text: "back" }]);
+  });
+
   it("a PAT profile is refused up front with what to do instead", async () => {
     await expect(spawnBridge("pat")).rejects.toThrow();
     expect(stderr).toMatch(/personal access token, which the Apps proxy does not accept/);

@@ -4,3 +4,4 @@
  */
 import "./runtime/start.suite.js";
 import "./local/local.suite.js";
+import "./local/mcp-proxy.suite.js";

@@ -5,3 +5,4 @@
 import "./runtime/start.suite.js";
 import "./local/local.suite.js";
 import "./local/mcp-proxy.suite.js";
+import "./local/browser.suite.js";

@@ -144,7 +144,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     ]) {
       if (!existsSync(f))
         throw new Error(
-          `the app tree is incomplete: ${f} is missing (was it built with \`metamcp-databricks build\`?)`,
+          `the app tree is incomplete: ${f} is missing (was it built with \`make build\`?)`,
         );
     }
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.

@@ -143,9 +143,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       path.join(backendDir, "drizzle"),
     ]) {
       if (!existsSync(f))
-        throw new Error(
-          `the app tree is incomplete: ${f} is missing (was it built with \`make build\`?)`,
-        );
+        throw new Error(`the app tree is incomplete: ${f} is missing (was it built with \`make build\`?)`);
     }
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {

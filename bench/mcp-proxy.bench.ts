@@ -19,6 +19,7 @@ import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../test/support/fake-ap
 const CALLS = 200;
 const SESSIONS = 20;
 const THROUGHPUT_MS = 5000;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -113,24 +114,27 @@ export default {
       const metrics: Record<string, number | string> = {
         target: external ? "running local (real?)" : "fake tree",
       };
-      for (const [name, url, h] of [
-        ["proxy", proxyUrl, viaProxy],
-        ["app_port", routerUrl, direct],
-        ["backend", backendUrl, direct],
-      ] as const) {
+      for (const [name, url, h] of process.env.BENCH_SKIP_LATENCY
+        ? []
+        : ([
+            ["proxy", proxyUrl, viaProxy],
+            ["app_port", routerUrl, direct],
+            ["backend", backendUrl, direct],
+          ] as const)) {
         const l = await latencies(url, h);
         metrics[`call_${name}_p50_ms`] = l.p50;
         metrics[`call_${name}_p95_ms`] = l.p95;
       }
-      // Alternate to spread the machine's noise over both sides.
+      // Alternate, and take medians, to spread the machine's noise over both sides.
       const r: number[] = [];
       const b: number[] = [];
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < ROUNDS; i++) {
         b.push(await throughput(backendUrl, direct));
         r.push(await throughput(routerUrl, direct));
       }
-      const router = Math.round((r[0]! + r[1]!) / 2);
-      const backend = Math.round((b[0]! + b[1]!) / 2);
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+      const router = median(r);
+      const backend = median(b);
       metrics[`sessions${SESSIONS}_router_calls_per_s`] = router;
       metrics[`sessions${SESSIONS}_backend_calls_per_s`] = backend;
       metrics.router_cost_pct = Math.round((1 - router / backend) * 1000) / 10;

@@ -13,7 +13,7 @@ import { PROJECT_ROOT } from "./cli.js";
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
- * - metamcp/apps/frontend/server.js: redirects as Next standalone does (see FRONTEND), else a page.
+ * - metamcp/apps/frontend/server.js: redirects as MetaMCP on Next standalone does (see FRONTEND), else a page.
  * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
  */
 
@@ -238,12 +238,36 @@ process.on("SIGTERM", () => {
 });
 `;
 
-const FRONTEND = `
+/**
+ * The frontend redirects as MetaMCP's middleware does on Next 15.4 standalone (measured on v2.4.22): a path
+ * without a locale → 307 to `/en<path>`, a private page without a session → 307 to `/en/login?callbackUrl=…`,
+ * each Location ABSOLUTE and built the way Next builds `request.url` (resolve-routes.js `initUrl`): the
+ * scheme from X-Forwarded-Proto, the host `localhost` and the port it listens on, whatever Host or
+ * X-Forwarded-Host the request carries. Pages show who the proxy says the user is.
+ */
+const FRONTEND = String.raw`
 import { createServer } from "node:http";
+const port = Number(process.env.PORT);
+const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
 createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  const proto = String(req.headers["x-forwarded-proto"] ?? "").includes("https") ? "https" : "http";
+  const nextOrigin = proto + "://localhost:" + port;
+  const redirect = (to) => {
+    res.writeHead(307, { location: to });
+    res.end();
+  };
+  const m = /^\/(en|zh)(\/.*)?$/.exec(url.pathname);
+  if (!m) return redirect(nextOrigin + "/en" + url.pathname + url.search);
+  const rest = m[2] || "/";
+  const session = /(?:^|;\s*)better-auth\.session_token=/.test(req.headers.cookie ?? "");
+  if (!PUBLIC.has(rest) && !session) return redirect(nextOrigin + "/en/login?callbackUrl=" + encodeURIComponent(rest));
+  const who = String(req.headers["x-forwarded-email"] ?? "nobody").replace(/[<>&"]/g, "");
   res.writeHead(200, { "content-type": "text/html" });
-  res.end("<html>frontend " + req.url + "</html>");
-}).listen(Number(process.env.PORT), process.env.HOSTNAME, () => console.log("frontend ready"));
+  res.end("<!doctype html><html><head><title>frontend " + url.pathname + "</title></head><body>" +
+    "<h1 id='page'>frontend " + url.pathname + "</h1><p id='who'>" + who + "</p>" +
+    "<a id='api-keys' href='/api-keys'>API keys</a> <a id='servers' href='/en/mcp-servers'>servers</a></body></html>");
+}).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
 process.on("SIGTERM", () => process.exit(0));
 `;
 

@@ -190,7 +190,7 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     }
     res.writeHead(302, {
       location: safeNext(query.get("state")),
-      "set-cookie": `${SESSION_COOKIE}=${sessions.create(email)}; Path=/; HttpOnly; SameSite=Lax${o.startsWith("https:") ? "; Secure" : ""}`,
+      "set-cookie": `${SESSION_COOKIE}=${sessions.create(email)}; Path=/; Max-Age=${Math.floor(sessions.ttlMs / 1000)}; HttpOnly; SameSite=Lax${o.startsWith("https:") ? "; Secure" : ""}`,
       "cache-control": "no-store",
     });
     res.end();

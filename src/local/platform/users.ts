@@ -63,7 +63,7 @@ export class AuthCodes {
  */
 export class BrowserSessions {
   private readonly sessions = new Map<string, { email: string; expiresAt: number }>();
-  constructor(private readonly ttlMs = 24 * 3600_000) {}
+  constructor(readonly ttlMs = 24 * 3600_000) {}
   create(email: string): string {
     const id = `${randomUUID()}.${randomBytes(16).toString("base64url")}`;
     this.sessions.set(id, { email, expiresAt: Date.now() + this.ttlMs });

@@ -45,9 +45,13 @@ export interface LocalUpOptions {
   json: boolean;
 }
 
-/** What `up` and `status` print: the run state (it holds no token: only `local token` gives one). */
+/**
+ * What `up` and `status` print: the run state. It holds no token (only `local token` gives one); a run
+ * state written by an older version may still carry one, which is never shown.
+ */
 function publicState(state: LocalRunState): LocalRunState {
-  return state;
+  const { token: _old, ...rest } = state as LocalRunState & { token?: string };
+  return rest;
 }
 
 /**

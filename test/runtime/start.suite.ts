@@ -155,6 +155,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       });
       expect(tables).toEqual([
         { table_schema: "metamcp_app", table_name: "__drizzle_migrations" },
+        { table_schema: "metamcp_app", table_name: "config" },
         { table_schema: "metamcp_app", table_name: "notes" },
       ]);
       // No secret in the runtime's own output.

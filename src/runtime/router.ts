@@ -122,7 +122,13 @@ export interface RouterOptions {
 
 export function createRouter(options: RouterOptions): Router {
   // Keep-alive to both children: a new TCP connection per proxied request costs more than the routing.
-  const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 64 });
+  // noDelay: small SSE writes (one MCP answer each) must not wait for Nagle to batch them.
+  const agent = new Agent({
+    keepAlive: true,
+    noDelay: true,
+    maxSockets: Number.POSITIVE_INFINITY,
+    maxFreeSockets: 64,
+  });
   // WebSocket upgrades (MetaMCP's inspector, Next's HMR in dev) keep http-proxy-3.
   const proxy = createProxyServer({ xfwd: false, ws: true, proxyTimeout: 0 });
   const internalPorts = () => {

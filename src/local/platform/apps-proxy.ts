@@ -121,7 +121,7 @@ function safeNext(state: string | null): string {
  */
 export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOptions): AppsProxy {
   const { tokens, logs, users, sessions } = options;
-  const agent = new Agent({ keepAlive: true });
+  const agent = new Agent({ keepAlive: true, noDelay: true });
   const proxy = createProxyServer({ target: options.target, xfwd: false, ws: true, agent });
   const upstreamRequests = new WeakMap<IncomingMessage, ClientRequest>();
   const onStream = new WeakMap<IncomingMessage, () => void>();

@@ -8,7 +8,7 @@ ARGS ?=
 export METAMCP_REF METAMCP_REPO_URL TARGET APP_NAME DATABRICKS_CONFIG_PROFILE
 
 .PHONY: all install cli test lint typecheck bench config prepare build render bundle-deploy app-deploy \
-	app-health app-logs app-status local doctor destroy start
+	app-health app-logs app-status local doctor destroy start connect
 
 all: local
 
@@ -39,3 +39,9 @@ config prepare build render bundle-deploy app-deploy app-health app-logs app-sta
 
 local: dist/cli.js
 	$(CLI) local up $(ARGS)
+
+# MCP clients: `make connect ENDPOINT=<name> [TARGET=dev|prod] ARGS="--write"` (or ARGS="--local --write").
+ENDPOINT ?=
+connect: dist/cli.js
+	@test -n "$(ENDPOINT)" || { echo 'usage: make connect ENDPOINT=<MetaMCP endpoint name> [TARGET=dev] [ARGS="--write"|"--local"|"--save-key"]' >&2; exit 2; }
+	$(CLI) connect $(ENDPOINT) $(ARGS)

@@ -123,6 +123,8 @@ export default {
         clientId: db.role,
         clientSecret: "sp-secret-bench",
         pgSuperPassword: "",
+        userClientId: "local-cli-test",
+        userClientSecret: "user-client-secret-test",
       },
       postgres: db,
       proxyPort: await freePort(),

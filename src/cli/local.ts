@@ -10,6 +10,10 @@ interface UpOptions {
   yes?: boolean;
   port?: string;
   credentialTtl?: string;
+  tokenTtl?: string;
+  requestTimeout?: string;
+  streamTimeout?: string;
+  forwardAuthorization?: string;
   daemon?: boolean;
   build?: boolean;
 }
@@ -38,6 +42,21 @@ export function registerLocal(program: Command): void {
     .option("-y, --yes", "do not ask for confirmation")
     .option("--port <n>", "port of the local Apps proxy (env LOCAL_PORT, default 8000)")
     .option("--credential-ttl <seconds>", "lifetime of each database credential (Lakebase: 3600)", "3600")
+    .option("--token-ttl <seconds>", "lifetime of user OAuth tokens (Databricks: 3600)", "3600")
+    .option("--request-timeout <seconds>", "the Apps proxy's cut of a request (Databricks: 120)", "120")
+    .option(
+      "--stream-timeout <seconds>",
+      "the Apps proxy's cut of an event stream (Databricks: about 300)",
+      "300",
+    )
+    .addOption(
+      new Option(
+        "--forward-authorization <on|off>",
+        "whether the client's Authorization header reaches the app (undocumented on Databricks: rehearse both)",
+      )
+        .choices(["on", "off"])
+        .default("on"),
+    )
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
     .action(
       action(async (ctx, opts: UpOptions) => {
@@ -51,6 +70,12 @@ export function registerLocal(program: Command): void {
             fresh: opts.fresh ?? false,
             yes: opts.yes ?? false,
             credentialTtlSeconds: positiveInt(opts.credentialTtl, "--credential-ttl", 3600),
+            tokenTtlSeconds: positiveInt(opts.tokenTtl, "--token-ttl", 3600),
+            proxy: {
+              requestTimeoutMs: positiveInt(opts.requestTimeout, "--request-timeout", 120) * 1000,
+              streamTimeoutMs: positiveInt(opts.streamTimeout, "--stream-timeout", 300) * 1000,
+              forwardAuthorization: opts.forwardAuthorization !== "off",
+            },
             json: ctx.globals.json ?? false,
           },
           ctx,
@@ -70,8 +95,8 @@ export function registerLocal(program: Command): void {
 
   local
     .command("token")
-    .description("Print the local Apps proxy's bearer token (alone, for TOKEN=$(...))")
-    .action(action(async (ctx) => localToken(ctx.config(), (text) => process.stdout.write(text))));
+    .description("Print a fresh user OAuth token for the local Apps proxy (alone, for TOKEN=$(...))")
+    .action(action(async (ctx) => await localToken(ctx.config(), (text) => process.stdout.write(text))));
 
   local
     .command("logs")

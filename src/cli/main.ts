@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   destroy: async () => (await import("./destroy.js")).registerDestroy,
   start: async () => (await import("./start.js")).registerStart,
   local: async () => (await import("./local.js")).registerLocal,
+  connect: async () => (await import("./connect.js")).registerConnect,
 };
 
 /** Root options that take a value: their value is not the command's name. */

@@ -15,6 +15,8 @@ import type { Config } from "../config/load.js";
 import { UserError } from "../errors.js";
 import { killGroup } from "./app-process.js";
 import { ensureBuilt } from "./ensure-built.js";
+import type { ProxyLimits } from "./platform/index.js";
+import { cliCommand } from "./printed.js";
 import { startLocalStack } from "./stack.js";
 import {
   acquireLock,
@@ -25,6 +27,7 @@ import {
   readRunState,
   writeRunState,
 } from "./state.js";
+import { localUserToken } from "./user-token.js";
 import { waitFor } from "./wait.js";
 
 export interface LocalUpOptions {
@@ -36,25 +39,34 @@ export interface LocalUpOptions {
   fresh: boolean;
   yes: boolean;
   credentialTtlSeconds: number;
+  /** User OAuth tokens' lifetime (Databricks: 3600). */
+  tokenTtlSeconds: number;
+  proxy: ProxyLimits;
   json: boolean;
 }
 
-/** What `up` and `status` print: the run state without the proxy token, which only `local token` shows. */
-function publicState(state: LocalRunState): Omit<LocalRunState, "token"> {
-  const { token: _token, ...rest } = state;
+/**
+ * What `up` and `status` print: the run state. It holds no token (only `local token` gives one); a run
+ * state written by an older version may still carry one, which is never shown.
+ */
+function publicState(state: LocalRunState): LocalRunState {
+  const { token: _old, ...rest } = state as LocalRunState & { token?: string };
   return rest;
 }
 
+/**
+ * One URL for a person (the browser signs in at the stand-in, as at Databricks); what programs need is
+ * behind `local token` and docs/apps-proxy.md.
+ */
 function readyBanner(state: LocalRunState): string {
   return [
     "",
-    `MetaMCP is running locally, as it will in the Databricks App.`,
-    `  URL:    ${state.appUrl}   (the local Apps proxy: it wants a bearer token, as Databricks wants an OAuth token)`,
-    "  token:  export TOKEN=$(metamcp-databricks local token)   (never printed in logs or output)",
-    `  check:  curl -H "Authorization: Bearer $TOKEN" ${state.appUrl}/metamcp/health`,
-    `  MCP:    point a client at ${state.appUrl}/metamcp/<endpoint>/mcp with header "Authorization: Bearer $TOKEN"`,
-    "          (and MetaMCP's own API key for the endpoint, as configured in the UI)",
-    `  logs:   metamcp-databricks local logs --follow      stop: metamcp-databricks local down`,
+    "MetaMCP is running locally, behind a stand-in of the Databricks Apps proxy.",
+    `  Open ${state.appUrl}/ in your browser: sign in at the local login page (any name and email), then MetaMCP.`,
+    "",
+    `  MCP clients: ${state.appUrl}/metamcp/<endpoint>/mcp with "Authorization: Bearer <token>" and "X-API-Key: <MetaMCP API key>"`,
+    `               (token: ${cliCommand("local token")}, valid ${Math.round((state.platform?.userTokenTtlSeconds ?? 3600) / 60)} min; see docs/apps-proxy.md)`,
+    `  logs: ${cliCommand("local logs --follow")}   stop: Ctrl-C (or ${cliCommand("local down")} when detached)`,
   ].join("\n");
 }
 
@@ -73,7 +85,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       "local_already_running",
       `the local app is already running (pid ${current.state?.supervisorPid}) at ${current.state?.appUrl}`,
       2,
-      "`metamcp-databricks local status` shows it; `metamcp-databricks local down` stops it",
+      `\`${cliCommand("local status")}\` shows it; \`${cliCommand("local down")}\` stops it`,
     );
   }
 
@@ -109,6 +121,14 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     args.push(
       "--credential-ttl",
       String(opts.credentialTtlSeconds),
+      "--token-ttl",
+      String(opts.tokenTtlSeconds),
+      "--request-timeout",
+      String(opts.proxy.requestTimeoutMs / 1000),
+      "--stream-timeout",
+      String(opts.proxy.streamTimeoutMs / 1000),
+      "--forward-authorization",
+      opts.proxy.forwardAuthorization ? "on" : "off",
       "--port",
       String(config.local.port),
       "--no-build",
@@ -152,6 +172,8 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       config,
       paths,
       credentialTtlSeconds: opts.credentialTtlSeconds,
+      userTokenTtlSeconds: opts.tokenTtlSeconds,
+      proxy: opts.proxy,
       log,
     });
     writeRunState(paths, { ...stack.state, status: "healthy" });
@@ -224,14 +246,15 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
 export async function localStatus(config: Config, ctx: CommandContext): Promise<number> {
   const { state, running } = statusOf(config);
   if (!state || !running) {
-    ctx.result({ status: "stopped" }, "stopped (start it with `metamcp-databricks local up`)");
+    ctx.result({ status: "stopped" }, "stopped (start it with `make local`)");
     return 3;
   }
   let health: { status: number; ms: number } | { error: string };
   const t0 = performance.now();
   try {
+    const { token } = await localUserToken(config.local.stateDir);
     const res = await fetch(`${state.appUrl}/metamcp/health`, {
-      headers: { authorization: `Bearer ${state.token}` },
+      headers: { authorization: `Bearer ${token}` },
       redirect: "manual",
       signal: AbortSignal.timeout(5000),
     });
@@ -248,7 +271,7 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
     [
       `status:    ${state.status}`,
       `URL:       ${state.appUrl}`,
-      "token:     `metamcp-databricks local token` prints it",
+      `token:     \`${cliCommand("local token")}\` prints a fresh one`,
       `health:    ${"status" in health ? `${health.status} in ${health.ms} ms` : health.error}`,
       `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
       `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
@@ -258,20 +281,12 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
 }
 
 /**
- * Prints the local proxy's bearer token alone on stdout, for `TOKEN=$(metamcp-databricks local token)`:
- * the one place it is shown, so it stays out of logs and of `up`/`status` output.
+ * Prints a FRESH user token for the local Apps proxy alone on stdout, for `TOKEN=$(... local token)`:
+ * minted by the running stand-in (one hour unless `--token-ttl`), never written to logs or state files.
  */
-export function localToken(config: Config, write: (text: string) => void): number {
-  const { state, running } = statusOf(config);
-  if (!state?.token || !running) {
-    throw new UserError(
-      "local_not_running",
-      "the local app is not running: there is no token to show",
-      3,
-      "start it with `metamcp-databricks local up`",
-    );
-  }
-  write(`${state.token}\n`);
+export async function localToken(config: Config, write: (text: string) => void): Promise<number> {
+  const { token } = await localUserToken(config.local.stateDir);
+  write(`${token}\n`);
   return 0;
 }
 
@@ -287,7 +302,7 @@ export async function localLogs(
       "no_local_logs",
       `no local logs yet (${paths.logFile})`,
       2,
-      "start the app with `metamcp-databricks local up --detach`",
+      "start the app with `make local ARGS=--detach`",
     );
   }
   let offset = 0;

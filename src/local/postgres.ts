@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { UserError } from "../errors.js";
+import { cliCommand } from "./printed.js";
 
 /**
  * Embedded PostgreSQL (from npm, no Docker, no system server) and the Lakebase-like permission model:
@@ -74,7 +75,7 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
       "postgres_start_failed",
       `the embedded PostgreSQL did not start (data in ${options.dataDir}): ${(err as Error).message.split("\n")[0]}`,
       1,
-      "another PostgreSQL on that data directory? `metamcp-databricks local down`, or start over with --fresh",
+      `another PostgreSQL on that data directory? \`${cliCommand("local down")}\`, or start over with --fresh`,
     );
   }
   const host = "127.0.0.1";

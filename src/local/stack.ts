@@ -4,8 +4,9 @@ import type { Config } from "../config/load.js";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { spawnAppProcess } from "./app-process.js";
-import { startPlatform } from "./platform/index.js";
+import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import { freePort, provisionLakebaseRole, startEmbeddedPostgres } from "./postgres.js";
+import { cliCommand } from "./printed.js";
 import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
 import { waitFor } from "./wait.js";
 
@@ -13,6 +14,10 @@ export interface LocalStackOptions {
   config: Config;
   paths: LocalPaths;
   credentialTtlSeconds: number;
+  /** User OAuth tokens' lifetime (Databricks: 3600 s). */
+  userTokenTtlSeconds?: number;
+  /** The local Apps proxy's cuts and Authorization forwarding. */
+  proxy?: Partial<ProxyLimits>;
   log: Logger;
   /** How long the app may take to become healthy (the platform allows 10 minutes). */
   healthTimeoutMs?: number;
@@ -62,7 +67,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       "no_app_tree",
       `no built app tree in ${appDir}`,
       2,
-      "run `metamcp-databricks build` first",
+      `run \`${cliCommand("build")}\` first (or \`make local\`, which builds)`,
     );
   }
   await assertPortFree(config.local.port);
@@ -105,6 +110,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       proxyPort: config.local.port,
       appPort,
       credentialTtlSeconds: options.credentialTtlSeconds,
+      userTokenTtlSeconds: options.userTokenTtlSeconds,
+      proxy: options.proxy,
       log,
     });
     cleanups.push(() => platform.close());
@@ -135,7 +142,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       ports: { proxy: config.local.port, workspace: platform.workspacePort, app: appPort, postgres: pg.port },
       appUrl: platform.appUrl,
       workspaceUrl: platform.workspaceUrl,
-      token: platform.userToken,
+      platform: { userTokenTtlSeconds: options.userTokenTtlSeconds ?? 3600, ...platform.proxyLimits },
       startedAt: new Date().toISOString(),
     };
     writeRunState(paths, state);
@@ -152,7 +159,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         if (appGone)
           throw new UserError("app_exited", `${appGone} before it became healthy: see ${paths.logFile}`, 1);
         const res = await fetch(`${platform.appUrl}/metamcp/health`, {
-          headers: { authorization: `Bearer ${platform.userToken}` },
+          headers: { authorization: `Bearer ${platform.issueUserToken(undefined, 60).token}` },
           redirect: "manual",
           signal: AbortSignal.timeout(5000),
         });

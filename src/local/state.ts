@@ -14,6 +14,7 @@ import {
 import path from "node:path";
 import { UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
+import { cliCommand } from "./printed.js";
 
 /**
  * The local rehearsal's state directory: the embedded PostgreSQL data (kept across down/up), the
@@ -69,6 +70,12 @@ export interface LocalSecrets {
   clientSecret: string;
   /** Superuser of the embedded PostgreSQL: provisioning and credential issuing only. */
   pgSuperPassword: string;
+  /**
+   * The local OAuth client that programs on this machine (`local token`, `connect`) use to get a fresh
+   * user token from the stand-in's `/oidc/v1/token`, as `databricks auth token` gets one from a workspace.
+   */
+  userClientId: string;
+  userClientSecret: string;
 }
 
 function writeAtomic(file: string, text: string, mode = 0o600): void {
@@ -85,21 +92,24 @@ export function ensureStateDir(paths: LocalPaths): void {
 /** Secrets survive `down`/`up` (the data depends on them); created with a CSPRNG on first use, 0600. */
 export function loadOrCreateSecrets(paths: LocalPaths): LocalSecrets {
   ensureStateDir(paths);
-  let secrets: LocalSecrets;
-  if (existsSync(paths.secretsFile)) {
-    secrets = JSON.parse(readFileSync(paths.secretsFile, "utf8")) as LocalSecrets;
-  } else {
-    secrets = {
-      betterAuthSecret: randomBytes(32).toString("base64url"),
-      clientId: randomUUID(),
-      clientSecret: `dose${randomBytes(24).toString("hex")}`,
-      pgSuperPassword: randomBytes(18).toString("base64url"),
-    };
+  const stored = existsSync(paths.secretsFile)
+    ? (JSON.parse(readFileSync(paths.secretsFile, "utf8")) as Partial<LocalSecrets>)
+    : {};
+  // Fields a state dir from an older version lacks are added; existing ones are never changed.
+  const secrets: LocalSecrets = {
+    betterAuthSecret: stored.betterAuthSecret ?? randomBytes(32).toString("base64url"),
+    clientId: stored.clientId ?? randomUUID(),
+    clientSecret: stored.clientSecret ?? `dose${randomBytes(24).toString("hex")}`,
+    pgSuperPassword: stored.pgSuperPassword ?? randomBytes(18).toString("base64url"),
+    userClientId: stored.userClientId ?? `local-cli-${randomUUID()}`,
+    userClientSecret: stored.userClientSecret ?? `dose${randomBytes(24).toString("hex")}`,
+  };
+  if (Object.keys(stored).length !== Object.keys(secrets).length)
     writeAtomic(paths.secretsFile, `${JSON.stringify(secrets, null, 2)}\n`);
-  }
   registerSecret(secrets.betterAuthSecret);
   registerSecret(secrets.clientSecret);
   registerSecret(secrets.pgSuperPassword);
+  registerSecret(secrets.userClientSecret);
   return secrets;
 }
 
@@ -112,8 +122,13 @@ export interface LocalRunState {
   ports: { proxy: number; workspace: number; app: number; postgres: number };
   appUrl: string;
   workspaceUrl: string;
-  /** A user token for the local Apps proxy (browser or MCP client). */
-  token?: string;
+  /** How the stand-in plays Databricks this run: user-token lifetime and the Apps proxy's behaviour. */
+  platform?: {
+    userTokenTtlSeconds: number;
+    requestTimeoutMs: number;
+    streamTimeoutMs: number;
+    forwardAuthorization: boolean;
+  };
   startedAt: string;
   error?: string;
 }
@@ -169,7 +184,7 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
           "local_already_running",
           `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
           2,
-          "see it with `metamcp-databricks local status`, stop it with `metamcp-databricks local down`",
+          `see it with \`${cliCommand("local status")}\`, stop it with \`${cliCommand("local down")}\``,
         );
       }
       rmSync(paths.lockFile, { force: true });

@@ -8,6 +8,7 @@ import { SupervisedChild } from "./children.js";
 import { CredentialKeeper } from "./credentials.js";
 import { clientConfig, connectWithRetry, ensureSchema, runMigrations, searchPathOption } from "./database.js";
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
+import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
 import { upstreamChildEnv } from "./upstream-settings.js";
 import { WorkspaceClient } from "./workspace-client.js";
@@ -108,7 +109,12 @@ export async function runApp(runtimeDir: string): Promise<number> {
     createLogger({ json: !process.stderr.isTTY, tag: "credential" }),
   );
   const children: SupervisedChild[] = [];
-  const router = createRouter({ backendPort: BACKEND_PORT, frontendPort: FRONTEND_PORT });
+  let publicUrl: string | undefined;
+  const router = createRouter({
+    backendPort: BACKEND_PORT,
+    frontendPort: FRONTEND_PORT,
+    publicUrl: () => publicUrl,
+  });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
   const exit = new Promise<number>((r) => {
@@ -140,9 +146,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       path.join(backendDir, "drizzle"),
     ]) {
       if (!existsSync(f))
-        throw new Error(
-          `the app tree is incomplete: ${f} is missing (was it built with \`metamcp-databricks build\`?)`,
-        );
+        throw new Error(`the app tree is incomplete: ${f} is missing (was it built with \`make build\`?)`);
     }
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {
@@ -159,6 +163,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         ? app.url.replace(/\/+$/, "")
         : `https://${app.url.replace(/\/+$/, "")}`;
     });
+    publicUrl = appUrl;
     log.info(`APP_URL=${appUrl}`);
 
     if (env.lakebase.kind === "provisioned") {
@@ -195,6 +200,14 @@ export async function runApp(runtimeDir: string): Promise<number> {
         m.applied > 0
           ? `applied ${m.applied} migration(s), ${m.total} in total`
           : `up to date (${m.total} migrations)`,
+      );
+      const timeouts = await seedMcpTimeouts(client, env.schema);
+      log.info(
+        timeouts
+          ? `MetaMCP tool-call timeouts: ${Object.entries(timeouts)
+              .map(([k, v]) => `${k}=${v} ms`)
+              .join(", ")} (the Apps proxy cuts a request at 120 s)`
+          : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
       );
     } finally {
       await client.end().catch(() => {});

@@ -156,7 +156,7 @@ describe("metamcp-databricks local", () => {
       expect(log).not.toContain(secrets[k]);
     // Nor does the proxy token: neither the log file nor `up`/`status` output shows it.
     const humanStatus = await cli(["local", "status"]);
-    expect(humanStatus.stdout).toContain("`metamcp-databricks local token` prints it");
+    expect(humanStatus.stdout).toContain("`./bin/metamcp-databricks.js local token` prints a fresh one");
     for (const text of [log, fresh.stdout, humanStatus.stdout, JSON.stringify(await status())])
       expect(text).not.toContain(token3);
   });

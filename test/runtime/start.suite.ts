@@ -11,6 +11,7 @@ import { freePort } from "../../src/local/postgres.js";
 import { waitFor } from "../../src/local/wait.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { runMigrations } from "../../src/runtime/database.js";
+import { MCP_TOOL_TIMEOUT_MS, seedMcpTimeouts } from "../../src/runtime/mcp-timeouts.js";
 import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
@@ -88,6 +89,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         clientId: db.role,
         clientSecret: "sp-secret-xyz",
         pgSuperPassword: "",
+        userClientId: "local-cli-test",
+        userClientSecret: "user-client-secret-test",
       },
       postgres: db,
       proxyPort: await freePort(),
@@ -155,6 +158,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       });
       expect(tables).toEqual([
         { table_schema: "metamcp_app", table_name: "__drizzle_migrations" },
+        { table_schema: "metamcp_app", table_name: "config" },
         { table_schema: "metamcp_app", table_name: "notes" },
       ]);
       // No secret in the runtime's own output.
@@ -278,13 +282,23 @@ describe("the runtime bundle against the Databricks stand-in", () => {
               runMigrations(c, { migrationsFolder: folder, schema: "race_schema", log: silentLogger }),
             ),
         );
-        expect(results.map((r) => r.applied).sort()).toEqual([0, 1]);
+        expect(results.map((r) => r.applied).sort()).toEqual([0, 2]);
         const again = await runMigrations(clients[2]!, {
           migrationsFolder: folder,
           schema: "race_schema",
           log: silentLogger,
         });
-        expect(again).toEqual({ applied: 0, total: 1 });
+        expect(again).toEqual({ applied: 0, total: 2 });
+
+        // MetaMCP's tool timeouts: seeded under the proxy's cut, a value chosen in Settings kept.
+        await clients[2]!.query("INSERT INTO race_schema.config (id, value) VALUES ('MCP_TIMEOUT', '30000')");
+        expect(await seedMcpTimeouts(clients[2]!, "race_schema")).toEqual({
+          MCP_TIMEOUT: 30_000,
+          MCP_MAX_TOTAL_TIMEOUT: MCP_TOOL_TIMEOUT_MS,
+        });
+        expect(MCP_TOOL_TIMEOUT_MS).toBeGreaterThanOrEqual(100_000);
+        expect(MCP_TOOL_TIMEOUT_MS).toBeLessThan(120_000);
+        expect(await seedMcpTimeouts(clients[2]!, "no_such_schema")).toBeUndefined();
       } finally {
         await Promise.all(clients.map((c) => c.end()));
       }

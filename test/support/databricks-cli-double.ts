@@ -11,6 +11,10 @@ export interface DoubleScenario {
   adminToken: string;
   /** What `databricks auth token --profile P` hands out; absent = not logged in. */
   userToken?: string;
+  /** A new token per `auth token` call, in order (the last repeats); overrides userToken. */
+  userTokens?: string[];
+  /** The `expiry` `auth token` reports (default one hour). */
+  userTokenTtlSeconds?: number;
   authTokenError?: boolean;
   bundleAuthError?: boolean;
   validateError?: string;

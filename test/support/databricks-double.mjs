@@ -138,12 +138,21 @@ if (group === "version") {
   process.exit(0);
 }
 if (group === "auth" && cmd === "token") {
-  if (scenario.authTokenError || !scenario.userToken)
+  if (scenario.authTokenError || !(scenario.userToken || scenario.userTokens?.length))
     fail(
       "cache: databricks OAuth is not configured for this host. no cached credentials; run `databricks auth login` to sign in",
     );
+  // `userTokens`: a new token per call, in order (the last one repeats), as a login's refreshes hand out.
+  let token = scenario.userToken;
+  if (Array.isArray(scenario.userTokens) && scenario.userTokens.length > 0) {
+    const n = state.authTokenCalls ?? 0;
+    token = scenario.userTokens[Math.min(n, scenario.userTokens.length - 1)];
+    state.authTokenCalls = n + 1;
+    save();
+  }
+  const ttl = (scenario.userTokenTtlSeconds ?? 3600) * 1000;
   process.stdout.write(
-    `${JSON.stringify({ access_token: scenario.userToken, token_type: "Bearer", expiry: new Date(Date.now() + 3600_000).toISOString() }, null, 2)}\n`,
+    `${JSON.stringify({ access_token: token, token_type: "Bearer", expiry: new Date(Date.now() + ttl).toISOString() }, null, 2)}\n`,
   );
   process.exit(0);
 }

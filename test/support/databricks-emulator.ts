@@ -6,10 +6,16 @@ import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { type AppProcess, spawnAppProcess } from "../../src/local/app-process.js";
-import { type AppsProxy, LogBuffer, registerAppsProxy } from "../../src/local/platform/apps-proxy.js";
+import {
+  type AppsProxy,
+  DEFAULT_PROXY_LIMITS,
+  LogBuffer,
+  registerAppsProxy,
+} from "../../src/local/platform/apps-proxy.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "../../src/local/platform/oidc.js";
 import { ApiError, PlatformServer } from "../../src/local/platform/server.js";
 import { TokenStore } from "../../src/local/platform/tokens.js";
+import { AuthCodes, BrowserSessions, LocalUsers } from "../../src/local/platform/users.js";
 import {
   type EmbeddedPostgresHandle,
   provisionLakebaseRole,
@@ -136,6 +142,8 @@ export class DatabricksEmulator {
   nextDeployment: DeploymentScript = { final: "SUCCEEDED", message: "App started successfully" };
   /** false: the Apps proxy refuses every token (sends the browser to log in). */
   proxyAcceptsTokens = true;
+  /** The Apps proxy's cuts (Databricks: 120 s a request, ~300 s a stream); tests shorten them. */
+  readonly proxyLimits = { ...DEFAULT_PROXY_LIMITS };
   /** Real workspaces may forbid an app's service principal to read its own app: the default here. */
   spMayReadOwnApp = false;
   private proxy: AppsProxy | undefined;
@@ -203,7 +211,16 @@ export class DatabricksEmulator {
       target: this.appTarget,
       loginUrl: () => `${this.workspace.url}/login.html`,
       logs: this.logs,
-      userEmail: this.userName,
+      users: (() => {
+        const users = new LocalUsers();
+        users.add(this.userName, this.userName);
+        return users;
+      })(),
+      codes: new AuthCodes(),
+      sessions: new BrowserSessions(),
+      workspaceId: "1234567890123456",
+      origins: () => [this.appHost.url],
+      limits: () => this.proxyLimits,
     });
     return this;
   }

@@ -8,15 +8,46 @@ import { PROJECT_ROOT } from "./cli.js";
  * - metamcp/apps/backend/dist/index.js: a tiny server with upstream's pool shape AS PATCHED by
  *   db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
  *   /health, /metamcp/health, /metamcp/notes (write/read a row), /metamcp/fresh (a NEW login per call),
- *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success) and /metamcp/pid;
+ *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success),
+ *   /metamcp/pid, and a REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
+ *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
+ *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
- * - metamcp/apps/frontend/server.js: answers everything else.
- * `pg` resolves through a node_modules link to this project's (the real tree ships its own).
+ * - metamcp/apps/frontend/server.js: redirects as MetaMCP on Next standalone does (see FRONTEND), else a page.
+ * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
  */
+
+/**
+ * The MetaMCP API key the fake backend accepts, shaped as upstream makes them (`sk_mt_` + nanoid(),
+ * api-keys.repo.ts `generateApiKey`). Tests use it as a person would use a key made in the UI.
+ */
+export const FAKE_METAMCP_API_KEY = "sk_mt_TestKey_fake-app-tree";
+
+/**
+ * The fake backend's endpoints, with upstream's endpoint flags (endpoints table):
+ * - `demo`: API-key auth on, OAuth off (upstream's default for a new endpoint);
+ * - `demo-qp`: API-key auth on and `use_query_param_auth` (so `?api_key=` counts);
+ * - `open`: no auth at all.
+ * An unknown name answers upstream's lookupEndpoint 404.
+ */
+export const FAKE_ENDPOINTS = {
+  demo: { enable_api_key_auth: true, enable_oauth: false, use_query_param_auth: false },
+  "demo-qp": { enable_api_key_auth: true, enable_oauth: false, use_query_param_auth: true },
+  open: { enable_api_key_auth: false, enable_oauth: false, use_query_param_auth: false },
+} as const;
+
 const BACKEND = String.raw`
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import pg from "pg";
+import { z } from "zod";
+
+const API_KEYS = new Set([${JSON.stringify(FAKE_METAMCP_API_KEY)}]);
+const ENDPOINTS = ${JSON.stringify(FAKE_ENDPOINTS)};
 
 const passwordFromFile = () => readFileSync(process.env.METAMCP_PG_PASSWORD_FILE, "utf8").trim();
 const pool = new pg.Pool({
@@ -24,6 +55,128 @@ const pool = new pg.Pool({
   idleTimeoutMillis: 200,
 });
 pool.on("error", () => {});
+const now = () => new Date().toISOString();
+
+// --- upstream's api-key-oauth.middleware, for endpoints with OAuth off ---
+function extractAuthToken(req, url, endpoint) {
+  const apiKeyHeader = req.headers["x-api-key"];
+  if (apiKeyHeader) return { token: apiKeyHeader, source: "x-api-key" };
+  const authHeader = req.headers.authorization;
+  if (authHeader && authHeader.startsWith("Bearer ")) return { token: authHeader.substring(7), source: "authorization" };
+  if (endpoint.enable_api_key_auth && endpoint.use_query_param_auth) {
+    const q = url.searchParams.get("api_key") || url.searchParams.get("apikey");
+    if (q) return { token: q, source: "query" };
+  }
+  return { source: "none" };
+}
+// upstream's AuthRateLimiter(20, 60 s), keyed by ip:endpoint (express req.ip = the socket's peer, no trust proxy)
+const attempts = new Map();
+function touch(id, bump) {
+  const t = Date.now();
+  const r = attempts.get(id);
+  if (!r || t > r.resetTime) { attempts.set(id, { count: 1, resetTime: t + 60000 }); return false; }
+  if (!bump && r.count >= 20) return true;
+  r.count++;
+  return false;
+}
+/** Returns the auth result, or undefined after answering as upstream does. */
+function authenticate(req, res, url, name, endpoint, send) {
+  const { token, source } = extractAuthToken(req, url, endpoint);
+  if (!endpoint.enable_api_key_auth && !endpoint.enable_oauth) return { method: "none", source };
+  if (!token) {
+    send(401, { error: "authentication_required", error_description: "Authentication required via API key",
+      supported_methods: ["X-API-Key header", "query parameter (api_key or apikey)"], timestamp: now() });
+    return undefined;
+  }
+  if (API_KEYS.has(token)) return { method: "api_key", source };
+  const id = (req.socket.remoteAddress || "unknown") + ":" + name;
+  touch(id, true);
+  if (touch(id, false)) {
+    send(429, { error: "too_many_requests", error_description: "Too many failed authentication attempts. Please try again later.", timestamp: now() });
+    return undefined;
+  }
+  send(401, { error: "invalid_api_key", error_description: "The provided API key is invalid or expired", timestamp: now() });
+  return undefined;
+}
+
+// MetaMCP's own tool-call limits come from its config table (MCP_TIMEOUT, MCP_MAX_TOTAL_TIMEOUT; 60 s when unset).
+async function toolTimeoutMs() {
+  try {
+    const r = await pool.query("SELECT id, value FROM config WHERE id IN ('MCP_TIMEOUT', 'MCP_MAX_TOTAL_TIMEOUT')");
+    const v = Object.fromEntries(r.rows.map((x) => [x.id, parseInt(x.value, 10)]));
+    return Math.min(v.MCP_TIMEOUT || 60000, v.MCP_MAX_TOTAL_TIMEOUT || 60000);
+  } catch {
+    return 60000;
+  }
+}
+
+const SEEN = ["host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-email", "x-forwarded-user",
+  "x-forwarded-preferred-username", "x-real-ip", "x-request-id", "x-forwarded-access-token"];
+function newMcpServer() {
+  const s = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
+  s.registerTool("echo", { description: "Answers with the text it got", inputSchema: { text: z.string() } },
+    async ({ text }) => ({ content: [{ type: "text", text }] }));
+  s.registerTool("sleep", { description: "Waits ms milliseconds, then answers", inputSchema: { ms: z.number().int().min(0) } },
+    async ({ ms }, extra) => {
+      const limit = await toolTimeoutMs();
+      await new Promise((resolve, reject) => {
+        const t = setTimeout(resolve, Math.min(ms, limit));
+        extra.signal.addEventListener("abort", () => { clearTimeout(t); reject(new Error("cancelled")); }, { once: true });
+      });
+      // As MetaMCP answers when its own client gives up on the upstream server.
+      if (ms > limit) return { isError: true, content: [{ type: "text", text: "MCP error -32001: Request timed out" }] };
+      return { content: [{ type: "text", text: "slept " + ms + " ms" }] };
+    });
+  s.registerTool("whoami", { description: "The request headers the app saw, and how the request authenticated" },
+    async (extra) => {
+      const h = (extra.requestInfo && extra.requestInfo.headers) || {};
+      const seen = {};
+      for (const k of SEEN) if (h[k] !== undefined) seen[k] = k === "x-forwarded-access-token" ? "(present)" : h[k];
+      const auth = h.authorization;
+      seen.authorization = !auth ? "absent" : API_KEYS.has(String(auth).replace(/^Bearer /, "")) ? "metamcp-key" : "other";
+      seen["x-api-key"] = h["x-api-key"] ? (API_KEYS.has(h["x-api-key"]) ? "metamcp-key" : "other") : "absent";
+      seen.toolTimeoutMs = await toolTimeoutMs();
+      return { content: [{ type: "text", text: JSON.stringify(seen) }] };
+    });
+  return s;
+}
+
+const httpSessions = new Map();
+const sseSessions = new Map();
+async function handleMcp(req, res, url, name, kind, send) {
+  const endpoint = ENDPOINTS[name];
+  if (!endpoint) return send(404, { error: "Endpoint not found", message: "No endpoint found with name: " + name, timestamp: now() });
+  if (!authenticate(req, res, url, name, endpoint, send)) return;
+  const sid = req.headers["mcp-session-id"];
+  if (kind === "mcp" && req.method === "POST" && !sid) {
+    const id = randomUUID();
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
+    httpSessions.set(id, transport);
+    transport.onclose = () => httpSessions.delete(id);
+    await newMcpServer().connect(transport);
+    return transport.handleRequest(req, res);
+  }
+  if (kind === "mcp" && ["GET", "POST", "DELETE"].includes(req.method)) {
+    const transport = httpSessions.get(sid);
+    if (!transport) {
+      if (req.method === "GET") { res.writeHead(404); return res.end("Session not found"); }
+      return send(404, { error: "Session not found", message: "Transport not found for sessionId " + sid, timestamp: now() });
+    }
+    return transport.handleRequest(req, res);
+  }
+  if (kind === "sse" && req.method === "GET") {
+    const transport = new SSEServerTransport("/metamcp/" + name + "/message", res);
+    sseSessions.set(transport.sessionId, transport);
+    transport.onclose = () => sseSessions.delete(transport.sessionId);
+    return newMcpServer().connect(transport);
+  }
+  if (kind === "message" && req.method === "POST") {
+    const transport = sseSessions.get(url.searchParams.get("sessionId"));
+    if (!transport) return send(404, { error: "Session not found", timestamp: now() });
+    return transport.handlePostMessage(req, res);
+  }
+  send(404, { error: "not found" });
+}
 
 const server = createServer(async (req, res) => {
   const url = new URL(req.url, "http://x");
@@ -32,8 +185,11 @@ const server = createServer(async (req, res) => {
     res.end(JSON.stringify(body));
   };
   try {
+    const mcp = /^\/metamcp\/([^/]+)\/(mcp|sse|message)$/.exec(url.pathname);
+    if (mcp) return await handleMcp(req, res, url, decodeURIComponent(mcp[1]), mcp[2], send);
     if (url.pathname === "/health" || url.pathname === "/metamcp/health") return send(200, { status: "ok" });
     if (url.pathname === "/metamcp/pid") return send(200, { pid: process.pid });
+    if (url.pathname === "/metamcp/headers") return send(200, req.headers);
     if (url.pathname === "/metamcp/notes" && req.method === "POST") {
       const r = await pool.query("INSERT INTO notes (body) VALUES ($1) RETURNING id", [url.searchParams.get("body") ?? ""]);
       return send(200, { id: r.rows[0].id });
@@ -70,25 +226,64 @@ const server = createServer(async (req, res) => {
     }
     send(404, { error: "not found" });
   } catch (err) {
-    send(500, { error: String(err.message ?? err) });
+    if (!res.headersSent) send(500, { error: String(err.message ?? err) });
+    else res.destroy();
   }
 });
 server.listen(Number(process.env.PORT), "127.0.0.1", () => console.log("backend listening on " + process.env.PORT));
-process.on("SIGTERM", () => server.close(() => pool.end().then(() => process.exit(0))));
+process.on("SIGTERM", () => {
+  for (const t of [...httpSessions.values(), ...sseSessions.values()]) t.close().catch(() => {});
+  server.closeAllConnections();
+  server.close(() => pool.end().then(() => process.exit(0)));
+});
 `;
 
-const FRONTEND = `
+/**
+ * The frontend redirects as MetaMCP's middleware does on Next 15.4 standalone (measured on v2.4.22): a path
+ * without a locale → 307 to `/en<path>`, a private page without a session → 307 to `/en/login?callbackUrl=…`,
+ * each Location ABSOLUTE and built the way Next builds `request.url` (resolve-routes.js `initUrl`): the
+ * scheme from X-Forwarded-Proto, the host `localhost` and the port it listens on, whatever Host or
+ * X-Forwarded-Host the request carries. Pages show who the proxy says the user is.
+ */
+const FRONTEND = String.raw`
 import { createServer } from "node:http";
+const port = Number(process.env.PORT);
+const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
 createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  const proto = String(req.headers["x-forwarded-proto"] ?? "").includes("https") ? "https" : "http";
+  const nextOrigin = proto + "://localhost:" + port;
+  const redirect = (to) => {
+    res.writeHead(307, { location: to });
+    res.end();
+  };
+  const m = /^\/(en|zh)(\/.*)?$/.exec(url.pathname);
+  if (!m) return redirect(nextOrigin + "/en" + url.pathname + url.search);
+  const rest = m[2] || "/";
+  const session = /(?:^|;\s*)better-auth\.session_token=/.test(req.headers.cookie ?? "");
+  if (!PUBLIC.has(rest) && !session) return redirect(nextOrigin + "/en/login?callbackUrl=" + encodeURIComponent(rest));
+  const who = String(req.headers["x-forwarded-email"] ?? "nobody").replace(/[<>&"]/g, "");
   res.writeHead(200, { "content-type": "text/html" });
-  res.end("<html>frontend " + req.url + "</html>");
-}).listen(Number(process.env.PORT), process.env.HOSTNAME, () => console.log("frontend ready"));
+  res.end("<!doctype html><html><head><title>frontend " + url.pathname + "</title></head><body>" +
+    "<h1 id='page'>frontend " + url.pathname + "</h1><p id='who'>" + who + "</p>" +
+    "<a id='api-keys' href='/api-keys'>API keys</a> <a id='servers' href='/en/mcp-servers'>servers</a></body></html>");
+}).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
 process.on("SIGTERM", () => process.exit(0));
 `;
 
 const MIGRATION = `CREATE TABLE "notes" (
 \t"id" serial PRIMARY KEY NOT NULL,
 \t"body" text NOT NULL
+);
+`;
+
+/** Upstream's app-wide settings table (schema.ts `configTable`), where MetaMCP keeps its MCP timeouts. */
+const CONFIG_MIGRATION = `CREATE TABLE "config" (
+\t"id" text PRIMARY KEY NOT NULL,
+\t"value" text NOT NULL,
+\t"description" text,
+\t"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+\t"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 `;
 
@@ -104,9 +299,21 @@ export function createFakeAppTree(dir: string): string {
   writeFileSync(path.join(be, "dist/index.js"), BACKEND);
   writeFileSync(path.join(fe, "server.js"), FRONTEND);
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
+  writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);
   writeFileSync(
     path.join(be, "drizzle/meta/_journal.json"),
-    `${JSON.stringify({ version: "7", dialect: "postgresql", entries: [{ idx: 0, version: "7", when: 1750000000000, tag: "0000_notes", breakpoints: true }] }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        version: "7",
+        dialect: "postgresql",
+        entries: [
+          { idx: 0, version: "7", when: 1750000000000, tag: "0000_notes", breakpoints: true },
+          { idx: 1, version: "7", when: 1750000001000, tag: "0001_config", breakpoints: true },
+        ],
+      },
+      null,
+      2,
+    )}\n`,
   );
   symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "metamcp/node_modules"));
   return dir;

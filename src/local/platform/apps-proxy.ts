@@ -1,9 +1,11 @@
-import type { IncomingMessage } from "node:http";
+import { randomUUID } from "node:crypto";
+import { Agent, type ClientRequest, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { WebSocketServer } from "ws";
 import type { PlatformServer } from "./server.js";
 import type { TokenStore } from "./tokens.js";
+import type { AuthCodes, BrowserSessions, LocalUser, LocalUsers } from "./users.js";
 
 export interface LogEntry {
   source: string;
@@ -32,15 +34,38 @@ export class LogBuffer {
   }
 }
 
+export interface ProxyLimits {
+  /** Databricks cuts a request after 120 s (a 504 before the answer starts, else the connection). */
+  requestTimeoutMs: number;
+  /** ...and an event stream (a GET answered with text/event-stream) after about 300 s. */
+  streamTimeoutMs: number;
+  /**
+   * Whether the client's `Authorization` header reaches the app. Databricks does not document it; the
+   * stand-in plays both so the app is tested either way (docs/apps-proxy.md).
+   */
+  forwardAuthorization: boolean;
+}
+
+export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
+  requestTimeoutMs: 120_000,
+  streamTimeoutMs: 300_000,
+  forwardAuthorization: true,
+};
+
 export interface AppsProxyOptions {
   tokens: Pick<TokenStore, "verifyHeader">;
   /** Where the app listens (its DATABRICKS_APP_PORT). */
   target: string;
-  /** The workspace's login page, where a request without a valid token is redirected. */
+  /** The workspace's login page, where a browser without a session is sent (302). */
   loginUrl: () => string;
   logs: LogBuffer;
-  /** The signed-in user the proxy names in X-Forwarded-* headers. */
-  userEmail: string;
+  users: LocalUsers;
+  codes: AuthCodes;
+  sessions: BrowserSessions;
+  workspaceId: string;
+  /** The proxy's own origins (scheme://host:port) a browser may use; the first is the canonical one. */
+  origins: () => string[];
+  limits: () => ProxyLimits;
 }
 
 export interface AppsProxy {
@@ -49,48 +74,160 @@ export interface AppsProxy {
   logSockets(): Set<import("ws").WebSocket>;
 }
 
+/** The proxy's session cookie (a credential of the proxy's, never forwarded to the app). */
+export const SESSION_COOKIE = "__databricks_app_session";
+
+/** Headers only the proxy may set: a client's own copies are dropped before the app sees them. */
+const PROXY_HEADERS = [
+  "x-forwarded-email",
+  "x-forwarded-user",
+  "x-forwarded-preferred-username",
+  "x-forwarded-access-token",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-port",
+  "x-forwarded-for",
+  "x-real-ip",
+  "x-request-id",
+];
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+function withoutCookie(header: string | undefined, name: string): string | undefined {
+  const kept = (header ?? "")
+    .split(";")
+    .filter((p) => p.trim() && p.split("=")[0]?.trim() !== name)
+    .map((p) => p.trim());
+  return kept.length > 0 ? kept.join("; ") : undefined;
+}
+
+/** Only a path on this origin may follow sign-in (no open redirect). */
+function safeNext(state: string | null): string {
+  return state?.startsWith("/") && !state.startsWith("//") && !state.startsWith("/\\") ? state : "/";
+}
+
 /**
- * The Apps proxy in front of an app: every request needs a valid bearer token (without one, a 302 to
- * the login page), requests carry X-Forwarded-* headers, WebSockets pass through, and `/logz/stream`
- * serves the app's logs (first message from the client = the filter, then JSON entries).
+ * The Apps proxy in front of an app: a request needs a valid bearer token or the proxy's session cookie;
+ * without either it is sent (302) to the workspace's login page, which comes back to `/.auth/callback`
+ * and sets the session cookie. Requests reach the app with the X-Forwarded-* headers Databricks sets
+ * (client-sent copies dropped), within Databricks' request and stream cuts; WebSockets pass through;
+ * `/logz/stream` serves the app's logs (first client message = the filter, then JSON entries).
  */
 export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOptions): AppsProxy {
-  const { tokens, logs } = options;
-  const proxy = createProxyServer({ target: options.target, xfwd: true, ws: true });
+  const { tokens, logs, users, sessions } = options;
+  const agent = new Agent({ keepAlive: true, noDelay: true });
+  const proxy = createProxyServer({ target: options.target, xfwd: false, ws: true, agent });
+  const upstreamRequests = new WeakMap<IncomingMessage, ClientRequest>();
+  const onStream = new WeakMap<IncomingMessage, () => void>();
+  proxy.on("proxyReq", (proxyReq, req) => upstreamRequests.set(req, proxyReq));
+  proxy.on("proxyRes", (proxyRes, req) => {
+    if (req.method === "GET" && /^text\/event-stream/i.test(proxyRes.headers["content-type"] ?? ""))
+      onStream.get(req)?.();
+  });
   proxy.on("error", (err, _req, res) => {
     const r = res as unknown as {
       headersSent?: boolean;
+      writableEnded?: boolean;
       writeHead?: (s: number, h: object) => void;
       end?: (b: string) => void;
       destroy?: () => void;
     };
+    if (r.writableEnded) return;
     if (r.writeHead && !r.headersSent) {
       r.writeHead(502, { "content-type": "text/plain" });
       r.end?.(`Bad gateway: the app is not answering (${err.message})`);
     } else r.destroy?.();
   });
-  const forwardedHeaders = (req: IncomingMessage) => {
-    req.headers["x-forwarded-email"] = options.userEmail;
-    req.headers["x-forwarded-user"] = options.userEmail;
-    req.headers["x-forwarded-preferred-username"] = options.userEmail.split("@")[0];
-    req.headers["x-real-ip"] = req.socket.remoteAddress ?? "127.0.0.1";
+
+  const origin = (req: IncomingMessage): string => {
+    const all = options.origins();
+    const asked = all.find((o) => new URL(o).host === req.headers.host);
+    return asked ?? all[0]!;
   };
-  appHost.fallback((req, res) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
+  const callbackUri = (o: string) => `${o}/.auth/callback`;
+
+  /** Who is calling: a valid bearer token, else a valid session cookie. */
+  const caller = (req: IncomingMessage): LocalUser | undefined => {
+    const token = tokens.verifyHeader(req.headers.authorization);
+    // A token of a service principal (M2M) names no local user: the principal is who calls.
+    if (token)
+      return users.get(token.subject) ?? { id: token.subject, email: token.subject, name: token.subject };
+    return users.get(sessions.verify(cookieValue(req.headers.cookie, SESSION_COOKIE)));
+  };
+
+  const forwardedHeaders = (req: IncomingMessage, user: LocalUser, o: string) => {
+    for (const h of PROXY_HEADERS) delete req.headers[h];
+    if (!options.limits().forwardAuthorization) delete req.headers.authorization;
+    const cookie = withoutCookie(req.headers.cookie, SESSION_COOKIE);
+    if (cookie) req.headers.cookie = cookie;
+    else delete req.headers.cookie;
+    const ip = (req.socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
+    req.headers["x-forwarded-host"] = new URL(o).host;
+    req.headers["x-forwarded-proto"] = new URL(o).protocol.replace(":", "");
+    req.headers["x-forwarded-for"] = ip;
+    req.headers["x-real-ip"] = ip;
+    req.headers["x-request-id"] = randomUUID();
+    req.headers["x-forwarded-email"] = user.email;
+    req.headers["x-forwarded-user"] = `${user.id}@${options.workspaceId}`;
+    req.headers["x-forwarded-preferred-username"] = user.name;
+  };
+
+  appHost.route("GET", "/.auth/callback", ({ req, res, query }) => {
+    const o = origin(req);
+    const email = options.codes.take(query.get("code"), callbackUri(o));
+    if (!email) {
       res.writeHead(302, {
-        location: `${options.loginUrl()}?next_url=${encodeURIComponent(req.url ?? "/")}`,
+        location: `${options.loginUrl()}?${new URLSearchParams({ redirect_uri: callbackUri(o), state: safeNext(query.get("state")) })}`,
       });
+      res.end();
+      return;
+    }
+    res.writeHead(302, {
+      location: safeNext(query.get("state")),
+      "set-cookie": `${SESSION_COOKIE}=${sessions.create(email)}; Path=/; Max-Age=${Math.floor(sessions.ttlMs / 1000)}; HttpOnly; SameSite=Lax${o.startsWith("https:") ? "; Secure" : ""}`,
+      "cache-control": "no-store",
+    });
+    res.end();
+  });
+
+  appHost.fallback((req, res) => {
+    const o = origin(req);
+    const user = caller(req);
+    if (!user) {
+      const login = new URLSearchParams({ redirect_uri: callbackUri(o), state: req.url ?? "/" });
+      res.writeHead(302, { location: `${options.loginUrl()}?${login}` });
       res.end();
       return true;
     }
-    forwardedHeaders(req);
+    forwardedHeaders(req, user, o);
+    const limits = options.limits();
+    let timer: NodeJS.Timeout;
+    const cut = () => {
+      if (!res.headersSent) {
+        res.writeHead(504, { "content-type": "text/plain" });
+        res.end("upstream request timeout");
+      } else res.destroy();
+      upstreamRequests.get(req)?.destroy();
+    };
+    timer = setTimeout(cut, limits.requestTimeoutMs);
+    onStream.set(req, () => {
+      clearTimeout(timer);
+      timer = setTimeout(cut, limits.streamTimeoutMs);
+    });
+    res.once("close", () => clearTimeout(timer));
     proxy.web(req, res);
     return true;
   });
   const wss = new WebSocketServer({ noServer: true });
   const sockets = new Set<import("ws").WebSocket>();
   appHost.upgrade("/logz/stream", (req, socket: Duplex, head) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
+    if (!caller(req)) {
       socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
       return;
     }
@@ -109,11 +246,12 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     });
   });
   appHost.upgrade("/", (req, socket: Duplex, head) => {
-    if (!tokens.verifyHeader(req.headers.authorization)) {
+    const user = caller(req);
+    if (!user) {
       socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
       return;
     }
-    forwardedHeaders(req);
+    forwardedHeaders(req, user, origin(req));
     proxy.ws(req, socket, head);
   });
   return {
@@ -121,6 +259,7 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
       for (const s of sockets) s.terminate();
       wss.close();
       proxy.close();
+      agent.destroy();
     },
     logSockets: () => sockets,
   };

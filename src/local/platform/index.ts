@@ -4,12 +4,20 @@ import type { EmbeddedPostgresHandle } from "../postgres.js";
 import { setRolePassword } from "../postgres.js";
 import type { LocalSecrets } from "../state.js";
 
-export { LogBuffer, type LogEntry } from "./apps-proxy.js";
+export {
+  DEFAULT_PROXY_LIMITS,
+  LogBuffer,
+  type LogEntry,
+  type ProxyLimits,
+  SESSION_COOKIE,
+} from "./apps-proxy.js";
 
-import { LogBuffer, registerAppsProxy } from "./apps-proxy.js";
+import { DEFAULT_PROXY_LIMITS, LogBuffer, type ProxyLimits, registerAppsProxy } from "./apps-proxy.js";
+import { registerLogin } from "./login.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
 import { ApiError, newRequestId, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
+import { AuthCodes, BrowserSessions, DEFAULT_LOCAL_USER, LocalUsers } from "./users.js";
 
 export interface StartPlatformOptions {
   config: Config;
@@ -18,6 +26,10 @@ export interface StartPlatformOptions {
   proxyPort: number;
   appPort: number;
   credentialTtlSeconds: number;
+  /** Lifetime of user OAuth tokens (Databricks: one hour); shorter to rehearse expiry. */
+  userTokenTtlSeconds?: number;
+  /** The Apps proxy's cuts and whether it forwards `Authorization` (defaults: DEFAULT_PROXY_LIMITS). */
+  proxy?: Partial<ProxyLimits>;
   log: Logger;
 }
 
@@ -27,13 +39,15 @@ export interface LocalPlatform {
   appUrl: string;
   /** Exactly what the Apps platform injects into the app's process (plus app.yaml's env). */
   appEnv: Record<string, string>;
-  /** A token for the user's browser or MCP client, accepted by the local Apps proxy. */
-  userToken: string;
+  /** A fresh user token (as `databricks auth token` gives), for `email` or the default local user. */
+  issueUserToken(email?: string, ttlSeconds?: number): { token: string; expiresAt: Date };
+  /** The proxy's current cuts and Authorization behaviour; tests change them between calls. */
+  proxyLimits: ProxyLimits;
   logs: LogBuffer;
   close(): Promise<void>;
 }
 
-const USER_EMAIL = "local-user@example.com";
+const WORKSPACE_ID = "1234567890123456";
 
 /**
  * The Databricks pieces the app and its users talk to, on this machine: a workspace API (OIDC,
@@ -49,9 +63,26 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
   const endpoint = `projects/${config.lakebase.project}/branches/${config.lakebase.branch}/endpoints/primary`;
   const ttl = options.credentialTtlSeconds;
   const proxyPortUrl = `http://127.0.0.1:${options.proxyPort}`;
+  const proxyOrigins = [proxyPortUrl, `http://localhost:${options.proxyPort}`];
+  const userTtl = options.userTokenTtlSeconds ?? 3600;
+  const proxyLimits: ProxyLimits = { ...DEFAULT_PROXY_LIMITS, ...options.proxy };
+  const users = new LocalUsers();
+  const codes = new AuthCodes();
+  const sessions = new BrowserSessions();
 
-  registerOidc(workspace, { tokens, clients: new Map([[secrets.clientId, secrets.clientSecret]]) });
+  registerOidc(workspace, {
+    tokens,
+    clients: new Map([[secrets.clientId, secrets.clientSecret]]),
+    userClients: new Map([[secrets.userClientId, secrets.userClientSecret]]),
+    userFor: (hint) => (hint ? users.get(hint)?.email : users.first().email),
+    userTokenTtlSeconds: () => userTtl,
+  });
   registerOidcDiscovery(workspace);
+  registerLogin(workspace, {
+    users,
+    codes,
+    isAllowedRedirect: (uri) => proxyOrigins.some((o) => uri === `${o}/.auth/callback`),
+  });
 
   // Each credential becomes the role's password, valid until its expiry: PostgreSQL refuses it after.
   const issueCredential = async (): Promise<{ token: string; expires: Date }> => {
@@ -120,7 +151,12 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     target: `http://127.0.0.1:${options.appPort}`,
     loginUrl: () => `${workspace.url}/login.html`,
     logs,
-    userEmail: USER_EMAIL,
+    users,
+    codes,
+    sessions,
+    workspaceId: WORKSPACE_ID,
+    origins: () => proxyOrigins,
+    limits: () => proxyLimits,
   });
 
   await workspace.listen(0);
@@ -130,13 +166,12 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     await workspace.close();
     throw err;
   }
-  const user = tokens.issue(USER_EMAIL, 30 * 24 * 3600);
   const workspacePort = Number(new URL(workspace.url).port);
   const appEnv: Record<string, string> = {
     DATABRICKS_APP_PORT: String(options.appPort),
     DATABRICKS_APP_NAME: config.appName,
     DATABRICKS_HOST: workspace.url,
-    DATABRICKS_WORKSPACE_ID: "1234567890123456",
+    DATABRICKS_WORKSPACE_ID: WORKSPACE_ID,
     DATABRICKS_CLIENT_ID: secrets.clientId,
     DATABRICKS_CLIENT_SECRET: secrets.clientSecret,
     PGHOST: postgres.host,
@@ -158,7 +193,11 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     workspacePort,
     appUrl: proxyPortUrl,
     appEnv,
-    userToken: user.token,
+    issueUserToken(email = DEFAULT_LOCAL_USER.email, ttlSeconds = userTtl) {
+      const t = tokens.issue(users.get(email)?.email ?? users.add(email, email).email, ttlSeconds);
+      return { token: t.token, expiresAt: new Date(t.expiresAt) };
+    },
+    proxyLimits,
     logs,
     async close() {
       appsProxy.close();

@@ -8,6 +8,16 @@ export interface OidcOptions {
   clients: Map<string, string>;
   /** Lifetime of issued access tokens; Databricks issues one-hour tokens. */
   tokenTtlSeconds?: number;
+  /**
+   * Clients that act for a local USER (the local CLI client of `localUserToken`): client_credentials
+   * with one of them yields a user token (subject = the user's email, `login_hint` picks the user), the
+   * way `databricks auth token` yields the signed-in user's token.
+   */
+  userClients?: Map<string, string>;
+  /** The local user a user client's token names; undefined refuses the hint. */
+  userFor?: (loginHint: string | undefined) => string | undefined;
+  /** Lifetime of user tokens (Databricks: one hour). */
+  userTokenTtlSeconds?: () => number;
 }
 
 function clientFromRequest(
@@ -40,6 +50,20 @@ export function registerOidc(server: PlatformServer, options: OidcOptions): void
       return;
     }
     const client = clientFromRequest(req, form);
+    if (client.id && options.userClients?.has(client.id)) {
+      if (options.userClients.get(client.id) !== client.secret) {
+        sendJson(res, 401, { error: "invalid_client", error_description: "Client authentication failed" });
+        return;
+      }
+      const user = options.userFor?.(form.login_hint || undefined);
+      if (!user) {
+        sendJson(res, 400, { error: "invalid_request", error_description: "unknown user in login_hint" });
+        return;
+      }
+      const userTtl = options.userTokenTtlSeconds?.() ?? 3600;
+      const issued = options.tokens.issue(user, userTtl);
+      return { access_token: issued.token, token_type: "Bearer", expires_in: userTtl, scope: "all-apis" };
+    }
     if (!client.id || options.clients.get(client.id) !== client.secret) {
       sendJson(res, 401, { error: "invalid_client", error_description: "Client authentication failed" });
       return;

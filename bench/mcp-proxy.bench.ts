@@ -1,0 +1,149 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { freePort } from "../src/local/postgres.js";
+import { localPaths, readRunState } from "../src/local/state.js";
+import { localUserToken } from "../src/local/user-token.js";
+import { runCli } from "../test/support/cli.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../test/support/fake-app-tree.js";
+
+/**
+ * MCP tool calls (the real SDK client) at three depths: through the local Apps proxy (Databricks token +
+ * MetaMCP key), at the app's port (our router), and straight at MetaMCP's backend (12009); then 20
+ * concurrent sessions through the router vs straight to the backend (what the router costs).
+ * By default against the fake app tree; against a running `local up` of REAL MetaMCP with
+ * BENCH_STATE_DIR=<its LOCAL_STATE_DIR> BENCH_ENDPOINT=<name> BENCH_API_KEY_FILE=<file with the key>.
+ */
+const CALLS = 200;
+const SESSIONS = 20;
+const THROUGHPUT_MS = 5000;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 10) / 10;
+};
+
+async function session(url: string, headers: () => Promise<Record<string, string>>) {
+  const client = new Client({ name: "bench", version: "1.0.0" });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), {
+      fetch: async (u, init) => {
+        const h = new Headers(init?.headers);
+        for (const [k, v] of Object.entries(await headers())) h.set(k, v);
+        return await fetch(u, { ...init, headers: h });
+      },
+    }),
+  );
+  const tools = (await client.listTools()).tools.map((t) => t.name);
+  const echo = tools.find((t) => t === "echo" || t.endsWith("__echo"));
+  if (!echo) throw new Error(`no echo tool among ${tools.join(", ")}`);
+  return { client, call: () => client.callTool({ name: echo, arguments: { text: "bench" } }) };
+}
+
+async function latencies(url: string, headers: () => Promise<Record<string, string>>) {
+  const s = await session(url, headers);
+  try {
+    for (let i = 0; i < 20; i++) await s.call(); // warm up
+    const ms: number[] = [];
+    for (let i = 0; i < CALLS; i++) {
+      const t0 = performance.now();
+      await s.call();
+      ms.push(performance.now() - t0);
+    }
+    return { p50: pct(ms, 50), p95: pct(ms, 95) };
+  } finally {
+    await s.client.close();
+  }
+}
+
+async function throughput(url: string, headers: () => Promise<Record<string, string>>) {
+  const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => session(url, headers)));
+  try {
+    for (const s of sessions) await s.call();
+    let calls = 0;
+    const until = performance.now() + THROUGHPUT_MS;
+    await Promise.all(
+      sessions.map(async (s) => {
+        while (performance.now() < until) {
+          await s.call();
+          calls++;
+        }
+      }),
+    );
+    return Math.round((calls / THROUGHPUT_MS) * 1000);
+  } finally {
+    await Promise.all(sessions.map((s) => s.client.close()));
+  }
+}
+
+export default {
+  name: "mcp-proxy",
+  async run(): Promise<Record<string, number | string>> {
+    const external = process.env.BENCH_STATE_DIR;
+    const work = external ? undefined : mkdtempSync(path.join(os.tmpdir(), "mmdb-bench-mcp-"));
+    const stateDir = external ?? path.join(work!, "state");
+    const env = { APP_DIR: path.join(work ?? "", "app"), LOCAL_STATE_DIR: stateDir };
+    const endpoint = process.env.BENCH_ENDPOINT ?? "demo";
+    const key = process.env.BENCH_API_KEY_FILE
+      ? readFileSync(process.env.BENCH_API_KEY_FILE, "utf8").trim()
+      : FAKE_METAMCP_API_KEY;
+    try {
+      if (work) {
+        chmodSync(work, 0o755);
+        createFakeAppTree(env.APP_DIR);
+        const up = await runCli(
+          ["--json", "local", "up", "--detach", "--no-build", "--port", String(await freePort())],
+          { cwd: work, env },
+        );
+        if (up.exitCode !== 0) throw new Error(`local up failed: ${up.stderr}`);
+      }
+      const state = readRunState(localPaths(stateDir));
+      if (!state) throw new Error(`nothing runs with state dir ${stateDir}`);
+      let token = await localUserToken(stateDir);
+      const viaProxy = async () => {
+        if (token.expiresAt.getTime() - Date.now() < 60_000) token = await localUserToken(stateDir);
+        return { authorization: `Bearer ${token.token}`, "x-api-key": key };
+      };
+      const direct = async () => ({ "x-api-key": key });
+      const proxyUrl = `${state.appUrl}/metamcp/${endpoint}/mcp`;
+      const routerUrl = `http://127.0.0.1:${state.ports.app}/metamcp/${endpoint}/mcp`;
+      const backendUrl = `http://127.0.0.1:12009/metamcp/${endpoint}/mcp`;
+      const metrics: Record<string, number | string> = {
+        target: external ? "running local (real?)" : "fake tree",
+      };
+      for (const [name, url, h] of process.env.BENCH_SKIP_LATENCY
+        ? []
+        : ([
+            ["proxy", proxyUrl, viaProxy],
+            ["app_port", routerUrl, direct],
+            ["backend", backendUrl, direct],
+          ] as const)) {
+        const l = await latencies(url, h);
+        metrics[`call_${name}_p50_ms`] = l.p50;
+        metrics[`call_${name}_p95_ms`] = l.p95;
+      }
+      // Alternate, and take medians, to spread the machine's noise over both sides.
+      const r: number[] = [];
+      const b: number[] = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        b.push(await throughput(backendUrl, direct));
+        r.push(await throughput(routerUrl, direct));
+      }
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+      const router = median(r);
+      const backend = median(b);
+      metrics[`sessions${SESSIONS}_router_calls_per_s`] = router;
+      metrics[`sessions${SESSIONS}_backend_calls_per_s`] = backend;
+      metrics.router_cost_pct = Math.round((1 - router / backend) * 1000) / 10;
+      return metrics;
+    } finally {
+      if (work) {
+        await runCli(["local", "down"], { cwd: work, env });
+        rmSync(work, { recursive: true, force: true });
+      }
+    }
+  },
+};

@@ -1,0 +1,80 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import type { Target } from "../config/variables.js";
+import { getApp } from "../databricks/apps.js";
+import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
+import { DatabricksError, UserError } from "../errors.js";
+import { localPaths, readRunState } from "../local/state.js";
+import { mintLocalToken } from "./local-token.js";
+import { databricksProfileTokens, mintingTokens, type TokenSource } from "./token-source.js";
+
+/** What `connect` connects to: an app on a Databricks target, or the local rehearsal. */
+export type ConnectTarget =
+  | { kind: "databricks"; target: Target; profile: string; databricksCli: string; appName: string }
+  | { kind: "local"; stateDir: string };
+
+export function targetLabel(t: ConnectTarget): string {
+  return t.kind === "local" ? "local" : t.target;
+}
+
+/** MetaMCP's own rule for endpoint names (they become a URL segment). */
+export function checkEndpointName(name: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) {
+    throw new UserError(
+      "bad_endpoint_name",
+      `"${name}" is not a MetaMCP endpoint name (letters, digits, - and _ only)`,
+      2,
+      "use the name shown on MetaMCP's Endpoints page",
+    );
+  }
+  return name;
+}
+
+/** The endpoint's streamable HTTP URL, as upstream routes it: `/metamcp/<endpoint>/mcp`. */
+export function endpointUrl(appUrl: string, endpoint: string): string {
+  return `${normalizeAppUrl(appUrl)}/metamcp/${checkEndpointName(endpoint)}/mcp`;
+}
+
+/** The app's public URL: the Apps API for a target, the running stand-in's proxy for `local`. */
+export async function resolveAppUrl(t: ConnectTarget): Promise<string> {
+  if (t.kind === "local") {
+    const paths = localPaths(t.stateDir);
+    const state = readRunState(paths);
+    if (state?.status !== "healthy") {
+      throw new UserError(
+        "local_not_running",
+        `the local app is not running (state dir ${t.stateDir}${existsSync(t.stateDir) ? "" : ", which does not exist"})`,
+        3,
+        "start it with `make local` (or `make local ARGS=--detach`) in the project folder",
+      );
+    }
+    return state.appUrl;
+  }
+  const ws = await connectWorkspace(t);
+  // PATs are refused by the Apps proxy: say so before anything else.
+  await oauthToken(ws);
+  const app = await getApp(ws, t.appName, t.target);
+  if (!app.url) {
+    throw new DatabricksError(
+      "no_app_url",
+      `app ${t.appName} has no URL yet (compute ${app.compute_status?.state ?? "?"})`,
+      `run \`make app-deploy TARGET=${t.target}\``,
+    );
+  }
+  return normalizeAppUrl(app.url);
+}
+
+export async function tokenSourceFor(t: ConnectTarget): Promise<TokenSource> {
+  if (t.kind === "databricks") return databricksProfileTokens(t);
+  const stateDir = path.resolve(t.stateDir);
+  return mintingTokens(`the local stand-in (${stateDir})`, () => mintLocalToken(stateDir));
+}
+
+/** The Databricks CLI's absolute path: clients started outside a shell (Claude Desktop) have no PATH. */
+export async function databricksCliPath(bin: string): Promise<string | undefined> {
+  if (path.isAbsolute(bin)) return bin;
+  const r = await execa("sh", ["-c", `command -v ${JSON.stringify(bin)}`], { reject: false });
+  const found = String(r.stdout ?? "").trim();
+  return r.exitCode === 0 && path.isAbsolute(found) ? found : undefined;
+}

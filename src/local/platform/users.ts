@@ -1,0 +1,78 @@
+import { randomBytes, randomUUID } from "node:crypto";
+
+export interface LocalUser {
+  /** Databricks user id (numeric string), used in X-Forwarded-User as `<id>@<workspace id>`. */
+  id: string;
+  email: string;
+  /** What the person typed as their name (X-Forwarded-Preferred-Username). */
+  name: string;
+}
+
+export const DEFAULT_LOCAL_USER = { email: "local-user@example.com", name: "Local User" };
+
+/** The stand-in workspace's users: whoever signs in at its login page becomes one (no password, as locally nothing is protected). */
+export class LocalUsers {
+  private readonly byEmail = new Map<string, LocalUser>();
+  private nextId = 1000;
+
+  constructor() {
+    this.add(DEFAULT_LOCAL_USER.email, DEFAULT_LOCAL_USER.name);
+  }
+
+  add(email: string, name: string): LocalUser {
+    const key = email.trim().toLowerCase();
+    const existing = this.byEmail.get(key);
+    const user = { id: existing?.id ?? String(this.nextId++), email: key, name: name.trim() || key };
+    this.byEmail.set(key, user);
+    return user;
+  }
+
+  get(email: string | undefined): LocalUser | undefined {
+    return email ? this.byEmail.get(email.trim().toLowerCase()) : undefined;
+  }
+
+  first(): LocalUser {
+    return this.byEmail.values().next().value as LocalUser;
+  }
+
+  all(): LocalUser[] {
+    return [...this.byEmail.values()];
+  }
+}
+
+/** One-use authorization codes from the login page to the proxy's callback (60 s, as OAuth codes are short-lived). */
+export class AuthCodes {
+  private readonly codes = new Map<string, { email: string; redirectUri: string; expiresAt: number }>();
+  issue(email: string, redirectUri: string): string {
+    const code = randomBytes(18).toString("base64url");
+    this.codes.set(code, { email, redirectUri, expiresAt: Date.now() + 60_000 });
+    return code;
+  }
+  take(code: string | null, redirectUri: string): string | undefined {
+    if (!code) return undefined;
+    const c = this.codes.get(code);
+    this.codes.delete(code);
+    if (!c || c.expiresAt < Date.now() || c.redirectUri !== redirectUri) return undefined;
+    return c.email;
+  }
+}
+
+/**
+ * The proxy's browser sessions (a cookie on the app's origin). Independent of OAuth token lifetimes: a
+ * signed-in person keeps working across token expiry, as on Databricks.
+ */
+export class BrowserSessions {
+  private readonly sessions = new Map<string, { email: string; expiresAt: number }>();
+  constructor(readonly ttlMs = 24 * 3600_000) {}
+  create(email: string): string {
+    const id = `${randomUUID()}.${randomBytes(16).toString("base64url")}`;
+    this.sessions.set(id, { email, expiresAt: Date.now() + this.ttlMs });
+    return id;
+  }
+  verify(id: string | undefined): string | undefined {
+    if (!id) return undefined;
+    const s = this.sessions.get(id);
+    if (!s || s.expiresAt < Date.now()) return undefined;
+    return s.email;
+  }
+}

@@ -1,0 +1,157 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { CLI_BIN, runCli } from "../support/cli.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+
+/**
+ * `connect --stdio --local` end to end: a real MCP SDK client spawns the built CLI, which goes through
+ * the local stand-in's Apps proxy (user tokens of 4 s, requests cut at 3 s, event streams at 2 s) to
+ * the fake app tree's real MCP endpoint (keys checked in upstream's order).
+ */
+describe("connect --stdio --local", () => {
+  let work: string;
+  let port: number;
+  let env: Record<string, string>;
+  let client: Client | undefined;
+  let stderr = "";
+  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-connect-local-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
+    createFakeAppTree(path.join(work, "app"));
+    port = await freePort();
+    env = {
+      APP_DIR: path.join(work, "app"),
+      LOCAL_STATE_DIR: path.join(work, "state"),
+      METAMCP_CONNECT_DIR: path.join(work, "connect"),
+    };
+    const up = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(port),
+      "--token-ttl",
+      "4",
+      "--request-timeout",
+      "3",
+      "--stream-timeout",
+      "2",
+    ]);
+    expect(up.exitCode, up.stderr).toBe(0);
+  });
+
+  afterEach(async () => {
+    await client?.close().catch(() => undefined);
+    client = undefined;
+  });
+
+  afterAll(async () => {
+    await cli(["local", "down"]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const spawnBridge = async () => {
+    stderr = "";
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI_BIN, "connect", "demo", "--stdio", "--local", "--state-dir", path.join(work, "state")],
+      cwd: os.tmpdir(), // as a client starts it: from anywhere
+      env: { PATH: process.env.PATH ?? "", METAMCP_API_KEY: FAKE_METAMCP_API_KEY, NO_COLOR: "1" },
+      stderr: "pipe",
+    });
+    transport.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString("utf8");
+    });
+    const c = new Client({ name: "test-client", version: "1.0.0" });
+    await c.connect(transport);
+    client = c;
+    return c;
+  };
+
+  it("initialize, tools/list, tools/call; across token expiries and stream cuts no call fails", async () => {
+    const c = await spawnBridge();
+    const tools = await c.listTools();
+    expect(tools.tools.map((t) => t.name)).toEqual(expect.arrayContaining(["echo", "sleep", "whoami"]));
+    const who = await c.callTool({ name: "whoami", arguments: {} });
+    const seen = JSON.parse((who.content as { text: string }[])[0]!.text) as Record<string, unknown>;
+    // The MetaMCP key arrived as X-API-Key; the proxy named the signed-in user.
+    expect(JSON.stringify(seen)).toContain("metamcp-key");
+    expect(JSON.stringify(seen)).toContain("local-user@example.com");
+
+    // 9 s of calls: two 4 s tokens lapse and the 2 s event stream is cut four times on the way.
+    const failures: string[] = [];
+    let calls = 0;
+    const started = Date.now();
+    while (Date.now() - started < 9000) {
+      calls++;
+      try {
+        const r =
+          calls % 5 === 0
+            ? await c.callTool({ name: "sleep", arguments: { ms: 1500 } })
+            : await c.callTool({ name: "echo", arguments: { text: `n${calls}` } });
+        if (r.isError) failures.push(JSON.stringify(r.content));
+      } catch (err) {
+        failures.push(String(err));
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(calls).toBeGreaterThan(10);
+  });
+
+  it("a call the proxy cuts fails at once with a clear error; the next call works", async () => {
+    const c = await spawnBridge();
+    const t0 = Date.now();
+    const cut = await c.callTool({ name: "sleep", arguments: { ms: 6000 } }).then(
+      (r) => ({ ok: true as const, r }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
+    const elapsed = Date.now() - t0;
+    expect(cut.ok).toBe(false);
+    if (!cut.ok) {
+      expect(cut.err.message).toMatch(
+        /the connection to MetaMCP was cut after \d+ s, before the result of tools\/call/,
+      );
+      expect(cut.err.message).toMatch(/120 s/);
+      expect(cut.err.message).toMatch(/the next call works/);
+    }
+    // At the proxy's cut (3 s), not at the client's own 60 s timeout nor the tool's 6 s.
+    expect(elapsed).toBeLessThan(5500);
+    const next = await c.callTool({ name: "echo", arguments: { text: "after the cut" } });
+    expect(next.content).toEqual([{ type: "text", text: "after the cut" }]);
+    expect(stderr).toMatch(/tools\/call \(id \d+\) failed: the connection to MetaMCP was cut/);
+  });
+
+  it("no token or key ever reaches stderr or the state dir's logs", async () => {
+    const c = await spawnBridge();
+    await c.callTool({ name: "echo", arguments: { text: "x" } });
+    await c.close();
+    expect(stderr).not.toContain(FAKE_METAMCP_API_KEY);
+    expect(stderr).not.toMatch(/dapi-local-\w{10,}/);
+    const log = readFileSync(path.join(work, "state/local.log"), "utf8");
+    expect(log).not.toContain(FAKE_METAMCP_API_KEY);
+  });
+
+  it("prints the local configuration with the stand-in's URL", async () => {
+    const r = await cli(["--json", "connect", "demo", "--local"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      url: string;
+      serverName: string;
+      configs: { entry?: { args?: string[] } }[];
+    };
+    expect(out.url).toBe(`http://127.0.0.1:${port}/metamcp/demo/mcp`);
+    expect(out.serverName).toBe("metamcp-local-demo");
+    expect(out.configs[0]!.entry!.args).toEqual(
+      expect.arrayContaining(["--stdio", "--local", "--state-dir", path.join(work, "state")]),
+    );
+  });
+});

@@ -1,0 +1,159 @@
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { localUserToken } from "../../src/local/user-token.js";
+import { waitFor } from "../../src/local/wait.js";
+import { runCli } from "../support/cli.js";
+import { createFakeAppTree } from "../support/fake-app-tree.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const TOKEN_TTL_S = 3;
+
+/**
+ * A person in a real browser: opens the one URL `local up` prints, signs in at the stand-in's login page,
+ * lands on the (fake) MetaMCP frontend, follows its redirects, and never leaves the app's origin.
+ */
+describe("a person's browser through the local Apps proxy", () => {
+  let work: string;
+  let printedUrl: string;
+  let appOrigin: string;
+  let browser: Browser;
+  const redirects: { from: string; status: number; location: string }[] = [];
+  const cli = (args: string[]) =>
+    runCli(args, {
+      cwd: work,
+      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") },
+      timeoutMs: 120_000,
+    });
+
+  const newPage = async (): Promise<Page> => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on("response", (r) => {
+      if (r.status() >= 300 && r.status() < 400)
+        redirects.push({ from: r.url(), status: r.status(), location: r.headers().location ?? "" });
+    });
+    return page;
+  };
+  const signIn = async (page: Page, name: string, email: string) => {
+    await page.fill("#name", name);
+    await page.fill("#email", email);
+    await Promise.all([page.waitForURL((u) => u.origin === appOrigin), page.click("#sign-in")]);
+  };
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) return;
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-browser-"));
+    chmodSync(work, 0o755);
+    createFakeAppTree(path.join(work, "app"));
+    const port = await freePort();
+    const up = await cli([
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(port),
+      "--token-ttl",
+      String(TOKEN_TTL_S),
+    ]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    printedUrl = /Open (\S+) in your browser/.exec(up.stdout)?.[1] ?? "";
+    appOrigin = new URL(printedUrl).origin;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    if (!work) return;
+    await browser?.close();
+    await cli(["local", "down"]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it.skipIf(!existsSync(CHROMIUM))(
+    existsSync(CHROMIUM)
+      ? "open the printed URL → sign in → the app, redirects followed on the proxy's origin, across token expiry"
+      : `skipped: no chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`,
+    async () => {
+      expect(printedUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      const page = await newPage();
+      await page.goto(printedUrl);
+      // No session: the stand-in's login page (another origin, as the workspace is).
+      expect(page.url()).toContain("/login.html");
+      expect(new URL(page.url()).origin).not.toBe(appOrigin);
+      await signIn(page, "Ada Lovelace", "ada@example.com");
+      // `/` → Next-like 307 to `/en/` (absolute, internal origin in the app's answer) → still here.
+      await page.waitForURL(`${appOrigin}/en/`);
+      expect(await page.textContent("#who")).toBe("ada@example.com");
+
+      // A link that redirects twice (locale, then MetaMCP's login) stays on the proxy's origin.
+      await Promise.all([page.waitForURL(/\/en\/login\?callbackUrl=/), page.click("#api-keys")]);
+      expect(new URL(page.url()).origin).toBe(appOrigin);
+      expect(new URL(page.url()).pathname).toBe("/en/login");
+
+      // A client's own copy of an identity header never reaches the app.
+      const seen = await page.evaluate(async () => {
+        const r = await fetch("/metamcp/headers", {
+          headers: { "x-forwarded-email": "mallory@example.com", "x-real-ip": "6.6.6.6" },
+        });
+        return (await r.json()) as Record<string, string>;
+      });
+      expect(seen["x-forwarded-email"]).toBe("ada@example.com");
+      expect(seen["x-forwarded-preferred-username"]).toBe("Ada Lovelace");
+      expect(seen["x-real-ip"]).toBe("127.0.0.1");
+      expect(seen["x-forwarded-host"]).toBe(new URL(appOrigin).host);
+      expect(seen["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+      expect(seen.cookie ?? "").not.toContain("__databricks_app_session");
+
+      // The session outlives the OAuth tokens of its time (Databricks tokens last an hour, here 3 s).
+      const earlier = (await localUserToken(path.join(work, "state"))).token;
+      await waitFor(
+        async () =>
+          (
+            await fetch(`${appOrigin}/metamcp/health`, {
+              headers: { authorization: `Bearer ${earlier}` },
+              redirect: "manual",
+            })
+          ).status === 302
+            ? true
+            : undefined,
+        { timeoutMs: (TOKEN_TTL_S + 5) * 1000, what: "a token issued now to expire" },
+      );
+      await page.goto(`${appOrigin}/en/`);
+      expect(page.url()).toBe(`${appOrigin}/en/`);
+      expect(await page.textContent("#who")).toBe("ada@example.com");
+
+      // A second person, in their own browser context, is another local user.
+      const other = await newPage();
+      await other.goto(printedUrl);
+      await signIn(other, "Grace Hopper", "grace@example.com");
+      await other.waitForURL(`${appOrigin}/en/`);
+      expect(await other.textContent("#who")).toBe("grace@example.com");
+
+      // Every redirect seen: from the app's origin to the app's origin (or relative), or to the login page
+      // and back through /.auth/callback.
+      expect(redirects.length).toBeGreaterThanOrEqual(6);
+      for (const r of redirects) {
+        const target = new URL(r.location, r.from);
+        if (target.origin !== appOrigin) {
+          expect(target.pathname, JSON.stringify(r)).toBe("/login.html");
+          expect(target.searchParams.get("redirect_uri")).toBe(`${appOrigin}/.auth/callback`);
+        }
+      }
+    },
+  );
+});

@@ -1,0 +1,242 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { type LocalUserToken, localUserToken } from "../../src/local/user-token.js";
+import { runCli } from "../support/cli.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+
+/**
+ * A real MCP SDK client through the local Apps proxy and our router to the fake tree's MCP server (which
+ * checks keys in MetaMCP's order), the way the README tells people to connect, with the stand-in playing
+ * both possible Apps proxies: one that forwards the client's Authorization to the app, one that drops it.
+ */
+const TOKEN_TTL_S = 3;
+const REQUEST_CUT_S = 3;
+const STREAM_CUT_S = 4;
+
+for (const forward of ["on", "off"] as const) {
+  describe(`MCP through the local Apps proxy (Authorization forwarded: ${forward})`, () => {
+    let work: string;
+    let appUrl: string;
+    const stateDir = () => path.join(work, "state");
+    const cli = (args: string[]) =>
+      runCli(args, {
+        cwd: work,
+        env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir() },
+        timeoutMs: 120_000,
+      });
+
+    /** Like a client that refreshes its Databricks token before expiry (as `connect` does). */
+    const tokens = () => {
+      let current: LocalUserToken | undefined;
+      const minted: string[] = [];
+      const get = async () => {
+        if (!current || current.expiresAt.getTime() - Date.now() < 1000) {
+          current = await localUserToken(stateDir());
+          minted.push(current.token);
+        }
+        return current.token;
+      };
+      return { get, minted };
+    };
+
+    const withHeaders =
+      (token: () => Promise<string>, extra: Record<string, string> = { "x-api-key": FAKE_METAMCP_API_KEY }) =>
+      async (url: string | URL, init?: RequestInit) => {
+        const headers = new Headers(init?.headers);
+        headers.set("authorization", `Bearer ${await token()}`);
+        for (const [k, v] of Object.entries(extra)) headers.set(k, v);
+        return await fetch(url, { ...init, headers, redirect: "manual" });
+      };
+
+    const connect = async (url: string, fetchFn: ReturnType<typeof withHeaders>) => {
+      const client = new Client({ name: "mcp-proxy-test", version: "1.0.0" });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch: fetchFn }));
+      return client;
+    };
+    const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]?.text ?? "";
+
+    beforeAll(async () => {
+      work = mkdtempSync(path.join(os.tmpdir(), "mmdb-mcp-"));
+      chmodSync(work, 0o755);
+      createFakeAppTree(path.join(work, "app"));
+      const port = await freePort();
+      const up = await cli([
+        "--json",
+        "local",
+        "up",
+        "--detach",
+        "--no-build",
+        "--port",
+        String(port),
+        "--token-ttl",
+        String(TOKEN_TTL_S),
+        "--request-timeout",
+        String(REQUEST_CUT_S),
+        "--stream-timeout",
+        String(STREAM_CUT_S),
+        "--forward-authorization",
+        forward,
+      ]);
+      expect(up.exitCode, up.stderr).toBe(0);
+      appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    });
+
+    afterAll(async () => {
+      await cli(["local", "down"]);
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    it("the documented way works first time: Databricks token in Authorization, MetaMCP key in X-API-Key", async () => {
+      const t = tokens();
+      const client = await connect(`${appUrl}/metamcp/demo/mcp`, withHeaders(t.get));
+      try {
+        expect((await client.listTools()).tools.map((x) => x.name).sort()).toEqual([
+          "echo",
+          "sleep",
+          "whoami",
+        ]);
+        expect(text(await client.callTool({ name: "echo", arguments: { text: "hello" } }))).toBe("hello");
+        const seen = JSON.parse(text(await client.callTool({ name: "whoami", arguments: {} })));
+        // MetaMCP never sees the Databricks token, in either proxy mode: only its own key.
+        expect(seen.authorization).toBe("absent");
+        expect(seen["x-api-key"]).toBe("metamcp-key");
+        expect(seen["x-forwarded-email"]).toBe("local-user@example.com");
+        expect(seen["x-forwarded-host"]).toBe(new URL(appUrl).host);
+        expect(seen["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+        // Our runtime set MetaMCP's own tool timeout under the proxy's 120 s cut (110 s).
+        expect(seen.toolTimeoutMs).toBe(110_000);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("the key as ?api_key= (endpoints that allow it) works beside the Databricks token", async () => {
+      const t = tokens();
+      const client = await connect(
+        `${appUrl}/metamcp/demo-qp/mcp?api_key=${FAKE_METAMCP_API_KEY}`,
+        withHeaders(t.get, {}),
+      );
+      try {
+        expect(text(await client.callTool({ name: "echo", arguments: { text: "qp" } }))).toBe("qp");
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("a wrong or missing MetaMCP key is refused by MetaMCP, not mistaken for the Databricks token", async () => {
+      const t = tokens();
+      const init = {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-03-26",
+            capabilities: {},
+            clientInfo: { name: "t", version: "1" },
+          },
+        }),
+      };
+      const wrong = await withHeaders(t.get, { "x-api-key": "sk_mt_wrong" })(
+        `${appUrl}/metamcp/demo/mcp`,
+        init,
+      );
+      expect(wrong.status).toBe(401);
+      expect(((await wrong.json()) as { error: string }).error).toBe("invalid_api_key");
+      const none = await withHeaders(t.get, {})(`${appUrl}/metamcp/demo/mcp`, init);
+      expect(none.status).toBe(401);
+      expect(((await none.json()) as { error: string }).error).toBe("authentication_required");
+    });
+
+    it("the legacy SSE transport works the same way", async () => {
+      const t = tokens();
+      const fetchFn = withHeaders(t.get);
+      const client = new Client({ name: "mcp-proxy-test", version: "1.0.0" });
+      await client.connect(
+        new SSEClientTransport(new URL(`${appUrl}/metamcp/demo/sse`), {
+          fetch: fetchFn,
+          eventSourceInit: { fetch: fetchFn },
+        }),
+      );
+      try {
+        expect(text(await client.callTool({ name: "echo", arguments: { text: "sse" } }))).toBe("sse");
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("across token expiry: zero failed calls for a client that refreshes; an expired token is refused", async () => {
+      const t = tokens();
+      const client = await connect(`${appUrl}/metamcp/demo/mcp`, withHeaders(t.get));
+      const first = await t.get();
+      const failures: string[] = [];
+      let calls = 0;
+      try {
+        const until = Date.now() + (TOKEN_TTL_S * 2 + 1) * 1000;
+        while (Date.now() < until) {
+          try {
+            const r = await client.callTool({ name: "echo", arguments: { text: String(calls) } });
+            if (text(r) !== String(calls)) failures.push(`call ${calls}: ${JSON.stringify(r)}`);
+          } catch (err) {
+            failures.push(`call ${calls}: ${(err as Error).message}`);
+          }
+          calls++;
+        }
+      } finally {
+        await client.close();
+      }
+      expect(failures).toEqual([]);
+      expect(calls).toBeGreaterThan(10);
+      expect(t.minted.length).toBeGreaterThanOrEqual(3); // the session outlived at least two tokens
+      const expired = await fetch(`${appUrl}/metamcp/health`, {
+        headers: { authorization: `Bearer ${first}` },
+        redirect: "manual",
+      });
+      expect(expired.status).toBe(302);
+    });
+
+    it(`a call longer than the proxy's request cut (${REQUEST_CUT_S} s here) fails; the next call works`, async () => {
+      const t = tokens();
+      const client = await connect(`${appUrl}/metamcp/demo/mcp`, withHeaders(t.get));
+      try {
+        const t0 = Date.now();
+        await expect(
+          client.callTool({ name: "sleep", arguments: { ms: (REQUEST_CUT_S + 2) * 1000 } }, undefined, {
+            timeout: (REQUEST_CUT_S + 4) * 1000,
+          }),
+        ).rejects.toThrow();
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(REQUEST_CUT_S * 1000 - 200);
+        expect(text(await client.callTool({ name: "sleep", arguments: { ms: 100 } }))).toBe("slept 100 ms");
+      } finally {
+        await client.close();
+      }
+    });
+
+    it(`an event stream is cut after the stream limit (${STREAM_CUT_S} s here), not the request cut`, async () => {
+      const t = tokens();
+      const fetchFn = withHeaders(t.get);
+      const transport = new SSEClientTransport(new URL(`${appUrl}/metamcp/demo/sse`), {
+        fetch: fetchFn,
+        eventSourceInit: { fetch: fetchFn },
+      });
+      const client = new Client({ name: "mcp-proxy-test", version: "1.0.0" });
+      const t0 = Date.now();
+      const cut = new Promise<number>((resolve) => {
+        transport.onerror = () => resolve(Date.now() - t0);
+      });
+      await client.connect(transport);
+      const after = await cut;
+      await client.close();
+      expect(after).toBeGreaterThanOrEqual(STREAM_CUT_S * 1000 - 200);
+      expect(after).toBeLessThan(STREAM_CUT_S * 1000 + 3000);
+    });
+  });
+}

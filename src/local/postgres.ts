@@ -112,6 +112,36 @@ export interface LakebaseRoleOptions {
   role: string;
 }
 
+/**
+ * The database a persistent local state keeps using. Until 2026-11 `local` put MetaMCP in
+ * `databricks_postgres` (then the default); the default is now `metamcp`. A state dir that already holds
+ * the app's schema in the old database keeps it there, so `up` after an upgrade shows the same rows.
+ */
+export async function databaseOfExistingState(
+  adminUrl: string,
+  options: { wanted: string; schema: string; previousDefault?: string },
+): Promise<string> {
+  const previous = options.previousDefault ?? "databricks_postgres";
+  if (options.wanted === previous) return options.wanted;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const have = async (db: string) =>
+      ((await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])).rowCount ?? 0) > 0;
+    if ((await have(options.wanted)) || !(await have(previous))) return options.wanted;
+  } finally {
+    await admin.end();
+  }
+  const old = new pg.Client({ connectionString: adminUrl.replace(/\/[^/]*$/, `/${previous}`) });
+  await old.connect();
+  try {
+    const r = await old.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [options.schema]);
+    return (r.rowCount ?? 0) > 0 ? previous : options.wanted;
+  } finally {
+    await old.end();
+  }
+}
+
 /** Creates the database (if missing) and a login role with only `CONNECT, CREATE` on it. Idempotent. */
 export async function provisionLakebaseRole(adminUrl: string, options: LakebaseRoleOptions): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl });

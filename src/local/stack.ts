@@ -5,7 +5,12 @@ import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { spawnAppProcess } from "./app-process.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
-import { freePort, provisionLakebaseRole, startEmbeddedPostgres } from "./postgres.js";
+import {
+  databaseOfExistingState,
+  freePort,
+  provisionLakebaseRole,
+  startEmbeddedPostgres,
+} from "./postgres.js";
 import { cliCommand } from "./printed.js";
 import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
 import { waitFor } from "./wait.js";
@@ -92,10 +97,15 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       onLog: (line) => log.debug(`[postgres] ${line}`),
     });
     cleanups.push(() => pg.stop());
-    await provisionLakebaseRole(pg.adminUrl(), {
-      database: config.lakebase.database,
-      role: secrets.clientId,
+    const database = await databaseOfExistingState(pg.adminUrl(), {
+      wanted: config.lakebase.database,
+      schema: config.schema,
     });
+    if (database !== config.lakebase.database)
+      log.info(
+        `postgres: this state's data lives in database ${database} (the earlier default); kept there (\`--fresh\` starts over in ${config.lakebase.database})`,
+      );
+    await provisionLakebaseRole(pg.adminUrl(), { database, role: secrets.clientId });
     log.info(
       `postgres: ready on port ${pg.port} (${Math.round(performance.now() - t0)} ms), role ${secrets.clientId}: CONNECT, CREATE only`,
     );
@@ -104,7 +114,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const logFile = createWriteStream(paths.logFile, { flags: "a" });
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
-      config,
+      config: { ...config, lakebase: { ...config.lakebase, database } },
       secrets,
       postgres: pg,
       proxyPort: config.local.port,

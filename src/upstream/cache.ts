@@ -73,6 +73,36 @@ async function fetchInto(
   await fetching;
 }
 
+/** The local repository a `file://` URL or a path names, if it is one. */
+function localSourcePath(repoUrl: string): string | undefined {
+  if (repoUrl.startsWith("file://")) {
+    try {
+      return new URL(repoUrl).pathname;
+    } catch {
+      return undefined;
+    }
+  }
+  return path.isAbsolute(repoUrl) || repoUrl.startsWith(".") ? repoUrl : undefined;
+}
+
+/**
+ * A shallow local source is refused before any fetch: a partial fetch from it never ends (each missing
+ * object starts another lazy fetch from the same shallow repository, seen as thousands of git processes),
+ * and without its history no tag can be told to be on the default branch.
+ */
+async function refuseShallowLocalSource(repoUrl: string): Promise<void> {
+  const local = localSourcePath(repoUrl);
+  if (!local || !existsSync(local)) return;
+  const r = await git(["-C", local, "rev-parse", "--is-shallow-repository"], { allowFailure: true });
+  if (r.exitCode === 0 && r.stdout.trim() === "true")
+    throw new UserError(
+      "repo_shallow",
+      `${repoUrl} is a shallow clone: prepare needs the repository's history (which tags are on the default branch)`,
+      2,
+      `make it whole first (\`git -C ${local} fetch --unshallow\`), or point METAMCP_REPO_URL / --repo at a full clone`,
+    );
+}
+
 async function remoteDefaultBranch(
   gitDir: string,
   credentials: RepoCredentials | undefined,
@@ -167,6 +197,7 @@ async function syncMirrorLocked(
   let created = false;
   let fetched = true;
   removeDeadTempMirrors(gitDir, log);
+  await refuseShallowLocalSource(repoUrl);
   if (!existsSync(path.join(gitDir, "HEAD"))) {
     log.info(`cloning ${repoUrl} into the cache (${gitDir})`);
     mkdirSync(path.dirname(gitDir), { recursive: true });

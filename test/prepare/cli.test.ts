@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -152,6 +153,18 @@ describe("metamcp-databricks prepare", () => {
       schema: "from_dotenv",
     });
     expect(existsSync(path.join(d.cwd, "out/tree/.metamcp-databricks/manifest.json"))).toBe(true);
+  });
+
+  it("refuses a shallow local source at once, saying how to make it whole (a partial fetch from it never ends)", async () => {
+    const d = fresh();
+    const shallow = path.join(d.cwd, "shallow.git");
+    const source = upstream.url.startsWith("file://") ? upstream.url : `file://${upstream.url}`;
+    execFileSync("git", ["clone", "--quiet", "--bare", "--depth", "1", source, shallow]);
+    const r = await prepare(["--repo", `file://${shallow}`], d, false);
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toContain("is a shallow clone");
+    expect(r.stderr).toContain("fetch --unshallow");
+    expect(existsSync(d.buildDir)).toBe(false);
   });
 
   it("exits 2 for a ref that does not exist, listing the nearest tags", async () => {

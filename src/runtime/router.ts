@@ -3,8 +3,6 @@ import {
   createServer,
   type IncomingHttpHeaders,
   type IncomingMessage,
-  type OutgoingHttpHeaders,
-  request,
   type Server,
   type ServerResponse,
 } from "node:http";
@@ -87,26 +85,6 @@ export function publicLocation(
   return publicOrigin ? `${publicOrigin.replace(/\/+$/, "")}${path}` : path;
 }
 
-/** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), and `expect` (we stream the body at once). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "te",
-  "trailer",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "expect",
-]);
-
-function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-  return out;
-}
-
 export interface Router {
   server: Server;
   ready: boolean;
@@ -121,16 +99,28 @@ export interface RouterOptions {
 }
 
 export function createRouter(options: RouterOptions): Router {
-  // Keep-alive to both children: a new TCP connection per proxied request costs more than the routing.
+  // Keep-alive to both children: a new TCP connection per proxied request costs more than the routing
+  // (without an `agent`, http-proxy-3 sends `Connection: close` and opens one per request).
   // noDelay: small SSE writes (one MCP answer each) must not wait for Nagle to batch them.
+  // timeout 4 s: how long a FREE socket stays pooled (Node's Agent destroys only free sockets on it; a busy
+  // one, e.g. an idle SSE stream, just gets a 'timeout' event nobody acts on). It must be under the children's
+  // 5 s keep-alive (Node's default, MetaMCP's Express and Next): reusing a socket the child is closing is an
+  // ECONNRESET, i.e. a 502. Without it Node keeps free sockets forever: it applies the child's
+  // `Keep-Alive: timeout=5` hint only to lower a timeout it already has.
   const agent = new Agent({
     keepAlive: true,
     noDelay: true,
+    timeout: 4000,
     maxSockets: Number.POSITIVE_INFINITY,
     maxFreeSockets: 64,
   });
-  // WebSocket upgrades (MetaMCP's inspector, Next's HMR in dev) keep http-proxy-3.
-  const proxy = createProxyServer({ xfwd: false, ws: true, proxyTimeout: 0 });
+  // xfwd false: the Apps proxy already set X-Forwarded-Host/-Proto/-For for the public side; ours would
+  // append a loopback hop and our port to them. proxyTimeout 0 (none): MCP's SSE streams stay open and idle
+  // for as long as a session lives, a timeout would cut them. changeOrigin stays off so the children see the
+  // public Host. selfHandleResponse stays off: the library pipes the answer as it comes (SSE unbuffered), after
+  // our `proxyRes` handler has rewritten Location. The library aborts the upstream request when the client
+  // goes away (res 'close' before finishing) and drops hop-by-hop headers of the answer.
+  const proxy = createProxyServer({ xfwd: false, ws: true, proxyTimeout: 0, agent });
   const internalPorts = () => {
     const listening = router.server.address();
     const own = listening && typeof listening === "object" ? [listening.port] : [];
@@ -174,54 +164,16 @@ export function createRouter(options: RouterOptions): Router {
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
-  /**
-   * Plain HTTP goes through node:http with a keep-alive agent, not http-proxy-3: measured on this path
-   * (20 concurrent clients, SSE answers like MCP's), http-proxy-3 cost about 3x the CPU per request
-   * (~630 vs ~200 µs), and the router's CPU is what it takes from MetaMCP on the app's cores.
-   * Streams pass through unbuffered; a client that goes away aborts the upstream request.
-   */
-  const forward = (req: IncomingMessage, res: ServerResponse, port: number, path: string) => {
-    const upstream = request({
-      host: "127.0.0.1",
-      port,
-      method: req.method,
-      path,
-      headers: endToEnd(req.headers),
-      agent,
-    });
-    upstream.on("response", (answer) => {
-      const headers = endToEnd(answer.headers);
-      if (typeof headers.location === "string")
-        headers.location = publicLocation(headers.location, internalPorts(), options.publicUrl?.());
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, headers);
-      answer.pipe(res);
-      answer.on("close", () => {
-        if (!answer.complete) res.destroy();
-      });
-    });
-    upstream.on("error", (err) => {
-      if (res.headersSent || res.writableEnded) {
-        res.destroy();
-        return;
-      }
-      res.writeHead(502, { "content-type": "text/plain" });
-      res.end(`MetaMCP is not answering: ${err.message}`);
-    });
-    res.on("close", () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    req.pipe(upstream);
-  };
   router.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     if (!router.ready) {
       res.writeHead(503, { "content-type": "text/plain", "retry-after": "2" });
       res.end("MetaMCP is starting");
       return;
     }
-    const side = routeFor(req.url ?? "/");
+    const t = target(req.url ?? "/");
+    req.url = t.path;
     dropDatabricksCredentials(req.headers);
-    if (side === "backend") forward(req, res, options.backendPort, backendPath(req.url ?? "/"));
-    else forward(req, res, options.frontendPort, req.url ?? "/");
+    proxy.web(req, res, { target: t.target });
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const t = target(req.url ?? "/");

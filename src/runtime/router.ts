@@ -22,10 +22,16 @@ export const BACKEND_PREFIXES = [
   "/oauth/",
   "/.well-known/",
 ];
-const BACKEND_EXACT = new Set(["/health", "/register", "/metamcp", "/mcp-proxy"]);
+const BACKEND_EXACT = new Set(["/health", "/metamcp", "/mcp-proxy"]);
 
-export function routeFor(url: string): "backend" | "frontend" {
+/**
+ * `/register` is two things upstream: MetaMCP's middleware sends a browser's GET to the sign-up page
+ * (`/<locale>/register`) before Next's rewrite applies, and OAuth dynamic client registration POSTs go to
+ * the backend. So only a GET or HEAD of it is the frontend's.
+ */
+export function routeFor(url: string, method = "GET"): "backend" | "frontend" {
   const pathname = url.split("?")[0] ?? "/";
+  if (pathname === "/register") return method === "GET" || method === "HEAD" ? "frontend" : "backend";
   if (BACKEND_EXACT.has(pathname)) return "backend";
   return BACKEND_PREFIXES.some((p) => pathname.startsWith(p)) ? "backend" : "frontend";
 }
@@ -147,8 +153,8 @@ export function createRouter(options: RouterOptions): Router {
       agent.destroy();
     },
   };
-  const target = (url: string) => {
-    const side = routeFor(url);
+  const target = (url: string, method?: string) => {
+    const side = routeFor(url, method);
     return side === "backend"
       ? { target: `http://127.0.0.1:${options.backendPort}`, path: backendPath(url) }
       : { target: `http://127.0.0.1:${options.frontendPort}`, path: url };
@@ -170,7 +176,7 @@ export function createRouter(options: RouterOptions): Router {
       res.end("MetaMCP is starting");
       return;
     }
-    const t = target(req.url ?? "/");
+    const t = target(req.url ?? "/", req.method);
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
     proxy.web(req, res, { target: t.target });

@@ -118,6 +118,13 @@ describe("the router on real sockets", () => {
     publicUrl = "https://app-1.aws.databricksapps.com";
   });
 
+  it("a browser's GET /register reaches the sign-up page (frontend); a registration POST reaches the backend", async () => {
+    const get = await fetch(`${url}/register`);
+    expect(await get.text()).toBe("next");
+    const post = await fetch(`${url}/register`, { method: "POST", body: "{}" });
+    expect(((await post.json()) as { url: string }).url).toBe("/api/auth/register");
+  });
+
   it("MetaMCP's backend gets its own key but never the caller's Databricks token", async () => {
     const res = await fetch(`${url}/metamcp/demo/mcp?api_key=sk_mt_q`, {
       headers: {

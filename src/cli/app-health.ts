@@ -1,8 +1,7 @@
 import type { Command } from "commander";
-import { getApp } from "../databricks/apps.js";
+import { appPublicUrl } from "../databricks/apps.js";
 import { pollHealth } from "../databricks/health.js";
-import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
-import { DatabricksError } from "../errors.js";
+import { connectWorkspace, oauthToken } from "../databricks/workspace.js";
 import { positiveSeconds } from "./app-deploy.js";
 import { action } from "./common.js";
 
@@ -18,18 +17,9 @@ export function registerAppHealth(program: Command): void {
       action(async (ctx, opts: { timeout?: string; interval?: string }) => {
         const config = ctx.config();
         const ws = await connectWorkspace(config);
-        // PATs are refused by the Apps proxy: say so before anything else.
-        await oauthToken(ws);
-        const app = await getApp(ws, config.appName, config.target);
-        if (!app.url) {
-          throw new DatabricksError(
-            "no_app_url",
-            `app ${config.appName} has no URL yet (compute ${app.compute_status?.state ?? "?"})`,
-            `run \`make app-deploy TARGET=${config.target}\``,
-          );
-        }
+        const appUrl = await appPublicUrl(ws, config.appName, config.target);
         const result = await pollHealth({
-          appUrl: normalizeAppUrl(app.url),
+          appUrl,
           token: () => oauthToken(ws),
           timeoutMs: positiveSeconds(opts.timeout, "--timeout", 120) * 1000,
           intervalMs: positiveSeconds(opts.interval, "--interval", 2) * 1000,

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
-import { getApp } from "../databricks/apps.js";
+import { appPublicUrl } from "../databricks/apps.js";
 import { type AppLogEntry, streamLogs } from "../databricks/logs.js";
-import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
-import { DatabricksError, UserError } from "../errors.js";
+import { connectWorkspace, oauthToken } from "../databricks/workspace.js";
+import { UserError } from "../errors.js";
 import { maskDeep, maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
 
@@ -25,15 +25,7 @@ export function registerAppLogs(program: Command): void {
           throw new UserError("invalid_option", "--tail must be a positive whole number");
         const config = ctx.config();
         const ws = await connectWorkspace(config);
-        // PATs are refused by the Apps proxy: say so before anything else.
-        await oauthToken(ws);
-        const app = await getApp(ws, config.appName, config.target);
-        if (!app.url)
-          throw new DatabricksError(
-            "no_app_url",
-            `app ${config.appName} has no URL yet`,
-            `run \`make app-deploy TARGET=${config.target}\``,
-          );
+        const appUrl = await appPublicUrl(ws, config.appName, config.target);
         const ac = new AbortController();
         const stop = () => ac.abort();
         process.once("SIGINT", stop);
@@ -44,7 +36,7 @@ export function registerAppLogs(program: Command): void {
         const held: AppLogEntry[] = [];
         try {
           const r = await streamLogs({
-            appUrl: normalizeAppUrl(app.url),
+            appUrl,
             token: () => oauthToken(ws),
             search: opts.search,
             follow: opts.follow ?? false,

@@ -2,9 +2,9 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import type { Target } from "../config/variables.js";
-import { getApp } from "../databricks/apps.js";
-import { connectWorkspace, normalizeAppUrl, oauthToken } from "../databricks/workspace.js";
-import { DatabricksError, UserError } from "../errors.js";
+import { appPublicUrl } from "../databricks/apps.js";
+import { connectWorkspace, normalizeAppUrl } from "../databricks/workspace.js";
+import { UserError } from "../errors.js";
 import { localPaths, readRunState } from "../local/state.js";
 import { mintLocalToken } from "./local-token.js";
 import { databricksProfileTokens, mintingTokens, type TokenSource } from "./token-source.js";
@@ -51,18 +51,7 @@ export async function resolveAppUrl(t: ConnectTarget): Promise<string> {
     }
     return state.appUrl;
   }
-  const ws = await connectWorkspace(t);
-  // PATs are refused by the Apps proxy: say so before anything else.
-  await oauthToken(ws);
-  const app = await getApp(ws, t.appName, t.target);
-  if (!app.url) {
-    throw new DatabricksError(
-      "no_app_url",
-      `app ${t.appName} has no URL yet (compute ${app.compute_status?.state ?? "?"})`,
-      `run \`make app-deploy TARGET=${t.target}\``,
-    );
-  }
-  return normalizeAppUrl(app.url);
+  return appPublicUrl(await connectWorkspace(t), t.appName, t.target);
 }
 
 export async function tokenSourceFor(t: ConnectTarget): Promise<TokenSource> {

@@ -1,7 +1,7 @@
 import { ApiError } from "@databricks/sdk-experimental";
 import type * as apps from "@databricks/sdk-experimental/dist/apis/apps/index.js";
 import { DatabricksError, UserError } from "../errors.js";
-import { apiFailure, isNotFound, normalizeAppUrl, type Workspace } from "./workspace.js";
+import { apiFailure, isNotFound, normalizeAppUrl, oauthToken, type Workspace } from "./workspace.js";
 
 /** The app, its compute and its deployments, as `app-status` shows them. */
 export interface AppStatus {
@@ -62,6 +62,23 @@ export async function getApp(ws: Workspace, name: string, target: string): Promi
     }
     throw apiFailure(`reading app ${name}`, err);
   }
+}
+
+/**
+ * The app's public URL, for a user's request through the Apps proxy: an OAuth token first (the proxy
+ * refuses personal access tokens, so that is said before anything else), then the app's record.
+ */
+export async function appPublicUrl(ws: Workspace, name: string, target: string): Promise<string> {
+  await oauthToken(ws);
+  const app = await getApp(ws, name, target);
+  if (!app.url) {
+    throw new DatabricksError(
+      "no_app_url",
+      `app ${name} has no URL yet (compute ${app.compute_status?.state ?? "?"})`,
+      `run \`make app-deploy TARGET=${target}\``,
+    );
+  }
+  return normalizeAppUrl(app.url);
 }
 
 export interface WaitOptions {

@@ -182,7 +182,7 @@ const skipNote = netnsSkip ? ` (${netnsSkip})` : "";
  * Starts the backend file (real express, run as upstream's dev script runs it: tsx), waits until it answers
  * /health on 127.0.0.1, then tries 127.0.0.1 and the non-loopback address, and prints what each gave.
  */
-const PROBE = String.raw`
+const PROBE = `
 import { spawn } from "node:child_process";
 import http from "node:http";
 const get = (host) => new Promise((resolve) => {

@@ -435,7 +435,7 @@ export function syntheticBackendIndex(form: BackendIndexForm): string {
   const callback = form === "port-var" || form === "port-literal" ? "() =>" : "async () =>";
   const host = form === "own-host" ? `"0.0.0.0", ` : "";
   const listen = (indent: string) => `${indent}app.listen(${port}, ${host}${callback} {
-${indent}  console.log(\`backend listening on port ${form === "port-var" ? "${PORT}" : "12009"}\`);
+${indent}  console.log("backend listening on port", ${port});
 ${indent}});
 `;
   return `import express from "express";

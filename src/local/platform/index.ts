@@ -22,7 +22,7 @@ import {
 } from "./lakebase-credentials.js";
 import { registerLogin } from "./login.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
-import { ApiError, newRequestId, PlatformServer } from "./server.js";
+import { ApiError, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
 import { AuthCodes, BrowserSessions, DEFAULT_LOCAL_USER, LocalUsers } from "./users.js";
 

@@ -101,9 +101,14 @@ export function authSecretProblem(secret: string): string | undefined {
   if (secret.trim() === "") return "is only whitespace";
   const s = secret.trim();
   if (/^\{\{.*\}\}$/s.test(s) || /^<.*>$/s.test(s) || /\$\{[^}]*\}|\$\([^)]*\)|^\$[A-Za-z_]\w*$/.test(s))
-    return "is an unsubstituted template or variable reference, not a secret (is app.yaml's valueFrom pointing at the secret resource?)";
+    return "is a placeholder (an unsubstituted template or variable reference), not a secret: is app.yaml's valueFrom pointing at the secret resource?";
   const letters = s.toLowerCase().replace(/[^a-z0-9]/g, "");
-  if (PLACEHOLDER_WHOLE.has(letters) || PLACEHOLDER_WORDS.test(letters) || /^(.)\1*$/.test(letters))
+  if (
+    PLACEHOLDER_WHOLE.has(letters) ||
+    PLACEHOLDER_WORDS.test(letters) ||
+    /^(.)\1*$/.test(letters) ||
+    letters === ""
+  )
     return "is a placeholder, not a secret";
   if (secret.length < MIN_SECRET_CHARS) return `is shorter than ${MIN_SECRET_CHARS} characters`;
   return undefined;

@@ -127,7 +127,7 @@ async function appHealth(): Promise<{ status: number; body: string }> {
 }
 
 async function waitReady(r: Running): Promise<void> {
-  await waitLine(r, /MetaMCP is ready/, 60_000);
+  await waitLine(r, /\[start\] success: MetaMCP is ready/, 60_000);
 }
 
 describe("the runtime under faults", () => {
@@ -161,6 +161,7 @@ describe("the runtime under faults", () => {
 
   afterEach(async () => {
     gate.rules.clear();
+    gate.hits.clear();
     await db.up();
     for (const r of running.splice(0)) {
       if (r.child.exitCode === null && r.child.signalCode === null) {
@@ -287,7 +288,8 @@ describe("the runtime under faults", () => {
   it("an expired credential that cannot be renewed: an error saying what to check, health 503 with the reason, then recovery", async () => {
     const app = startRuntime();
     await waitReady(app);
-    expect((await appHealth()).status).toBe(200);
+    const h0 = await appHealth();
+    expect(h0.status, `${h0.body}\n${app.lines.join("\n")}`).toBe(200);
     gate.rules.set("/api/2.0/postgres/credentials", { kind: "fail" });
     const unhealthy = await waitFor(
       async () => {

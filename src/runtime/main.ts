@@ -216,7 +216,8 @@ export async function runApp(runtimeDir: string): Promise<number> {
     log.info(`stopped in ${Date.now() - t0} ms`);
     resolveExit(code);
   };
-  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig, 0));
+  // SIGHUP too: a closed terminal (under `local`) must not kill us without cleanup (default action).
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig, 0));
   const stopped = <T>(p: Promise<T>) => untilStopped(p, stop.signal);
 
   try {

@@ -209,6 +209,16 @@ describe("the runtime under faults", () => {
       expect(credentialDirs(app.tmp)).toEqual([]);
     });
 
+    it("SIGHUP (a closed terminal) the same way, with nothing left behind", async () => {
+      gate.rules.set("/api/2.0/postgres/credentials", { kind: "fail" });
+      const app = startRuntime();
+      await waitLine(app, /database credential: .*retrying in/);
+      app.child.kill("SIGHUP");
+      expect(await exitWithin(app, 20_000)).toBe(0);
+      await expectNoSurvivors(app);
+      expect(credentialDirs(app.tmp)).toEqual([]);
+    });
+
     it("during credential retries (the credential API failing)", async () => {
       gate.rules.set("/api/2.0/postgres/credentials", { kind: "fail" });
       const app = startRuntime();
@@ -402,5 +412,62 @@ describe("the runtime under faults", () => {
     expect(app.lines.join("\n")).toMatch(/cannot connect to Lakebase.*ECONNREFUSED/);
     expect(credentialDirs(app.tmp)).toEqual([]);
     await expectNoSurvivors(app);
+  });
+
+  describe("what an operator gets wrong on the database side: exit 4 with what to do", () => {
+    it.each([
+      [
+        "PostgreSQL refusing the role (PGUSER not the app's principal)",
+        { PGUSER: "someone-else" },
+        /cannot connect to Lakebase .* as someone-else: .*(28P01|28000).* → check the app's database resource/,
+      ],
+      [
+        "a database that does not exist",
+        { PGDATABASE: "no_such_db" },
+        /cannot connect to Lakebase .*no_such_db.*3D000/,
+      ],
+    ])("%s", async (_what, overrides, message) => {
+      const app = startRuntime(overrides);
+      expect(await exitWithin(app, 60_000)).toBe(4);
+      expect(app.lines.join("\n")).toMatch(message);
+      expect(credentialDirs(app.tmp)).toEqual([]);
+    });
+
+    it("the schema exists but belongs to another role the app may not use", async () => {
+      const admin = new pg.Client({ connectionString: db.adminUrl(db.database) });
+      await admin.connect();
+      try {
+        await admin.query("CREATE SCHEMA IF NOT EXISTS someone_elses");
+        const app = startRuntime({ METAMCP_DB_SCHEMA: "someone_elses" });
+        expect(await exitWithin(app, 60_000)).toBe(4);
+        expect(app.lines.join("\n")).toMatch(
+          /schema someone_elses exists but belongs to role postgres, and .* may not use it .*GRANT USAGE, CREATE ON SCHEMA someone_elses/,
+        );
+      } finally {
+        await admin.query("DROP SCHEMA IF EXISTS someone_elses CASCADE").catch(() => {});
+        await admin.end();
+      }
+    });
+  });
+
+  it("METAMCP_LISTEN_HOST=127.0.0.1 binds the app port to loopback only; the default binds every interface", async () => {
+    /** The local address the app port listens on, from the kernel's own table (/proc/net/tcp, state 0A). */
+    const listeners = () =>
+      readFileSync("/proc/net/tcp", "utf8")
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/))
+        .filter(
+          (f) => f[3] === "0A" && f[1]?.endsWith(`:${appPort.toString(16).toUpperCase().padStart(4, "0")}`),
+        )
+        .map((f) => f[1]!.split(":")[0]);
+    const local = startRuntime({ METAMCP_LISTEN_HOST: "127.0.0.1" });
+    await waitLine(local, /listening on 127\.0\.0\.1:/);
+    expect(listeners()).toEqual(["0100007F"]);
+    local.child.kill("SIGTERM");
+    expect(await exitWithin(local, 20_000)).toBe(0);
+    const platformDefault = startRuntime();
+    await waitLine(platformDefault, /listening on 0\.0\.0\.0:/);
+    expect(listeners()).toEqual(["00000000"]);
   });
 });

@@ -90,14 +90,18 @@ export async function connectWithRetry(
       await client.end().catch(() => {});
       const code = (err as { code?: string }).code;
       const fatal = code === "28P01" || code === "28000" || code === "3D000";
-      if (fatal || Date.now() + wait > until) {
+      // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
+      const tls = /does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "");
+      if (fatal || tls || Date.now() + wait > until) {
         throw new UserError(
           "database_unreachable",
           `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
           EXIT.databricks,
           fatal
             ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
-            : "is the Lakebase database running? (the app retried until its deadline)",
+            : tls
+              ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
+              : "is the Lakebase database running? (the app retried until its deadline)",
         );
       }
       log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${wait / 1000} s`);

@@ -422,6 +422,11 @@ describe("the runtime under faults", () => {
         /cannot connect to Lakebase .* as someone-else: .*(28P01|28000).* → check the app's database resource/,
       ],
       [
+        "TLS required but the server has none (PGSSLMODE=require against a server without TLS): no waiting",
+        { PGSSLMODE: "require" },
+        /cannot connect to Lakebase .*does not support SSL.* → check PGSSLMODE and PGHOST/,
+      ],
+      [
         "a database that does not exist",
         { PGDATABASE: "no_such_db" },
         /cannot connect to Lakebase .*no_such_db.*3D000/,

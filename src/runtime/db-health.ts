@@ -38,20 +38,20 @@ export class DatabaseHealth {
   }
 
   private async probe(): Promise<string | undefined> {
+    // The connection decides, not our clock: a credential that looks expired (clock skew) but still logs in
+    // is healthy; when the login fails and the credential is past its expiry, that is the reason to give.
     let problem: string | undefined;
-    if (this.credential.expired) {
-      problem = `the database credential expired at ${this.credential.expiresAt?.toISOString()} and could not be renewed${this.credential.lastRenewalError ? ` (${this.credential.lastRenewalError})` : ""}: new database connections fail`;
-    } else {
-      const client = new pg.Client({ ...this.config, connectionTimeoutMillis: this.timeoutMs });
-      client.on("error", () => {}); // the probe's own connection dropping is answered below
-      try {
-        await client.connect();
-        await client.query("SELECT 1");
-      } catch (err) {
-        problem = `cannot open a database connection: ${describePgError(err)}`;
-      } finally {
-        await client.end().catch(() => {});
-      }
+    const client = new pg.Client({ ...this.config, connectionTimeoutMillis: this.timeoutMs });
+    client.on("error", () => {}); // the probe's own connection dropping is answered below
+    try {
+      await client.connect();
+      await client.query("SELECT 1");
+    } catch (err) {
+      problem = this.credential.expired
+        ? `the database credential expired at ${this.credential.expiresAt?.toISOString()} and could not be renewed${this.credential.lastRenewalError ? ` (${this.credential.lastRenewalError})` : ""}: new database connections fail (${describePgError(err)})`
+        : `cannot open a database connection: ${describePgError(err)}`;
+    } finally {
+      await client.end().catch(() => {});
     }
     this.last = { at: Date.now(), problem };
     if (problem && this.reported !== problem) this.log.error(`unhealthy: ${problem}`);

@@ -68,6 +68,8 @@ export interface CurrentCheckInput {
   schema: string;
   toolVersion: string;
   overlayDir: string;
+  /** The ids of the patches this prepare applies, in order. */
+  patchIds: readonly string[];
 }
 
 export type CurrentCheck =
@@ -89,6 +91,12 @@ export function checkPreparedTree(input: CurrentCheckInput): CurrentCheck {
   if (m.repoUrl !== input.repoUrl) return stale(`the repository changed (was ${m.repoUrl})`);
   if (m.schema !== input.schema) return stale(`the schema changed (was ${m.schema})`);
   if (m.toolVersion !== input.toolVersion) return stale(`prepared by version ${m.toolVersion} of this tool`);
+  const recorded = (m.patches ?? []).map((p) => p.id).join(", ");
+  if (recorded !== input.patchIds.join(", ")) {
+    return stale(
+      `this copy of the tool patches differently (${input.patchIds.join(", ")}; the tree has ${recorded || "none"})`,
+    );
+  }
   const ref = input.ref.trim();
   if (ref !== m.requestedRef) {
     return stale(`the ref changed (was ${JSON.stringify(m.requestedRef || "newest release")})`);

@@ -5,6 +5,7 @@ import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
 import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { PATCH_IDS } from "../patches/ids.js";
 import type { Patch } from "../patches/index.js";
 import { TOOL_VERSION } from "../version.js";
 import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPlace } from "./build-dir.js";
@@ -134,6 +135,7 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
         schema: options.schema,
         toolVersion: options.toolVersion,
         overlayDir: options.overlayDir,
+        patchIds: options.patches?.map((p) => p.id) ?? PATCH_IDS,
       });
   if (check.state === "current") {
     log.info(`${buildDir} already holds ${check.manifest.resolvedRef}, unchanged: nothing to do`);

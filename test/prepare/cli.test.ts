@@ -218,6 +218,16 @@ describe("metamcp-databricks prepare", () => {
       "// edited\n",
     );
 
+    // Prepared by a copy of this tool with fewer patches (same version number): prepared again.
+    const manifestPath = path.join(d.buildDir, ".metamcp-databricks/manifest.json");
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { patches: { id: string }[] };
+    const newest = manifest.patches.pop()!.id;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const older = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d, false);
+    expect(older.exitCode, older.stderr).toBe(0);
+    expect(older.stderr).toContain("preparing again: this copy of the tool patches differently");
+    expect(older.stderr).toContain(`patch ${newest}:`);
+
     // --force prepares again anyway; --json prints the same manifest either way.
     const forced = await prepare(["--repo", upstream.url, "--ref", "v2.1.0", "--force"], d);
     const noop = await prepare(["--repo", upstream.url, "--ref", "v2.1.0"], d);

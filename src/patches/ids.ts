@@ -1,0 +1,12 @@
+/**
+ * The ids of every patch in PATCHES (index.ts), in order, without loading the patches (they bring the
+ * TypeScript compiler). `prepare` compares them with a tree's manifest to see that a newer copy of this
+ * tool patches differently, before any git or compiler work. A test keeps this list equal to PATCHES.
+ */
+export const PATCH_IDS: readonly string[] = [
+  "drizzle-schema",
+  "sql-migrations",
+  "drizzle-config",
+  "db-pool-credentials",
+  "backend-loopback",
+];

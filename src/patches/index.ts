@@ -1,6 +1,7 @@
 import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
+import { endpointIdentityPatch } from "./endpoint-identity.js";
 import type { Patch } from "./patch.js";
 import { sqlMigrationsPatch } from "./sql-migrations.js";
 
@@ -17,4 +18,5 @@ export const PATCHES: readonly Patch[] = [
   sqlMigrationsPatch,
   drizzleConfigPatch,
   dbPoolCredentialsPatch,
+  endpointIdentityPatch,
 ];

@@ -7,6 +7,11 @@ import { maskSecrets } from "../log/secrets.js";
 import { SupervisedChild } from "./children.js";
 import { CredentialKeeper } from "./credentials.js";
 import { clientConfig, connectWithRetry, ensureSchema, runMigrations, searchPathOption } from "./database.js";
+import {
+  describeEndpointIdentityTable,
+  endpointIdentityChildEnv,
+  ensureEndpointIdentityTable,
+} from "./endpoint-identity.js";
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
@@ -87,6 +92,7 @@ function childEnv(
     PGOPTIONS: searchPathOption(env.schema),
     // Settings newer MetaMCP reads (trusted origins, bootstrap off unless opted in): upstream-settings.ts.
     ...upstreamChildEnv(appUrl, process.env),
+    ...endpointIdentityChildEnv(process.env),
   };
 }
 
@@ -208,6 +214,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
               .map(([k, v]) => `${k}=${v} ms`)
               .join(", ")} (the Apps proxy cuts a request at 120 s)`
           : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
+      );
+      log.info(
+        describeEndpointIdentityTable(await ensureEndpointIdentityTable(client, env.schema), env.schema),
       );
     } finally {
       await client.end().catch(() => {});

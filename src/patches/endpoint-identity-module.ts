@@ -7,7 +7,7 @@
 
 /** Where MetaMCP's backend finds our module (relative to apps/backend/src). */
 export const ENDPOINT_IDENTITY_MODULE_FILE = "apps/backend/src/databricks-endpoint-identity.ts";
-/** idb's module (the trust decision and the user for an identity): interface file, point 1 and 2. */
+/** The identity module (the trust decision, the user for an identity), copied in by prepare from overlay/. */
 export const IDENTITY_MODULE_FILE = "apps/backend/src/databricks-identity.ts";
 /** Our table, in the custom schema, created by the runtime (src/runtime/endpoint-identity.ts). */
 export const ENDPOINT_IDENTITY_TABLE = "databricks_endpoint_identity";
@@ -219,73 +219,6 @@ export async function databricksEndpointIdentitySettings(
     if (!res.headersSent)
       sendJson(res, 500, { error: "Internal server error", message: error instanceof Error ? error.message : String(error) });
   }
-}
-`;
-}
-
-/**
- * A stand-in for idb's module (interface file, points 1 and 2), written ONLY when the tree has none (idb's
- * patch runs earlier and writes the real one). Same exports, same trust rule; users are found by email and
- * created with an account row `providerId = "databricks"` directly in MetaMCP's tables.
- */
-export function identityModuleStandIn(schema: string): string {
-  const users = `"${schema}"."users"`;
-  const accounts = `"${schema}"."accounts"`;
-  return `// Written by metamcp-databricks (patch endpoint-identity, stand-in for databricks-identity). NOT MetaMCP's code.
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import type { IncomingHttpHeaders } from "node:http";
-
-import { sql } from "drizzle-orm";
-
-import { db } from "./db/index";
-
-export interface DatabricksIdentity {
-  email: string;
-  name: string;
-  databricksUserId: string | null;
-}
-
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** The identity the Apps proxy asserted, when our router vouches for it (METAMCP_IDENTITY_SECRET). */
-export function trustedIdentity(headers: IncomingHttpHeaders): DatabricksIdentity | null {
-  const secret = process.env.METAMCP_IDENTITY_SECRET;
-  const sent = header(headers, "x-metamcp-identity-secret");
-  if (!secret || !sent) return null;
-  const a = Buffer.from(secret);
-  const b = Buffer.from(sent);
-  if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-  const email = header(headers, "x-forwarded-email")?.trim().toLowerCase();
-  if (!email) return null;
-  const name = header(headers, "x-forwarded-preferred-username")?.trim() || email.split("@")[0]!;
-  return { email, name, databricksUserId: header(headers, "x-forwarded-user")?.trim() || null };
-}
-
-// biome-ignore lint: the result type differs per drizzle driver
-const rowsOf = (result: any) => (Array.isArray(result) ? result : (result?.rows ?? []));
-
-export async function findOrCreateIdentityUser(
-  identity: DatabricksIdentity,
-  _ctxPath: string,
-): Promise<{ id: string; email: string; name: string }> {
-  const find = async () =>
-    rowsOf(await db.execute(sql\`SELECT id, email, name FROM \${sql.raw(${JSON.stringify(users)})} WHERE lower(email) = \${identity.email}\`))[0];
-  const existing = await find();
-  if (existing) return existing;
-  const id = randomBytes(16).toString("hex");
-  await db.execute(
-    sql\`INSERT INTO \${sql.raw(${JSON.stringify(users)})} (id, name, email, email_verified) VALUES (\${id}, \${identity.name}, \${identity.email}, true) ON CONFLICT DO NOTHING\`,
-  );
-  const user = await find();
-  if (user?.id === id) {
-    await db.execute(
-      sql\`INSERT INTO \${sql.raw(${JSON.stringify(accounts)})} (id, account_id, provider_id, user_id) VALUES (\${randomBytes(16).toString("hex")}, \${identity.databricksUserId ?? identity.email}, 'databricks', \${id})\`,
-    );
-  }
-  return user;
 }
 `;
 }

@@ -3,7 +3,6 @@ import {
   ENDPOINT_IDENTITY_ROUTE,
   endpointIdentityModule,
   IDENTITY_MODULE_FILE,
-  identityModuleStandIn,
 } from "./endpoint-identity-module.js";
 import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
 import { applyTextEdits, forget, parseTypeScript, syntaxErrors, type TextEdit } from "./text-edits.js";
@@ -17,6 +16,8 @@ import { Node, type SourceFile } from "./ts-morph.js";
  *   OpenAPI) first asks it: `if (await __databricksEndpointIdentity(req, res, next)) return;` — it answers
  *   only for an endpoint that accepts the identity and a request whose identity our router vouches for,
  *   else upstream's code runs unchanged;
+ * - it relies on `apps/backend/src/databricks-identity.ts` (overlay/, the `databricks-identity` patch's
+ *   module: `trustedIdentity`, `findOrCreateIdentityUser`); verify fails when it is missing;
  * - the backend entry mounts its small settings route (`GET|PUT /metamcp/_databricks/endpoint-identity/<name>`)
  *   right after `const app = express()`.
  *
@@ -212,11 +213,6 @@ export const endpointIdentityPatch: Patch = {
       tree.write(ENDPOINT_IDENTITY_MODULE_FILE, module);
       files.push({ path: ENDPOINT_IDENTITY_MODULE_FILE, edits: 1 });
     }
-    // idb's patch (earlier in the list) writes the real one; ours only fills the gap.
-    if (tree.read(IDENTITY_MODULE_FILE) === undefined) {
-      tree.write(IDENTITY_MODULE_FILE, identityModuleStandIn(ctx.schema));
-      files.push({ path: IDENTITY_MODULE_FILE, edits: 1 });
-    }
     return { files };
   },
   verify(tree, ctx) {
@@ -261,7 +257,7 @@ export const endpointIdentityPatch: Patch = {
     verifyParses(
       IDENTITY_MODULE_FILE,
       requireFile(tree, IDENTITY_MODULE_FILE, this.id, ctx),
-      ["export function trustedIdentity(", "findOrCreateIdentityUser"],
+      ["export function trustedIdentity(", "export async function findOrCreateIdentityUser("],
       ctx,
     );
   },

@@ -1,3 +1,4 @@
+import { databricksIdentityPatch } from "./databricks-identity.js";
 import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
@@ -18,5 +19,6 @@ export const PATCHES: readonly Patch[] = [
   sqlMigrationsPatch,
   drizzleConfigPatch,
   dbPoolCredentialsPatch,
+  databricksIdentityPatch,
   endpointIdentityPatch,
 ];

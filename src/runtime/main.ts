@@ -1,9 +1,10 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { isUserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
-import { maskSecrets } from "../log/secrets.js";
+import { maskSecrets, registerSecret } from "../log/secrets.js";
 import { SupervisedChild } from "./children.js";
 import { CredentialKeeper } from "./credentials.js";
 import { clientConfig, connectWithRetry, ensureSchema, runMigrations, searchPathOption } from "./database.js";
@@ -96,6 +97,16 @@ function childEnv(
   };
 }
 
+/**
+ * One random secret per start (docs/identity.md): our router stamps it on requests that carry the Apps
+ * proxy's identity, and the patched backend trusts those headers only with it. Never logged.
+ */
+export function newIdentitySecret(): string {
+  const secret = randomBytes(32).toString("hex");
+  registerSecret(secret);
+  return secret;
+}
+
 /** The app.yaml command: Lakebase credential, schema, migrations, then MetaMCP on the app's one port. */
 export async function runApp(runtimeDir: string): Promise<number> {
   const log = createLogger({ json: !process.stderr.isTTY, tag: "start" });
@@ -116,10 +127,12 @@ export async function runApp(runtimeDir: string): Promise<number> {
   );
   const children: SupervisedChild[] = [];
   let publicUrl: string | undefined;
+  const identitySecret = newIdentitySecret();
   const router = createRouter({
     backendPort: BACKEND_PORT,
     frontendPort: FRONTEND_PORT,
     publicUrl: () => publicUrl,
+    identitySecret,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -229,7 +242,11 @@ export async function runApp(runtimeDir: string): Promise<number> {
         command: process.execPath,
         args: ["dist/index.js"],
         cwd: backendDir,
-        env: childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+        // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
+        env: {
+          ...childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+          METAMCP_IDENTITY_SECRET: identitySecret,
+        },
       },
       createLogger({ json: !process.stderr.isTTY, tag: "backend" }),
     );

@@ -66,6 +66,22 @@ export function dropDatabricksCredentials(headers: IncomingHttpHeaders): void {
   delete headers["x-forwarded-access-token"];
 }
 
+/** The header our router stamps on requests that carry the Apps proxy's identity (docs/identity.md). */
+export const IDENTITY_SECRET_HEADER = "x-metamcp-identity-secret";
+
+/**
+ * Who vouches for the identity headers. MetaMCP trusts `X-Forwarded-Email` & co. only with the per-start
+ * secret only we and the backend know: stdio MCP servers MetaMCP runs in the same container can reach the
+ * backend port directly and must not be able to claim an identity. So any copy a client sent is dropped,
+ * and ours is added when the request carries the proxy's identity (the Apps proxy sets X-Forwarded-Email
+ * and drops client-sent copies; the local stand-in's proxy does the same).
+ */
+export function stampIdentitySecret(headers: IncomingHttpHeaders, secret: string | undefined): void {
+  delete headers[IDENTITY_SECRET_HEADER];
+  const email = headers["x-forwarded-email"];
+  if (secret && typeof email === "string" && email.trim() !== "") headers[IDENTITY_SECRET_HEADER] = secret;
+}
+
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0", "[::]"]);
 
 /**
@@ -102,6 +118,8 @@ export interface RouterOptions {
   frontendPort: number;
   /** The app's public origin (APP_URL), once known; redirects to internal listeners are rewritten onto it. */
   publicUrl?: () => string | undefined;
+  /** The per-start secret the backend child got as METAMCP_IDENTITY_SECRET (identity-interface). */
+  identitySecret?: string;
 }
 
 export function createRouter(options: RouterOptions): Router {
@@ -179,12 +197,14 @@ export function createRouter(options: RouterOptions): Router {
     const t = target(req.url ?? "/", req.method);
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
+    stampIdentitySecret(req.headers, options.identitySecret);
     proxy.web(req, res, { target: t.target });
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const t = target(req.url ?? "/");
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
+    stampIdentitySecret(req.headers, options.identitySecret);
     proxy.ws(req, socket, head, { target: t.target });
   });
   return router;

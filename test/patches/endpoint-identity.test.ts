@@ -13,7 +13,6 @@ import {
   ENDPOINT_IDENTITY_ROUTE,
   endpointIdentityModule,
   IDENTITY_MODULE_FILE,
-  identityModuleStandIn,
 } from "../../src/patches/endpoint-identity-module.js";
 import { MemoryTree, PATCHES } from "../../src/patches/index.js";
 import type { PrepareManifest } from "../../src/upstream/manifest.js";
@@ -30,10 +29,14 @@ import { tempDir } from "../support/tmp.js";
 const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
 const HOOK_LINE = "if (await __databricksEndpointIdentity(req, res, next)) return;";
 
+/** Our identity module as prepare copies it in (overlay/), which the patch's code imports. */
+const IDENTITY_MODULE = readFileSync(path.join(PROJECT_ROOT, "overlay", IDENTITY_MODULE_FILE), "utf8");
+
 function treeOf(form: MiddlewareForm, extra: Record<string, string> = {}): MemoryTree {
   return new MemoryTree({
     ...syntheticMiddleware(form),
     [BACKEND_ENTRY_FILE]: SYNTHETIC_BACKEND_ENTRY,
+    [IDENTITY_MODULE_FILE]: IDENTITY_MODULE,
     ...extra,
   });
 }
@@ -75,7 +78,6 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
         { path: file, edits: 2 },
         { path: BACKEND_ENTRY_FILE, edits: 2 },
         { path: ENDPOINT_IDENTITY_MODULE_FILE, edits: 1 },
-        { path: IDENTITY_MODULE_FILE, edits: 1 },
       ]);
       const after = tree.read(file)!;
       expect(firstStatementOfAuthenticate(after)).toBe(HOOK_LINE);
@@ -111,14 +113,13 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
     });
   }
 
-  it("keeps idb's identity module when the tree has one (its patch runs first), writes a stand-in only when absent", () => {
-    const theirs =
-      "export function trustedIdentity() { return null; }\nexport async function findOrCreateIdentityUser() {}\n";
-    const tree = treeOf("api-key-oauth", { [IDENTITY_MODULE_FILE]: theirs });
-    const result = endpointIdentityPatch.apply(tree, ctx);
-    expect(result.files.map((f) => f.path)).not.toContain(IDENTITY_MODULE_FILE);
-    expect(tree.read(IDENTITY_MODULE_FILE)).toBe(theirs);
-    endpointIdentityPatch.verify(tree, ctx);
+  it("needs the identity module (overlay/): verify fails loudly without it", () => {
+    const tree = treeOf("api-key-oauth");
+    endpointIdentityPatch.apply(tree, ctx);
+    const without = new MemoryTree(
+      Object.fromEntries(Object.entries(tree.toObject()).filter(([f]) => f !== IDENTITY_MODULE_FILE)),
+    );
+    expectDrift(() => endpointIdentityPatch.verify(without, ctx), IDENTITY_MODULE_FILE, /the file to exist/);
   });
 
   it("v2.0–v2.1 (keys checked inside each router, no endpoint owners): no change, and prepare is told the release lacks it", () => {
@@ -171,11 +172,11 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
 });
 
 describe("the code the patch writes", () => {
-  it("type-checks under strict TypeScript against the real drizzle-orm and pg types (as MetaMCP's db module exports them)", () => {
+  it("type-checks under strict TypeScript against the real drizzle-orm and pg types and our identity module (as MetaMCP's db module exports them)", () => {
     const dir = tempDir("mmdb-eid-tsc-");
     mkdirSync(path.join(dir, "db"));
     writeFileSync(path.join(dir, "databricks-endpoint-identity.ts"), endpointIdentityModule("metamcp_app"));
-    writeFileSync(path.join(dir, "databricks-identity.ts"), identityModuleStandIn("metamcp_app"));
+    writeFileSync(path.join(dir, "databricks-identity.ts"), IDENTITY_MODULE);
     // MetaMCP's db/index.ts exports `db = drizzle(pool, { schema })` (db-pool-credentials).
     writeFileSync(
       path.join(dir, "db/index.ts"),
@@ -232,13 +233,13 @@ describe("patch endpoint-identity on MetaMCP's real code", () => {
           const text = show(ref, f);
           if (text !== undefined) files[f] = text;
         }
-        const tree = new MemoryTree(files);
+        const tree = new MemoryTree({ ...files, [IDENTITY_MODULE_FILE]: IDENTITY_MODULE });
         const result = endpointIdentityPatch.apply(tree, { ...ctx, upstreamRef: ref });
         if (ref === "v2.0.0" || ref === "v2.1.1") {
           expect(result.note, ref).toBe(UNSUPPORTED_NOTE);
           continue;
         }
-        expect(result.files.length, ref).toBe(4);
+        expect(result.files.length, ref).toBe(3);
         endpointIdentityPatch.verify(tree, { ...ctx, upstreamRef: ref });
         const mw = result.files[0]!.path;
         expect(firstStatementOfAuthenticate(tree.read(mw)!), ref).toBe(HOOK_LINE);
@@ -271,7 +272,7 @@ describe("prepare with the endpoint-identity patch (the real CLI)", () => {
       cwd: root,
     });
     expect(ok.exitCode, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/patch {4}endpoint-identity {3}6 edit\(s\) in 4 file\(s\)/);
+    expect(ok.stdout).toMatch(/patch {4}endpoint-identity {3}5 edit\(s\) in 3 file\(s\)/);
     const manifest = JSON.parse(
       readFileSync(path.join(root, "out/.metamcp-databricks/manifest.json"), "utf8"),
     ) as PrepareManifest;
@@ -281,7 +282,6 @@ describe("prepare with the endpoint-identity patch (the real CLI)", () => {
         "apps/backend/src/middleware/api-key-auth.middleware.ts",
         BACKEND_ENTRY_FILE,
         ENDPOINT_IDENTITY_MODULE_FILE,
-        IDENTITY_MODULE_FILE,
       ].sort(),
     );
     expect(readFileSync(path.join(root, "out", ENDPOINT_IDENTITY_MODULE_FILE), "utf8")).toContain(

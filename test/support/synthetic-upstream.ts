@@ -30,6 +30,8 @@ export interface SyntheticUpstreamOptions {
   dir?: string;
   /** How each version's backend connects (default: `DB_INDEX_FORMS`, upstream's order). */
   dbIndexForm?: (version: string) => DbIndexForm | undefined;
+  /** The shape of each version's auth.ts (default: `AUTH_FORMS`, upstream's order). */
+  authForm?: (version: string) => AuthForm | undefined;
 }
 
 export interface SyntheticUpstream {
@@ -671,6 +673,79 @@ app.listen(12009, async () => {
 });
 `;
 
+/**
+ * The shapes of MetaMCP's `apps/backend/src/auth.ts` (written here from reading each tag, never copied):
+ * - `no-plugins` (v2.0.0–v2.1.1): no `plugins` option; the sign-up hook takes only `user` and one switch
+ *   (DISABLE_SIGNUP) refuses every new user;
+ * - `plugins` (v2.2.0–v2.4.13, v2.5.x): `plugins: [...(oidc ? [genericOAuth(...)] : [])]`, same hook;
+ * - `sso-hook` (v2.4.14 on): the hook tells SSO sign-ups (a path with `/callback/`) from email/password ones;
+ * - `unknown`: `auth` built some other way (drift).
+ */
+export type AuthForm = "no-plugins" | "plugins" | "sso-hook" | "unknown";
+
+export const AUTH_FORMS: Record<string, AuthForm> = {
+  "v2.0.0": "no-plugins",
+  "v2.1.0": "no-plugins",
+  "v2.2.0": "plugins",
+  "v2.4.0": "plugins",
+  "v2.4.1-docker-per-mcp": "plugins",
+};
+
+export function syntheticAuth(form: AuthForm): string {
+  const head = `import { betterAuth } from "better-auth";
+import { drizzleAdapter } from "better-auth/adapters/drizzle";
+${form === "no-plugins" ? "" : 'import { genericOAuth, GenericOAuthConfig } from "better-auth/plugins";\n'}
+import { db } from "./db/index";
+import * as schema from "./db/schema";
+import { configService } from "./lib/config.service";
+
+const oidcProviders${form === "no-plugins" ? "" : ": GenericOAuthConfig[]"} = [];
+`;
+  const hook =
+    form === "sso-hook"
+      ? `before: async (user, context) => {
+          const isSignupDisabled = await configService.isSignupDisabled();
+          const isSsoSignupDisabled = await configService.isSsoSignupDisabled();
+          const isSso = context?.path?.includes("/callback/") || context?.path?.includes("/oauth/");
+          if (isSso ? isSsoSignupDisabled : isSignupDisabled) {
+            throw new Error(isSso ? "New user registration via SSO/OAuth is currently disabled." : "New user registration is currently disabled.");
+          }
+          return { data: user };
+        }`
+      : `before: async (user) => {
+          if (await configService.isSignupDisabled()) {
+            throw new Error("New user registration is currently disabled.");
+          }
+          return { data: user };
+        }`;
+  const plugins =
+    form === "no-plugins"
+      ? ""
+      : `  plugins: [
+    // OIDC when configured
+    ...(oidcProviders.length > 0 ? [genericOAuth({ config: oidcProviders })] : []),
+  ],
+`;
+  const options = `{
+  secret: process.env.BETTER_AUTH_SECRET,
+  baseURL: process.env.APP_URL,
+  database: drizzleAdapter(db, { provider: "pg", schema: { user: schema.usersTable } }),
+${plugins}  emailAndPassword: { enabled: true },
+  databaseHooks: {
+    user: {
+      create: {
+        ${hook},
+      },
+    },
+  },
+}`;
+  const body =
+    form === "unknown"
+      ? `const options = ${options};\nexport const auth = betterAuth(options);\n`
+      : `export const auth = betterAuth(${options});\n`;
+  return `${head}\n${body}\nexport type Session = typeof auth.$Infer.Session;\n`;
+}
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -678,6 +753,7 @@ export function syntheticVersionFiles(
   spec: VersionSpec,
   marker?: string,
   dbIndexForm: DbIndexForm = DB_INDEX_FORMS[label] ?? "pool-ssl",
+  authForm: AuthForm = AUTH_FORMS[label] ?? "sso-hook",
   middlewareForm: MiddlewareForm = MIDDLEWARE_FORMS[label] ?? "api-key-oauth",
 ): Record<string, string> {
   const files: Record<string, string> = {
@@ -690,6 +766,7 @@ export function syntheticVersionFiles(
     "apps/backend/package.json": `${JSON.stringify({ name: "backend", type: "module", version: "1.0.0" }, null, 2)}\n`,
     "apps/backend/src/db/schema.ts": schemaSource(spec),
     "apps/backend/src/db/index.ts": syntheticDbIndex(dbIndexForm),
+    "apps/backend/src/auth.ts": syntheticAuth(authForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
     "apps/backend/src/index.ts": SYNTHETIC_BACKEND_ENTRY,
@@ -726,7 +803,14 @@ export function createSyntheticUpstream(options: SyntheticUpstreamOptions = {}):
   let written = new Set<string>();
   const commit = (label: string, migrations: Migration[], spec: VersionSpec): string => {
     const files = {
-      ...syntheticVersionFiles(label, migrations, spec, options.marker, options.dbIndexForm?.(label)),
+      ...syntheticVersionFiles(
+        label,
+        migrations,
+        spec,
+        options.marker,
+        options.dbIndexForm?.(label),
+        options.authForm?.(label),
+      ),
       ...options.extraFiles?.(label),
     };
     for (const old of written) if (!(old in files)) rmSync(path.join(dir, old), { force: true });

@@ -153,7 +153,7 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
 
   it("without the router's secret nobody is signed in and nothing is created", async () => {
     const before = (await db.query("SELECT count(*)::int AS n FROM users")).rows[0].n;
-    for (const headers of [
+    for (const headers of <Record<string, string>[]>[
       { "x-forwarded-email": "mallory@example.com" },
       { ...identity("mallory@example.com"), "x-metamcp-identity-secret": "b".repeat(64) },
       { ...identity("mallory@example.com"), "x-metamcp-identity-secret": "short" },
@@ -227,7 +227,10 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
     await import(pathToFileURL(path.join(dist, "auth.mjs")).href);
     const mod = (await import(pathToFileURL(path.join(dist, "databricks-identity.mjs")).href)) as {
       trustedIdentity(h: unknown): { email: string; name: string; databricksUserId: string | null } | null;
-      findOrCreateIdentityUser(i: { email: string; name: string; databricksUserId: string | null }): Promise<{
+      findOrCreateIdentityUser(
+        i: { email: string; name: string; databricksUserId: string | null },
+        ctxPath?: string,
+      ): Promise<{
         id: string;
         email: string;
       }>;

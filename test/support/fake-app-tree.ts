@@ -1,6 +1,7 @@
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { PROJECT_ROOT } from "./cli.js";
+import { IDENTITY_FRONTEND, writeAuthFiles } from "./fake-app-auth.js";
 
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
@@ -13,7 +14,10 @@ import { PROJECT_ROOT } from "./cli.js";
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
- * - metamcp/apps/frontend/server.js: redirects as MetaMCP on Next standalone does (see FRONTEND), else a page.
+ * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
+ *   mounted at /api/auth as upstream does (fake-app-auth.ts);
+ * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
+ *   (fake-app-auth.ts IDENTITY_FRONTEND), else a page.
  * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
  */
 
@@ -45,6 +49,7 @@ import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import pg from "pg";
 import { z } from "zod";
+import { handleAuth } from "./auth.mjs";
 
 const API_KEYS = new Set([${JSON.stringify(FAKE_METAMCP_API_KEY)}]);
 const ENDPOINTS = ${JSON.stringify(FAKE_ENDPOINTS)};
@@ -185,6 +190,7 @@ const server = createServer(async (req, res) => {
     res.end(JSON.stringify(body));
   };
   try {
+    if (url.pathname.startsWith("/api/auth")) return await handleAuth(req, res);
     const mcp = /^\/metamcp\/([^/]+)\/(mcp|sse|message)$/.exec(url.pathname);
     if (mcp) return await handleMcp(req, res, url, decodeURIComponent(mcp[1]), mcp[2], send);
     if (url.pathname === "/health" || url.pathname === "/metamcp/health") return send(200, { status: "ok" });
@@ -238,38 +244,8 @@ process.on("SIGTERM", () => {
 });
 `;
 
-/**
- * The frontend redirects as MetaMCP's middleware does on Next 15.4 standalone (measured on v2.4.22): a path
- * without a locale → 307 to `/en<path>`, a private page without a session → 307 to `/en/login?callbackUrl=…`,
- * each Location ABSOLUTE and built the way Next builds `request.url` (resolve-routes.js `initUrl`): the
- * scheme from X-Forwarded-Proto, the host `localhost` and the port it listens on, whatever Host or
- * X-Forwarded-Host the request carries. Pages show who the proxy says the user is.
- */
-const FRONTEND = String.raw`
-import { createServer } from "node:http";
-const port = Number(process.env.PORT);
-const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
-createServer((req, res) => {
-  const url = new URL(req.url, "http://x");
-  const proto = String(req.headers["x-forwarded-proto"] ?? "").includes("https") ? "https" : "http";
-  const nextOrigin = proto + "://localhost:" + port;
-  const redirect = (to) => {
-    res.writeHead(307, { location: to });
-    res.end();
-  };
-  const m = /^\/(en|zh)(\/.*)?$/.exec(url.pathname);
-  if (!m) return redirect(nextOrigin + "/en" + url.pathname + url.search);
-  const rest = m[2] || "/";
-  const session = /(?:^|;\s*)better-auth\.session_token=/.test(req.headers.cookie ?? "");
-  if (!PUBLIC.has(rest) && !session) return redirect(nextOrigin + "/en/login?callbackUrl=" + encodeURIComponent(rest));
-  const who = String(req.headers["x-forwarded-email"] ?? "nobody").replace(/[<>&"]/g, "");
-  res.writeHead(200, { "content-type": "text/html" });
-  res.end("<!doctype html><html><head><title>frontend " + url.pathname + "</title></head><body>" +
-    "<h1 id='page'>frontend " + url.pathname + "</h1><p id='who'>" + who + "</p>" +
-    "<a id='api-keys' href='/api-keys'>API keys</a> <a id='servers' href='/en/mcp-servers'>servers</a></body></html>");
-}).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
-process.on("SIGTERM", () => process.exit(0));
-`;
+/** The frontend: MetaMCP's redirects and its middleware's session check (fake-app-auth.ts). */
+const FRONTEND = IDENTITY_FRONTEND;
 
 const MIGRATION = `CREATE TABLE "notes" (
 \t"id" serial PRIMARY KEY NOT NULL,
@@ -297,6 +273,7 @@ export function createFakeAppTree(dir: string): string {
   copyFileSync(path.join(PROJECT_ROOT, "dist/runtime/start.mjs"), path.join(dir, "runtime/start.mjs"));
   writeFileSync(path.join(dir, "metamcp/package.json"), '{"type":"module"}\n');
   writeFileSync(path.join(be, "dist/index.js"), BACKEND);
+  writeAuthFiles(be);
   writeFileSync(path.join(fe, "server.js"), FRONTEND);
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);
@@ -309,6 +286,7 @@ export function createFakeAppTree(dir: string): string {
         entries: [
           { idx: 0, version: "7", when: 1750000000000, tag: "0000_notes", breakpoints: true },
           { idx: 1, version: "7", when: 1750000001000, tag: "0001_config", breakpoints: true },
+          { idx: 2, version: "7", when: 1750000002000, tag: "0002_auth", breakpoints: true },
         ],
       },
       null,

@@ -2,6 +2,7 @@ import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { PROJECT_ROOT } from "./cli.js";
 import { IDENTITY_FRONTEND, writeAuthFiles } from "./fake-app-auth.js";
+import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
 
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
@@ -32,7 +33,8 @@ export const FAKE_METAMCP_API_KEY = "sk_mt_TestKey_fake-app-tree";
  * - `demo`: API-key auth on, OAuth off (upstream's default for a new endpoint);
  * - `demo-qp`: API-key auth on and `use_query_param_auth` (so `?api_key=` counts);
  * - `open`: no auth at all.
- * An unknown name answers upstream's lookupEndpoint 404.
+ * An unknown name answers upstream's lookupEndpoint 404. They are rows of the fake's `endpoints` table
+ * (fake-app-endpoints.ts FAKE_ENDPOINT_ROWS, which also gives their uuids); tests may add more there.
  */
 export const FAKE_ENDPOINTS = {
   demo: { enable_api_key_auth: true, enable_oauth: false, use_query_param_auth: false },
@@ -50,9 +52,10 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import pg from "pg";
 import { z } from "zod";
 import { handleAuth } from "./auth.mjs";
+// OUR module as the endpoint-identity patch writes it (fake-app-endpoints.ts).
+import { acceptDatabricksIdentity, databricksEndpointIdentitySettings } from "./databricks-endpoint-identity.mjs";
 
 const API_KEYS = new Set([${JSON.stringify(FAKE_METAMCP_API_KEY)}]);
-const ENDPOINTS = ${JSON.stringify(FAKE_ENDPOINTS)};
 
 const passwordFromFile = () => readFileSync(process.env.METAMCP_PG_PASSWORD_FILE, "utf8").trim();
 const pool = new pg.Pool({
@@ -93,7 +96,14 @@ function authenticate(req, res, url, name, endpoint, send) {
       supported_methods: ["X-API-Key header", "query parameter (api_key or apikey)"], timestamp: now() });
     return undefined;
   }
-  if (API_KEYS.has(token)) return { method: "api_key", source };
+  if (API_KEYS.has(token)) {
+    // upstream's checkApiKeyAccess: the fake's key is a public key (user_id null).
+    if (endpoint.user_id !== null) {
+      send(403, { error: "Access denied", message: "Public API keys cannot access private endpoints. Use a private API key owned by the endpoint owner.", timestamp: now() });
+      return undefined;
+    }
+    return { method: "api_key", source };
+  }
   const id = (req.socket.remoteAddress || "unknown") + ":" + name;
   touch(id, true);
   if (touch(id, false)) {
@@ -117,7 +127,7 @@ async function toolTimeoutMs() {
 
 const SEEN = ["host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-email", "x-forwarded-user",
   "x-forwarded-preferred-username", "x-real-ip", "x-request-id", "x-forwarded-access-token"];
-function newMcpServer() {
+function newMcpServer(authInfo = {}) {
   const s = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
   s.registerTool("echo", { description: "Answers with the text it got", inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: "text", text }] }));
@@ -141,6 +151,10 @@ function newMcpServer() {
       seen.authorization = !auth ? "absent" : API_KEYS.has(String(auth).replace(/^Bearer /, "")) ? "metamcp-key" : "other";
       seen["x-api-key"] = h["x-api-key"] ? (API_KEYS.has(h["x-api-key"]) ? "metamcp-key" : "other") : "absent";
       seen.toolTimeoutMs = await toolTimeoutMs();
+      // How the request that opened this session authenticated (upstream's request fields).
+      seen.authMethod = authInfo.authMethod ?? "none";
+      seen.apiKeyUserId = authInfo.apiKeyUserId ?? null;
+      seen.databricksIdentity = authInfo.databricksIdentity ?? null;
       return { content: [{ type: "text", text: JSON.stringify(seen) }] };
     });
   return s;
@@ -149,16 +163,28 @@ function newMcpServer() {
 const httpSessions = new Map();
 const sseSessions = new Map();
 async function handleMcp(req, res, url, name, kind, send) {
-  const endpoint = ENDPOINTS[name];
+  // upstream's lookupEndpoint: the endpoint row by name.
+  const found = await pool.query("SELECT uuid, name, user_id, enable_api_key_auth, enable_oauth, use_query_param_auth FROM endpoints WHERE name = $1", [name]);
+  const endpoint = found.rows[0];
   if (!endpoint) return send(404, { error: "Endpoint not found", message: "No endpoint found with name: " + name, timestamp: now() });
-  if (!authenticate(req, res, url, name, endpoint, send)) return;
+  req.endpoint = endpoint;
+  // authenticateApiKey as patched: our check first, then upstream's unchanged.
+  let passed = false;
+  if (await acceptDatabricksIdentity(req, res, () => { passed = true; })) {
+    if (!passed) return;
+  } else {
+    const result = authenticate(req, res, url, name, endpoint, send);
+    if (!result) return;
+    if (result.method === "api_key") req.authMethod = "api_key";
+  }
+  const authInfo = { authMethod: req.authMethod, apiKeyUserId: req.apiKeyUserId, databricksIdentity: req.databricksIdentity };
   const sid = req.headers["mcp-session-id"];
   if (kind === "mcp" && req.method === "POST" && !sid) {
     const id = randomUUID();
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
     httpSessions.set(id, transport);
     transport.onclose = () => httpSessions.delete(id);
-    await newMcpServer().connect(transport);
+    await newMcpServer(authInfo).connect(transport);
     return transport.handleRequest(req, res);
   }
   if (kind === "mcp" && ["GET", "POST", "DELETE"].includes(req.method)) {
@@ -173,7 +199,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new SSEServerTransport("/metamcp/" + name + "/message", res);
     sseSessions.set(transport.sessionId, transport);
     transport.onclose = () => sseSessions.delete(transport.sessionId);
-    return newMcpServer().connect(transport);
+    return newMcpServer(authInfo).connect(transport);
   }
   if (kind === "message" && req.method === "POST") {
     const transport = sseSessions.get(url.searchParams.get("sessionId"));
@@ -191,6 +217,12 @@ const server = createServer(async (req, res) => {
   };
   try {
     if (url.pathname.startsWith("/api/auth")) return await handleAuth(req, res);
+    // index.ts as patched: app.use("/metamcp/_databricks/endpoint-identity", ...) (Express strips the mount path).
+    const SETTINGS = "/metamcp/_databricks/endpoint-identity";
+    if (url.pathname === SETTINGS || url.pathname.startsWith(SETTINGS + "/")) {
+      req.url = req.url.slice(SETTINGS.length) || "/";
+      return await databricksEndpointIdentitySettings(req, res);
+    }
     const mcp = /^\/metamcp\/([^/]+)\/(mcp|sse|message)$/.exec(url.pathname);
     if (mcp) return await handleMcp(req, res, url, decodeURIComponent(mcp[1]), mcp[2], send);
     if (url.pathname === "/health" || url.pathname === "/metamcp/health") return send(200, { status: "ok" });
@@ -274,6 +306,7 @@ export function createFakeAppTree(dir: string): string {
   writeFileSync(path.join(dir, "metamcp/package.json"), '{"type":"module"}\n');
   writeFileSync(path.join(be, "dist/index.js"), BACKEND);
   writeAuthFiles(be);
+  writeEndpointIdentityFiles(be);
   writeFileSync(path.join(fe, "server.js"), FRONTEND);
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);
@@ -287,6 +320,7 @@ export function createFakeAppTree(dir: string): string {
           { idx: 0, version: "7", when: 1750000000000, tag: "0000_notes", breakpoints: true },
           { idx: 1, version: "7", when: 1750000001000, tag: "0001_config", breakpoints: true },
           { idx: 2, version: "7", when: 1750000002000, tag: "0002_auth", breakpoints: true },
+          { idx: 3, version: "7", when: 1750000003000, tag: "0003_endpoints", breakpoints: true },
         ],
       },
       null,

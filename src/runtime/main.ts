@@ -127,6 +127,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     frontendPort: FRONTEND_PORT,
     publicUrl: () => publicUrl,
     identitySecret,
+    warn: (message) => log.warn(message),
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

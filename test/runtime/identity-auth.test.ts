@@ -10,6 +10,12 @@ import { waitFor } from "../../src/local/wait.js";
 import { createLogger } from "../../src/log/logger.js";
 import { ensureSchema, runMigrations, searchPathOption } from "../../src/runtime/database.js";
 import { createRouter, type Router } from "../../src/runtime/router.js";
+import {
+  applyEmailSignupDefault,
+  backendSeparatesSsoSignup,
+  emailSignupSetting,
+  OUR_SIGNUP_DESCRIPTION,
+} from "../../src/runtime/upstream-settings.js";
 import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
@@ -296,6 +302,44 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
     ).rejects.toThrow(/New user registration via SSO\/OAuth is currently disabled/);
     await db.query("DELETE FROM config WHERE id = 'DISABLE_SSO_SIGNUP'");
   });
+  it("email/password sign-up off by default: MetaMCP's own switch set once, an admin's choice kept, `on` takes ours back", async () => {
+    onTestFinished(async () => {
+      await db.query("DELETE FROM config WHERE id = 'DISABLE_SIGNUP'");
+    });
+    expect(emailSignupSetting({})).toBe("off");
+    expect(emailSignupSetting({ METAMCP_EMAIL_SIGNUP: "on" })).toBe("on");
+    expect(backendSeparatesSsoSignup(path.join(work, "app/metamcp/apps/backend"))).toBe(true);
+    expect(backendSeparatesSsoSignup(path.join(work, "nowhere"))).toBe(false);
+    const row = async () =>
+      (await db.query("SELECT value, description FROM config WHERE id = 'DISABLE_SIGNUP'")).rows[0];
+
+    // A release with one switch for every user: left alone (it would lock workspace identities out).
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", false)).toBe("one-switch");
+    expect(await row()).toBeUndefined();
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("disabled");
+    expect(await row()).toEqual({ value: "true", description: OUR_SIGNUP_DESCRIPTION });
+    // Email sign-up now refused by MetaMCP itself; identities still get in.
+    const email = await fetch(`${base}/api/auth/sign-up/email`, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: base },
+      body: JSON.stringify({ email: "form@example.com", password: "correct-horse-1", name: "Form" }),
+    });
+    expect(email.status).toBe(422);
+    expect((await signIn(identity("after-default@example.com"))).status).toBe(200);
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("kept");
+    expect(await applyEmailSignupDefault(db, SCHEMA, "on", true)).toBe("opened");
+    expect(await row()).toBeUndefined();
+
+    // An admin saved the switch in MetaMCP's settings (upstream writes its own description): never ours to undo.
+    await db.query(
+      "INSERT INTO config (id, value, description) VALUES ('DISABLE_SIGNUP', 'false', 'Whether new user signup is disabled')",
+    );
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("kept");
+    expect(await applyEmailSignupDefault(db, SCHEMA, "on", true)).toBe("untouched");
+    expect((await row()).value).toBe("false");
+    expect(await applyEmailSignupDefault(db, "no_such_schema", "off", true)).toBe("no-config");
+  });
+
   describe("through our router: the first page is already signed in", () => {
     // What the Apps proxy adds to every request of a signed-in person.
     const proxy = (email: string, name: string) => ({

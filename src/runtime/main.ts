@@ -16,7 +16,13 @@ import {
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
-import { upstreamChildEnv } from "./upstream-settings.js";
+import {
+  applyEmailSignupDefault,
+  backendSeparatesSsoSignup,
+  describeSignupOutcome,
+  emailSignupSetting,
+  upstreamChildEnv,
+} from "./upstream-settings.js";
 import { WorkspaceClient } from "./workspace-client.js";
 
 const SHUTDOWN_BUDGET_MS = 15_000;
@@ -133,6 +139,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     frontendPort: FRONTEND_PORT,
     publicUrl: () => publicUrl,
     identitySecret,
+    warn: (message) => log.warn(message),
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -228,6 +235,13 @@ export async function runApp(runtimeDir: string): Promise<number> {
               .join(", ")} (the Apps proxy cuts a request at 120 s)`
           : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
       );
+      const signup = await applyEmailSignupDefault(
+        client,
+        env.schema,
+        emailSignupSetting(process.env),
+        backendSeparatesSsoSignup(backendDir),
+      );
+      log.info(describeSignupOutcome(signup));
       log.info(
         describeEndpointIdentityTable(await ensureEndpointIdentityTable(client, env.schema), env.schema),
       );

@@ -8,6 +8,7 @@ import {
 } from "node:http";
 import type { Socket } from "node:net";
 import { createProxyServer } from "http-proxy-3";
+import { createIdentitySignIn, type IdentitySignIn, stampIdentitySecret } from "./identity-signin.js";
 
 /**
  * The one listener on DATABRICKS_APP_PORT. MetaMCP's API and MCP paths go straight to the backend
@@ -66,22 +67,6 @@ export function dropDatabricksCredentials(headers: IncomingHttpHeaders): void {
   delete headers["x-forwarded-access-token"];
 }
 
-/** The header our router stamps on requests that carry the Apps proxy's identity (docs/identity.md). */
-export const IDENTITY_SECRET_HEADER = "x-metamcp-identity-secret";
-
-/**
- * Who vouches for the identity headers. MetaMCP trusts `X-Forwarded-Email` & co. only with the per-start
- * secret only we and the backend know: stdio MCP servers MetaMCP runs in the same container can reach the
- * backend port directly and must not be able to claim an identity. So any copy a client sent is dropped,
- * and ours is added when the request carries the proxy's identity (the Apps proxy sets X-Forwarded-Email
- * and drops client-sent copies; the local stand-in's proxy does the same).
- */
-export function stampIdentitySecret(headers: IncomingHttpHeaders, secret: string | undefined): void {
-  delete headers[IDENTITY_SECRET_HEADER];
-  const email = headers["x-forwarded-email"];
-  if (secret && typeof email === "string" && email.trim() !== "") headers[IDENTITY_SECRET_HEADER] = secret;
-}
-
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0", "[::]"]);
 
 /**
@@ -107,6 +92,41 @@ export function publicLocation(
   return publicOrigin ? `${publicOrigin.replace(/\/+$/, "")}${path}` : path;
 }
 
+/** Set-Cookie of a session the router opened for a request, added to that request's answer. */
+const identityCookies = new WeakMap<IncomingMessage, string[]>();
+
+function addIdentityCookies(proxyRes: IncomingMessage, req: IncomingMessage): void {
+  const extra = identityCookies.get(req);
+  if (!extra?.length) return;
+  const own = proxyRes.headers["set-cookie"] ?? [];
+  // The app's own cookies come last: if it set a session cookie itself, that one is the newer.
+  proxyRes.headers["set-cookie"] = [...extra, ...own];
+}
+
+/** Signs the proxy's identity in to MetaMCP when the page request needs it, then forwards (or redirects). */
+async function forwardSignedIn(
+  identity: IdentitySignIn,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: string,
+  forward: () => void,
+): Promise<void> {
+  const q = url.indexOf("?");
+  const pathname = q < 0 ? url : url.slice(0, q);
+  const result = await identity.prepare(req, pathname, q < 0 ? "" : url.slice(q));
+  if (result?.redirect) {
+    res.writeHead(302, {
+      location: result.redirect,
+      "set-cookie": result.setCookies,
+      "cache-control": "no-store",
+    });
+    res.end();
+    return;
+  }
+  if (result?.setCookies.length) identityCookies.set(req, result.setCookies);
+  if (!res.destroyed) forward();
+}
+
 export interface Router {
   server: Server;
   ready: boolean;
@@ -118,8 +138,10 @@ export interface RouterOptions {
   frontendPort: number;
   /** The app's public origin (APP_URL), once known; redirects to internal listeners are rewritten onto it. */
   publicUrl?: () => string | undefined;
-  /** The per-start secret the backend child got as METAMCP_IDENTITY_SECRET (identity-interface). */
+  /** The per-start secret the backend child got as METAMCP_IDENTITY_SECRET (docs/identity.md). */
   identitySecret?: string;
+  /** Where identity sign-in warnings go (a refused sign-in, an unreachable backend). */
+  warn?: (message: string) => void;
 }
 
 export function createRouter(options: RouterOptions): Router {
@@ -150,11 +172,15 @@ export function createRouter(options: RouterOptions): Router {
     const own = listening && typeof listening === "object" ? [listening.port] : [];
     return [options.backendPort, options.frontendPort, ...own];
   };
-  proxy.on("proxyRes", (proxyRes) => {
+  proxy.on("proxyRes", (proxyRes, req) => {
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
+    addIdentityCookies(proxyRes, req);
   });
+  const identity = options.identitySecret
+    ? createIdentitySignIn({ backendPort: options.backendPort, warn: options.warn })
+    : undefined;
   const sockets = new Set<Socket>();
   const router: Router = {
     server: createServer(),
@@ -194,11 +220,14 @@ export function createRouter(options: RouterOptions): Router {
       res.end("MetaMCP is starting");
       return;
     }
-    const t = target(req.url ?? "/", req.method);
+    const original = req.url ?? "/";
+    const t = target(original, req.method);
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
     stampIdentitySecret(req.headers, options.identitySecret);
-    proxy.web(req, res, { target: t.target });
+    if (identity && routeFor(original, req.method) === "frontend")
+      void forwardSignedIn(identity, req, res, original, () => proxy.web(req, res, { target: t.target }));
+    else proxy.web(req, res, { target: t.target });
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const t = target(req.url ?? "/");

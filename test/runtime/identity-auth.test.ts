@@ -9,6 +9,13 @@ import { freePort } from "../../src/local/postgres.js";
 import { waitFor } from "../../src/local/wait.js";
 import { createLogger } from "../../src/log/logger.js";
 import { ensureSchema, runMigrations, searchPathOption } from "../../src/runtime/database.js";
+import { createRouter, type Router } from "../../src/runtime/router.js";
+import {
+  applyEmailSignupDefault,
+  backendSeparatesSsoSignup,
+  emailSignupSetting,
+  OUR_SIGNUP_DESCRIPTION,
+} from "../../src/runtime/upstream-settings.js";
 import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
@@ -28,6 +35,10 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
   let backend: ChildProcess;
   let base: string;
   let db: pg.Client;
+  let frontend: ChildProcess;
+  let router: Router;
+  let app: string;
+  const warnings: string[] = [];
   let output = "";
   const password = "role-password-1";
 
@@ -98,9 +109,39 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
     ).catch((err) => {
       throw new Error(`${(err as Error).message}\n${output}`);
     });
+    // MetaMCP's frontend (fake, checking sessions as upstream's middleware does) and OUR router in front.
+    const frontendPort = await freePort();
+    frontend = spawn(process.execPath, ["server.js"], {
+      cwd: path.join(work, "app/metamcp/apps/frontend"),
+      env: {
+        PATH: process.env.PATH,
+        PORT: String(frontendPort),
+        HOSTNAME: "127.0.0.1",
+        FAKE_BACKEND_PORT: String(port),
+      },
+      stdio: "ignore",
+    });
+    await waitFor(
+      async () =>
+        (await fetch(`http://127.0.0.1:${frontendPort}/en/`).catch(() => undefined))?.ok ? true : undefined,
+      { timeoutMs: 30_000, what: "the fake frontend" },
+    );
+    router = createRouter({
+      backendPort: port,
+      frontendPort,
+      publicUrl: () => base,
+      identitySecret: SECRET,
+      warn: (m) => warnings.push(m),
+    });
+    router.ready = true;
+    const routerPort = await freePort();
+    await new Promise<void>((r) => router.server.listen(routerPort, "127.0.0.1", () => r()));
+    app = `http://127.0.0.1:${routerPort}`;
   }, 120_000);
 
   afterAll(async () => {
+    await router?.close(100);
+    frontend?.kill("SIGTERM");
     backend?.kill("SIGTERM");
     await db?.end().catch(() => {});
     await pgs?.stop();
@@ -260,5 +301,142 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
       mod.findOrCreateIdentityUser({ email: "late@example.com", name: "late", databricksUserId: null }),
     ).rejects.toThrow(/New user registration via SSO\/OAuth is currently disabled/);
     await db.query("DELETE FROM config WHERE id = 'DISABLE_SSO_SIGNUP'");
+  });
+  it("email/password sign-up off by default: MetaMCP's own switch set once, an admin's choice kept, `on` takes ours back", async () => {
+    onTestFinished(async () => {
+      await db.query("DELETE FROM config WHERE id = 'DISABLE_SIGNUP'");
+    });
+    expect(emailSignupSetting({})).toBe("off");
+    expect(emailSignupSetting({ METAMCP_EMAIL_SIGNUP: "on" })).toBe("on");
+    expect(backendSeparatesSsoSignup(path.join(work, "app/metamcp/apps/backend"))).toBe(true);
+    expect(backendSeparatesSsoSignup(path.join(work, "nowhere"))).toBe(false);
+    const row = async () =>
+      (await db.query("SELECT value, description FROM config WHERE id = 'DISABLE_SIGNUP'")).rows[0];
+
+    // A release with one switch for every user: left alone (it would lock workspace identities out).
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", false)).toBe("one-switch");
+    expect(await row()).toBeUndefined();
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("disabled");
+    expect(await row()).toEqual({ value: "true", description: OUR_SIGNUP_DESCRIPTION });
+    // Email sign-up now refused by MetaMCP itself; identities still get in.
+    const email = await fetch(`${base}/api/auth/sign-up/email`, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: base },
+      body: JSON.stringify({ email: "form@example.com", password: "correct-horse-1", name: "Form" }),
+    });
+    expect(email.status).toBe(422);
+    expect((await signIn(identity("after-default@example.com"))).status).toBe(200);
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("kept");
+    expect(await applyEmailSignupDefault(db, SCHEMA, "on", true)).toBe("opened");
+    expect(await row()).toBeUndefined();
+
+    // An admin saved the switch in MetaMCP's settings (upstream writes its own description): never ours to undo.
+    await db.query(
+      "INSERT INTO config (id, value, description) VALUES ('DISABLE_SIGNUP', 'false', 'Whether new user signup is disabled')",
+    );
+    expect(await applyEmailSignupDefault(db, SCHEMA, "off", true)).toBe("kept");
+    expect(await applyEmailSignupDefault(db, SCHEMA, "on", true)).toBe("untouched");
+    expect((await row()).value).toBe("false");
+    expect(await applyEmailSignupDefault(db, "no_such_schema", "off", true)).toBe("no-config");
+  });
+
+  describe("through our router: the first page is already signed in", () => {
+    // What the Apps proxy adds to every request of a signed-in person.
+    const proxy = (email: string, name: string) => ({
+      "x-forwarded-email": email,
+      "x-forwarded-preferred-username": name,
+      "x-forwarded-user": `${name.length}@ws`,
+    });
+    const page = async (p: string, headers: Record<string, string>) => {
+      const res = await fetch(`${app}${p}`, { headers, redirect: "manual" });
+      const html = await res.text();
+      return {
+        res,
+        html,
+        user: /<p id='user'>([^<]*)<\/p>/.exec(html)?.[1],
+        cookie: cookieOf(res),
+      };
+    };
+
+    it("a private page on the first visit: answered signed in as the proxy's identity, cookie handed to the browser", async () => {
+      const first = await page("/en/mcp-servers", proxy("hedy@example.com", "Hedy Lamarr"));
+      expect(first.res.status).toBe(200);
+      expect(first.user).toBe("hedy@example.com");
+      expect(first.cookie).toBeDefined();
+      // The browser now holds that session: next pages need no new one.
+      const again = await page("/en/api-keys", {
+        ...proxy("hedy@example.com", "Hedy Lamarr"),
+        cookie: first.cookie!,
+      });
+      expect(again.user).toBe("hedy@example.com");
+      expect(again.res.headers.getSetCookie()).toEqual([]);
+      expect((await db.query("SELECT name FROM users WHERE email = 'hedy@example.com'")).rows).toEqual([
+        { name: "Hedy Lamarr" },
+      ]);
+    });
+
+    it("a cookie of another identity never wins: the proxy's identity gets its own session", async () => {
+      const hedy = await page("/en/mcp-servers", proxy("hedy@example.com", "Hedy Lamarr"));
+      const other = await page("/en/mcp-servers", {
+        ...proxy("alan@example.com", "Alan Turing"),
+        cookie: hedy.cookie!,
+      });
+      expect(other.user).toBe("alan@example.com");
+      expect(other.cookie).toBeDefined();
+      expect(other.cookie).not.toBe(hedy.cookie);
+    });
+
+    it("MetaMCP's login page sends a signed-in identity on to where it was going (same origin only)", async () => {
+      const login = await page("/en/login?callbackUrl=%2Fapi-keys", proxy("hedy@example.com", "Hedy Lamarr"));
+      expect(login.res.status).toBe(302);
+      expect(login.res.headers.get("location")).toBe("/api-keys");
+      expect(login.cookie).toBeDefined();
+      for (const evil of ["//evil.example.com/x", "https://evil.example.com/", "/\\evil.example.com"]) {
+        const r = await page(
+          `/login?callbackUrl=${encodeURIComponent(evil)}`,
+          proxy("hedy@example.com", "Hedy Lamarr"),
+        );
+        expect(r.res.headers.get("location")).toBe("/");
+      }
+    });
+
+    it("without the proxy's identity nothing is signed in: MetaMCP's own login, as upstream", async () => {
+      const r = await page("/en/mcp-servers", {});
+      expect(r.res.status).toBe(307);
+      expect(r.res.headers.get("location")).toContain("/en/login?callbackUrl=");
+      const login = await page("/en/login", {});
+      expect(login.html).toContain("id='login-form'");
+      // A client's own copy of the secret header never reaches MetaMCP.
+      const seen = await fetch(`${app}/metamcp/headers`, {
+        headers: { "x-metamcp-identity-secret": SECRET },
+      });
+      expect(((await seen.json()) as Record<string, string>)["x-metamcp-identity-secret"]).toBeUndefined();
+    });
+
+    it("static files and API calls are forwarded untouched (no sign-in round trip)", async () => {
+      const before = (await db.query("SELECT count(*)::int AS n FROM sessions")).rows[0].n;
+      await fetch(`${app}/favicon.ico`, { headers: proxy("hedy@example.com", "Hedy Lamarr") });
+      await fetch(`${app}/_next/static/x`, { headers: proxy("hedy@example.com", "Hedy Lamarr") });
+      const echoed = await fetch(`${app}/metamcp/headers`, {
+        headers: proxy("hedy@example.com", "Hedy Lamarr"),
+      });
+      // The backend sees the proxy's identity with the router's stamp: MCP requests can trust it.
+      expect(((await echoed.json()) as Record<string, string>)["x-metamcp-identity-secret"]).toBe(SECRET);
+      expect((await db.query("SELECT count(*)::int AS n FROM sessions")).rows[0].n).toBe(before);
+    });
+
+    it("a refused sign-in (SSO sign-up disabled) leaves MetaMCP's login, with the reason in the app's log", async () => {
+      await setConfig("DISABLE_SSO_SIGNUP", "true");
+      onTestFinished(async () => {
+        await db.query("DELETE FROM config WHERE id = 'DISABLE_SSO_SIGNUP'");
+      });
+      const r = await page("/en/mcp-servers", proxy("stranger@example.com", "Stranger"));
+      expect(r.res.status).toBe(307);
+      expect(r.res.headers.get("location")).toContain("/en/login");
+      expect(warnings.join("\n")).toContain(
+        "could not sign stranger@example.com in to MetaMCP (403): MetaMCP refused to create a user for stranger@example.com: New user registration via SSO/OAuth is currently disabled.",
+      );
+      expect(warnings.join("\n")).not.toContain(SECRET);
+    });
   });
 });

@@ -203,10 +203,12 @@ export const IDENTITY_FRONTEND = String.raw`
 import { createServer } from "node:http";
 const port = Number(process.env.PORT);
 const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
+// Upstream hard-codes localhost:12009; a parameter here only so tests can run beside each other.
+const backendPort = Number(process.env.FAKE_BACKEND_PORT ?? 12009);
 const esc = (s) => String(s ?? "").replace(/[<>&"']/g, "");
 async function sessionOf(cookie) {
   try {
-    const r = await fetch("http://localhost:12009/api/auth/get-session", { headers: { cookie: cookie ?? "" } });
+    const r = await fetch("http://localhost:" + backendPort + "/api/auth/get-session", { headers: { cookie: cookie ?? "" } });
     return r.ok ? await r.json() : null;
   } catch {
     return null;

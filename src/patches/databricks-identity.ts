@@ -173,7 +173,7 @@ export const databricksIdentityPatch: Patch = {
     if (out.text !== text) tree.write(AUTH_FILE, out.text);
     return {
       files: out.edits ? [{ path: AUTH_FILE, edits: out.edits }] : [],
-      counts: { "separate SSO sign-up switch": separatesSsoSignup(text) ? 1 : 0 },
+      counts: { "SSO-aware sign-up hook": separatesSsoSignup(text) ? 1 : 0 },
     };
   },
   verify(tree, ctx) {

@@ -96,10 +96,18 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
     known.set(cookie, { email, until: Date.now() + CACHE_MS });
   };
 
-  /** Whose session this cookie is, as the backend says (upstream's middleware asks the same way). */
-  const sessionEmail = async (headers: IncomingHttpHeaders, cookie: string): Promise<string | undefined> => {
+  /**
+   * Whose session this cookie is, as the backend says (upstream's middleware asks the same way). `fresh`:
+   * not from the cache (on the login page, where MetaMCP sends a browser whose session it does not accept).
+   */
+  const sessionEmail = async (
+    headers: IncomingHttpHeaders,
+    cookie: string,
+    fresh: boolean,
+  ): Promise<string | undefined> => {
     const hit = known.get(cookie);
-    if (hit && hit.until > Date.now()) return hit.email;
+    if (!fresh && hit && hit.until > Date.now()) return hit.email;
+    known.delete(cookie);
     const res = await fetch(`${backend}/api/auth/get-session`, {
       headers: { cookie: headers.cookie ?? "" },
       signal: AbortSignal.timeout(10_000),
@@ -156,6 +164,15 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
 
   return {
     /**
+     * MetaMCP's sign-out (`POST /api/auth/sign-out`) ends the session in its database; forget what we knew of
+     * the cookie. (Upstream's /api/auth mount passes on only the last Set-Cookie of an answer, so the browser
+     * may keep sending the dead cookie: it must not pass for signed in.)
+     */
+    forget(cookieHeader: string | undefined): void {
+      const cookie = sessionCookieValue(cookieHeader);
+      if (cookie) known.delete(cookie);
+    },
+    /**
      * For a page request that carries the proxy's identity (and our stamp, so the router vouched for it):
      * make its session that identity's. Undefined when there is nothing to do or it could not be done
      * (the request then goes on as it is, and MetaMCP shows its own login).
@@ -171,12 +188,13 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
       try {
         const cookie = sessionCookieValue(first(req.headers.cookie));
         let setCookies: string[] = [];
-        if (!cookie || (await sessionEmail(req.headers, cookie)) !== email) {
+        const login = isLoginPage(pathname);
+        if (!cookie || (await sessionEmail(req.headers, cookie, login)) !== email) {
           const fresh = await signIn(req.headers, email);
           if (!fresh) return undefined;
           setCookies = fresh;
         }
-        if (isLoginPage(pathname))
+        if (login)
           return {
             setCookies,
             redirect: safeContinuation(new URLSearchParams(search).get("callbackUrl")),

@@ -225,6 +225,8 @@ export function createRouter(options: RouterOptions): Router {
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
     stampIdentitySecret(req.headers, options.identitySecret);
+    if (identity && req.method === "POST" && original.split("?")[0] === "/api/auth/sign-out")
+      identity.forget(typeof req.headers.cookie === "string" ? req.headers.cookie : undefined);
     if (identity && routeFor(original, req.method) === "frontend")
       void forwardSignedIn(identity, req, res, original, () => proxy.web(req, res, { target: t.target }));
     else proxy.web(req, res, { target: t.target });

@@ -164,6 +164,30 @@ describe("a person's browser through the local Apps proxy", () => {
       await other.goto(`${appOrigin}/en/mcp-servers`);
       expect(await other.textContent("#who")).toBe("grace@example.com");
       expect(await other.textContent("#user")).toBe("grace@example.com");
+      await other.context().setExtraHTTPHeaders({});
+
+      // Sign-out as MetaMCP's UI does it (authClient.signOut(), then location.href = "/login"): the workspace
+      // session is the real one, so the login page leads straight back in, with a new MetaMCP session.
+      const sessionId = () =>
+        other.evaluate(
+          async () =>
+            ((await (await fetch("/api/auth/get-session")).json()) as { session?: { id: string } } | null)
+              ?.session?.id,
+        );
+      const before = await sessionId();
+      await other.evaluate(async () => {
+        await fetch("/api/auth/sign-out", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+        });
+        (globalThis as unknown as { location: { href: string } }).location.href = "/login";
+      });
+      await other.waitForURL(`${appOrigin}/en/`);
+      expect(await other.textContent("#user")).toBe("grace@example.com");
+      const after = await sessionId();
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
 
       // Every redirect seen: from the app's origin to the app's origin (or relative), or to the login page
       // and back through /.auth/callback.

@@ -58,7 +58,7 @@ describe("databricks-identity patch: every auth.ts shape upstream has had", () =
       const tree = new MemoryTree({ [AUTH_FILE]: text, [IDENTITY_MODULE_FILE]: MODULE });
       const result = databricksIdentityPatch.apply(tree, ctx);
       expect(result.files).toEqual([{ path: AUTH_FILE, edits: 4 }]);
-      expect(result.counts).toEqual({ "separate SSO sign-up switch": sso });
+      expect(result.counts).toEqual({ "SSO-aware sign-up hook": sso });
       databricksIdentityPatch.verify(tree, ctx);
       expect(databricksIdentityPatch.apply(tree, ctx).files).toEqual([]);
     },

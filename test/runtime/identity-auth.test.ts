@@ -400,6 +400,30 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
       }
     });
 
+    it("sign-out (as MetaMCP's UI does it) then /login: a new session of the same identity, no redirect loop", async () => {
+      const hedy = proxy("hedy@example.com", "Hedy Lamarr");
+      const first = await page("/en/mcp-servers", hedy);
+      expect(first.user).toBe("hedy@example.com");
+      // authClient.signOut(): upstream's mount passes on only the LAST Set-Cookie, so the browser keeps the
+      // dead session cookie; then `window.location.href = "/login"`.
+      const out = await fetch(`${app}/api/auth/sign-out`, {
+        method: "POST",
+        headers: { ...hedy, cookie: first.cookie!, origin: base, "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(out.status).toBe(200);
+      const dead = first.cookie!;
+      expect(await sessionUser(dead)).toBeUndefined();
+      const login = await page("/login", { ...hedy, cookie: dead });
+      expect(login.res.status).toBe(302);
+      expect(login.cookie).toBeDefined();
+      expect(login.cookie).not.toBe(dead);
+      // Any page with the dead cookie is signed in again too (the router forgot it at sign-out).
+      const again = await page("/en/mcp-servers", { ...hedy, cookie: dead });
+      expect(again.res.status).toBe(200);
+      expect(again.user).toBe("hedy@example.com");
+    });
+
     it("without the proxy's identity nothing is signed in: MetaMCP's own login, as upstream", async () => {
       const r = await page("/en/mcp-servers", {});
       expect(r.res.status).toBe(307);

@@ -74,6 +74,7 @@ describe("metamcp-databricks prepare", () => {
       "drizzle-config",
       "db-pool-credentials",
       "databricks-identity",
+      "endpoint-identity",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).

@@ -295,6 +295,22 @@ const CONFIG_MIGRATION = `CREATE TABLE "config" (
 );
 `;
 
+/**
+ * The tables a started fake tree has in the custom schema, sorted: drizzle's journal, the fake's upstream
+ * tables (notes, config, better-auth's four, endpoints) and the runtime's own databricks_endpoint_identity.
+ */
+export const FAKE_TREE_TABLES = [
+  "__drizzle_migrations",
+  "accounts",
+  "config",
+  "databricks_endpoint_identity",
+  "endpoints",
+  "notes",
+  "sessions",
+  "users",
+  "verifications",
+];
+
 export function createFakeAppTree(dir: string): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");

@@ -82,6 +82,21 @@ export async function endpointAcceptsIdentity(
   }
 }
 
+/**
+ * A MetaMCP credential of the client's own, where upstream looks for one (X-API-Key, Authorization: Bearer,
+ * ?api_key= when the endpoint allows it). Our router removes a Databricks token from Authorization, so what
+ * is left there is MetaMCP's.
+ */
+function carriesMetamcpCredential(req: IncomingMessage, endpoint: EndpointRow & { use_query_param_auth?: boolean }): boolean {
+  if (req.headers["x-api-key"]) return true;
+  if (String(req.headers.authorization ?? "").startsWith("Bearer ")) return true;
+  if (endpoint.enable_api_key_auth && endpoint.use_query_param_auth) {
+    const query = new URL(req.url ?? "/", "http://localhost").searchParams;
+    if (query.get("api_key") || query.get("apikey")) return true;
+  }
+  return false;
+}
+
 /** Upstream's rule for API keys of users, applied to the identity's user. */
 function accessDenied(endpoint: EndpointRow, userId: string): string | undefined {
   if (endpoint.user_id === null || endpoint.user_id === undefined || endpoint.user_id === userId) return undefined;
@@ -102,6 +117,9 @@ export async function acceptDatabricksIdentity(
   if (!endpoint?.uuid) return false;
   // An endpoint with no authentication at all is open upstream: nothing to decide.
   if (!endpoint.enable_api_key_auth && !endpoint.enable_oauth) return false;
+  // A client that sends its own MetaMCP key (or OAuth token) is checked by upstream exactly as before:
+  // the identity stands in for a missing key, never overrides one.
+  if (carriesMetamcpCredential(req, endpoint)) return false;
   const identity = trustedIdentity(req.headers);
   if (!identity) return false;
   if (!(await endpointAcceptsIdentity(endpoint.uuid)).accepts) return false;

@@ -181,6 +181,18 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     } finally {
       await client.close();
     }
+    // A client that sends a key is checked by upstream as before: the identity never overrides a key.
+    const wrongKey = await initialize("demo", fetchWith(token, { "x-api-key": "sk_mt_wrong" }));
+    expect(wrongKey.status).toBe(401);
+    expect(((await wrongKey.json()) as { error: string }).error).toBe("invalid_api_key");
+    const keyed = await connect("demo", fetchWith(token, { "x-api-key": FAKE_METAMCP_API_KEY }));
+    try {
+      const seen = JSON.parse(text(await keyed.callTool({ name: "whoami", arguments: {} })));
+      expect(seen["x-api-key"]).toBe("metamcp-key");
+      expect(seen.databricksIdentity).toBeNull();
+    } finally {
+      await keyed.close();
+    }
     const row = await db.query(
       `SELECT accept_identity, updated_by FROM "${FAKE_SCHEMA}".databricks_endpoint_identity WHERE endpoint_uuid = $1`,
       [FAKE_ENDPOINT_ROWS[0].uuid],

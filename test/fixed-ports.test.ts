@@ -6,5 +6,6 @@ import "./runtime/start.suite.js";
 import "./runtime/faults.suite.js";
 import "./local/local.suite.js";
 import "./local/mcp-proxy.suite.js";
+import "./local/endpoint-identity.suite.js";
 import "./local/browser.suite.js";
 import "./connect/local.suite.js";

@@ -3,6 +3,8 @@ import path from "node:path";
 import type { Command } from "commander";
 import { defaultKeyFile, writeKeyFile } from "../connect/api-key.js";
 import { CLIENTS, type ClientId } from "../connect/clients.js";
+import { parseAuthMode, parseOnOff, setEndpointIdentity } from "../connect/identity.js";
+import { decideIdentity, describeIdentityState } from "../connect/identity-plan.js";
 import {
   clientConfigs,
   connectionSpec,
@@ -34,6 +36,8 @@ interface ConnectOptions {
   stdio?: boolean;
   url?: string;
   printToken?: boolean;
+  identity?: string;
+  auth?: string;
 }
 
 /** Project-level files are written by default; Claude Desktop's user-wide file only when named. */
@@ -59,6 +63,14 @@ export function registerConnect(program: Command): void {
     .option("--stdio", "run the bridge: MCP on stdin/stdout, forwarded to the endpoint with fresh tokens")
     .option("--url <url>", "with --stdio: the endpoint URL (skips looking the app up)")
     .option("--print-token", "print a fresh bearer token for the Apps proxy (for the short-lived variant)")
+    .option(
+      "--identity <on|off>",
+      "as the endpoint's owner: let it accept the Databricks identity instead of a MetaMCP API key (on), or not (off)",
+    )
+    .option(
+      "--auth <key|identity>",
+      "how clients authenticate to MetaMCP: identity = the Databricks token alone, key = also a MetaMCP API key (default: ask the app)",
+    )
     .action(
       action(async (ctx, endpoint: string, opts: ConnectOptions) => {
         const target = resolveTarget(ctx, opts);
@@ -69,8 +81,16 @@ export function registerConnect(program: Command): void {
           process.stdout.write(`${await (await tokenSourceFor(target)).token()}\n`);
           return 0;
         }
+        const auth = parseAuthMode(opts.auth);
         if (opts.stdio) {
-          await runStdioBridge({ endpoint, target, keyFile, ...opts, log: ctx.log, bin });
+          await runStdioBridge({ endpoint, target, keyFile, ...opts, auth, log: ctx.log, bin });
+          return 0;
+        }
+        if (opts.identity !== undefined) {
+          const accept = parseOnOff(opts.identity);
+          const appUrl = await resolveAppUrl(target);
+          const state = await setEndpointIdentity(appUrl, endpoint, await tokenSourceFor(target), accept);
+          ctx.result(state, () => describeIdentityState(state, bin, target));
           return 0;
         }
         if (opts.saveKey) {
@@ -79,7 +99,9 @@ export function registerConnect(program: Command): void {
           ctx.print(`next: ${saveKeyCommand(bin, target, endpoint).split(" --save-key")[0]} --write`);
           return 0;
         }
-        const url = endpointUrl(await resolveAppUrl(target), endpoint);
+        const appUrl = await resolveAppUrl(target);
+        const url = endpointUrl(appUrl, endpoint);
+        const identity = await decideIdentity({ auth, appUrl, endpoint, target, log: ctx.log });
         const spec = connectionSpec({
           endpoint,
           target,
@@ -89,6 +111,7 @@ export function registerConnect(program: Command): void {
           bin,
           databricksCliPath:
             target.kind === "databricks" ? await databricksCliPath(target.databricksCli) : undefined,
+          identity: identity.accepts,
         });
         const clients = parseClients(opts.client, opts.write ? WRITE_DEFAULT : CLIENTS);
         const configs = clientConfigs(spec, clients, opts.headers ? ["bridge", "headers"] : ["bridge"]);
@@ -105,18 +128,21 @@ export function registerConnect(program: Command): void {
           serverName: spec.serverName,
           keyFile,
           hasKey,
+          auth: identity.accepts ? "identity" : "key",
           configs,
           written,
         };
         ctx.result(result, () =>
           [
             `# ${spec.serverName}: ${url}`,
-            ...(hasKey
-              ? []
-              : [
-                  `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
-                  `#   ${saveKeyCommand(bin, target, endpoint)}`,
-                ]),
+            ...(identity.accepts
+              ? [`# ${endpoint} accepts the Databricks identity (${identity.why}): no MetaMCP API key needed`]
+              : hasKey
+                ? []
+                : [
+                    `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
+                    `#   ${saveKeyCommand(bin, target, endpoint)}`,
+                  ]),
             "",
             renderConfigs(configs, spec),
             ...written.map((w) => `${w.action}: ${w.file}`),

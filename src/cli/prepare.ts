@@ -38,6 +38,7 @@ function describe(r: PrepareResult): string {
           .join(", ")}`
       : "";
     lines.push(`  patch    ${p.id.padEnd(19)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
+    if (p.note) lines.push(`           ${p.note}`);
   }
   lines.push(`  manifest ${path.join(r.buildDir, MANIFEST_PATH)}`);
   lines.push(

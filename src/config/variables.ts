@@ -210,6 +210,13 @@ export const VARIABLES: readonly VariableDef[] = [
     default: "better-auth-secret",
   },
   {
+    env: "METAMCP_EMAIL_SIGNUP",
+    description:
+      "MetaMCP's email/password sign-up: off (default; people sign in with their workspace identity, docs/identity.md) or on.",
+    schema: z.enum(["off", "on"]),
+    default: "off",
+  },
+  {
     env: "LOCAL_STATE_DIR",
     description: "`local`: where the embedded PostgreSQL data, credentials and PIDs live.",
     schema: str,

@@ -19,8 +19,11 @@ export interface BridgeOptions {
   /** The endpoint's streamable HTTP URL: `<app url>/metamcp/<endpoint>/mcp`. */
   url: URL;
   tokens: TokenSource;
-  /** MetaMCP's API key, sent as `X-API-Key` (upstream checks it before `Authorization`). */
-  apiKey: string;
+  /**
+   * MetaMCP's API key, sent as `X-API-Key` (upstream checks it before `Authorization`). None for an endpoint
+   * that accepts the Databricks identity: then the Databricks token is all the bridge sends.
+   */
+  apiKey?: string;
   /** stderr only: stdout is the protocol. */
   log: Logger;
   stdin?: Readable;
@@ -61,7 +64,7 @@ function describeRefusal(res: Response, body: string): string {
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { log, tokens, url } = options;
   const baseFetch: FetchLike = options.fetch ?? ((u, init) => fetch(u, init));
-  registerSecret(options.apiKey);
+  if (options.apiKey) registerSecret(options.apiKey);
 
   /** Requests from the client still waiting for their response, with when they were sent. */
   const pending = new Map<RequestId, { method: string; sentAt: number }>();
@@ -85,7 +88,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const token = attempt === 0 ? await tokens.token() : await tokens.refresh();
       const headers = new Headers(init?.headers);
       headers.set("authorization", `Bearer ${token}`);
-      headers.set("x-api-key", options.apiKey);
+      if (options.apiKey) headers.set("x-api-key", options.apiKey);
       try {
         res = await baseFetch(input, { ...init, headers, redirect: "manual" });
       } catch (err) {
@@ -103,7 +106,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       }
       throw new Error(
         res.status === 401
-          ? `the endpoint refused the request (${describeRefusal(res, body)}): check the MetaMCP API key (and that it belongs to this MetaMCP), or the Databricks login of ${tokens.description}`
+          ? options.apiKey
+            ? `the endpoint refused the request (${describeRefusal(res, body)}): check the MetaMCP API key (and that it belongs to this MetaMCP), or the Databricks login of ${tokens.description}`
+            : `the endpoint refused the request without a MetaMCP API key (${describeRefusal(res, body)}): it does not accept the Databricks identity; its owner can turn that on with \`connect <endpoint> --identity on\`, or save a MetaMCP key with \`connect <endpoint> --save-key\``
           : `${describeRefusal(res, body)} (${tokens.description})`,
       );
     }

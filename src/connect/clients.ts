@@ -40,6 +40,11 @@ export interface ConnectionSpec {
   tokenCommand: string;
   /** The 0600 file holding the MetaMCP key. */
   keyFile: string;
+  /**
+   * The endpoint accepts the Databricks identity (docs/identity.md, "MCP clients"): the Databricks token is
+   * all a client sends, no MetaMCP key anywhere in the config.
+   */
+  identity?: boolean;
 }
 
 /** Environment variables the short-lived header configs read (never literal secrets in a file). */
@@ -91,7 +96,13 @@ function stdioEntry(spec: ConnectionSpec, withType: boolean): Record<string, unk
 
 const tokenSetup = (spec: ConnectionSpec) =>
   `export ${TOKEN_ENV}=$(${spec.tokenCommand})   # valid about one hour: run again and restart the client when it expires`;
-const keySetup = (spec: ConnectionSpec) => `export ${KEY_ENV}=$(cat ${spec.keyFile})`;
+const keySetup = (spec: ConnectionSpec) =>
+  spec.identity ? [] : [`export ${KEY_ENV}=$(cat ${spec.keyFile})`];
+/** The headers a client sends itself: the Databricks token, and the MetaMCP key unless the identity does. */
+const headersOf = (spec: ConnectionSpec, token: string, key: string) => ({
+  Authorization: `Bearer ${token}`,
+  ...(spec.identity ? {} : { "X-API-Key": key }),
+});
 
 export function clientConfig(
   client: ClientId,
@@ -113,11 +124,11 @@ export function clientConfig(
           : {
               type: "http",
               url: spec.url,
-              headers: { Authorization: `Bearer \${${TOKEN_ENV}}`, "X-API-Key": `\${${KEY_ENV}}` },
+              headers: headersOf(spec, `\${${TOKEN_ENV}}`, `\${${KEY_ENV}}`),
             },
         notes: bridge
           ? ["Claude Code asks once to approve a project's .mcp.json servers; `/mcp` shows the connection."]
-          : [tokenSetup(spec), keySetup(spec), "then start `claude` from this shell"],
+          : [tokenSetup(spec), ...keySetup(spec), "then start `claude` from this shell"],
       };
     case "cursor":
       // .cursor/mcp.json: command/args/env for stdio, url/headers for remote; `${env:NAME}` interpolates.
@@ -130,11 +141,11 @@ export function clientConfig(
           ? stdioEntry(spec, false)
           : {
               url: spec.url,
-              headers: { Authorization: `Bearer \${env:${TOKEN_ENV}}`, "X-API-Key": `\${env:${KEY_ENV}}` },
+              headers: headersOf(spec, `\${env:${TOKEN_ENV}}`, `\${env:${KEY_ENV}}`),
             },
         notes: bridge
           ? ["Cursor: Settings → MCP lists the server; reload the window after writing the file."]
-          : [tokenSetup(spec), keySetup(spec), "then start Cursor from this shell (`cursor .`)"],
+          : [tokenSetup(spec), ...keySetup(spec), "then start Cursor from this shell (`cursor .`)"],
       };
     case "vscode": {
       // .vscode/mcp.json: `servers` with `type` stdio|http, and `inputs` prompted once (password: true).
@@ -158,7 +169,7 @@ export function clientConfig(
         entry: {
           type: "http",
           url: spec.url,
-          headers: { Authorization: `Bearer \${input:${tokenInput}}`, "X-API-Key": `\${input:${keyInput}}` },
+          headers: headersOf(spec, `\${input:${tokenInput}}`, `\${input:${keyInput}}`),
         },
         inputs: [
           {
@@ -167,15 +178,19 @@ export function clientConfig(
             description: `Databricks OAuth token (valid about one hour): ${spec.tokenCommand}`,
             password: true,
           },
-          {
-            type: "promptString",
-            id: keyInput,
-            description: `MetaMCP API key (kept in ${spec.keyFile})`,
-            password: true,
-          },
+          ...(spec.identity
+            ? []
+            : [
+                {
+                  type: "promptString",
+                  id: keyInput,
+                  description: `MetaMCP API key (kept in ${spec.keyFile})`,
+                  password: true,
+                },
+              ]),
         ],
         notes: [
-          "VS Code prompts for both values when the server starts; the token lasts about an hour, then restart the server and paste a new one",
+          `VS Code prompts for ${spec.identity ? "the token" : "both values"} when the server starts; the token lasts about an hour, then restart the server and paste a new one`,
         ],
       };
     }
@@ -203,7 +218,7 @@ export function clientConfig(
               `npx @modelcontextprotocol/inspector --config ${PROJECT_FILES[client]} --server ${spec.serverName}`,
             ]
           : [
-              `npx @modelcontextprotocol/inspector --cli --server-url ${spec.url} --transport http --header "Authorization: Bearer $(${spec.tokenCommand})" --header "X-API-Key: $(cat ${spec.keyFile})" -- --method tools/list`,
+              `npx @modelcontextprotocol/inspector --cli --server-url ${spec.url} --transport http --header "Authorization: Bearer $(${spec.tokenCommand})"${spec.identity ? "" : ` --header "X-API-Key: $(cat ${spec.keyFile})"`} -- --method tools/list`,
             ],
       };
   }

@@ -23,6 +23,8 @@ export interface SpecInput {
   bin: string;
   /** Absolute path of the Databricks CLI, when found: GUI apps (Claude Desktop) do not get the shell's PATH. */
   databricksCliPath?: string;
+  /** The endpoint accepts the Databricks identity: no MetaMCP key in the config, the bridge sends none. */
+  identity?: boolean;
 }
 
 /** Everything a client needs to start the bridge, with no secret in it. */
@@ -37,9 +39,17 @@ export function connectionSpec(input: SpecInput): ConnectionSpec {
     serverName: `metamcp-${targetLabel(target)}-${endpoint}`,
     url: input.url,
     keyFile: input.keyFile,
+    ...(input.identity ? { identity: true } : {}),
     bridge: {
       command: input.node,
-      args: [...common, "--stdio", ...targetArgs, "--url", input.url, "--api-key-file", input.keyFile],
+      args: [
+        ...common,
+        "--stdio",
+        ...targetArgs,
+        "--url",
+        input.url,
+        ...(input.identity ? ["--auth", "identity"] : ["--api-key-file", input.keyFile]),
+      ],
       ...(target.kind === "databricks" && input.databricksCliPath
         ? { env: { DATABRICKS_CLI: input.databricksCliPath } }
         : {}),

@@ -218,6 +218,9 @@ function appYamlObject(config: Config, options: RenderOptions): Record<string, u
   else env.push({ name: "LAKEBASE_INSTANCE_NAME", value: config.lakebase.instanceName });
   env.push({ name: "BETTER_AUTH_SECRET", valueFrom: APP_RESOURCE_NAMES.secret });
   if (options.appUrl) env.push({ name: APP_URL_ENV, value: options.appUrl });
+  // Only when not the runtime's own default (off), so the usual app.yaml stays as it was.
+  if (config.values.METAMCP_EMAIL_SIGNUP?.value === "on")
+    env.push({ name: "METAMCP_EMAIL_SIGNUP", value: "on" });
   return { command: [...APP_COMMAND], env };
 }
 

@@ -1,7 +1,9 @@
 import { backendLoopbackPatch } from "./backend-loopback.js";
+import { databricksIdentityPatch } from "./databricks-identity.js";
 import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
+import { endpointIdentityPatch } from "./endpoint-identity.js";
 import type { Patch } from "./patch.js";
 import { sqlMigrationsPatch } from "./sql-migrations.js";
 
@@ -19,4 +21,6 @@ export const PATCHES: readonly Patch[] = [
   drizzleConfigPatch,
   dbPoolCredentialsPatch,
   backendLoopbackPatch,
+  databricksIdentityPatch,
+  endpointIdentityPatch,
 ];

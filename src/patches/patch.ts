@@ -14,6 +14,8 @@ export interface PatchResult {
   files: PatchFileRecord[];
   /** What it found, discovered from the tree (e.g. `{ tables: 16, enums: 3 }`). */
   counts?: Record<string, number>;
+  /** What a person must know about this release, e.g. a feature it lacks (prepare prints it). */
+  note?: string;
 }
 
 /**

@@ -27,6 +27,7 @@ export function applyPatches(
       description: patch.description,
       files: [...result.files].sort((a, b) => a.path.localeCompare(b.path)),
       ...(result.counts ? { counts: result.counts } : {}),
+      ...(result.note ? { note: result.note } : {}),
       durationMs: Math.round(performance.now() - started),
     };
     reports.push(report);

@@ -64,6 +64,8 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_DB_WAIT_SECONDS",
   "BOOTSTRAP_ENABLE",
   "EXTRA_TRUSTED_ORIGINS",
+  "METAMCP_EMAIL_SIGNUP",
+  "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
   "LOG_LEVEL",
 ] as const;
 
@@ -300,6 +302,15 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
       .every((o) => o !== "" && !/\s/.test(o)),
     "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
   );
+  const signup = raw("METAMCP_EMAIL_SIGNUP");
+  check(
+    "METAMCP_EMAIL_SIGNUP",
+    signup,
+    BOOLEANS.includes((signup ?? "").trim().toLowerCase()),
+    "on or off (email/password sign-up in MetaMCP; off by default, docs/identity.md)",
+  );
+  // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
+  oneOf("METAMCP_ENDPOINT_IDENTITY_DEFAULT", raw("METAMCP_ENDPOINT_IDENTITY_DEFAULT"), ["on", "off"], "on");
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
 
   if (problems.length > 0) {

@@ -1,10 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
-import { maskSecrets } from "../log/secrets.js";
+import { maskSecrets, registerSecret } from "../log/secrets.js";
 import { SupervisedChild } from "./children.js";
 import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
 import {
@@ -17,10 +18,21 @@ import {
   searchPathOption,
 } from "./database.js";
 import { DatabaseHealth } from "./db-health.js";
+import {
+  describeEndpointIdentityTable,
+  endpointIdentityChildEnv,
+  ensureEndpointIdentityTable,
+} from "./endpoint-identity.js";
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
-import { upstreamChildEnv } from "./upstream-settings.js";
+import {
+  applyEmailSignupDefault,
+  backendSeparatesSsoSignup,
+  describeSignupOutcome,
+  emailSignupSetting,
+  upstreamChildEnv,
+} from "./upstream-settings.js";
 import { WorkspaceClient } from "./workspace-client.js";
 
 /** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
@@ -138,7 +150,18 @@ function childEnv(
     PGOPTIONS: searchPathOption(env.schema),
     // Settings newer MetaMCP reads (trusted origins, bootstrap off unless opted in): upstream-settings.ts.
     ...upstreamChildEnv(appUrl, process.env),
+    ...endpointIdentityChildEnv(process.env),
   };
+}
+
+/**
+ * One random secret per start (docs/identity.md): our router stamps it on requests that carry the Apps
+ * proxy's identity, and the patched backend trusts those headers only with it. Never logged.
+ */
+export function newIdentitySecret(): string {
+  const secret = randomBytes(32).toString("hex");
+  registerSecret(secret);
+  return secret;
 }
 
 /** The app.yaml command: Lakebase credential, schema, migrations, then MetaMCP on the app's one port. */
@@ -187,11 +210,14 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
   let publicUrl: string | undefined;
   let health: DatabaseHealth | undefined;
+  const identitySecret = newIdentitySecret();
   const router = createRouter({
     backendPort: BACKEND_PORT,
     frontendPort: FRONTEND_PORT,
     publicUrl: () => publicUrl,
     healthProblem: async () => await health?.problem(),
+    identitySecret,
+    warn: (message) => log.warn(message),
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -285,7 +311,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
 
     const cfg = clientConfig(env, () => keeper.current());
-    await prepareDatabase(env, cfg, path.join(backendDir, "drizzle"), log, stop.signal);
+    await prepareDatabase(env, cfg, backendDir, log, stop.signal);
     health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
@@ -295,7 +321,11 @@ export async function runApp(runtimeDir: string): Promise<number> {
         command: process.execPath,
         args: ["dist/index.js"],
         cwd: backendDir,
-        env: childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+        // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
+        env: {
+          ...childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+          METAMCP_IDENTITY_SECRET: identitySecret,
+        },
       },
       createLogger({ json, tag: "backend" }),
     );
@@ -353,7 +383,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
 async function prepareDatabase(
   env: RuntimeEnv,
   cfg: ReturnType<typeof clientConfig>,
-  migrationsFolder: string,
+  backendDir: string,
   log: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -373,7 +403,14 @@ async function prepareDatabase(
       log.info(`search_path = ${searchPath}`);
       phase = "migrations";
       const m = await step(log, "migrations", () =>
-        untilStopped(runMigrations(client, { migrationsFolder, schema: env.schema, log }), signal),
+        untilStopped(
+          runMigrations(client, {
+            migrationsFolder: path.join(backendDir, "drizzle"),
+            schema: env.schema,
+            log,
+          }),
+          signal,
+        ),
       );
       log.info(
         m.applied > 0
@@ -388,6 +425,24 @@ async function prepareDatabase(
               .map(([k, v]) => `${k}=${v} ms`)
               .join(", ")} (the Apps proxy cuts a request at 120 s)`
           : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
+      );
+      phase = "sign-up setting";
+      const signup = await untilStopped(
+        applyEmailSignupDefault(
+          client,
+          env.schema,
+          emailSignupSetting(process.env),
+          backendSeparatesSsoSignup(backendDir),
+        ),
+        signal,
+      );
+      log.info(describeSignupOutcome(signup));
+      phase = "endpoint identity table";
+      log.info(
+        describeEndpointIdentityTable(
+          await untilStopped(ensureEndpointIdentityTable(client, env.schema), signal),
+          env.schema,
+        ),
       );
       return;
     } catch (err) {

@@ -8,6 +8,7 @@ import {
 } from "node:http";
 import type { Socket } from "node:net";
 import { createProxyServer } from "http-proxy-3";
+import { createIdentitySignIn, type IdentitySignIn, stampIdentitySecret } from "./identity-signin.js";
 
 /**
  * The one listener on DATABRICKS_APP_PORT. MetaMCP's API and MCP paths go straight to the backend
@@ -91,6 +92,41 @@ export function publicLocation(
   return publicOrigin ? `${publicOrigin.replace(/\/+$/, "")}${path}` : path;
 }
 
+/** Set-Cookie of a session the router opened for a request, added to that request's answer. */
+const identityCookies = new WeakMap<IncomingMessage, string[]>();
+
+function addIdentityCookies(proxyRes: IncomingMessage, req: IncomingMessage): void {
+  const extra = identityCookies.get(req);
+  if (!extra?.length) return;
+  const own = proxyRes.headers["set-cookie"] ?? [];
+  // The app's own cookies come last: if it set a session cookie itself, that one is the newer.
+  proxyRes.headers["set-cookie"] = [...extra, ...own];
+}
+
+/** Signs the proxy's identity in to MetaMCP when the page request needs it, then forwards (or redirects). */
+async function forwardSignedIn(
+  identity: IdentitySignIn,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: string,
+  forward: () => void,
+): Promise<void> {
+  const q = url.indexOf("?");
+  const pathname = q < 0 ? url : url.slice(0, q);
+  const result = await identity.prepare(req, pathname, q < 0 ? "" : url.slice(q));
+  if (result?.redirect) {
+    res.writeHead(302, {
+      location: result.redirect,
+      "set-cookie": result.setCookies,
+      "cache-control": "no-store",
+    });
+    res.end();
+    return;
+  }
+  if (result?.setCookies.length) identityCookies.set(req, result.setCookies);
+  if (!res.destroyed) forward();
+}
+
 export interface Router {
   server: Server;
   ready: boolean;
@@ -107,6 +143,10 @@ export interface RouterOptions {
    * health paths only: upstream's `/metamcp/health` answers 200 without touching the database.
    */
   healthProblem?: () => Promise<string | undefined>;
+  /** The per-start secret the backend child got as METAMCP_IDENTITY_SECRET (docs/identity.md). */
+  identitySecret?: string;
+  /** Where identity sign-in warnings go (a refused sign-in, an unreachable backend). */
+  warn?: (message: string) => void;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -140,11 +180,15 @@ export function createRouter(options: RouterOptions): Router {
     const own = listening && typeof listening === "object" ? [listening.port] : [];
     return [options.backendPort, options.frontendPort, ...own];
   };
-  proxy.on("proxyRes", (proxyRes) => {
+  proxy.on("proxyRes", (proxyRes, req) => {
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
+    addIdentityCookies(proxyRes, req);
   });
+  const identity = options.identitySecret
+    ? createIdentitySignIn({ backendPort: options.backendPort, warn: options.warn })
+    : undefined;
   const sockets = new Set<Socket>();
   const router: Router = {
     server: createServer(),
@@ -179,10 +223,16 @@ export function createRouter(options: RouterOptions): Router {
     s.once("close", () => sockets.delete(s));
   });
   const forward = (req: IncomingMessage, res: ServerResponse) => {
-    const t = target(req.url ?? "/", req.method);
+    const original = req.url ?? "/";
+    const t = target(original, req.method);
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
-    proxy.web(req, res, { target: t.target });
+    stampIdentitySecret(req.headers, options.identitySecret);
+    if (identity && req.method === "POST" && original.split("?")[0] === "/api/auth/sign-out")
+      identity.forget(typeof req.headers.cookie === "string" ? req.headers.cookie : undefined);
+    if (identity && routeFor(original, req.method) === "frontend")
+      void forwardSignedIn(identity, req, res, original, () => proxy.web(req, res, { target: t.target }));
+    else proxy.web(req, res, { target: t.target });
   };
   router.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     if (!router.ready) {
@@ -208,6 +258,7 @@ export function createRouter(options: RouterOptions): Router {
     const t = target(req.url ?? "/");
     req.url = t.path;
     dropDatabricksCredentials(req.headers);
+    stampIdentitySecret(req.headers, options.identitySecret);
     proxy.ws(req, socket, head, { target: t.target });
   });
   return router;

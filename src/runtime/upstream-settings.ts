@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type pg from "pg";
 import { registerSecret } from "../log/secrets.js";
 
 /**
@@ -74,4 +77,88 @@ export function upstreamChildEnv(
   const settings = upstreamSettings(appUrl, appEnv);
   for (const s of settings.secrets) registerSecret(s);
   return settings.env;
+}
+
+/**
+ * Email/password sign-up on Databricks (docs/identity.md). Everyone who can open the app is already signed
+ * in with their workspace identity, so by default (`METAMCP_EMAIL_SIGNUP=off`) nobody needs MetaMCP's own
+ * sign-up form: at start the runtime sets MetaMCP's own "disable sign-up" setting (config row
+ * DISABLE_SIGNUP) unless one is there already — an admin's choice in MetaMCP's settings page is kept.
+ * `on` leaves MetaMCP's default (open) and takes back only our own earlier default (recognised by its
+ * description: MetaMCP's settings page rewrites the description when an admin saves the switch).
+ *
+ * Only on releases whose sign-up hook tells SSO sign-ups from email/password ones (v2.4.14 and later): on
+ * older ones that one switch refuses EVERY new user, the workspace identities included, so it is left alone.
+ */
+export type EmailSignup = "off" | "on";
+export const EMAIL_SIGNUP_ENV = "METAMCP_EMAIL_SIGNUP";
+const SIGNUP_KEY = "DISABLE_SIGNUP";
+export const OUR_SIGNUP_DESCRIPTION =
+  "Whether new user signup is disabled (set by metamcp-databricks: email/password sign-up is off by default on Databricks; change it here)";
+
+export function emailSignupSetting(appEnv: Record<string, string | undefined>): EmailSignup {
+  const v = (appEnv[EMAIL_SIGNUP_ENV] ?? "").trim().toLowerCase();
+  return TRUE.has(v) ? "on" : "off";
+}
+
+/** Whether the built backend's sign-up hook has MetaMCP's separate SSO switch (read from its bundle). */
+export function backendSeparatesSsoSignup(backendDir: string): boolean {
+  const dist = path.join(backendDir, "dist");
+  let names: string[];
+  try {
+    names = readdirSync(dist).filter((n) => /\.(m?js)$/.test(n));
+  } catch {
+    return false;
+  }
+  return names.some((n) => readFileSync(path.join(dist, n), "utf8").includes("isSsoSignupDisabled"));
+}
+
+export type SignupOutcome =
+  | "disabled" // we set DISABLE_SIGNUP=true now
+  | "kept" // a value was there (an admin's, or ours from an earlier start): left as it is
+  | "opened" // `on`: our own earlier default was taken back
+  | "untouched" // `on`, nothing of ours to take back
+  | "one-switch" // this release has one switch for every new user: left alone
+  | "no-config"; // this release has no config table
+
+export async function applyEmailSignupDefault(
+  client: pg.Client,
+  schema: string,
+  setting: EmailSignup,
+  separatesSso: boolean,
+): Promise<SignupOutcome> {
+  const table = `"${schema}"."config"`;
+  const exists = await client.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [table]);
+  if (!exists.rows[0]?.t) return "no-config";
+  if (setting === "on") {
+    const r = await client.query(`DELETE FROM ${table} WHERE id = $1 AND description = $2`, [
+      SIGNUP_KEY,
+      OUR_SIGNUP_DESCRIPTION,
+    ]);
+    return (r.rowCount ?? 0) > 0 ? "opened" : "untouched";
+  }
+  if (!separatesSso) return "one-switch";
+  const r = await client.query(
+    `INSERT INTO ${table} (id, value, description) VALUES ($1, 'true', $2) ON CONFLICT (id) DO NOTHING`,
+    [SIGNUP_KEY, OUR_SIGNUP_DESCRIPTION],
+  );
+  return (r.rowCount ?? 0) > 0 ? "disabled" : "kept";
+}
+
+/** One log line for the outcome, saying how to change it. */
+export function describeSignupOutcome(outcome: SignupOutcome): string {
+  switch (outcome) {
+    case "disabled":
+      return `email/password sign-up: off (MetaMCP's "disable sign-up" set; workspace identities still sign in; ${EMAIL_SIGNUP_ENV}=on or MetaMCP's settings page to open it)`;
+    case "kept":
+      return `email/password sign-up: MetaMCP's "disable sign-up" is already set; left as it is`;
+    case "opened":
+      return `email/password sign-up: on (${EMAIL_SIGNUP_ENV}=on; our earlier default taken back)`;
+    case "untouched":
+      return `email/password sign-up: as MetaMCP's settings say (${EMAIL_SIGNUP_ENV}=on)`;
+    case "one-switch":
+      return `email/password sign-up: left as MetaMCP has it — this release has one sign-up switch for every new user (workspace identities included); MetaMCP v2.4.14 and later keep them apart`;
+    case "no-config":
+      return "email/password sign-up: this MetaMCP release has no config table; left as it is";
+  }
 }

@@ -18,6 +18,8 @@ export interface PatchRecord {
   files: PatchFileRecord[];
   /** What the patch found and changed, discovered from the tree (e.g. `{ tables: 16, enums: 3 }`). */
   counts?: Record<string, number>;
+  /** What a person must know about this release, e.g. a feature it lacks. */
+  note?: string;
 }
 
 /**

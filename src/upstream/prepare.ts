@@ -207,6 +207,7 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
             .join(", ")})`
         : "";
       log.info(`patch ${r.id}: ${edits} edit(s) in ${r.files.length} file(s)${counts}`);
+      if (r.note) log.warn(`patch ${r.id}: ${r.note}`);
     });
     const patchMs = Math.round(performance.now() - patchStart);
     log.info(`patches verified in ${(patchMs / 1000).toFixed(1)}s`);

@@ -59,13 +59,25 @@ describe("connect --stdio --local", () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  const spawnBridge = async () => {
+  const spawnBridge = async (
+    clientEnv: Record<string, string> = { METAMCP_API_KEY: FAKE_METAMCP_API_KEY },
+    extraArgs: string[] = [],
+  ) => {
     stderr = "";
     const transport = new StdioClientTransport({
       command: process.execPath,
-      args: [CLI_BIN, "connect", "demo", "--stdio", "--local", "--state-dir", path.join(work, "state")],
+      args: [
+        CLI_BIN,
+        "connect",
+        "demo",
+        "--stdio",
+        "--local",
+        "--state-dir",
+        path.join(work, "state"),
+        ...extraArgs,
+      ],
       cwd: os.tmpdir(), // as a client starts it: from anywhere
-      env: { PATH: process.env.PATH ?? "", METAMCP_API_KEY: FAKE_METAMCP_API_KEY, NO_COLOR: "1" },
+      env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...clientEnv },
       stderr: "pipe",
     });
     transport.stderr?.on("data", (d: Buffer) => {
@@ -153,5 +165,78 @@ describe("connect --stdio --local", () => {
     expect(out.configs[0]!.entry!.args).toEqual(
       expect.arrayContaining(["--stdio", "--local", "--state-dir", path.join(work, "state")]),
     );
+  });
+
+  describe("an endpoint that accepts the Databricks identity: no MetaMCP key anywhere", () => {
+    // No key in the environment, and an empty key folder: nothing to find.
+    const keyless = () => ({ METAMCP_CONNECT_DIR: path.join(work, "no-keys") });
+
+    it("with the identity off, the keyless bridge stops and says what to do (save a key, or turn the identity on)", async () => {
+      const r = await runCli(
+        ["connect", "demo", "--stdio", "--local", "--state-dir", path.join(work, "state")],
+        { cwd: work, env: { ...env, ...keyless() }, timeoutMs: 60_000, input: "" },
+      );
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toContain("no MetaMCP API key");
+      expect(r.stderr).toMatch(/connect demo --local --identity on/);
+    });
+
+    it("`connect demo --identity on` (the owner, by their Databricks token), then the bridge works with the token alone", async () => {
+      const on = await cli(["connect", "demo", "--local", "--identity", "on"]);
+      expect(on.exitCode, on.stderr).toBe(0);
+      expect(on.stdout).toContain("demo now accepts the Databricks identity");
+      const c = await spawnBridge(keyless());
+      const who = await c.callTool({ name: "whoami", arguments: {} });
+      const seen = JSON.parse((who.content as { text: string }[])[0]!.text) as Record<string, unknown>;
+      expect(seen["x-api-key"]).toBe("absent");
+      expect(seen.databricksIdentity).toBe("local-user@example.com");
+      expect(seen.authMethod).toBe("api_key");
+      expect((await c.callTool({ name: "echo", arguments: { text: "keyless" } })).content).toEqual([
+        { type: "text", text: "keyless" },
+      ]);
+      expect(stderr).toContain("demo accepts the Databricks identity");
+    });
+
+    it("the printed configs carry no key: `--auth identity` for the bridge, no X-API-Key header, no save-key step", async () => {
+      const r = await cli(["--json", "connect", "demo", "--local", "--headers"]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        auth: string;
+        configs: {
+          variant: string;
+          entry?: { args?: string[]; headers?: Record<string, string> };
+          inputs?: unknown[];
+          notes: string[];
+        }[];
+      };
+      expect(out.auth).toBe("identity");
+      for (const cfg of out.configs) {
+        const text = JSON.stringify(cfg);
+        expect(text).not.toContain("X-API-Key");
+        expect(text).not.toContain("api-key");
+        expect(text).not.toContain("METAMCP_API_KEY");
+        if (cfg.variant === "bridge" && cfg.entry?.args)
+          expect(cfg.entry.args).toEqual(expect.arrayContaining(["--auth", "identity"]));
+      }
+      const human = await cli(["connect", "demo", "--local"]);
+      expect(human.stdout).toContain(
+        "demo accepts the Databricks identity (set by its owner): no MetaMCP API key needed",
+      );
+      expect(human.stdout).not.toContain("--save-key");
+    });
+
+    it("`--identity off` puts the key back in the configs; the keyless bridge with --auth identity is then refused clearly", async () => {
+      const off = await cli(["connect", "demo", "--local", "--identity", "off"]);
+      expect(off.exitCode, off.stderr).toBe(0);
+      expect(off.stdout).toContain("demo no longer accepts the Databricks identity");
+      const r = await cli(["--json", "connect", "demo", "--local"]);
+      const out = JSON.parse(r.stdout) as { auth: string; configs: { entry?: { args?: string[] } }[] };
+      expect(out.auth).toBe("key");
+      expect(out.configs[0]!.entry!.args).toEqual(expect.arrayContaining(["--api-key-file"]));
+      const c = await spawnBridge(keyless(), ["--auth", "identity"]).catch((err: Error) => err);
+      const message = c instanceof Error ? c.message : "";
+      if (!(c instanceof Error)) await c.close();
+      expect(`${message}\n${stderr}`).toMatch(/does not accept the Databricks identity/);
+    });
   });
 });

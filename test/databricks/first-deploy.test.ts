@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
 import { PROJECT_ROOT } from "../support/cli.js";
 import { type DatabricksWorld, startDatabricksWorld } from "../support/databricks-world.js";
-import { createFakeAppTree } from "../support/fake-app-tree.js";
+import { createFakeAppTree, FAKE_TREE_TABLES } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
 /**
@@ -87,7 +87,7 @@ test.skipIf(!built)(
     expect(health.exitCode, health.stdout + health.stderr).toBe(0);
     expect(JSON.parse(health.stdout)).toMatchObject({ healthy: true, status: 200 });
     // Migrations ran in OUR database (the bundle's postgres_databases), in our schema, as the app's role.
-    expect(await tables("metamcp", "metamcp_app")).toEqual(["__drizzle_migrations", "config", "notes"]);
+    expect(await tables("metamcp", "metamcp_app")).toEqual(FAKE_TREE_TABLES);
 
     // A new build: bundle-deploy only syncs (no setting changed), app-deploy ships it with a SNAPSHOT.
     appendFileSync(path.join(world.project, "build/app/metamcp/apps/frontend/server.js"), "\n// rebuilt\n");
@@ -102,7 +102,8 @@ test.skipIf(!built)(
     expect(world.emulator.runningApp?.pid).not.toBe(running?.pid);
     const health2 = await world.run(["app-health", "--timeout", "60", "--interval", "0.3"]);
     expect(health2.exitCode, health2.stdout + health2.stderr).toBe(0);
-    expect(lines()).toContainEqual(expect.stringMatching(/up to date \(2 migrations\)/));
+    // The fake tree's migrations (notes, config, better-auth's tables, endpoints), all applied at the first start.
+    expect(lines()).toContainEqual(expect.stringMatching(/up to date \(4 migrations\)/));
 
     const destroy = await world.run(["destroy", "--yes"]);
     expect(destroy.exitCode, destroy.stderr).toBe(0);

@@ -244,6 +244,14 @@ describe("app.yaml", () => {
     for (const e of doc.env) if (e.valueFrom) expect(names).toContain(e.valueFrom);
   });
 
+  test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {
+    const on: Yml = parse(render({ METAMCP_EMAIL_SIGNUP: "on" }).rendered.appYaml);
+    expect(on.env).toContainEqual({ name: "METAMCP_EMAIL_SIGNUP", value: "on" });
+    const off: Yml = parse(render({ METAMCP_EMAIL_SIGNUP: "off" }).rendered.appYaml);
+    expect(off.env.find((e: { name: string }) => e.name === "METAMCP_EMAIL_SIGNUP")).toBeUndefined();
+    expect(() => render({ METAMCP_EMAIL_SIGNUP: "maybe" })).toThrow(/METAMCP_EMAIL_SIGNUP/);
+  });
+
   test("provisioned: the instance name from config (never guessed from PGHOST) and the custom schema", () => {
     const doc: Yml = parse(
       render({ LAKEBASE_KIND: "provisioned", METAMCP_DB_SCHEMA: "gateway" }, "prod").rendered.appYaml,

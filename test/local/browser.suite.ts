@@ -14,7 +14,9 @@ const TOKEN_TTL_S = 3;
 
 /**
  * A person in a real browser: opens the one URL `local up` prints, signs in at the stand-in's login page,
- * lands on the (fake) MetaMCP frontend, follows its redirects, and never leaves the app's origin.
+ * lands on the (fake) MetaMCP frontend already signed in to MetaMCP (real better-auth, our injected module)
+ * as that local user, follows its redirects, and never leaves the app's origin. A second local user is
+ * another MetaMCP user; identity headers the browser forges change nothing.
  */
 describe("a person's browser through the local Apps proxy", () => {
   let work: string;
@@ -99,11 +101,18 @@ describe("a person's browser through the local Apps proxy", () => {
       // `/` → Next-like 307 to `/en/` (absolute, internal origin in the app's answer) → still here.
       await page.waitForURL(`${appOrigin}/en/`);
       expect(await page.textContent("#who")).toBe("ada@example.com");
+      // One sign-in: the first page is already MetaMCP's, signed in as the workspace identity.
+      expect(await page.textContent("#user")).toBe("ada@example.com");
 
-      // A link that redirects twice (locale, then MetaMCP's login) stays on the proxy's origin.
-      await Promise.all([page.waitForURL(/\/en\/login\?callbackUrl=/), page.click("#api-keys")]);
-      expect(new URL(page.url()).origin).toBe(appOrigin);
-      expect(new URL(page.url()).pathname).toBe("/en/login");
+      // A private page (locale redirect, then MetaMCP's session check) stays on the proxy's origin, signed in.
+      await Promise.all([page.waitForURL(`${appOrigin}/en/api-keys`), page.click("#api-keys")]);
+      expect(await page.textContent("#user")).toBe("ada@example.com");
+      // MetaMCP's own login page is no stop for a signed-in identity: on to where it was going.
+      await page.goto(`${appOrigin}/en/login?callbackUrl=%2Fmcp-servers`);
+      await page.waitForURL(`${appOrigin}/en/mcp-servers`);
+      expect(await page.locator("#login-form").count()).toBe(0);
+      const adaId = await page.textContent("#user-id");
+      expect(adaId).toMatch(/\S/);
 
       // A client's own copy of an identity header never reaches the app.
       const seen = await page.evaluate(async () => {
@@ -143,10 +152,46 @@ describe("a person's browser through the local Apps proxy", () => {
       await signIn(other, "Grace Hopper", "grace@example.com");
       await other.waitForURL(`${appOrigin}/en/`);
       expect(await other.textContent("#who")).toBe("grace@example.com");
+      expect(await other.textContent("#user")).toBe("grace@example.com");
+      expect(await other.textContent("#user-id")).not.toBe(adaId);
+      expect(await other.textContent("#user-id")).toMatch(/\S/);
+
+      // A forged X-Forwarded-Email from the browser changes nothing: the stand-in's proxy sets the header.
+      await other.context().setExtraHTTPHeaders({
+        "x-forwarded-email": "ada@example.com",
+        "x-metamcp-identity-secret": "guess",
+      });
+      await other.goto(`${appOrigin}/en/mcp-servers`);
+      expect(await other.textContent("#who")).toBe("grace@example.com");
+      expect(await other.textContent("#user")).toBe("grace@example.com");
+      await other.context().setExtraHTTPHeaders({});
+
+      // Sign-out as MetaMCP's UI does it (authClient.signOut(), then location.href = "/login"): the workspace
+      // session is the real one, so the login page leads straight back in, with a new MetaMCP session.
+      const sessionId = () =>
+        other.evaluate(
+          async () =>
+            ((await (await fetch("/api/auth/get-session")).json()) as { session?: { id: string } } | null)
+              ?.session?.id,
+        );
+      const before = await sessionId();
+      await other.evaluate(async () => {
+        await fetch("/api/auth/sign-out", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+        });
+        (globalThis as unknown as { location: { href: string } }).location.href = "/login";
+      });
+      await other.waitForURL(`${appOrigin}/en/`);
+      expect(await other.textContent("#user")).toBe("grace@example.com");
+      const after = await sessionId();
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
 
       // Every redirect seen: from the app's origin to the app's origin (or relative), or to the login page
       // and back through /.auth/callback.
-      expect(redirects.length).toBeGreaterThanOrEqual(6);
+      expect(redirects.length).toBeGreaterThanOrEqual(5);
       for (const r of redirects) {
         const target = new URL(r.location, r.from);
         if (target.origin !== appOrigin) {

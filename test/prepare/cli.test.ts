@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrepareManifest } from "../../src/upstream/manifest.js";
-import { runCli } from "../support/cli.js";
+import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import {
   addUpstreamCommit,
@@ -74,8 +74,15 @@ describe("metamcp-databricks prepare", () => {
       "drizzle-config",
       "db-pool-credentials",
       "backend-loopback",
+      "databricks-identity",
+      "endpoint-identity",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
+    // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).
+    expect(manifest.overlay).toEqual(["apps/backend/src/databricks-identity.ts"]);
+    expect(readFileSync(path.join(d.buildDir, "apps/backend/src/auth.ts"), "utf8")).toContain(
+      "bindDatabricksIdentity(betterAuth(",
+    );
     expect(manifest.patches[0]?.files).toEqual([
       { path: "apps/backend/src/db/schema.ts", edits: expect.any(Number) },
     ]);
@@ -301,6 +308,7 @@ describe("metamcp-databricks prepare", () => {
         .replaceAll(d.cache, "<CACHE>")
         .replaceAll(d.buildDir, "<BUILD_DIR>")
         .replaceAll(upstream.dir, "<REPO>")
+        .replaceAll(PROJECT_ROOT, "<TOOL>")
         .replace(/<CACHE>\/repos\/[^ )]+\.git/g, "<CACHE>/repos/<MIRROR>.git")
         .replace(/\b[0-9a-f]{40}\b/g, "<SHA>")
         .replace(/\b[0-9a-f]{12}\b/g, "<SHORT_SHA>")

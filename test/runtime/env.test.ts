@@ -116,6 +116,12 @@ describe("the runtime's environment: every variable checked, one message naming 
       /EXTRA_TRUSTED_ORIGINS=.* is not valid: comma-separated origins/,
     ],
     ["LOG_LEVEL", "debug", /LOG_LEVEL="debug" is not valid: one of all, info, errors-only, none/],
+    ["METAMCP_EMAIL_SIGNUP", "maybe", /METAMCP_EMAIL_SIGNUP="maybe" is not valid: on or off/],
+    [
+      "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
+      "false",
+      /METAMCP_ENDPOINT_IDENTITY_DEFAULT="false" is not valid: one of on, off/,
+    ],
   ])("%s=%j is refused", (name, value, message) => {
     expect(problemsOf({ [name]: value })).toMatch(message);
   });

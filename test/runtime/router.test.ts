@@ -2,6 +2,14 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  isLoginPage,
+  isPageRequest,
+  safeContinuation,
+  sessionCookieValue,
+  stampIdentitySecret,
+  withSessionCookie,
+} from "../../src/runtime/identity-signin.js";
+import {
   createRouter,
   dropDatabricksCredentials,
   isMetamcpCredential,
@@ -143,6 +151,53 @@ describe("the router on real sockets", () => {
     const own = await fetch(`${url}/metamcp/demo/mcp`, { headers: { authorization: "Bearer sk_mt_k" } });
     expect(((await own.json()) as { headers: Record<string, string> }).headers.authorization).toBe(
       "Bearer sk_mt_k",
+    );
+  });
+});
+
+describe("identity: the router vouches for the proxy's identity (docs/identity.md)", () => {
+  it("drops a client's secret header; stamps ours only on requests that carry X-Forwarded-Email", () => {
+    const forged: IncomingHttpHeaders = { "x-metamcp-identity-secret": "guess" };
+    stampIdentitySecret(forged, "s3cret");
+    expect(forged).toEqual({});
+    const proxied: IncomingHttpHeaders = {
+      "x-forwarded-email": "ada@example.com",
+      "x-metamcp-identity-secret": "guess",
+    };
+    stampIdentitySecret(proxied, "s3cret");
+    expect(proxied["x-metamcp-identity-secret"]).toBe("s3cret");
+    const noSecret: IncomingHttpHeaders = { "x-forwarded-email": "ada@example.com" };
+    stampIdentitySecret(noSecret, undefined);
+    expect(noSecret["x-metamcp-identity-secret"]).toBeUndefined();
+  });
+  it("which requests are pages, which the login page, where a login continues", () => {
+    expect(isPageRequest("GET", "/en/mcp-servers")).toBe(true);
+    expect(isPageRequest("HEAD", "/")).toBe(true);
+    expect(isPageRequest("POST", "/en/mcp-servers")).toBe(false);
+    expect(isPageRequest("GET", "/_next/static/chunk")).toBe(false);
+    expect(isPageRequest("GET", "/favicon.ico")).toBe(false);
+    for (const p of ["/login", "/en/login", "/zh/login", "/en/login/"]) expect(isLoginPage(p)).toBe(true);
+    for (const p of ["/en/login-help", "/en/register", "/api/auth/login"]) expect(isLoginPage(p)).toBe(false);
+    expect(safeContinuation("/api-keys?x=1")).toBe("/api-keys?x=1");
+    for (const bad of [
+      null,
+      "",
+      "https://evil.example.com",
+      "//evil.example.com",
+      "/\\evil.example.com",
+      "api-keys",
+    ])
+      expect(safeContinuation(bad)).toBe("/");
+  });
+  it("finds and replaces better-auth's session cookie, plain or __Secure-, keeping the others", () => {
+    expect(sessionCookieValue("a=1; better-auth.session_token=tok.sig; b=2")).toBe("tok.sig");
+    expect(sessionCookieValue("__Secure-better-auth.session_token=s.t")).toBe("s.t");
+    expect(sessionCookieValue("a=1")).toBeUndefined();
+    expect(
+      withSessionCookie("a=1; better-auth.session_token=old; b=2", "better-auth.session_token", "new"),
+    ).toBe("a=1; b=2; better-auth.session_token=new");
+    expect(withSessionCookie(undefined, "__Secure-better-auth.session_token", "n")).toBe(
+      "__Secure-better-auth.session_token=n",
     );
   });
 });

@@ -2,6 +2,8 @@ import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
 import { PROJECT_ROOT } from "./cli.js";
+import { IDENTITY_FRONTEND, writeAuthFiles } from "./fake-app-auth.js";
+import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
 
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
@@ -15,7 +17,10 @@ import { PROJECT_ROOT } from "./cli.js";
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
- * - metamcp/apps/frontend/server.js: redirects as MetaMCP on Next standalone does (see FRONTEND), else a page.
+ * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
+ *   mounted at /api/auth as upstream does (fake-app-auth.ts);
+ * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
+ *   (fake-app-auth.ts IDENTITY_FRONTEND), else a page.
  * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
  */
 
@@ -30,7 +35,8 @@ export const FAKE_METAMCP_API_KEY = "sk_mt_TestKey_fake-app-tree";
  * - `demo`: API-key auth on, OAuth off (upstream's default for a new endpoint);
  * - `demo-qp`: API-key auth on and `use_query_param_auth` (so `?api_key=` counts);
  * - `open`: no auth at all.
- * An unknown name answers upstream's lookupEndpoint 404.
+ * An unknown name answers upstream's lookupEndpoint 404. They are rows of the fake's `endpoints` table
+ * (fake-app-endpoints.ts FAKE_ENDPOINT_ROWS, which also gives their uuids); tests may add more there.
  */
 export const FAKE_ENDPOINTS = {
   demo: { enable_api_key_auth: true, enable_oauth: false, use_query_param_auth: false },
@@ -47,9 +53,11 @@ import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import pg from "pg";
 import { z } from "zod";
+import { handleAuth } from "./auth.mjs";
+// OUR module as the endpoint-identity patch writes it (fake-app-endpoints.ts).
+import { acceptDatabricksIdentity, databricksEndpointIdentitySettings } from "./databricks-endpoint-identity.mjs";
 
 const API_KEYS = new Set([${JSON.stringify(FAKE_METAMCP_API_KEY)}]);
-const ENDPOINTS = ${JSON.stringify(FAKE_ENDPOINTS)};
 
 const passwordFromFile = () => readFileSync(process.env.METAMCP_PG_PASSWORD_FILE, "utf8").trim();
 const pool = new pg.Pool({
@@ -90,7 +98,14 @@ function authenticate(req, res, url, name, endpoint, send) {
       supported_methods: ["X-API-Key header", "query parameter (api_key or apikey)"], timestamp: now() });
     return undefined;
   }
-  if (API_KEYS.has(token)) return { method: "api_key", source };
+  if (API_KEYS.has(token)) {
+    // upstream's checkApiKeyAccess: the fake's key is a public key (user_id null).
+    if (endpoint.user_id !== null) {
+      send(403, { error: "Access denied", message: "Public API keys cannot access private endpoints. Use a private API key owned by the endpoint owner.", timestamp: now() });
+      return undefined;
+    }
+    return { method: "api_key", source };
+  }
   const id = (req.socket.remoteAddress || "unknown") + ":" + name;
   touch(id, true);
   if (touch(id, false)) {
@@ -114,7 +129,7 @@ async function toolTimeoutMs() {
 
 const SEEN = ["host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-email", "x-forwarded-user",
   "x-forwarded-preferred-username", "x-real-ip", "x-request-id", "x-forwarded-access-token"];
-function newMcpServer() {
+function newMcpServer(authInfo = {}) {
   const s = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
   s.registerTool("echo", { description: "Answers with the text it got", inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: "text", text }] }));
@@ -138,6 +153,10 @@ function newMcpServer() {
       seen.authorization = !auth ? "absent" : API_KEYS.has(String(auth).replace(/^Bearer /, "")) ? "metamcp-key" : "other";
       seen["x-api-key"] = h["x-api-key"] ? (API_KEYS.has(h["x-api-key"]) ? "metamcp-key" : "other") : "absent";
       seen.toolTimeoutMs = await toolTimeoutMs();
+      // How the request that opened this session authenticated (upstream's request fields).
+      seen.authMethod = authInfo.authMethod ?? "none";
+      seen.apiKeyUserId = authInfo.apiKeyUserId ?? null;
+      seen.databricksIdentity = authInfo.databricksIdentity ?? null;
       return { content: [{ type: "text", text: JSON.stringify(seen) }] };
     });
   return s;
@@ -146,16 +165,28 @@ function newMcpServer() {
 const httpSessions = new Map();
 const sseSessions = new Map();
 async function handleMcp(req, res, url, name, kind, send) {
-  const endpoint = ENDPOINTS[name];
+  // upstream's lookupEndpoint: the endpoint row by name.
+  const found = await pool.query("SELECT uuid, name, user_id, enable_api_key_auth, enable_oauth, use_query_param_auth FROM endpoints WHERE name = $1", [name]);
+  const endpoint = found.rows[0];
   if (!endpoint) return send(404, { error: "Endpoint not found", message: "No endpoint found with name: " + name, timestamp: now() });
-  if (!authenticate(req, res, url, name, endpoint, send)) return;
+  req.endpoint = endpoint;
+  // authenticateApiKey as patched: our check first, then upstream's unchanged.
+  let passed = false;
+  if (await acceptDatabricksIdentity(req, res, () => { passed = true; })) {
+    if (!passed) return;
+  } else {
+    const result = authenticate(req, res, url, name, endpoint, send);
+    if (!result) return;
+    if (result.method === "api_key") req.authMethod = "api_key";
+  }
+  const authInfo = { authMethod: req.authMethod, apiKeyUserId: req.apiKeyUserId, databricksIdentity: req.databricksIdentity };
   const sid = req.headers["mcp-session-id"];
   if (kind === "mcp" && req.method === "POST" && !sid) {
     const id = randomUUID();
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
     httpSessions.set(id, transport);
     transport.onclose = () => httpSessions.delete(id);
-    await newMcpServer().connect(transport);
+    await newMcpServer(authInfo).connect(transport);
     return transport.handleRequest(req, res);
   }
   if (kind === "mcp" && ["GET", "POST", "DELETE"].includes(req.method)) {
@@ -170,7 +201,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new SSEServerTransport("/metamcp/" + name + "/message", res);
     sseSessions.set(transport.sessionId, transport);
     transport.onclose = () => sseSessions.delete(transport.sessionId);
-    return newMcpServer().connect(transport);
+    return newMcpServer(authInfo).connect(transport);
   }
   if (kind === "message" && req.method === "POST") {
     const transport = sseSessions.get(url.searchParams.get("sessionId"));
@@ -187,6 +218,13 @@ const server = createServer(async (req, res) => {
     res.end(JSON.stringify(body));
   };
   try {
+    if (url.pathname.startsWith("/api/auth")) return await handleAuth(req, res);
+    // index.ts as patched: app.use("/metamcp/_databricks/endpoint-identity", ...) (Express strips the mount path).
+    const SETTINGS = "/metamcp/_databricks/endpoint-identity";
+    if (url.pathname === SETTINGS || url.pathname.startsWith(SETTINGS + "/")) {
+      req.url = req.url.slice(SETTINGS.length) || "/";
+      return await databricksEndpointIdentitySettings(req, res);
+    }
     const mcp = /^\/metamcp\/([^/]+)\/(mcp|sse|message)$/.exec(url.pathname);
     if (mcp) return await handleMcp(req, res, url, decodeURIComponent(mcp[1]), mcp[2], send);
     if (url.pathname === "/health" || url.pathname === "/metamcp/health") return send(200, { status: "ok" });
@@ -241,38 +279,8 @@ process.on("SIGTERM", () => {
 });
 `;
 
-/**
- * The frontend redirects as MetaMCP's middleware does on Next 15.4 standalone (measured on v2.4.22): a path
- * without a locale → 307 to `/en<path>`, a private page without a session → 307 to `/en/login?callbackUrl=…`,
- * each Location ABSOLUTE and built the way Next builds `request.url` (resolve-routes.js `initUrl`): the
- * scheme from X-Forwarded-Proto, the host `localhost` and the port it listens on, whatever Host or
- * X-Forwarded-Host the request carries. Pages show who the proxy says the user is.
- */
-const FRONTEND = String.raw`
-import { createServer } from "node:http";
-const port = Number(process.env.PORT);
-const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
-createServer((req, res) => {
-  const url = new URL(req.url, "http://x");
-  const proto = String(req.headers["x-forwarded-proto"] ?? "").includes("https") ? "https" : "http";
-  const nextOrigin = proto + "://localhost:" + port;
-  const redirect = (to) => {
-    res.writeHead(307, { location: to });
-    res.end();
-  };
-  const m = /^\/(en|zh)(\/.*)?$/.exec(url.pathname);
-  if (!m) return redirect(nextOrigin + "/en" + url.pathname + url.search);
-  const rest = m[2] || "/";
-  const session = /(?:^|;\s*)better-auth\.session_token=/.test(req.headers.cookie ?? "");
-  if (!PUBLIC.has(rest) && !session) return redirect(nextOrigin + "/en/login?callbackUrl=" + encodeURIComponent(rest));
-  const who = String(req.headers["x-forwarded-email"] ?? "nobody").replace(/[<>&"]/g, "");
-  res.writeHead(200, { "content-type": "text/html" });
-  res.end("<!doctype html><html><head><title>frontend " + url.pathname + "</title></head><body>" +
-    "<h1 id='page'>frontend " + url.pathname + "</h1><p id='who'>" + who + "</p>" +
-    "<a id='api-keys' href='/api-keys'>API keys</a> <a id='servers' href='/en/mcp-servers'>servers</a></body></html>");
-}).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
-process.on("SIGTERM", () => process.exit(0));
-`;
+/** The frontend: MetaMCP's redirects and its middleware's session check (fake-app-auth.ts). */
+const FRONTEND = IDENTITY_FRONTEND;
 
 const MIGRATION = `CREATE TABLE "notes" (
 \t"id" serial PRIMARY KEY NOT NULL,
@@ -290,6 +298,22 @@ const CONFIG_MIGRATION = `CREATE TABLE "config" (
 );
 `;
 
+/**
+ * The tables a started fake tree has in the custom schema, sorted: drizzle's journal, the fake's upstream
+ * tables (notes, config, better-auth's four, endpoints) and the runtime's own databricks_endpoint_identity.
+ */
+export const FAKE_TREE_TABLES = [
+  "__drizzle_migrations",
+  "accounts",
+  "config",
+  "databricks_endpoint_identity",
+  "endpoints",
+  "notes",
+  "sessions",
+  "users",
+  "verifications",
+];
+
 export function createFakeAppTree(dir: string): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");
@@ -304,6 +328,8 @@ export function createFakeAppTree(dir: string): string {
     upstreamRef: "fake",
   });
   writeFileSync(path.join(be, "dist/index.js"), backend.text);
+  writeAuthFiles(be);
+  writeEndpointIdentityFiles(be);
   writeFileSync(path.join(fe, "server.js"), FRONTEND);
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);
@@ -316,6 +342,8 @@ export function createFakeAppTree(dir: string): string {
         entries: [
           { idx: 0, version: "7", when: 1750000000000, tag: "0000_notes", breakpoints: true },
           { idx: 1, version: "7", when: 1750000001000, tag: "0001_config", breakpoints: true },
+          { idx: 2, version: "7", when: 1750000002000, tag: "0002_auth", breakpoints: true },
+          { idx: 3, version: "7", when: 1750000003000, tag: "0003_endpoints", breakpoints: true },
         ],
       },
       null,

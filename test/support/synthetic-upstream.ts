@@ -32,6 +32,8 @@ export interface SyntheticUpstreamOptions {
   dbIndexForm?: (version: string) => DbIndexForm | undefined;
   /** How each version's backend starts listening (default: `BACKEND_INDEX_FORMS`, upstream's order). */
   backendIndexForm?: (version: string) => BackendIndexForm | undefined;
+  /** The shape of each version's auth.ts (default: `AUTH_FORMS`, upstream's order). */
+  authForm?: (version: string) => AuthForm | undefined;
 }
 
 export interface SyntheticUpstream {
@@ -440,9 +442,22 @@ ${indent}});
 `;
   return `import express from "express";
 ${form === "two-listeners" ? `import { createServer } from "node:http";\n` : ""}
+import { auth } from "./auth";
+import publicEndpointsRouter from "./routers/public-metamcp";
+
 const app = express();
 ${form === "port-var" ? "const PORT = process.env.PORT || 12009;\n" : ""}
-app.use(express.json());
+// Global JSON middleware for non-proxy routes
+app.use((req, res, next) => {
+  if (req.path.startsWith("/mcp-proxy/") || req.path.startsWith("/metamcp/")) {
+    next();
+  } else {
+    express.json({ limit: "50mb" })(req, res, next);
+  }
+});
+
+app.use("/metamcp", publicEndpointsRouter);
+console.log(typeof auth);
 
 app.get("/health", (_req, res) => {
   res.json({ status: "ok" });
@@ -477,6 +492,341 @@ export const BACKEND_INDEX_FORMS: Record<string, BackendIndexForm> = {
   "v2.4.1-docker-per-mcp": "async-callback",
 };
 
+/**
+ * How each version checks MCP clients (shapes written here, never copied; read from upstream's tags):
+ * - `per-router` (v2.0.0–v2.1.1): each public router defines its own `authenticateApiKey`, no shared middleware;
+ * - `api-key-auth` (v2.2.0–v2.3.8): `middleware/api-key-auth.middleware.ts`, API keys only;
+ * - `api-key-oauth` (v2.4.0 on): `middleware/api-key-oauth.middleware.ts`, API keys and OAuth, 4 conditions.
+ */
+export type MiddlewareForm = "per-router" | "api-key-auth" | "api-key-oauth";
+
+export const MIDDLEWARE_FORMS: Record<string, MiddlewareForm> = {
+  "v2.0.0": "per-router",
+  "v2.1.0": "per-router",
+  "v2.2.0": "api-key-auth",
+  "commit-only": "api-key-auth",
+  "v2.3.0-test": "api-key-auth",
+  head: "api-key-auth",
+  "v2.4.0": "api-key-oauth",
+  "v2.4.1-docker-per-mcp": "api-key-oauth",
+};
+
+const ACCESS_CHECK = `    const isPublicApiKey = validation.user_id === null;
+    const isPrivateEndpoint = endpoint.user_id !== null;
+    if (isPublicApiKey && isPrivateEndpoint) {
+      return res.status(403).json({
+        error: "Access denied",
+        message: "Public API keys cannot access private endpoints. Use a private API key owned by the endpoint owner.",
+        timestamp: new Date().toISOString(),
+      });
+    }
+    if (!isPublicApiKey && isPrivateEndpoint && endpoint.user_id !== validation.user_id) {
+      return res.status(403).json({
+        error: "Access denied",
+        message: "You can only access endpoints you own or public endpoints.",
+        timestamp: new Date().toISOString(),
+      });
+    }`;
+
+/** The backend's MCP-client checks in the given form: file name → content. */
+export function syntheticMiddleware(form: MiddlewareForm): Record<string, string> {
+  const header = `import { DatabaseEndpoint } from "@repo/zod-types";
+import express from "express";
+
+import { ApiKeysRepository } from "../db/repositories/api-keys.repo";
+`;
+  if (form === "per-router") {
+    const router = (kind: string) => `import express from "express";
+
+import { ApiKeysRepository } from "../../db/repositories/api-keys.repo";
+
+interface AuthenticatedRequest extends express.Request {
+  endpoint: { enable_api_key_auth: boolean; use_query_param_auth: boolean };
+  apiKeyUserId?: string;
+}
+
+const ${kind}Router = express.Router();
+const apiKeysRepository = new ApiKeysRepository();
+
+// API Key authentication middleware
+const authenticateApiKey = async (
+  req: express.Request,
+  res: express.Response,
+  next: express.NextFunction,
+) => {
+  const authReq = req as AuthenticatedRequest;
+  if (!authReq.endpoint?.enable_api_key_auth) {
+    return next();
+  }
+  const authHeader = req.headers.authorization;
+  const apiKey = authHeader?.startsWith("Bearer ") ? authHeader.substring(7) : (req.headers["x-api-key"] as string);
+  const validation = await apiKeysRepository.validateApiKey(apiKey);
+  if (!validation.valid) {
+    return res.status(401).json({ error: "Invalid API key", message: "The provided API key is invalid or inactive" });
+  }
+  authReq.apiKeyUserId = validation.user_id;
+  next();
+};
+
+export default ${kind}Router;
+`;
+    return {
+      "apps/backend/src/routers/public-metamcp/streamable-http.ts": router("streamableHttp"),
+      "apps/backend/src/routers/public-metamcp/sse.ts": router("sse"),
+    };
+  }
+  if (form === "api-key-auth") {
+    return {
+      "apps/backend/src/middleware/api-key-auth.middleware.ts": `${header}
+// Extend Express Request interface for our custom properties
+export interface ApiKeyAuthenticatedRequest extends express.Request {
+  namespaceUuid: string;
+  endpointName: string;
+  endpoint: DatabaseEndpoint;
+  apiKeyUserId?: string;
+  apiKeyUuid?: string;
+}
+
+const apiKeysRepository = new ApiKeysRepository();
+
+/**
+ * API Key authentication middleware with access control
+ */
+export const authenticateApiKey = async (
+  req: express.Request,
+  res: express.Response,
+  next: express.NextFunction,
+) => {
+  const authReq = req as ApiKeyAuthenticatedRequest;
+  const endpoint = authReq.endpoint;
+
+  // Skip authentication if not enabled for this endpoint
+  if (!endpoint?.enable_api_key_auth) {
+    return next();
+  }
+
+  try {
+    let apiKey: string | undefined;
+    const authHeader = req.headers.authorization;
+    if (authHeader && authHeader.startsWith("Bearer ")) {
+      apiKey = authHeader.substring(7);
+    } else {
+      apiKey = req.headers["x-api-key"] as string;
+    }
+    if (!apiKey) {
+      return res.status(401).json({
+        error: "Authentication required",
+        message: "API key required in one of: Authorization header (Bearer token), X-API-Key header",
+        timestamp: new Date().toISOString(),
+      });
+    }
+    const validation = await apiKeysRepository.validateApiKey(apiKey);
+    if (!validation.valid) {
+      return res.status(401).json({
+        error: "Invalid API key",
+        message: "The provided API key is invalid or inactive",
+        timestamp: new Date().toISOString(),
+      });
+    }
+    authReq.apiKeyUserId = validation.user_id || undefined;
+    authReq.apiKeyUuid = validation.key_uuid;
+${ACCESS_CHECK}
+    next();
+  } catch (error) {
+    console.error("Error validating API key:", error);
+    return res.status(500).json({ error: "Internal server error", message: "Failed to validate API key" });
+  }
+};
+`,
+    };
+  }
+  return {
+    "apps/backend/src/middleware/api-key-oauth.middleware.ts": `${header}import {
+  authRateLimiter,
+  getAuthRateLimitIdentifier,
+} from "../lib/auth-rate-limiter";
+
+// Extend Express Request interface for our custom properties
+export interface ApiKeyAuthenticatedRequest extends express.Request {
+  namespaceUuid: string;
+  endpointName: string;
+  endpoint: DatabaseEndpoint;
+  apiKeyUserId?: string;
+  apiKeyUuid?: string;
+  oauthUserId?: string; // For OAuth-authenticated requests
+  authMethod?: "api_key" | "oauth"; // Track which auth method was used
+}
+
+const apiKeysRepository = new ApiKeysRepository();
+
+function extractAuthToken(req: express.Request, endpoint: DatabaseEndpoint) {
+  const apiKeyHeader = req.headers["x-api-key"] as string;
+  if (apiKeyHeader) return { token: apiKeyHeader, source: "x-api-key" };
+  const authHeader = req.headers.authorization;
+  if (authHeader && authHeader.startsWith("Bearer ")) return { token: authHeader.substring(7), source: "authorization" };
+  if (endpoint.enable_api_key_auth && endpoint.use_query_param_auth) {
+    const queryApiKey = (req.query.api_key as string) || (req.query.apikey as string);
+    if (queryApiKey) return { token: queryApiKey, source: "query" };
+  }
+  return { source: "none" };
+}
+
+/**
+ * Enhanced authentication middleware organized by 4 clear conditions
+ */
+export const authenticateApiKey = async (
+  req: express.Request,
+  res: express.Response,
+  next: express.NextFunction,
+) => {
+  const authReq = req as ApiKeyAuthenticatedRequest;
+  const endpoint = authReq.endpoint;
+
+  // Extract token information
+  const { token } = extractAuthToken(req, endpoint);
+
+  // ===== CONDITION 1: Both API key and OAuth OFF =====
+  if (!endpoint?.enable_api_key_auth && !endpoint?.enable_oauth) {
+    return next(); // Pass through without authentication
+  }
+
+  try {
+    // ===== CONDITION 2: API key ON, OAuth OFF =====
+    if (endpoint.enable_api_key_auth && !endpoint.enable_oauth) {
+      if (!token) {
+        return res.status(401).json({
+          error: "authentication_required",
+          error_description: "Authentication required via API key",
+          timestamp: new Date().toISOString(),
+        });
+      }
+      const validation = await apiKeysRepository.validateApiKey(token);
+      if (validation?.valid) {
+        authReq.apiKeyUserId = validation.user_id || undefined;
+        authReq.apiKeyUuid = validation.key_uuid;
+        authReq.authMethod = "api_key";
+${ACCESS_CHECK}
+        return next();
+      }
+      authRateLimiter.recordFailedAttempt(getAuthRateLimitIdentifier(req, endpoint));
+      return res.status(401).json({
+        error: "invalid_api_key",
+        error_description: "The provided API key is invalid or expired",
+        timestamp: new Date().toISOString(),
+      });
+    }
+    // ===== CONDITIONS 3 and 4: OAuth ON =====
+    return res.status(401).json({ error: "authentication_required", timestamp: new Date().toISOString() });
+  } catch (error) {
+    console.error("Error in authentication middleware:", error);
+    return res.status(500).json({
+      error: "Internal server error",
+      message: "Failed to validate authentication",
+      timestamp: new Date().toISOString(),
+    });
+  }
+};
+`,
+  };
+}
+
+/** The backend entry as upstream shapes it: one Express app, the public endpoints under /metamcp. */
+export const SYNTHETIC_BACKEND_ENTRY = `import express from "express";
+
+import { auth } from "./auth";
+import publicEndpointsRouter from "./routers/public-metamcp";
+
+const app = express();
+
+// Global JSON middleware for non-proxy routes
+app.use((req, res, next) => {
+  if (req.path.startsWith("/mcp-proxy/") || req.path.startsWith("/metamcp/")) {
+    next();
+  } else {
+    express.json({ limit: "50mb" })(req, res, next);
+  }
+});
+
+app.use("/metamcp", publicEndpointsRouter);
+
+app.listen(12009, async () => {
+  console.log(\`Server is running on port 12009 (\${typeof auth})\`);
+});
+`;
+
+/**
+ * The shapes of MetaMCP's `apps/backend/src/auth.ts` (written here from reading each tag, never copied):
+ * - `no-plugins` (v2.0.0–v2.1.1): no `plugins` option; the sign-up hook takes only `user` and one switch
+ *   (DISABLE_SIGNUP) refuses every new user;
+ * - `plugins` (v2.2.0–v2.4.13, v2.5.x): `plugins: [...(oidc ? [genericOAuth(...)] : [])]`, same hook;
+ * - `sso-hook` (v2.4.14 on): the hook tells SSO sign-ups (a path with `/callback/`) from email/password ones;
+ * - `unknown`: `auth` built some other way (drift).
+ */
+export type AuthForm = "no-plugins" | "plugins" | "sso-hook" | "unknown";
+
+export const AUTH_FORMS: Record<string, AuthForm> = {
+  "v2.0.0": "no-plugins",
+  "v2.1.0": "no-plugins",
+  "v2.2.0": "plugins",
+  "v2.4.0": "plugins",
+  "v2.4.1-docker-per-mcp": "plugins",
+};
+
+export function syntheticAuth(form: AuthForm): string {
+  const head = `import { betterAuth } from "better-auth";
+import { drizzleAdapter } from "better-auth/adapters/drizzle";
+${form === "no-plugins" ? "" : 'import { genericOAuth, GenericOAuthConfig } from "better-auth/plugins";\n'}
+import { db } from "./db/index";
+import * as schema from "./db/schema";
+import { configService } from "./lib/config.service";
+
+const oidcProviders${form === "no-plugins" ? "" : ": GenericOAuthConfig[]"} = [];
+`;
+  const hook =
+    form === "sso-hook"
+      ? `before: async (user, context) => {
+          const isSignupDisabled = await configService.isSignupDisabled();
+          const isSsoSignupDisabled = await configService.isSsoSignupDisabled();
+          const isSso = context?.path?.includes("/callback/") || context?.path?.includes("/oauth/");
+          if (isSso ? isSsoSignupDisabled : isSignupDisabled) {
+            throw new Error(isSso ? "New user registration via SSO/OAuth is currently disabled." : "New user registration is currently disabled.");
+          }
+          return { data: user };
+        }`
+      : `before: async (user) => {
+          if (await configService.isSignupDisabled()) {
+            throw new Error("New user registration is currently disabled.");
+          }
+          return { data: user };
+        }`;
+  const plugins =
+    form === "no-plugins"
+      ? ""
+      : `  plugins: [
+    // OIDC when configured
+    ...(oidcProviders.length > 0 ? [genericOAuth({ config: oidcProviders })] : []),
+  ],
+`;
+  const options = `{
+  secret: process.env.BETTER_AUTH_SECRET,
+  baseURL: process.env.APP_URL,
+  database: drizzleAdapter(db, { provider: "pg", schema: { user: schema.usersTable } }),
+${plugins}  emailAndPassword: { enabled: true },
+  databaseHooks: {
+    user: {
+      create: {
+        ${hook},
+      },
+    },
+  },
+}`;
+  const body =
+    form === "unknown"
+      ? `const options = ${options};\nexport const auth = betterAuth(options);\n`
+      : `export const auth = betterAuth(${options});\n`;
+  return `${head}\n${body}\nexport type Session = typeof auth.$Infer.Session;\n`;
+}
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -485,6 +835,8 @@ export function syntheticVersionFiles(
   marker?: string,
   dbIndexForm: DbIndexForm = DB_INDEX_FORMS[label] ?? "pool-ssl",
   backendIndexForm: BackendIndexForm = BACKEND_INDEX_FORMS[label] ?? "async-callback",
+  authForm: AuthForm = AUTH_FORMS[label] ?? "sso-hook",
+  middlewareForm: MiddlewareForm = MIDDLEWARE_FORMS[label] ?? "api-key-oauth",
 ): Record<string, string> {
   const files: Record<string, string> = {
     "package.json": `${JSON.stringify(
@@ -497,8 +849,10 @@ export function syntheticVersionFiles(
     "apps/backend/src/db/schema.ts": schemaSource(spec),
     "apps/backend/src/db/index.ts": syntheticDbIndex(dbIndexForm),
     "apps/backend/src/index.ts": syntheticBackendIndex(backendIndexForm),
+    "apps/backend/src/auth.ts": syntheticAuth(authForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
+    ...syntheticMiddleware(middlewareForm),
   };
   for (const m of migrations) files[`apps/backend/drizzle/${m.tag}.sql`] = m.sql;
   if (marker) files["FORK.md"] = `${marker}\n`;
@@ -538,6 +892,7 @@ export function createSyntheticUpstream(options: SyntheticUpstreamOptions = {}):
         options.marker,
         options.dbIndexForm?.(label),
         options.backendIndexForm?.(label),
+        options.authForm?.(label),
       ),
       ...options.extraFiles?.(label),
     };

@@ -211,6 +211,8 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
       ? { LAKEBASE_ENDPOINT: endpoint }
       : { LAKEBASE_INSTANCE_NAME: config.lakebase.instanceName }),
     BETTER_AUTH_SECRET: secrets.betterAuthSecret,
+    // As app.yaml passes it (render.ts): only when not the runtime's default.
+    ...(config.values.METAMCP_EMAIL_SIGNUP?.value === "on" ? { METAMCP_EMAIL_SIGNUP: "on" } : {}),
   };
   return {
     workspaceUrl: workspace.url,

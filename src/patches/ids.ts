@@ -9,4 +9,6 @@ export const PATCH_IDS: readonly string[] = [
   "drizzle-config",
   "db-pool-credentials",
   "backend-loopback",
+  "databricks-identity",
+  "endpoint-identity",
 ];

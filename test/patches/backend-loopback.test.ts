@@ -215,6 +215,13 @@ describe("the patched backend on a real network", () => {
     symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
     mkdirSync(path.join(dir, "src"));
     writeFileSync(path.join(dir, "src/index.ts"), text);
+    // What the synthetic entry imports besides express: upstream's auth and its public MCP router.
+    writeFileSync(path.join(dir, "src/auth.ts"), "export const auth = {};\n");
+    mkdirSync(path.join(dir, "src/routers"), { recursive: true });
+    writeFileSync(
+      path.join(dir, "src/routers/public-metamcp.ts"),
+      'import express from "express";\nexport default express.Router();\n',
+    );
     writeFileSync(path.join(dir, "probe.mjs"), PROBE);
     return dir;
   }

@@ -109,9 +109,9 @@ describe("metamcp-databricks local", () => {
     for (const pid of [pids.supervisorPid, pids.appPid, pids.pgPid]) expect(isAlive(pid)).toBe(false);
     expect(await portFree(port)).toBe(true);
     expect(await portFree(12009)).toBe(true);
-    expect((await cli(["local", "status"])).exitCode).toBe(3);
+    expect((await cli(["local", "status"])).exitCode).toBe(5);
     const noToken = await cli(["local", "token"]);
-    expect(noToken.exitCode).toBe(3);
+    expect(noToken.exitCode).toBe(5);
     expect(noToken.stdout).toBe("");
     expect(noToken.stderr).toMatch(/not running[\s\S]*local up/);
 
@@ -182,7 +182,7 @@ describe("metamcp-databricks local", () => {
     };
     expect(run.status).toBe("failed");
     expect(run.error).toMatch(/the app exited/);
-    expect((await cli(["local", "status"])).exitCode).toBe(3);
+    expect((await cli(["local", "status"])).exitCode).toBe(5);
   });
 
   it("refuses a port in use with a clear message", async () => {

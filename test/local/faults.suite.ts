@@ -194,9 +194,19 @@ describe("local under faults", () => {
     try {
       const have = execFileSync("ip", ["-4", "addr", "show"], { encoding: "utf8" }).includes(`${addr}/`);
       if (!have) {
-        execFileSync("ip", ["link", "add", "d0", "type", "dummy"], { stdio: "ignore" });
-        execFileSync("ip", ["addr", "add", `${addr}/24`, "dev", "d0"], { stdio: "ignore" });
-        execFileSync("ip", ["link", "set", "d0", "up"], { stdio: "ignore" });
+        // A dummy link where the kernel has the module; else a veth pair (both ends here, both up).
+        let dev = "d0";
+        try {
+          execFileSync("ip", ["link", "add", "d0", "type", "dummy"], { stdio: "ignore" });
+        } catch {
+          dev = "v0";
+          execFileSync("ip", ["link", "add", "v0", "type", "veth", "peer", "name", "v1"], {
+            stdio: "ignore",
+          });
+          execFileSync("ip", ["link", "set", "v1", "up"], { stdio: "ignore" });
+        }
+        execFileSync("ip", ["addr", "add", `${addr}/24`, "dev", dev], { stdio: "ignore" });
+        execFileSync("ip", ["link", "set", dev, "up"], { stdio: "ignore" });
       }
       haveAddr = true;
     } catch {
@@ -204,7 +214,7 @@ describe("local under faults", () => {
     }
     if (!haveAddr)
       return void console.log(
-        "skipped: cannot add a dummy link (run the suite inside `unshare -n` as root to test binding)",
+        "skipped: cannot add a dummy or veth link (run the suite inside `unshare -n` as root to test binding)",
       );
     // A server on all interfaces is reachable there: the check below can tell the difference.
     const probe = createServer().listen(0, "0.0.0.0");
@@ -234,7 +244,7 @@ describe("local under faults", () => {
       path.join(work, "dying-app"),
       [
         'console.log("starting the dying app");',
-        "console.error(`auth secret is ${process.env.BETTER_AUTH_SECRET}`);",
+        "console.error('auth secret is ' + process.env.BETTER_AUTH_SECRET);",
         'console.error("cannot go on: giving up");',
         "process.exit(7);",
       ].join("\n"),

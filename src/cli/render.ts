@@ -31,7 +31,7 @@ export function registerRender(program: Command): void {
           written = writeBundle(rendered, out);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          if (!code) throw err;
+          if (!code || err instanceof UserError) throw err;
           throw new UserError(
             "render_write_failed",
             `cannot write the rendered files${out ? ` into ${out}` : ""} (${code}: ${(err as Error).message})`,

@@ -27,6 +27,7 @@ import {
   loadOrCreateSecrets,
   localPaths,
   lockOwner,
+  pidExists,
   readRunState,
   runsProgram,
   SUPERVISOR_WORDS,
@@ -85,19 +86,18 @@ function statusOf(config: Config): { state?: LocalRunState; running: boolean } {
 }
 
 /**
- * SIGINT/SIGTERM while `up` starts or runs: one abort for the whole start (whatever started is stopped
+ * SIGINT/SIGTERM/SIGHUP while `up` starts or runs: one abort for the whole start (whatever started is stopped
  * again), and the reason once it runs. Installed for the command's life, removed after.
  */
 function stopRequests(): { signal: AbortSignal; dispose(): void } {
   const ctl = new AbortController();
   const on = (sig: NodeJS.Signals) => ctl.abort(`received ${sig}`);
-  process.on("SIGINT", on);
-  process.on("SIGTERM", on);
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of signals) process.on(s, on);
   return {
     signal: ctl.signal,
     dispose: () => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
+      for (const s of signals) process.off(s, on);
     },
   };
 }
@@ -299,7 +299,7 @@ export async function localDown(config: Config, ctx: CommandContext): Promise<nu
   );
   if (supervisor !== undefined) {
     process.kill(supervisor, "SIGTERM");
-    await waitFor(() => (isAlive(supervisor) ? undefined : true), {
+    await waitFor(() => (pidExists(supervisor) ? undefined : true), {
       timeoutMs: 30_000,
       what: `the local supervisor (pid ${supervisor}) to stop`,
     }).catch(() => {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { killGroup } from "./app-process.js";
-import { isAlive, type LocalPaths, type LocalRunState, runsProgram } from "./state.js";
+import { isAlive, type LocalPaths, type LocalRunState, pidExists, runsProgram } from "./state.js";
 import { waitFor } from "./wait.js";
 
 export interface Leftover {
@@ -40,7 +40,7 @@ export async function stopLeftovers(leftovers: Leftover[]): Promise<void> {
     else process.kill(l.pid, "SIGINT"); // PostgreSQL's "fast shutdown": clients cut, data consistent
   }
   for (const l of leftovers) {
-    const gone = await waitFor(() => (isAlive(l.pid) ? undefined : true), {
+    const gone = await waitFor(() => (pidExists(l.pid) ? undefined : true), {
       timeoutMs: 30_000,
       what: `${l.what} (pid ${l.pid}) to stop`,
     }).catch(() => false);

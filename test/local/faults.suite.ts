@@ -312,7 +312,9 @@ describe("local under faults", () => {
       // An app that never becomes healthy keeps `up` in its start.
       const app = scriptedAppTree(
         path.join(work, "slow-app"),
-        'console.log("slow app waiting"); setInterval(() => {}, 1000);',
+        'console.log("slow app waiting"); setInterval(() => {}, 1000);' +
+          // It drains on SIGTERM, as our runtime does: `up` must wait for it, not exit first.
+          ' process.on("SIGTERM", () => { console.log("draining"); setTimeout(() => process.exit(0), 2000); });',
       );
       const up = startUp(how === "Ctrl-C on `up --detach`" ? ["--detach"] : [], { APP_DIR: app });
       const s = await waitFor(

@@ -3,6 +3,7 @@
  * run in this one file, one after another, so they never collide with each other.
  */
 import "./runtime/start.suite.js";
+import "./runtime/faults.suite.js";
 import "./local/local.suite.js";
 import "./local/mcp-proxy.suite.js";
 import "./local/browser.suite.js";

@@ -13,6 +13,12 @@ export interface StepSpec {
   args: string[];
   cwd: string;
   env: Record<string, string | undefined>;
+  /**
+   * Output lines known to be harmless for this step: not relayed one by one (they read like a failure
+   * to the person watching) but counted and explained in one line at the end. They still count in the
+   * failure tail, so nothing is hidden when the step fails.
+   */
+  expected?: { pattern: RegExp; explain: (count: number) => string };
 }
 
 export interface StepResult {
@@ -39,9 +45,14 @@ export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> 
     env: spec.env,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  let expectedCount = 0;
   const onLine = (line: string) => {
     tail.push(line);
     if (tail.length > FAILURE_TAIL_LINES) tail.shift();
+    if (spec.expected?.pattern.test(line)) {
+      expectedCount++;
+      return;
+    }
     log.info(`[${spec.name} +${elapsed(start)}] ${line}`);
   };
   const streamsDone = [child.stdout, child.stderr].map(
@@ -79,6 +90,7 @@ export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> 
       `fix the cause above and run \`metamcp-databricks build\` again (cwd: ${spec.cwd})`,
     );
   }
+  if (spec.expected && expectedCount > 0) log.info(`[${spec.name}] ${spec.expected.explain(expectedCount)}`);
   log.info(`[${spec.name}] done in ${(durationMs / 1000).toFixed(1)}s`);
   return { name: spec.name, durationMs };
 }

@@ -1,5 +1,12 @@
 import path from "node:path";
 import { z } from "zod";
+import {
+  LAKEBASE_KINDS,
+  PG_IDENTIFIER_FORM,
+  PG_IDENTIFIER_PATTERN,
+  PG_IDENTIFIER_RESERVED,
+  pgIdentifierProblem,
+} from "../names.js";
 
 /**
  * The one list of configuration variables. The loader, `.env.template`, `config --json` and the
@@ -8,17 +15,14 @@ import { z } from "zod";
 export const TARGETS = ["dev", "prod"] as const;
 export type Target = (typeof TARGETS)[number];
 
-export const LAKEBASE_KINDS = ["autoscaling", "provisioned"] as const;
-export type LakebaseKind = (typeof LAKEBASE_KINDS)[number];
+// Shared with the in-app runtime through a dependency-free module (src/names.ts).
+export { LAKEBASE_KINDS, type LakebaseKind } from "../names.js";
 
 /** PostgreSQL identifier we are willing to quote-free: lower case, starts with a letter, <= 63 bytes. */
 export const pgIdentifier = z
   .string()
-  .regex(
-    /^[a-z_][a-z0-9_]{0,62}$/,
-    "must be a PostgreSQL identifier: lower-case letters, digits and _, at most 63",
-  )
-  .refine((s) => s !== "public" && !s.startsWith("pg_"), "must not be `public` or start with `pg_`");
+  .regex(PG_IDENTIFIER_PATTERN, PG_IDENTIFIER_FORM)
+  .refine((s) => pgIdentifierProblem(s) === undefined, PG_IDENTIFIER_RESERVED);
 
 /** Databricks App names: lower-case letters, digits and dashes, 2-30 characters. */
 export const appName = z

@@ -29,6 +29,22 @@ export interface HealthOptions {
 
 export const HEALTH_PATH = "/metamcp/health";
 
+/**
+ * Why the app says it is unhealthy: our runtime's router answers `503 {"status":"unhealthy","reason":…}`
+ * when no database connection opens (expired credential, database down); "MetaMCP is starting" while it
+ * starts. Other bodies (a proxy's HTML error page) are not shown.
+ */
+export function unhealthyReason(body: string): string | undefined {
+  try {
+    const reason = (JSON.parse(body) as { reason?: unknown }).reason;
+    if (typeof reason === "string" && reason) return reason.slice(0, 500);
+  } catch {
+    // not JSON
+  }
+  const text = body.trim();
+  return text && text.length <= 200 && !text.startsWith("<") && !text.includes("\n") ? text : undefined;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -52,7 +68,7 @@ export async function pollHealth(options: HealthOptions): Promise<HealthResult> 
         redirect: "manual",
         signal: AbortSignal.timeout(remaining),
       });
-      await res.arrayBuffer().catch(() => undefined);
+      const body = await res.text().catch(() => "");
       const latencyMs = performance.now() - t0;
       if (res.status === 200) {
         options.onAttempt?.({ status: 200, latencyMs });
@@ -66,7 +82,8 @@ export async function pollHealth(options: HealthOptions): Promise<HealthResult> 
           "use an OAuth profile: `databricks auth login --profile <profile>` (PATs are not accepted), or a client-id/secret profile",
         );
       }
-      last = { status: res.status, latencyMs, problem: `HTTP ${res.status}` };
+      const reason = unhealthyReason(body);
+      last = { status: res.status, latencyMs, problem: `HTTP ${res.status}${reason ? `: ${reason}` : ""}` };
     } catch (err) {
       if (err instanceof DatabricksError) throw err;
       last = { latencyMs: performance.now() - t0, problem: (err as Error).message };

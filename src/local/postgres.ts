@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import pg from "pg";
@@ -225,6 +225,55 @@ export async function setRolePassword(
     await admin.query(
       `ALTER ROLE ${quoteIdent(role)} WITH LOGIN PASSWORD ${quoteLiteral(password)} VALID UNTIL ${quoteLiteral(validUntil.toISOString())}`,
     );
+  } finally {
+    await admin.end();
+  }
+}
+
+const DELEGATED_BEGIN =
+  "# metamcp-databricks local: the app role's logins checked by the Databricks stand-in (rewritten at each start)";
+const DELEGATED_END = "# metamcp-databricks local: end";
+
+/**
+ * Hands every login of `role` to `service` (PostgreSQL's own RADIUS method): PostgreSQL asks the client
+ * for its password and lets it in only when the service accepts it, so any credential the stand-in
+ * issued logs in until its own expiry, as on Lakebase, and a refused one gets PostgreSQL's own
+ * `RADIUS authentication failed for user "<role>"` (SQLSTATE 28000). Other roles (the superuser) keep
+ * their password logins. The lines go first in pg_hba.conf (first match wins), replacing those of an
+ * earlier start, then the configuration is reloaded.
+ */
+export async function delegateRoleLogins(
+  adminUrl: string,
+  role: string,
+  service: { host: string; port: number; secret: string },
+): Promise<void> {
+  if (!/^[\w.@+-]+$/.test(role)) throw new Error(`role name ${JSON.stringify(role)} can't go in pg_hba.conf`);
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const file = String((await admin.query("SHOW hba_file")).rows[0].hba_file);
+    const method = `radius radiusservers="${service.host}" radiusports="${service.port}" radiussecrets="${service.secret}"`;
+    const block = [
+      DELEGATED_BEGIN,
+      `local all "${role}" ${method}`,
+      `host all "${role}" all ${method}`,
+      DELEGATED_END,
+    ];
+    const kept: string[] = [];
+    let inBlock = false;
+    for (const line of readFileSync(file, "utf8").split("\n")) {
+      if (line === DELEGATED_BEGIN) inBlock = true;
+      else if (line === DELEGATED_END) inBlock = false;
+      else if (!inBlock) kept.push(line);
+    }
+    // Rewritten in place: as root the file belongs to PostgreSQL's own user and must stay so.
+    writeFileSync(file, [...block, ...kept].join("\n"));
+    const errors = await admin.query(
+      "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number",
+    );
+    if (errors.rowCount)
+      throw new Error(`pg_hba.conf line ${errors.rows[0].line_number}: ${errors.rows[0].error}`);
+    await admin.query("SELECT pg_reload_conf()");
   } finally {
     await admin.end();
   }

@@ -2,7 +2,12 @@
  * Every secret value the process learns is registered here, and every line we print or log passes
  * through `maskSecrets`. Registering is cheap; forgetting to register is the bug to avoid.
  */
-const MIN_SECRET_LENGTH = 4;
+/**
+ * Shorter values are not masked: every real secret we hold (tokens, client secrets, auth secrets of 16+
+ * characters) is far longer, and masking a short common string (a word, a number) would garble every
+ * unrelated message that happens to contain it.
+ */
+const MIN_SECRET_LENGTH = 8;
 const secrets = new Set<string>();
 
 export const MASK = "****";

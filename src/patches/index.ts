@@ -1,3 +1,4 @@
+import { backendLoopbackPatch } from "./backend-loopback.js";
 import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
@@ -17,4 +18,5 @@ export const PATCHES: readonly Patch[] = [
   sqlMigrationsPatch,
   drizzleConfigPatch,
   dbPoolCredentialsPatch,
+  backendLoopbackPatch,
 ];

@@ -71,6 +71,13 @@ export class SupervisedChild {
     });
   }
 
+  /** At once and synchronously (the process is exiting): SIGKILL, so nothing outlives us. */
+  killNow(): void {
+    this.stopping = true;
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;

@@ -2,7 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { RuntimeEnv } from "./env.js";
 
@@ -32,9 +32,39 @@ export function clientConfig(env: RuntimeEnv, password: () => string): pg.Client
   };
 }
 
-function describePgError(err: unknown): string {
-  const e = err as { code?: string; message?: string };
+/** The PostgreSQL (or socket) error itself: drizzle wraps it as the `cause` of a "Failed query: …". */
+function rootPgError(err: unknown): { code?: string; message?: string } {
+  let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+  for (let i = 0; i < 5 && e && !e.code && e.cause; i++) e = e.cause as typeof e;
+  return e ?? {};
+}
+
+export function describePgError(err: unknown): string {
+  const e = rootPgError(err);
   return `${e.message ?? String(err)}${e.code ? ` (${e.code})` : ""}`;
+}
+
+/** SQLSTATEs and socket codes that mean "the server went away", not "the statement is wrong". */
+const CONNECTION_LOST_CODES = new Set([
+  "57P01", // admin_shutdown (a restart, a failover)
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now (starting up, shutting down)
+  "08000",
+  "08003",
+  "08006",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
+/** True when `err` says the database connection was lost (worth reconnecting), not that SQL failed. */
+export function isConnectionLost(err: unknown): boolean {
+  const e = rootPgError(err);
+  if (e.code && CONNECTION_LOST_CODES.has(e.code)) return true;
+  return /Connection terminated|Client has encountered a connection error|not queryable|connection timeout/i.test(
+    e?.message ?? "",
+  );
 }
 
 /** Connects, retrying while the server is not up yet (refused, starting); auth errors fail at once. */
@@ -42,11 +72,17 @@ export async function connectWithRetry(
   config: pg.ClientConfig,
   log: Logger,
   deadlineMs: number,
+  signal?: AbortSignal,
 ): Promise<pg.Client> {
   const until = Date.now() + deadlineMs;
   let wait = 500;
   for (;;) {
+    signal?.throwIfAborted();
     const client = new pg.Client(config);
+    // Without a listener, a server that goes away between queries (a restart, a failover) is an
+    // uncaught 'error' event: a crash with a raw stack. The query in flight fails on its own and the
+    // caller reconnects; this only says what happened.
+    client.on("error", (err) => log.warn(`the database connection was lost: ${describePgError(err)}`));
     try {
       await client.connect();
       return client;
@@ -54,18 +90,22 @@ export async function connectWithRetry(
       await client.end().catch(() => {});
       const code = (err as { code?: string }).code;
       const fatal = code === "28P01" || code === "28000" || code === "3D000";
-      if (fatal || Date.now() + wait > until) {
+      // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
+      const tls = /does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "");
+      if (fatal || tls || Date.now() + wait > until) {
         throw new UserError(
           "database_unreachable",
           `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
-          4,
+          EXIT.databricks,
           fatal
             ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
-            : "is the Lakebase database running? (the app retried until its deadline)",
+            : tls
+              ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
+              : "is the Lakebase database running? (the app retried until its deadline)",
         );
       }
       log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${wait / 1000} s`);
-      await delay(wait);
+      await delay(wait, undefined, { signal });
       wait = Math.min(wait * 2, 5000);
     }
   }
@@ -76,11 +116,29 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   } catch (err) {
+    if (isConnectionLost(err)) throw err;
     throw new UserError(
       "schema_create_failed",
       `cannot create schema ${schema}: ${describePgError(err)}`,
-      4,
+      EXIT.databricks,
       "the app's database resource needs permission CAN_CONNECT_AND_CREATE",
+    );
+  }
+  // A schema of that name made by someone else (another app, a person) exists but is not usable by us:
+  // say so, instead of the confusing search_path check below.
+  const own = await client.query<{ owner: string; me: string; usable: boolean }>(
+    `SELECT pg_get_userbyid(nspowner) AS owner, current_user AS me,
+            has_schema_privilege(nspname, 'USAGE') AND has_schema_privilege(nspname, 'CREATE') AS usable
+       FROM pg_namespace WHERE nspname = $1`,
+    [schema],
+  );
+  const o = own.rows[0];
+  if (o && !o.usable) {
+    throw new UserError(
+      "schema_not_usable",
+      `schema ${schema} exists but belongs to role ${o.owner}, and ${o.me} (PGUSER) may not use it (needs USAGE and CREATE on it)`,
+      EXIT.databricks,
+      `set METAMCP_DB_SCHEMA to a schema of the app's own, or have ${o.owner} run: GRANT USAGE, CREATE ON SCHEMA ${schema} TO "${o.me}"`,
     );
   }
   const r = await client.query<{ search_path: string; first: string | null }>(
@@ -91,7 +149,7 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
     throw new UserError(
       "search_path_wrong",
       `search_path is "${row.search_path}" (current schema ${row.first ?? "none"}), expected ${schema} first`,
-      1,
+      EXIT.bug,
     );
   }
   return row.search_path;
@@ -130,12 +188,15 @@ export async function runMigrations(
     const after = await count();
     return { applied: after - before, total: after };
   } catch (err) {
-    if (err instanceof UserError) throw err;
+    if (err instanceof UserError || isConnectionLost(err)) throw err;
+    const denied = rootPgError(err).code === "42501";
     throw new UserError(
       "migration_failed",
       `migrations failed: ${describePgError(err)}`,
-      1,
-      "see the log lines above",
+      denied ? EXIT.databricks : EXIT.bug,
+      denied
+        ? "the app's database role lacks a privilege the migration needs: check the app's database resource (CAN_CONNECT_AND_CREATE) and who owns the schema's objects"
+        : "see the log lines above",
     );
   } finally {
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});

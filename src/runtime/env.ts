@@ -1,14 +1,19 @@
+import { isIP } from "node:net";
 import path from "node:path";
-import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifier } from "../config/variables.js";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
+import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
 
 /**
  * The runtime's configuration: what the Apps platform injects plus what our app.yaml passes
- * (docs/design.md). The one place in runtime/ that reads the environment.
+ * (docs/design.md). The one place in runtime/ that reads the environment, and it checks EVERY variable
+ * it reads (docs/runtime.md lists them): one message per problem naming the variable and the accepted
+ * form, all problems at once, exit 2. No zod here: this file ships inside the lean runtime bundle.
  */
 export interface RuntimeEnv {
   appPort: number;
+  /** Address the app port listens on (METAMCP_LISTEN_HOST; the platform needs 0.0.0.0). */
+  listenHost: string;
   appName: string;
   /** Workspace URL with scheme, no trailing slash. */
   host: string;
@@ -34,93 +39,292 @@ export interface RuntimeEnv {
 export const BACKEND_PORT = 12009;
 export const FRONTEND_PORT = 12008;
 
-const PLACEHOLDER_SECRETS = new Set([
-  "your-super-secret-key-change-this-in-production",
-  "changeme",
-  "change-me",
+/** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
+export const RUNTIME_VARIABLES = [
+  "DATABRICKS_APP_PORT",
+  "DATABRICKS_APP_NAME",
+  "DATABRICKS_HOST",
+  "DATABRICKS_CLIENT_ID",
+  "DATABRICKS_CLIENT_SECRET",
+  "DATABRICKS_WORKSPACE_ID",
+  "METAMCP_APP_URL",
+  "METAMCP_LISTEN_HOST",
+  "PGHOST",
+  "PGPORT",
+  "PGDATABASE",
+  "PGUSER",
+  "PGSSLMODE",
+  "PGAPPNAME",
+  "LAKEBASE_KIND",
+  "LAKEBASE_ENDPOINT",
+  "LAKEBASE_INSTANCE_NAME",
+  "METAMCP_DB_SCHEMA",
+  "BETTER_AUTH_SECRET",
+  "METAMCP_ROOT",
+  "METAMCP_DB_WAIT_SECONDS",
+  "BOOTSTRAP_ENABLE",
+  "EXTRA_TRUSTED_ORIGINS",
+  "LOG_LEVEL",
+] as const;
+
+export const PG_SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+/** MetaMCP's backend console levels (main's apps/backend/src/utils/logger.ts `validLogLevels`; else errors-only). */
+export const LOG_LEVELS = ["all", "info", "errors-only", "none"] as const;
+const BOOLEANS = ["true", "false", "1", "0", "yes", "no", "on", "off", "y", "n"];
+const MIN_SECRET_CHARS = 16;
+const MAX_DB_WAIT_SECONDS = 3600;
+
+const HOW_TO_SET_SECRET =
+  "the app's secret resource must point at a real random value: `make bundle-deploy` generates one when the key is absent; to replace a bad one, `databricks secrets put-secret <scope> <key>` with the output of `openssl rand -base64 32`, then redeploy";
+
+/**
+ * Values people leave where a secret belongs: template syntax that was never substituted (`{{secrets/s/k}}`,
+ * `<secret>`, `$VAR`, `${VAR}`, `$(cmd)`), and the "change me" family of words. Checked on the value with
+ * everything but letters and digits removed, so `Replace_Me`, `your-secret-here` and `CHANGE ME!` all count.
+ */
+const PLACEHOLDER_WORDS =
+  /(changeme|changethis|replaceme|replacethis|yoursecret|yourkey|secrethere|keyhere|valuehere|placeholder|example|dummy|notasecret|insert|fixme|todo|tbd|redacted|generateone|setme|fillme|putyour)/;
+const PLACEHOLDER_WHOLE = new Set([
   "secret",
-  "placeholder",
+  "password",
+  "passwd",
+  "test",
+  "default",
+  "none",
+  "null",
+  "undefined",
 ]);
+
+/** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
+export function authSecretProblem(secret: string): string | undefined {
+  if (secret === "") return "is empty (app.yaml: valueFrom the app's secret resource)";
+  if (secret.trim() === "") return "is only whitespace";
+  const s = secret.trim();
+  if (/^\{\{.*\}\}$/s.test(s) || /^<.*>$/s.test(s) || /\$\{[^}]*\}|\$\([^)]*\)|^\$[A-Za-z_]\w*$/.test(s))
+    return "is a placeholder (an unsubstituted template or variable reference), not a secret: is app.yaml's valueFrom pointing at the secret resource?";
+  const letters = s.toLowerCase().replace(/[^a-z0-9]/g, "");
+  if (
+    PLACEHOLDER_WHOLE.has(letters) ||
+    PLACEHOLDER_WORDS.test(letters) ||
+    /^(.)\1*$/.test(letters) ||
+    letters === ""
+  )
+    return "is a placeholder, not a secret";
+  if (secret.length < MIN_SECRET_CHARS) return `is shorter than ${MIN_SECRET_CHARS} characters`;
+  return undefined;
+}
 
 export function normalizeUrl(value: string): string {
   const withScheme = /^https?:\/\//i.test(value) ? value : `https://${value}`;
   return withScheme.replace(/\/+$/, "");
 }
 
+/** A URL's origin when `value` is an http(s) origin (scheme optional, no path/query), else undefined. */
+function originOf(value: string): string | undefined {
+  try {
+    const url = new URL(normalizeUrl(value));
+    if (!["http:", "https:"].includes(url.protocol) || !url.hostname) return undefined;
+    if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeDir: string): RuntimeEnv {
   const problems: string[] = [];
-  const need = (name: string, why: string): string => {
+  /** A value as given; unset and empty are the same (the platform passes unresolved values as empty). */
+  const raw = (name: string): string | undefined => {
     const v = env[name];
-    if (v === undefined || v === "") {
-      problems.push(`${name} is not set (${why})`);
-      return "";
-    }
-    return v;
+    return v === undefined || v === "" ? undefined : v;
   };
-  const port = Number(
+  const need = (name: string, why: string): string => {
+    const v = raw(name);
+    if (v === undefined) problems.push(`${name} is not set (${why})`);
+    return v ?? "";
+  };
+  /** Printable for a message: quoted, cut when huge (a pasted file must not flood the log). */
+  const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+  const check = (name: string, value: string | undefined, ok: boolean, form: string) => {
+    if (value !== undefined && !ok) problems.push(`${name}=${shown(value)} is not valid: ${form}`);
+  };
+  const noSpace = (name: string, value: string | undefined, form: string) =>
+    check(name, value, value === undefined || /^\S+$/.test(value), form);
+  const port = (name: string, value: string | undefined, fallback: number): number => {
+    if (value === undefined) return fallback;
+    const n = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+    check(name, value, n >= 1 && n <= 65535, "a TCP port, a whole number from 1 to 65535");
+    return n;
+  };
+  const oneOf = <T extends string>(
+    name: string,
+    value: string | undefined,
+    allowed: readonly T[],
+    fallback: T,
+  ) => {
+    if (value === undefined) return fallback;
+    check(name, value, (allowed as readonly string[]).includes(value), `one of ${allowed.join(", ")}`);
+    return value as T;
+  };
+
+  const appPort = port(
+    "DATABRICKS_APP_PORT",
     need("DATABRICKS_APP_PORT", "the Apps platform sets it: the only port its proxy reaches"),
+    0,
+  );
+  const listenHost = raw("METAMCP_LISTEN_HOST") ?? "0.0.0.0";
+  check(
+    "METAMCP_LISTEN_HOST",
+    listenHost,
+    isIP(listenHost) !== 0 || listenHost === "localhost",
+    "an IP address (0.0.0.0 on the platform, 127.0.0.1 for loopback only) or localhost",
   );
   const appName = need("DATABRICKS_APP_NAME", "set by the Apps platform");
-  const host = need("DATABRICKS_HOST", "set by the Apps platform");
+  check(
+    "DATABRICKS_APP_NAME",
+    raw("DATABRICKS_APP_NAME"),
+    /^[a-z0-9][a-z0-9-]{0,62}$/.test(appName),
+    "an app name: lower-case letters, digits and dashes",
+  );
+  const hostRaw = need("DATABRICKS_HOST", "set by the Apps platform");
+  const hostOrigin = hostRaw ? originOf(hostRaw) : undefined;
+  check(
+    "DATABRICKS_HOST",
+    raw("DATABRICKS_HOST"),
+    hostOrigin !== undefined,
+    "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net (no path)",
+  );
   const clientId = need("DATABRICKS_CLIENT_ID", "the app's service principal, set by the Apps platform");
+  noSpace(
+    "DATABRICKS_CLIENT_ID",
+    raw("DATABRICKS_CLIENT_ID"),
+    "the service principal's client id, no spaces",
+  );
   const clientSecret = need(
     "DATABRICKS_CLIENT_SECRET",
     "the app's service principal, set by the Apps platform",
   );
-  registerSecret(clientSecret);
+  if (clientSecret && !/^\S+$/.test(clientSecret))
+    problems.push("DATABRICKS_CLIENT_SECRET is not valid: it contains whitespace (value not shown)");
+  else registerSecret(clientSecret);
+  check(
+    "DATABRICKS_WORKSPACE_ID",
+    raw("DATABRICKS_WORKSPACE_ID"),
+    /^\d+$/.test(raw("DATABRICKS_WORKSPACE_ID") ?? ""),
+    "the workspace id, digits",
+  );
+  const appUrlRaw = raw("METAMCP_APP_URL");
+  const appUrl = appUrlRaw === undefined ? undefined : originOf(appUrlRaw);
+  check(
+    "METAMCP_APP_URL",
+    appUrlRaw,
+    appUrl !== undefined,
+    "the app's public origin, e.g. https://myapp-123.aws.databricksapps.com (no path: MetaMCP needs the bare origin)",
+  );
+
   const pgHost = need(
     "PGHOST",
     "injected by the app's Lakebase database resource: is the resource attached?",
   );
+  noSpace("PGHOST", raw("PGHOST"), "a host name or IP address");
+  const pgPort = port("PGPORT", raw("PGPORT"), 5432);
   const pgUser = need("PGUSER", "injected by the app's Lakebase database resource");
   const pgDatabase = need("PGDATABASE", "injected by the app's Lakebase database resource");
-  const schema = env.METAMCP_DB_SCHEMA || "metamcp_app";
-  const schemaCheck = pgIdentifier.safeParse(schema);
-  if (!schemaCheck.success)
-    problems.push(`METAMCP_DB_SCHEMA=${JSON.stringify(schema)} ${schemaCheck.error.issues[0]?.message}`);
-  const kind = (env.LAKEBASE_KIND || "autoscaling") as LakebaseKind;
-  if (!LAKEBASE_KINDS.includes(kind))
-    problems.push(`LAKEBASE_KIND must be one of ${LAKEBASE_KINDS.join(", ")}`);
-  const endpoint = env.LAKEBASE_ENDPOINT || undefined;
-  const instanceName = env.LAKEBASE_INSTANCE_NAME || undefined;
-  if (kind === "autoscaling" && !endpoint)
-    problems.push("LAKEBASE_ENDPOINT is not set (app.yaml: valueFrom the app's postgres resource)");
-  if (kind === "provisioned" && !instanceName)
-    problems.push(
-      "LAKEBASE_INSTANCE_NAME is not set (app.yaml passes it from our config; never guessed from PGHOST)",
+  check("PGDATABASE", raw("PGDATABASE"), pgDatabase.length <= 63, "a database name, at most 63 characters");
+  check("PGUSER", raw("PGUSER"), pgUser.trim() === pgUser, "a role name without surrounding spaces");
+  const sslmode = oneOf("PGSSLMODE", raw("PGSSLMODE"), PG_SSLMODES, "require");
+  const pgAppName = raw("PGAPPNAME") ?? appName;
+  check("PGAPPNAME", raw("PGAPPNAME"), pgAppName.length <= 63, "an application name, at most 63 characters");
+
+  const schema = raw("METAMCP_DB_SCHEMA") ?? "metamcp_app";
+  const schemaProblem = pgIdentifierProblem(schema);
+  if (schemaProblem) problems.push(`METAMCP_DB_SCHEMA=${shown(schema)} ${schemaProblem}`);
+  const kind = oneOf("LAKEBASE_KIND", raw("LAKEBASE_KIND"), LAKEBASE_KINDS, "autoscaling");
+  const endpoint = raw("LAKEBASE_ENDPOINT");
+  const instanceName = raw("LAKEBASE_INSTANCE_NAME");
+  if (kind === "autoscaling") {
+    if (!endpoint)
+      problems.push("LAKEBASE_ENDPOINT is not set (app.yaml: valueFrom the app's postgres resource)");
+    check(
+      "LAKEBASE_ENDPOINT",
+      endpoint,
+      /^projects\/[^/\s]+\/branches\/[^/\s]+\/endpoints\/[^/\s]+$/.test(endpoint ?? ""),
+      "an endpoint path: projects/<project>/branches/<branch>/endpoints/<endpoint>",
     );
+  }
+  if (kind === "provisioned") {
+    if (!instanceName)
+      problems.push(
+        "LAKEBASE_INSTANCE_NAME is not set (app.yaml passes it from our config; never guessed from PGHOST)",
+      );
+    check(
+      "LAKEBASE_INSTANCE_NAME",
+      instanceName,
+      /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/.test(instanceName ?? ""),
+      "an instance name: lower-case letters, digits and dashes (2-63)",
+    );
+  }
+
   const secret = env.BETTER_AUTH_SECRET ?? "";
-  if (!secret) problems.push("BETTER_AUTH_SECRET is empty (app.yaml: valueFrom the app's secret resource)");
-  else if (/\$\{[^}]*\}/.test(secret) || PLACEHOLDER_SECRETS.has(secret.toLowerCase()))
-    problems.push(
-      "BETTER_AUTH_SECRET is a placeholder, not a secret: check the app's secret resource and valueFrom",
-    );
-  else if (secret.length < 16) problems.push("BETTER_AUTH_SECRET is shorter than 16 characters");
-  registerSecret(secret);
-  if (env.DATABRICKS_APP_PORT && !(Number.isInteger(port) && port > 0))
-    problems.push("DATABRICKS_APP_PORT is not a port");
+  const secretProblem = authSecretProblem(secret);
+  // Only a secret we accept is registered for masking: a refused value is never printed anyway, and a
+  // short common word registered for masking would garble every message that contains it.
+  if (secretProblem)
+    problems.push(`BETTER_AUTH_SECRET ${secretProblem} (value not shown): ${HOW_TO_SET_SECRET}`);
+  else registerSecret(secret);
+
+  const rootRaw = raw("METAMCP_ROOT");
+  check("METAMCP_ROOT", rootRaw, rootRaw === undefined || rootRaw.trim() === rootRaw, "a directory path");
+  const waitRaw = raw("METAMCP_DB_WAIT_SECONDS");
+  const waitSeconds = waitRaw === undefined ? 120 : /^\d{1,7}$/.test(waitRaw) ? Number(waitRaw) : Number.NaN;
+  check(
+    "METAMCP_DB_WAIT_SECONDS",
+    waitRaw,
+    waitSeconds >= 0 && waitSeconds <= MAX_DB_WAIT_SECONDS,
+    `whole seconds from 0 to ${MAX_DB_WAIT_SECONDS}`,
+  );
+  const bootstrap = raw("BOOTSTRAP_ENABLE");
+  check(
+    "BOOTSTRAP_ENABLE",
+    bootstrap,
+    BOOLEANS.includes((bootstrap ?? "").trim().toLowerCase()),
+    "true or false",
+  );
+  const origins = raw("EXTRA_TRUSTED_ORIGINS");
+  check(
+    "EXTRA_TRUSTED_ORIGINS",
+    origins,
+    (origins ?? "")
+      .split(",")
+      .map((o) => o.trim())
+      .every((o) => o !== "" && !/\s/.test(o)),
+    "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
+  );
+  oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
+
   if (problems.length > 0) {
-    throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, 2);
+    throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
   }
   return {
-    appPort: port,
+    appPort,
+    listenHost,
     appName,
-    host: normalizeUrl(host),
+    host: hostOrigin!,
     clientId,
     clientSecret,
-    appUrl: env.METAMCP_APP_URL ? normalizeUrl(env.METAMCP_APP_URL) : undefined,
+    appUrl,
     pg: {
       host: pgHost,
-      port: Number(env.PGPORT || 5432),
+      port: pgPort,
       database: pgDatabase,
       user: pgUser,
-      sslmode: env.PGSSLMODE || "require",
-      appName: env.PGAPPNAME || appName,
+      sslmode,
+      appName: pgAppName,
     },
     schema,
     lakebase: { kind, endpoint, instanceName },
     betterAuthSecret: secret,
-    metamcpRoot: env.METAMCP_ROOT ? path.resolve(env.METAMCP_ROOT) : path.resolve(runtimeDir, "../metamcp"),
-    dbWaitMs: Number(env.METAMCP_DB_WAIT_SECONDS || 120) * 1000,
+    metamcpRoot: rootRaw ? path.resolve(rootRaw) : path.resolve(runtimeDir, "../metamcp"),
+    dbWaitMs: waitSeconds * 1000,
   };
 }

@@ -1,19 +1,70 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { isUserError } from "../errors.js";
+import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
 import { SupervisedChild } from "./children.js";
-import { CredentialKeeper } from "./credentials.js";
-import { clientConfig, connectWithRetry, ensureSchema, runMigrations, searchPathOption } from "./database.js";
+import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
+import {
+  clientConfig,
+  connectWithRetry,
+  describePgError,
+  ensureSchema,
+  isConnectionLost,
+  runMigrations,
+  searchPathOption,
+} from "./database.js";
+import { DatabaseHealth } from "./db-health.js";
 import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
 import { upstreamChildEnv } from "./upstream-settings.js";
 import { WorkspaceClient } from "./workspace-client.js";
 
-const SHUTDOWN_BUDGET_MS = 15_000;
+/** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
+const SHUTDOWN_BUDGET_MS = 12_000;
+
+/** Thrown into the startup sequence when a stop was asked: it ends the sequence, quietly. */
+class StopRequested extends Error {
+  constructor() {
+    super("stop requested");
+  }
+}
+
+/** `p`, or a StopRequested rejection as soon as `signal` aborts (the work behind `p` is abandoned). */
+function untilStopped<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new StopRequested());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StopRequested());
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(signal.aborted ? new StopRequested() : e);
+      },
+    );
+  });
+}
+
+/** Why the app port cannot be listened on, in the operator's terms (the variable to change). */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): UserError {
+  const where = `${host}:${port}`;
+  const why =
+    err.code === "EADDRINUSE"
+      ? `another process already listens on ${where} (DATABRICKS_APP_PORT)`
+      : err.code === "EADDRNOTAVAIL"
+        ? `${host} is not an address of this machine (METAMCP_LISTEN_HOST)`
+        : err.code === "EACCES"
+          ? `this user may not listen on port ${port} (DATABRICKS_APP_PORT; ports below 1024 need privileges)`
+          : `${err.message}`;
+  return new UserError("app_port_unusable", `cannot listen on ${where}: ${why}`, EXIT.input);
+}
 
 async function step<T>(log: Logger, name: string, fn: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
@@ -92,28 +143,55 @@ function childEnv(
 
 /** The app.yaml command: Lakebase credential, schema, migrations, then MetaMCP on the app's one port. */
 export async function runApp(runtimeDir: string): Promise<number> {
-  const log = createLogger({ json: !process.stderr.isTTY, tag: "start" });
+  const json = !process.stderr.isTTY;
+  const log = createLogger({ json, tag: "start" });
   let env: RuntimeEnv;
   try {
     env = readRuntimeEnv(process.env, runtimeDir);
   } catch (err) {
     log.error(maskSecrets((err as Error).message));
-    return 2;
+    return isUserError(err) ? err.exitCode : EXIT.bug;
   }
-  const workspace = new WorkspaceClient(env.host, env.clientId, env.clientSecret);
+  // A stop (SIGTERM/SIGINT) may come at any moment of startup: every wait below ends on it, and
+  // nothing is launched once it came.
+  const stop = new AbortController();
+  const workspace = new WorkspaceClient(env.host, env.clientId, env.clientSecret, 15_000, stop.signal);
+  for (const dir of removeLeftoverCredentialDirs())
+    log.info(`removed a credential folder an earlier run left behind: ${dir}`);
   const keeper = new CredentialKeeper(
     () =>
       env.lakebase.kind === "autoscaling"
         ? workspace.postgresCredential(env.lakebase.endpoint!)
         : workspace.databaseCredential(env.lakebase.instanceName!),
-    createLogger({ json: !process.stderr.isTTY, tag: "credential" }),
+    createLogger({ json, tag: "credential" }),
   );
   const children: SupervisedChild[] = [];
+  // Every exit we do not choose (process.exit from the hard stop, an uncaught exception) still takes the
+  // children down and removes the file holding the database credential: 'exit' handlers run on all of them.
+  process.on("exit", () => {
+    for (const c of children) c.killNow();
+    keeper.removeFiles();
+  });
+  process.on("uncaughtException", (err) => {
+    log.error(
+      `internal error, stopping (a bug: please report it with this line): ${maskSecrets(String(err?.stack ?? err))}`,
+    );
+    process.exit(EXIT.bug);
+  });
+  process.on("unhandledRejection", (err) => {
+    log.error(
+      `internal error, stopping (a bug: please report it with this line): ${maskSecrets(String((err as Error)?.stack ?? err))}`,
+    );
+    process.exit(EXIT.bug);
+  });
+
   let publicUrl: string | undefined;
+  let health: DatabaseHealth | undefined;
   const router = createRouter({
     backendPort: BACKEND_PORT,
     frontendPort: FRONTEND_PORT,
     publicUrl: () => publicUrl,
+    healthProblem: async () => await health?.problem(),
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -124,18 +202,23 @@ export async function runApp(runtimeDir: string): Promise<number> {
   const shutdown = async (reason: string, code: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    stop.abort();
     const t0 = Date.now();
     (code === 0 ? log.info : log.error)(`shutting down: ${reason}`);
-    const hardStop = setTimeout(() => process.exit(code || 1), SHUTDOWN_BUDGET_MS).unref();
-    await router.close(8_000).catch(() => {});
-    await Promise.all(children.map((c) => c.stop(4_000)));
+    const hardStop = setTimeout(() => {
+      log.error(`could not stop within ${SHUTDOWN_BUDGET_MS / 1000} s: killing what is left`);
+      process.exit(code || EXIT.bug);
+    }, SHUTDOWN_BUDGET_MS).unref();
+    if (router.server.listening) await router.close(8_000).catch(() => {});
+    await Promise.all(children.map((c) => c.stop(3_000)));
     keeper.stop();
     clearTimeout(hardStop);
     log.info(`stopped in ${Date.now() - t0} ms`);
     resolveExit(code);
   };
-  process.once("SIGTERM", () => void shutdown("SIGTERM", 0));
-  process.once("SIGINT", () => void shutdown("SIGINT", 0));
+  // SIGHUP too: a closed terminal (under `local`) must not kill us without cleanup (default action).
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig, 0));
+  const stopped = <T>(p: Promise<T>) => untilStopped(p, stop.signal);
 
   try {
     const backendDir = path.join(env.metamcpRoot, "apps/backend");
@@ -146,19 +229,29 @@ export async function runApp(runtimeDir: string): Promise<number> {
       path.join(backendDir, "drizzle"),
     ]) {
       if (!existsSync(f))
-        throw new Error(`the app tree is incomplete: ${f} is missing (was it built with \`make build\`?)`);
+        throw new UserError(
+          "app_tree_incomplete",
+          `the app tree is incomplete: ${f} is missing`,
+          EXIT.input,
+          "build it with `make build` (and check METAMCP_ROOT if set)",
+        );
     }
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {
-      router.server.once("error", reject);
-      router.server.listen(env.appPort, "0.0.0.0", () => resolve());
+      router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));
+      router.server.listen(env.appPort, env.listenHost, () => resolve());
     });
-    log.info(`listening on port ${env.appPort} (503 until MetaMCP is ready)`);
+    log.info(`listening on ${env.listenHost}:${env.appPort} (503 until MetaMCP is ready)`);
 
     const appUrl = await step(log, "public URL", async () => {
       if (env.appUrl) return env.appUrl;
-      const app = await workspace.getApp(env.appName);
-      if (!app.url) throw new Error(`the Apps API returned no url for app ${env.appName}`);
+      const app = await stopped(workspace.getApp(env.appName));
+      if (!app.url)
+        throw new DatabricksError(
+          "app_url_unknown",
+          `the Apps API returned no url for app ${env.appName}`,
+          "redeploy with `make bundle-deploy`, which writes METAMCP_APP_URL into app.yaml",
+        );
       return /^https?:\/\//.test(app.url)
         ? app.url.replace(/\/+$/, "")
         : `https://${app.url.replace(/\/+$/, "")}`;
@@ -170,50 +263,32 @@ export async function runApp(runtimeDir: string): Promise<number> {
       await step(log, "Lakebase instance state", async () => {
         const until = Date.now() + 10 * 60_000;
         for (;;) {
-          const info = await workspace.getDatabaseInstance(env.lakebase.instanceName!);
+          const info = await stopped(workspace.getDatabaseInstance(env.lakebase.instanceName!));
           if (!info.state || info.state === "AVAILABLE") return;
           if (Date.now() > until)
-            throw new Error(`Lakebase instance ${info.name} is ${info.state}, not AVAILABLE`);
+            throw new UserError(
+              "instance_not_available",
+              `Lakebase instance ${info.name} is ${info.state}, not AVAILABLE`,
+              EXIT.databricks,
+              "start the instance (or wait for it), then restart the app",
+            );
           log.warn(
             `Lakebase instance ${info.name} is ${info.state}: it refuses connections until AVAILABLE; waiting`,
           );
-          await new Promise((r) => setTimeout(r, 5000));
+          await stopped(delay(5000, undefined, { signal: stop.signal }));
         }
       });
     }
-    await step(log, `Lakebase credential (${env.lakebase.kind})`, () => keeper.start());
+    await step(log, `Lakebase credential (${env.lakebase.kind})`, () =>
+      stopped(keeper.start(60_000, stop.signal)),
+    );
     log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
 
     const cfg = clientConfig(env, () => keeper.current());
-    const client = await step(log, "connect", () => connectWithRetry(cfg, log, env.dbWaitMs));
-    try {
-      const searchPath = await step(log, `schema ${env.schema}`, () => ensureSchema(client, env.schema));
-      log.info(`search_path = ${searchPath}`);
-      const m = await step(log, "migrations", () =>
-        runMigrations(client, {
-          migrationsFolder: path.join(backendDir, "drizzle"),
-          schema: env.schema,
-          log,
-        }),
-      );
-      log.info(
-        m.applied > 0
-          ? `applied ${m.applied} migration(s), ${m.total} in total`
-          : `up to date (${m.total} migrations)`,
-      );
-      const timeouts = await seedMcpTimeouts(client, env.schema);
-      log.info(
-        timeouts
-          ? `MetaMCP tool-call timeouts: ${Object.entries(timeouts)
-              .map(([k, v]) => `${k}=${v} ms`)
-              .join(", ")} (the Apps proxy cuts a request at 120 s)`
-          : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
-      );
-    } finally {
-      await client.end().catch(() => {});
-    }
+    await prepareDatabase(env, cfg, path.join(backendDir, "drizzle"), log, stop.signal);
+    health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
 
-    const onFatal = (reason: string) => void shutdown(reason, 1);
+    const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
     const backend = new SupervisedChild(
       {
         name: "backend",
@@ -222,7 +297,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         cwd: backendDir,
         env: childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
       },
-      createLogger({ json: !process.stderr.isTTY, tag: "backend" }),
+      createLogger({ json, tag: "backend" }),
     );
     const frontend = new SupervisedChild(
       {
@@ -232,35 +307,105 @@ export async function runApp(runtimeDir: string): Promise<number> {
         cwd: frontendDir,
         env: { ...childEnv(env, appUrl, keeper.passwordFile, FRONTEND_PORT), HOSTNAME: "127.0.0.1" },
       },
-      createLogger({ json: !process.stderr.isTTY, tag: "frontend" }),
+      createLogger({ json, tag: "frontend" }),
     );
+    // Checked right before launching, in the same tick: a stop that came during any step above
+    // launches nothing (shutdown stops exactly the children in this list).
+    if (stop.signal.aborted) throw new StopRequested();
     children.push(backend, frontend);
     await step(log, "MetaMCP servers", async () => {
       backend.start(onFatal);
       frontend.start(onFatal);
-      await Promise.all([
-        waitHttp(
-          `http://127.0.0.1:${BACKEND_PORT}/health`,
-          120_000,
-          (s) => s === 200,
-          () => !shuttingDown,
-        ),
-        waitHttp(
-          `http://127.0.0.1:${FRONTEND_PORT}/`,
-          120_000,
-          (s) => s < 500,
-          () => !shuttingDown,
-        ),
-      ]);
+      await stopped(
+        Promise.all([
+          waitHttp(
+            `http://127.0.0.1:${BACKEND_PORT}/health`,
+            120_000,
+            (s) => s === 200,
+            () => !shuttingDown,
+          ),
+          waitHttp(
+            `http://127.0.0.1:${FRONTEND_PORT}/`,
+            120_000,
+            (s) => s < 500,
+            () => !shuttingDown,
+          ),
+        ]),
+      );
     });
     router.ready = true;
     log.success(`MetaMCP is ready on port ${env.appPort} (${appUrl})`);
   } catch (err) {
-    const message = maskSecrets(err instanceof Error ? err.message : String(err));
-    const hint = isUserError(err) && err.hint ? ` → ${err.hint}` : "";
-    await shutdown(`${message}${hint}`, isUserError(err) ? err.exitCode : 1);
+    if (!(err instanceof StopRequested) && !stop.signal.aborted) {
+      const message = maskSecrets(err instanceof Error ? err.message : String(err));
+      const hint = isUserError(err) && err.hint ? ` → ${err.hint}` : "";
+      await shutdown(`${message}${hint}`, isUserError(err) ? err.exitCode : EXIT.bug);
+    }
   }
   return await exit;
+}
+
+/**
+ * Connect, schema, migrations, tool timeouts: all on one connection of ours. A database that goes away
+ * in the middle (a restart, a failover) is reconnected and the work redone (each part is idempotent)
+ * until METAMCP_DB_WAIT_SECONDS has passed; then it is a Databricks-side failure (exit 4).
+ */
+async function prepareDatabase(
+  env: RuntimeEnv,
+  cfg: ReturnType<typeof clientConfig>,
+  migrationsFolder: string,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const until = Date.now() + env.dbWaitMs;
+  for (;;) {
+    const client = await step(log, "connect", () =>
+      untilStopped(connectWithRetry(cfg, log, Math.max(0, until - Date.now()), signal), signal),
+    );
+    // A stop ends our connection at once: PostgreSQL then drops its locks (the migration lock included).
+    const endOnStop = () => void client.end().catch(() => {});
+    signal.addEventListener("abort", endOnStop, { once: true });
+    let phase = "schema";
+    try {
+      const searchPath = await step(log, `schema ${env.schema}`, () =>
+        untilStopped(ensureSchema(client, env.schema), signal),
+      );
+      log.info(`search_path = ${searchPath}`);
+      phase = "migrations";
+      const m = await step(log, "migrations", () =>
+        untilStopped(runMigrations(client, { migrationsFolder, schema: env.schema, log }), signal),
+      );
+      log.info(
+        m.applied > 0
+          ? `applied ${m.applied} migration(s), ${m.total} in total`
+          : `up to date (${m.total} migrations)`,
+      );
+      phase = "tool timeouts";
+      const timeouts = await untilStopped(seedMcpTimeouts(client, env.schema), signal);
+      log.info(
+        timeouts
+          ? `MetaMCP tool-call timeouts: ${Object.entries(timeouts)
+              .map(([k, v]) => `${k}=${v} ms`)
+              .join(", ")} (the Apps proxy cuts a request at 120 s)`
+          : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
+      );
+      return;
+    } catch (err) {
+      if (err instanceof StopRequested || !isConnectionLost(err)) throw err;
+      if (Date.now() >= until)
+        throw new UserError(
+          "database_lost",
+          `lost the database connection during ${phase} and could not finish within METAMCP_DB_WAIT_SECONDS (${env.dbWaitMs / 1000} s): ${describePgError(err)}`,
+          EXIT.databricks,
+          "is the Lakebase database running? (`make app-status`); the app retried until its deadline",
+        );
+      log.warn(`lost the database connection during ${phase} (${describePgError(err)}): reconnecting`);
+      await untilStopped(delay(1000, undefined, { signal }), signal);
+    } finally {
+      signal.removeEventListener("abort", endOnStop);
+      await client.end().catch(() => {});
+    }
+  }
 }
 
 // Entry point of the bundled runtime (runtime/start.mjs in the app tree).

@@ -102,7 +102,15 @@ export interface RouterOptions {
   frontendPort: number;
   /** The app's public origin (APP_URL), once known; redirects to internal listeners are rewritten onto it. */
   publicUrl?: () => string | undefined;
+  /**
+   * Why the app cannot serve right now (no database connection can be opened), or undefined. Asked for the
+   * health paths only: upstream's `/metamcp/health` answers 200 without touching the database.
+   */
+  healthProblem?: () => Promise<string | undefined>;
 }
+
+/** The health paths (upstream's backend route and the one Next rewrites to it). */
+const HEALTH_PATHS = new Set(["/metamcp/health", "/health"]);
 
 export function createRouter(options: RouterOptions): Router {
   // Keep-alive to both children: a new TCP connection per proxied request costs more than the routing
@@ -170,16 +178,31 @@ export function createRouter(options: RouterOptions): Router {
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
+  const forward = (req: IncomingMessage, res: ServerResponse) => {
+    const t = target(req.url ?? "/", req.method);
+    req.url = t.path;
+    dropDatabricksCredentials(req.headers);
+    proxy.web(req, res, { target: t.target });
+  };
   router.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     if (!router.ready) {
       res.writeHead(503, { "content-type": "text/plain", "retry-after": "2" });
       res.end("MetaMCP is starting");
       return;
     }
-    const t = target(req.url ?? "/", req.method);
-    req.url = t.path;
-    dropDatabricksCredentials(req.headers);
-    proxy.web(req, res, { target: t.target });
+    const pathname = (req.url ?? "/").split("?")[0] ?? "/";
+    if (options.healthProblem && HEALTH_PATHS.has(pathname)) {
+      void options.healthProblem().then(
+        (problem) => {
+          if (!problem) return forward(req, res);
+          res.writeHead(503, { "content-type": "application/json", "retry-after": "5" });
+          res.end(JSON.stringify({ status: "unhealthy", reason: problem }));
+        },
+        () => forward(req, res),
+      );
+      return;
+    }
+    forward(req, res);
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const t = target(req.url ?? "/");

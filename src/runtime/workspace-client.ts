@@ -21,6 +21,24 @@ export interface DatabaseInstanceInfo {
   state?: string;
 }
 
+/**
+ * A credential answer as the runtime can use it: a token and a real expiry. Anything else is a
+ * Databricks-side fault, said as such (a `new Date("garbage")` would crash later as "Invalid time value").
+ */
+function credentialFrom(token: unknown, expiry: unknown, field: string, what: string): DatabaseCredential {
+  if (typeof token !== "string" || token === "")
+    throw new DatabricksError("credential_invalid", `${what}: the answer holds no token`);
+  registerSecret(token);
+  const expiresAt = typeof expiry === "string" ? new Date(expiry) : new Date(Number.NaN);
+  if (Number.isNaN(expiresAt.getTime()))
+    throw new DatabricksError(
+      "credential_invalid",
+      `${what}: the answer's ${field} is ${JSON.stringify(expiry ?? null)}, not a time`,
+      "a Databricks-side fault: retry later; if it persists, report it with the app's logs",
+    );
+  return { token, expiresAt };
+}
+
 export class WorkspaceClient {
   private accessToken: { value: string; expiresAt: number } | undefined;
 
@@ -29,12 +47,19 @@ export class WorkspaceClient {
     private readonly clientId: string,
     private readonly clientSecret: string,
     private readonly timeoutMs = 15_000,
+    /** Aborts every call in flight (the app was asked to stop). */
+    private readonly signal?: AbortSignal,
   ) {}
 
   private async send(path: string, init: RequestInit, what: string): Promise<Response> {
     try {
-      return await fetch(`${this.host}${path}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+      const timeout = AbortSignal.timeout(this.timeoutMs);
+      return await fetch(`${this.host}${path}`, {
+        ...init,
+        signal: this.signal ? AbortSignal.any([timeout, this.signal]) : timeout,
+      });
     } catch (err) {
+      if (this.signal?.aborted) throw this.signal.reason;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new DatabricksError(
         "workspace_unreachable",
@@ -134,8 +159,12 @@ export class WorkspaceClient {
       `database credential for endpoint ${endpoint}`,
       { endpoint },
     );
-    registerSecret(r.token);
-    return { token: r.token, expiresAt: new Date(r.expire_time) };
+    return credentialFrom(
+      r.token,
+      r.expire_time,
+      "expire_time",
+      `database credential for endpoint ${endpoint}`,
+    );
   }
 
   /** Lakebase Provisioned: `POST /api/2.0/database/credentials` → `{token, expiration_time}`. */
@@ -146,7 +175,11 @@ export class WorkspaceClient {
       `database credential for instance ${instanceName}`,
       { request_id: randomUUID(), instance_names: [instanceName] },
     );
-    registerSecret(r.token);
-    return { token: r.token, expiresAt: new Date(r.expiration_time) };
+    return credentialFrom(
+      r.token,
+      r.expiration_time,
+      "expiration_time",
+      `database credential for instance ${instanceName}`,
+    );
   }
 }

@@ -73,6 +73,7 @@ describe("metamcp-databricks prepare", () => {
       "sql-migrations",
       "drizzle-config",
       "db-pool-credentials",
+      "backend-loopback",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     expect(manifest.patches[0]?.files).toEqual([

@@ -147,8 +147,9 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(ok).toBeGreaterThan(10);
       const fresh = await (await appGet("/metamcp/fresh")).json();
       expect(fresh).toEqual({ schema: "metamcp_app" });
-      const tables = await db.setPassword("probe", 60).then(async () => {
-        const c = new pg.Client({ connectionString: db.roleUrl("probe") });
+      // As the app's role, with a credential of the stand-in's (its logins are the stand-in's to check).
+      const tables = await Promise.resolve(platform.issueDatabaseCredential(60)).then(async ({ token }) => {
+        const c = new pg.Client({ connectionString: db.roleUrl(token) });
         await c.connect();
         const r = await c.query(
           "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 2",
@@ -264,11 +265,11 @@ describe("the runtime bundle against the Databricks stand-in", () => {
   describe("migrations", () => {
     it("run once when two instances start together (advisory lock), and are a no-op after", async () => {
       const folder = path.join(treeDir, "metamcp/apps/backend/drizzle");
-      await db.setPassword("mig", 60);
+      const { token } = platform.issueDatabaseCredential(60);
       const clients = [0, 1, 2].map(
         () =>
           new pg.Client({
-            connectionString: db.roleUrl("mig"),
+            connectionString: db.roleUrl(token),
             options: "-c search_path=race_schema,public",
           }),
       );

@@ -1,12 +1,14 @@
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
 import { PROJECT_ROOT } from "./cli.js";
 
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
  * - runtime/start.mjs: OUR real runtime bundle (dist/runtime/start.mjs, built by `pretest`);
- * - metamcp/apps/backend/dist/index.js: a tiny server with upstream's pool shape AS PATCHED by
- *   db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
+ * - metamcp/apps/backend/dist/index.js: a tiny server that listens where OUR backend-loopback patch makes
+ *   it listen (upstream's `listen(<port>, <callback>)` run through the patch), with upstream's pool shape AS
+ *   PATCHED by db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
  *   /health, /metamcp/health, /metamcp/notes (write/read a row), /metamcp/fresh (a NEW login per call),
  *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success),
  *   /metamcp/pid, and a REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
@@ -230,7 +232,8 @@ const server = createServer(async (req, res) => {
     else res.destroy();
   }
 });
-server.listen(Number(process.env.PORT), "127.0.0.1", () => console.log("backend listening on " + process.env.PORT));
+// Upstream's shape (no host: every interface); createFakeAppTree runs our backend-loopback patch on it.
+server.listen(Number(process.env.PORT), async () => console.log("backend listening on " + process.env.PORT));
 process.on("SIGTERM", () => {
   for (const t of [...httpSessions.values(), ...sseSessions.values()]) t.close().catch(() => {});
   server.closeAllConnections();
@@ -296,7 +299,11 @@ export function createFakeAppTree(dir: string): string {
   mkdirSync(fe, { recursive: true });
   copyFileSync(path.join(PROJECT_ROOT, "dist/runtime/start.mjs"), path.join(dir, "runtime/start.mjs"));
   writeFileSync(path.join(dir, "metamcp/package.json"), '{"type":"module"}\n');
-  writeFileSync(path.join(be, "dist/index.js"), BACKEND);
+  const backend = patchBackendListenText(BACKEND_INDEX_FILE, BACKEND, {
+    schema: "metamcp_app",
+    upstreamRef: "fake",
+  });
+  writeFileSync(path.join(be, "dist/index.js"), backend.text);
   writeFileSync(path.join(fe, "server.js"), FRONTEND);
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);

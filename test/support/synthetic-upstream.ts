@@ -30,6 +30,8 @@ export interface SyntheticUpstreamOptions {
   dir?: string;
   /** How each version's backend connects (default: `DB_INDEX_FORMS`, upstream's order). */
   dbIndexForm?: (version: string) => DbIndexForm | undefined;
+  /** How each version's backend starts listening (default: `BACKEND_INDEX_FORMS`, upstream's order). */
+  backendIndexForm?: (version: string) => BackendIndexForm | undefined;
 }
 
 export interface SyntheticUpstream {
@@ -409,6 +411,72 @@ export const DB_INDEX_FORMS: Record<string, DbIndexForm> = {
   "v2.4.1-docker-per-mcp": "pool",
 };
 
+/**
+ * The ways MetaMCP's `apps/backend/src/index.ts` has started its server (shapes written here, never copied;
+ * read from every stable tag and main, docs/prepare.md):
+ * - `port-var`: `const PORT = process.env.PORT || 12009; app.listen(PORT, () => …)` (v2.0.0–v2.0.3);
+ * - `port-literal`: `app.listen(12009, () => …)` (v2.0.4–v2.0.6);
+ * - `async-callback`: `app.listen(12009, async () => …)` (v2.1.0–v2.5.3);
+ * - `start-function`: the same inside `async function start()` after startup work (main past v2.4.22);
+ * - `own-host`, `two-listeners`: forms no release used (a host of upstream's own; a second server): the
+ *   patch must refuse them.
+ * None passes a host: Node then listens on every interface.
+ */
+export type BackendIndexForm =
+  | "port-var"
+  | "port-literal"
+  | "async-callback"
+  | "start-function"
+  | "own-host"
+  | "two-listeners";
+
+export function syntheticBackendIndex(form: BackendIndexForm): string {
+  const port = form === "port-var" ? "PORT" : "12009";
+  const callback = form === "port-var" || form === "port-literal" ? "() =>" : "async () =>";
+  const host = form === "own-host" ? `"0.0.0.0", ` : "";
+  const listen = (indent: string) => `${indent}app.listen(${port}, ${host}${callback} {
+${indent}  console.log("backend listening on port", ${port});
+${indent}});
+`;
+  return `import express from "express";
+${form === "two-listeners" ? `import { createServer } from "node:http";\n` : ""}
+const app = express();
+${form === "port-var" ? "const PORT = process.env.PORT || 12009;\n" : ""}
+app.use(express.json());
+
+app.get("/health", (_req, res) => {
+  res.json({ status: "ok" });
+});
+${
+  form === "start-function"
+    ? `
+async function start(): Promise<void> {
+  // startup work that must finish before the server accepts requests
+  await Promise.resolve();
+
+${listen("  ")}}
+
+start().catch((err) => {
+  console.error("startup failed", err);
+});
+`
+    : `
+${listen("")}`
+}${form === "two-listeners" ? `\ncreateServer(app).listen(12010);\n` : ""}`;
+}
+
+/** The listen form each synthetic version uses, in upstream's order. */
+export const BACKEND_INDEX_FORMS: Record<string, BackendIndexForm> = {
+  "v2.0.0": "port-var",
+  "v2.1.0": "port-literal",
+  "v2.2.0": "async-callback",
+  "commit-only": "async-callback",
+  "v2.3.0-test": "async-callback",
+  head: "start-function",
+  "v2.4.0": "async-callback",
+  "v2.4.1-docker-per-mcp": "async-callback",
+};
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -416,6 +484,7 @@ export function syntheticVersionFiles(
   spec: VersionSpec,
   marker?: string,
   dbIndexForm: DbIndexForm = DB_INDEX_FORMS[label] ?? "pool-ssl",
+  backendIndexForm: BackendIndexForm = BACKEND_INDEX_FORMS[label] ?? "async-callback",
 ): Record<string, string> {
   const files: Record<string, string> = {
     "package.json": `${JSON.stringify(
@@ -427,6 +496,7 @@ export function syntheticVersionFiles(
     "apps/backend/package.json": `${JSON.stringify({ name: "backend", type: "module", version: "1.0.0" }, null, 2)}\n`,
     "apps/backend/src/db/schema.ts": schemaSource(spec),
     "apps/backend/src/db/index.ts": syntheticDbIndex(dbIndexForm),
+    "apps/backend/src/index.ts": syntheticBackendIndex(backendIndexForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
   };
@@ -461,7 +531,14 @@ export function createSyntheticUpstream(options: SyntheticUpstreamOptions = {}):
   let written = new Set<string>();
   const commit = (label: string, migrations: Migration[], spec: VersionSpec): string => {
     const files = {
-      ...syntheticVersionFiles(label, migrations, spec, options.marker, options.dbIndexForm?.(label)),
+      ...syntheticVersionFiles(
+        label,
+        migrations,
+        spec,
+        options.marker,
+        options.dbIndexForm?.(label),
+        options.backendIndexForm?.(label),
+      ),
       ...options.extraFiles?.(label),
     };
     for (const old of written) if (!(old in files)) rmSync(path.join(dir, old), { force: true });

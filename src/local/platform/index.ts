@@ -1,8 +1,10 @@
+import pg from "pg";
 import type { Config } from "../../config/load.js";
 import type { Logger } from "../../log/logger.js";
 import type { EmbeddedPostgresHandle } from "../postgres.js";
-import { setRolePassword } from "../postgres.js";
+import { delegateRoleLogins } from "../postgres.js";
 import type { LocalSecrets } from "../state.js";
+import { waitFor } from "../wait.js";
 
 export {
   DEFAULT_PROXY_LIMITS,
@@ -13,9 +15,14 @@ export {
 } from "./apps-proxy.js";
 
 import { DEFAULT_PROXY_LIMITS, LogBuffer, type ProxyLimits, registerAppsProxy } from "./apps-proxy.js";
+import {
+  DatabaseCredentials,
+  type IssuedCredential,
+  startLoginCheckService,
+} from "./lakebase-credentials.js";
 import { registerLogin } from "./login.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
-import { ApiError, newRequestId, PlatformServer } from "./server.js";
+import { ApiError, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
 import { AuthCodes, BrowserSessions, DEFAULT_LOCAL_USER, LocalUsers } from "./users.js";
 
@@ -39,6 +46,8 @@ export interface LocalPlatform {
   appUrl: string;
   /** Exactly what the Apps platform injects into the app's process (plus app.yaml's env). */
   appEnv: Record<string, string>;
+  /** A fresh Lakebase credential for the app's role, as the credentials API issues them (tests use it to log in). */
+  issueDatabaseCredential(ttlSeconds?: number): IssuedCredential;
   /** A fresh user token (as `databricks auth token` gives), for `email` or the default local user. */
   issueUserToken(email?: string, ttlSeconds?: number): { token: string; expiresAt: Date };
   /** The proxy's current cuts and Authorization behaviour; tests change them between calls. */
@@ -84,14 +93,28 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     isAllowedRedirect: (uri) => proxyOrigins.some((o) => uri === `${o}/.auth/callback`),
   });
 
-  // Each credential becomes the role's password, valid until its expiry: PostgreSQL refuses it after.
-  const issueCredential = async (): Promise<{ token: string; expires: Date }> => {
-    const token = `lbc-${newRequestId()}`;
-    const expires = new Date(Date.now() + ttl * 1000);
-    await setRolePassword(postgres.adminUrl(), secrets.clientId, token, expires);
+  // Every credential logs in as the app's role until its own expiry, however many were issued since
+  // (PostgreSQL asks the check service at each login: lakebase-credentials.ts).
+  const credentials = new DatabaseCredentials();
+  const issueCredential = async (): Promise<IssuedCredential> => {
+    const c = credentials.issue(secrets.clientId, ttl);
     log.debug(`databricks stand-in: issued a database credential valid for ${ttl} s`);
-    return { token, expires };
+    return c;
   };
+  const loginCheck = await startLoginCheckService(
+    (user, password) => credentials.honours(user, password),
+    (user, accepted) => {
+      if (!accepted)
+        log.debug(`databricks stand-in: refused a database login as ${user} (unknown or expired credential)`);
+    },
+  );
+  try {
+    await delegateRoleLogins(postgres.adminUrl(), secrets.clientId, loginCheck);
+    await waitForDelegatedLogins(postgres, config.lakebase.database, secrets.clientId, credentials);
+  } catch (err) {
+    await loginCheck.close();
+    throw err;
+  }
   workspace.route("POST", "/api/2.0/postgres/credentials", async ({ req, body }) => {
     requireBearer(tokens, req);
     const asked = (body as { endpoint?: string } | undefined)?.endpoint;
@@ -159,11 +182,12 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     limits: () => proxyLimits,
   });
 
-  await workspace.listen(0);
   try {
+    await workspace.listen(0);
     await appHost.listen(options.proxyPort);
   } catch (err) {
     await workspace.close();
+    await loginCheck.close();
     throw err;
   }
   const workspacePort = Number(new URL(workspace.url).port);
@@ -193,6 +217,9 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     workspacePort,
     appUrl: proxyPortUrl,
     appEnv,
+    issueDatabaseCredential(ttlSeconds = ttl) {
+      return credentials.issue(secrets.clientId, ttlSeconds);
+    },
     issueUserToken(email = DEFAULT_LOCAL_USER.email, ttlSeconds = userTtl) {
       const t = tokens.issue(users.get(email)?.email ?? users.add(email, email).email, ttlSeconds);
       return { token: t.token, expiresAt: new Date(t.expiresAt) };
@@ -203,6 +230,43 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
       appsProxy.close();
       await appHost.close();
       await workspace.close();
+      await loginCheck.close();
     },
   };
+}
+
+/**
+ * pg_reload_conf() only signals the postmaster: logins switch to the new rules a moment later. A probe
+ * credential of our own logs in once they did (the role's old password would not match it).
+ */
+async function waitForDelegatedLogins(
+  postgres: EmbeddedPostgresHandle,
+  database: string,
+  role: string,
+  credentials: DatabaseCredentials,
+): Promise<void> {
+  const probe = credentials.issue(role, 60);
+  try {
+    await waitFor(
+      async () => {
+        const c = new pg.Client({
+          host: postgres.host,
+          port: postgres.port,
+          database,
+          user: role,
+          password: probe.token,
+        });
+        c.on("error", () => {});
+        try {
+          await c.connect();
+          return true;
+        } finally {
+          await c.end().catch(() => {});
+        }
+      },
+      { timeoutMs: 20_000, intervalMs: 20, what: `PostgreSQL to check ${role}'s logins with the stand-in` },
+    );
+  } finally {
+    credentials.revoke(probe.token);
+  }
 }

@@ -1,14 +1,16 @@
 /**
  * Errors are values: a message for humans, a stable code for scripts, and an exit code.
- * Exit codes: 2 bad input, 3 upstream drift, 4 Databricks-side failure, 1 bugs (anything not a UserError).
+ * Exit codes: 2 bad input, 3 upstream drift, 4 Databricks-side failure, 5 the local app is not running
+ * (`local status`/`local token` with nothing to show), 1 bugs (anything not a UserError).
  */
-export type ExitCode = 1 | 2 | 3 | 4;
+export type ExitCode = 1 | 2 | 3 | 4 | 5;
 
 export const EXIT = {
   bug: 1,
   input: 2,
   drift: 3,
   databricks: 4,
+  notRunning: 5,
 } as const satisfies Record<string, ExitCode>;
 
 export class UserError extends Error {

@@ -8,4 +8,5 @@ import "./local/local.suite.js";
 import "./local/mcp-proxy.suite.js";
 import "./local/endpoint-identity.suite.js";
 import "./local/browser.suite.js";
+import "./local/faults.suite.js";
 import "./connect/local.suite.js";

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { localDown, localLogs, localStatus, localToken, localUp } from "../local/commands.js";
 import { maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
@@ -15,14 +15,30 @@ interface UpOptions {
   streamTimeout?: string;
   forwardAuthorization?: string;
   daemon?: boolean;
+  lockFrom?: string;
   build?: boolean;
 }
 
-function positiveInt(value: string | undefined, name: string, fallback: number): number {
+/** Longest accepted duration: a day (timers beyond 2^31 ms would fire at once). */
+const MAX_SECONDS = 86_400;
+
+/** A duration flag: whole seconds from 1 to a day, or one message naming the flag and that form. */
+function seconds(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_SECONDS)
+    throw new UserError(
+      "invalid_option",
+      `${name} ${JSON.stringify(value)}: must be a whole number of seconds from 1 to ${MAX_SECONDS}`,
+      EXIT.input,
+    );
+  return n;
+}
+
+function pid(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new UserError("invalid_option", `${name} must be a positive whole number`);
+  if (!Number.isInteger(n) || n <= 0) throw new UserError("invalid_option", "--lock-from must be a PID");
   return n;
 }
 
@@ -40,7 +56,7 @@ export function registerLocal(program: Command): void {
     .option("--fresh", "start with an empty database (asks first unless --yes)")
     .option("--no-build", "use the app tree in APP_DIR as it is (no prepare, no build)")
     .option("-y, --yes", "do not ask for confirmation")
-    .option("--port <n>", "port of the local Apps proxy (env LOCAL_PORT, default 8000)")
+    .option("--port <n>", "port of the local Apps proxy, 1-65535 (env LOCAL_PORT, default 8000)")
     .option("--credential-ttl <seconds>", "lifetime of each database credential (Lakebase: 3600)", "3600")
     .option("--token-ttl <seconds>", "lifetime of user OAuth tokens (Databricks: 3600)", "3600")
     .option("--request-timeout <seconds>", "the Apps proxy's cut of a request (Databricks: 120)", "120")
@@ -58,6 +74,7 @@ export function registerLocal(program: Command): void {
         .default("on"),
     )
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
+    .addOption(new Option("--lock-from <pid>", "internal: take the lock over from this PID").hideHelp())
     .action(
       action(async (ctx, opts: UpOptions) => {
         const config = ctx.config({ port: opts.port });
@@ -66,14 +83,15 @@ export function registerLocal(program: Command): void {
             config,
             detach: opts.detach ?? false,
             daemon: opts.daemon ?? false,
+            lockFrom: pid(opts.lockFrom),
             build: opts.build ?? true,
             fresh: opts.fresh ?? false,
             yes: opts.yes ?? false,
-            credentialTtlSeconds: positiveInt(opts.credentialTtl, "--credential-ttl", 3600),
-            tokenTtlSeconds: positiveInt(opts.tokenTtl, "--token-ttl", 3600),
+            credentialTtlSeconds: seconds(opts.credentialTtl, "--credential-ttl", 3600),
+            tokenTtlSeconds: seconds(opts.tokenTtl, "--token-ttl", 3600),
             proxy: {
-              requestTimeoutMs: positiveInt(opts.requestTimeout, "--request-timeout", 120) * 1000,
-              streamTimeoutMs: positiveInt(opts.streamTimeout, "--stream-timeout", 300) * 1000,
+              requestTimeoutMs: seconds(opts.requestTimeout, "--request-timeout", 120) * 1000,
+              streamTimeoutMs: seconds(opts.streamTimeout, "--stream-timeout", 300) * 1000,
               forwardAuthorization: opts.forwardAuthorization !== "off",
             },
             json: ctx.globals.json ?? false,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { UserError } from "../errors.js";
@@ -92,13 +92,36 @@ export class ConfigError extends UserError {
   }
 }
 
+/** The `.env` file's values; none when it is absent, a clear error when it is there but not a readable file. */
+function readDotenv(file: string): Record<string, string> {
+  if (!existsSync(file)) return {};
+  try {
+    if (!statSync(file).isFile())
+      throw new UserError(
+        "dotenv_not_a_file",
+        `${file} is not a file (a folder?): the configuration is read from a .env FILE`,
+        2,
+        `move it away (e.g. \`mv ${file} ${file}.d\`) and put KEY=value lines in a file ${file} (see .env.template)`,
+      );
+    return parseDotenv(readFileSync(file));
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(
+      "dotenv_unreadable",
+      `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      2,
+      "make it readable by you, or move it away",
+    );
+  }
+}
+
 /** Flags > environment > `.env` > defaults; every value validated, placeholders refused. */
 export function loadConfig(input: LoadConfigInput = {}): Config {
   const cwd = path.resolve(input.cwd ?? process.cwd());
   const env = input.env ?? process.env;
   const flags = input.flags ?? {};
   const dotenvPath = input.dotenvPath ?? path.join(cwd, ".env");
-  const dotenv = existsSync(dotenvPath) ? parseDotenv(readFileSync(dotenvPath)) : {};
+  const dotenv = readDotenv(dotenvPath);
 
   const values: Record<string, ResolvedValue> = {};
   const problems: string[] = [];
@@ -128,7 +151,9 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     const parsed = def.schema.safeParse(resolved.value);
     if (!parsed.success) {
       const why = parsed.error.issues.map((i) => i.message).join("; ");
-      problems.push(`${def.env}=${JSON.stringify(resolved.value)} (from ${resolved.source}) ${why}`);
+      // Named as the user gave it: the flag for a flag, the variable otherwise.
+      const name = resolved.source === "flag" && def.flag ? `--${def.flag}` : def.env;
+      problems.push(`${name}=${JSON.stringify(resolved.value)} (from ${resolved.source}) ${why}`);
       continue;
     }
     values[def.env] = {

@@ -226,7 +226,12 @@ export const VARIABLES: readonly VariableDef[] = [
     env: "LOCAL_PORT",
     flag: "port",
     description: "`local`: the port of the local Apps proxy (what your browser and MCP clients use).",
-    schema: z.string().regex(/^\d{1,5}$/, "must be a port number"),
+    schema: z
+      .string()
+      .refine(
+        (v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535,
+        "must be a port number from 1 to 65535",
+      ),
     default: "8000",
   },
 ];

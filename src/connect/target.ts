@@ -4,7 +4,7 @@ import { execa } from "execa";
 import type { Target } from "../config/variables.js";
 import { appPublicUrl } from "../databricks/apps.js";
 import { connectWorkspace, normalizeAppUrl } from "../databricks/workspace.js";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { localPaths, readRunState } from "../local/state.js";
 import { mintLocalToken } from "./local-token.js";
 import { databricksProfileTokens, mintingTokens, type TokenSource } from "./token-source.js";
@@ -45,7 +45,7 @@ export async function resolveAppUrl(t: ConnectTarget): Promise<string> {
       throw new UserError(
         "local_not_running",
         `the local app is not running (state dir ${t.stateDir}${existsSync(t.stateDir) ? "" : ", which does not exist"})`,
-        3,
+        EXIT.notRunning,
         "start it with `make local` (or `make local ARGS=--detach`) in the project folder",
       );
     }

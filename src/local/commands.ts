@@ -12,19 +12,26 @@ import {
 import type { CommandContext } from "../cli/common.js";
 import { confirm } from "../cli/confirm.js";
 import type { Config } from "../config/load.js";
-import { UserError } from "../errors.js";
-import { killGroup } from "./app-process.js";
+import { EXIT, UserError } from "../errors.js";
 import { ensureBuilt } from "./ensure-built.js";
+import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
 import { cliCommand } from "./printed.js";
-import { startLocalStack } from "./stack.js";
+import { StartInterrupted, startLocalStack } from "./stack.js";
 import {
   acquireLock,
   clearRunState,
   isAlive,
+  type LocalPaths,
   type LocalRunState,
+  loadOrCreateSecrets,
   localPaths,
+  lockOwner,
+  pidExists,
   readRunState,
+  runsProgram,
+  SUPERVISOR_WORDS,
+  takeOverLock,
   writeRunState,
 } from "./state.js";
 import { localUserToken } from "./user-token.js";
@@ -34,6 +41,8 @@ export interface LocalUpOptions {
   config: Config;
   detach: boolean;
   daemon: boolean;
+  /** The detached supervisor: the PID of the `up --detach` that holds the lock for it. */
+  lockFrom?: number;
   /** false: use the app tree as it is (no prepare, no build). */
   build: boolean;
   fresh: boolean;
@@ -76,6 +85,23 @@ function statusOf(config: Config): { state?: LocalRunState; running: boolean } {
   return { state, running: !!state && isAlive(state.supervisorPid) };
 }
 
+/**
+ * SIGINT/SIGTERM/SIGHUP while `up` starts or runs: one abort for the whole start (whatever started is stopped
+ * again), and the reason once it runs. Installed for the command's life, removed after.
+ */
+function stopRequests(): { signal: AbortSignal; dispose(): void } {
+  const ctl = new AbortController();
+  const on = (sig: NodeJS.Signals) => ctl.abort(`received ${sig}`);
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of signals) process.on(s, on);
+  return {
+    signal: ctl.signal,
+    dispose: () => {
+      for (const s of signals) process.off(s, on);
+    },
+  };
+}
+
 export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const paths = localPaths(config.local.stateDir);
@@ -89,84 +115,136 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     );
   }
 
-  if (opts.fresh && !opts.daemon) {
-    if (!opts.yes && !(await confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
-      throw new UserError(
-        "not_confirmed",
-        "--fresh deletes the local database: not confirmed",
-        2,
-        "add --yes to skip the question",
-      );
+  // The lock first: a second `up` (or its --fresh) must never touch a database another `up` is starting.
+  const release =
+    opts.daemon && opts.lockFrom !== undefined ? takeOverLock(paths, opts.lockFrom) : acquireLock(paths);
+  try {
+    await stopLeftoversOfDeadRun(paths, log);
+
+    if (opts.fresh && !opts.daemon) {
+      if (!opts.yes && !(await confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
+        throw new UserError(
+          "not_confirmed",
+          "--fresh deletes the local database: not confirmed",
+          2,
+          "add --yes to skip the question",
+        );
+      }
+      rmSync(paths.pgDir, { recursive: true, force: true });
+      log.info(`deleted the local database (${paths.pgDir})`);
     }
-    rmSync(paths.pgDir, { recursive: true, force: true });
-    log.info(`deleted the local database (${paths.pgDir})`);
+
+    if (!opts.daemon && opts.build) await ensureBuilt(config, log);
+
+    if (opts.detach) return await upDetached(opts, ctx, paths);
+    return await upForeground(opts, ctx, paths);
+  } finally {
+    release(); // a no-op once a detached supervisor took the lock over
   }
+}
 
-  if (!opts.daemon && opts.build) await ensureBuilt(config, log);
+/** A `local up` that was killed (kill -9, a crash) left its app and PostgreSQL running: stop them first. */
+async function stopLeftoversOfDeadRun(paths: LocalPaths, log: CommandContext["log"]): Promise<void> {
+  const prev = readRunState(paths);
+  if (prev && prev.supervisorPid !== process.pid && isAlive(prev.supervisorPid)) return;
+  const leftovers = findLeftovers(paths, prev);
+  if (leftovers.length === 0) return;
+  log.warn(
+    `a previous \`local up\`${prev ? ` (pid ${prev.supervisorPid})` : ""} ended without stopping; stopping what it left: ${leftovers.map((l) => `${l.what} (pid ${l.pid})`).join(", ")}`,
+  );
+  await stopLeftovers(leftovers);
+  clearRunState(paths);
+}
 
-  if (opts.detach) {
-    // The supervisor must outlive this command: re-run ourselves detached, logs to the state dir.
-    const release = acquireLock(paths); // refuse early if another up holds it
-    release();
-    const out = openSync(paths.logFile, "a");
-    const args = [
-      process.argv[1]!,
-      ...(opts.json ? ["--json"] : []),
-      "--target",
-      config.target,
-      "local",
-      "up",
-      "--daemon",
-    ];
-    args.push(
-      "--credential-ttl",
-      String(opts.credentialTtlSeconds),
-      "--token-ttl",
-      String(opts.tokenTtlSeconds),
-      "--request-timeout",
-      String(opts.proxy.requestTimeoutMs / 1000),
-      "--stream-timeout",
-      String(opts.proxy.streamTimeoutMs / 1000),
-      "--forward-authorization",
-      opts.proxy.forwardAuthorization ? "on" : "off",
-      "--port",
-      String(config.local.port),
-      "--no-build",
-    );
-    const child = spawn(process.execPath, args, {
-      detached: true,
-      stdio: ["ignore", out, out],
-      env: process.env,
-    });
-    closeSync(out);
-    child.unref();
-    log.info(
-      `started the local supervisor (pid ${child.pid}); waiting until healthy (logs: ${paths.logFile})`,
-    );
-    const state = await waitFor(
+/** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
+async function upDetached(opts: LocalUpOptions, ctx: CommandContext, paths: LocalPaths): Promise<number> {
+  const { config, log } = { config: opts.config, log: ctx.log };
+  const out = openSync(paths.logFile, "a");
+  const logStart = statSync(paths.logFile).size;
+  const args = [
+    process.argv[1]!,
+    ...(opts.json ? ["--json"] : []),
+    "--target",
+    config.target,
+    "local",
+    "up",
+    "--daemon",
+    "--lock-from",
+    String(process.pid),
+    "--credential-ttl",
+    String(opts.credentialTtlSeconds),
+    "--token-ttl",
+    String(opts.tokenTtlSeconds),
+    "--request-timeout",
+    String(opts.proxy.requestTimeoutMs / 1000),
+    "--stream-timeout",
+    String(opts.proxy.streamTimeoutMs / 1000),
+    "--forward-authorization",
+    opts.proxy.forwardAuthorization ? "on" : "off",
+    "--port",
+    String(config.local.port),
+    "--no-build",
+  ];
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ["ignore", out, out],
+    env: process.env,
+  });
+  closeSync(out);
+  child.unref();
+  let exitCode: number | null | undefined;
+  child.once("exit", (code, sig) => {
+    exitCode = code ?? (sig ? 1 : null);
+  });
+  log.info(`started the local supervisor (pid ${child.pid}); waiting until healthy (logs: ${paths.logFile})`);
+  // Ctrl-C here stops the supervisor too: nothing keeps starting in the background behind the user's back.
+  const stop = stopRequests();
+  const forward = () => {
+    if (isAlive(child.pid)) process.kill(child.pid!, "SIGTERM");
+  };
+  stop.signal.addEventListener("abort", forward, { once: true });
+  let state: LocalRunState;
+  try {
+    state = await waitFor(
       (): LocalRunState | undefined => {
         const s = readRunState(paths);
         if (s && s.supervisorPid === child.pid && (s.status === "healthy" || s.status === "failed")) return s;
-        if (!isAlive(child.pid)) return { status: "failed", error: "the supervisor exited" } as LocalRunState;
+        if (exitCode !== undefined || !isAlive(child.pid))
+          return { status: "failed", error: "the supervisor exited" } as LocalRunState;
         return undefined;
       },
-      { timeoutMs: 10 * 60_000, what: "the local app to become healthy" },
+      { timeoutMs: 11 * 60_000, what: "the local app to become healthy" },
     );
-    if (state.status !== "healthy") {
-      const tail = existsSync(paths.logFile)
-        ? readFileSync(paths.logFile, "utf8").split("\n").slice(-30).join("\n")
-        : "";
-      throw new UserError(
-        "local_failed",
-        `local app failed to start: ${state.error ?? "unknown reason"}\n${tail}`,
-        1,
-      );
-    }
-    ctx.result(publicState(state), () => readyBanner(state));
-    return 0;
+  } finally {
+    stop.dispose();
   }
+  if (stop.signal.aborted) {
+    await waitFor(() => (isAlive(child.pid) ? undefined : true), {
+      timeoutMs: 30_000,
+      what: "the local supervisor to stop",
+    }).catch(() => undefined);
+    throw new StartInterrupted(String(stop.signal.reason));
+  }
+  if (state.status !== "healthy") {
+    // What the supervisor printed this time (its error and the app's last lines), secrets masked.
+    loadOrCreateSecrets(paths);
+    const text = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").slice(logStart) : "";
+    const tail = text.trimEnd().split("\n").slice(-30).join("\n");
+    const code = exitCode === 2 || exitCode === 4 || exitCode === 5 ? exitCode : 1;
+    throw new UserError(
+      "local_failed",
+      `the local app did not start: ${state.error ?? "the supervisor exited"}\n${tail}`,
+      code,
+      `the whole log: ${paths.logFile}`,
+    );
+  }
+  ctx.result(publicState(state), () => readyBanner(state));
+  return 0;
+}
 
-  const release = acquireLock(paths);
+async function upForeground(opts: LocalUpOptions, ctx: CommandContext, paths: LocalPaths): Promise<number> {
+  const { config, log } = { config: opts.config, log: ctx.log };
+  const stop = stopRequests();
   try {
     const stack = await startLocalStack({
       config,
@@ -175,13 +253,13 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
       userTokenTtlSeconds: opts.tokenTtlSeconds,
       proxy: opts.proxy,
       log,
+      signal: stop.signal,
     });
     writeRunState(paths, { ...stack.state, status: "healthy" });
     ctx.result(publicState({ ...stack.state, status: "healthy" }), () => readyBanner(stack.state));
     const reason = await new Promise<string>((resolve) => {
-      const onSignal = (sig: NodeJS.Signals) => resolve(`received ${sig}`);
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
+      if (stop.signal.aborted) resolve(String(stop.signal.reason));
+      stop.signal.addEventListener("abort", () => resolve(String(stop.signal.reason)), { once: true });
       stack.failed.then((why) => resolve(why));
     });
     const failed = !reason.startsWith("received");
@@ -195,6 +273,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     log.success("stopped: app, proxy, Databricks stand-in and PostgreSQL");
     return failed ? 1 : 0;
   } catch (err) {
+    if (err instanceof StartInterrupted) log.info(`stopped before it was healthy (${stop.signal.reason})`);
     const prev = readRunState(paths);
     if (prev?.supervisorPid === process.pid) {
       writeRunState(paths, {
@@ -205,40 +284,40 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     }
     throw err;
   } finally {
+    stop.dispose();
     const last = readRunState(paths);
     if (last?.supervisorPid === process.pid && last.status !== "failed") clearRunState(paths);
-    release();
   }
 }
 
 export async function localDown(config: Config, ctx: CommandContext): Promise<number> {
   const paths = localPaths(config.local.stateDir);
   const state = readRunState(paths);
-  if (!state || !isAlive(state.supervisorPid)) {
-    // Leftovers of a crashed supervisor: only PIDs we recorded, never anything else.
-    const leftovers = [state?.appPid, state?.pgPid].filter((p): p is number => isAlive(p));
-    killGroup(state?.appPid, "SIGKILL");
-    for (const pid of leftovers) if (isAlive(pid)) process.kill(pid, "SIGTERM");
-    clearRunState(paths);
-    ctx.result(
-      { stopped: leftovers.length > 0, leftovers },
-      leftovers.length ? `stopped leftovers: ${leftovers.join(", ")}` : "nothing is running",
-    );
-    return 0;
+  // The supervisor: from run.json, or (while it is still starting, or when run.json is damaged) the lock.
+  const supervisor = [state?.supervisorPid, lockOwner(paths)].find(
+    (pid) => pid !== undefined && pid !== process.pid && runsProgram(pid, SUPERVISOR_WORDS),
+  );
+  if (supervisor !== undefined) {
+    process.kill(supervisor, "SIGTERM");
+    await waitFor(() => (pidExists(supervisor) ? undefined : true), {
+      timeoutMs: 30_000,
+      what: `the local supervisor (pid ${supervisor}) to stop`,
+    }).catch(() => {
+      if (isAlive(supervisor)) process.kill(supervisor, "SIGKILL");
+    });
   }
-  process.kill(state.supervisorPid, "SIGTERM");
-  await waitFor(() => (isAlive(state.supervisorPid) ? undefined : true), {
-    timeoutMs: 30_000,
-    what: `the local supervisor (pid ${state.supervisorPid}) to stop`,
-  }).catch(() => {
-    process.kill(state.supervisorPid, "SIGKILL");
-  });
-  killGroup(state.appPid, "SIGKILL");
-  if (isAlive(state.pgPid)) process.kill(state.pgPid!, "SIGKILL");
+  // What is left: the recorded app and our data dir's PostgreSQL, each checked to still be that program.
+  const leftovers = findLeftovers(paths, readRunState(paths) ?? state);
+  await stopLeftovers(leftovers);
   clearRunState(paths);
+  const stopped = [...(supervisor ? [supervisor] : []), ...leftovers.map((l) => l.pid)];
   ctx.result(
-    { stopped: true, pids: [state.supervisorPid, state.appPid, state.pgPid].filter(Boolean) },
-    "stopped",
+    { stopped: stopped.length > 0, pids: stopped },
+    supervisor
+      ? "stopped"
+      : leftovers.length
+        ? `stopped leftovers: ${leftovers.map((l) => `${l.what} (pid ${l.pid})`).join(", ")}`
+        : "nothing is running",
   );
   return 0;
 }
@@ -247,7 +326,7 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
   const { state, running } = statusOf(config);
   if (!state || !running) {
     ctx.result({ status: "stopped" }, "stopped (start it with `make local`)");
-    return 3;
+    return EXIT.notRunning;
   }
   let health: { status: number; ms: number } | { error: string };
   const t0 = performance.now();

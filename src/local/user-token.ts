@@ -1,4 +1,4 @@
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { isAlive, loadOrCreateSecrets, localPaths, readRunState } from "./state.js";
 
@@ -25,7 +25,7 @@ export async function localUserToken(
     throw new UserError(
       "local_not_running",
       "the local app is not running: there is no token to get",
-      3,
+      EXIT.notRunning,
       "start it with `make local` (or `./bin/metamcp-databricks.js local up`)",
     );
   }
@@ -47,7 +47,7 @@ export async function localUserToken(
     throw new UserError(
       "local_unreachable",
       `the local Databricks stand-in at ${state.workspaceUrl} does not answer (${(err as Error).message})`,
-      3,
+      EXIT.notRunning,
       "check it with `make local ARGS=status` or restart it",
     );
   }
@@ -60,7 +60,7 @@ export async function localUserToken(
     throw new UserError(
       "local_token_refused",
       `the local stand-in refused a user token: ${body.error_description ?? `HTTP ${res.status}`}`,
-      3,
+      EXIT.input,
       "restart the local app (`local down`, then `local up`) so it knows this state dir's client",
     );
   }

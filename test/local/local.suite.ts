@@ -109,9 +109,9 @@ describe("metamcp-databricks local", () => {
     for (const pid of [pids.supervisorPid, pids.appPid, pids.pgPid]) expect(isAlive(pid)).toBe(false);
     expect(await portFree(port)).toBe(true);
     expect(await portFree(12009)).toBe(true);
-    expect((await cli(["local", "status"])).exitCode).toBe(3);
+    expect((await cli(["local", "status"])).exitCode).toBe(5);
     const noToken = await cli(["local", "token"]);
-    expect(noToken.exitCode).toBe(3);
+    expect(noToken.exitCode).toBe(5);
     expect(noToken.stdout).toBe("");
     expect(noToken.stderr).toMatch(/not running[\s\S]*local up/);
 
@@ -182,7 +182,7 @@ describe("metamcp-databricks local", () => {
     };
     expect(run.status).toBe("failed");
     expect(run.error).toMatch(/the app exited/);
-    expect((await cli(["local", "status"])).exitCode).toBe(3);
+    expect((await cli(["local", "status"])).exitCode).toBe(5);
   });
 
   it("refuses a port in use with a clear message", async () => {
@@ -191,7 +191,9 @@ describe("metamcp-databricks local", () => {
     try {
       const r = await cli(["local", "up", "--no-build", "--port", String(port)]);
       expect(r.exitCode).toBe(2);
-      expect(r.stderr).toMatch(new RegExp(`port ${port} is already in use`));
+      expect(r.stderr).toMatch(
+        new RegExp(`port ${port} \\(the local Apps proxy\\) is already in use by another program`),
+      );
     } finally {
       blocker.close();
     }

@@ -87,7 +87,15 @@ test.skipIf(!built)(
     expect(health.exitCode, health.stdout + health.stderr).toBe(0);
     expect(JSON.parse(health.stdout)).toMatchObject({ healthy: true, status: 200 });
     // Migrations ran in OUR database (the bundle's postgres_databases), in our schema, as the app's role.
-    expect(await tables("metamcp", "metamcp_app")).toEqual(["__drizzle_migrations", "config", "notes"]);
+    expect(await tables("metamcp", "metamcp_app")).toEqual([
+      "__drizzle_migrations",
+      "accounts",
+      "config",
+      "notes",
+      "sessions",
+      "users",
+      "verifications",
+    ]);
 
     // A new build: bundle-deploy only syncs (no setting changed), app-deploy ships it with a SNAPSHOT.
     appendFileSync(path.join(world.project, "build/app/metamcp/apps/frontend/server.js"), "\n// rebuilt\n");
@@ -102,7 +110,7 @@ test.skipIf(!built)(
     expect(world.emulator.runningApp?.pid).not.toBe(running?.pid);
     const health2 = await world.run(["app-health", "--timeout", "60", "--interval", "0.3"]);
     expect(health2.exitCode, health2.stdout + health2.stderr).toBe(0);
-    expect(lines()).toContainEqual(expect.stringMatching(/up to date \(2 migrations\)/));
+    expect(lines()).toContainEqual(expect.stringMatching(/up to date \(3 migrations\)/));
 
     const destroy = await world.run(["destroy", "--yes"]);
     expect(destroy.exitCode, destroy.stderr).toBe(0);

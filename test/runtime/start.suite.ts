@@ -282,13 +282,14 @@ describe("the runtime bundle against the Databricks stand-in", () => {
               runMigrations(c, { migrationsFolder: folder, schema: "race_schema", log: silentLogger }),
             ),
         );
-        expect(results.map((r) => r.applied).sort()).toEqual([0, 2]);
+        // The fake tree's three migrations: notes, config, better-auth's tables.
+        expect(results.map((r) => r.applied).sort()).toEqual([0, 3]);
         const again = await runMigrations(clients[2]!, {
           migrationsFolder: folder,
           schema: "race_schema",
           log: silentLogger,
         });
-        expect(again).toEqual({ applied: 0, total: 2 });
+        expect(again).toEqual({ applied: 0, total: 3 });
 
         // MetaMCP's tool timeouts: seeded under the proxy's cut, a value chosen in Settings kept.
         await clients[2]!.query("INSERT INTO race_schema.config (id, value) VALUES ('MCP_TIMEOUT', '30000')");

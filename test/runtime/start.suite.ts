@@ -156,11 +156,11 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         await c.end();
         return r.rows;
       });
-      expect(tables).toEqual([
-        { table_schema: "metamcp_app", table_name: "__drizzle_migrations" },
-        { table_schema: "metamcp_app", table_name: "config" },
-        { table_schema: "metamcp_app", table_name: "notes" },
-      ]);
+      expect(tables).toEqual(
+        ["__drizzle_migrations", "accounts", "config", "notes", "sessions", "users", "verifications"].map(
+          (table_name) => ({ table_schema: "metamcp_app", table_name }),
+        ),
+      );
       // No secret in the runtime's own output.
       expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
       expect(app.lines.join("\n")).not.toContain("a-real-looking-secret-0123456789");

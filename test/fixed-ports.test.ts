@@ -10,3 +10,5 @@ import "./local/endpoint-identity.suite.js";
 import "./local/browser.suite.js";
 import "./local/faults.suite.js";
 import "./connect/local.suite.js";
+// The first deploy runs the app (the runtime and its children) inside the workspace emulator.
+import "./databricks/first-deploy.suite.js";

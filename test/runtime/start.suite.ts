@@ -143,7 +143,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         },
         { timeoutMs: 60_000, what: "five credential renewals", intervalMs: 50 },
       );
-      expect(failures).toEqual([]);
+      // On failure, the app's own last lines say which side failed.
+      expect(failures, app.lines.slice(-60).join("\n")).toEqual([]);
       expect(ok).toBeGreaterThan(10);
       const fresh = await (await appGet("/metamcp/fresh")).json();
       expect(fresh).toEqual({ schema: "metamcp_app" });

@@ -3,7 +3,7 @@
  * Exit codes: 2 bad input, 3 upstream drift, 4 Databricks-side failure, 5 the local app is not running
  * (`local status`/`local token` with nothing to show), 1 bugs (anything not a UserError).
  */
-export type ExitCode = 1 | 2 | 3 | 4 | 5;
+export type ExitCode = 1 | 2 | 3 | 4 | 5 | 6;
 
 export const EXIT = {
   bug: 1,
@@ -11,6 +11,8 @@ export const EXIT = {
   drift: 3,
   databricks: 4,
   notRunning: 5,
+  /** The local app runs but its health check fails (`local status`). */
+  unhealthy: 6,
 } as const satisfies Record<string, ExitCode>;
 
 export class UserError extends Error {

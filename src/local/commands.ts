@@ -16,6 +16,7 @@ import { EXIT, UserError } from "../errors.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
+import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
 import { StartInterrupted, startLocalStack } from "./stack.js";
 import {
@@ -71,10 +72,12 @@ function readyBanner(state: LocalRunState): string {
   return [
     "",
     "MetaMCP is running locally, behind a stand-in of the Databricks Apps proxy.",
-    `  Open ${state.appUrl}/ in your browser: sign in at the local login page (any name and email), then MetaMCP.`,
+    `  Open ${state.appUrl}/ in your browser: sign in at the local login page (any name and email): you are in MetaMCP as that person.`,
     "",
-    `  MCP clients: ${state.appUrl}/metamcp/<endpoint>/mcp with "Authorization: Bearer <token>" and "X-API-Key: <MetaMCP API key>"`,
-    `               (token: ${cliCommand("local token")}, valid ${Math.round((state.platform?.userTokenTtlSeconds ?? 3600) / 60)} min; see docs/apps-proxy.md)`,
+    `  MCP clients: ${cliCommand("connect <endpoint> --local")} writes their config; by hand: ${state.appUrl}/metamcp/<endpoint>/mcp`,
+    `               with "Authorization: Bearer <token>", plus "X-API-Key: <MetaMCP API key>" for endpoints that want a key`,
+    `               (token: ${cliCommand("local token")}, valid ${Math.round((state.platform?.userTokenTtlSeconds ?? 3600) / 60)} min, as ${DEFAULT_LOCAL_USER.name} <${DEFAULT_LOCAL_USER.email}>:`,
+    "               sign in as that user to own the endpoints you connect to; docs/identity.md)",
     `  logs: ${cliCommand("local logs --follow")}   stop: Ctrl-C (or ${cliCommand("local down")} when detached)`,
   ].join("\n");
 }
@@ -328,35 +331,50 @@ export async function localStatus(config: Config, ctx: CommandContext): Promise<
     ctx.result({ status: "stopped" }, "stopped (start it with `make local`)");
     return EXIT.notRunning;
   }
-  let health: { status: number; ms: number } | { error: string };
+  let health: { status: number; ms: number; reason?: string } | { error: string };
   const t0 = performance.now();
   try {
     const { token } = await localUserToken(config.local.stateDir);
+    // Longer than the app's own database probe (5 s), so a 503 with its reason arrives instead of a timeout.
     const res = await fetch(`${state.appUrl}/metamcp/health`, {
       headers: { authorization: `Bearer ${token}` },
       redirect: "manual",
-      signal: AbortSignal.timeout(5000),
+      signal: AbortSignal.timeout(15_000),
     });
-    health = { status: res.status, ms: Math.round(performance.now() - t0) };
+    const body = await res.text().catch(() => "");
+    let reason: string | undefined;
+    try {
+      reason = (JSON.parse(body) as { reason?: unknown }).reason as string | undefined;
+    } catch {
+      reason = undefined;
+    }
+    health = {
+      status: res.status,
+      ms: Math.round(performance.now() - t0),
+      ...(typeof reason === "string" ? { reason } : {}),
+    };
   } catch (err) {
     health = { error: (err as Error).message };
   }
+  const healthy = "status" in health && health.status === 200;
   const alive = {
     supervisor: isAlive(state.supervisorPid),
     app: isAlive(state.appPid),
     postgres: isAlive(state.pgPid),
   };
-  ctx.result({ ...publicState(state), alive, health }, () =>
+  const shown = healthy ? state.status : "unhealthy";
+  ctx.result({ ...publicState(state), status: shown, healthy, alive, health }, () =>
     [
-      `status:    ${state.status}`,
+      `status:    ${shown}`,
       `URL:       ${state.appUrl}`,
       `token:     \`${cliCommand("local token")}\` prints a fresh one`,
-      `health:    ${"status" in health ? `${health.status} in ${health.ms} ms` : health.error}`,
+      `health:    ${"status" in health ? `${health.status} in ${health.ms} ms${health.reason ? `: ${health.reason}` : ""}` : health.error}`,
       `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
       `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
+      ...(healthy ? [] : [`→ the app's log says more: \`${cliCommand("local logs")}\``]),
     ].join("\n"),
   );
-  return 0;
+  return healthy ? 0 : EXIT.unhealthy;
 }
 
 /**

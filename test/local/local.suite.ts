@@ -159,6 +159,27 @@ describe("metamcp-databricks local", () => {
     expect(humanStatus.stdout).toContain("`./bin/metamcp-databricks.js local token` prints a fresh one");
     for (const text of [log, fresh.stdout, humanStatus.stdout, JSON.stringify(await status())])
       expect(text).not.toContain(token3);
+
+    // PostgreSQL frozen: `local status` says unhealthy with the app's reason (exit 6), then healthy again.
+    const pgPid = (await status()).pgPid as unknown as number;
+    process.kill(pgPid, "SIGSTOP");
+    try {
+      const sick = await waitFor(
+        async () => {
+          const r = await cli(["local", "status"]);
+          return r.exitCode === 6 ? r : undefined;
+        },
+        { timeoutMs: 90_000, what: "`local status` to report the frozen database" },
+      );
+      expect(sick.stdout).toContain("status:    unhealthy");
+      expect(sick.stdout).toMatch(/health: {4}503 in \d+ ms: cannot open a database connection/);
+    } finally {
+      process.kill(pgPid, "SIGCONT");
+    }
+    await waitFor(async () => ((await cli(["local", "status"])).exitCode === 0 ? true : undefined), {
+      timeoutMs: 90_000,
+      what: "`local status` healthy again",
+    });
   });
 
   it("reports a crash of the app and stops the rest, leaving no process and no port behind", async () => {

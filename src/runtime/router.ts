@@ -191,7 +191,10 @@ export function createRouter(options: RouterOptions): Router {
     : undefined;
   const sockets = new Set<Socket>();
   const router: Router = {
-    server: createServer(),
+    // Idle keep-alive connections from the front proxy stay open longer than a proxy keeps them idle
+    // (60 s is the usual front-proxy idle timeout): the side that closes first must be the proxy, or a
+    // request it sends on a socket we are closing fails as a 502.
+    server: createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000 }),
     ready: false,
     close: async (graceMs) => {
       const closed = new Promise<void>((resolve) => router.server.close(() => resolve()));

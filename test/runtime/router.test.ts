@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { Agent, createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -124,6 +124,26 @@ describe("the router on real sockets", () => {
     const res = await fetch(`${url}/`, { redirect: "manual" });
     expect(res.headers.get("location")).toBe("/en/");
     publicUrl = "https://app-1.aws.databricksapps.com";
+  });
+
+  it("a front proxy's idle keep-alive connection stays usable past Node's 5 s default (no 502 on reuse)", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
+        const req = request(`${url}/metamcp/x`, { agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, socket: req.socket }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    const first = await get();
+    // Idle as a proxy's pooled connection is between two requests: longer than Node's 5 s keep-alive.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const second = await get();
+    agent.destroy();
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(second.socket).toBe(first.socket);
   });
 
   it("a browser's GET /register reaches the sign-up page (frontend); a registration POST reaches the backend", async () => {

@@ -121,7 +121,9 @@ function safeNext(state: string | null): string {
  */
 export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOptions): AppsProxy {
   const { tokens, logs, users, sessions } = options;
-  const agent = new Agent({ keepAlive: true, noDelay: true });
+  // timeout 4 s: a free pooled socket is dropped before the app's server closes it (Node's default
+  // keep-alive is 5 s); reusing one the app is closing is an ECONNRESET, i.e. a 502 after a few idle seconds.
+  const agent = new Agent({ keepAlive: true, noDelay: true, timeout: 4000 });
   const proxy = createProxyServer({ target: options.target, xfwd: false, ws: true, agent });
   const upstreamRequests = new WeakMap<IncomingMessage, ClientRequest>();
   const onStream = new WeakMap<IncomingMessage, () => void>();

@@ -1,44 +1,27 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DriftError } from "../../src/errors.js";
+import { describe, expect, it } from "vitest";
 import {
   BACKEND_INDEX_FILE,
   KNOWN_LISTEN,
   patchBackendListenText,
   verifyBackendListenText,
 } from "../../src/patches/backend-loopback.js";
-import type { PrepareManifest } from "../../src/upstream/manifest.js";
-import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import {
-  BACKEND_INDEX_FORMS,
   type BackendIndexForm,
-  createSyntheticUpstream,
-  type SyntheticUpstream,
+  SYNTHETIC_BACKEND_IMPORTS,
   syntheticBackendIndex,
 } from "../support/synthetic-upstream.js";
-import { tempDir } from "../support/tmp.js";
+import { driftOf, linkedPackageDir, PATCH_CTX } from "./helpers.js";
 
-const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
+const ctx = PATCH_CTX;
 const KNOWN: { form: BackendIndexForm; listen: string }[] = [
   { form: "port-var", listen: 'app.listen(PORT, "127.0.0.1", () => {' },
   { form: "port-literal", listen: 'app.listen(12009, "127.0.0.1", () => {' },
   { form: "async-callback", listen: 'app.listen(12009, "127.0.0.1", async () => {' },
   { form: "start-function", listen: '  app.listen(12009, "127.0.0.1", async () => {' },
 ];
-
-function driftOf(fn: () => unknown): DriftError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DriftError);
-    return err as DriftError;
-  }
-  throw new Error("expected a drift error");
-}
 
 describe("backend-loopback patch: every listen form upstream has used", () => {
   it.each(KNOWN)(
@@ -91,54 +74,6 @@ describe("backend-loopback patch: every listen form upstream has used", () => {
         verifyBackendListenText(BACKEND_INDEX_FILE, patched.replace("const app =", "const app"), ctx),
       ).message,
     ).toContain("valid TypeScript");
-  });
-});
-
-describe("prepare on synthetic upstreams of each listen form", () => {
-  let upstream: SyntheticUpstream;
-  let ownHost: SyntheticUpstream;
-  beforeAll(() => {
-    upstream = createSyntheticUpstream();
-    ownHost = createSyntheticUpstream({ backendIndexForm: () => "own-host" });
-  });
-  afterAll(() => {
-    upstream?.cleanup();
-    ownHost?.cleanup();
-  });
-
-  it("patches v2.0.0 (PORT), v2.1.0 (12009), v2.2.0 (async callback) and main (inside start())", async () => {
-    const cwd = tempDir();
-    for (const ref of ["v2.0.0", "v2.1.0", "v2.2.0", "main"]) {
-      const buildDir = path.join(cwd, ref);
-      const r = await runCli(
-        ["--json", "prepare", "--repo", upstream.url, "--ref", ref, "--build-dir", buildDir],
-        {
-          cwd,
-          env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
-        },
-      );
-      expect(r.exitCode, r.stderr).toBe(0);
-      const manifest = JSON.parse(r.stdout) as PrepareManifest;
-      expect(manifest.patches.find((p) => p.id === "backend-loopback")?.files).toEqual([
-        { path: BACKEND_INDEX_FILE, edits: 1 },
-      ]);
-      const form = BACKEND_INDEX_FORMS[ref === "main" ? "head" : ref]!;
-      const listen = KNOWN.find((k) => k.form === form)!.listen;
-      expect(readFileSync(path.join(buildDir, BACKEND_INDEX_FILE), "utf8").split("\n")).toContain(listen);
-    }
-  });
-
-  it("a host of upstream's own stops prepare with exit 3, naming the file and what was expected", async () => {
-    const cwd = tempDir();
-    const r = await runCli(["prepare", "--repo", ownHost.url, "--ref", "v2.2.0", "--build-dir", "out"], {
-      cwd,
-      env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
-    });
-    expect(r.exitCode).toBe(3);
-    expect(r.stderr).toContain(
-      `upstream drift in ${BACKEND_INDEX_FILE} (MetaMCP v2.2.0, patch backend-loopback)`,
-    );
-    expect(r.stderr).toContain("`<app>.listen(<port>, <callback>)`");
   });
 });
 
@@ -209,21 +144,12 @@ console.log(JSON.stringify({ loopback, external }));
 
 describe("the patched backend on a real network", () => {
   function backendDir(text: string): string {
-    const dir = tempDir("mmdb-loopback-");
-    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
-    // Our express (the MCP SDK's, v5 as upstream's) and tsx stand in for the backend's.
-    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
-    mkdirSync(path.join(dir, "src"));
-    writeFileSync(path.join(dir, "src/index.ts"), text);
-    // What the synthetic entry imports besides express: upstream's auth and its public MCP router.
-    writeFileSync(path.join(dir, "src/auth.ts"), "export const auth = {};\n");
-    mkdirSync(path.join(dir, "src/routers"), { recursive: true });
-    writeFileSync(
-      path.join(dir, "src/routers/public-metamcp.ts"),
-      'import express from "express";\nexport default express.Router();\n',
+    // Our express (the MCP SDK's, v5 as upstream's) and tsx stand in for the backend's; what the entry
+    // imports besides express are stand-ins too.
+    const imports = Object.fromEntries(
+      Object.entries(SYNTHETIC_BACKEND_IMPORTS).map(([rel, source]) => [`src/${rel}`, source]),
     );
-    writeFileSync(path.join(dir, "probe.mjs"), PROBE);
-    return dir;
+    return linkedPackageDir("mmdb-loopback-", { "src/index.ts": text, ...imports, "probe.mjs": PROBE });
   }
 
   async function probe(text: string): Promise<{ loopback: unknown; external: unknown }> {

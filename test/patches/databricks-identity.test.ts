@@ -1,7 +1,4 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { DriftError } from "../../src/errors.js";
 import {
   AUTH_FILE,
   databricksIdentityPatch,
@@ -10,21 +7,11 @@ import {
   verifyAuthText,
 } from "../../src/patches/databricks-identity.js";
 import { MemoryTree } from "../../src/patches/index.js";
-import { PROJECT_ROOT } from "../support/cli.js";
 import { type AuthForm, syntheticAuth } from "../support/synthetic-upstream.js";
+import { driftOf, IDENTITY_MODULE, PATCH_CTX } from "./helpers.js";
 
-const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
-const MODULE = readFileSync(path.join(PROJECT_ROOT, "overlay", IDENTITY_MODULE_FILE), "utf8");
-
-function driftOf(fn: () => unknown): DriftError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DriftError);
-    return err as DriftError;
-  }
-  throw new Error("expected a drift error");
-}
+const ctx = PATCH_CTX;
+const MODULE = IDENTITY_MODULE;
 
 const KNOWN: { form: AuthForm; sso: number }[] = [
   { form: "no-plugins", sso: 0 },

@@ -1,8 +1,7 @@
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DriftError } from "../../src/errors.js";
 import {
   DB_INDEX_FILE,
   KNOWN_FORMS,
@@ -10,35 +9,17 @@ import {
   patchDbPoolText,
   verifyDbPoolText,
 } from "../../src/patches/db-pool-credentials.js";
-import type { PrepareManifest } from "../../src/upstream/manifest.js";
-import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
-import {
-  createSyntheticUpstream,
-  DB_INDEX_FORMS,
-  type DbIndexForm,
-  type SyntheticUpstream,
-  syntheticDbIndex,
-} from "../support/synthetic-upstream.js";
-import { tempDir } from "../support/tmp.js";
+import { type DbIndexForm, syntheticDbIndex } from "../support/synthetic-upstream.js";
+import { driftOf, linkedPackageDir, PATCH_CTX, TSC } from "./helpers.js";
 
-const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
+const ctx = PATCH_CTX;
 const KNOWN: { form: DbIndexForm; patched: "pool" | "drizzle-url"; edits: number }[] = [
   { form: "drizzle-url-dotenv", patched: "drizzle-url", edits: 3 },
   { form: "drizzle-url", patched: "drizzle-url", edits: 3 },
   { form: "pool", patched: "pool", edits: 2 },
   { form: "pool-ssl", patched: "pool", edits: 2 },
 ];
-
-function driftOf(fn: () => unknown): DriftError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DriftError);
-    return err as DriftError;
-  }
-  throw new Error("expected a drift error");
-}
 
 describe("db-pool-credentials patch: every connection form upstream has used", () => {
   it.each(KNOWN)(
@@ -152,16 +133,12 @@ console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, row
 `;
 
   function backendDir(form: DbIndexForm): string {
-    const dir = tempDir("mmdb-dbpool-");
-    mkdirSync(path.join(dir, "src/db"), { recursive: true });
-    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
     // Our own drizzle-orm, pg and dotenv stand in for the backend's (same packages, resolved from here).
-    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
-    const out = patchDbPoolText(DB_INDEX_FILE, syntheticDbIndex(form), ctx);
-    writeFileSync(path.join(dir, "src/db/index.ts"), out.text);
-    writeFileSync(path.join(dir, "src/db/schema.ts"), "export const nothing = 0;\n");
-    writeFileSync(path.join(dir, "src/db/probe.ts"), PROBE);
-    return dir;
+    return linkedPackageDir("mmdb-dbpool-", {
+      "src/db/index.ts": patchDbPoolText(DB_INDEX_FILE, syntheticDbIndex(form), ctx).text,
+      "src/db/schema.ts": "export const nothing = 0;\n",
+      "src/db/probe.ts": PROBE,
+    });
   }
 
   async function probe(dir: string, env: Record<string, string>) {
@@ -179,21 +156,17 @@ console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, row
   }
 
   it("the patched file of every form type-checks (strict) against drizzle-orm's and pg's types", async () => {
-    const dir = tempDir("mmdb-dbpool-tsc-");
-    mkdirSync(path.join(dir, "src/db"), { recursive: true });
-    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
-    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
-    writeFileSync(path.join(dir, "src/db/schema.ts"), "export const nothing = 0;\n");
+    const files: Record<string, string> = { "src/db/schema.ts": "export const nothing = 0;\n" };
     for (const { form } of KNOWN) {
       const text = syntheticDbIndex(form).replace('"./schema"', '"./schema.js"');
-      writeFileSync(path.join(dir, `src/db/${form}.ts`), patchDbPoolText(DB_INDEX_FILE, text, ctx).text);
+      files[`src/db/${form}.ts`] = patchDbPoolText(DB_INDEX_FILE, text, ctx).text;
     }
-    const tsc = path.join(PROJECT_ROOT, "node_modules/typescript/bin/tsc");
+    const dir = linkedPackageDir("mmdb-dbpool-tsc-", files);
     const flags = ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext"];
-    const files = KNOWN.map(({ form }) => `src/db/${form}.ts`);
+    const patched = KNOWN.map(({ form }) => `src/db/${form}.ts`);
     const r = await execa(
       "node",
-      [tsc, ...flags, "--target", "es2022", "--skipLibCheck", "--types", "node", ...files],
+      [TSC, ...flags, "--target", "es2022", "--skipLibCheck", "--types", "node", ...patched],
       {
         cwd: dir,
         reject: false,
@@ -247,52 +220,4 @@ console.log(JSON.stringify({ user: who.rows[0].u, searchPath: who.rows[0].p, row
       expect(r.json).toMatchObject({ user: server.role, rows: 1 });
     },
   );
-});
-
-describe("prepare on synthetic upstreams of each form", () => {
-  let upstream: SyntheticUpstream;
-  let unknown: SyntheticUpstream;
-  beforeAll(() => {
-    upstream = createSyntheticUpstream();
-    unknown = createSyntheticUpstream({ dbIndexForm: () => "unknown" });
-  });
-  afterAll(() => {
-    upstream?.cleanup();
-    unknown?.cleanup();
-  });
-
-  it("patches the URL form (v2.0.0, v2.1.0) and the Pool form (v2.2.0, main) in the manifest", async () => {
-    const cwd = tempDir();
-    for (const ref of ["v2.0.0", "v2.1.0", "v2.2.0", "main"]) {
-      const buildDir = path.join(cwd, ref);
-      const r = await runCli(
-        ["--json", "prepare", "--repo", upstream.url, "--ref", ref, "--build-dir", buildDir],
-        {
-          cwd,
-          env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
-        },
-      );
-      expect(r.exitCode, r.stderr).toBe(0);
-      const manifest = JSON.parse(r.stdout) as PrepareManifest;
-      const label = ref === "main" ? "head" : ref;
-      const edits = DB_INDEX_FORMS[label]!.startsWith("drizzle-url") ? 3 : 2;
-      expect(manifest.patches.find((p) => p.id === "db-pool-credentials")?.files).toEqual([
-        { path: DB_INDEX_FILE, edits },
-      ]);
-      expect(readFileSync(path.join(buildDir, DB_INDEX_FILE), "utf8")).toContain(PASSWORD_FILE_VAR);
-    }
-  });
-
-  it("an unknown form stops prepare with exit 3, naming the file and what was expected", async () => {
-    const cwd = tempDir();
-    const r = await runCli(["prepare", "--repo", unknown.url, "--ref", "v2.2.0", "--build-dir", "out"], {
-      cwd,
-      env: { METAMCP_CACHE_DIR: path.join(cwd, ".cache") },
-    });
-    expect(r.exitCode).toBe(3);
-    expect(r.stderr).toContain(
-      `upstream drift in ${DB_INDEX_FILE} (MetaMCP v2.2.0, patch db-pool-credentials)`,
-    );
-    expect(r.stderr).toContain("`drizzle(process.env.DATABASE_URL, { schema })` (MetaMCP v2.0.0–v2.4.5)");
-  });
 });

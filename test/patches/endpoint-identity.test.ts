@@ -1,8 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DriftError } from "../../src/errors.js";
+import { describe, expect, it } from "vitest";
 import {
   BACKEND_ENTRY_FILE,
   endpointIdentityPatch,
@@ -15,27 +12,23 @@ import {
   IDENTITY_MODULE_FILE,
 } from "../../src/patches/endpoint-identity-module.js";
 import { MemoryTree, PATCHES } from "../../src/patches/index.js";
-import type { PrepareManifest } from "../../src/upstream/manifest.js";
-import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import {
-  createSyntheticUpstream,
   type MiddlewareForm,
-  SYNTHETIC_BACKEND_ENTRY,
-  type SyntheticUpstream,
+  syntheticBackendIndex,
   syntheticMiddleware,
 } from "../support/synthetic-upstream.js";
-import { tempDir } from "../support/tmp.js";
+import { expectDrift, IDENTITY_MODULE, linkedPackageDir, PATCH_CTX, TSC } from "./helpers.js";
 
-const ctx = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
+const ctx = PATCH_CTX;
 const HOOK_LINE = "if (await __databricksEndpointIdentity(req, res, next)) return;";
 
-/** Our identity module as prepare copies it in (overlay/), which the patch's code imports. */
-const IDENTITY_MODULE = readFileSync(path.join(PROJECT_ROOT, "overlay", IDENTITY_MODULE_FILE), "utf8");
+/** MetaMCP's backend entry as v2.2.0–v2.4.x shape it (the form the middleware shapes come with). */
+const BACKEND_ENTRY = syntheticBackendIndex("async-callback");
 
 function treeOf(form: MiddlewareForm, extra: Record<string, string> = {}): MemoryTree {
   return new MemoryTree({
     ...syntheticMiddleware(form),
-    [BACKEND_ENTRY_FILE]: SYNTHETIC_BACKEND_ENTRY,
+    [BACKEND_ENTRY_FILE]: BACKEND_ENTRY,
     [IDENTITY_MODULE_FILE]: IDENTITY_MODULE,
     ...extra,
   });
@@ -49,19 +42,6 @@ function firstStatementOfAuthenticate(text: string): string {
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("//"))[0]!;
-}
-
-function expectDrift(fn: () => unknown, file: string, what: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DriftError);
-    expect((err as DriftError).exitCode).toBe(3);
-    expect((err as Error).message).toContain(file);
-    expect((err as Error).message).toMatch(what);
-    return;
-  }
-  throw new Error("expected a drift failure");
 }
 
 describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
@@ -150,10 +130,10 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
     expectDrift(() => endpointIdentityPatch.apply(twoParams, ctx), f2, /found 1/);
 
     const twoApps = treeOf("api-key-oauth");
-    twoApps.write(BACKEND_ENTRY_FILE, `${SYNTHETIC_BACKEND_ENTRY}\nconst admin = express();\n`);
+    twoApps.write(BACKEND_ENTRY_FILE, `${BACKEND_ENTRY}\nconst admin = express();\n`);
     expectDrift(() => endpointIdentityPatch.apply(twoApps, ctx), BACKEND_ENTRY_FILE, /express\(\)`; found 2/);
 
-    const none = new MemoryTree({ [BACKEND_ENTRY_FILE]: SYNTHETIC_BACKEND_ENTRY });
+    const none = new MemoryTree({ [BACKEND_ENTRY_FILE]: BACKEND_ENTRY });
     expectDrift(
       () => endpointIdentityPatch.apply(none, ctx),
       "api-key-oauth.middleware.ts",
@@ -173,18 +153,13 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
 
 describe("the code the patch writes", () => {
   it("type-checks under strict TypeScript against the real drizzle-orm and pg types and our identity module (as MetaMCP's db module exports them)", () => {
-    const dir = tempDir("mmdb-eid-tsc-");
-    mkdirSync(path.join(dir, "db"));
-    writeFileSync(path.join(dir, "databricks-endpoint-identity.ts"), endpointIdentityModule("metamcp_app"));
-    writeFileSync(path.join(dir, "databricks-identity.ts"), IDENTITY_MODULE);
-    // MetaMCP's db/index.ts exports `db = drizzle(pool, { schema })` (db-pool-credentials).
-    writeFileSync(
-      path.join(dir, "db/index.ts"),
-      'import { drizzle } from "drizzle-orm/node-postgres";\nimport pg from "pg";\nexport const db = drizzle(new pg.Pool());\n',
-    );
-    writeFileSync(
-      path.join(dir, "tsconfig.json"),
-      JSON.stringify({
+    const dir = linkedPackageDir("mmdb-eid-tsc-", {
+      "databricks-endpoint-identity.ts": endpointIdentityModule("metamcp_app"),
+      "databricks-identity.ts": IDENTITY_MODULE,
+      // MetaMCP's db/index.ts exports `db = drizzle(pool, { schema })` (db-pool-credentials).
+      "db/index.ts":
+        'import { drizzle } from "drizzle-orm/node-postgres";\nimport pg from "pg";\nexport const db = drizzle(new pg.Pool());\n',
+      "tsconfig.json": JSON.stringify({
         compilerOptions: {
           strict: true,
           target: "ES2022",
@@ -196,120 +171,7 @@ describe("the code the patch writes", () => {
         },
         files: ["databricks-endpoint-identity.ts", "databricks-identity.ts"],
       }),
-    );
-    symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"));
-    const tsc = path.join(PROJECT_ROOT, "node_modules/typescript/bin/tsc");
-    expect(() => execFileSync(process.execPath, [tsc, "-p", dir], { encoding: "utf8" })).not.toThrow();
-  });
-});
-
-/** MetaMCP's REAL middleware at every shape's tags, when the upstream mirror is on this machine. */
-const MIRROR = "/work/.mirror/metatool-ai+metamcp/repo";
-const hasMirror = existsSync(MIRROR);
-describe("patch endpoint-identity on MetaMCP's real code", () => {
-  const REFS = ["v2.2.0", "v2.3.8", "v2.4.0", "v2.4.5", "v2.4.22", "v2.5.3", "main"];
-  const show = (ref: string, file: string): string | undefined => {
-    try {
-      return execFileSync("git", ["--git-dir", MIRROR, "show", `${ref}:${file}`], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "ignore"],
-      });
-    } catch {
-      return undefined;
-    }
-  };
-  it.skipIf(!hasMirror)(
-    `patches and verifies ${REFS.join(", ")}; says v2.0.0/v2.1.1 lack it (skipped: no upstream mirror at ${MIRROR})`,
-    () => {
-      for (const ref of [...REFS, "v2.0.0", "v2.1.1"]) {
-        const files: Record<string, string> = {};
-        for (const f of [
-          "apps/backend/src/middleware/api-key-oauth.middleware.ts",
-          "apps/backend/src/middleware/api-key-auth.middleware.ts",
-          "apps/backend/src/routers/public-metamcp/streamable-http.ts",
-          "apps/backend/src/routers/public-metamcp/sse.ts",
-          BACKEND_ENTRY_FILE,
-        ]) {
-          const text = show(ref, f);
-          if (text !== undefined) files[f] = text;
-        }
-        const tree = new MemoryTree({ ...files, [IDENTITY_MODULE_FILE]: IDENTITY_MODULE });
-        const result = endpointIdentityPatch.apply(tree, { ...ctx, upstreamRef: ref });
-        if (ref === "v2.0.0" || ref === "v2.1.1") {
-          expect(result.note, ref).toBe(UNSUPPORTED_NOTE);
-          continue;
-        }
-        expect(result.files.length, ref).toBe(3);
-        endpointIdentityPatch.verify(tree, { ...ctx, upstreamRef: ref });
-        const mw = result.files[0]!.path;
-        expect(firstStatementOfAuthenticate(tree.read(mw)!), ref).toBe(HOOK_LINE);
-      }
-    },
-  );
-});
-
-describe("prepare with the endpoint-identity patch (the real CLI)", () => {
-  let upstream: SyntheticUpstream;
-  let drifted: SyntheticUpstream;
-  beforeAll(() => {
-    upstream = createSyntheticUpstream();
-    drifted = createSyntheticUpstream({
-      extraFiles: () => ({
-        "apps/backend/src/middleware/api-key-auth.middleware.ts": syntheticMiddleware("api-key-auth")[
-          "apps/backend/src/middleware/api-key-auth.middleware.ts"
-        ]!.replace("export const authenticateApiKey = async", "export const checkKey = async"),
-      }),
     });
-  });
-  afterAll(() => {
-    upstream?.cleanup();
-    drifted?.cleanup();
-  });
-
-  it("v2.2.0: patched, recorded in the manifest; v2.1.0: prepared, and prepare says the release lacks it", async () => {
-    const root = tempDir("mmdb-eid-");
-    const ok = await runCli(["prepare", "--repo", upstream.url, "--ref", "v2.2.0", "--build-dir", "out"], {
-      cwd: root,
-    });
-    expect(ok.exitCode, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/patch {4}endpoint-identity {3}5 edit\(s\) in 3 file\(s\)/);
-    const manifest = JSON.parse(
-      readFileSync(path.join(root, "out/.metamcp-databricks/manifest.json"), "utf8"),
-    ) as PrepareManifest;
-    const rec = manifest.patches.find((p) => p.id === "endpoint-identity")!;
-    expect(rec.files.map((f) => f.path).sort()).toEqual(
-      [
-        "apps/backend/src/middleware/api-key-auth.middleware.ts",
-        BACKEND_ENTRY_FILE,
-        ENDPOINT_IDENTITY_MODULE_FILE,
-      ].sort(),
-    );
-    expect(readFileSync(path.join(root, "out", ENDPOINT_IDENTITY_MODULE_FILE), "utf8")).toContain(
-      "acceptDatabricksIdentity",
-    );
-
-    const old = await runCli(["prepare", "--repo", upstream.url, "--ref", "v2.1.0", "--build-dir", "old"], {
-      cwd: root,
-    });
-    expect(old.exitCode, old.stderr).toBe(0);
-    expect(old.stdout).toContain(UNSUPPORTED_NOTE);
-    expect(old.stderr).toContain(UNSUPPORTED_NOTE);
-    const oldManifest = JSON.parse(
-      readFileSync(path.join(root, "old/.metamcp-databricks/manifest.json"), "utf8"),
-    ) as PrepareManifest;
-    expect(oldManifest.patches.find((p) => p.id === "endpoint-identity")?.note).toBe(UNSUPPORTED_NOTE);
-  });
-
-  it("a middleware it does not know stops prepare with exit 3, naming the file and the shape expected", async () => {
-    const root = tempDir("mmdb-eid-drift-");
-    const r = await runCli(["prepare", "--repo", drifted.url, "--ref", "v2.2.0", "--build-dir", "out"], {
-      cwd: root,
-    });
-    expect(r.exitCode).toBe(3);
-    expect(r.stderr).toContain(
-      "upstream drift in apps/backend/src/middleware/api-key-auth.middleware.ts (MetaMCP v2.2.0, patch endpoint-identity)",
-    );
-    expect(r.stderr).toContain("export const authenticateApiKey = async (req, res, next)");
-    expect(existsSync(path.join(root, "out"))).toBe(false);
+    expect(() => execFileSync(process.execPath, [TSC, "-p", dir], { encoding: "utf8" })).not.toThrow();
   });
 });

@@ -433,52 +433,111 @@ export type BackendIndexForm =
   | "two-listeners";
 
 export function syntheticBackendIndex(form: BackendIndexForm): string {
-  const port = form === "port-var" ? "PORT" : "12009";
-  const callback = form === "port-var" || form === "port-literal" ? "() =>" : "async () =>";
+  const v200 = form === "port-var";
+  const port = v200 ? "PORT" : "12009";
+  const callback = v200 || form === "port-literal" ? "() =>" : "async () =>";
   const host = form === "own-host" ? `"0.0.0.0", ` : "";
+  // main (start-function) also has the OAuth metadata router and initializes before listening.
+  const main = form === "start-function";
+  const url = (route: string) =>
+    v200 ? `http://localhost:\${PORT}${route}` : `http://localhost:12009${route}`;
   const listen = (indent: string) => `${indent}app.listen(${port}, ${host}${callback} {
-${indent}  console.log("backend listening on port", ${port});
-${indent}});
+${indent}  console.log(\`Server is running on port ${v200 ? `\${PORT}` : "12009"}\`);
+${indent}  console.log(\`Auth routes available at: ${url("/api/auth")}\`);
+${indent}  console.log(\`Public MetaMCP endpoints available at: ${url("/metamcp")}\`);
+${
+  callback === "async () =>"
+    ? `${indent}  // Let the server settle before MCP servers connect back.
+${indent}  await new Promise((resolve) => setTimeout(resolve, 3000)).then(
+${indent}    initializeIdleServers,
+${indent}  );
+`
+    : ""
+}${indent}});
 `;
-  return `import express from "express";
-${form === "two-listeners" ? `import { createServer } from "node:http";\n` : ""}
-import { auth } from "./auth";
-import publicEndpointsRouter from "./routers/public-metamcp";
-
+  const imports = [
+    v200 ? `import "dotenv/config";\n` : "",
+    `import express from "express";\n`,
+    form === "two-listeners" ? `import { createServer } from "node:http";\n` : "",
+    `\nimport { auth } from "./auth";\n`,
+    v200
+      ? ""
+      : `import { ${main ? "initializeIdleServers, initializeOnStartup" : "initializeIdleServers"} } from "./lib/startup";\n`,
+    `import mcpProxyRouter from "./routers/mcp-proxy";\n`,
+    main ? `import oauthRouter from "./routers/oauth";\n` : "",
+    `import publicEndpointsRouter from "./routers/public-metamcp";\n`,
+    `import trpcRouter from "./routers/trpc";\n`,
+  ].join("");
+  return `${imports}
 const app = express();
-${form === "port-var" ? "const PORT = process.env.PORT || 12009;\n" : ""}
+${v200 ? "const PORT = process.env.PORT || 12009;\n" : ""}
 // Global JSON middleware for non-proxy routes
 app.use((req, res, next) => {
   if (req.path.startsWith("/mcp-proxy/") || req.path.startsWith("/metamcp/")) {
+    // Skip JSON parsing for the MCP proxy and public endpoints: they read the raw stream
     next();
   } else {
     express.json({ limit: "50mb" })(req, res, next);
   }
 });
-
-app.use("/metamcp", publicEndpointsRouter);
-console.log(typeof auth);
-
-app.get("/health", (_req, res) => {
-  res.json({ status: "ok" });
+${main ? "\n// OAuth metadata endpoints at the root, for .well-known discovery\napp.use(oauthRouter);\n" : ""}
+// better-auth's routes, by calling its handler with a web Request
+app.use(async (req, res, next) => {
+  if (req.path.startsWith("/api/auth")) {
+    const url = new URL(req.url, \`http://\${req.headers.host}\`);
+    const response = await auth.handler(new Request(url.toString(), { method: req.method }));
+    res.status(response.status);
+    res.send(await response.text());
+    return;
+  }
+  next();
 });
+
+// Public endpoints (before any JSON parsing: they read raw streams)
+app.use("/metamcp", publicEndpointsRouter);
+
+// MCP proxy routes
+app.use("/mcp-proxy", mcpProxyRouter);
+
+// tRPC routes
+app.use("/trpc", trpcRouter);
 ${
-  form === "start-function"
+  main
     ? `
 async function start(): Promise<void> {
-  // startup work that must finish before the server accepts requests
-  await Promise.resolve();
+  // Startup work that must finish (database reachable, migrations applied) before the server listens
+  await initializeOnStartup();
 
 ${listen("  ")}}
 
 start().catch((err) => {
-  console.error("startup failed", err);
+  console.error("Fatal startup error:", err);
 });
 `
     : `
 ${listen("")}`
-}${form === "two-listeners" ? `\ncreateServer(app).listen(12010);\n` : ""}`;
 }
+app.get("/health", (req, res) => {
+  res.json({
+    status: "ok",
+  });
+});
+${form === "two-listeners" ? `\ncreateServer(app).listen(12010);\n` : ""}`;
+}
+
+/**
+ * What the backend entry imports besides express, as stand-ins that let it run (the loopback probe starts
+ * it with tsx): relative to apps/backend/src.
+ */
+export const SYNTHETIC_BACKEND_IMPORTS: Record<string, string> = {
+  "auth.ts": 'export const auth = { handler: async (_request: Request) => new Response("{}") };\n',
+  "lib/startup.ts":
+    "export async function initializeIdleServers(): Promise<void> {}\nexport async function initializeOnStartup(): Promise<void> {}\n",
+  "routers/mcp-proxy.ts": 'import express from "express";\nexport default express.Router();\n',
+  "routers/oauth.ts": 'import express from "express";\nexport default express.Router();\n',
+  "routers/public-metamcp.ts": 'import express from "express";\nexport default express.Router();\n',
+  "routers/trpc.ts": 'import express from "express";\nexport default express.Router();\n',
+};
 
 /** The listen form each synthetic version uses, in upstream's order. */
 export const BACKEND_INDEX_FORMS: Record<string, BackendIndexForm> = {
@@ -729,30 +788,6 @@ ${ACCESS_CHECK}
 `,
   };
 }
-
-/** The backend entry as upstream shapes it: one Express app, the public endpoints under /metamcp. */
-export const SYNTHETIC_BACKEND_ENTRY = `import express from "express";
-
-import { auth } from "./auth";
-import publicEndpointsRouter from "./routers/public-metamcp";
-
-const app = express();
-
-// Global JSON middleware for non-proxy routes
-app.use((req, res, next) => {
-  if (req.path.startsWith("/mcp-proxy/") || req.path.startsWith("/metamcp/")) {
-    next();
-  } else {
-    express.json({ limit: "50mb" })(req, res, next);
-  }
-});
-
-app.use("/metamcp", publicEndpointsRouter);
-
-app.listen(12009, async () => {
-  console.log(\`Server is running on port 12009 (\${typeof auth})\`);
-});
-`;
 
 /**
  * The shapes of MetaMCP's `apps/backend/src/auth.ts` (written here from reading each tag, never copied):

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
@@ -461,10 +460,4 @@ async function prepareDatabase(
       await client.end().catch(() => {});
     }
   }
-}
-
-// Entry point of the bundled runtime (runtime/start.mjs in the app tree).
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const code = await runApp(path.dirname(fileURLToPath(import.meta.url)));
-  process.exit(code);
 }

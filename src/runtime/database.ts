@@ -1,6 +1,7 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { drizzle } from "drizzle-orm/node-postgres";
-import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -158,14 +159,64 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
 /** A fixed advisory-lock key: every instance of the app migrates under the same lock. */
 const MIGRATION_LOCK = 0x6d6d6462; // "mmdb"
 
+/** What runMigrations needs of drizzle-orm: its node-postgres driver and that driver's migrator. */
+export interface DrizzleMigrator {
+  /** drizzle-orm's package.json version, for the log. */
+  version: string;
+  migrate(
+    client: pg.Client,
+    config: { migrationsFolder: string; migrationsSchema: string; migrationsTable: string },
+  ): Promise<void>;
+}
+
+/**
+ * Upstream's own drizzle-orm, loaded from the built backend's production node_modules (MetaMCP's backend
+ * depends on drizzle-orm and pg; the app tree ships them). Not bundled into runtime/start.mjs: drizzle-orm
+ * would be a third of the bundle for one function, and this way MetaMCP's migrations run with the drizzle
+ * version upstream wrote them for. Resolved as the backend resolves it (Node's lookup from `fromDir`).
+ */
+export function loadDrizzleMigrator(fromDir: string): DrizzleMigrator {
+  const fromBackend = createRequire(path.join(fromDir, "package.json"));
+  let driver: { drizzle(client: pg.Client): unknown };
+  let migrator: { migrate(db: unknown, config: object): Promise<void> };
+  let version = "unknown";
+  try {
+    driver = fromBackend("drizzle-orm/node-postgres");
+    migrator = fromBackend("drizzle-orm/node-postgres/migrator");
+  } catch (err) {
+    throw new UserError(
+      "app_tree_incomplete",
+      `the app tree's backend has no usable drizzle-orm (looked up from ${fromDir}: ${(err as Error).message.split("\n")[0]}); the runtime migrates MetaMCP's database with upstream's own drizzle-orm`,
+      EXIT.input,
+      "rebuild the app tree with `make build` (it installs the backend's production dependencies, drizzle-orm among them)",
+    );
+  }
+  try {
+    // drizzle-orm exports no ./package.json: read it beside the migrator (node-postgres/migrator.cjs).
+    const pkg = path.join(
+      path.dirname(fromBackend.resolve("drizzle-orm/node-postgres/migrator")),
+      "../package.json",
+    );
+    version = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+  } catch {
+    // only for the log
+  }
+  return {
+    version,
+    migrate: (client, config) => migrator.migrate(driver.drizzle(client), config),
+  };
+}
+
 /**
  * Upstream's (patched) migrations with drizzle's own migrator, journal in our schema, under an
- * advisory lock so instances starting together never race; a no-op when up to date.
+ * advisory lock so instances starting together never race; a no-op when up to date. The migrator is
+ * upstream's drizzle-orm from the backend beside `migrationsFolder` (`<backend>/drizzle`) unless given.
  */
 export async function runMigrations(
   client: pg.Client,
-  options: { migrationsFolder: string; schema: string; log: Logger },
+  options: { migrationsFolder: string; schema: string; log: Logger; migrator?: DrizzleMigrator },
 ): Promise<{ applied: number; total: number }> {
+  const migrator = options.migrator ?? loadDrizzleMigrator(path.dirname(options.migrationsFolder));
   await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
   try {
     const count = async () => {
@@ -180,7 +231,7 @@ export async function runMigrations(
       return Number(c.rows[0]?.n ?? 0);
     };
     const before = await count();
-    await migrate(drizzle(client), {
+    await migrator.migrate(client, {
       migrationsFolder: options.migrationsFolder,
       migrationsSchema: options.schema,
       migrationsTable: "__drizzle_migrations",

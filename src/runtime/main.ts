@@ -10,9 +10,11 @@ import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js
 import {
   clientConfig,
   connectWithRetry,
+  type DrizzleMigrator,
   describePgError,
   ensureSchema,
   isConnectionLost,
+  loadDrizzleMigrator,
   runMigrations,
   searchPathOption,
 } from "./database.js";
@@ -261,6 +263,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
           "build it with `make build` (and check METAMCP_ROOT if set)",
         );
     }
+    // Upstream's own drizzle-orm runs MetaMCP's migrations (database.ts): a tree without it fails here, at once.
+    const migrator = loadDrizzleMigrator(backendDir);
+    log.info(`migrations will run with the backend's drizzle-orm ${migrator.version}`);
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {
       router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));
@@ -310,7 +315,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
 
     const cfg = clientConfig(env, () => keeper.current());
-    await prepareDatabase(env, cfg, backendDir, log, stop.signal);
+    await prepareDatabase(env, cfg, backendDir, migrator, log, stop.signal);
     health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
@@ -383,6 +388,7 @@ async function prepareDatabase(
   env: RuntimeEnv,
   cfg: ReturnType<typeof clientConfig>,
   backendDir: string,
+  migrator: DrizzleMigrator,
   log: Logger,
   signal: AbortSignal,
 ): Promise<void> {
@@ -407,6 +413,7 @@ async function prepareDatabase(
             migrationsFolder: path.join(backendDir, "drizzle"),
             schema: env.schema,
             log,
+            migrator,
           }),
           signal,
         ),

@@ -210,6 +210,20 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(() => process.kill(backendPid, 0)).toThrow();
     });
 
+    it("exits 2 naming the missing piece when the app tree's backend has no drizzle-orm", async () => {
+      const broken = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-nodrizzle-")), {
+        withoutDrizzle: true,
+      });
+      try {
+        const app = startRuntime({ METAMCP_ROOT: path.join(broken, "metamcp") });
+        const exit = await app.exited;
+        expect(exit.code).toBe(2);
+        expect(app.lines.join("\n")).toMatch(/the app tree's backend has no usable drizzle-orm.*make build/);
+      } finally {
+        rmSync(broken, { recursive: true, force: true });
+      }
+    });
+
     it.each([
       [
         "a wrong client secret",

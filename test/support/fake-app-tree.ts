@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
 import { PROJECT_ROOT } from "./cli.js";
@@ -21,7 +21,8 @@ import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
  *   mounted at /api/auth as upstream does (fake-app-auth.ts);
  * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
  *   (fake-app-auth.ts IDENTITY_FRONTEND), else a page.
- * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
+ * `pg`, drizzle-orm (the runtime's migrator), the MCP SDK and zod resolve through a node_modules link to this
+ * project's (the real tree ships the backend's own in metamcp/apps/backend/node_modules).
  */
 
 /**
@@ -314,7 +315,15 @@ export const FAKE_TREE_TABLES = [
   "verifications",
 ];
 
-export function createFakeAppTree(dir: string): string {
+export interface FakeAppTreeOptions {
+  /**
+   * Leave drizzle-orm out of the tree's node_modules (the runtime migrates with the backend's own
+   * drizzle-orm, as a real tree ships it): a tree built wrong.
+   */
+  withoutDrizzle?: boolean;
+}
+
+export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {}): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");
   mkdirSync(path.join(dir, "runtime"), { recursive: true });
@@ -350,6 +359,16 @@ export function createFakeAppTree(dir: string): string {
       2,
     )}\n`,
   );
-  symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "metamcp/node_modules"));
+  // What the real tree's backend/node_modules holds (pg, drizzle-orm, …) resolves from here, as Node looks
+  // upward from apps/backend: the runtime loads drizzle-orm's migrator that way (src/runtime/database.ts).
+  const projectModules = path.join(PROJECT_ROOT, "node_modules");
+  const treeModules = path.join(dir, "metamcp/node_modules");
+  if (!options.withoutDrizzle) symlinkSync(projectModules, treeModules);
+  else {
+    mkdirSync(treeModules);
+    for (const name of readdirSync(projectModules))
+      if (name !== "drizzle-orm" && name !== ".bin")
+        symlinkSync(path.join(projectModules, name), path.join(treeModules, name));
+  }
   return dir;
 }

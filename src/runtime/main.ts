@@ -24,7 +24,7 @@ import {
   endpointIdentityChildEnv,
   ensureEndpointIdentityTable,
 } from "./endpoint-identity.js";
-import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
+import { type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { createRouter } from "./router.js";
 import {
@@ -213,8 +213,8 @@ export async function runApp(runtimeDir: string): Promise<number> {
   let health: DatabaseHealth | undefined;
   const identitySecret = newIdentitySecret();
   const router = createRouter({
-    backendPort: BACKEND_PORT,
-    frontendPort: FRONTEND_PORT,
+    backendPort: env.backendPort,
+    frontendPort: env.frontendPort,
     publicUrl: () => publicUrl,
     healthProblem: async () => await health?.problem(),
     identitySecret,
@@ -327,7 +327,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         cwd: backendDir,
         // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
         env: {
-          ...childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+          ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
           METAMCP_IDENTITY_SECRET: identitySecret,
         },
       },
@@ -339,7 +339,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         command: process.execPath,
         args: ["server.js"],
         cwd: frontendDir,
-        env: { ...childEnv(env, appUrl, keeper.passwordFile, FRONTEND_PORT), HOSTNAME: "127.0.0.1" },
+        env: { ...childEnv(env, appUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
       },
       createLogger({ json, tag: "frontend" }),
     );
@@ -353,13 +353,13 @@ export async function runApp(runtimeDir: string): Promise<number> {
       await stopped(
         Promise.all([
           waitHttp(
-            `http://127.0.0.1:${BACKEND_PORT}/health`,
+            `http://127.0.0.1:${env.backendPort}/health`,
             120_000,
             (s) => s === 200,
             () => !shuttingDown,
           ),
           waitHttp(
-            `http://127.0.0.1:${FRONTEND_PORT}/`,
+            `http://127.0.0.1:${env.frontendPort}/`,
             120_000,
             (s) => s < 500,
             () => !shuttingDown,

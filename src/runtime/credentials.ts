@@ -12,7 +12,7 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { DatabricksError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import type { DatabaseCredential } from "./workspace-client.js";
+import type { DatabaseCredential } from "./platform-client.js";
 
 /** Our credential folders in the temp dir: `metamcp-cred-XXXXXX`, each with an `owner` file. */
 export const CREDENTIAL_DIR_PREFIX = "metamcp-cred-";

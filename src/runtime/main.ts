@@ -34,7 +34,7 @@ import {
   emailSignupSetting,
   upstreamChildEnv,
 } from "./upstream-settings.js";
-import { WorkspaceClient } from "./workspace-client.js";
+import { AppPlatformClient } from "./platform-client.js";
 
 /** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
 const SHUTDOWN_BUDGET_MS = 12_000;
@@ -179,14 +179,14 @@ export async function runApp(runtimeDir: string): Promise<number> {
   // A stop (SIGTERM/SIGINT) may come at any moment of startup: every wait below ends on it, and
   // nothing is launched once it came.
   const stop = new AbortController();
-  const workspace = new WorkspaceClient(env.host, env.clientId, env.clientSecret, 15_000, stop.signal);
+  const platform = new AppPlatformClient(env.host, env.clientId, env.clientSecret, 15_000, stop.signal);
   for (const dir of removeLeftoverCredentialDirs())
     log.info(`removed a credential folder an earlier run left behind: ${dir}`);
   const keeper = new CredentialKeeper(
     () =>
       env.lakebase.kind === "autoscaling"
-        ? workspace.postgresCredential(env.lakebase.endpoint!)
-        : workspace.databaseCredential(env.lakebase.instanceName!),
+        ? platform.postgresCredential(env.lakebase.endpoint!)
+        : platform.databaseCredential(env.lakebase.instanceName!),
     createLogger({ json, tag: "credential" }),
   );
   const children: SupervisedChild[] = [];
@@ -275,7 +275,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
     const appUrl = await step(log, "public URL", async () => {
       if (env.appUrl) return env.appUrl;
-      const app = await stopped(workspace.getApp(env.appName));
+      const app = await stopped(platform.getApp(env.appName));
       if (!app.url)
         throw new DatabricksError(
           "app_url_unknown",
@@ -293,7 +293,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       await step(log, "Lakebase instance state", async () => {
         const until = Date.now() + 10 * 60_000;
         for (;;) {
-          const info = await stopped(workspace.getDatabaseInstance(env.lakebase.instanceName!));
+          const info = await stopped(platform.getDatabaseInstance(env.lakebase.instanceName!));
           if (!info.state || info.state === "AVAILABLE") return;
           if (Date.now() > until)
             throw new UserError(

@@ -137,7 +137,7 @@ async function waitReady(r: Running): Promise<void> {
 describe("the runtime under faults", () => {
   beforeAll(async () => {
     db = await startRestartablePostgres({ database: "databricks_postgres", role: "7d1e2f3a-app-sp" });
-    // As a `make local` beside the suite would: upstream's ports are taken; ours are free ones.
+    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
     portHolders = await holdUpstreamPorts();
     internal = await freeInternalPorts();
     treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-ftree-")), {

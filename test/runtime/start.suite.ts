@@ -81,7 +81,7 @@ async function waitReady(r: Running): Promise<void> {
 describe("the runtime bundle against the Databricks stand-in", () => {
   beforeAll(async () => {
     db = await startLakebaseLikePostgres({ role: "6c0e1f9a-app-sp" });
-    // As a `make local` beside the suite would: upstream's ports are taken; ours are free ones.
+    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
     portHolders = await holdUpstreamPorts();
     const internal = await freeInternalPorts();
     internalPortsEnv = internal.env;

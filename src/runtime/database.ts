@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { RuntimeEnv } from "./env.js";
+import { retry } from "./retry.js";
 
 /** `search_path` for every connection: our schema first, then public (extensions live there). */
 export function searchPathOption(schema: string): string {
@@ -68,6 +68,15 @@ export function isConnectionLost(err: unknown): boolean {
   );
 }
 
+/** Connect errors that waiting cannot fix: refused credentials, no such database, TLS refused or untrusted. */
+function connectProblem(err: unknown): "auth" | "tls" | undefined {
+  const code = (err as { code?: string }).code;
+  if (code === "28P01" || code === "28000" || code === "3D000") return "auth";
+  // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
+  if (/does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "")) return "tls";
+  return undefined;
+}
+
 /** Connects, retrying while the server is not up yet (refused, starting); auth errors fail at once. */
 export async function connectWithRetry(
   config: pg.ClientConfig,
@@ -75,10 +84,7 @@ export async function connectWithRetry(
   deadlineMs: number,
   signal?: AbortSignal,
 ): Promise<pg.Client> {
-  const until = Date.now() + deadlineMs;
-  let wait = 500;
-  for (;;) {
-    signal?.throwIfAborted();
+  const attempt = async () => {
     const client = new pg.Client(config);
     // Without a listener, a server that goes away between queries (a restart, a failover) is an
     // uncaught 'error' event: a crash with a raw stack. The query in flight fails on its own and the
@@ -89,26 +95,32 @@ export async function connectWithRetry(
       return client;
     } catch (err) {
       await client.end().catch(() => {});
-      const code = (err as { code?: string }).code;
-      const fatal = code === "28P01" || code === "28000" || code === "3D000";
-      // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
-      const tls = /does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "");
-      if (fatal || tls || Date.now() + wait > until) {
-        throw new UserError(
-          "database_unreachable",
-          `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
-          EXIT.databricks,
-          fatal
-            ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
-            : tls
-              ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
-              : "is the Lakebase database running? (the app retried until its deadline)",
-        );
-      }
-      log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${wait / 1000} s`);
-      await delay(wait, undefined, { signal });
-      wait = Math.min(wait * 2, 5000);
+      throw err;
     }
+  };
+  try {
+    return await retry(attempt, {
+      firstWaitMs: 500,
+      maxWaitMs: 5000,
+      deadlineMs,
+      signal,
+      retryable: (err) => connectProblem(err) === undefined,
+      onRetry: (err, waitMs) =>
+        log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${waitMs / 1000} s`),
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const problem = connectProblem(err);
+    throw new UserError(
+      "database_unreachable",
+      `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
+      EXIT.databricks,
+      problem === "auth"
+        ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
+        : problem === "tls"
+          ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
+          : "is the Lakebase database running? (the app retried until its deadline)",
+    );
   }
 }
 

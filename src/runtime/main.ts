@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
@@ -26,6 +25,8 @@ import {
 } from "./endpoint-identity.js";
 import { type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
+import { AppPlatformClient } from "./platform-client.js";
+import { retry } from "./retry.js";
 import { createRouter } from "./router.js";
 import {
   applyEmailSignupDefault,
@@ -34,7 +35,6 @@ import {
   emailSignupSetting,
   upstreamChildEnv,
 } from "./upstream-settings.js";
-import { AppPlatformClient } from "./platform-client.js";
 
 /** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
 const SHUTDOWN_BUDGET_MS = 12_000;
@@ -87,27 +87,36 @@ async function step<T>(log: Logger, name: string, fn: () => Promise<T>): Promise
   return value;
 }
 
+/** Not up yet (worth waiting for), as opposed to a reason to stop waiting. */
+class NotYet extends Error {}
+
+/** Waits until `url` answers with a status `isUp` accepts; ends at once when `alive()` turns false. */
 async function waitHttp(
   url: string,
   deadlineMs: number,
   isUp: (status: number) => boolean,
   alive: () => boolean,
 ): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  let wait = 25;
-  while (Date.now() < until) {
+  const probe = async () => {
     if (!alive()) throw new Error(`gave up waiting for ${url}: the process exited`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
-      await res.arrayBuffer().catch(() => {});
-      if (isUp(res.status)) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, wait));
-    wait = Math.min(wait * 1.5, 500);
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" }).catch(() => {
+      throw new NotYet("not listening yet");
+    });
+    await res.arrayBuffer().catch(() => {});
+    if (!isUp(res.status)) throw new NotYet(`HTTP ${res.status}`);
+  };
+  try {
+    await retry(probe, {
+      firstWaitMs: 25,
+      factor: 1.5,
+      maxWaitMs: 500,
+      deadlineMs,
+      retryable: (err) => err instanceof NotYet,
+    });
+  } catch (err) {
+    if (err instanceof NotYet) throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
+    throw err;
   }
-  throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
 }
 
 function childEnv(
@@ -291,21 +300,35 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
     if (env.lakebase.kind === "provisioned") {
       await step(log, "Lakebase instance state", async () => {
-        const until = Date.now() + 10 * 60_000;
-        for (;;) {
-          const info = await stopped(platform.getDatabaseInstance(env.lakebase.instanceName!));
-          if (!info.state || info.state === "AVAILABLE") return;
-          if (Date.now() > until)
-            throw new UserError(
-              "instance_not_available",
-              `Lakebase instance ${info.name} is ${info.state}, not AVAILABLE`,
-              EXIT.databricks,
-              "start the instance (or wait for it), then restart the app",
-            );
-          log.warn(
-            `Lakebase instance ${info.name} is ${info.state}: it refuses connections until AVAILABLE; waiting`,
+        let last: { name: string; state?: string } | undefined;
+        try {
+          await stopped(
+            retry(
+              async () => {
+                last = await platform.getDatabaseInstance(env.lakebase.instanceName!);
+                if (last.state && last.state !== "AVAILABLE") throw new NotYet(last.state);
+              },
+              {
+                firstWaitMs: 5000,
+                maxWaitMs: 5000,
+                deadlineMs: 10 * 60_000,
+                signal: stop.signal,
+                retryable: (err) => err instanceof NotYet,
+                onRetry: () =>
+                  log.warn(
+                    `Lakebase instance ${last?.name} is ${last?.state}: it refuses connections until AVAILABLE; waiting`,
+                  ),
+              },
+            ),
           );
-          await stopped(delay(5000, undefined, { signal: stop.signal }));
+        } catch (err) {
+          if (!(err instanceof NotYet)) throw err;
+          throw new UserError(
+            "instance_not_available",
+            `Lakebase instance ${last?.name} is ${last?.state}, not AVAILABLE`,
+            EXIT.databricks,
+            "start the instance (or wait for it), then restart the app",
+          );
         }
       });
     }
@@ -393,14 +416,16 @@ async function prepareDatabase(
   signal: AbortSignal,
 ): Promise<void> {
   const until = Date.now() + env.dbWaitMs;
-  for (;;) {
+  let phase = "connect";
+  const attempt = async (): Promise<void> => {
+    phase = "connect";
     const client = await step(log, "connect", () =>
       untilStopped(connectWithRetry(cfg, log, Math.max(0, until - Date.now()), signal), signal),
     );
     // A stop ends our connection at once: PostgreSQL then drops its locks (the migration lock included).
     const endOnStop = () => void client.end().catch(() => {});
     signal.addEventListener("abort", endOnStop, { once: true });
-    let phase = "schema";
+    phase = "schema";
     try {
       const searchPath = await step(log, `schema ${env.schema}`, () =>
         untilStopped(ensureSchema(client, env.schema), signal),
@@ -450,21 +475,30 @@ async function prepareDatabase(
           env.schema,
         ),
       );
-      return;
-    } catch (err) {
-      if (err instanceof StopRequested || !isConnectionLost(err)) throw err;
-      if (Date.now() >= until)
-        throw new UserError(
-          "database_lost",
-          `lost the database connection during ${phase} and could not finish within METAMCP_DB_WAIT_SECONDS (${env.dbWaitMs / 1000} s): ${describePgError(err)}`,
-          EXIT.databricks,
-          "is the Lakebase database running? (`make app-status`); the app retried until its deadline",
-        );
-      log.warn(`lost the database connection during ${phase} (${describePgError(err)}): reconnecting`);
-      await untilStopped(delay(1000, undefined, { signal }), signal);
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});
     }
+  };
+  // Lost mid-way: reconnect after 1 s and redo it all (each part is idempotent) until the deadline.
+  const lost = (err: unknown) => !(err instanceof StopRequested) && !signal.aborted && isConnectionLost(err);
+  try {
+    await retry(attempt, {
+      firstWaitMs: 1000,
+      maxWaitMs: 1000,
+      deadlineMs: env.dbWaitMs,
+      signal,
+      retryable: lost,
+      onRetry: (err) =>
+        log.warn(`lost the database connection during ${phase} (${describePgError(err)}): reconnecting`),
+    });
+  } catch (err) {
+    if (!lost(err)) throw err;
+    throw new UserError(
+      "database_lost",
+      `lost the database connection during ${phase} and could not finish within METAMCP_DB_WAIT_SECONDS (${env.dbWaitMs / 1000} s): ${describePgError(err)}`,
+      EXIT.databricks,
+      "is the Lakebase database running? (`make app-status`); the app retried until its deadline",
+    );
   }
 }

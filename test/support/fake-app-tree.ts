@@ -329,6 +329,8 @@ export interface FakeAppTreeOptions {
 }
 
 /** Two free ports for a tree's backend and frontend, and the runtime variables that select them. */
+export type InternalPorts = Awaited<ReturnType<typeof freeInternalPorts>>;
+
 export async function freeInternalPorts(): Promise<{
   backendPort: number;
   frontendPort: number;

@@ -18,7 +18,7 @@ export default defineConfig([
   {
     // The app tree's `runtime/start.mjs`: one file, every dependency inlined, run with plain `node`
     // in the Apps container (no install, no pnpm at start).
-    entry: { "runtime/start": "src/runtime/main.ts" },
+    entry: { "runtime/start": "src/runtime/entry.ts" },
     format: ["esm"],
     outExtension: () => ({ js: ".mjs" }),
     target: "node20",

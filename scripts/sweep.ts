@@ -26,7 +26,12 @@ import {
   startEmbeddedPostgres,
 } from "../src/local/postgres.js";
 import { createLogger, type Logger } from "../src/log/logger.js";
-import { ensureSchema, runMigrations, searchPathOption } from "../src/runtime/database.js";
+import {
+  ensureSchema,
+  loadDrizzleMigrator,
+  runMigrations,
+  searchPathOption,
+} from "../src/runtime/database.js";
 import { normalizeRepoUrl, syncMirror } from "../src/upstream/cache.js";
 import { git } from "../src/upstream/git.js";
 import { prepareUpstream } from "../src/upstream/prepare.js";
@@ -155,9 +160,11 @@ async function migrateAsLakebaseRole(
   await client.connect();
   try {
     await ensureSchema(client, schema);
-    const m = await runMigrations(client, { migrationsFolder, schema, log });
+    // A prepared tree has no node_modules: this project's drizzle-orm (a devDependency) stands in for the backend's.
+    const migrator = loadDrizzleMigrator(toolRoot());
+    const m = await runMigrations(client, { migrationsFolder, schema, log, migrator });
     // A second run must find the journal in our schema and apply nothing.
-    const again = await runMigrations(client, { migrationsFolder, schema, log });
+    const again = await runMigrations(client, { migrationsFolder, schema, log, migrator });
     if (again.applied !== 0) throw new Error(`a second migration run applied ${again.applied} migration(s)`);
     const pub = await countObjects(client, "public");
     return {

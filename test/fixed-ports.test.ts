@@ -1,14 +1,7 @@
 /**
- * Suites that start MetaMCP-shaped servers on upstream's fixed ports (backend 12009, frontend 12008)
- * run in this one file, one after another, so they never collide with each other.
+ * The one suite left on upstream's fixed ports (backend 12009, frontend 12008): the first-deploy rehearsal
+ * runs the app from the app.yaml our deploy writes, inside the workspace emulator, as the platform would.
+ * Every other suite that starts a MetaMCP-shaped tree picks free internal ports (METAMCP_BACKEND_PORT /
+ * METAMCP_FRONTEND_PORT, the fake tree built for them) and runs beside `make local` or another MetaMCP.
  */
-import "./runtime/start.suite.js";
-import "./runtime/faults.suite.js";
-import "./local/local.suite.js";
-import "./local/mcp-proxy.suite.js";
-import "./local/endpoint-identity.suite.js";
-import "./local/browser.suite.js";
-import "./local/faults.suite.js";
-import "./connect/local.suite.js";
-// The first deploy runs the app (the runtime and its children) inside the workspace emulator.
 import "./databricks/first-deploy.suite.js";

@@ -45,11 +45,15 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-/** MetaMCP's own ports inside the app (upstream fixes them: frontend 12008, backend 12009). */
+/**
+ * MetaMCP's own ports inside the app (upstream fixes them: frontend 12008, backend 12009). The runtime's
+ * METAMCP_FRONTEND_PORT / METAMCP_BACKEND_PORT move them (docs/runtime.md: for trees built for other
+ * ports, as the test suite's); set here, they are checked and passed to the app.
+ */
 export const METAMCP_FIXED_PORTS = [
-  { port: 12008, what: "MetaMCP's frontend inside the app" },
-  { port: 12009, what: "MetaMCP's backend inside the app" },
-] as const;
+  { variable: "METAMCP_FRONTEND_PORT", default: 12008, what: "MetaMCP's frontend inside the app" },
+  { variable: "METAMCP_BACKEND_PORT", default: 12009, what: "MetaMCP's backend inside the app" },
+].map((p) => ({ ...p, port: Number(process.env[p.variable] || p.default), given: process.env[p.variable] }));
 
 function portError(port: number, what: string, err: NodeJS.ErrnoException, hint: string): Error {
   if (err.code === "EADDRINUSE")
@@ -181,6 +185,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       // On a laptop the app's port must not be reachable from the network without the proxy's token:
       // the runtime binds where this says (the platform's default, all interfaces, is for its container).
       METAMCP_LISTEN_HOST: "127.0.0.1",
+      ...Object.fromEntries(
+        METAMCP_FIXED_PORTS.filter((p) => p.given).map((p) => [p.variable, String(p.given)]),
+      ),
     };
     const lastLines: string[] = [];
     const app = spawnAppProcess({

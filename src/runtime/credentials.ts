@@ -9,10 +9,10 @@ import {
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { DatabricksError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import type { DatabaseCredential } from "./workspace-client.js";
+import type { DatabaseCredential } from "./platform-client.js";
+import { retry } from "./retry.js";
 
 /** Our credential folders in the temp dir: `metamcp-cred-XXXXXX`, each with an `owner` file. */
 export const CREDENTIAL_DIR_PREFIX = "metamcp-cred-";
@@ -138,23 +138,17 @@ export class CredentialKeeper {
 
   /** First credential: config errors (refused, not found) fail at once; network errors retry until the deadline. */
   async start(deadlineMs = 60_000, signal?: AbortSignal): Promise<void> {
-    const until = Date.now() + deadlineMs;
-    let wait = 1000;
-    for (;;) {
-      signal?.throwIfAborted();
-      try {
-        this.install(await this.fetchCredential());
-        break;
-      } catch (err) {
-        const retryable =
-          err instanceof DatabricksError &&
-          (err.code === "workspace_unreachable" || err.code === "api_error");
-        if (!retryable || Date.now() + wait > until) throw err;
-        this.log.warn(`database credential: ${(err as Error).message}; retrying in ${wait / 1000} s`);
-        await delay(wait, undefined, { signal });
-        wait = Math.min(wait * 2, 15_000);
-      }
-    }
+    const credential = await retry(() => this.fetchCredential(), {
+      firstWaitMs: 1000,
+      maxWaitMs: MAX_RENEW_WAIT_MS,
+      deadlineMs,
+      signal,
+      retryable: (err) =>
+        err instanceof DatabricksError && (err.code === "workspace_unreachable" || err.code === "api_error"),
+      onRetry: (err, waitMs) =>
+        this.log.warn(`database credential: ${(err as Error).message}; retrying in ${waitMs / 1000} s`),
+    });
+    this.install(credential);
     this.schedule();
   }
 
@@ -185,45 +179,51 @@ export class CredentialKeeper {
   }
 
   private async renew(): Promise<void> {
-    let wait = 500;
-    while (!this.stopped) {
-      try {
-        const wasExpired = this.expired && this.escalatedAt > 0;
-        this.install(await this.fetchCredential());
-        this.renewals++;
-        this.lastRenewalError = undefined;
-        this.escalatedAt = 0;
-        const until = this.credential!.expiresAt.toISOString();
-        if (wasExpired)
-          this.log.success(
-            `database credential renewed (#${this.renewals}) after it had expired: new database connections work again (valid until ${until})`,
-          );
-        else this.log.info(`database credential renewed (#${this.renewals}), valid until ${until}`);
-        this.schedule();
-        return;
-      } catch (err) {
-        if (this.stopped) return;
-        const message = (err as Error).message;
-        this.lastRenewalError = message;
-        const left = (this.credential?.expiresAt.getTime() ?? 0) - Date.now();
-        if (left > 0) {
-          this.log.warn(
-            `database credential renewal failed: ${message}; retrying in ${wait / 1000} s (current one valid ${Math.round(left / 1000)} s more; open connections keep working)`,
-          );
-        } else if (Date.now() - this.escalatedAt >= ESCALATION_REPEAT_MS) {
-          // Past expiry every NEW connection fails: this is an outage, not a warning.
-          this.escalatedAt = Date.now();
-          this.log.error(
-            `the Lakebase credential expired at ${this.credential?.expiresAt.toISOString()} and renewing it keeps failing (${message}): every new database connection fails and /metamcp/health answers 503 until a renewal succeeds (retried every ${MAX_RENEW_WAIT_MS / 1000} s at most). Check that the app's service principal can still get database credentials: the app's database resource and its permission, and the Lakebase database's state (\`make app-status\`, \`make app-logs\`).`,
-          );
-        }
-        try {
-          await delay(wait, undefined, { signal: this.stopping.signal });
-        } catch {
-          return; // stopped
-        }
-        wait = Math.min(wait * 2, MAX_RENEW_WAIT_MS);
-      }
+    let credential: DatabaseCredential;
+    try {
+      // Every failure is retried (500 ms doubling to 15 s) until one succeeds or we are stopped.
+      credential = await retry(() => this.fetchCredential(), {
+        firstWaitMs: 500,
+        maxWaitMs: MAX_RENEW_WAIT_MS,
+        signal: this.stopping.signal,
+        retryable: () => !this.stopped,
+        onRetry: (err, waitMs) => this.renewalFailed(err, waitMs),
+      });
+    } catch (err) {
+      // Only a stop ends the retries; anything else here is a bug: said, never swallowed.
+      if (!this.stopped) this.log.error(`database credential renewal stopped: ${(err as Error).message}`);
+      return;
+    }
+    if (this.stopped) return;
+    const wasExpired = this.expired && this.escalatedAt > 0;
+    this.install(credential);
+    this.renewals++;
+    this.lastRenewalError = undefined;
+    this.escalatedAt = 0;
+    const until = credential.expiresAt.toISOString();
+    if (wasExpired)
+      this.log.success(
+        `database credential renewed (#${this.renewals}) after it had expired: new database connections work again (valid until ${until})`,
+      );
+    else this.log.info(`database credential renewed (#${this.renewals}), valid until ${until}`);
+    this.schedule();
+  }
+
+  /** A renewal failed (it is retried): a warning while the current one is valid, an error once expired. */
+  private renewalFailed(err: unknown, waitMs: number): void {
+    const message = (err as Error).message;
+    this.lastRenewalError = message;
+    const left = (this.credential?.expiresAt.getTime() ?? 0) - Date.now();
+    if (left > 0) {
+      this.log.warn(
+        `database credential renewal failed: ${message}; retrying in ${waitMs / 1000} s (current one valid ${Math.round(left / 1000)} s more; open connections keep working)`,
+      );
+    } else if (Date.now() - this.escalatedAt >= ESCALATION_REPEAT_MS) {
+      // Past expiry every NEW connection fails: this is an outage, not a warning.
+      this.escalatedAt = Date.now();
+      this.log.error(
+        `the Lakebase credential expired at ${this.credential?.expiresAt.toISOString()} and renewing it keeps failing (${message}): every new database connection fails and /metamcp/health answers 503 until a renewal succeeds (retried every ${MAX_RENEW_WAIT_MS / 1000} s at most). Check that the app's service principal can still get database credentials: the app's database resource and its permission, and the Lakebase database's state (\`make app-status\`, \`make app-logs\`).`,
+      );
     }
   }
 

@@ -1,10 +1,11 @@
-import { setTimeout as delay } from "node:timers/promises";
-import { drizzle } from "drizzle-orm/node-postgres";
-import { migrate } from "drizzle-orm/node-postgres/migrator";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import pg from "pg";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { RuntimeEnv } from "./env.js";
+import { retry } from "./retry.js";
 
 /** `search_path` for every connection: our schema first, then public (extensions live there). */
 export function searchPathOption(schema: string): string {
@@ -67,6 +68,15 @@ export function isConnectionLost(err: unknown): boolean {
   );
 }
 
+/** Connect errors that waiting cannot fix: refused credentials, no such database, TLS refused or untrusted. */
+function connectProblem(err: unknown): "auth" | "tls" | undefined {
+  const code = (err as { code?: string }).code;
+  if (code === "28P01" || code === "28000" || code === "3D000") return "auth";
+  // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
+  if (/does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "")) return "tls";
+  return undefined;
+}
+
 /** Connects, retrying while the server is not up yet (refused, starting); auth errors fail at once. */
 export async function connectWithRetry(
   config: pg.ClientConfig,
@@ -74,10 +84,7 @@ export async function connectWithRetry(
   deadlineMs: number,
   signal?: AbortSignal,
 ): Promise<pg.Client> {
-  const until = Date.now() + deadlineMs;
-  let wait = 500;
-  for (;;) {
-    signal?.throwIfAborted();
+  const attempt = async () => {
     const client = new pg.Client(config);
     // Without a listener, a server that goes away between queries (a restart, a failover) is an
     // uncaught 'error' event: a crash with a raw stack. The query in flight fails on its own and the
@@ -88,26 +95,32 @@ export async function connectWithRetry(
       return client;
     } catch (err) {
       await client.end().catch(() => {});
-      const code = (err as { code?: string }).code;
-      const fatal = code === "28P01" || code === "28000" || code === "3D000";
-      // TLS refused or a certificate not accepted: waiting changes nothing (Lakebase always speaks TLS).
-      const tls = /does not support SSL|certificate|self[- ]signed/i.test((err as Error).message ?? "");
-      if (fatal || tls || Date.now() + wait > until) {
-        throw new UserError(
-          "database_unreachable",
-          `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
-          EXIT.databricks,
-          fatal
-            ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
-            : tls
-              ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
-              : "is the Lakebase database running? (the app retried until its deadline)",
-        );
-      }
-      log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${wait / 1000} s`);
-      await delay(wait, undefined, { signal });
-      wait = Math.min(wait * 2, 5000);
+      throw err;
     }
+  };
+  try {
+    return await retry(attempt, {
+      firstWaitMs: 500,
+      maxWaitMs: 5000,
+      deadlineMs,
+      signal,
+      retryable: (err) => connectProblem(err) === undefined,
+      onRetry: (err, waitMs) =>
+        log.warn(`database not reachable yet: ${describePgError(err)}; retrying in ${waitMs / 1000} s`),
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const problem = connectProblem(err);
+    throw new UserError(
+      "database_unreachable",
+      `cannot connect to Lakebase at ${config.host}:${config.port}/${config.database} as ${config.user}: ${describePgError(err)}`,
+      EXIT.databricks,
+      problem === "auth"
+        ? "check the app's database resource (PGUSER must be granted CAN_CONNECT_AND_CREATE)"
+        : problem === "tls"
+          ? "check PGSSLMODE and PGHOST: the app's Lakebase resource sets them (Lakebase requires TLS; verify-full needs a certificate this machine trusts)"
+          : "is the Lakebase database running? (the app retried until its deadline)",
+    );
   }
 }
 
@@ -158,14 +171,64 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
 /** A fixed advisory-lock key: every instance of the app migrates under the same lock. */
 const MIGRATION_LOCK = 0x6d6d6462; // "mmdb"
 
+/** What runMigrations needs of drizzle-orm: its node-postgres driver and that driver's migrator. */
+export interface DrizzleMigrator {
+  /** drizzle-orm's package.json version, for the log. */
+  version: string;
+  migrate(
+    client: pg.Client,
+    config: { migrationsFolder: string; migrationsSchema: string; migrationsTable: string },
+  ): Promise<void>;
+}
+
+/**
+ * Upstream's own drizzle-orm, loaded from the built backend's production node_modules (MetaMCP's backend
+ * depends on drizzle-orm and pg; the app tree ships them). Not bundled into runtime/start.mjs: drizzle-orm
+ * would be a third of the bundle for one function, and this way MetaMCP's migrations run with the drizzle
+ * version upstream wrote them for. Resolved as the backend resolves it (Node's lookup from `fromDir`).
+ */
+export function loadDrizzleMigrator(fromDir: string): DrizzleMigrator {
+  const fromBackend = createRequire(path.join(fromDir, "package.json"));
+  let driver: { drizzle(client: pg.Client): unknown };
+  let migrator: { migrate(db: unknown, config: object): Promise<void> };
+  let version = "unknown";
+  try {
+    driver = fromBackend("drizzle-orm/node-postgres");
+    migrator = fromBackend("drizzle-orm/node-postgres/migrator");
+  } catch (err) {
+    throw new UserError(
+      "app_tree_incomplete",
+      `the app tree's backend has no usable drizzle-orm (looked up from ${fromDir}: ${(err as Error).message.split("\n")[0]}); the runtime migrates MetaMCP's database with upstream's own drizzle-orm`,
+      EXIT.input,
+      "rebuild the app tree with `make build` (it installs the backend's production dependencies, drizzle-orm among them)",
+    );
+  }
+  try {
+    // drizzle-orm exports no ./package.json: read it beside the migrator (node-postgres/migrator.cjs).
+    const pkg = path.join(
+      path.dirname(fromBackend.resolve("drizzle-orm/node-postgres/migrator")),
+      "../package.json",
+    );
+    version = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+  } catch {
+    // only for the log
+  }
+  return {
+    version,
+    migrate: (client, config) => migrator.migrate(driver.drizzle(client), config),
+  };
+}
+
 /**
  * Upstream's (patched) migrations with drizzle's own migrator, journal in our schema, under an
- * advisory lock so instances starting together never race; a no-op when up to date.
+ * advisory lock so instances starting together never race; a no-op when up to date. The migrator is
+ * upstream's drizzle-orm from the backend beside `migrationsFolder` (`<backend>/drizzle`) unless given.
  */
 export async function runMigrations(
   client: pg.Client,
-  options: { migrationsFolder: string; schema: string; log: Logger },
+  options: { migrationsFolder: string; schema: string; log: Logger; migrator?: DrizzleMigrator },
 ): Promise<{ applied: number; total: number }> {
+  const migrator = options.migrator ?? loadDrizzleMigrator(path.dirname(options.migrationsFolder));
   await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
   try {
     const count = async () => {
@@ -180,7 +243,7 @@ export async function runMigrations(
       return Number(c.rows[0]?.n ?? 0);
     };
     const before = await count();
-    await migrate(drizzle(client), {
+    await migrator.migrate(client, {
       migrationsFolder: options.migrationsFolder,
       migrationsSchema: options.schema,
       migrationsTable: "__drizzle_migrations",

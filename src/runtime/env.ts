@@ -33,11 +33,20 @@ export interface RuntimeEnv {
   metamcpRoot: string;
   /** How long to keep retrying an unreachable database at start (METAMCP_DB_WAIT_SECONDS, default 120). */
   dbWaitMs: number;
+  /** MetaMCP's backend port inside the app (METAMCP_BACKEND_PORT; upstream's 12009). */
+  backendPort: number;
+  /** MetaMCP's frontend port inside the app (METAMCP_FRONTEND_PORT; upstream's 12008). */
+  frontendPort: number;
 }
 
-/** Upstream's fixed ports: Next rewrites to localhost:12009 and the backend listens there. */
-export const BACKEND_PORT = 12009;
-export const FRONTEND_PORT = 12008;
+/**
+ * Upstream's fixed ports: the backend calls `app.listen(12009, …)` and Next's build bakes
+ * `http://localhost:12009` into its rewrites and middleware; the frontend listens on PORT (12008 in
+ * upstream's entrypoint). Overridable for trees built for other ports (tests, runs beside another MetaMCP):
+ * a real MetaMCP tree still needs 12009 for its backend (docs/runtime.md).
+ */
+export const DEFAULT_BACKEND_PORT = 12009;
+export const DEFAULT_FRONTEND_PORT = 12008;
 
 /** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
 export const RUNTIME_VARIABLES = [
@@ -62,6 +71,8 @@ export const RUNTIME_VARIABLES = [
   "BETTER_AUTH_SECRET",
   "METAMCP_ROOT",
   "METAMCP_DB_WAIT_SECONDS",
+  "METAMCP_BACKEND_PORT",
+  "METAMCP_FRONTEND_PORT",
   "BOOTSTRAP_ENABLE",
   "EXTRA_TRUSTED_ORIGINS",
   "METAMCP_EMAIL_SIGNUP",
@@ -285,6 +296,19 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     waitSeconds >= 0 && waitSeconds <= MAX_DB_WAIT_SECONDS,
     `whole seconds from 0 to ${MAX_DB_WAIT_SECONDS}`,
   );
+  const backendPort = port("METAMCP_BACKEND_PORT", raw("METAMCP_BACKEND_PORT"), DEFAULT_BACKEND_PORT);
+  const frontendPort = port("METAMCP_FRONTEND_PORT", raw("METAMCP_FRONTEND_PORT"), DEFAULT_FRONTEND_PORT);
+  // Three servers on one machine: the same port twice is a start that cannot work (EADDRINUSE later).
+  const clash = [
+    ["METAMCP_BACKEND_PORT", backendPort, "METAMCP_FRONTEND_PORT", frontendPort],
+    ["METAMCP_BACKEND_PORT", backendPort, "DATABRICKS_APP_PORT", appPort],
+    ["METAMCP_FRONTEND_PORT", frontendPort, "DATABRICKS_APP_PORT", appPort],
+  ] as const;
+  for (const [a, pa, b, pb] of clash)
+    if (pa === pb && pa > 0)
+      problems.push(
+        `${a} and ${b} are both ${pa}: MetaMCP's backend, its frontend and the app port need three different ports`,
+      );
   const bootstrap = raw("BOOTSTRAP_ENABLE");
   check(
     "BOOTSTRAP_ENABLE",
@@ -337,5 +361,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     betterAuthSecret: secret,
     metamcpRoot: rootRaw ? path.resolve(rootRaw) : path.resolve(runtimeDir, "../metamcp"),
     dbWaitMs: waitSeconds * 1000,
+    backendPort,
+    frontendPort,
   };
 }

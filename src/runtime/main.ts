@@ -1,8 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
@@ -11,9 +9,11 @@ import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js
 import {
   clientConfig,
   connectWithRetry,
+  type DrizzleMigrator,
   describePgError,
   ensureSchema,
   isConnectionLost,
+  loadDrizzleMigrator,
   runMigrations,
   searchPathOption,
 } from "./database.js";
@@ -23,8 +23,10 @@ import {
   endpointIdentityChildEnv,
   ensureEndpointIdentityTable,
 } from "./endpoint-identity.js";
-import { BACKEND_PORT, FRONTEND_PORT, type RuntimeEnv, readRuntimeEnv } from "./env.js";
+import { type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
+import { AppPlatformClient } from "./platform-client.js";
+import { retry } from "./retry.js";
 import { createRouter } from "./router.js";
 import {
   applyEmailSignupDefault,
@@ -33,7 +35,6 @@ import {
   emailSignupSetting,
   upstreamChildEnv,
 } from "./upstream-settings.js";
-import { WorkspaceClient } from "./workspace-client.js";
 
 /** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
 const SHUTDOWN_BUDGET_MS = 12_000;
@@ -86,27 +87,36 @@ async function step<T>(log: Logger, name: string, fn: () => Promise<T>): Promise
   return value;
 }
 
+/** Not up yet (worth waiting for), as opposed to a reason to stop waiting. */
+class NotYet extends Error {}
+
+/** Waits until `url` answers with a status `isUp` accepts; ends at once when `alive()` turns false. */
 async function waitHttp(
   url: string,
   deadlineMs: number,
   isUp: (status: number) => boolean,
   alive: () => boolean,
 ): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  let wait = 25;
-  while (Date.now() < until) {
+  const probe = async () => {
     if (!alive()) throw new Error(`gave up waiting for ${url}: the process exited`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
-      await res.arrayBuffer().catch(() => {});
-      if (isUp(res.status)) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, wait));
-    wait = Math.min(wait * 1.5, 500);
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" }).catch(() => {
+      throw new NotYet("not listening yet");
+    });
+    await res.arrayBuffer().catch(() => {});
+    if (!isUp(res.status)) throw new NotYet(`HTTP ${res.status}`);
+  };
+  try {
+    await retry(probe, {
+      firstWaitMs: 25,
+      factor: 1.5,
+      maxWaitMs: 500,
+      deadlineMs,
+      retryable: (err) => err instanceof NotYet,
+    });
+  } catch (err) {
+    if (err instanceof NotYet) throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
+    throw err;
   }
-  throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
 }
 
 function childEnv(
@@ -178,14 +188,14 @@ export async function runApp(runtimeDir: string): Promise<number> {
   // A stop (SIGTERM/SIGINT) may come at any moment of startup: every wait below ends on it, and
   // nothing is launched once it came.
   const stop = new AbortController();
-  const workspace = new WorkspaceClient(env.host, env.clientId, env.clientSecret, 15_000, stop.signal);
+  const platform = new AppPlatformClient(env.host, env.clientId, env.clientSecret, 15_000, stop.signal);
   for (const dir of removeLeftoverCredentialDirs())
     log.info(`removed a credential folder an earlier run left behind: ${dir}`);
   const keeper = new CredentialKeeper(
     () =>
       env.lakebase.kind === "autoscaling"
-        ? workspace.postgresCredential(env.lakebase.endpoint!)
-        : workspace.databaseCredential(env.lakebase.instanceName!),
+        ? platform.postgresCredential(env.lakebase.endpoint!)
+        : platform.databaseCredential(env.lakebase.instanceName!),
     createLogger({ json, tag: "credential" }),
   );
   const children: SupervisedChild[] = [];
@@ -212,8 +222,8 @@ export async function runApp(runtimeDir: string): Promise<number> {
   let health: DatabaseHealth | undefined;
   const identitySecret = newIdentitySecret();
   const router = createRouter({
-    backendPort: BACKEND_PORT,
-    frontendPort: FRONTEND_PORT,
+    backendPort: env.backendPort,
+    frontendPort: env.frontendPort,
     publicUrl: () => publicUrl,
     healthProblem: async () => await health?.problem(),
     identitySecret,
@@ -262,6 +272,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
           "build it with `make build` (and check METAMCP_ROOT if set)",
         );
     }
+    // Upstream's own drizzle-orm runs MetaMCP's migrations (database.ts): a tree without it fails here, at once.
+    const migrator = loadDrizzleMigrator(backendDir);
+    log.info(`migrations will run with the backend's drizzle-orm ${migrator.version}`);
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {
       router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));
@@ -271,7 +284,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
     const appUrl = await step(log, "public URL", async () => {
       if (env.appUrl) return env.appUrl;
-      const app = await stopped(workspace.getApp(env.appName));
+      const app = await stopped(platform.getApp(env.appName));
       if (!app.url)
         throw new DatabricksError(
           "app_url_unknown",
@@ -287,21 +300,35 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
     if (env.lakebase.kind === "provisioned") {
       await step(log, "Lakebase instance state", async () => {
-        const until = Date.now() + 10 * 60_000;
-        for (;;) {
-          const info = await stopped(workspace.getDatabaseInstance(env.lakebase.instanceName!));
-          if (!info.state || info.state === "AVAILABLE") return;
-          if (Date.now() > until)
-            throw new UserError(
-              "instance_not_available",
-              `Lakebase instance ${info.name} is ${info.state}, not AVAILABLE`,
-              EXIT.databricks,
-              "start the instance (or wait for it), then restart the app",
-            );
-          log.warn(
-            `Lakebase instance ${info.name} is ${info.state}: it refuses connections until AVAILABLE; waiting`,
+        let last: { name: string; state?: string } | undefined;
+        try {
+          await stopped(
+            retry(
+              async () => {
+                last = await platform.getDatabaseInstance(env.lakebase.instanceName!);
+                if (last.state && last.state !== "AVAILABLE") throw new NotYet(last.state);
+              },
+              {
+                firstWaitMs: 5000,
+                maxWaitMs: 5000,
+                deadlineMs: 10 * 60_000,
+                signal: stop.signal,
+                retryable: (err) => err instanceof NotYet,
+                onRetry: () =>
+                  log.warn(
+                    `Lakebase instance ${last?.name} is ${last?.state}: it refuses connections until AVAILABLE; waiting`,
+                  ),
+              },
+            ),
           );
-          await stopped(delay(5000, undefined, { signal: stop.signal }));
+        } catch (err) {
+          if (!(err instanceof NotYet)) throw err;
+          throw new UserError(
+            "instance_not_available",
+            `Lakebase instance ${last?.name} is ${last?.state}, not AVAILABLE`,
+            EXIT.databricks,
+            "start the instance (or wait for it), then restart the app",
+          );
         }
       });
     }
@@ -311,7 +338,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
 
     const cfg = clientConfig(env, () => keeper.current());
-    await prepareDatabase(env, cfg, backendDir, log, stop.signal);
+    await prepareDatabase(env, cfg, backendDir, migrator, log, stop.signal);
     health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
@@ -323,7 +350,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         cwd: backendDir,
         // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
         env: {
-          ...childEnv(env, appUrl, keeper.passwordFile, BACKEND_PORT),
+          ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
           METAMCP_IDENTITY_SECRET: identitySecret,
         },
       },
@@ -335,7 +362,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
         command: process.execPath,
         args: ["server.js"],
         cwd: frontendDir,
-        env: { ...childEnv(env, appUrl, keeper.passwordFile, FRONTEND_PORT), HOSTNAME: "127.0.0.1" },
+        env: { ...childEnv(env, appUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
       },
       createLogger({ json, tag: "frontend" }),
     );
@@ -349,13 +376,13 @@ export async function runApp(runtimeDir: string): Promise<number> {
       await stopped(
         Promise.all([
           waitHttp(
-            `http://127.0.0.1:${BACKEND_PORT}/health`,
+            `http://127.0.0.1:${env.backendPort}/health`,
             120_000,
             (s) => s === 200,
             () => !shuttingDown,
           ),
           waitHttp(
-            `http://127.0.0.1:${FRONTEND_PORT}/`,
+            `http://127.0.0.1:${env.frontendPort}/`,
             120_000,
             (s) => s < 500,
             () => !shuttingDown,
@@ -384,18 +411,21 @@ async function prepareDatabase(
   env: RuntimeEnv,
   cfg: ReturnType<typeof clientConfig>,
   backendDir: string,
+  migrator: DrizzleMigrator,
   log: Logger,
   signal: AbortSignal,
 ): Promise<void> {
   const until = Date.now() + env.dbWaitMs;
-  for (;;) {
+  let phase = "connect";
+  const attempt = async (): Promise<void> => {
+    phase = "connect";
     const client = await step(log, "connect", () =>
       untilStopped(connectWithRetry(cfg, log, Math.max(0, until - Date.now()), signal), signal),
     );
     // A stop ends our connection at once: PostgreSQL then drops its locks (the migration lock included).
     const endOnStop = () => void client.end().catch(() => {});
     signal.addEventListener("abort", endOnStop, { once: true });
-    let phase = "schema";
+    phase = "schema";
     try {
       const searchPath = await step(log, `schema ${env.schema}`, () =>
         untilStopped(ensureSchema(client, env.schema), signal),
@@ -408,6 +438,7 @@ async function prepareDatabase(
             migrationsFolder: path.join(backendDir, "drizzle"),
             schema: env.schema,
             log,
+            migrator,
           }),
           signal,
         ),
@@ -444,27 +475,30 @@ async function prepareDatabase(
           env.schema,
         ),
       );
-      return;
-    } catch (err) {
-      if (err instanceof StopRequested || !isConnectionLost(err)) throw err;
-      if (Date.now() >= until)
-        throw new UserError(
-          "database_lost",
-          `lost the database connection during ${phase} and could not finish within METAMCP_DB_WAIT_SECONDS (${env.dbWaitMs / 1000} s): ${describePgError(err)}`,
-          EXIT.databricks,
-          "is the Lakebase database running? (`make app-status`); the app retried until its deadline",
-        );
-      log.warn(`lost the database connection during ${phase} (${describePgError(err)}): reconnecting`);
-      await untilStopped(delay(1000, undefined, { signal }), signal);
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});
     }
+  };
+  // Lost mid-way: reconnect after 1 s and redo it all (each part is idempotent) until the deadline.
+  const lost = (err: unknown) => !(err instanceof StopRequested) && !signal.aborted && isConnectionLost(err);
+  try {
+    await retry(attempt, {
+      firstWaitMs: 1000,
+      maxWaitMs: 1000,
+      deadlineMs: env.dbWaitMs,
+      signal,
+      retryable: lost,
+      onRetry: (err) =>
+        log.warn(`lost the database connection during ${phase} (${describePgError(err)}): reconnecting`),
+    });
+  } catch (err) {
+    if (!lost(err)) throw err;
+    throw new UserError(
+      "database_lost",
+      `lost the database connection during ${phase} and could not finish within METAMCP_DB_WAIT_SECONDS (${env.dbWaitMs / 1000} s): ${describePgError(err)}`,
+      EXIT.databricks,
+      "is the Lakebase database running? (`make app-status`); the app retried until its deadline",
+    );
   }
-}
-
-// Entry point of the bundled runtime (runtime/start.mjs in the app tree).
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const code = await runApp(path.dirname(fileURLToPath(import.meta.url)));
-  process.exit(code);
 }

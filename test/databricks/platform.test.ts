@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterEach, describe, expect, test } from "vitest";
-import { WorkspaceClient as RuntimeWorkspaceClient } from "../../src/runtime/workspace-client.js";
+import { AppPlatformClient as RuntimeWorkspaceClient } from "../../src/runtime/platform-client.js";
 import { type DatabricksWorld, startDatabricksWorld } from "../support/databricks-world.js";
 import { tempDir } from "../support/tmp.js";
 

@@ -59,7 +59,12 @@ describe("the runtime's environment: every variable checked, one message naming 
       dbWaitMs: 120_000,
       metamcpRoot: "/app/metamcp",
       pg: { port: 5432, sslmode: "require" },
+      backendPort: 12009,
+      frontendPort: 12008,
     });
+    expect(
+      readRuntimeEnv({ ...GOOD, METAMCP_BACKEND_PORT: "22009", METAMCP_FRONTEND_PORT: "22008" }, "/x"),
+    ).toMatchObject({ backendPort: 22009, frontendPort: 22008 });
     expect(readRuntimeEnv({ ...GOOD, METAMCP_LISTEN_HOST: "127.0.0.1" }, "/x").listenHost).toBe("127.0.0.1");
     expect(readRuntimeEnv({ ...GOOD, METAMCP_LISTEN_HOST: "::1" }, "/x").listenHost).toBe("::1");
     expect(readRuntimeEnv({ ...GOOD, METAMCP_DB_WAIT_SECONDS: "0" }, "/x").dbWaitMs).toBe(0);
@@ -80,6 +85,10 @@ describe("the runtime's environment: every variable checked, one message naming 
     ],
     ["METAMCP_DB_WAIT_SECONDS", "-5", /METAMCP_DB_WAIT_SECONDS="-5" is not valid/],
     ["METAMCP_DB_WAIT_SECONDS", "99999999", /METAMCP_DB_WAIT_SECONDS="99999999" is not valid/],
+    ["METAMCP_BACKEND_PORT", "abc", /METAMCP_BACKEND_PORT="abc" is not valid: a TCP port/],
+    ["METAMCP_FRONTEND_PORT", "0", /METAMCP_FRONTEND_PORT="0" is not valid: a TCP port/],
+    ["METAMCP_BACKEND_PORT", "12008", /METAMCP_BACKEND_PORT and METAMCP_FRONTEND_PORT are both 12008/],
+    ["METAMCP_FRONTEND_PORT", "8000", /METAMCP_FRONTEND_PORT and DATABRICKS_APP_PORT are both 8000/],
     ["METAMCP_LISTEN_HOST", "example.com", /METAMCP_LISTEN_HOST="example.com" is not valid: an IP address/],
     ["METAMCP_LISTEN_HOST", "999.1.1.1", /METAMCP_LISTEN_HOST="999.1.1.1" is not valid/],
     ["DATABRICKS_HOST", "not a url", /DATABRICKS_HOST="not a url" is not valid: the workspace URL/],

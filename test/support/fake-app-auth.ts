@@ -199,12 +199,14 @@ export async function handleAuth(req, res) {
  * port it listens on. Pages show who the proxy says the user is (#who) and who MetaMCP has signed in (#user);
  * the login page shows MetaMCP's sign-in form (#login-form).
  */
-export const IDENTITY_FRONTEND = String.raw`
+export function identityFrontend(backendPort = 12009): string {
+  return String.raw`
 import { createServer } from "node:http";
 const port = Number(process.env.PORT);
 const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
-// Upstream hard-codes localhost:12009; a parameter here only so tests can run beside each other.
-const backendPort = Number(process.env.FAKE_BACKEND_PORT ?? 12009);
+// Upstream's Next build bakes in localhost:12009; this tree was made for the backend port below
+// (FAKE_BACKEND_PORT: for a test running this frontend on its own).
+const backendPort = Number(process.env.FAKE_BACKEND_PORT ?? ${backendPort});
 const esc = (s) => String(s ?? "").replace(/[<>&"']/g, "");
 async function sessionOf(cookie) {
   try {
@@ -236,6 +238,7 @@ createServer(async (req, res) => {
 }).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
 process.on("SIGTERM", () => process.exit(0));
 `;
+}
 
 /** Our injected module as the built backend carries it (transpiled; tsup bundles it upstream). */
 export function transpiledIdentityModule(): string {

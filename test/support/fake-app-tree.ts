@@ -1,8 +1,9 @@
-import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { freePort } from "../../src/local/postgres.js";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
 import { PROJECT_ROOT } from "./cli.js";
-import { IDENTITY_FRONTEND, writeAuthFiles } from "./fake-app-auth.js";
+import { identityFrontend, writeAuthFiles } from "./fake-app-auth.js";
 import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
 
 /**
@@ -20,8 +21,11 @@ import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
  *   mounted at /api/auth as upstream does (fake-app-auth.ts);
  * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
- *   (fake-app-auth.ts IDENTITY_FRONTEND), else a page.
- * `pg`, the MCP SDK and zod resolve through a node_modules link to this project's (the real tree ships its own).
+ *   (fake-app-auth.ts identityFrontend), else a page. Its backend port is baked in, as Next's build bakes
+ *   upstream's localhost:12009 (FakeAppTreeOptions.backendPort); the backend listens on PORT (which the runtime
+ *   sets from METAMCP_BACKEND_PORT), the frontend on PORT.
+ * `pg`, drizzle-orm (the runtime's migrator), the MCP SDK and zod resolve through a node_modules link to this
+ * project's (the real tree ships the backend's own in metamcp/apps/backend/node_modules).
  */
 
 /**
@@ -279,9 +283,6 @@ process.on("SIGTERM", () => {
 });
 `;
 
-/** The frontend: MetaMCP's redirects and its middleware's session check (fake-app-auth.ts). */
-const FRONTEND = IDENTITY_FRONTEND;
-
 const MIGRATION = `CREATE TABLE "notes" (
 \t"id" serial PRIMARY KEY NOT NULL,
 \t"body" text NOT NULL
@@ -314,7 +315,38 @@ export const FAKE_TREE_TABLES = [
   "verifications",
 ];
 
-export function createFakeAppTree(dir: string): string {
+export interface FakeAppTreeOptions {
+  /**
+   * Leave drizzle-orm out of the tree's node_modules (the runtime migrates with the backend's own
+   * drizzle-orm, as a real tree ships it): a tree built wrong.
+   */
+  withoutDrizzle?: boolean;
+  /**
+   * The backend port this tree is built for (default upstream's 12009): the frontend reaches the backend
+   * there. Start the runtime with METAMCP_BACKEND_PORT set to the same (freeInternalPorts).
+   */
+  backendPort?: number;
+}
+
+/** Two free ports for a tree's backend and frontend, and the runtime variables that select them. */
+export type InternalPorts = Awaited<ReturnType<typeof freeInternalPorts>>;
+
+export async function freeInternalPorts(): Promise<{
+  backendPort: number;
+  frontendPort: number;
+  env: { METAMCP_BACKEND_PORT: string; METAMCP_FRONTEND_PORT: string };
+}> {
+  const backendPort = await freePort();
+  let frontendPort = await freePort();
+  while (frontendPort === backendPort) frontendPort = await freePort();
+  return {
+    backendPort,
+    frontendPort,
+    env: { METAMCP_BACKEND_PORT: String(backendPort), METAMCP_FRONTEND_PORT: String(frontendPort) },
+  };
+}
+
+export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {}): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");
   mkdirSync(path.join(dir, "runtime"), { recursive: true });
@@ -330,7 +362,7 @@ export function createFakeAppTree(dir: string): string {
   writeFileSync(path.join(be, "dist/index.js"), backend.text);
   writeAuthFiles(be);
   writeEndpointIdentityFiles(be);
-  writeFileSync(path.join(fe, "server.js"), FRONTEND);
+  writeFileSync(path.join(fe, "server.js"), identityFrontend(options.backendPort));
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);
   writeFileSync(
@@ -350,6 +382,16 @@ export function createFakeAppTree(dir: string): string {
       2,
     )}\n`,
   );
-  symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "metamcp/node_modules"));
+  // What the real tree's backend/node_modules holds (pg, drizzle-orm, …) resolves from here, as Node looks
+  // upward from apps/backend: the runtime loads drizzle-orm's migrator that way (src/runtime/database.ts).
+  const projectModules = path.join(PROJECT_ROOT, "node_modules");
+  const treeModules = path.join(dir, "metamcp/node_modules");
+  if (!options.withoutDrizzle) symlinkSync(projectModules, treeModules);
+  else {
+    mkdirSync(treeModules);
+    for (const name of readdirSync(projectModules))
+      if (name !== "drizzle-orm" && name !== ".bin")
+        symlinkSync(path.join(projectModules, name), path.join(treeModules, name));
+  }
   return dir;
 }

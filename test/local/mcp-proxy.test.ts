@@ -8,7 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
 import { type LocalUserToken, localUserToken } from "../../src/local/user-token.js";
 import { runCli } from "../support/cli.js";
-import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+import {
+  createFakeAppTree,
+  FAKE_METAMCP_API_KEY,
+  freeInternalPorts,
+  type InternalPorts,
+} from "../support/fake-app-tree.js";
 
 /**
  * A real MCP SDK client through the local Apps proxy and our router to the fake tree's MCP server (which
@@ -22,12 +27,14 @@ const STREAM_CUT_S = 4;
 for (const forward of ["on", "off"] as const) {
   describe(`MCP through the local Apps proxy (Authorization forwarded: ${forward})`, () => {
     let work: string;
+    /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+    let internal: InternalPorts | undefined;
     let appUrl: string;
     const stateDir = () => path.join(work, "state");
     const cli = (args: string[]) =>
       runCli(args, {
         cwd: work,
-        env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir() },
+        env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
         timeoutMs: 120_000,
       });
 
@@ -64,7 +71,8 @@ for (const forward of ["on", "off"] as const) {
     beforeAll(async () => {
       work = mkdtempSync(path.join(os.tmpdir(), "mmdb-mcp-"));
       chmodSync(work, 0o755);
-      createFakeAppTree(path.join(work, "app"));
+      internal = await freeInternalPorts();
+      createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
       const port = await freePort();
       const up = await cli([
         "--json",

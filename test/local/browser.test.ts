@@ -7,7 +7,7 @@ import { freePort } from "../../src/local/postgres.js";
 import { localUserToken } from "../../src/local/user-token.js";
 import { waitFor } from "../../src/local/wait.js";
 import { runCli } from "../support/cli.js";
-import { createFakeAppTree } from "../support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const TOKEN_TTL_S = 3;
@@ -20,6 +20,8 @@ const TOKEN_TTL_S = 3;
  */
 describe("a person's browser through the local Apps proxy", () => {
   let work: string;
+  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+  let internal: InternalPorts | undefined;
   let printedUrl: string;
   let appOrigin: string;
   let browser: Browser;
@@ -27,7 +29,7 @@ describe("a person's browser through the local Apps proxy", () => {
   const cli = (args: string[]) =>
     runCli(args, {
       cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") },
+      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal?.env },
       timeoutMs: 120_000,
     });
 
@@ -50,7 +52,8 @@ describe("a person's browser through the local Apps proxy", () => {
     if (!existsSync(CHROMIUM)) return;
     work = mkdtempSync(path.join(os.tmpdir(), "mmdb-browser-"));
     chmodSync(work, 0o755);
-    createFakeAppTree(path.join(work, "app"));
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
     const port = await freePort();
     const up = await cli([
       "local",

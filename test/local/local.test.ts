@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
 import { waitFor } from "../../src/local/wait.js";
 import { runCli } from "../support/cli.js";
-import { createFakeAppTree } from "../support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 
 /**
  * `local` end to end through the real CLI: embedded PostgreSQL, the Databricks stand-in, the Apps proxy
@@ -15,6 +15,8 @@ describe("metamcp-databricks local", () => {
   let work: string;
   let port: number;
   let env: Record<string, string>;
+  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+  let internal: InternalPorts;
 
   const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
   const status = async () =>
@@ -39,9 +41,10 @@ describe("metamcp-databricks local", () => {
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), "mmdb-local-"));
     chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    createFakeAppTree(path.join(work, "app"));
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
     port = await freePort();
-    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") };
+    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
   });
 
   afterAll(async () => {
@@ -108,7 +111,7 @@ describe("metamcp-databricks local", () => {
     expect(down.exitCode).toBe(0);
     for (const pid of [pids.supervisorPid, pids.appPid, pids.pgPid]) expect(isAlive(pid)).toBe(false);
     expect(await portFree(port)).toBe(true);
-    expect(await portFree(12009)).toBe(true);
+    expect(await portFree(internal.backendPort)).toBe(true);
     expect((await cli(["local", "status"])).exitCode).toBe(5);
     const noToken = await cli(["local", "token"]);
     expect(noToken.exitCode).toBe(5);

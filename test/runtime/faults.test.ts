@@ -13,7 +13,8 @@ import { freePort } from "../../src/local/postgres.js";
 import { waitFor } from "../../src/local/wait.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { CREDENTIAL_DIR_PREFIX } from "../../src/runtime/credentials.js";
-import { createFakeAppTree } from "../support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts } from "../support/fake-app-tree.js";
+import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
 import { type RestartablePostgres, startRestartablePostgres, WorkspaceGate } from "./fault-rig.js";
 
 /**
@@ -29,10 +30,13 @@ interface Running {
   tmp: string;
 }
 
+let portHolders: Awaited<ReturnType<typeof holdUpstreamPorts>> | undefined;
 let db: RestartablePostgres;
 let platform: LocalPlatform;
 let gate: WorkspaceGate;
 let treeDir: string;
+/** MetaMCP's internal ports for this file: free ones, so it runs beside anything holding 12008/12009. */
+let internal: Awaited<ReturnType<typeof freeInternalPorts>>;
 let appPort: number;
 const running: Running[] = [];
 const blockers: Server[] = [];
@@ -46,7 +50,7 @@ function startRuntime(overrides: Record<string, string | undefined> = {}, tmp?: 
     HOME: process.env.HOME ?? "/tmp",
     TMPDIR: dir,
   };
-  const all = { ...platform.appEnv, DATABRICKS_HOST: gate.url, ...overrides };
+  const all = { ...platform.appEnv, ...internal.env, DATABRICKS_HOST: gate.url, ...overrides };
   for (const [k, v] of Object.entries(all)) if (v !== undefined) env[k] = v;
   // Its own process group: after it exits, anything left in the group is an orphan of ours.
   const child = spawn(process.execPath, [path.join(treeDir, "runtime/start.mjs")], {
@@ -133,7 +137,12 @@ async function waitReady(r: Running): Promise<void> {
 describe("the runtime under faults", () => {
   beforeAll(async () => {
     db = await startRestartablePostgres({ database: "databricks_postgres", role: "7d1e2f3a-app-sp" });
-    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-ftree-")));
+    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
+    portHolders = await holdUpstreamPorts();
+    internal = await freeInternalPorts();
+    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-ftree-")), {
+      backendPort: internal.backendPort,
+    });
     appPort = await freePort();
     const config = loadConfig({
       cwd: treeDir,
@@ -187,6 +196,7 @@ describe("the runtime under faults", () => {
     await gate?.close();
     await platform?.close();
     await db?.stop();
+    await portHolders?.release();
     if (treeDir) rmSync(treeDir, { recursive: true, force: true });
   });
 
@@ -266,7 +276,7 @@ describe("the runtime under faults", () => {
         res.end();
       });
       blockers.push(squatter);
-      await new Promise<void>((r) => squatter.listen(12009, "127.0.0.1", () => r()));
+      await new Promise<void>((r) => squatter.listen(internal.backendPort, "127.0.0.1", () => r()));
       const app = startRuntime();
       await waitLine(app, /\[start\] info: MetaMCP servers…/);
       await waitLine(app, /backend exited unexpectedly/);

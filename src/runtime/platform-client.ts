@@ -2,10 +2,6 @@ import { randomUUID } from "node:crypto";
 import { DatabricksError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 
-/**
- * The few workspace REST calls the runtime makes, as the app's service principal. A small typed
- * client: the official JS SDK has no `postgres` service, and these are four calls.
- */
 export interface DatabaseCredential {
   token: string;
   expiresAt: Date;
@@ -39,7 +35,13 @@ function credentialFrom(token: unknown, expiry: unknown, field: string, what: st
   return { token, expiresAt };
 }
 
-export class WorkspaceClient {
+/**
+ * The few workspace REST calls the runtime makes from inside the app, as the app's service principal
+ * (OAuth M2M with DATABRICKS_CLIENT_ID/SECRET): its public URL, a Lakebase instance's state, database
+ * credentials. A small `fetch`-based client, not the CLI's SDK `WorkspaceClient` (which acts as the person
+ * at the keyboard): the runtime bundle stays small, and the SDK has no `postgres` service.
+ */
+export class AppPlatformClient {
   private accessToken: { value: string; expiresAt: number } | undefined;
 
   constructor(

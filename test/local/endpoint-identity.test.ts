@@ -11,7 +11,12 @@ import { localUserToken } from "../../src/local/user-token.js";
 import { ENDPOINT_IDENTITY_ROUTE } from "../../src/patches/endpoint-identity-module.js";
 import { runCli } from "../support/cli.js";
 import { FAKE_ENDPOINT_ROWS, FAKE_SCHEMA } from "../support/fake-app-endpoints.js";
-import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+import {
+  createFakeAppTree,
+  FAKE_METAMCP_API_KEY,
+  freeInternalPorts,
+  type InternalPorts,
+} from "../support/fake-app-tree.js";
 
 /**
  * MCP clients with only a Databricks token (docs/identity.md, "MCP clients"): a real MCP SDK client through
@@ -24,13 +29,15 @@ const BOB = "bob@example.com";
 
 describe("endpoints that accept the Databricks identity (local stand-in, real MCP client)", () => {
   let work: string;
+  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+  let internal: InternalPorts | undefined;
   let appUrl: string;
   let db: pg.Client;
   const stateDir = () => path.join(work, "state");
   const cli = (args: string[]) =>
     runCli(args, {
       cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir() },
+      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
       timeoutMs: 120_000,
     });
   const tokenOf = async (email?: string) => (await localUserToken(stateDir(), email ? { email } : {})).token;
@@ -78,7 +85,8 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), "mmdb-eid-"));
     chmodSync(work, 0o755);
-    createFakeAppTree(path.join(work, "app"));
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
     const port = await freePort();
     const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
     expect(up.exitCode, up.stderr).toBe(0);
@@ -254,7 +262,7 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     expect(forged.status).toBe(403);
     // Straight to MetaMCP's backend port (as a stdio MCP server in the same container could): no router,
     // no secret it knows, so the claimed identity means nothing and the key is asked for.
-    const direct = await fetch("http://127.0.0.1:12009/metamcp/alices/mcp", {
+    const direct = await fetch(`http://127.0.0.1:${internal!.backendPort}/metamcp/alices/mcp`, {
       method: "POST",
       headers: {
         "content-type": "application/json",
@@ -266,11 +274,14 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     });
     expect(direct.status).toBe(401);
     expect(((await direct.json()) as { error: string }).error).toBe("authentication_required");
-    const directSettings = await fetch(`http://127.0.0.1:12009${ENDPOINT_IDENTITY_ROUTE}/alices`, {
-      method: "PUT",
-      headers: { "x-forwarded-email": ALICE, "content-type": "application/json" },
-      body: JSON.stringify({ acceptIdentity: false }),
-    });
+    const directSettings = await fetch(
+      `http://127.0.0.1:${internal!.backendPort}${ENDPOINT_IDENTITY_ROUTE}/alices`,
+      {
+        method: "PUT",
+        headers: { "x-forwarded-email": ALICE, "content-type": "application/json" },
+        body: JSON.stringify({ acceptIdentity: false }),
+      },
+    );
     expect(directSettings.status).toBe(401);
   });
 

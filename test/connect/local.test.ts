@@ -6,7 +6,12 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
 import { CLI_BIN, runCli } from "../support/cli.js";
-import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+import {
+  createFakeAppTree,
+  FAKE_METAMCP_API_KEY,
+  freeInternalPorts,
+  type InternalPorts,
+} from "../support/fake-app-tree.js";
 
 /**
  * `connect --stdio --local` end to end: a real MCP SDK client spawns the built CLI, which goes through
@@ -17,6 +22,8 @@ describe("connect --stdio --local", () => {
   let work: string;
   let port: number;
   let env: Record<string, string>;
+  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+  let internal: InternalPorts;
   let client: Client | undefined;
   let stderr = "";
   const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
@@ -24,12 +31,14 @@ describe("connect --stdio --local", () => {
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), "mmdb-connect-local-"));
     chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    createFakeAppTree(path.join(work, "app"));
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
     port = await freePort();
     env = {
       APP_DIR: path.join(work, "app"),
       LOCAL_STATE_DIR: path.join(work, "state"),
       METAMCP_CONNECT_DIR: path.join(work, "connect"),
+      ...internal.env,
     };
     const up = await cli([
       "--json",

@@ -12,13 +12,15 @@ import { waitFor } from "../../src/local/wait.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { runMigrations } from "../../src/runtime/database.js";
 import { MCP_TOOL_TIMEOUT_MS, seedMcpTimeouts } from "../../src/runtime/mcp-timeouts.js";
-import { createFakeAppTree, FAKE_TREE_TABLES } from "../support/fake-app-tree.js";
+import { createFakeAppTree, FAKE_TREE_TABLES, freeInternalPorts } from "../support/fake-app-tree.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
+import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
 
 /**
  * The runtime bundle (`node runtime/start.mjs`, as app.yaml runs it) against the Databricks stand-in
  * and a Lakebase-like PostgreSQL whose passwords are the issued credentials, expiring at login.
- * One file: MetaMCP's ports (12008/12009) are fixed upstream, so these run one at a time.
+ * MetaMCP's internal ports are free ones picked per run (METAMCP_BACKEND_PORT / METAMCP_FRONTEND_PORT, the
+ * tree built for them), so this runs beside anything holding upstream's 12008/12009.
  */
 interface Running {
   child: ChildProcess;
@@ -26,15 +28,18 @@ interface Running {
   exited: Promise<{ code: number | null; ms: number }>;
 }
 
+let portHolders: Awaited<ReturnType<typeof holdUpstreamPorts>> | undefined;
 let db: LakebaseLikePostgres;
 let platform: LocalPlatform;
 let treeDir: string;
 let appPort: number;
+let internalPortsEnv: Record<string, string>;
 const running: Running[] = [];
 
 function startRuntime(overrides: Record<string, string | undefined> = {}): Running {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" };
-  for (const [k, v] of Object.entries({ ...platform.appEnv, ...overrides })) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries({ ...platform.appEnv, ...internalPortsEnv, ...overrides }))
+    if (v !== undefined) env[k] = v;
   const t0 = Date.now();
   // Its own process group, so cleanup can take the runtime AND its children down even after a failure.
   const child = spawn(process.execPath, [path.join(treeDir, "runtime/start.mjs")], {
@@ -76,7 +81,13 @@ async function waitReady(r: Running): Promise<void> {
 describe("the runtime bundle against the Databricks stand-in", () => {
   beforeAll(async () => {
     db = await startLakebaseLikePostgres({ role: "6c0e1f9a-app-sp" });
-    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-")));
+    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
+    portHolders = await holdUpstreamPorts();
+    const internal = await freeInternalPorts();
+    internalPortsEnv = internal.env;
+    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-")), {
+      backendPort: internal.backendPort,
+    });
     appPort = await freePort();
     const config = loadConfig({
       cwd: treeDir,
@@ -119,6 +130,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
   afterAll(async () => {
     await platform?.close();
     await db?.stop();
+    await portHolders?.release();
     if (treeDir) rmSync(treeDir, { recursive: true, force: true });
   });
 
@@ -126,6 +138,9 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     it("migrates into the custom schema and serves through one port, across credential renewals with zero failed queries", async () => {
       const app = startRuntime();
       await waitReady(app);
+      // Served while upstream's 12008/12009 are someone else's (when this suite could take them).
+      for (const port of portHolders?.held ?? [])
+        expect((await fetch(`http://127.0.0.1:${port}/`)).status, `port ${port}`).toBe(503);
       const notes = await (await appGet("/metamcp/notes")).json();
       expect(notes).toEqual({ bodies: [], schema: null });
       // Every request opens a NEW login (and the pool's idle connections expire): each must use the current credential.
@@ -208,6 +223,20 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const exit = await app.exited;
       expect(exit.code).toBe(0);
       expect(() => process.kill(backendPid, 0)).toThrow();
+    });
+
+    it("exits 2 naming the missing piece when the app tree's backend has no drizzle-orm", async () => {
+      const broken = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-nodrizzle-")), {
+        withoutDrizzle: true,
+      });
+      try {
+        const app = startRuntime({ METAMCP_ROOT: path.join(broken, "metamcp") });
+        const exit = await app.exited;
+        expect(exit.code).toBe(2);
+        expect(app.lines.join("\n")).toMatch(/the app tree's backend has no usable drizzle-orm.*make build/);
+      } finally {
+        rmSync(broken, { recursive: true, force: true });
+      }
     });
 
     it.each([

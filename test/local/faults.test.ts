@@ -23,7 +23,7 @@ import { freePort } from "../../src/local/postgres.js";
 import { localPaths } from "../../src/local/state.js";
 import { waitFor } from "../../src/local/wait.js";
 import { CLI_BIN, PROJECT_ROOT, runCli } from "../support/cli.js";
-import { createFakeAppTree } from "../support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 
 /**
  * `local` under real faults: a private (0700) home as root, ports held by other programs, an app that
@@ -79,6 +79,8 @@ describe("local under faults", () => {
   let work: string;
   let port: number;
   let env: Record<string, string>;
+  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
+  let internal: InternalPorts;
   const started: ResultPromise[] = [];
 
   const cli = (args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 180_000) =>
@@ -114,16 +116,17 @@ describe("local under faults", () => {
   const noLocalProcessLeft = async (pids: (number | undefined)[]) => {
     for (const pid of pids) expect(isAlive(pid), `pid ${pid} still runs`).toBe(false);
     expect(await portFree(port)).toBe(true);
-    expect(await portFree(12009)).toBe(true);
-    expect(await portFree(12008)).toBe(true);
+    expect(await portFree(internal.backendPort)).toBe(true);
+    expect(await portFree(internal.frontendPort)).toBe(true);
   };
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), "mmdb-faults-"));
     chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    createFakeAppTree(path.join(work, "app"));
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
     port = await freePort();
-    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") };
+    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
   });
 
   afterEach(async () => {
@@ -176,6 +179,7 @@ describe("local under faults", () => {
             NO_COLOR: "1",
             APP_DIR: env.APP_DIR!,
             LOCAL_STATE_DIR: stateDir,
+            ...internal.env,
           },
           extendEnv: false,
           reject: false,
@@ -418,13 +422,15 @@ describe("local under faults", () => {
     expect(readFileSync(path.join(pgDir, "PG_VERSION"), "utf8")).toBe("16\n");
   });
 
-  it("MetaMCP's fixed port held by another program: exit 2 naming the port and what to do", async () => {
-    const blocker = createServer().listen(12009, "127.0.0.1");
+  it("MetaMCP's backend port held by another program: exit 2 naming the port and what to do", async () => {
+    const blocker = createServer().listen(internal.backendPort, "127.0.0.1");
     await new Promise((r) => blocker.once("listening", r));
     try {
       const r = await cli(["local", "up", "--no-build", "--port", String(port)]);
       expect(r.exitCode).toBe(2);
-      expect(r.stderr).toMatch(/port 12009 \(MetaMCP's backend inside the app\) is already in use/);
+      expect(r.stderr).toMatch(
+        new RegExp(`port ${internal.backendPort} \\(MetaMCP's backend inside the app\\) is already in use`),
+      );
       expect(r.stderr).toMatch(/ss -ltnp/);
     } finally {
       blocker.close();

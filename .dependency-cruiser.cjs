@@ -1,0 +1,41 @@
+/**
+ * Import boundaries of src/ (`npm run lint` runs `depcruise src --config .dependency-cruiser.cjs`).
+ * One rule per concern; each says why it exists. docs/design.md has the module map these keep true.
+ *
+ * "Core" = src/errors.ts, src/names.ts, src/version.ts and src/log/**: shared by the CLI and the in-app
+ * runtime, zod-free and light.
+ */
+const CORE = "^src/(errors|names|version)\\.ts$|^src/log/";
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: "runtime-sealed",
+      severity: "error",
+      comment:
+        "The in-app runtime (runtime/start.mjs) is one self-contained bundle run by plain `node` in the app " +
+        "container: whatever it imports is shipped inside it. It may import only runtime files, core and its " +
+        "npm dependencies; importing the CLI's modules (config, zod, help texts, the SDK) bloats the bundle " +
+        "and couples the app to the CLI (docs/runtime.md).",
+      from: { path: "^src/runtime/" },
+      to: { path: "^src/", pathNot: ["^src/runtime/", CORE] },
+    },
+    {
+      name: "core-is-leaf",
+      severity: "error",
+      comment:
+        "Core is imported by every part, the runtime included: anything core imports lands in every part " +
+        "(and in the runtime bundle), so core imports only core.",
+      from: { path: CORE },
+      to: { path: "^src/", pathNot: CORE },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    // Only our own files matter here; npm packages are resolved but not crawled.
+    exclude: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+  },
+};

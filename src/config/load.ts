@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { UserError } from "../errors.js";
-import { splitRepoCredentials } from "../upstream/repo-url.js";
+import { splitRepoCredentials } from "./repo-credentials.js";
 import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
 
 export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";

@@ -1,0 +1,51 @@
+/**
+ * Import boundaries of src/ (`npm run lint` runs `depcruise src --config .dependency-cruiser.cjs`).
+ * One rule per concern; each says why it exists. docs/design.md has the module map these keep true.
+ */
+
+/**
+ * Folder cycles that exist today and belong to the "one way to wait" work (issue 15, part 3: upstream,
+ * build and patches): allowed until that lands, then this list must be empty. Each entry is the folder the
+ * cycle is reported from; nothing else may join them.
+ */
+const KNOWN_FOLDER_CYCLES = ["^src/(upstream|build|patches)$"];
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: "no-domain-imports-cli",
+      severity: "error",
+      comment:
+        "src/cli/ parses flags, calls one domain module and prints. A domain module that imports cli/ " +
+        "(its context, its prompts) can no longer run without the CLI, and help would load it: pass what it " +
+        "needs in (a logger, an output callback, a confirm callback) instead.",
+      from: { path: "^src/", pathNot: "^src/cli/" },
+      to: { path: "^src/cli/" },
+    },
+    {
+      name: "no-folder-cycles",
+      scope: "folder",
+      severity: "error",
+      comment:
+        "Two parts that import each other are one part in two folders: a newcomer cannot read either alone, " +
+        "and a change in one ripples through the other. Folders form a DAG (cli on top, core at the bottom).",
+      from: { pathNot: KNOWN_FOLDER_CYCLES },
+      to: { circular: true },
+    },
+    {
+      name: "no-module-cycles",
+      severity: "error",
+      comment: "A module cycle makes import order matter (undefined at load time) and hides a missing seam.",
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    // Only our own files matter here; npm packages are resolved but not crawled.
+    exclude: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+  },
+};

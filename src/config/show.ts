@@ -1,10 +1,9 @@
+import { maskSecrets } from "../log/secrets.js";
 import type { Config, ValueSource } from "./load.js";
-
-export const MASKED = "****";
 
 export interface ConfigRow {
   name: string;
-  /** The value, or `****` for a secret variable (never printed, in any format). */
+  /** The value, every secret the process knows in it masked (`****`), in any output format. */
   value: string;
   source: ValueSource;
 }
@@ -13,7 +12,7 @@ export interface ConfigRow {
 export function showConfig(cfg: Config): { target: string; rows: ConfigRow[] } {
   const rows = Object.entries(cfg.values).map(([name, v]) => ({
     name,
-    value: v.secret ? MASKED : v.value,
+    value: maskSecrets(v.value),
     source: v.source,
   }));
   return { target: cfg.target, rows };

@@ -5,6 +5,7 @@ import type { Config } from "../config/load.js";
 import { TARGETS, type Target } from "../config/variables.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { maskSecrets } from "../log/secrets.js";
 
 /**
  * `databricks.yml` and `app.yaml`, rendered from the one config. The bundle root is the folder that
@@ -305,30 +306,35 @@ export function renderBundle(
   };
   const databricksYml = toYaml(root, HEADER("Databricks Asset Bundle"));
   const appYaml = toYaml(appYamlObject(config, options), HEADER(`App config for target ${config.target}`));
-  checkAppYaml(appYaml, config);
+  checkAppYaml(appYaml);
   return { bundleDir, appDir: config.appDir, databricksYml, appYaml, variables, warnings };
 }
 
-/** app.yaml may hold neither a secret nor an unresolved placeholder. */
-export function checkAppYaml(text: string, config: Config): void {
-  const secretValues = Object.values(config.values)
-    .filter((v) => v.secret)
-    .map((v) => v.value);
-  for (const s of secretValues) {
-    if (s && text.includes(s))
-      throw new UserError(
-        "secret_in_app_yaml",
-        "app.yaml would contain a secret value: refusing to write it",
-      );
-  }
+/**
+ * app.yaml may hold neither a secret nor an unresolved placeholder. A secret is any value the process has
+ * registered with the masking logger (a repository token, a credential it received): app.yaml is synced to
+ * the workspace as a plain file.
+ */
+export function checkAppYaml(text: string): void {
+  if (maskSecrets(text) !== text)
+    throw new UserError(
+      "secret_in_app_yaml",
+      "app.yaml would contain a secret value: refusing to write it",
+      EXIT.input,
+    );
   if (/\$\{[^}]*\}/.test(text) || /\$[A-Z_]{2,}/.test(text)) {
     throw new UserError(
       "placeholder_in_app_yaml",
       "app.yaml would contain an unresolved placeholder (the platform expands no placeholders)",
+      EXIT.input,
     );
   }
   if (/BETTER_AUTH_SECRET\s*\n\s*value:/.test(text)) {
-    throw new UserError("secret_in_app_yaml", "BETTER_AUTH_SECRET must come from valueFrom, never a value");
+    throw new UserError(
+      "secret_in_app_yaml",
+      "BETTER_AUTH_SECRET must come from valueFrom, never a value",
+      EXIT.input,
+    );
   }
 }
 

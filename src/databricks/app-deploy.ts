@@ -6,6 +6,7 @@ import {
   type DeploymentInfo,
   ensureComputeActive,
   getApp,
+  type StartedDeployment,
   startSnapshotDeployment,
   TERMINAL_DEPLOYMENT_STATES,
   waitForDeployment,
@@ -149,17 +150,27 @@ export async function appDeploy(
   });
   const synced = await getApp(ws, summary.appName, config.target);
   const byBundle = newDeployment(before, synced);
-  const finish = async (deployment: DeploymentInfo, by: AppDeployResult["by"], computeStarted: boolean) => {
-    let final = deployment;
+  const finish = async (
+    deployment: DeploymentInfo | StartedDeployment,
+    by: AppDeployResult["by"],
+    computeStarted: boolean,
+  ) => {
+    let final: DeploymentInfo = deployment;
     if (options.wait && !TERMINAL_DEPLOYMENT_STATES.has(deployment.state ?? "")) {
+      // Its first state was logged already: only changes from there.
       let lastState = deployment.state;
-      final = await waitForDeployment(ws, summary.appName, deployment.id, {
+      const wait = {
         ...waitOpts(deployment.id),
-        onState: (s, m) => {
+        onState: (s: string, m: string | undefined) => {
           if (s !== lastState) log.info(`deployment ${deployment.id}: ${s}${m ? ` (${m})` : ""}`);
           lastState = s;
         },
-      });
+      };
+      // Ours: the SDK's waiter; one bundle deploy made: polled.
+      final =
+        "wait" in deployment
+          ? await deployment.wait(wait)
+          : await waitForDeployment(ws, summary.appName, deployment.id, wait);
     }
     if (TERMINAL_DEPLOYMENT_STATES.has(final.state ?? "") && final.state !== "SUCCEEDED") {
       const { lines, error } = url

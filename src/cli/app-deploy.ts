@@ -10,7 +10,11 @@ export function registerAppDeploy(program: Command): void {
     .option("--no-wait", "return once the deployment has started")
     .option("--force", "deploy even when the app already runs this app tree")
     .option("--timeout <seconds>", "how long to wait for compute and the deployment", "1200")
-    .option("--poll <seconds>", "how often to ask for the compute and deployment state", "3")
+    .option(
+      "--poll <seconds>",
+      "how often to ask for the state of a deployment or compute we did not start (the SDK's waiters pace the rest)",
+      "3",
+    )
     .action(
       action(async (ctx, opts: { wait?: boolean; timeout?: string; poll?: string; force?: boolean }) => {
         const timeoutMs = positiveSeconds(opts.timeout, "--timeout", 1200) * 1000;

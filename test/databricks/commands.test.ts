@@ -10,7 +10,9 @@ import { type DatabricksWorld, M2M, PAT, startDatabricksWorld } from "../support
  * Every case has its own world (workspace emulator, CLI double, HOME, project) on ports of its own and shares
  * nothing: they run concurrently, each world closed when its case ends.
  */
-const test = vitestTest.concurrent;
+const test = (name: string, fn: (ctx: TestContext) => Promise<void>) =>
+  // Concurrent cases share the CPU: each gets a generous deadline (the suite's 120 s is for one at a time).
+  vitestTest.concurrent(name, fn, 300_000);
 
 /**
  * A temp dir removed when THIS case ends (support/tmp.ts's tempDir hooks the current test, which concurrent

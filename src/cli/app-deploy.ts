@@ -1,15 +1,5 @@
 import type { Command } from "commander";
-import { appDeploy } from "../databricks/deploy.js";
-import { UserError } from "../errors.js";
-import { action } from "./common.js";
-
-export function positiveSeconds(value: string | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new UserError("invalid_option", `${name} must be a positive number of seconds`);
-  return n;
-}
+import { action, positiveSeconds } from "./common.js";
 
 export function registerAppDeploy(program: Command): void {
   program
@@ -20,15 +10,22 @@ export function registerAppDeploy(program: Command): void {
     .option("--no-wait", "return once the deployment has started")
     .option("--force", "deploy even when the app already runs this app tree")
     .option("--timeout <seconds>", "how long to wait for compute and the deployment", "1200")
-    .option("--poll <seconds>", "how often to ask for the compute and deployment state", "3")
+    .option(
+      "--poll <seconds>",
+      "how often to ask for the state of a deployment or compute we did not start (the SDK's waiters pace the rest)",
+      "3",
+    )
     .action(
       action(async (ctx, opts: { wait?: boolean; timeout?: string; poll?: string; force?: boolean }) => {
+        const timeoutMs = positiveSeconds(opts.timeout, "--timeout", 1200) * 1000;
+        const pollMs = positiveSeconds(opts.poll, "--poll", 3) * 1000;
         const config = ctx.config();
+        const { appDeploy } = await import("../databricks/app-deploy.js");
         const r = await appDeploy(config, (target) => ctx.config({ target }), ctx.log, {
           wait: opts.wait ?? true,
           force: opts.force ?? false,
-          timeoutMs: positiveSeconds(opts.timeout, "--timeout", 1200) * 1000,
-          pollMs: positiveSeconds(opts.poll, "--poll", 3) * 1000,
+          timeoutMs,
+          pollMs,
         });
         ctx.result(r, () =>
           [

@@ -1,9 +1,6 @@
 import type { Command } from "commander";
-import { appPublicUrl } from "../databricks/apps.js";
-import { pollHealth } from "../databricks/health.js";
-import { connectWorkspace, oauthToken } from "../databricks/workspace.js";
-import { positiveSeconds } from "./app-deploy.js";
-import { action } from "./common.js";
+import { EXIT } from "../errors.js";
+import { action, positiveSeconds } from "./common.js";
 
 export function registerAppHealth(program: Command): void {
   program
@@ -15,14 +12,13 @@ export function registerAppHealth(program: Command): void {
     .option("--interval <seconds>", "between attempts", "2")
     .action(
       action(async (ctx, opts: { timeout?: string; interval?: string }) => {
+        const timeoutMs = positiveSeconds(opts.timeout, "--timeout", 120) * 1000;
+        const intervalMs = positiveSeconds(opts.interval, "--interval", 2) * 1000;
         const config = ctx.config();
-        const ws = await connectWorkspace(config);
-        const appUrl = await appPublicUrl(ws, config.appName, config.target);
-        const result = await pollHealth({
-          appUrl,
-          token: () => oauthToken(ws),
-          timeoutMs: positiveSeconds(opts.timeout, "--timeout", 120) * 1000,
-          intervalMs: positiveSeconds(opts.interval, "--interval", 2) * 1000,
+        const { appHealth } = await import("../databricks/app-health.js");
+        const result = await appHealth(config, {
+          timeoutMs,
+          intervalMs,
           onAttempt: (a) =>
             a.problem && ctx.log.info(`not healthy yet: ${a.problem} (${a.latencyMs.toFixed(0)} ms)`),
         });
@@ -31,7 +27,7 @@ export function registerAppHealth(program: Command): void {
             ? `healthy: ${result.url} → ${result.status} in ${result.latencyMs?.toFixed(0)} ms (attempt ${result.attempts}, ${(result.elapsedMs / 1000).toFixed(1)}s)`
             : `NOT healthy after ${(result.elapsedMs / 1000).toFixed(0)}s and ${result.attempts} attempts: ${result.url} → ${result.problem}\n  → look at \`make app-logs TARGET=${config.target}\` and \`make app-status TARGET=${config.target}\``,
         );
-        return result.healthy ? 0 : 4;
+        return result.healthy ? 0 : EXIT.databricks;
       }),
     );
 }

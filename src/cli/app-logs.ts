@@ -1,8 +1,6 @@
 import type { Command } from "commander";
-import { appPublicUrl } from "../databricks/apps.js";
-import { type AppLogEntry, streamLogs } from "../databricks/logs.js";
-import { connectWorkspace, oauthToken } from "../databricks/workspace.js";
-import { UserError } from "../errors.js";
+import type { AppLogEntry } from "../databricks/logs.js";
+import { EXIT, UserError } from "../errors.js";
 import { maskDeep, maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
 
@@ -22,35 +20,25 @@ export function registerAppLogs(program: Command): void {
       action(async (ctx, opts: { follow?: boolean; search?: string; tail?: string }) => {
         const tail = opts.tail === undefined ? undefined : Number(opts.tail);
         if (tail !== undefined && (!Number.isInteger(tail) || tail <= 0))
-          throw new UserError("invalid_option", "--tail must be a positive whole number");
+          throw new UserError("invalid_option", "--tail must be a positive whole number", EXIT.input);
         const config = ctx.config();
-        const ws = await connectWorkspace(config);
-        const appUrl = await appPublicUrl(ws, config.appName, config.target);
+        const { appLogs } = await import("../databricks/app-logs.js");
         const ac = new AbortController();
         const stop = () => ac.abort();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
         const json = ctx.globals.json ?? false;
-        const out = (e: AppLogEntry) =>
-          process.stdout.write(`${json ? JSON.stringify(maskDeep(e)) : maskSecrets(formatEntry(e))}\n`);
-        const held: AppLogEntry[] = [];
         try {
-          const r = await streamLogs({
-            appUrl,
-            token: () => oauthToken(ws),
-            search: opts.search,
+          const r = await appLogs(config, {
             follow: opts.follow ?? false,
+            search: opts.search,
+            tail,
             signal: ac.signal,
-            onEntry: (e) => {
-              if (tail !== undefined && !opts.follow) {
-                held.push(e);
-                if (held.length > tail) held.shift();
-              } else out(e);
-            },
+            onEntry: (e) =>
+              process.stdout.write(`${json ? JSON.stringify(maskDeep(e)) : maskSecrets(formatEntry(e))}\n`),
             onReconnect: (n, delay, why) =>
               ctx.log.warn(`${why}: reconnecting in ${(delay / 1000).toFixed(1)}s (attempt ${n})`),
           });
-          for (const e of held) out(e);
           ctx.log.debug(`${r.entries} lines, ${r.reconnects} reconnects`);
         } finally {
           process.off("SIGINT", stop);

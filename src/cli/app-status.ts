@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { type AppStatus, appStatusOf, type DeploymentInfo, getApp } from "../databricks/apps.js";
-import { connectWorkspace } from "../databricks/workspace.js";
+import type { AppStatus, DeploymentInfo } from "../databricks/apps.js";
 import { action } from "./common.js";
 
 function deployment(label: string, d: DeploymentInfo | undefined): string {
@@ -26,8 +25,8 @@ export function registerAppStatus(program: Command): void {
     .action(
       action(async (ctx) => {
         const config = ctx.config();
-        const ws = await connectWorkspace(config);
-        const status = appStatusOf(await getApp(ws, config.appName, config.target));
+        const { appStatus } = await import("../databricks/app-status.js");
+        const status = await appStatus(config);
         ctx.result(status, () => formatStatus(status));
       }),
     );

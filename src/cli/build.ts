@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { type BuildAppResult, buildFromConfig } from "../build/build-app.js";
+import type { BuildAppResult } from "../build/build-app.js";
 import { RUNTIME_BUNDLE_PATH } from "../build/locations.js";
 import { action } from "./common.js";
 
@@ -46,6 +46,7 @@ export function registerBuild(program: Command): void {
           opts: { buildDir?: string; appDir?: string; force?: boolean; runtimeBundle?: string },
         ) => {
           const config = ctx.config({ "build-dir": opts.buildDir, "app-dir": opts.appDir });
+          const { buildFromConfig } = await import("../build/build-app.js");
           const result = await buildFromConfig(config, ctx.log, {
             force: opts.force ?? false,
             runtimeBundle: opts.runtimeBundle ? path.resolve(config.cwd, opts.runtimeBundle) : undefined,

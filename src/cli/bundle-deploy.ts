@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { bundleDeploy } from "../databricks/deploy.js";
 import { action } from "./common.js";
 
 export function registerBundleDeploy(program: Command): void {
@@ -11,6 +10,7 @@ export function registerBundleDeploy(program: Command): void {
     .action(
       action(async (ctx) => {
         const config = ctx.config();
+        const { bundleDeploy } = await import("../databricks/bundle-deploy.js");
         const r = await bundleDeploy(config, (target) => ctx.config({ target }), ctx.log);
         ctx.result(r, () =>
           [

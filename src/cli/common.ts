@@ -1,7 +1,7 @@
 import type { Command } from "commander";
-import { type Config, loadConfig } from "../config/load.js";
-import { isUserError } from "../errors.js";
-import { createLogger, type Logger } from "../log/logger.js";
+import type { Config } from "../config/load.js";
+import { EXIT, isUserError, UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
 import { maskDeep, maskSecrets } from "../log/secrets.js";
 
 /** Options every command accepts (declared on the root program). */
@@ -23,7 +23,15 @@ export interface CommandContext {
   print(line: string): void;
 }
 
-export function makeContext(cmd: Command): CommandContext {
+/**
+ * The context of a running command. The config loader (zod, dotenv) and the logger load here, when a
+ * command runs, never when help lists the commands.
+ */
+export async function makeContext(cmd: Command): Promise<CommandContext> {
+  const [{ loadConfig }, { createLogger }] = await Promise.all([
+    import("../config/load.js"),
+    import("../log/logger.js"),
+  ]);
   const globals = cmd.optsWithGlobals<GlobalOptions>();
   const log = createLogger({ json: globals.json ?? false, level: globals.debug ? 4 : 3 });
   return {
@@ -66,7 +74,7 @@ export function reportError(err: unknown, globals: GlobalOptions): number {
   process.stderr.write(`${maskSecrets(`internal error: ${e.message}`)}\n`);
   process.stderr.write(`${maskSecrets(e.stack ?? "")}\n`);
   process.stderr.write("  → this is a bug in metamcp-databricks: please report it with the output above\n");
-  return 1;
+  return EXIT.bug;
 }
 
 /**
@@ -78,7 +86,7 @@ export function action<A extends unknown[]>(
 ): (...args: unknown[]) => Promise<void> {
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
-    const ctx = makeContext(cmd);
+    const ctx = await makeContext(cmd);
     try {
       const code = await fn(ctx, ...(args.slice(0, -1) as A));
       process.exitCode = typeof code === "number" ? code : 0;
@@ -86,4 +94,13 @@ export function action<A extends unknown[]>(
       process.exitCode = reportError(err, ctx.globals);
     }
   };
+}
+
+/** A `--timeout`-style flag: a positive number of seconds, or one message naming the flag. */
+export function positiveSeconds(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UserError("invalid_option", `${name} must be a positive number of seconds`, EXIT.input);
+  return n;
 }

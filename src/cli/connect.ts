@@ -1,27 +1,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { defaultKeyFile, writeKeyFile } from "../connect/api-key.js";
 import { CLIENTS, type ClientId } from "../connect/clients.js";
-import { parseAuthMode, parseOnOff, setEndpointIdentity } from "../connect/identity.js";
-import { decideIdentity, describeIdentityState } from "../connect/identity-plan.js";
-import {
-  clientConfigs,
-  connectionSpec,
-  parseClients,
-  renderConfigs,
-  saveKeyCommand,
-} from "../connect/plan.js";
-import { runStdioBridge } from "../connect/stdio.js";
-import {
-  type ConnectTarget,
-  databricksCliPath,
-  endpointUrl,
-  resolveAppUrl,
-  targetLabel,
-  tokenSourceFor,
-} from "../connect/target.js";
-import { writeClientConfig } from "../connect/write-config.js";
+import type { ConnectTarget } from "../connect/target.js";
 import { action, type CommandContext } from "./common.js";
 
 interface ConnectOptions {
@@ -73,6 +54,22 @@ export function registerConnect(program: Command): void {
     )
     .action(
       action(async (ctx, endpoint: string, opts: ConnectOptions) => {
+        // The connect modules (the MCP SDK for the bridge, the Databricks SDK) load when connect runs.
+        const [
+          { defaultKeyFile, writeKeyFile },
+          { parseAuthMode, parseOnOff, setEndpointIdentity },
+          { decideIdentity, describeIdentityState },
+          { clientConfigs, connectionSpec, parseClients, renderConfigs, saveKeyCommand },
+          { databricksCliPath, endpointUrl, resolveAppUrl, targetLabel, tokenSourceFor },
+          { writeClientConfig },
+        ] = await Promise.all([
+          import("../connect/api-key.js"),
+          import("../connect/identity.js"),
+          import("../connect/identity-plan.js"),
+          import("../connect/plan.js"),
+          import("../connect/target.js"),
+          import("../connect/write-config.js"),
+        ]);
         const target = resolveTarget(ctx, opts);
         const keyFile = defaultKeyFile(target.kind === "local" ? "local" : target.appName);
         const bin = path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js");
@@ -83,6 +80,7 @@ export function registerConnect(program: Command): void {
         }
         const auth = parseAuthMode(opts.auth);
         if (opts.stdio) {
+          const { runStdioBridge } = await import("../connect/stdio.js");
           await runStdioBridge({ endpoint, target, keyFile, ...opts, auth, log: ctx.log, bin });
           return 0;
         }

@@ -1,8 +1,8 @@
 import { type Command, Option } from "commander";
 import { EXIT, UserError } from "../errors.js";
-import { localDown, localLogs, localStatus, localToken, localUp } from "../local/commands.js";
 import { maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
+import { confirm } from "./confirm.js";
 
 interface UpOptions {
   detach?: boolean;
@@ -38,7 +38,8 @@ function seconds(value: string | undefined, name: string, fallback: number): num
 function pid(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UserError("invalid_option", "--lock-from must be a PID");
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UserError("invalid_option", "--lock-from must be a PID", EXIT.input);
   return n;
 }
 
@@ -78,6 +79,7 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx, opts: UpOptions) => {
         const config = ctx.config({ port: opts.port });
+        const { localUp } = await import("../local/up.js");
         return await localUp(
           {
             config,
@@ -95,6 +97,7 @@ export function registerLocal(program: Command): void {
               forwardAuthorization: opts.forwardAuthorization !== "off",
             },
             json: ctx.globals.json ?? false,
+            confirm,
           },
           ctx,
         );
@@ -104,30 +107,45 @@ export function registerLocal(program: Command): void {
   local
     .command("down")
     .description("Stop everything `local up` started (and nothing else)")
-    .action(action(async (ctx) => await localDown(ctx.config(), ctx)));
+    .action(
+      action(async (ctx) => {
+        const { localDown } = await import("../local/down.js");
+        return await localDown(ctx.config(), ctx);
+      }),
+    );
 
   local
     .command("status")
     .description("State, URL, health, PIDs and ports")
-    .action(action(async (ctx) => await localStatus(ctx.config(), ctx)));
+    .action(
+      action(async (ctx) => {
+        const { localStatus } = await import("../local/status.js");
+        return await localStatus(ctx.config(), ctx);
+      }),
+    );
 
   local
     .command("token")
     .description("Print a fresh user OAuth token for the local Apps proxy (alone, for TOKEN=$(...))")
-    .action(action(async (ctx) => await localToken(ctx.config(), (text) => process.stdout.write(text))));
+    .action(
+      action(async (ctx) => {
+        const { localToken } = await import("../local/token.js");
+        return await localToken(ctx.config(), (text) => process.stdout.write(text));
+      }),
+    );
 
   local
     .command("logs")
     .description("Print the local app's logs")
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
     .action(
-      action(
-        async (ctx, opts: { follow?: boolean }) =>
-          await localLogs(
-            ctx.config(),
-            (text) => process.stdout.write(maskSecrets(text)),
-            opts.follow ?? false,
-          ),
-      ),
+      action(async (ctx, opts: { follow?: boolean }) => {
+        const { localLogs } = await import("../local/logs.js");
+        return await localLogs(
+          ctx.config(),
+          (text) => process.stdout.write(maskSecrets(text)),
+          opts.follow ?? false,
+        );
+      }),
     );
 }

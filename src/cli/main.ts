@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { EXIT } from "../errors.js";
 import { TOOL_VERSION } from "../version.js";
 
 type Register = (program: Command) => void;
@@ -57,7 +58,7 @@ const program = new Command("metamcp-databricks")
 // Commander's own usage errors (unknown option, missing argument) exit 2 like every input error.
 program.exitOverride((err) => {
   if (err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
-  process.exit(2);
+  process.exit(EXIT.input);
 });
 
 const args = process.argv.slice(2);

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
-import { UserError } from "../errors.js";
-import { splitRepoCredentials } from "../upstream/repo-url.js";
+import { EXIT, UserError } from "../errors.js";
+import { splitRepoCredentials } from "./repo-credentials.js";
 import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
 
 export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";
@@ -10,7 +10,6 @@ export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";
 export interface ResolvedValue {
   value: string;
   source: ValueSource;
-  secret?: boolean;
 }
 
 export interface Config {
@@ -86,7 +85,7 @@ export class ConfigError extends UserError {
     super(
       "invalid_config",
       `invalid configuration:\n  - ${problems.join("\n  - ")}`,
-      2,
+      EXIT.input,
       "fix the flag, environment variable or .env entry named above (see .env.template)",
     );
   }
@@ -100,7 +99,7 @@ function readDotenv(file: string): Record<string, string> {
       throw new UserError(
         "dotenv_not_a_file",
         `${file} is not a file (a folder?): the configuration is read from a .env FILE`,
-        2,
+        EXIT.input,
         `move it away (e.g. \`mv ${file} ${file}.d\`) and put KEY=value lines in a file ${file} (see .env.template)`,
       );
     return parseDotenv(readFileSync(file));
@@ -109,7 +108,7 @@ function readDotenv(file: string): Record<string, string> {
     throw new UserError(
       "dotenv_unreadable",
       `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-      2,
+      EXIT.input,
       "make it readable by you, or move it away",
     );
   }
@@ -156,11 +155,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
       problems.push(`${name}=${JSON.stringify(resolved.value)} (from ${resolved.source}) ${why}`);
       continue;
     }
-    values[def.env] = {
-      value: parsed.data,
-      source: resolved.source,
-      ...(def.secret ? { secret: true } : {}),
-    };
+    values[def.env] = { value: parsed.data, source: resolved.source };
     if (def.env === "TARGET") target = parsed.data as Target;
   }
 

@@ -55,8 +55,6 @@ export interface VariableDef {
   schema: z.ZodType<string>;
   /** Default, possibly derived from the target and other (already resolved) values. */
   default?: string | ((ctx: DeriveContext) => string | undefined);
-  /** Value is a secret: never printed, never written. */
-  secret?: boolean;
 }
 
 export interface DeriveContext {
@@ -66,7 +64,15 @@ export interface DeriveContext {
 
 const str = z.string().min(1);
 
-/** Order matters: a derived default may only read variables listed before it. */
+/**
+ * Order matters: a derived default may only read variables listed before it.
+ *
+ * No variable holds a secret, on purpose: BETTER_AUTH_SECRET is generated into a Databricks secret scope
+ * (the app reads it through `valueFrom`), Databricks credentials stay in the CLI's profile, and a token in
+ * METAMCP_REPO_URL is split off and registered with the masking logger the moment it is read (the table keeps
+ * the URL without it). Whatever secret the process learns is masked in every output and refused in app.yaml
+ * through that one registry (src/log/secrets.ts), not through a flag here.
+ */
 export const VARIABLES: readonly VariableDef[] = [
   {
     env: "TARGET",

@@ -1,6 +1,6 @@
 import { execa } from "execa";
 import semver from "semver";
-import { DatabricksError, UserError } from "../errors.js";
+import { DatabricksError, EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
 import { MIN_BUNDLE_CLI_VERSION } from "./render.js";
@@ -55,7 +55,7 @@ export class DatabricksCli {
       throw new UserError(
         "cli_version_unknown",
         `could not read the Databricks CLI version from \`${this.bin} version\`: ${out.trim().slice(0, 200)}`,
-        2,
+        EXIT.input,
         CLI_INSTALL_HINT,
       );
     }
@@ -70,7 +70,7 @@ export class DatabricksCli {
       throw new UserError(
         "cli_too_old",
         `Databricks CLI ${v} is too old: ${MIN_CLI_VERSION} or later is needed (direct engine with app lifecycle.started, Lakebase postgres_roles and postgres_databases)`,
-        2,
+        EXIT.input,
         CLI_INSTALL_HINT,
       );
     }

@@ -1,8 +1,11 @@
 import { execa } from "execa";
 import semver from "semver";
-import type { Config } from "../config/load.js";
+import { type Config, ConfigError } from "../config/load.js";
+import type { Target } from "../config/variables.js";
 import { isUserError } from "../errors.js";
-import { type DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
+import type { Logger } from "../log/logger.js";
+import { DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
+import { cliFor } from "./deployments.js";
 import { checkLakebase } from "./lakebase.js";
 import { connectWorkspace, loginHint, type Workspace } from "./workspace.js";
 
@@ -179,4 +182,37 @@ export function formatChecks(checks: Check[]): string {
       return c.fix && !c.ok ? `${line}\n  → ${c.fix}` : line;
     })
     .join("\n");
+}
+
+/** The config, or what doctor can still use of an invalid one (its problems become the names check). */
+function loadForDoctor(load: (target?: Target) => Config, target?: Target): Config | InvalidConfig {
+  try {
+    return load(target);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return {
+      invalid: true,
+      problems: err.problems,
+      hint: err.hint,
+      profile: err.validValues.DATABRICKS_CONFIG_PROFILE?.value,
+      databricksCli: err.validValues.DATABRICKS_CLI?.value,
+    };
+  }
+}
+
+/**
+ * doctor: every check, also with an invalid configuration (whatever of it is valid still gets checked;
+ * the rest is the failed names check). `load()` gives the command's config, `load(target)` another target's.
+ */
+export async function doctor(load: (target?: Target) => Config, log: Logger): Promise<DoctorReport> {
+  const config = loadForDoctor(load);
+  if ("invalid" in config) {
+    const cli =
+      config.databricksCli === undefined
+        ? undefined
+        : new DatabricksCli(config.databricksCli, config.profile ?? "DEFAULT", log);
+    return await runDoctor(config, cli);
+  }
+  const other = loadForDoctor(load, config.target === "dev" ? "prod" : "dev");
+  return await runDoctor(config, cliFor(config, log), "invalid" in other ? undefined : other);
 }

@@ -1,3 +1,4 @@
+import pWaitFor, { TimeoutError } from "p-wait-for";
 import { DatabricksError } from "../errors.js";
 
 export interface HealthAttempt {
@@ -45,19 +46,19 @@ export function unhealthyReason(body: string): string | undefined {
   return text && text.length <= 200 && !text.startsWith("<") && !text.includes("\n") ? text : undefined;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /**
- * Polls `<app url>/metamcp/health` through the Apps proxy until it answers 200 or the timeout passes.
- * A redirect is the proxy's login page: the token was not accepted, which no amount of waiting fixes.
+ * Polls `<app url>/metamcp/health` through the Apps proxy (p-wait-for) until it answers 200 or the timeout
+ * passes. A redirect is the proxy's login page: the token was not accepted, which no amount of waiting fixes,
+ * so it ends the wait at once.
  */
 export async function pollHealth(options: HealthOptions): Promise<HealthResult> {
   const url = `${options.appUrl}${HEALTH_PATH}`;
   const started = Date.now();
   const deadline = started + options.timeoutMs;
+  const intervalMs = options.intervalMs ?? 2000;
   let attempts = 0;
   let last: HealthAttempt = { latencyMs: 0 };
-  for (;;) {
+  const attempt = async (): Promise<boolean> => {
     attempts++;
     const token = await options.token();
     const t0 = performance.now();
@@ -71,8 +72,9 @@ export async function pollHealth(options: HealthOptions): Promise<HealthResult> 
       const body = await res.text().catch(() => "");
       const latencyMs = performance.now() - t0;
       if (res.status === 200) {
-        options.onAttempt?.({ status: 200, latencyMs });
-        return { healthy: true, url, status: 200, latencyMs, attempts, elapsedMs: Date.now() - started };
+        last = { status: 200, latencyMs };
+        options.onAttempt?.(last);
+        return true;
       }
       if (res.status >= 300 && res.status < 400) {
         const location = res.headers.get("location") ?? "";
@@ -89,17 +91,27 @@ export async function pollHealth(options: HealthOptions): Promise<HealthResult> 
       last = { latencyMs: performance.now() - t0, problem: (err as Error).message };
     }
     options.onAttempt?.(last);
-    if (Date.now() + (options.intervalMs ?? 2000) > deadline) {
-      return {
-        healthy: false,
-        url,
-        status: last.status,
-        latencyMs: last.latencyMs,
-        attempts,
-        elapsedMs: Date.now() - started,
-        problem: last.problem,
-      };
-    }
-    await sleep(options.intervalMs ?? 2000);
+    // No attempt starts that could not finish before the deadline: the answer is "not healthy" now.
+    if (Date.now() + intervalMs > deadline) throw new OutOfTime();
+    return false;
+  };
+  const result = (healthy: boolean): HealthResult => ({
+    healthy,
+    url,
+    status: last.status,
+    latencyMs: last.latencyMs,
+    attempts,
+    elapsedMs: Date.now() - started,
+    ...(healthy ? {} : { problem: last.problem }),
+  });
+  try {
+    await pWaitFor(attempt, { interval: intervalMs, timeout: options.timeoutMs + intervalMs });
+    return result(true);
+  } catch (err) {
+    if (err instanceof OutOfTime || err instanceof TimeoutError) return result(false);
+    throw err;
   }
 }
+
+/** The next attempt would end past the deadline. */
+class OutOfTime extends Error {}

@@ -1,9 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Document } from "yaml";
 import type { Config } from "../config/load.js";
 import { TARGETS, type Target } from "../config/variables.js";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { maskSecrets } from "../log/secrets.js";
 
 /**
  * `databricks.yml` and `app.yaml`, rendered from the one config. The bundle root is the folder that
@@ -304,30 +306,35 @@ export function renderBundle(
   };
   const databricksYml = toYaml(root, HEADER("Databricks Asset Bundle"));
   const appYaml = toYaml(appYamlObject(config, options), HEADER(`App config for target ${config.target}`));
-  checkAppYaml(appYaml, config);
+  checkAppYaml(appYaml);
   return { bundleDir, appDir: config.appDir, databricksYml, appYaml, variables, warnings };
 }
 
-/** app.yaml may hold neither a secret nor an unresolved placeholder. */
-export function checkAppYaml(text: string, config: Config): void {
-  const secretValues = Object.values(config.values)
-    .filter((v) => v.secret)
-    .map((v) => v.value);
-  for (const s of secretValues) {
-    if (s && text.includes(s))
-      throw new UserError(
-        "secret_in_app_yaml",
-        "app.yaml would contain a secret value: refusing to write it",
-      );
-  }
+/**
+ * app.yaml may hold neither a secret nor an unresolved placeholder. A secret is any value the process has
+ * registered with the masking logger (a repository token, a credential it received): app.yaml is synced to
+ * the workspace as a plain file.
+ */
+export function checkAppYaml(text: string): void {
+  if (maskSecrets(text) !== text)
+    throw new UserError(
+      "secret_in_app_yaml",
+      "app.yaml would contain a secret value: refusing to write it",
+      EXIT.input,
+    );
   if (/\$\{[^}]*\}/.test(text) || /\$[A-Z_]{2,}/.test(text)) {
     throw new UserError(
       "placeholder_in_app_yaml",
       "app.yaml would contain an unresolved placeholder (the platform expands no placeholders)",
+      EXIT.input,
     );
   }
   if (/BETTER_AUTH_SECRET\s*\n\s*value:/.test(text)) {
-    throw new UserError("secret_in_app_yaml", "BETTER_AUTH_SECRET must come from valueFrom, never a value");
+    throw new UserError(
+      "secret_in_app_yaml",
+      "BETTER_AUTH_SECRET must come from valueFrom, never a value",
+      EXIT.input,
+    );
   }
 }
 
@@ -356,7 +363,7 @@ export function writeBundle(rendered: RenderedBundle, outDir?: string): WrittenB
     throw new UserError(
       "no_app_tree",
       `no app tree in ${rendered.appDir}: app.yaml belongs inside it`,
-      2,
+      EXIT.input,
       "run `make build` first (or `render --out DIR` to only look at the files)",
     );
   }
@@ -368,4 +375,50 @@ export function writeBundle(rendered: RenderedBundle, outDir?: string): WrittenB
 /** True when the file on disk already holds exactly this text. */
 export function sameContent(file: string, text: string): boolean {
   return existsSync(file) && readFileSync(file, "utf8") === text;
+}
+
+export interface RenderCommandResult extends WrittenBundle {
+  target: Target;
+  bundleDir: string;
+  variables: Record<string, string>;
+}
+
+/**
+ * render: both files for the config's target, written where bundle-deploy uses them or into `outDir`
+ * (a folder, for review or CI diffs).
+ */
+export function renderToFiles(
+  config: Config,
+  configFor: (target: Target) => Config,
+  log: Logger,
+  outDir?: string,
+): RenderCommandResult {
+  const rendered = renderBundle(config, configFor);
+  for (const w of rendered.warnings) log.warn(w);
+  if (outDir && existsSync(outDir) && !statSync(outDir).isDirectory())
+    throw new UserError(
+      "out_not_a_folder",
+      `--out ${outDir} is a file: --out names a FOLDER that receives databricks.yml and app.yaml`,
+      EXIT.input,
+      "give a folder (new or existing), e.g. --out rendered/",
+    );
+  let written: WrittenBundle;
+  try {
+    written = writeBundle(rendered, outDir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code || err instanceof UserError) throw err;
+    throw new UserError(
+      "render_write_failed",
+      `cannot write the rendered files${outDir ? ` into ${outDir}` : ""} (${code}: ${(err as Error).message})`,
+      EXIT.input,
+      "choose a folder you can write (--out DIR), or fix its permissions",
+    );
+  }
+  return {
+    target: config.target,
+    ...written,
+    bundleDir: rendered.bundleDir,
+    variables: rendered.variables,
+  };
 }

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { ApiError, Config as SdkConfig, WorkspaceClient } from "@databricks/sdk-experimental";
 import type { Config } from "../config/load.js";
-import { DatabricksError, UserError } from "../errors.js";
+import { DatabricksError, EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 
 /**
@@ -45,7 +45,7 @@ export async function connectWorkspace(
       throw new UserError(
         "profile_missing",
         `Databricks profile ${config.profile} is not configured: ${configFile} does not exist`,
-        2,
+        EXIT.input,
         `run \`databricks auth login --host <workspace-url> --profile ${config.profile}\``,
       );
     }
@@ -53,7 +53,7 @@ export async function connectWorkspace(
       throw new UserError(
         "profile_missing",
         `Databricks profile ${config.profile} is not configured: ${firstLine(message)}`,
-        2,
+        EXIT.input,
         `run \`databricks auth login --host <workspace-url> --profile ${config.profile}\``,
       );
     }
@@ -90,7 +90,7 @@ export async function oauthToken(ws: Workspace): Promise<string> {
     throw new UserError(
       "pat_not_accepted",
       `profile ${ws.profile} authenticates with a personal access token, which the Apps proxy does not accept`,
-      2,
+      EXIT.input,
       `log in with OAuth: \`databricks auth login --host ${ws.host} --profile ${ws.profile}\`, or use a client-id/secret (OAuth M2M) profile`,
     );
   }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import pg from "pg";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { binariesMajorVersion, isRoot, loadEmbeddedPostgres } from "./pg-binaries.js";
 import { cliCommand } from "./printed.js";
 
@@ -102,7 +102,7 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
     throw new UserError(
       "postgres_start_failed",
       `the embedded PostgreSQL did not start (data in ${options.dataDir}): ${why}`,
-      1,
+      EXIT.unhealthy,
       `another PostgreSQL on that data directory? \`${cliCommand("local down")}\`, or start over with --fresh`,
     );
   }

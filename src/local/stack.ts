@@ -232,7 +232,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       return new UserError(
         "app_exited",
         `the app exited before it was healthy (exit code ${e.code ?? "none"}${e.signal ? `, signal ${e.signal}` : ""}); its last lines:\n${tail.join("\n") || "  (no output)"}`,
-        1,
+        EXIT.unhealthy,
         `the whole log: ${paths.logFile}`,
       );
     });
@@ -255,7 +255,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     } catch (err) {
       if (appGone) throw await appDied;
       interrupted();
-      throw new UserError("local_unhealthy", `${(err as Error).message}; see ${paths.logFile}`, 1);
+      throw new UserError(
+        "local_unhealthy",
+        `${(err as Error).message}; see ${paths.logFile}`,
+        EXIT.unhealthy,
+      );
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }

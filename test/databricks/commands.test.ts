@@ -1,19 +1,32 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, type TestContext, test as vitestTest } from "vitest";
 import { CLI_BIN } from "../support/cli.js";
 import { type DatabricksWorld, M2M, PAT, startDatabricksWorld } from "../support/databricks-world.js";
-import { tempDir } from "../support/tmp.js";
 
-let world: DatabricksWorld | undefined;
-afterEach(async () => {
-  await world?.close();
-  world = undefined;
-});
+/**
+ * Every case has its own world (workspace emulator, CLI double, HOME, project) on ports of its own and shares
+ * nothing: they run concurrently, each world closed when its case ends.
+ */
+const test = (name: string, fn: (ctx: TestContext) => Promise<void>) =>
+  // Concurrent cases share the CPU: each gets a generous deadline (the suite's 120 s is for one at a time).
+  vitestTest.concurrent(name, fn, 300_000);
 
-async function newWorld(scenario = {}): Promise<DatabricksWorld> {
-  world = await startDatabricksWorld(tempDir(), scenario);
+/**
+ * A temp dir removed when THIS case ends (support/tmp.ts's tempDir hooks the current test, which concurrent
+ * cases do not have: the context's hook is the one that knows its case).
+ */
+function tempDir(ctx: TestContext): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mmdb-"));
+  ctx.onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function newWorld(ctx: TestContext, scenario = {}): Promise<DatabricksWorld> {
+  const world = await startDatabricksWorld(tempDir(ctx), scenario);
+  ctx.onTestFinished(() => world.close());
   return world;
 }
 
@@ -47,8 +60,8 @@ function expectNoSecrets(w: DatabricksWorld, ...outputs: string[]): void {
 }
 
 describe("doctor", () => {
-  test("all checks pass with a working M2M profile: one line each", async () => {
-    const w = await newWorld();
+  test("all checks pass with a working M2M profile: one line each", async (ctx) => {
+    const w = await newWorld(ctx);
     const r = await w.run(["doctor"]);
     expect(r.exitCode).toBe(0);
     for (const name of ["git", "node", "databricks-cli", "profile", "workspace", "names", "lakebase"])
@@ -61,8 +74,8 @@ describe("doctor", () => {
     expectNoSecrets(w, r.stdout, r.stderr);
   });
 
-  test("CLI missing, too old, not logged in: each check says what to do, exit non-zero", async () => {
-    const w = await newWorld({ authTokenError: true });
+  test("CLI missing, too old, not logged in: each check says what to do, exit non-zero", async (ctx) => {
+    const w = await newWorld(ctx, { authTokenError: true });
     const missing = await w.run(["doctor"], { DATABRICKS_CLI: "/nonexistent/databricks" });
     expect(missing.exitCode).toBe(4);
     expect(missing.stdout).toMatch(
@@ -89,7 +102,7 @@ describe("doctor", () => {
     expect(unknown.stdout).toMatch(
       /✖ profile +Databricks profile nosuch is not configured.*\n {2}→ run `databricks auth login --host <workspace-url> --profile nosuch`/,
     );
-    const noFile = await w.run(["doctor"], { HOME: tempDir() });
+    const noFile = await w.run(["doctor"], { HOME: tempDir(ctx) });
     expect(noFile.exitCode).toBe(4);
     expect(noFile.stdout).toMatch(
       /✖ profile +Databricks profile DEFAULT is not configured: .*\.databrickscfg does not exist\n {2}→ run `databricks auth login --host <workspace-url> --profile DEFAULT`/,
@@ -98,8 +111,8 @@ describe("doctor", () => {
     expect(w.double.commands()).toContainEqual(["auth", "token", "--profile", "u2m"]);
   });
 
-  test("dev and prod sharing one explicit APP_NAME fails the names check", async () => {
-    const w = await newWorld();
+  test("dev and prod sharing one explicit APP_NAME fails the names check", async (ctx) => {
+    const w = await newWorld(ctx);
     const r = await w.run(["doctor"], { APP_NAME: "shared-app" });
     expect(r.exitCode).toBe(4);
     expect(r.stdout).toMatch(
@@ -107,8 +120,8 @@ describe("doctor", () => {
     );
   });
 
-  test("an invalid name is a failed names check; the other checks still run", async () => {
-    const w = await newWorld();
+  test("an invalid name is a failed names check; the other checks still run", async (ctx) => {
+    const w = await newWorld(ctx);
     const r = await w.run(["doctor", "--json"], { APP_NAME: "Bad_Name" });
     expect(r.exitCode).toBe(4);
     const checks = (JSON.parse(r.stdout) as { checks: { name: string; ok: boolean; detail: string }[] })
@@ -128,8 +141,8 @@ describe("doctor", () => {
     );
   });
 
-  test("an unreachable workspace fails the workspace check, not the profile's", async () => {
-    const w = await newWorld();
+  test("an unreachable workspace fails the workspace check, not the profile's", async (ctx) => {
+    const w = await newWorld(ctx);
     await w.emulator.close();
     const r = await w.run(["doctor"]);
     expect(r.exitCode).toBe(4);
@@ -141,8 +154,8 @@ describe("doctor", () => {
 });
 
 describe("bundle-deploy", () => {
-  test("first deploy: secret first, app created stopped, its URL into app.yaml, then started with its code; the secret is made once and never shown", async () => {
-    const w = await newWorld();
+  test("first deploy: secret first, app created stopped, its URL into app.yaml, then started with its code; the secret is made once and never shown", async (ctx) => {
+    const w = await newWorld(ctx);
     const r = await w.run(["bundle-deploy"]);
     expect(r.exitCode, r.stderr).toBe(0);
     const summary = [
@@ -215,8 +228,8 @@ describe("bundle-deploy", () => {
     expect(w.emulator.apps.get("metamcp-dev")!.deployments).toHaveLength(1);
   });
 
-  test("prod gets prod's names", async () => {
-    const w = await newWorld();
+  test("prod gets prod's names", async (ctx) => {
+    const w = await newWorld(ctx);
     const r = await w.run(["bundle-deploy", "--target", "prod"]);
     expect(r.exitCode, r.stderr).toBe(0);
     const deploy = w.double.commands().find((a) => a[1] === "deploy");
@@ -229,8 +242,8 @@ describe("bundle-deploy", () => {
     });
   });
 
-  test("a failing preflight deploys nothing; a failing deploy shows the CLI's error", async () => {
-    const w = await newWorld();
+  test("a failing preflight deploys nothing; a failing deploy shows the CLI's error", async (ctx) => {
+    const w = await newWorld(ctx);
     const missing = await w.run(["bundle-deploy"], { DATABRICKS_CLI: "/nonexistent/databricks" });
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/preflight failed:\n✖ databricks-cli/);
@@ -272,8 +285,8 @@ describe("app-deploy", () => {
   const rebuild = (w: DatabricksWorld, text = String(Date.now())) =>
     writeFileSync(path.join(w.project, "build/app/runtime/start.mjs"), `// build ${text}\n`);
 
-  test("fails fast without a bundle deployment, saying which command to run", async () => {
-    const w = await newWorld();
+  test("fails fast without a bundle deployment, saying which command to run", async (ctx) => {
+    const w = await newWorld(ctx);
     const noFile = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(noFile.exitCode).toBe(4);
     expect(errorCode(noFile.stdout)).toBe("no_bundle_deployment");
@@ -291,8 +304,8 @@ describe("app-deploy", () => {
     expect(deployments(w)).toEqual([]);
   });
 
-  test("right after bundle-deploy the tree already runs: no second deployment; a new build is synced and deployed (SNAPSHOT), then runs", async () => {
-    const w = await newWorld();
+  test("right after bundle-deploy the tree already runs: no second deployment; a new build is synced and deployed (SNAPSHOT), then runs", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     expect(deployments(w)).toHaveLength(1);
     w.double.clearCalls();
@@ -330,8 +343,8 @@ describe("app-deploy", () => {
     expect(deployments(w)).toHaveLength(3);
   });
 
-  test("stopped compute: bundle deploy itself starts the app and deploys the tree; app-deploy reports that deployment, makes none", async () => {
-    const w = await newWorld();
+  test("stopped compute: bundle deploy itself starts the app and deploys the tree; app-deploy reports that deployment, makes none", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
@@ -343,8 +356,8 @@ describe("app-deploy", () => {
     expect(deployments(w)).toHaveLength(2);
   });
 
-  test("--target prod deploys prod's app from prod's synced tree", async () => {
-    const w = await newWorld();
+  test("--target prod deploys prod's app from prod's synced tree", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy", "--target", "prod"])).exitCode).toBe(0);
     rebuild(w);
     w.double.clearCalls();
@@ -371,8 +384,8 @@ describe("app-deploy", () => {
     });
   });
 
-  test("a FAILED deployment prints the platform's message and the last log lines", async () => {
-    const w = await newWorld();
+  test("a FAILED deployment prints the platform's message and the last log lines", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     rebuild(w);
     w.emulator.nextDeployment = {
@@ -389,8 +402,20 @@ describe("app-deploy", () => {
     );
   });
 
-  test("a FAILED deployment whose logs cannot be read says why", async () => {
-    const w = await newWorld();
+  test("a CANCELLED deployment ends the wait at once (the SDK's waiter alone would poll it until --timeout)", async (ctx) => {
+    const w = await newWorld(ctx);
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    rebuild(w);
+    w.emulator.nextDeployment = { final: "CANCELLED", message: "Deployment cancelled by a user" };
+    const r = await w.run(["app-deploy", "--timeout", "120", "--json"]);
+    expect(r.exitCode).toBe(4);
+    // Not deployment_timeout: the cancellation is the outcome.
+    expect(errorCode(r.stdout)).toBe("deployment_cancelled");
+    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev CANCELLED: Deployment cancelled by a user/);
+  });
+
+  test("a FAILED deployment whose logs cannot be read says why", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     rebuild(w);
     w.emulator.nextDeployment = { final: "FAILED", message: "App exited with code 1" };
@@ -402,8 +427,8 @@ describe("app-deploy", () => {
     );
   });
 
-  test("--no-wait returns at PENDING; a second app-deploy meanwhile waits for it instead of failing 'in progress', and ships nothing twice", async () => {
-    const w = await newWorld();
+  test("--no-wait returns at PENDING; a second app-deploy meanwhile waits for it instead of failing 'in progress', and ships nothing twice", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     rebuild(w);
     const first = await w.run(["app-deploy", "--poll", "0.1", "--no-wait", "--json"]);
@@ -427,8 +452,8 @@ describe("app-deploy", () => {
     expect(deployments(w)).toHaveLength(2);
   });
 
-  test("refused as 'in progress' with nothing pending (settling after a failure): says to wait for the platform", async () => {
-    const w = await newWorld();
+  test("refused as 'in progress' with nothing pending (settling after a failure): says to wait for the platform", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     const active = w.emulator.apps.get("metamcp-dev")!.activeId!;
     w.emulator.apps.get("metamcp-dev")!.settling = true;
@@ -442,8 +467,8 @@ describe("app-deploy", () => {
     expect(r.stderr).toMatch(/→ after a failed deployment the platform can take 2-5 minutes to settle/);
   });
 
-  test("a missing auth secret stops the deploy before it starts", async () => {
-    const w = await newWorld();
+  test("a missing auth secret stops the deploy before it starts", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.emulator.secrets.get("metamcp-dev-secrets")!.delete("better-auth-secret");
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
@@ -453,8 +478,8 @@ describe("app-deploy", () => {
 });
 
 describe("app-health and app-status", () => {
-  test("healthy: status code and latency through the proxy with an OAuth token", async () => {
-    const w = await newWorld();
+  test("healthy: status code and latency through the proxy with an OAuth token", async (ctx) => {
+    const w = await newWorld(ctx);
     w.emulator.addApp("metamcp-dev");
     const r = await w.run(["app-health", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
@@ -467,8 +492,8 @@ describe("app-health and app-status", () => {
     expect(u2m.stdout).toMatch(/^healthy: .* → 200 in \d+ ms/);
   });
 
-  test("a redirect to the login page is not healthy; nor is a timeout; PATs are refused up front", async () => {
-    const w = await newWorld();
+  test("a redirect to the login page is not healthy; nor is a timeout; PATs are refused up front", async (ctx) => {
+    const w = await newWorld(ctx);
     w.emulator.addApp("metamcp-dev");
     w.emulator.proxyAcceptsTokens = false;
     const redirected = await w.run(["app-health", "--json"]);
@@ -488,8 +513,8 @@ describe("app-health and app-status", () => {
     expectNoSecrets(w, pat.stdout, pat.stderr);
   });
 
-  test("app-status: states, URL, deployments (--json for pipelines); an unknown app says what to run", async () => {
-    const w = await newWorld();
+  test("app-status: states, URL, deployments (--json for pipelines); an unknown app says what to run", async (ctx) => {
+    const w = await newWorld(ctx);
     const none = await w.run(["app-status"]);
     expect(none.exitCode).toBe(4);
     expect(none.stderr).toMatch(/app metamcp-dev does not exist[\s\S]*make bundle-deploy TARGET=dev/);
@@ -507,8 +532,8 @@ describe("app-health and app-status", () => {
   });
 });
 
-test("an unreachable workspace is named as such, not as a login problem", async () => {
-  const w = await newWorld();
+test("an unreachable workspace is named as such, not as a login problem", async (ctx) => {
+  const w = await newWorld(ctx);
   await w.emulator.close();
   for (const profile of ["DEFAULT", "pat"]) {
     const r = await w.run(["app-status", "--profile", profile, "--json"]);
@@ -519,8 +544,8 @@ test("an unreachable workspace is named as such, not as a login problem", async 
 });
 
 describe("app-logs", () => {
-  test("prints the stream's lines; --search is sent as the filter; --tail keeps the last N", async () => {
-    const w = await newWorld();
+  test("prints the stream's lines; --search is sent as the filter; --tail keeps the last N", async (ctx) => {
+    const w = await newWorld(ctx);
     w.emulator.addApp("metamcp-dev");
     for (const l of ["starting", "migrations applied", "listening on 8000"]) w.emulator.logs.push("APP", l);
     const all = await w.run(["app-logs"]);
@@ -535,8 +560,8 @@ describe("app-logs", () => {
     expect(JSON.parse(tail.stdout)).toMatchObject({ source: "APP", message: "listening on 8000" });
   });
 
-  test("--follow: a dropped stream is reopened with backoff, nothing repeated, Ctrl-C ends cleanly", async () => {
-    const w = await newWorld();
+  test("--follow: a dropped stream is reopened with backoff, nothing repeated, Ctrl-C ends cleanly", async (ctx) => {
+    const w = await newWorld(ctx);
     w.emulator.addApp("metamcp-dev");
     w.emulator.logs.push("APP", "line one");
     const child = execa("node", [CLI_BIN, "app-logs", "--follow"], {
@@ -595,8 +620,8 @@ describe("app-logs", () => {
   });
 });
 
-test("a log stream that cannot be opened is an error, not an empty log", async () => {
-  const w = await newWorld();
+test("a log stream that cannot be opened is an error, not an empty log", async (ctx) => {
+  const w = await newWorld(ctx);
   w.emulator.addApp("metamcp-dev");
   await w.emulator.stopAppHost();
   const r = await w.run(["app-logs", "--json"]);
@@ -608,8 +633,8 @@ test("a log stream that cannot be opened is an error, not an empty log", async (
 });
 
 describe("destroy", () => {
-  test("asks first (refuses without a terminal), --yes destroys the dev bundle: the project it created purged, our secret scope deleted; prod is refused", async () => {
-    const w = await newWorld();
+  test("asks first (refuses without a terminal), --yes destroys the dev bundle: the project it created purged, our secret scope deleted; prod is refused", async (ctx) => {
+    const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.double.clearCalls();
     const unconfirmed = await w.run(["destroy"]);
@@ -635,8 +660,8 @@ describe("destroy", () => {
     expect(r.stdout).toContain("destroyed: app metamcp-dev");
   });
 
-  test("an attached project and a scope the user made are left alone", async () => {
-    const w = await newWorld();
+  test("an attached project and a scope the user made are left alone", async (ctx) => {
+    const w = await newWorld(ctx);
     // The user's own project (with its database) and secret scope, made before us.
     await w.run(["doctor"]);
     w.emulator.projects.set("shared-db", {

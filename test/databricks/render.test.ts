@@ -262,13 +262,30 @@ describe("app.yaml", () => {
   });
 
   test("refuses a placeholder or a literal auth secret", () => {
-    const { config } = render({});
-    expect(() => checkAppYaml("env:\n  - name: X\n    value: ${BETTER_AUTH_SECRET}\n", config)).toThrow(
+    expect(() => checkAppYaml("env:\n  - name: X\n    value: ${BETTER_AUTH_SECRET}\n")).toThrow(
       /placeholder/,
     );
-    expect(() => checkAppYaml("env:\n  - name: BETTER_AUTH_SECRET\n    value: abc\n", config)).toThrow(
-      /valueFrom/,
-    );
+    expect(() => checkAppYaml("env:\n  - name: BETTER_AUTH_SECRET\n    value: abc\n")).toThrow(/valueFrom/);
+  });
+
+  test("refuses any secret the process knows (a repository token read from the config), exit 2", () => {
+    const token = "ghp_renderTestToken0123456789";
+    // Rendering loads the config, which reads the token and registers it; the rendered file carries none.
+    const { config, rendered } = render({
+      METAMCP_REPO_URL: `https://someone:${token}@github.com/acme/metamcp.git`,
+    });
+    // The config keeps the URL without the token for display; the token itself is a known secret now.
+    expect(config.values.METAMCP_REPO_URL?.value).toBe("https://github.com/acme/metamcp.git");
+    const yaml = `command: [node, runtime/start.mjs]\nenv:\n  - name: UPSTREAM_TOKEN\n    value: ${token}\n`;
+    let err: unknown;
+    try {
+      checkAppYaml(yaml);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: "secret_in_app_yaml", exitCode: 2 });
+    expect((err as Error).message).not.toContain(token);
+    expect(rendered.appYaml).not.toContain(token);
   });
 });
 

@@ -275,7 +275,7 @@ describe("local under faults", () => {
     );
     // The health deadline is 10 minutes: a report within this test's 3-minute limit is "at once".
     const r = await cli(["local", "up", "--no-build", "--port", String(port)], { APP_DIR: app });
-    expect(r.exitCode).toBe(1);
+    expect(r.exitCode).toBe(6);
     expect(r.stderr).toMatch(/the app exited before it was healthy \(exit code 7\)/);
     expect(r.stderr).toContain("cannot go on: giving up");
     expect(r.stderr).toContain("starting the dying app");
@@ -287,7 +287,7 @@ describe("local under faults", () => {
     await noLocalProcessLeft([]);
     // The same through --detach: the supervisor's report reaches the user, with its exit code.
     const d = await upDetached([], { APP_DIR: app });
-    expect(d.exitCode).toBe(1);
+    expect(d.exitCode).toBe(6);
     expect(d.stderr).toMatch(/exit code 7/);
     expect(d.stderr).toContain("cannot go on: giving up");
     expect(d.stderr).not.toContain(secrets.betterAuthSecret);

@@ -1,23 +1,14 @@
 import { spawn } from "node:child_process";
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  watch,
-} from "node:fs";
-import type { CommandContext } from "../cli/common.js";
-import { confirm } from "../cli/confirm.js";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
 import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
+import { type CommandOutput, currentRun, publicState } from "./run-info.js";
 import { StartInterrupted, startLocalStack } from "./stack.js";
 import {
   acquireLock,
@@ -27,16 +18,13 @@ import {
   type LocalRunState,
   loadOrCreateSecrets,
   localPaths,
-  lockOwner,
-  pidExists,
   readRunState,
-  runsProgram,
-  SUPERVISOR_WORDS,
   takeOverLock,
   writeRunState,
 } from "./state.js";
-import { localUserToken } from "./user-token.js";
 import { waitFor } from "./wait.js";
+
+const USER_EXITS = [EXIT.input, EXIT.drift, EXIT.databricks, EXIT.notRunning, EXIT.unhealthy] as const;
 
 export interface LocalUpOptions {
   config: Config;
@@ -53,15 +41,8 @@ export interface LocalUpOptions {
   tokenTtlSeconds: number;
   proxy: ProxyLimits;
   json: boolean;
-}
-
-/**
- * What `up` and `status` print: the run state. It holds no token (only `local token` gives one); a run
- * state written by an older version may still carry one, which is never shown.
- */
-function publicState(state: LocalRunState): LocalRunState {
-  const { token: _old, ...rest } = state as LocalRunState & { token?: string };
-  return rest;
+  /** Asks a yes/no question (--fresh without --yes); the CLI asks on the terminal. */
+  confirm: (question: string) => Promise<boolean>;
 }
 
 /**
@@ -82,12 +63,6 @@ function readyBanner(state: LocalRunState): string {
   ].join("\n");
 }
 
-function statusOf(config: Config): { state?: LocalRunState; running: boolean } {
-  const paths = localPaths(config.local.stateDir);
-  const state = readRunState(paths);
-  return { state, running: !!state && isAlive(state.supervisorPid) };
-}
-
 /**
  * SIGINT/SIGTERM/SIGHUP while `up` starts or runs: one abort for the whole start (whatever started is stopped
  * again), and the reason once it runs. Installed for the command's life, removed after.
@@ -105,15 +80,15 @@ function stopRequests(): { signal: AbortSignal; dispose(): void } {
   };
 }
 
-export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promise<number> {
+export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const paths = localPaths(config.local.stateDir);
-  const current = statusOf(config);
+  const current = currentRun(config);
   if (current.running && !opts.daemon) {
     throw new UserError(
       "local_already_running",
       `the local app is already running (pid ${current.state?.supervisorPid}) at ${current.state?.appUrl}`,
-      2,
+      EXIT.input,
       `\`${cliCommand("local status")}\` shows it; \`${cliCommand("local down")}\` stops it`,
     );
   }
@@ -125,11 +100,11 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
     await stopLeftoversOfDeadRun(paths, log);
 
     if (opts.fresh && !opts.daemon) {
-      if (!opts.yes && !(await confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
+      if (!opts.yes && !(await opts.confirm(`Delete every row of the local database in ${paths.pgDir}?`))) {
         throw new UserError(
           "not_confirmed",
           "--fresh deletes the local database: not confirmed",
-          2,
+          EXIT.input,
           "add --yes to skip the question",
         );
       }
@@ -147,7 +122,7 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandContext): Promis
 }
 
 /** A `local up` that was killed (kill -9, a crash) left its app and PostgreSQL running: stop them first. */
-async function stopLeftoversOfDeadRun(paths: LocalPaths, log: CommandContext["log"]): Promise<void> {
+async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<void> {
   const prev = readRunState(paths);
   if (prev && prev.supervisorPid !== process.pid && isAlive(prev.supervisorPid)) return;
   const leftovers = findLeftovers(paths, prev);
@@ -160,7 +135,7 @@ async function stopLeftoversOfDeadRun(paths: LocalPaths, log: CommandContext["lo
 }
 
 /** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
-async function upDetached(opts: LocalUpOptions, ctx: CommandContext, paths: LocalPaths): Promise<number> {
+async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const out = openSync(paths.logFile, "a");
   const logStart = statSync(paths.logFile).size;
@@ -233,7 +208,8 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandContext, paths: Loca
     loadOrCreateSecrets(paths);
     const text = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").slice(logStart) : "";
     const tail = text.trimEnd().split("\n").slice(-30).join("\n");
-    const code = exitCode === 2 || exitCode === 4 || exitCode === 5 ? exitCode : 1;
+    // The supervisor's own exit code when it is a user error's (2-6); anything else is a bug (1).
+    const code = USER_EXITS.find((c) => c === exitCode) ?? EXIT.bug;
     throw new UserError(
       "local_failed",
       `the local app did not start: ${state.error ?? "the supervisor exited"}\n${tail}`,
@@ -245,7 +221,7 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandContext, paths: Loca
   return 0;
 }
 
-async function upForeground(opts: LocalUpOptions, ctx: CommandContext, paths: LocalPaths): Promise<number> {
+async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const stop = stopRequests();
   try {
@@ -274,7 +250,7 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandContext, paths: Lo
     });
     await stack.stop();
     log.success("stopped: app, proxy, Databricks stand-in and PostgreSQL");
-    return failed ? 1 : 0;
+    return failed ? EXIT.bug : 0;
   } catch (err) {
     if (err instanceof StartInterrupted) log.info(`stopped before it was healthy (${stop.signal.reason})`);
     const prev = readRunState(paths);
@@ -291,134 +267,4 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandContext, paths: Lo
     const last = readRunState(paths);
     if (last?.supervisorPid === process.pid && last.status !== "failed") clearRunState(paths);
   }
-}
-
-export async function localDown(config: Config, ctx: CommandContext): Promise<number> {
-  const paths = localPaths(config.local.stateDir);
-  const state = readRunState(paths);
-  // The supervisor: from run.json, or (while it is still starting, or when run.json is damaged) the lock.
-  const supervisor = [state?.supervisorPid, lockOwner(paths)].find(
-    (pid) => pid !== undefined && pid !== process.pid && runsProgram(pid, SUPERVISOR_WORDS),
-  );
-  if (supervisor !== undefined) {
-    process.kill(supervisor, "SIGTERM");
-    await waitFor(() => (pidExists(supervisor) ? undefined : true), {
-      timeoutMs: 30_000,
-      what: `the local supervisor (pid ${supervisor}) to stop`,
-    }).catch(() => {
-      if (isAlive(supervisor)) process.kill(supervisor, "SIGKILL");
-    });
-  }
-  // What is left: the recorded app and our data dir's PostgreSQL, each checked to still be that program.
-  const leftovers = findLeftovers(paths, readRunState(paths) ?? state);
-  await stopLeftovers(leftovers);
-  clearRunState(paths);
-  const stopped = [...(supervisor ? [supervisor] : []), ...leftovers.map((l) => l.pid)];
-  ctx.result(
-    { stopped: stopped.length > 0, pids: stopped },
-    supervisor
-      ? "stopped"
-      : leftovers.length
-        ? `stopped leftovers: ${leftovers.map((l) => `${l.what} (pid ${l.pid})`).join(", ")}`
-        : "nothing is running",
-  );
-  return 0;
-}
-
-export async function localStatus(config: Config, ctx: CommandContext): Promise<number> {
-  const { state, running } = statusOf(config);
-  if (!state || !running) {
-    ctx.result({ status: "stopped" }, "stopped (start it with `make local`)");
-    return EXIT.notRunning;
-  }
-  let health: { status: number; ms: number; reason?: string } | { error: string };
-  const t0 = performance.now();
-  try {
-    const { token } = await localUserToken(config.local.stateDir);
-    // Longer than the app's own database probe (5 s), so a 503 with its reason arrives instead of a timeout.
-    const res = await fetch(`${state.appUrl}/metamcp/health`, {
-      headers: { authorization: `Bearer ${token}` },
-      redirect: "manual",
-      signal: AbortSignal.timeout(15_000),
-    });
-    const body = await res.text().catch(() => "");
-    let reason: string | undefined;
-    try {
-      reason = (JSON.parse(body) as { reason?: unknown }).reason as string | undefined;
-    } catch {
-      reason = undefined;
-    }
-    health = {
-      status: res.status,
-      ms: Math.round(performance.now() - t0),
-      ...(typeof reason === "string" ? { reason } : {}),
-    };
-  } catch (err) {
-    health = { error: (err as Error).message };
-  }
-  const healthy = "status" in health && health.status === 200;
-  const alive = {
-    supervisor: isAlive(state.supervisorPid),
-    app: isAlive(state.appPid),
-    postgres: isAlive(state.pgPid),
-  };
-  const shown = healthy ? state.status : "unhealthy";
-  ctx.result({ ...publicState(state), status: shown, healthy, alive, health }, () =>
-    [
-      `status:    ${shown}`,
-      `URL:       ${state.appUrl}`,
-      `token:     \`${cliCommand("local token")}\` prints a fresh one`,
-      `health:    ${"status" in health ? `${health.status} in ${health.ms} ms${health.reason ? `: ${health.reason}` : ""}` : health.error}`,
-      `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
-      `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
-      ...(healthy ? [] : [`→ the app's log says more: \`${cliCommand("local logs")}\``]),
-    ].join("\n"),
-  );
-  return healthy ? 0 : EXIT.unhealthy;
-}
-
-/**
- * Prints a FRESH user token for the local Apps proxy alone on stdout, for `TOKEN=$(... local token)`:
- * minted by the running stand-in (one hour unless `--token-ttl`), never written to logs or state files.
- */
-export async function localToken(config: Config, write: (text: string) => void): Promise<number> {
-  const { token } = await localUserToken(config.local.stateDir);
-  write(`${token}\n`);
-  return 0;
-}
-
-/** Prints the app's log file through `write` (the CLI's stdout), then follows it until Ctrl-C. */
-export async function localLogs(
-  config: Config,
-  write: (text: string) => void,
-  follow: boolean,
-): Promise<number> {
-  const paths = localPaths(config.local.stateDir);
-  if (!existsSync(paths.logFile)) {
-    throw new UserError(
-      "no_local_logs",
-      `no local logs yet (${paths.logFile})`,
-      2,
-      "start the app with `make local ARGS=--detach`",
-    );
-  }
-  let offset = 0;
-  const printFrom = async () => {
-    const size = statSync(paths.logFile).size;
-    if (size < offset) offset = 0;
-    if (size === offset) return;
-    const stream = createReadStream(paths.logFile, { start: offset, end: size - 1 });
-    for await (const chunk of stream) write(String(chunk));
-    offset = size;
-  };
-  await printFrom();
-  if (!follow) return 0;
-  await new Promise<void>((resolve) => {
-    const watcher = watch(paths.logFile, () => void printFrom());
-    process.once("SIGINT", () => {
-      watcher.close();
-      resolve();
-    });
-  });
-  return 0;
 }

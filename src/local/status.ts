@@ -1,0 +1,59 @@
+import type { Config } from "../config/load.js";
+import { EXIT } from "../errors.js";
+import { cliCommand } from "./printed.js";
+import { type CommandOutput, currentRun, publicState } from "./run-info.js";
+import { isAlive } from "./state.js";
+import { localUserToken } from "./user-token.js";
+
+/** local status: the run state and a health check through the local Apps proxy (exit 5 stopped, 6 unhealthy). */
+export async function localStatus(config: Config, out: CommandOutput): Promise<number> {
+  const { state, running } = currentRun(config);
+  if (!state || !running) {
+    out.result({ status: "stopped" }, "stopped (start it with `make local`)");
+    return EXIT.notRunning;
+  }
+  let health: { status: number; ms: number; reason?: string } | { error: string };
+  const t0 = performance.now();
+  try {
+    const { token } = await localUserToken(config.local.stateDir);
+    // Longer than the app's own database probe (5 s), so a 503 with its reason arrives instead of a timeout.
+    const res = await fetch(`${state.appUrl}/metamcp/health`, {
+      headers: { authorization: `Bearer ${token}` },
+      redirect: "manual",
+      signal: AbortSignal.timeout(15_000),
+    });
+    const body = await res.text().catch(() => "");
+    let reason: string | undefined;
+    try {
+      reason = (JSON.parse(body) as { reason?: unknown }).reason as string | undefined;
+    } catch {
+      reason = undefined;
+    }
+    health = {
+      status: res.status,
+      ms: Math.round(performance.now() - t0),
+      ...(typeof reason === "string" ? { reason } : {}),
+    };
+  } catch (err) {
+    health = { error: (err as Error).message };
+  }
+  const healthy = "status" in health && health.status === 200;
+  const alive = {
+    supervisor: isAlive(state.supervisorPid),
+    app: isAlive(state.appPid),
+    postgres: isAlive(state.pgPid),
+  };
+  const shown = healthy ? state.status : "unhealthy";
+  out.result({ ...publicState(state), status: shown, healthy, alive, health }, () =>
+    [
+      `status:    ${shown}`,
+      `URL:       ${state.appUrl}`,
+      `token:     \`${cliCommand("local token")}\` prints a fresh one`,
+      `health:    ${"status" in health ? `${health.status} in ${health.ms} ms${health.reason ? `: ${health.reason}` : ""}` : health.error}`,
+      `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
+      `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
+      ...(healthy ? [] : [`→ the app's log says more: \`${cliCommand("local logs")}\``]),
+    ].join("\n"),
+  );
+  return healthy ? 0 : EXIT.unhealthy;
+}

@@ -1,6 +1,5 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { runApp } from "../runtime/main.js";
 import { action } from "./common.js";
 
 export function registerStart(program: Command): void {
@@ -14,6 +13,8 @@ export function registerStart(program: Command): void {
     .action(
       action(async (ctx, opts: { appDir?: string }) => {
         const config = ctx.config({ "app-dir": opts.appDir });
+        // Loaded here, not at the top: help and every other command would otherwise load pg and the proxy.
+        const { runApp } = await import("../runtime/main.js");
         return await runApp(path.join(config.appDir, "runtime"));
       }),
     );

@@ -14,7 +14,7 @@ import {
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
 import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
-import { waitFor } from "./wait.js";
+import { fetchNotAnswering, waitFor } from "./wait.js";
 
 export interface LocalStackOptions {
   config: Config;
@@ -243,6 +243,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
           what: "/metamcp/health through the local Apps proxy",
           signal: stopWaiting.signal,
+          // Refused while the proxy or the app starts; anything else ends the wait at once.
+          transient: fetchNotAnswering,
         },
       );
     } catch (err) {

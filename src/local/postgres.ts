@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
+import getPort from "get-port";
 import pg from "pg";
 import { UserError } from "../errors.js";
 import { binariesMajorVersion, isRoot, loadEmbeddedPostgres } from "./pg-binaries.js";
@@ -39,15 +39,9 @@ export interface StartPostgresOptions {
 
 const HOOKED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
+/** A port free on `host` right now (get-port: the OS picks one; it also avoids ports it handed out lately). */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
+  return await getPort({ host });
 }
 
 export async function startEmbeddedPostgres(options: StartPostgresOptions): Promise<EmbeddedPostgresHandle> {

@@ -1,8 +1,6 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
-import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { PATCH_IDS } from "../patches/ids.js";
@@ -12,6 +10,7 @@ import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPla
 import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.js";
 import { exportCommit } from "./checkout.js";
 import { type CurrentCheck, checkPreparedTree, recordTree } from "./current.js";
+import { OVERLAY_PATH, toolRoot } from "./locations.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
 import type { ResolvedRef } from "./refs.js";
 import { locateRepo } from "./repo-url.js";
@@ -267,8 +266,25 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
   }
 }
 
+/**
+ * What `prepareFromConfig` reads of the configuration (src/config's `Config` has these): named here so the
+ * upstream folder does not import config, which imports upstream's URL handling.
+ */
+export interface PrepareConfig {
+  repoUrl: string;
+  ref: string;
+  buildDir: string;
+  schema: string;
+  cwd: string;
+  values: { METAMCP_CACHE_DIR?: { value?: string | undefined } | undefined };
+}
+
 /** `prepare` as the CLI and `local` run it: every input from the one configuration. */
-export async function prepareFromConfig(config: Config, log: Logger, force = false): Promise<PrepareResult> {
+export async function prepareFromConfig(
+  config: PrepareConfig,
+  log: Logger,
+  force = false,
+): Promise<PrepareResult> {
   return await prepareUpstream({
     repoUrl: config.repoUrl,
     ref: config.ref,

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { isUserError } from "../errors.js";
@@ -9,7 +9,7 @@ import { TOOL_VERSION } from "../version.js";
 import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPlace } from "./build-dir.js";
 import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.js";
 import { exportCommit } from "./checkout.js";
-import { type CurrentCheck, checkPreparedTree, recordTree } from "./current.js";
+import { type CurrentCheck, checkPreparedTree, overlayFiles, recordTree } from "./current.js";
 import { OVERLAY_PATH, toolRoot } from "./locations.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
 import type { ResolvedRef } from "./refs.js";
@@ -54,27 +54,15 @@ export interface PrepareResult {
   timings: PrepareTimings;
 }
 
-const OVERLAY_SKIP = new Set(["README.md"]);
-
 /** Copies overlay/ (but its own README) over the tree; returns the files it wrote, sorted. */
 export function applyOverlay(overlayDir: string, treeDir: string): string[] {
-  if (!existsSync(overlayDir)) return [];
-  const written: string[] = [];
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(path.join(overlayDir, rel), { withFileTypes: true })) {
-      const childRel = rel ? `${rel}/${entry.name}` : entry.name;
-      if (!rel && OVERLAY_SKIP.has(entry.name)) continue;
-      if (entry.isDirectory()) walk(childRel);
-      else {
-        const dest = path.join(treeDir, childRel);
-        mkdirSync(path.dirname(dest), { recursive: true });
-        cpSync(path.join(overlayDir, childRel), dest);
-        written.push(childRel);
-      }
-    }
-  };
-  walk("");
-  return written.sort();
+  const written = overlayFiles(overlayDir);
+  for (const rel of written) {
+    const dest = path.join(treeDir, rel);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    cpSync(path.join(overlayDir, rel), dest);
+  }
+  return written;
 }
 
 /** Loads ts-morph (and TypeScript) into the module cache; a failure here is reported where it is used. */

@@ -1,8 +1,6 @@
 import { mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import pRetry from "p-retry";
-import writeFileAtomic from "write-file-atomic";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
@@ -120,7 +118,11 @@ export async function withDirLock<T>(
   mkdirSync(path.dirname(lockPath), { recursive: true });
   let told = false;
   // Loaded on use: a prepare that finds its tree current never locks.
-  const lockfile = (await import("proper-lockfile")).default;
+  const [lockfile, pRetry, writeFileAtomic] = await Promise.all([
+    import("proper-lockfile").then((m) => m.default),
+    import("p-retry").then((m) => m.default),
+    import("write-file-atomic").then((m) => m.default),
+  ]);
   const tryLock = async (): Promise<(() => Promise<void>) | undefined> => {
     try {
       return await lockfile.lock(target, {

@@ -39,9 +39,16 @@ export interface StartPostgresOptions {
 
 const HOOKED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-/** A port free on `host` right now (get-port: the OS picks one; it also avoids ports it handed out lately). */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return await getPort({ host });
+/**
+ * A port free on `host` right now (get-port: the OS picks one), never one of `avoid`: ports promised to
+ * something that does not listen yet (the proxy's), which the OS would otherwise hand out again.
+ */
+export async function freePort(host = "127.0.0.1", avoid: readonly number[] = []): Promise<number> {
+  // get-port's own `exclude` applies to ports asked for by number, not to the one the OS picks.
+  for (let tries = 0; ; tries++) {
+    const port = await getPort({ host });
+    if (!avoid.includes(port) || tries >= 20) return port;
+  }
 }
 
 export async function startEmbeddedPostgres(options: StartPostgresOptions): Promise<EmbeddedPostgresHandle> {

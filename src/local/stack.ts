@@ -132,6 +132,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     const t0 = performance.now();
     const pg = await startEmbeddedPostgres({
+      // Not the proxy's port: it is free now but ours only once the platform listens on it.
+      port: await freePort("127.0.0.1", [config.local.port]),
       dataDir: paths.pgDir,
       persistent: true,
       superPassword: secrets.pgSuperPassword,
@@ -153,7 +155,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       `postgres: ready on port ${pg.port} (${Math.round(performance.now() - t0)} ms), role ${secrets.clientId}: CONNECT, CREATE only`,
     );
 
-    const appPort = await freePort();
+    const appPort = await freePort("127.0.0.1", [config.local.port, pg.port]);
     const logFile = createWriteStream(paths.logFile, { flags: "a" });
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({

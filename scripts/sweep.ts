@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import semver from "semver";
 import { buildApp } from "../src/build/build-app.js";
-import { OVERLAY_PATH, RUNTIME_BUNDLE_PATH, toolRoot } from "../src/build/locations.js";
+import { RUNTIME_BUNDLE_PATH } from "../src/build/locations.js";
 import { isUserError } from "../src/errors.js";
 import {
   type EmbeddedPostgresHandle,
@@ -34,6 +34,7 @@ import {
 } from "../src/runtime/database.js";
 import { normalizeRepoUrl, syncMirror } from "../src/upstream/cache.js";
 import { git } from "../src/upstream/git.js";
+import { OVERLAY_PATH, toolRoot } from "../src/upstream/locations.js";
 import { prepareUpstream } from "../src/upstream/prepare.js";
 import { listRefs, stableVersion } from "../src/upstream/refs.js";
 

@@ -2,7 +2,6 @@ import {
   copyFileSync,
   cpSync,
   existsSync,
-  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -11,6 +10,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { fdir } from "fdir";
 import { parse as parseYaml } from "yaml";
 import type { Logger } from "../log/logger.js";
 import type { PrepareManifest } from "../upstream/manifest.js";
@@ -62,15 +62,26 @@ function readJson<T>(file: string): T | undefined {
   }
 }
 
-function copyFiltered(src: string, dest: string, skip: (rel: string) => boolean, rel = ""): void {
+function copyFiltered(src: string, dest: string, skip: (rel: string) => boolean): void {
+  const root = path.resolve(src);
+  // Folders (empty ones too) and regular files; symbolic links are left out.
+  const entries = new fdir({ excludeSymlinks: true })
+    .withErrors()
+    .withRelativePaths()
+    .withDirs()
+    .exclude((_name, dir) => skip(path.relative(root, dir)))
+    .filter((rel, isDir) => isDir || !skip(rel))
+    .crawl(root)
+    .sync()
+    .sort();
   mkdirSync(dest, { recursive: true });
-  for (const entry of readdirSync(src).sort()) {
-    const relPath = rel ? `${rel}/${entry}` : entry;
-    if (skip(relPath)) continue;
-    const from = path.join(src, entry);
-    const st = lstatSync(from);
-    if (st.isDirectory()) copyFiltered(from, path.join(dest, entry), skip, relPath);
-    else if (st.isFile()) copyFileSync(from, path.join(dest, entry));
+  for (const rel of entries) {
+    if (rel === ".") continue;
+    if (rel.endsWith("/")) mkdirSync(path.join(dest, rel), { recursive: true });
+    else {
+      mkdirSync(path.dirname(path.join(dest, rel)), { recursive: true });
+      copyFileSync(path.join(root, rel), path.join(dest, rel));
+    }
   }
 }
 

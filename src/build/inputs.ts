@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { stringify } from "safe-stable-stringify";
 import { listTree } from "./tree-policy.js";
 
 /** Bump when the compile steps change meaning (forces a rebuild of upstream). */
@@ -17,15 +18,6 @@ export interface BuildInputs {
   toolVersion: string;
   pnpmVersion: string;
   runtimeBundle: Buffer;
-}
-
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 function hashDir(h: ReturnType<typeof createHash>, dir: string): void {
@@ -48,7 +40,8 @@ export function compileHash(inputs: Omit<BuildInputs, "runtimeBundle">): string 
   const h = createHash("sha256");
   const { build: _ignored, ...manifest } = inputs.manifest as Record<string, unknown>;
   h.update(`${COMPILE_RECIPE}\ntool ${inputs.toolVersion}\npnpm ${inputs.pnpmVersion}\n`);
-  h.update(`manifest ${stableJson(manifest)}\n`);
+  // Keys sorted at every level: the same manifest hashes the same whatever order its fields were written in.
+  h.update(`manifest ${stringify(manifest)}\n`);
   h.update("lockfile ");
   h.update(inputs.lockfile);
   h.update("\noverlay\n");

@@ -9,6 +9,7 @@ import {
   statSync,
 } from "node:fs";
 import path from "node:path";
+import { fdir } from "fdir";
 
 /**
  * pnpm lays `node_modules` out as symlinks into a virtual store (`node_modules/.pnpm/<id>/node_modules/<name>`),
@@ -136,21 +137,36 @@ function placeFile(from: string, to: string): void {
   copyFileSync(from, to);
 }
 
-function copyPackage(src: string, dest: string, skipFile: (rel: string) => boolean, rel = ""): void {
+function copyPackage(src: string, dest: string, skipFile: (rel: string) => boolean): void {
+  const root = path.resolve(src);
+  // Symbolic links are listed, not followed: a link to a file is copied as that file, one to a folder left out.
+  const entries = new fdir()
+    .withErrors()
+    .withRelativePaths()
+    .withDirs()
+    .exclude((name, dir) => path.dirname(dir) === root && (name === "node_modules" || name === ".bin"))
+    .crawl(root)
+    .sync()
+    .sort();
   mkdirSync(dest, { recursive: true });
-  for (const entry of readdirSync(src).sort()) {
-    const relPath = rel ? `${rel}/${entry}` : entry;
-    if (!rel && (entry === "node_modules" || entry === ".bin")) continue;
-    const from = path.join(src, entry);
-    const to = path.join(dest, entry);
+  for (const rel of entries) {
+    if (rel === ".") continue;
+    if (rel.endsWith("/")) {
+      mkdirSync(path.join(dest, rel), { recursive: true });
+      continue;
+    }
+    if (rel === ".bin" || rel === "node_modules") continue; // links at the top, as pnpm makes them
+    const from = path.join(root, rel);
     let st = lstatSync(from);
     if (st.isSymbolicLink()) {
       const target = statSafe(from);
-      if (!target?.isFile()) continue; // directory links inside a package are not followed
+      if (!target?.isFile()) continue;
       st = target;
     }
-    if (st.isDirectory()) copyPackage(from, to, skipFile, relPath);
-    else if (st.isFile() && !skipFile(relPath)) placeFile(from, to);
+    if (st.isFile() && !skipFile(rel)) {
+      mkdirSync(path.dirname(path.join(dest, rel)), { recursive: true });
+      placeFile(from, path.join(dest, rel));
+    }
   }
 }
 

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { execa } from "execa";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
@@ -40,10 +40,15 @@ export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> 
   const start = performance.now();
   const tail: string[] = [];
   log.info(`[${spec.name}] $ ${[spec.command, ...spec.args].join(" ")}`);
-  const child = spawn(spec.command, spec.args, {
+  const child = execa(spec.command, spec.args, {
     cwd: spec.cwd,
+    // The step's environment exactly (the build chose what reaches upstream's scripts).
     env: spec.env,
-    stdio: ["ignore", "pipe", "pipe"],
+    extendEnv: false,
+    stdin: "ignore",
+    // Streamed line by line below; the tail kept there is all a failure shows.
+    buffer: false,
+    reject: false,
   });
   let expectedCount = 0;
   const onLine = (line: string) => {
@@ -63,18 +68,19 @@ export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> 
         rl.on("close", resolve);
       }),
   );
-  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>(
-    (resolve) => {
-      child.once("error", (error) => resolve({ code: null, signal: null, error }));
-      child.once("close", (code, signal) => resolve({ code, signal }));
-    },
-  );
+  const r = await child;
   await Promise.all(streamsDone);
+  const exit = {
+    code: r.exitCode ?? null,
+    signal: r.signal ?? null,
+    error:
+      r.failed && r.exitCode === undefined && !r.signal ? (r.originalMessage ?? r.shortMessage) : undefined,
+  };
   const durationMs = Math.round(performance.now() - start);
   if (exit.error) {
     throw new UserError(
       "build_step_failed",
-      `step \`${spec.name}\` could not start \`${spec.command}\`: ${exit.error.message}`,
+      `step \`${spec.name}\` could not start \`${spec.command}\`: ${exit.error}`,
       2,
       "check that Node.js and npx are on PATH",
     );

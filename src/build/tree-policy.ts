@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { fdir } from "fdir";
 import { UserError } from "../errors.js";
 
 /** Databricks Apps refuse a deployment holding any file of 10 MB or more (docs/build.md). */
@@ -132,26 +133,40 @@ export interface TreeFile {
 
 /** Every regular file under `root`, sorted by path; throws on a symlink (bundle sync would drop it). */
 export function listTree(root: string, options: { ignore?: (rel: string) => boolean } = {}): TreeFile[] {
+  const abs = path.resolve(root);
+  const ignore = options.ignore ?? (() => false);
+  // Symbolic links are listed (not followed) so that they are refused below.
+  const rels = new fdir()
+    .withErrors()
+    .withRelativePaths()
+    .exclude((_name, dir) => ignore(path.relative(abs, dir)))
+    .filter((rel) => !ignore(rel))
+    .crawl(abs)
+    .sync()
+    .sort(byPathSegments);
   const out: TreeFile[] = [];
-  const walk = (dir: string, rel: string) => {
-    for (const entry of readdirSync(dir).sort()) {
-      const relPath = rel ? `${rel}/${entry}` : entry;
-      if (options.ignore?.(relPath)) continue;
-      const full = path.join(dir, entry);
-      const st = lstatSync(full);
-      if (st.isSymbolicLink()) {
-        throw new UserError(
-          "app_tree_symlink",
-          `the app tree holds a symbolic link, ${relPath}: a Databricks bundle sync skips symlinks, so the app would miss it`,
-          1,
-        );
-      }
-      if (st.isDirectory()) walk(full, relPath);
-      else if (st.isFile()) out.push({ path: relPath, bytes: st.size });
+  for (const rel of rels) {
+    const st = lstatSync(path.join(abs, rel));
+    if (st.isSymbolicLink()) {
+      throw new UserError(
+        "app_tree_symlink",
+        `the app tree holds a symbolic link, ${rel}: a Databricks bundle sync skips symlinks, so the app would miss it`,
+        1,
+      );
     }
-  };
-  walk(root, "");
+    if (st.isFile()) out.push({ path: rel, bytes: st.size });
+  }
   return out;
+}
+
+/** Folder by folder, each sorted by name: the order a sorted depth-first walk gives (the tree hash's order). */
+function byPathSegments(a: string, b: string): number {
+  const x = a.split("/");
+  const y = b.split("/");
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  }
+  return x.length - y.length;
 }
 
 export function treeStats(files: TreeFile[]): TreeStats {

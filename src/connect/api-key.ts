@@ -1,6 +1,7 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import envPaths from "env-paths";
+import writeFileAtomic from "write-file-atomic";
 import { UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 
@@ -83,11 +84,8 @@ function readKeyFile(file: string): ApiKey {
 export function writeKeyFile(file: string, key: string): void {
   const value = checkKey(key, "the input");
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${value}\n`, { mode: 0o600 });
-  // The mode given to writeFileSync is masked by the umask: say it again.
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  // write-file-atomic chmods its temp file to `mode` before the rename (an open's mode is masked by the umask).
+  writeFileAtomic.sync(file, `${value}\n`, { mode: 0o600 });
 }
 
 export function missingKeyError(file: string, keyCommand: string): UserError {

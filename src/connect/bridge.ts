@@ -11,6 +11,7 @@ import {
   type JSONRPCMessage,
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
+import pRetry from "p-retry";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
 import type { TokenSource } from "./token-source.js";
@@ -39,6 +40,9 @@ export interface Bridge {
 }
 
 /** What the Apps proxy answers when it does not take the token: a redirect to the login page or a 401. */
+/** The proxy refused the first token: retried once with a fresh one (the message is what it said). */
+class TokenRefused extends Error {}
+
 function proxyRefused(res: Response): boolean {
   return res.status === 401 || (res.status >= 300 && res.status < 400);
 }
@@ -83,36 +87,44 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   /** Adds the credentials to every request and watches the response streams of calls. */
   const authorizedFetch: FetchLike = async (input, init) => {
     const ids = requestIds(init?.body);
-    let res: Response | undefined;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const token = attempt === 0 ? await tokens.token() : await tokens.refresh();
-      const headers = new Headers(init?.headers);
-      headers.set("authorization", `Bearer ${token}`);
-      if (options.apiKey) headers.set("x-api-key", options.apiKey);
-      try {
-        res = await baseFetch(input, { ...init, headers, redirect: "manual" });
-      } catch (err) {
-        if ((err as Error).name === "AbortError") throw err;
-        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    // A token the proxy refuses is retried once with a fresh one; nothing else is retried.
+    const res = await pRetry(
+      async (attempt) => {
+        const token = attempt === 1 ? await tokens.token() : await tokens.refresh();
+        const headers = new Headers(init?.headers);
+        headers.set("authorization", `Bearer ${token}`);
+        if (options.apiKey) headers.set("x-api-key", options.apiKey);
+        let res: Response;
+        try {
+          res = await baseFetch(input, { ...init, headers, redirect: "manual" });
+        } catch (err) {
+          if ((err as Error).name === "AbortError") throw err;
+          const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+          throw new Error(
+            `cannot reach ${url.origin} (${cause?.code ?? cause?.message ?? (err as Error).message}): is the app running? (\`make app-status\`, or \`make local\` for local)`,
+          );
+        }
+        if (!proxyRefused(res)) return res;
+        const body = await res.text().catch(() => "");
+        if (attempt === 1) throw new TokenRefused(describeRefusal(res, body));
         throw new Error(
-          `cannot reach ${url.origin} (${cause?.code ?? cause?.message ?? (err as Error).message}): is the app running? (\`make app-status\`, or \`make local\` for local)`,
+          res.status === 401
+            ? options.apiKey
+              ? `the endpoint refused the request (${describeRefusal(res, body)}): check the MetaMCP API key (and that it belongs to this MetaMCP), or the Databricks login of ${tokens.description}`
+              : `the endpoint refused the request without a MetaMCP API key (${describeRefusal(res, body)}): it does not accept the Databricks identity; its owner can turn that on with \`connect <endpoint> --identity on\`, or save a MetaMCP key with \`connect <endpoint> --save-key\``
+            : `${describeRefusal(res, body)} (${tokens.description})`,
         );
-      }
-      if (!proxyRefused(res)) break;
-      const body = await res.text().catch(() => "");
-      if (attempt === 0) {
-        log.debug(`refused (${describeRefusal(res, body)}); retrying with a fresh token`);
-        continue;
-      }
-      throw new Error(
-        res.status === 401
-          ? options.apiKey
-            ? `the endpoint refused the request (${describeRefusal(res, body)}): check the MetaMCP API key (and that it belongs to this MetaMCP), or the Databricks login of ${tokens.description}`
-            : `the endpoint refused the request without a MetaMCP API key (${describeRefusal(res, body)}): it does not accept the Databricks identity; its owner can turn that on with \`connect <endpoint> --identity on\`, or save a MetaMCP key with \`connect <endpoint> --save-key\``
-          : `${describeRefusal(res, body)} (${tokens.description})`,
-      );
-    }
-    if (!res) throw new Error("unreachable: no response");
+      },
+      {
+        retries: 1,
+        minTimeout: 0,
+        shouldRetry: ({ error }) => error instanceof TokenRefused,
+        onFailedAttempt: ({ error }) => {
+          if (error instanceof TokenRefused)
+            log.debug(`refused (${error.message}); retrying with a fresh token`);
+        },
+      },
+    );
     if (res.status === 504 && ids.length > 0) {
       // The proxy's request cut before the answer started: name it, not the bare status.
       const body = await res.text().catch(() => "");

@@ -1,3 +1,4 @@
+import pRetry from "p-retry";
 import { UserError } from "../errors.js";
 import { ENDPOINT_IDENTITY_ROUTE } from "../patches/endpoint-identity-module.js";
 import { checkEndpointName } from "./target.js";
@@ -41,6 +42,13 @@ export function parseOnOff(value: string): boolean {
   throw new UserError("bad_identity", `--identity ${value}: expected on or off`, 2);
 }
 
+/** The proxy refused the token (HTTP `status`): the one failure worth another try, with a fresh token. */
+class TokenRefused extends Error {
+  constructor(readonly status: number) {
+    super(`the proxy refused the token (HTTP ${status})`);
+  }
+}
+
 function settingsUrl(appUrl: string, endpoint: string): string {
   return `${appUrl.replace(/\/+$/, "")}${ENDPOINT_IDENTITY_ROUTE}/${checkEndpointName(endpoint)}`;
 }
@@ -53,33 +61,38 @@ async function call(
   fetchFn: typeof fetch,
 ): Promise<EndpointIdentityState> {
   const url = settingsUrl(appUrl, endpoint);
-  let res: Response | undefined;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const token = attempt === 0 ? await tokens.token() : await tokens.refresh();
-    try {
-      res = await fetchFn(url, {
-        method: init.method,
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        ...(init.body ? { body: init.body } : {}),
-        redirect: "manual",
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (err) {
-      throw new UserError(
-        "app_unreachable",
-        `cannot reach the app at ${new URL(url).origin} (${(err as Error).message})`,
-        4,
-        "is the app running? (`make app-status`, or `make local` for the local rehearsal)",
-      );
-    }
-    // The proxy refused the token (login redirect or 401 from the proxy): once more with a fresh one.
-    if ((res.status >= 300 && res.status < 400) || (res.status === 401 && attempt === 0)) continue;
-    break;
-  }
-  const body = (await res!.json().catch(() => undefined)) as
+  // The proxy refusing the first token (a login redirect, or its 401) is retried once with a fresh one;
+  // whatever the second answer is, it is judged below. Nothing else is retried.
+  const res = await pRetry(
+    async (attempt) => {
+      const token = attempt === 1 ? await tokens.token() : await tokens.refresh();
+      let res: Response;
+      try {
+        res = await fetchFn(url, {
+          method: init.method,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          ...(init.body ? { body: init.body } : {}),
+          redirect: "manual",
+          signal: AbortSignal.timeout(30_000),
+        });
+      } catch (err) {
+        throw new UserError(
+          "app_unreachable",
+          `cannot reach the app at ${new URL(url).origin} (${(err as Error).message})`,
+          4,
+          "is the app running? (`make app-status`, or `make local` for the local rehearsal)",
+        );
+      }
+      if (attempt === 1 && ((res.status >= 300 && res.status < 400) || res.status === 401))
+        throw new TokenRefused(res.status);
+      return res;
+    },
+    { retries: 1, minTimeout: 0, shouldRetry: ({ error }) => error instanceof TokenRefused },
+  );
+  const body = (await res.json().catch(() => undefined)) as
     | (Partial<EndpointIdentityState> & { error?: string; message?: string })
     | undefined;
-  const status = res!.status;
+  const status = res.status;
   if (status === 200 && body && typeof body.acceptIdentity === "boolean")
     return body as EndpointIdentityState;
   if (status >= 300 && status < 400)

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { UserError } from "../errors.js";
 import type { ClientConfig } from "./clients.js";
 
@@ -58,8 +59,7 @@ export function writeClientConfig(
     doc.inputs = [...theirs.filter((i) => !ours.has(i.id)), ...config.inputs];
   }
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode });
-  renameSync(tmp, file);
+  // Whole or not at all: a client reading its config mid-write never sees half of it.
+  writeFileAtomic.sync(file, `${JSON.stringify(doc, null, 2)}\n`, { mode });
   return { file, action: !existed ? "created" : had ? "updated" : "added" };
 }

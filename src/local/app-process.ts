@@ -1,15 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import { execa } from "execa";
+import { killGroup } from "./process-group.js";
 
-/** Signals a whole process group (the app and whatever it started); a gone group is fine. */
-export function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
-}
+export { killGroup } from "./process-group.js";
 
 export interface AppProcessExit {
   code: number | null;
@@ -37,20 +31,27 @@ export function spawnAppProcess(options: {
   const [cmd, ...args] = options.command;
   if (!cmd) throw new Error("empty app command");
   // Its own process group: if the app's runtime dies hard, its children still go with a group kill.
-  const child = spawn(cmd, args, {
+  const child = execa(cmd, args, {
     cwd: options.cwd,
     env: options.env,
-    stdio: ["ignore", "pipe", "pipe"],
+    // The platform's environment only: nothing of ours leaks into the app.
+    extendEnv: false,
+    stdin: "ignore",
     detached: true,
+    // Lines go to `onLine` as they come; nothing is kept in memory for the app's whole life.
+    buffer: false,
+    reject: false,
+    // stop() decides when to escalate (the runtime's own shutdown takes up to 12 s), and kills the group.
+    forceKillAfterDelay: false,
   });
   for (const source of ["stdout", "stderr"] as const) {
-    const stream = child[source];
-    if (stream) createInterface({ input: stream }).on("line", (line) => options.onLine(source, line));
+    createInterface({ input: child[source] }).on("line", (line) => options.onLine(source, line));
   }
-  const exited = new Promise<AppProcessExit>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-    child.once("error", () => resolve({ code: 127, signal: null }));
-  });
+  const exited: Promise<AppProcessExit> = child.then((r) =>
+    r.exitCode === undefined && !r.signal
+      ? { code: 127, signal: null } // could not be started
+      : { code: r.exitCode ?? null, signal: (r.signal as NodeJS.Signals | undefined) ?? null },
+  );
   if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
   return {
     pid: child.pid,

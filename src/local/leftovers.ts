@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { killGroup } from "./app-process.js";
+import { killGroup } from "./process-group.js";
 import { isAlive, type LocalPaths, type LocalRunState, pidExists, runsProgram } from "./state.js";
 import { waitFor } from "./wait.js";
 

@@ -1,4 +1,3 @@
-import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   cpSync,
@@ -16,6 +15,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { execaSync } from "execa";
 import { UserError } from "../errors.js";
 
 /**
@@ -166,8 +166,8 @@ export async function loadEmbeddedPostgres(): Promise<typeof import("embedded-po
 
 function postgresIds(): { uid: number; gid: number } | undefined {
   try {
-    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
-    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    const uid = Number(execaSync("id", ["-u", "postgres"]).stdout.trim());
+    const gid = Number(execaSync("id", ["-g", "postgres"]).stdout.trim());
     return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
   } catch {
     return undefined;
@@ -186,11 +186,20 @@ export function assertBinariesRun(moduleDir: string): void {
     ? initdb
     : path.join(locatePackages().platform, "native/bin/initdb");
   const ids = isRoot ? postgresIds() : undefined;
-  const r = spawnSync(resolvedInitdb, ["--version"], { encoding: "utf8", timeout: 30_000, ...ids });
-  if (r.error || r.status !== 0) {
-    const why = r.error
-      ? ((r.error as NodeJS.ErrnoException).code ?? r.error.message)
-      : `exit ${r.status}: ${(r.stderr || "").trim().split("\n")[0]}`;
+  const r = execaSync(resolvedInitdb, ["--version"], {
+    timeout: 30_000,
+    reject: false,
+    stdin: "ignore",
+    ...ids,
+  });
+  if (r.failed) {
+    const why = r.timedOut
+      ? "no answer within 30 s"
+      : r.exitCode === undefined && !r.signal
+        ? (r.code ?? r.originalMessage ?? "could not start")
+        : r.signal
+          ? `killed by ${r.signal}`
+          : `exit ${r.exitCode}: ${r.stderr.trim().split("\n")[0]}`;
     throw new UserError(
       "pg_binaries_unusable",
       `PostgreSQL's initdb cannot run${ids ? " as the postgres user" : ""} (${why}): ${resolvedInitdb}`,

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
+import getPort from "get-port";
 import pg from "pg";
 import { EXIT, UserError } from "../errors.js";
 import { binariesMajorVersion, isRoot, loadEmbeddedPostgres } from "./pg-binaries.js";
@@ -39,15 +39,16 @@ export interface StartPostgresOptions {
 
 const HOOKED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
+/**
+ * A port free on `host` right now (get-port: the OS picks one), never one of `avoid`: ports promised to
+ * something that does not listen yet (the proxy's), which the OS would otherwise hand out again.
+ */
+export async function freePort(host = "127.0.0.1", avoid: readonly number[] = []): Promise<number> {
+  // get-port's own `exclude` applies to ports asked for by number, not to the one the OS picks.
+  for (let tries = 0; ; tries++) {
+    const port = await getPort({ host });
+    if (!avoid.includes(port) || tries >= 20) return port;
+  }
 }
 
 export async function startEmbeddedPostgres(options: StartPostgresOptions): Promise<EmbeddedPostgresHandle> {

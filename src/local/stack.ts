@@ -14,7 +14,7 @@ import {
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
 import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
-import { waitFor } from "./wait.js";
+import { fetchNotAnswering, waitFor } from "./wait.js";
 
 export interface LocalStackOptions {
   config: Config;
@@ -136,6 +136,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   try {
     const t0 = performance.now();
     const pg = await startEmbeddedPostgres({
+      // Not the proxy's port: it is free now but ours only once the platform listens on it.
+      port: await freePort("127.0.0.1", [config.local.port]),
       dataDir: paths.pgDir,
       persistent: true,
       superPassword: secrets.pgSuperPassword,
@@ -157,7 +159,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       `postgres: ready on port ${pg.port} (${Math.round(performance.now() - t0)} ms), role ${secrets.clientId}: CONNECT, CREATE only`,
     );
 
-    const appPort = await freePort();
+    const appPort = await freePort("127.0.0.1", [config.local.port, pg.port]);
     const logFile = createWriteStream(paths.logFile, { flags: "a" });
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
@@ -250,6 +252,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
           what: "/metamcp/health through the local Apps proxy",
           signal: stopWaiting.signal,
+          // Refused while the proxy or the app starts; anything else ends the wait at once.
+          transient: fetchNotAnswering,
         },
       );
     } catch (err) {

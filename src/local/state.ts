@@ -5,13 +5,12 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  renameSync,
   rmSync,
   statSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { cliCommand } from "./printed.js";
@@ -91,12 +90,10 @@ function stateDirError(paths: { root: string }, file: string, err: unknown): Use
 }
 
 function writeAtomic(file: string, text: string, mode = 0o600): void {
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, text, { mode });
-    renameSync(tmp, file);
+    // Readers (status, down, the supervisor) never see half a file; the temp file is removed on failure.
+    writeFileAtomic.sync(file, text, { mode });
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw stateDirError({ root: path.dirname(file) }, path.basename(file), err);
   }
 }
@@ -260,33 +257,39 @@ export const SUPERVISOR_WORDS = ["local"];
  */
 export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
   ensureStateDir(paths);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(paths.lockFile, "wx", 0o600);
-      writeSync(fd, String(pid));
-      closeSync(fd);
-      return () => releaseLock(paths, pid);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw stateDirError(paths, "lock", err);
-      const owner = lockOwner(paths) ?? 0;
-      if (owner !== pid && runsProgram(owner, SUPERVISOR_WORDS)) {
-        const state = readRunState(paths);
-        throw new UserError(
-          "local_already_running",
-          `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
-          2,
-          `see it with \`${cliCommand("local status")}\`, stop it with \`${cliCommand("local down")}\``,
-        );
-      }
-      rmSync(paths.lockFile, { force: true });
-    }
+  if (createLockFile(paths, pid)) return () => releaseLock(paths, pid);
+  const owner = lockOwner(paths) ?? 0;
+  if (owner !== pid && runsProgram(owner, SUPERVISOR_WORDS)) {
+    const state = readRunState(paths);
+    throw new UserError(
+      "local_already_running",
+      `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
+      2,
+      `see it with \`${cliCommand("local status")}\`, stop it with \`${cliCommand("local down")}\``,
+    );
   }
+  // Its owner is gone (a crash, kill -9): taken over once. Losing that race means another `up` just took it.
+  rmSync(paths.lockFile, { force: true });
+  if (createLockFile(paths, pid)) return () => releaseLock(paths, pid);
   throw new UserError(
     "local_lock",
     `could not lock ${paths.lockFile}`,
     2,
     "remove the file if no `local up` is running",
   );
+}
+
+/** Creates the lock file holding `pid`; false when it exists. The exclusive create is the lock. */
+function createLockFile(paths: LocalPaths, pid: number): boolean {
+  try {
+    const fd = openSync(paths.lockFile, "wx", 0o600);
+    writeSync(fd, String(pid));
+    closeSync(fd);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw stateDirError(paths, "lock", err);
+  }
 }
 
 /** The PID written in the lock file (undefined: no lock, or an unreadable one). */

@@ -1,5 +1,13 @@
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
-import { applyTextEdits, forget, parseTypeScript, syntaxErrors, type TextEdit } from "./text-edits.js";
+import {
+  drift,
+  editFile,
+  type Patch,
+  type PatchContext,
+  requireFile,
+  withSourceFile,
+  withValidSourceFile,
+} from "./patch.js";
+import { applyTextEdits, type TextEdit } from "./text-edits.js";
 import { type CallExpression, Node, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -67,8 +75,7 @@ export function patchBackendListenText(
   text: string,
   ctx: PatchContext,
 ): { text: string; edits: number } {
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const call = theListenCall(file, sf, ctx);
     const [port, second, third] = call.getArguments();
     if (isOurHost(second)) return { text, edits: 0 };
@@ -79,18 +86,12 @@ export function patchBackendListenText(
     }
     const edit: TextEdit = { start: port.getEnd(), end: port.getEnd(), text: `, ${HOST_TEXT}` };
     return { text: applyTextEdits(text, [edit]), edits: 1 };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 /** What `verify` checks on the final tree: valid TypeScript, one listen call, its host `127.0.0.1`. */
 export function verifyBackendListenText(file: string, text: string, ctx: PatchContext): void {
-  const sf = parseTypeScript(file, text);
-  try {
-    const errors = syntaxErrors(sf);
-    if (errors.length)
-      throw drift(BACKEND_LOOPBACK_PATCH_ID, file, `valid TypeScript, got ${errors[0]}`, ctx);
+  withValidSourceFile(BACKEND_LOOPBACK_PATCH_ID, file, text, ctx, (sf) => {
     const call = theListenCall(file, sf, ctx);
     const [port, host, callback] = call.getArguments();
     if (!port || isCallback(port) || !isOurHost(host) || (callback && !isCallback(callback))) {
@@ -101,19 +102,17 @@ export function verifyBackendListenText(file: string, text: string, ctx: PatchCo
         ctx,
       );
     }
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 export const backendLoopbackPatch: Patch = {
   id: BACKEND_LOOPBACK_PATCH_ID,
   description: `the backend (port 12009) listens on ${BACKEND_LISTEN_HOST} only, not on every interface`,
   apply(tree, ctx) {
-    const text = requireFile(tree, BACKEND_INDEX_FILE, this.id, ctx);
-    const out = patchBackendListenText(BACKEND_INDEX_FILE, text, ctx);
-    if (out.text !== text) tree.write(BACKEND_INDEX_FILE, out.text);
-    return { files: out.edits ? [{ path: BACKEND_INDEX_FILE, edits: out.edits }] : [] };
+    const { files } = editFile(tree, BACKEND_INDEX_FILE, this.id, ctx, (text) =>
+      patchBackendListenText(BACKEND_INDEX_FILE, text, ctx),
+    );
+    return { files };
   },
   verify(tree, ctx) {
     verifyBackendListenText(BACKEND_INDEX_FILE, requireFile(tree, BACKEND_INDEX_FILE, this.id, ctx), ctx);

@@ -1,12 +1,13 @@
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
 import {
-  applyTextEdits,
-  forget,
-  parseTypeScript,
-  propertyName,
-  syntaxErrors,
-  type TextEdit,
-} from "./text-edits.js";
+  drift,
+  editFile,
+  type Patch,
+  type PatchContext,
+  requireFile,
+  withSourceFile,
+  withValidSourceFile,
+} from "./patch.js";
+import { applyTextEdits, propertyName, type TextEdit } from "./text-edits.js";
 import { type CallExpression, Node, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -70,8 +71,7 @@ export function patchAuthText(
   ctx: PatchContext,
 ): { text: string; edits: number; pluginsAdded: boolean } {
   if (text.includes(PLUGIN_CALL)) return { text, edits: 0, pluginsAdded: false };
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const calls = authCalls(sf);
     if (calls.length !== 1) throw drift(IDENTITY_PATCH_ID, file, `${KNOWN_FORM}; found ${calls.length}`, ctx);
     const call = calls[0]!;
@@ -106,17 +106,12 @@ export function patchAuthText(
     edits.push({ start: call.getStart(), end: call.getStart(), text: `${BIND}(` });
     edits.push({ start: call.getEnd(), end: call.getEnd(), text: ")" });
     return { text: applyTextEdits(text, edits), edits: edits.length, pluginsAdded };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 /** The final auth.ts: valid; imports our module; the one `betterAuth` call has our plugin and is bound. */
 export function verifyAuthText(file: string, text: string, ctx: PatchContext): void {
-  const sf = parseTypeScript(file, text);
-  try {
-    const errors = syntaxErrors(sf);
-    if (errors.length) throw drift(IDENTITY_PATCH_ID, file, `valid TypeScript, got ${errors[0]}`, ctx);
+  withValidSourceFile(IDENTITY_PATCH_ID, file, text, ctx, (sf) => {
     const imported = sf.getImportDeclarations().some((d) => {
       const names = d.getNamedImports().map((s) => s.getName());
       return (
@@ -142,9 +137,7 @@ export function verifyAuthText(file: string, text: string, ctx: PatchContext): v
       Node.isArrayLiteralExpression(array) &&
       array.getElements().some((e) => e.getText() === PLUGIN_CALL);
     if (!hasOurs) throw drift(IDENTITY_PATCH_ID, file, `\`${PLUGIN_CALL}\` in betterAuth's plugins`, ctx);
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 /** Our module is in the tree (the overlay put it there) and exports what auth.ts and the others use. */
@@ -168,13 +161,10 @@ export const databricksIdentityPatch: Patch = {
   description:
     "MetaMCP's better-auth signs in the Databricks identity the app's router vouches for (docs/identity.md)",
   apply(tree, ctx) {
-    const text = requireFile(tree, AUTH_FILE, this.id, ctx);
-    const out = patchAuthText(AUTH_FILE, text, ctx);
-    if (out.text !== text) tree.write(AUTH_FILE, out.text);
-    return {
-      files: out.edits ? [{ path: AUTH_FILE, edits: out.edits }] : [],
-      counts: { "SSO-aware sign-up hook": separatesSsoSignup(text) ? 1 : 0 },
-    };
+    const { original, files } = editFile(tree, AUTH_FILE, this.id, ctx, (text) =>
+      patchAuthText(AUTH_FILE, text, ctx),
+    );
+    return { files, counts: { "SSO-aware sign-up hook": separatesSsoSignup(original) ? 1 : 0 } };
   },
   verify(tree, ctx) {
     verifyAuthText(AUTH_FILE, requireFile(tree, AUTH_FILE, this.id, ctx), ctx);

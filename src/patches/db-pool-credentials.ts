@@ -1,12 +1,13 @@
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
 import {
-  applyTextEdits,
-  forget,
-  parseTypeScript,
-  propertyName,
-  syntaxErrors,
-  type TextEdit,
-} from "./text-edits.js";
+  drift,
+  editFile,
+  type Patch,
+  type PatchContext,
+  requireFile,
+  withSourceFile,
+  withValidSourceFile,
+} from "./patch.js";
+import { applyTextEdits, propertyName, type TextEdit } from "./text-edits.js";
 import { type CallExpression, Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -99,8 +100,7 @@ export function patchDbPoolText(
   ctx: PatchContext,
 ): { text: string; edits: number; form?: ConnectionForm } {
   if (text.includes(PASSWORD_FILE_VAR)) return { text, edits: 0 };
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const pools = poolConfigObjects(sf);
     const urlCalls = drizzleUrlCalls(sf);
     if (pools.length + urlCalls.length !== 1) {
@@ -140,9 +140,7 @@ export function patchDbPoolText(
       });
     }
     return { text: applyTextEdits(text, edits), edits: edits.length, form };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 /**
@@ -150,10 +148,7 @@ export function patchDbPoolText(
  * (the Pool's options, or the Pool of ours handed to drizzle); the imports that code needs are there.
  */
 export function verifyDbPoolText(file: string, text: string, ctx: PatchContext): ConnectionForm {
-  const sf = parseTypeScript(file, text);
-  try {
-    const errors = syntaxErrors(sf);
-    if (errors.length) throw drift(DB_POOL_PATCH_ID, file, `valid TypeScript, got ${errors[0]}`, ctx);
+  return withValidSourceFile(DB_POOL_PATCH_ID, file, text, ctx, (sf) => {
     const readsFile = (obj: ObjectLiteralExpression) =>
       obj.getText().includes(`password: () => ${READ_FILE_ALIAS}(process.env.${PASSWORD_FILE_VAR}`);
     const pools = poolConfigObjects(sf);
@@ -174,9 +169,7 @@ export function verifyDbPoolText(file: string, text: string, ctx: PatchContext):
     ].filter(Boolean);
     if (missing.length) throw drift(DB_POOL_PATCH_ID, file, `the import ${missing.join(" and ")}`, ctx);
     return form;
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 export const dbPoolCredentialsPatch: Patch = {
@@ -184,10 +177,10 @@ export const dbPoolCredentialsPatch: Patch = {
   description:
     "pg Pool reads the current Lakebase credential (renewed by the runtime) for every new connection",
   apply(tree, ctx) {
-    const text = requireFile(tree, DB_INDEX_FILE, this.id, ctx);
-    const out = patchDbPoolText(DB_INDEX_FILE, text, ctx);
-    if (out.text !== text) tree.write(DB_INDEX_FILE, out.text);
-    return { files: out.edits ? [{ path: DB_INDEX_FILE, edits: out.edits }] : [] };
+    const { files } = editFile(tree, DB_INDEX_FILE, this.id, ctx, (text) =>
+      patchDbPoolText(DB_INDEX_FILE, text, ctx),
+    );
+    return { files };
   },
   verify(tree, ctx) {
     verifyDbPoolText(DB_INDEX_FILE, requireFile(tree, DB_INDEX_FILE, this.id, ctx), ctx);

@@ -1,4 +1,4 @@
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
+import { drift, editFile, type Patch, type PatchContext, requireFile, withSourceFile } from "./patch.js";
 import {
   applyTextEdits,
   forget,
@@ -47,8 +47,7 @@ export function patchDrizzleConfigText(
   ctx: PatchContext,
   patchId = DRIZZLE_CONFIG_PATCH_ID,
 ) {
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const config = findConfigObject(sf);
     if (!config) throw drift(patchId, file, EXPECTATION, ctx);
     const schema = JSON.stringify(ctx.schema);
@@ -80,19 +79,17 @@ export function patchDrizzleConfigText(
       );
     }
     return { text: applyTextEdits(text, edits), edits: changed };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 export const drizzleConfigPatch: Patch = {
   id: DRIZZLE_CONFIG_PATCH_ID,
   description: "drizzle-kit config: schemaFilter and the migrations journal table in the custom schema",
   apply(tree, ctx) {
-    const text = requireFile(tree, DRIZZLE_CONFIG_FILE, this.id, ctx);
-    const out = patchDrizzleConfigText(DRIZZLE_CONFIG_FILE, text, ctx, this.id);
-    if (out.text !== text) tree.write(DRIZZLE_CONFIG_FILE, out.text);
-    return { files: out.edits ? [{ path: DRIZZLE_CONFIG_FILE, edits: out.edits }] : [] };
+    const { files } = editFile(tree, DRIZZLE_CONFIG_FILE, this.id, ctx, (text) =>
+      patchDrizzleConfigText(DRIZZLE_CONFIG_FILE, text, ctx, this.id),
+    );
+    return { files };
   },
   verify(tree, ctx) {
     const file = DRIZZLE_CONFIG_FILE;

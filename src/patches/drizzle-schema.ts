@@ -1,5 +1,4 @@
-import type { PatchFileRecord } from "../upstream/manifest.js";
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
+import { drift, type Patch, type PatchContext, type PatchFileRecord, requireFile } from "./patch.js";
 import { applyTextEdits, forget, parseTypeScript, syntaxErrors, type TextEdit } from "./text-edits.js";
 import type { FileTree } from "./tree.js";
 import {

@@ -4,8 +4,15 @@ import {
   endpointIdentityModule,
   IDENTITY_MODULE_FILE,
 } from "./endpoint-identity-module.js";
-import { drift, type Patch, type PatchContext, requireFile } from "./patch.js";
-import { applyTextEdits, forget, parseTypeScript, syntaxErrors, type TextEdit } from "./text-edits.js";
+import {
+  drift,
+  type Patch,
+  type PatchContext,
+  requireFile,
+  withSourceFile,
+  withValidSourceFile,
+} from "./patch.js";
+import { applyTextEdits, forget, parseTypeScript, type TextEdit } from "./text-edits.js";
 import { Node, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -75,8 +82,7 @@ export function patchMiddlewareText(
   ctx: PatchContext,
 ): { text: string; edits: number } {
   if (text.includes(MIDDLEWARE_IMPORT.trim())) return { text, edits: 0 };
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const fns = authenticateFunction(sf);
     const fn = fns[0];
     const params = fn?.getParameters() ?? [];
@@ -101,9 +107,7 @@ export function patchMiddlewareText(
       },
     ];
     return { text: applyTextEdits(text, edits), edits: edits.length };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 /** `const app = express()` at the top level of the backend entry: the one Express app. */
@@ -125,8 +129,7 @@ export function patchEntryText(
   ctx: PatchContext,
 ): { text: string; edits: number } {
   if (text.includes(ENTRY_IMPORT.trim())) return { text, edits: 0 };
-  const sf = parseTypeScript(file, text);
-  try {
+  return withSourceFile(file, text, (sf) => {
     const apps = expressApps(sf);
     if (apps.length !== 1)
       throw drift(
@@ -150,9 +153,7 @@ export function patchEntryText(
       },
     ];
     return { text: applyTextEdits(text, edits), edits: edits.length };
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 function middlewareFile(tree: { read(f: string): string | undefined }): string | undefined {
@@ -165,17 +166,11 @@ function isPerRouterRelease(tree: { read(f: string): string | undefined }): bool
 }
 
 function verifyParses(file: string, text: string, must: string[], ctx: PatchContext): void {
-  const sf = parseTypeScript(file, text);
-  try {
-    const errors = syntaxErrors(sf);
-    if (errors.length)
-      throw drift(ENDPOINT_IDENTITY_PATCH_ID, file, `valid TypeScript, got ${errors[0]}`, ctx);
+  withValidSourceFile(ENDPOINT_IDENTITY_PATCH_ID, file, text, ctx, () => {
     for (const m of must) {
       if (!text.includes(m)) throw drift(ENDPOINT_IDENTITY_PATCH_ID, file, `to contain \`${m}\``, ctx);
     }
-  } finally {
-    forget(sf);
-  }
+  });
 }
 
 export const endpointIdentityPatch: Patch = {

@@ -1,6 +1,26 @@
 import { DriftError } from "../errors.js";
-import type { PatchFileRecord } from "../upstream/manifest.js";
+import { forget, parseTypeScript, syntaxErrors } from "./text-edits.js";
 import type { FileTree } from "./tree.js";
+import type { SourceFile } from "./ts-morph.js";
+
+/** One file a patch changed, as the prepare manifest records it. */
+export interface PatchFileRecord {
+  /** Path relative to the tree root, `/`-separated. */
+  path: string;
+  /** How many edits the patch made in that file. */
+  edits: number;
+}
+
+/** One applied patch, as the prepare manifest records it (the patches' result; prepare writes it). */
+export interface PatchRecord {
+  id: string;
+  description: string;
+  files: PatchFileRecord[];
+  /** What the patch found and changed, discovered from the tree (e.g. `{ tables: 16, enums: 3 }`). */
+  counts?: Record<string, number>;
+  /** What a person must know about this release, e.g. a feature it lacks. */
+  note?: string;
+}
 
 export interface PatchContext {
   /** The custom PostgreSQL schema (e.g. `metamcp_app`). */
@@ -45,4 +65,49 @@ export function requireFile(tree: FileTree, file: string, patchId: string, ctx: 
   const text = tree.read(file);
   if (text === undefined) throw drift(patchId, file, "the file to exist", ctx);
   return text;
+}
+
+/**
+ * Parses `text` as TypeScript for `use`, then lets the syntax tree go (ts-morph keeps every parsed file
+ * otherwise). The patches' common preamble, with {@link parseValid} for their verify step.
+ */
+export function withSourceFile<T>(file: string, text: string, use: (sf: SourceFile) => T): T {
+  const sf = parseTypeScript(file, text);
+  try {
+    return use(sf);
+  } finally {
+    forget(sf);
+  }
+}
+
+/** As {@link withSourceFile}, failing with drift when the (patched) file is not valid TypeScript. */
+export function withValidSourceFile<T>(
+  patchId: string,
+  file: string,
+  text: string,
+  ctx: PatchContext,
+  use: (sf: SourceFile) => T,
+): T {
+  return withSourceFile(file, text, (sf) => {
+    const errors = syntaxErrors(sf);
+    if (errors.length) throw drift(patchId, file, `valid TypeScript, got ${errors[0]}`, ctx);
+    return use(sf);
+  });
+}
+
+/**
+ * `apply` of a patch that edits one file: reads it (drift when missing), edits it, writes it back only when
+ * it changed, and reports the file with its edit count (none when nothing was edited).
+ */
+export function editFile(
+  tree: FileTree,
+  file: string,
+  patchId: string,
+  ctx: PatchContext,
+  edit: (text: string) => { text: string; edits: number },
+): { original: string; files: PatchFileRecord[] } {
+  const original = requireFile(tree, file, patchId, ctx);
+  const out = edit(original);
+  if (out.text !== original) tree.write(file, out.text);
+  return { original, files: out.edits ? [{ path: file, edits: out.edits }] : [] };
 }

@@ -1,5 +1,4 @@
-import type { PatchRecord } from "../upstream/manifest.js";
-import type { Patch, PatchContext } from "./patch.js";
+import type { Patch, PatchContext, PatchRecord } from "./patch.js";
 import type { FileTree } from "./tree.js";
 
 export interface PatchRunReport extends PatchRecord {

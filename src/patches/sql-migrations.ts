@@ -1,5 +1,4 @@
-import type { PatchFileRecord } from "../upstream/manifest.js";
-import { drift, type Patch, requireFile } from "./patch.js";
+import { drift, type Patch, type PatchFileRecord, requireFile } from "./patch.js";
 
 /**
  * SQL migrations: every `"public".` schema qualifier (types, FK references, anything else) becomes

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { fdir } from "fdir";
 
 /**
  * The view of a source tree a patch works on: `/`-separated paths relative to the tree root. Two
@@ -73,18 +74,18 @@ export class DiskTree implements FileTree {
   }
 
   list(dir = ""): string[] {
-    const base = path.join(this.root, normalize(dir));
+    const rel = normalize(dir);
+    // Regular files only (no symbolic links), none under a skipped folder.
+    const base = path.join(this.root, rel);
     if (!existsSync(base)) return [];
-    const out: string[] = [];
-    const walk = (abs: string, rel: string) => {
-      for (const entry of readdirSync(abs, { withFileTypes: true })) {
-        if (SKIPPED_DIRS.has(entry.name)) continue;
-        const childRel = rel ? `${rel}/${entry.name}` : entry.name;
-        if (entry.isDirectory()) walk(path.join(abs, entry.name), childRel);
-        else if (entry.isFile()) out.push(childRel);
-      }
-    };
-    walk(base, normalize(dir));
-    return out.sort();
+    return new fdir({ excludeSymlinks: true })
+      .withErrors()
+      .withRelativePaths()
+      .exclude((name) => SKIPPED_DIRS.has(name))
+      .filter((file) => !SKIPPED_DIRS.has(path.posix.basename(file)))
+      .crawl(base)
+      .sync()
+      .map((file) => (rel ? `${rel}/${file}` : file))
+      .sort();
   }
 }

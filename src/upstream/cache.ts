@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { GitCommandError, git } from "./git.js";
+import { GitCommandError, git, loadGit } from "./git.js";
 import { withDirLock } from "./lock.js";
 import { type RepoCredentials, type RepoLocation, splitRepoCredentials, urlDigest } from "./repo-url.js";
 
@@ -61,7 +61,8 @@ async function fetchInto(
   credentials: RepoCredentials | undefined,
   whileFetching?: () => void,
 ): Promise<void> {
-  // git() spawns before its first await: by the time `whileFetching` runs, git is fetching.
+  // Once execa is loaded, git() spawns before it returns: by the time `whileFetching` runs, git is fetching.
+  await loadGit();
   const fetching = git(
     ["fetch", "--prune", "--force", "--update-shallow", "--quiet", `--filter=${FILTER}`, "origin"],
     {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { fdir } from "fdir";
 import { type PrepareManifest, readManifest } from "./manifest.js";
 
 /**
@@ -22,19 +23,16 @@ function hashFile(file: string): string {
 
 /** Hashes every file under `treeDir` (but our own folder) and writes the record. */
 export function recordTree(treeDir: string): void {
+  const root = path.resolve(treeDir);
   const files: Record<string, string> = {};
-  const walk = (rel: string) => {
-    const entries = readdirSync(path.join(treeDir, rel), { withFileTypes: true }).sort((a, b) =>
-      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-    );
-    for (const e of entries) {
-      const childRel = rel ? `${rel}/${e.name}` : e.name;
-      if (!rel && e.name === OWN_DIR) continue;
-      if (e.isDirectory()) walk(childRel);
-      else if (e.isFile()) files[childRel] = hashFile(path.join(treeDir, childRel));
-    }
-  };
-  walk("");
+  const rels = new fdir({ excludeSymlinks: true })
+    .withErrors()
+    .withRelativePaths()
+    .exclude((name, dir) => name === OWN_DIR && path.dirname(dir) === root)
+    .crawl(root)
+    .sync()
+    .sort();
+  for (const rel of rels) files[rel] = hashFile(path.join(root, rel));
   const record: TreeRecord = { algorithm: "sha256", files };
   writeFileSync(path.join(treeDir, TREE_RECORD_PATH), `${JSON.stringify(record, null, 1)}\n`);
 }
@@ -111,18 +109,20 @@ export function checkPreparedTree(input: CurrentCheckInput): CurrentCheck {
   return immutable ? { state: "current", manifest: m } : { state: "if-ref-unmoved", manifest: m };
 }
 
+/** The files of our overlay/ folder (but its own README), `/`-separated and sorted; none when it is absent. */
+export function overlayFiles(overlayDir: string): string[] {
+  if (!existsSync(overlayDir)) return [];
+  return new fdir()
+    .withErrors()
+    .withRelativePaths()
+    .filter((rel) => rel !== "README.md")
+    .crawl(overlayDir)
+    .sync()
+    .sort();
+}
+
 function overlayChange(overlayDir: string, treeDir: string, recorded: string[]): string | undefined {
-  const now: string[] = [];
-  const walk = (rel: string) => {
-    for (const e of readdirSync(path.join(overlayDir, rel), { withFileTypes: true })) {
-      const childRel = rel ? `${rel}/${e.name}` : e.name;
-      if (!rel && e.name === "README.md") continue;
-      if (e.isDirectory()) walk(childRel);
-      else now.push(childRel);
-    }
-  };
-  if (existsSync(overlayDir)) walk("");
-  now.sort();
+  const now = overlayFiles(overlayDir);
   if (now.join("\n") !== [...recorded].sort().join("\n")) return "our overlay files changed";
   for (const rel of now) {
     let same = false;

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { UserError } from "../errors.js";
 import type { RepoCredentials } from "./repo-url.js";
 
@@ -48,41 +47,36 @@ function credentialArgs(credentials: RepoCredentials | undefined): {
   };
 }
 
+type Execa = typeof import("execa");
+let execaModule: Execa | undefined;
+
+/**
+ * Loads execa (about as long as a no-op prepare takes in all, so only once git is needed: a tag's no-op
+ * prepare never loads it). After this, `git()` starts its child before returning, so synchronous work
+ * done right after the call (the TypeScript compiler loading during a fetch) overlaps git's.
+ */
+export async function loadGit(): Promise<void> {
+  execaModule ??= await import("execa");
+}
+
 /** Runs git. A missing git binary is a user error (exit 2); a failing command throws unless allowed. */
-export async function git(args: string[], options: GitRunOptions = {}): Promise<GitResult> {
+export function git(args: string[], options: GitRunOptions = {}): Promise<GitResult> {
+  if (execaModule) return runGit(execaModule, args, options);
+  return loadGit().then(() => runGit(execaModule as Execa, args, options));
+}
+
+async function runGit({ execa }: Execa, args: string[], options: GitRunOptions): Promise<GitResult> {
   const auth = credentialArgs(options.credentials);
   const full = options.gitDir ? [`--git-dir=${options.gitDir}`, ...args] : args;
-  // node:child_process, not execa: loading execa costs more than a no-op prepare may take in all.
-  const result = await new Promise<{
-    code: number | null;
-    signal: string | null;
-    stdout: string;
-    stderr: string;
-  }>((resolve, reject) => {
-    const child = spawn("git", [...auth.args, ...full], {
-      cwd: options.cwd,
-      env: { ...process.env, ...GIT_ENV, ...options.env, ...auth.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out)
-          .toString("utf8")
-          .replace(/\r?\n$/, ""),
-        stderr: Buffer.concat(err)
-          .toString("utf8")
-          .replace(/\r?\n$/, ""),
-      }),
-    );
-  }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") {
+  const r = await execa("git", [...auth.args, ...full], {
+    cwd: options.cwd,
+    env: { ...GIT_ENV, ...options.env, ...auth.env },
+    stdin: "ignore",
+    reject: false,
+  });
+  if (r.failed && r.exitCode === undefined && !r.signal) {
+    // git could not be started at all.
+    if (r.code === "ENOENT") {
       throw new UserError(
         "git_missing",
         "cannot run git: not found on PATH",
@@ -92,15 +86,15 @@ export async function git(args: string[], options: GitRunOptions = {}): Promise<
     }
     throw new UserError(
       "git_missing",
-      `cannot run git (${err.code ?? err.message})`,
+      `cannot run git (${r.code ?? r.originalMessage ?? r.shortMessage})`,
       2,
       "install git (>= 2.25) and put it on PATH",
     );
-  });
+  }
   const out: GitResult = {
-    exitCode: result.code ?? 1,
-    stdout: result.stdout,
-    stderr: result.stderr || (result.signal ? `killed by ${result.signal}` : ""),
+    exitCode: r.exitCode ?? 1,
+    stdout: r.stdout,
+    stderr: r.stderr || (r.signal ? `killed by ${r.signal}` : ""),
   };
   if (out.exitCode !== 0 && !options.allowFailure) {
     throw new GitCommandError(full, out);

@@ -1,8 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
@@ -67,6 +65,36 @@ export function describeOwner(o: LockOwner): string {
   return `process ${o.pid} on ${o.host} (since ${o.since})`;
 }
 
+/** The lock is held by someone alive (the message names them): the one failure worth waiting on. */
+class LockHeld extends Error {}
+
+/** Who holds the lock, as far as its owner file (of this very lock directory) says. */
+function heldBy(lockPath: string, ownerFile: string): string {
+  const owner = readOwner(ownerFile);
+  return owner && owner.lockIno === inodeOf(lockPath) ? describeOwner(owner) : "another prepare";
+}
+
+/**
+ * Removes the lock when its owner file (of this very lock directory) names a process of this machine that no
+ * longer runs: a holder killed with SIGKILL is recognised at once, without waiting for the lock to go stale.
+ */
+function reclaimIfDead(lockPath: string, ownerFile: string, log: Logger): boolean {
+  const owner = readOwner(ownerFile);
+  const ino = inodeOf(lockPath);
+  if (!owner || ino === undefined || owner.lockIno !== ino || !ownerIsDead(owner)) return false;
+  log.warn(`removing the lock ${lockPath} left by ${describeOwner(owner)}, which no longer runs`);
+  // Re-checked right before removal: never remove a lock someone took in the meantime.
+  if (inodeOf(lockPath) === ino) {
+    rmSync(ownerFile, { force: true });
+    try {
+      rmdirSync(lockPath);
+    } catch {
+      // Someone else reclaimed it first.
+    }
+  }
+  return true;
+}
+
 export interface DirLockOptions {
   /** How long to wait for a live holder before giving up with exit 2. */
   waitMs: number;
@@ -88,54 +116,57 @@ export async function withDirLock<T>(
   const lockPath = `${target}.lock`;
   const ownerFile = `${lockPath}.owner.json`;
   mkdirSync(path.dirname(lockPath), { recursive: true });
-  const deadline = Date.now() + options.waitMs;
   let told = false;
-  let release: () => Promise<void>;
   // Loaded on use: a prepare that finds its tree current never locks.
-  const lockfile = (await import("proper-lockfile")).default;
-  for (;;) {
+  const [lockfile, pRetry, writeFileAtomic] = await Promise.all([
+    import("proper-lockfile").then((m) => m.default),
+    import("p-retry").then((m) => m.default),
+    import("write-file-atomic").then((m) => m.default),
+  ]);
+  const tryLock = async (): Promise<(() => Promise<void>) | undefined> => {
     try {
-      release = await lockfile.lock(target, {
+      return await lockfile.lock(target, {
         lockfilePath: lockPath,
         realpath: false,
         stale: STALE_MS,
         onCompromised: (err) => log.warn(`lost the lock ${lockPath}: ${err.message}`),
       });
-      break;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ELOCKED") throw err;
+      if ((err as NodeJS.ErrnoException).code === "ELOCKED") return undefined;
+      throw err;
     }
-    const owner = readOwner(ownerFile);
-    const ino = inodeOf(lockPath);
-    if (owner && ino !== undefined && owner.lockIno === ino && ownerIsDead(owner)) {
-      log.warn(`removing the lock ${lockPath} left by ${describeOwner(owner)}, which no longer runs`);
-      // Re-checked right before removal: never remove a lock someone took in the meantime.
-      if (inodeOf(lockPath) === ino) {
-        rmSync(ownerFile, { force: true });
-        try {
-          rmdirSync(lockPath);
-        } catch {
-          // Someone else reclaimed it first.
-        }
-      }
-      continue;
-    }
-    if (Date.now() > deadline) {
-      const holder = owner && owner.lockIno === ino ? describeOwner(owner) : "another prepare";
-      throw new UserError(
-        "cache_locked",
-        `${options.what} is locked by ${holder} (lock ${lockPath})`,
-        2,
-        `wait for it to finish and run again; if no such process runs, remove ${lockPath}`,
-      );
-    }
-    if (!told) {
-      log.info(
-        `waiting for ${owner && owner.lockIno === ino ? describeOwner(owner) : "another prepare"} to release ${lockPath}`,
-      );
-      told = true;
-    }
-    await delay(200);
+  };
+  let release: () => Promise<void>;
+  try {
+    // Polled every 200 ms until `waitMs`; only "held by someone else" is retried, every other error is thrown.
+    release = await pRetry(
+      async () => {
+        const got =
+          (await tryLock()) ?? (reclaimIfDead(lockPath, ownerFile, log) ? await tryLock() : undefined);
+        if (got) return got;
+        throw new LockHeld(heldBy(lockPath, ownerFile));
+      },
+      {
+        retries: Number.POSITIVE_INFINITY,
+        factor: 1,
+        minTimeout: 200,
+        maxRetryTime: options.waitMs,
+        shouldRetry: ({ error }) => error instanceof LockHeld,
+        onFailedAttempt: ({ error }) => {
+          if (!(error instanceof LockHeld) || told || options.waitMs <= 0) return;
+          log.info(`waiting for ${error.message} to release ${lockPath}`);
+          told = true;
+        },
+      },
+    );
+  } catch (err) {
+    if (!(err instanceof LockHeld)) throw err;
+    throw new UserError(
+      "cache_locked",
+      `${options.what} is locked by ${err.message} (lock ${lockPath})`,
+      2,
+      `wait for it to finish and run again; if no such process runs, remove ${lockPath}`,
+    );
   }
   const me: LockOwner = {
     pid: process.pid,
@@ -144,10 +175,8 @@ export async function withDirLock<T>(
     lockIno: inodeOf(lockPath) ?? -1,
     since: new Date().toISOString(),
   };
-  // Written whole (temp file + rename) so a reader never sees half an owner.
-  const tmp = `${ownerFile}.${process.pid}-${randomBytes(3).toString("hex")}`;
-  writeFileSync(tmp, `${JSON.stringify(me)}\n`);
-  renameSync(tmp, ownerFile);
+  // Written whole so a reader never sees half an owner.
+  writeFileAtomic.sync(ownerFile, `${JSON.stringify(me)}\n`);
   try {
     return await fn();
   } finally {

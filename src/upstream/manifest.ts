@@ -1,26 +1,12 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import type { PatchRecord } from "../patches/patch.js";
 import type { RefKind } from "./refs.js";
+
+export type { PatchFileRecord, PatchRecord } from "../patches/patch.js";
 
 /** Where `prepare` records what it built, relative to the build dir. */
 export const MANIFEST_PATH = ".metamcp-databricks/manifest.json";
-
-export interface PatchFileRecord {
-  /** Path relative to the tree root, `/`-separated. */
-  path: string;
-  /** How many edits the patch made in that file. */
-  edits: number;
-}
-
-export interface PatchRecord {
-  id: string;
-  description: string;
-  files: PatchFileRecord[];
-  /** What the patch found and changed, discovered from the tree (e.g. `{ tables: 16, enums: 3 }`). */
-  counts?: Record<string, number>;
-  /** What a person must know about this release, e.g. a feature it lacks. */
-  note?: string;
-}
 
 /**
  * `<build-dir>/.metamcp-databricks/manifest.json`, written by `prepare`. Reproducible: no timestamps,

@@ -1,8 +1,6 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { OVERLAY_PATH, toolRoot } from "../build/locations.js";
-import type { Config } from "../config/load.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { PATCH_IDS } from "../patches/ids.js";
@@ -11,7 +9,8 @@ import { TOOL_VERSION } from "../version.js";
 import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPlace } from "./build-dir.js";
 import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.js";
 import { exportCommit } from "./checkout.js";
-import { type CurrentCheck, checkPreparedTree, recordTree } from "./current.js";
+import { type CurrentCheck, checkPreparedTree, overlayFiles, recordTree } from "./current.js";
+import { OVERLAY_PATH, toolRoot } from "./locations.js";
 import { MANIFEST_PATH, type PrepareManifest, renderManifest } from "./manifest.js";
 import type { ResolvedRef } from "./refs.js";
 import { locateRepo } from "./repo-url.js";
@@ -55,27 +54,15 @@ export interface PrepareResult {
   timings: PrepareTimings;
 }
 
-const OVERLAY_SKIP = new Set(["README.md"]);
-
 /** Copies overlay/ (but its own README) over the tree; returns the files it wrote, sorted. */
 export function applyOverlay(overlayDir: string, treeDir: string): string[] {
-  if (!existsSync(overlayDir)) return [];
-  const written: string[] = [];
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(path.join(overlayDir, rel), { withFileTypes: true })) {
-      const childRel = rel ? `${rel}/${entry.name}` : entry.name;
-      if (!rel && OVERLAY_SKIP.has(entry.name)) continue;
-      if (entry.isDirectory()) walk(childRel);
-      else {
-        const dest = path.join(treeDir, childRel);
-        mkdirSync(path.dirname(dest), { recursive: true });
-        cpSync(path.join(overlayDir, childRel), dest);
-        written.push(childRel);
-      }
-    }
-  };
-  walk("");
-  return written.sort();
+  const written = overlayFiles(overlayDir);
+  for (const rel of written) {
+    const dest = path.join(treeDir, rel);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    cpSync(path.join(overlayDir, rel), dest);
+  }
+  return written;
 }
 
 /** Loads ts-morph (and TypeScript) into the module cache; a failure here is reported where it is used. */
@@ -267,8 +254,25 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
   }
 }
 
+/**
+ * What `prepareFromConfig` reads of the configuration (src/config's `Config` has these): named here so the
+ * upstream folder does not import config, which imports upstream's URL handling.
+ */
+export interface PrepareConfig {
+  repoUrl: string;
+  ref: string;
+  buildDir: string;
+  schema: string;
+  cwd: string;
+  values: { METAMCP_CACHE_DIR?: { value?: string | undefined } | undefined };
+}
+
 /** `prepare` as the CLI and `local` run it: every input from the one configuration. */
-export async function prepareFromConfig(config: Config, log: Logger, force = false): Promise<PrepareResult> {
+export async function prepareFromConfig(
+  config: PrepareConfig,
+  log: Logger,
+  force = false,
+): Promise<PrepareResult> {
   return await prepareUpstream({
     repoUrl: config.repoUrl,
     ref: config.ref,

@@ -1,3 +1,4 @@
+import { distance } from "fastest-levenshtein";
 import semver from "semver";
 import { UserError } from "../errors.js";
 import { git } from "./git.js";
@@ -82,19 +83,6 @@ export function pickLatestStableRelease(
 
 /** Tags ordered by closeness to what was asked (edit distance, then newest version first). */
 export function nearestTags(requested: string, tags: readonly string[], count = 5): string[] {
-  const distance = (a: string, b: string): number => {
-    const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let diag = prev[0]!;
-      prev[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const tmp = prev[j]!;
-        prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-        diag = tmp;
-      }
-    }
-    return prev[b.length]!;
-  };
   const version = (t: string) => semver.coerce(t)?.version ?? "0.0.0";
   const wanted = semver.coerce(requested);
   // For a version-like request, numeric closeness first (v2.4.23 → v2.4.22, v2.4.21...), then spelling.

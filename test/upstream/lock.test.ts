@@ -1,10 +1,11 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { UserError } from "../../src/errors.js";
+import { waitFor } from "../../src/local/wait.js";
 import { createLogger, silentLogger } from "../../src/log/logger.js";
 import { withDirLock } from "../../src/upstream/lock.js";
 import { tempDir } from "../support/tmp.js";
@@ -76,5 +77,66 @@ describe("the mirror lock", () => {
     const old = new Date(Date.now() - 60_000);
     utimesSync(`${target}.lock`, old, old);
     expect(await withDirLock(target, silentLogger, { waitMs: 0, what: "x" }, async () => "ran")).toBe("ran");
+  });
+
+  it("refuses while another live process holds it, and takes it at once when that process is killed -9", async () => {
+    const dir = tempDir();
+    const target = path.join(dir, "repo.git");
+    // A real second process takes the lock through the same code and holds it until killed.
+    const script = path.join(dir, "holder.mts");
+    writeFileSync(
+      script,
+      `import { withDirLock } from ${JSON.stringify(path.resolve("src/upstream/lock.ts"))};
+import { silentLogger } from ${JSON.stringify(path.resolve("src/log/logger.ts"))};
+await withDirLock(${JSON.stringify(target)}, silentLogger, { waitMs: 0, what: "x" }, async () => {
+  process.stdout.write("held\\n");
+  await new Promise(() => setInterval(() => {}, 1000));
+});
+`,
+    );
+    const holder = spawn(process.execPath, ["--import", "tsx", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    onTestFinished(() => {
+      if (holder.exitCode === null && holder.signalCode === null) holder.kill("SIGKILL");
+    });
+    let out = "";
+    holder.stdout.on("data", (c) => {
+      out += String(c);
+    });
+    await waitFor(() => (out.includes("held") ? true : undefined), { timeoutMs: 60_000, what: "the holder" });
+
+    const err = await withDirLock(
+      target,
+      silentLogger,
+      { waitMs: 500, what: "the clone cache" },
+      async () => "ran",
+    ).catch((e: unknown) => e);
+    expect((err as UserError).code).toBe("cache_locked");
+    expect((err as UserError).message).toContain(`locked by process ${holder.pid} on ${os.hostname()}`);
+
+    const exited = new Promise((r) => holder.once("exit", r));
+    holder.kill("SIGKILL");
+    await exited;
+    const { log, text } = capture();
+    // waitMs 0: the lock is fresh (not stale), so only recognising the dead owner can take it.
+    expect(await withDirLock(target, log, { waitMs: 0, what: "x" }, async () => "ran")).toBe("ran");
+    expect(text()).toMatch(
+      new RegExp(`left by process ${holder.pid} on ${os.hostname()} \\(since [^)]+\\), which no longer runs`),
+    );
+  });
+
+  it("throws at once an error that is not a held lock (no waiting on it)", async () => {
+    const dir = tempDir();
+    // The lock's folder cannot be made: its parent is a file.
+    writeFileSync(path.join(dir, "file"), "");
+    const target = path.join(dir, "file", "repo.git");
+    const err = await withDirLock(
+      target,
+      silentLogger,
+      { waitMs: 60_000, what: "x" },
+      async () => "ran",
+    ).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toMatch(/ENOTDIR|EEXIST/);
   });
 });

@@ -266,7 +266,13 @@ async function waitForDelegatedLogins(
           await c.end().catch(() => {});
         }
       },
-      { timeoutMs: 20_000, intervalMs: 20, what: `PostgreSQL to check ${role}'s logins with the stand-in` },
+      {
+        timeoutMs: 20_000,
+        intervalMs: 20,
+        what: `PostgreSQL to check ${role}'s logins with the stand-in`,
+        // Refused (pg_hba or the old password: 28000, 28P01) until the reload took effect.
+        transient: (err) => ["28000", "28P01"].includes((err as { code?: string }).code ?? ""),
+      },
     );
   } finally {
     credentials.revoke(probe.token);

@@ -81,7 +81,7 @@ export async function runStep(spec: StepSpec, log: Logger): Promise<StepResult> 
     throw new UserError(
       "build_step_failed",
       `step \`${spec.name}\` could not start \`${spec.command}\`: ${exit.error}`,
-      2,
+      EXIT.input,
       "check that Node.js and npx are on PATH",
     );
   }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { lstatSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fdir } from "fdir";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 
 /** Databricks Apps refuse a deployment holding any file of 10 MB or more (docs/build.md). */
 export const MAX_FILE_BYTES = 10 * 1024 * 1024;
@@ -151,7 +151,8 @@ export function listTree(root: string, options: { ignore?: (rel: string) => bool
       throw new UserError(
         "app_tree_symlink",
         `the app tree holds a symbolic link, ${rel}: a Databricks bundle sync skips symlinks, so the app would miss it`,
-        1,
+        // Our copies are symlink-free: one left means upstream's output grew a kind we do not flatten yet.
+        EXIT.drift,
       );
     }
     if (st.isFile()) out.push({ path: rel, bytes: st.size });
@@ -204,7 +205,7 @@ export function checkTree(files: TreeFile[]): void {
     throw new UserError(
       "app_tree_forbidden_file",
       `the app tree would deploy ${forbidden.length === 1 ? "a forbidden file" : `${forbidden.length} forbidden files`}: ${forbidden.join(", ")}`,
-      2,
+      EXIT.input,
       "remove it from the prepared tree (or from what upstream's build copies into its output) and build again",
     );
   }
@@ -214,7 +215,7 @@ export function checkTree(files: TreeFile[]): void {
     throw new UserError(
       "app_tree_file_too_large",
       `the app tree holds ${big.length === 1 ? "a file" : `${big.length} files`} of 10 MB or more, which Databricks Apps refuse to deploy: ${list}`,
-      2,
+      EXIT.input,
       "drop it from the output or add a measured entry to PRUNED_PACKAGES in src/build/tree-policy.ts",
     );
   }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import envPaths from "env-paths";
 import writeFileAtomic from "write-file-atomic";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 
 /** The environment variable the bridge reads MetaMCP's API key from. */
@@ -32,12 +32,12 @@ export function defaultKeyFile(
 
 function checkKey(key: string, from: string): string {
   const trimmed = key.trim();
-  if (!trimmed) throw new UserError("api_key_empty", `the MetaMCP API key from ${from} is empty`, 2);
+  if (!trimmed) throw new UserError("api_key_empty", `the MetaMCP API key from ${from} is empty`, EXIT.input);
   if (/\s/.test(trimmed)) {
     throw new UserError(
       "api_key_invalid",
       `the MetaMCP API key from ${from} contains whitespace: copy it again from MetaMCP's "API Keys" page`,
-      2,
+      EXIT.input,
     );
   }
   registerSecret(trimmed);
@@ -57,7 +57,11 @@ export function resolveApiKey(input: {
   if (input.flag !== undefined) return { key: checkKey(input.flag, "--api-key"), source: "flag" };
   if (input.flagFile !== undefined) {
     if (!existsSync(input.flagFile)) {
-      throw new UserError("api_key_file_missing", `the key file ${input.flagFile} does not exist`, 2);
+      throw new UserError(
+        "api_key_file_missing",
+        `the key file ${input.flagFile} does not exist`,
+        EXIT.input,
+      );
     }
     return readKeyFile(input.flagFile);
   }
@@ -73,7 +77,7 @@ function readKeyFile(file: string): ApiKey {
     throw new UserError(
       "api_key_file_open",
       `the key file ${file} is readable by others (mode ${mode.toString(8)})`,
-      2,
+      EXIT.input,
       `run \`chmod 600 ${file}\``,
     );
   }
@@ -92,7 +96,7 @@ export function missingKeyError(file: string, keyCommand: string): UserError {
   return new UserError(
     "api_key_missing",
     `no MetaMCP API key: none given with --api-key-file, ${API_KEY_ENV} is not set and ${file} does not exist`,
-    2,
+    EXIT.input,
     `create a key in MetaMCP ("API Keys"), then save it once with \`${keyCommand}\` (it reads the key from stdin)`,
   );
 }

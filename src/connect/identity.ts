@@ -1,5 +1,5 @@
 import pRetry from "p-retry";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { ENDPOINT_IDENTITY_ROUTE } from "../patches/endpoint-identity-module.js";
 import { checkEndpointName } from "./target.js";
 import type { TokenSource } from "./token-source.js";
@@ -31,7 +31,7 @@ export function parseAuthMode(value: string | undefined): AuthMode | undefined {
   throw new UserError(
     "bad_auth",
     `--auth ${value}: expected key or identity`,
-    2,
+    EXIT.input,
     "--auth identity sends only the Databricks token; --auth key also a MetaMCP API key",
   );
 }
@@ -39,7 +39,7 @@ export function parseAuthMode(value: string | undefined): AuthMode | undefined {
 export function parseOnOff(value: string): boolean {
   if (/^(on|true|yes|1)$/i.test(value)) return true;
   if (/^(off|false|no|0)$/i.test(value)) return false;
-  throw new UserError("bad_identity", `--identity ${value}: expected on or off`, 2);
+  throw new UserError("bad_identity", `--identity ${value}: expected on or off`, EXIT.input);
 }
 
 /** The proxy refused the token (HTTP `status`): the one failure worth another try, with a fresh token. */
@@ -79,7 +79,7 @@ async function call(
         throw new UserError(
           "app_unreachable",
           `cannot reach the app at ${new URL(url).origin} (${(err as Error).message})`,
-          4,
+          EXIT.databricks,
           "is the app running? (`make app-status`, or `make local` for the local rehearsal)",
         );
       }
@@ -99,41 +99,41 @@ async function call(
     throw new UserError(
       "token_refused",
       `the Apps proxy did not accept the Databricks token of ${tokens.description} (redirect to its login page)`,
-      4,
+      EXIT.databricks,
       "log in again (`databricks auth login --profile <profile>`), or `make local` for the local rehearsal",
     );
   if (status === 404 && body?.error === "Endpoint not found")
     throw new UserError(
       "endpoint_not_found",
       `MetaMCP has no endpoint named ${endpoint}`,
-      2,
+      EXIT.input,
       "use the name shown on MetaMCP's Endpoints page",
     );
   if (status === 404)
     throw new UserError(
       "identity_unsupported",
       `this app's MetaMCP does not offer the Databricks identity on endpoints (${url} answered 404)`,
-      2,
+      EXIT.input,
       "prepare and deploy a MetaMCP release that has it (v2.2.0 or later, prepared by this version of the tool); until then use a MetaMCP API key",
     );
   if (status === 401)
     throw new UserError(
       "identity_not_asserted",
       `the app did not receive a workspace identity for this request (${body?.message ?? "401"})`,
-      4,
+      EXIT.databricks,
       "the request must go through the Databricks Apps proxy with a user's OAuth token (not a service principal's)",
     );
   if (status === 403)
     throw new UserError(
       "identity_forbidden",
       `${body?.message ?? "access denied"} (endpoint ${endpoint}, as ${tokens.description})`,
-      2,
+      EXIT.input,
       "only the endpoint's owner can change it; a private endpoint of someone else is not yours to use",
     );
   throw new UserError(
     "identity_failed",
     `the app answered ${status} for ${init.method} ${new URL(url).pathname}: ${body?.message ?? body?.error ?? "no details"}`,
-    4,
+    EXIT.databricks,
   );
 }
 

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import {
   CLIENT_NAMES,
   CLIENTS,
@@ -76,7 +76,7 @@ export function parseClients(list: string | undefined, fallback: readonly Client
       throw new UserError(
         "unknown_client",
         `unknown client "${c}"`,
-        2,
+        EXIT.input,
         `choose among ${CLIENTS.join(", ")} (comma-separated), or all`,
       );
     }

@@ -1,4 +1,4 @@
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { missingKeyError, resolveApiKey } from "./api-key.js";
 import { startBridge } from "./bridge.js";
@@ -36,7 +36,7 @@ export async function runStdioBridge(o: StdioOptions): Promise<void> {
   try {
     parsed = new URL(url);
   } catch {
-    throw new UserError("bad_url", `--url ${url} is not a URL`, 2);
+    throw new UserError("bad_url", `--url ${url} is not a URL`, EXIT.input);
   }
   const tokens = await tokenSourceFor(o.target);
   if (!key && o.auth !== "identity") {

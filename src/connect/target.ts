@@ -24,7 +24,7 @@ export function checkEndpointName(name: string): string {
     throw new UserError(
       "bad_endpoint_name",
       `"${name}" is not a MetaMCP endpoint name (letters, digits, - and _ only)`,
-      2,
+      EXIT.input,
       "use the name shown on MetaMCP's Endpoints page",
     );
   }

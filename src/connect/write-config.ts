@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { ClientConfig } from "./clients.js";
 
 export interface WriteResult {
@@ -37,7 +37,7 @@ export function writeClientConfig(
       throw new UserError(
         "client_config_unreadable",
         `${file} is not plain JSON (comments or a syntax error): left unchanged`,
-        2,
+        EXIT.input,
         "add the entry printed by `connect` (without --write) to it by hand",
       );
     }
@@ -47,7 +47,7 @@ export function writeClientConfig(
     throw new UserError(
       "client_config_unreadable",
       `${file}: "${config.serversKey}" is not an object: left unchanged`,
-      2,
+      EXIT.input,
       "fix the file, or add the printed entry by hand",
     );
   }

@@ -124,7 +124,12 @@ function isUserError(err: unknown): boolean {
 }
 
 function enoent(bin: string): UserError {
-  return new UserError("cli_missing", `the Databricks CLI (\`${bin}\`) was not found`, 2, CLI_INSTALL_HINT);
+  return new UserError(
+    "cli_missing",
+    `the Databricks CLI (\`${bin}\`) was not found`,
+    EXIT.input,
+    CLI_INSTALL_HINT,
+  );
 }
 
 const NOT_LOGGED_IN =

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { Document } from "yaml";
 import type { Config } from "../config/load.js";
 import { TARGETS, type Target } from "../config/variables.js";
@@ -347,9 +348,7 @@ function writeAtomic(file: string, text: string): void {
   // Unchanged content keeps the file (and its mtime, which the deploy record's fingerprint reads).
   if (sameContent(file, text)) return;
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
+  writeFileAtomic.sync(file, text);
 }
 
 /**

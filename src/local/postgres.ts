@@ -139,7 +139,7 @@ function assertDataDirVersion(dataDir: string): void {
   throw new UserError(
     "pg_version_mismatch",
     `the local database in ${dataDir} was made by PostgreSQL ${Number.isNaN(have) ? "(unreadable PG_VERSION)" : have}; this version of metamcp-databricks runs PostgreSQL ${runs}`,
-    2,
+    EXIT.input,
     `keep it: use the metamcp-databricks version that made it (or dump it with PostgreSQL ${have}'s pg_dump); or start over with \`${cliCommand("local up --fresh")}\` (deletes that database)`,
   );
 }

@@ -60,14 +60,14 @@ function portError(port: number, what: string, err: NodeJS.ErrnoException, hint:
     return new UserError(
       "port_in_use",
       `port ${port} (${what}) is already in use by another program`,
-      2,
+      EXIT.input,
       hint,
     );
   if (err.code === "EACCES")
     return new UserError(
       "port_not_allowed",
       `port ${port} (${what}) needs privileges this user does not have (ports below 1024)`,
-      2,
+      EXIT.input,
       hint,
     );
   return err;
@@ -106,7 +106,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     throw new UserError(
       "no_app_tree",
       `no built app tree in ${appDir}`,
-      2,
+      EXIT.input,
       `run \`${cliCommand("build")}\` first (or \`make local\`, which builds)`,
     );
   }

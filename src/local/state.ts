@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { cliCommand } from "./printed.js";
 
@@ -83,7 +83,7 @@ function stateDirError(paths: { root: string }, file: string, err: unknown): Use
   return new UserError(
     "state_dir_unwritable",
     `cannot write ${file} in the local state dir ${paths.root} (${code})`,
-    2,
+    EXIT.input,
     `make ${paths.root} writable by you, or use another folder: LOCAL_STATE_DIR=/path/to/dir`,
     { cause: err },
   );
@@ -133,7 +133,7 @@ function readSecretsFile(paths: LocalPaths): Partial<LocalSecrets> {
     throw new UserError(
       "local_secrets_damaged",
       `${paths.secretsFile} is damaged (not the JSON object of secrets it should be); it was left as it is`,
-      2,
+      EXIT.input,
       `restore it from a backup; or move it away and start over with \`${cliCommand("local up --fresh")}\` (the local database depends on it and is deleted)`,
     );
   }
@@ -264,7 +264,7 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
     throw new UserError(
       "local_already_running",
       `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
-      2,
+      EXIT.input,
       `see it with \`${cliCommand("local status")}\`, stop it with \`${cliCommand("local down")}\``,
     );
   }
@@ -274,7 +274,7 @@ export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
   throw new UserError(
     "local_lock",
     `could not lock ${paths.lockFile}`,
-    2,
+    EXIT.input,
     "remove the file if no `local up` is running",
   );
 }

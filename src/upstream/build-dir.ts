@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { processAlive } from "./lock.js";
 import { MANIFEST_PATH, readManifest } from "./manifest.js";
@@ -16,7 +16,7 @@ export function assertBuildDirReplaceable(buildDir: string): void {
   const st = lstatSync(buildDir, { throwIfNoEntry: false });
   if (!st) return;
   const refuse = (why: string, hint: string) =>
-    new UserError("build_dir_not_ours", `refusing to replace ${buildDir}: ${why}`, 2, hint);
+    new UserError("build_dir_not_ours", `refusing to replace ${buildDir}: ${why}`, EXIT.input, hint);
   const pick = "pass --build-dir (or set BUILD_DIR) to a new or empty directory, e.g. build/metamcp";
   if (st.isSymbolicLink()) {
     throw refuse("it is a symbolic link, and prepare replaces the directory itself", pick);
@@ -113,7 +113,7 @@ export function makeWorkDir(buildDir: string, previous: boolean): string {
       "build_dir_unwritable",
       `cannot write beside ${buildDir}: ${parent} is not writable (${errCode(err)}); ` +
         (previous ? `the previous tree at ${buildDir} remains as it was` : "nothing was written"),
-      2,
+      EXIT.input,
       `make ${parent} writable, or pass --build-dir (BUILD_DIR) in a folder you can write`,
     );
   }
@@ -132,7 +132,7 @@ export function swapIntoPlace(src: string, dest: string): void {
       throw new UserError(
         "build_dir_unwritable",
         `cannot move the prepared tree into ${dest} (${errCode(err)}); nothing was written there`,
-        2,
+        EXIT.input,
         `make ${path.dirname(dest)} writable, or pass --build-dir (BUILD_DIR) in a folder you can write`,
       );
     }
@@ -145,7 +145,7 @@ export function swapIntoPlace(src: string, dest: string): void {
     throw new UserError(
       "build_dir_locked",
       `cannot move the previous tree at ${dest} aside (${errCode(err)}): it remains as it was, and the new tree was not installed`,
-      2,
+      EXIT.input,
       `check the permissions of ${dest} and ${path.dirname(dest)} (and that nothing has it open or mounted), then run again`,
     );
   }
@@ -156,7 +156,7 @@ export function swapIntoPlace(src: string, dest: string): void {
     throw new UserError(
       "build_dir_unwritable",
       `cannot move the prepared tree into ${dest} (${errCode(err)}); the previous tree remains as it was`,
-      2,
+      EXIT.input,
       `check the permissions of ${path.dirname(dest)}, then run again`,
     );
   }
@@ -166,7 +166,7 @@ export function swapIntoPlace(src: string, dest: string): void {
     throw new UserError(
       "old_tree_undeletable",
       `the new tree is in place at ${dest}, but the previous tree, moved to ${old}, could not be deleted (${errCode(err)}${(err as NodeJS.ErrnoException).path ? ` on ${(err as NodeJS.ErrnoException).path}` : ""}); part of it remains there`,
-      2,
+      EXIT.input,
       `delete ${old} yourself (it may need other permissions); the next prepare retries when its process is gone`,
     );
   }

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { GitCommandError, git, loadGit } from "./git.js";
 import { withDirLock } from "./lock.js";
@@ -99,7 +99,7 @@ async function refuseShallowLocalSource(repoUrl: string): Promise<void> {
     throw new UserError(
       "repo_shallow",
       `${repoUrl} is a shallow clone: prepare needs the repository's history (which tags are on the default branch)`,
-      2,
+      EXIT.input,
       `make it whole first (\`git -C ${local} fetch --unshallow\`), or point METAMCP_REPO_URL / --repo at a full clone`,
     );
 }
@@ -134,7 +134,7 @@ export function unreachable(repoUrl: string, err: unknown): UserError {
   return new UserError(
     "repo_unreachable",
     `cannot fetch ${repoUrl}: ${detail}`,
-    2,
+    EXIT.input,
     "check METAMCP_REPO_URL / --repo, your network and git credentials for that host",
     // No `cause`: git's command line and output stay out of --debug stacks.
   );
@@ -248,7 +248,7 @@ async function syncMirrorLocked(
     throw new UserError(
       "no_default_branch",
       `${repoUrl} has no default branch (its HEAD points at no branch)`,
-      2,
+      EXIT.input,
       "is this an empty repository? Check --repo / METAMCP_REPO_URL",
     );
   }

@@ -1,4 +1,4 @@
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { RepoCredentials } from "./repo-url.js";
 
 export interface GitRunOptions {
@@ -80,14 +80,14 @@ async function runGit({ execa }: Execa, args: string[], options: GitRunOptions):
       throw new UserError(
         "git_missing",
         "cannot run git: not found on PATH",
-        2,
+        EXIT.input,
         "install git and put it on PATH",
       );
     }
     throw new UserError(
       "git_missing",
       `cannot run git (${r.code ?? r.originalMessage ?? r.shortMessage})`,
-      2,
+      EXIT.input,
       "install git (>= 2.25) and put it on PATH",
     );
   }

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
 /** Who holds a lock: enough to tell, on the same machine, whether that process still runs. */
@@ -164,7 +164,7 @@ export async function withDirLock<T>(
     throw new UserError(
       "cache_locked",
       `${options.what} is locked by ${err.message} (lock ${lockPath})`,
-      2,
+      EXIT.input,
       `wait for it to finish and run again; if no such process runs, remove ${lockPath}`,
     );
   }

@@ -1,6 +1,6 @@
 import { distance } from "fastest-levenshtein";
 import semver from "semver";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 import { git } from "./git.js";
 
 export interface GitRef {
@@ -148,7 +148,7 @@ function refNotFound(requested: string, refs: RepoRefs, repoUrl: string): UserEr
     "ref_not_found",
     `ref ${JSON.stringify(requested)} is not a tag, branch or commit of ${repoUrl}` +
       (near.length ? `; nearest tags: ${near.join(", ")}` : "; the repository has no tags"),
-    2,
+    EXIT.input,
     "pass --ref / METAMCP_REF as an existing tag, branch or commit SHA (empty = newest stable release)",
   );
 }
@@ -174,7 +174,7 @@ export async function resolveRef(
       throw new UserError(
         "no_stable_release",
         `${repoUrl} has no stable release tag (vX.Y.Z) on its default branch ${refs.defaultBranch}`,
-        2,
+        EXIT.input,
         "pass --ref / METAMCP_REF (a tag, branch or commit SHA)",
       );
     }
@@ -237,7 +237,7 @@ async function revParseCommit(gitDir: string, sha: string): Promise<string | und
     throw new UserError(
       "ref_ambiguous",
       `short SHA ${sha} is ambiguous: more than one commit starts with it`,
-      2,
+      EXIT.input,
       "pass more characters of the SHA (or the full SHA)",
     );
   }

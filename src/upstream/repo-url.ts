@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { type RepoLocation, SCP_LIKE, splitRepoCredentials, URL_LIKE } from "../config/repo-credentials.js";
-import { UserError } from "../errors.js";
+import { EXIT, UserError } from "../errors.js";
 
 // Splitting credentials off the configured URL is the config's job (it masks them the moment it reads them).
 export { type RepoCredentials, type RepoLocation, splitRepoCredentials } from "../config/repo-credentials.js";
@@ -22,7 +22,7 @@ export function locateRepo(repoUrl: string, cwd: string): RepoLocation {
     throw new UserError(
       "repo_not_found",
       `repository ${repoUrl} is neither a URL nor an existing local path (looked for ${local})`,
-      2,
+      EXIT.input,
       "set --repo / METAMCP_REPO_URL to a git URL (https://, ssh://, file://) or a local repository path",
     );
   }

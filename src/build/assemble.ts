@@ -18,6 +18,7 @@ import { flattenNodeModules } from "./node-modules.js";
 import {
   APP_LAYOUT,
   APPS_NODE_MAJOR,
+  checkRuntimeLoads,
   checkTree,
   isDroppedFile,
   listTree,
@@ -207,6 +208,7 @@ export function assembleAppTree(options: AssembleOptions): {
     // Guards and stats over everything but the manifest, which records them.
     const files = listTree(staging);
     checkTree(files);
+    checkRuntimeLoads(staging);
     warnNativeAddons(
       files.map((f) => f.path),
       options.nodeVersion,

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { lstatSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fdir } from "fdir";
 import { EXIT, UserError } from "../errors.js";
@@ -223,3 +224,27 @@ export function checkTree(files: TreeFile[]): void {
 
 /** The Node.js major version the Databricks Apps runtime runs (docs/build.md): native addons must match it. */
 export const APPS_NODE_MAJOR = 22;
+
+/**
+ * What runtime/start.mjs loads from the backend at run time rather than bundling (docs/runtime.md): the
+ * migrator of upstream's own drizzle-orm, so the app's migrations run with the version that wrote them.
+ */
+export const RUNTIME_LOADS_FROM_BACKEND = ["drizzle-orm/node-postgres", "drizzle-orm/node-postgres/migrator"];
+
+/** Fails the build, not the app's first start, when the backend no longer ships what the runtime loads. */
+export function checkRuntimeLoads(appRoot: string): void {
+  const fromBackend = createRequire(path.join(appRoot, APP_LAYOUT.backendDir, "package.json"));
+  for (const id of RUNTIME_LOADS_FROM_BACKEND) {
+    try {
+      fromBackend.resolve(id);
+    } catch {
+      throw new UserError(
+        "backend_lacks_runtime_import",
+        `the app tree's backend does not provide ${id}, which runtime/start.mjs loads from it to run MetaMCP's migrations`,
+        // Upstream's backend has depended on drizzle-orm in every release: its absence is upstream drift.
+        EXIT.drift,
+        "check the release's apps/backend/package.json dependencies; if drizzle-orm moved, the runtime must bundle it again (src/runtime/database.ts)",
+      );
+    }
+  }
+}

@@ -1,8 +1,14 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readPinnedPackageManager } from "../../src/build/toolchain.js";
-import { forbiddenReason, isDroppedFile, prunePackage } from "../../src/build/tree-policy.js";
+import {
+  checkRuntimeLoads,
+  forbiddenReason,
+  isDroppedFile,
+  prunePackage,
+} from "../../src/build/tree-policy.js";
+import { PROJECT_ROOT } from "../support/cli.js";
 import { tempDir } from "../support/tmp.js";
 
 describe("app tree policy", () => {
@@ -45,5 +51,27 @@ describe("readPinnedPackageManager", () => {
     for (const bad of [undefined, "yarn@4.0.0", "pnpm@^9", "pnpm@latest"]) {
       expect(() => readPinnedPackageManager(tree(bad))).toThrow(expect.objectContaining({ exitCode: 3 }));
     }
+  });
+
+  it("fails the build (drift, exit 3) when the backend does not provide the drizzle-orm the runtime loads", () => {
+    const app = tempDir();
+    const backend = path.join(app, "metamcp/apps/backend");
+    mkdirSync(backend, { recursive: true });
+    writeFileSync(path.join(backend, "package.json"), '{"name":"backend","type":"module"}\n');
+    let caught: unknown;
+    try {
+      checkRuntimeLoads(app);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toMatchObject({ code: "backend_lacks_runtime_import", exitCode: 3 });
+    expect((caught as Error).message).toContain("drizzle-orm/node-postgres");
+
+    mkdirSync(path.join(backend, "node_modules"));
+    symlinkSync(
+      path.join(PROJECT_ROOT, "node_modules/drizzle-orm"),
+      path.join(backend, "node_modules/drizzle-orm"),
+    );
+    expect(() => checkRuntimeLoads(app)).not.toThrow();
   });
 });

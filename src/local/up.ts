@@ -204,6 +204,11 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     throw new StartInterrupted(String(stop.signal.reason));
   }
   if (state.status !== "healthy") {
+    // The supervisor writes "failed" just before it exits: wait for its exit code, which says which failure.
+    await waitFor(() => (exitCode !== undefined ? true : undefined), {
+      timeoutMs: 30_000,
+      what: "the local supervisor to exit",
+    }).catch(() => undefined);
     // What the supervisor printed this time (its error and the app's last lines), secrets masked.
     loadOrCreateSecrets(paths);
     const text = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").slice(logStart) : "";

@@ -1,49 +1,15 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../support/cli.js";
-import { tempDir } from "../support/tmp.js";
+import { importRuleViolations } from "../support/import-rules.js";
 
 /**
  * The command/domain boundaries of .dependency-cruiser.cjs (run by `npm run lint`), checked on a tiny src/
  * tree with allowed and forbidden imports: the rules fire on what they forbid and on nothing else.
  * (`npm run lint` checks the real src/.)
  */
-const DEPCRUISE = path.join(PROJECT_ROOT, "node_modules/dependency-cruiser/bin/dependency-cruise.mjs");
-const CONFIG = path.join(PROJECT_ROOT, ".dependency-cruiser.cjs");
-
-interface Violation {
-  rule: { name: string };
-  from: string;
-  to: string;
-  cycle?: { name: string }[];
-}
-
-async function violations(files: Record<string, string>): Promise<string[]> {
-  const dir = tempDir("mmdb-depcruise-");
-  writeFileSync(
-    path.join(dir, "tsconfig.json"),
-    JSON.stringify({
-      compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext" },
-      include: ["src"],
-    }),
-  );
-  for (const [file, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    writeFileSync(path.join(dir, file), text);
-  }
-  const r = await execa(process.execPath, [DEPCRUISE, "src", "--config", CONFIG, "--output-type", "json"], {
-    cwd: dir,
-    reject: false,
-  });
-  const out = JSON.parse(r.stdout) as { summary: { violations: Violation[] } };
-  return out.summary.violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`).sort();
-}
 
 describe("command and domain boundaries (.dependency-cruiser.cjs)", () => {
   it("no-domain-imports-cli: cli/ imports domain modules (also lazily); nothing outside cli/ imports cli/", async () => {
-    const found = await violations({
+    const found = await importRuleViolations({
       "src/errors.ts": "export class UserError extends Error {}\n",
       "src/cli/common.ts": 'import { UserError } from "../errors.js";\nexport const action = UserError;\n',
       "src/cli/confirm.ts": "export const confirm = async () => false;\n",
@@ -63,7 +29,7 @@ describe("command and domain boundaries (.dependency-cruiser.cjs)", () => {
   });
 
   it("no-folder-cycles and no-module-cycles: folders form a DAG, and so do modules", async () => {
-    const found = await violations({
+    const found = await importRuleViolations({
       "src/errors.ts": "export const E = 1;\n",
       // config → local → config through different modules: a folder cycle, no module cycle
       "src/config/load.ts": 'import { x } from "../local/state.js";\nexport const load = x;\n',

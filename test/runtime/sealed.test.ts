@@ -1,48 +1,15 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../support/cli.js";
-import { tempDir } from "../support/tmp.js";
+import { importRuleViolations } from "../support/import-rules.js";
 
 /**
  * The import boundaries of .dependency-cruiser.cjs (run by `npm run lint`), checked on a tiny src/ tree
  * with one allowed and one forbidden import per rule: the rules fire on what they forbid and on nothing
  * else. (`npm run lint` checks the real src/.)
  */
-const DEPCRUISE = path.join(PROJECT_ROOT, "node_modules/dependency-cruiser/bin/dependency-cruise.mjs");
-const CONFIG = path.join(PROJECT_ROOT, ".dependency-cruiser.cjs");
-
-interface Violation {
-  rule: { name: string };
-  from: string;
-  to: string;
-}
-
-async function violations(files: Record<string, string>): Promise<string[]> {
-  const dir = tempDir("mmdb-depcruise-");
-  writeFileSync(
-    path.join(dir, "tsconfig.json"),
-    JSON.stringify({
-      compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext" },
-      include: ["src"],
-    }),
-  );
-  for (const [file, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
-    writeFileSync(path.join(dir, file), text);
-  }
-  const r = await execa(process.execPath, [DEPCRUISE, "src", "--config", CONFIG, "--output-type", "json"], {
-    cwd: dir,
-    reject: false,
-  });
-  const out = JSON.parse(r.stdout) as { summary: { violations: Violation[] } };
-  return out.summary.violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`).sort();
-}
 
 describe("import boundaries (.dependency-cruiser.cjs)", () => {
   it("runtime-sealed: the runtime imports runtime files and core only; core-is-leaf: core imports core only", async () => {
-    const found = await violations({
+    const found = await importRuleViolations({
       "src/errors.ts": "export class UserError extends Error {}\n",
       "src/names.ts": 'import { UserError } from "./errors.js";\nexport const n = UserError;\n',
       "src/log/logger.ts": 'import { n } from "../names.js";\nexport const log = n;\n',

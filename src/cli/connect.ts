@@ -1,7 +1,6 @@
-import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { CLIENTS, type ClientId } from "../connect/clients.js";
+import { CLIENTS } from "../connect/clients.js";
 import type { ConnectTarget } from "../connect/target.js";
 import { action, type CommandContext } from "./common.js";
 
@@ -20,9 +19,6 @@ interface ConnectOptions {
   identity?: string;
   auth?: string;
 }
-
-/** Project-level files are written by default; Claude Desktop's user-wide file only when named. */
-const WRITE_DEFAULT: ClientId[] = ["claude-code", "cursor", "vscode", "inspector"];
 
 export function registerConnect(program: Command): void {
   program
@@ -55,97 +51,55 @@ export function registerConnect(program: Command): void {
     .action(
       action(async (ctx, endpoint: string, opts: ConnectOptions) => {
         // The connect modules (the MCP SDK for the bridge, the Databricks SDK) load when connect runs.
-        const [
-          { defaultKeyFile, writeKeyFile },
-          { parseAuthMode, parseOnOff, setEndpointIdentity },
-          { decideIdentity, describeIdentityState },
-          { clientConfigs, connectionSpec, parseClients, renderConfigs, saveKeyCommand },
-          { databricksCliPath, endpointUrl, resolveAppUrl, targetLabel, tokenSourceFor },
-          { writeClientConfig },
-        ] = await Promise.all([
-          import("../connect/api-key.js"),
-          import("../connect/identity.js"),
+        const [{ connect }, { describeIdentityState }, { renderConfigs }] = await Promise.all([
+          import("../connect/connect.js"),
           import("../connect/identity-plan.js"),
           import("../connect/plan.js"),
-          import("../connect/target.js"),
-          import("../connect/write-config.js"),
         ]);
         const target = resolveTarget(ctx, opts);
-        const keyFile = defaultKeyFile(target.kind === "local" ? "local" : target.appName);
         const bin = path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js");
-        if (opts.printToken) {
-          // The one place besides `local token` that prints a token, on purpose.
-          process.stdout.write(`${await (await tokenSourceFor(target)).token()}\n`);
-          return 0;
-        }
-        const auth = parseAuthMode(opts.auth);
-        if (opts.stdio) {
-          const { runStdioBridge } = await import("../connect/stdio.js");
-          await runStdioBridge({ endpoint, target, keyFile, ...opts, auth, log: ctx.log, bin });
-          return 0;
-        }
-        if (opts.identity !== undefined) {
-          const accept = parseOnOff(opts.identity);
-          const appUrl = await resolveAppUrl(target);
-          const state = await setEndpointIdentity(appUrl, endpoint, await tokenSourceFor(target), accept);
-          ctx.result(state, () => describeIdentityState(state, bin, target));
-          return 0;
-        }
-        if (opts.saveKey) {
-          writeKeyFile(keyFile, opts.apiKey ?? (await readStdin()));
-          ctx.log.success(`MetaMCP API key saved in ${keyFile} (mode 0600)`);
-          ctx.print(`next: ${saveKeyCommand(bin, target, endpoint).split(" --save-key")[0]} --write`);
-          return 0;
-        }
-        const appUrl = await resolveAppUrl(target);
-        const url = endpointUrl(appUrl, endpoint);
-        const identity = await decideIdentity({ auth, appUrl, endpoint, target, log: ctx.log });
-        const spec = connectionSpec({
-          endpoint,
-          target,
-          url,
-          keyFile,
-          node: process.execPath,
+        const out = await connect(endpoint, target, opts, {
+          log: ctx.log,
           bin,
-          databricksCliPath:
-            target.kind === "databricks" ? await databricksCliPath(target.databricksCli) : undefined,
-          identity: identity.accepts,
+          cwd: process.cwd(),
+          readKey: readStdin,
         });
-        const clients = parseClients(opts.client, opts.write ? WRITE_DEFAULT : CLIENTS);
-        const configs = clientConfigs(spec, clients, opts.headers ? ["bridge", "headers"] : ["bridge"]);
-        const written = opts.write
-          ? configs
-              .filter((c) => c.variant === "bridge")
-              .flatMap((c) => writeClientConfig(c, spec.serverName, process.cwd()) ?? [])
-          : [];
-        const hasKey = existsSync(keyFile);
-        const result = {
-          endpoint,
-          target: targetLabel(target),
-          url,
-          serverName: spec.serverName,
-          keyFile,
-          hasKey,
-          auth: identity.accepts ? "identity" : "key",
-          configs,
-          written,
-        };
-        ctx.result(result, () =>
-          [
-            `# ${spec.serverName}: ${url}`,
-            ...(identity.accepts
-              ? [`# ${endpoint} accepts the Databricks identity (${identity.why}): no MetaMCP API key needed`]
-              : hasKey
-                ? []
-                : [
-                    `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
-                    `#   ${saveKeyCommand(bin, target, endpoint)}`,
-                  ]),
-            "",
-            renderConfigs(configs, spec),
-            ...written.map((w) => `${w.action}: ${w.file}`),
-          ].join("\n"),
-        );
+        switch (out.mode) {
+          case "token":
+            process.stdout.write(`${out.token}\n`);
+            break;
+          case "bridge":
+            break;
+          case "identity":
+            ctx.result(out.state, () => describeIdentityState(out.state, bin, target));
+            break;
+          case "key-saved":
+            ctx.log.success(`MetaMCP API key saved in ${out.keyFile} (mode 0600)`);
+            ctx.print(`next: ${out.next} --write`);
+            break;
+          case "configs": {
+            const r = out.result;
+            ctx.result(r, () =>
+              [
+                `# ${r.serverName}: ${r.url}`,
+                ...(r.auth === "identity"
+                  ? [
+                      `# ${endpoint} accepts the Databricks identity (${out.identityWhy}): no MetaMCP API key needed`,
+                    ]
+                  : r.hasKey
+                    ? []
+                    : [
+                        `# No MetaMCP API key saved yet: create one in MetaMCP ("API Keys") and run`,
+                        `#   ${out.saveKey}`,
+                      ]),
+                "",
+                renderConfigs(r.configs, out.spec),
+                ...r.written.map((w) => `${w.action}: ${w.file}`),
+              ].join("\n"),
+            );
+            break;
+          }
+        }
         return 0;
       }),
     );

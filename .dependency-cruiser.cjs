@@ -2,10 +2,10 @@
  * Import boundaries of src/ (`npm run lint` runs `depcruise src --config .dependency-cruiser.cjs`).
  * One rule per concern; each says why it exists. docs/design.md has the module map these keep true.
  *
- * "Core" = src/errors.ts, src/names.ts, src/version.ts and src/log/**: shared by the CLI and the in-app
- * runtime, zod-free and light.
+ * "Core" = src/errors.ts, src/names.ts, src/version.ts, src/retry.ts (the one way to retry and wait) and
+ * src/log/**: shared by the CLI and the in-app runtime, zod-free and light.
  */
-const CORE = "^src/(errors|names|version)\\.ts$|^src/log/";
+const CORE = "^src/(errors|names|version|retry)\\.ts$|^src/log/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

@@ -1,7 +1,7 @@
 import sdk, { ApiError } from "@databricks/sdk-experimental";
 import type * as apps from "@databricks/sdk-experimental/dist/apis/apps/index.js";
-import pWaitFor from "p-wait-for";
 import { DatabricksError, UserError } from "../errors.js";
+import { waitFor } from "../retry.js";
 import { apiFailure, isNotFound, normalizeAppUrl, oauthToken, type Workspace } from "./workspace.js";
 
 /** The app, its compute and its deployments, as `app-status` shows them. */
@@ -112,21 +112,12 @@ async function pollUntil<T>(
   deadline: number,
   onTimeout: () => Error,
 ): Promise<T> {
-  return await pWaitFor<T>(
-    async () => {
-      const value = await check();
-      return value === undefined ? false : pWaitFor.resolveWith(value);
-    },
-    {
-      interval: intervalMs,
-      timeout: {
-        milliseconds: Math.max(0, deadline - Date.now()),
-        fallback: () => {
-          throw onTimeout();
-        },
-      },
-    },
-  );
+  return await waitFor(check, {
+    intervalMs,
+    timeoutMs: Math.max(0, deadline - Date.now()),
+    what: "the app",
+    onTimeout,
+  });
 }
 
 function computeFailed(name: string, app: apps.App): DatabricksError {
@@ -304,7 +295,7 @@ async function inProgressError(
 /**
  * Waits for a deployment we did not start (one `bundle deploy` made, or one already in progress) until
  * SUCCEEDED, FAILED or CANCELLED, reporting each new state. The SDK has a waiter only for the deployments its
- * own `deploy` call starts, so this polls `getDeployment` (p-wait-for).
+ * own `deploy` call starts, so this polls `getDeployment` (`waitFor`).
  */
 export async function waitForDeployment(
   ws: Workspace,

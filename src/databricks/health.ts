@@ -1,5 +1,5 @@
-import pWaitFor, { TimeoutError } from "p-wait-for";
 import { DatabricksError } from "../errors.js";
+import { waitFor } from "../retry.js";
 
 export interface HealthAttempt {
   status?: number;
@@ -47,7 +47,7 @@ export function unhealthyReason(body: string): string | undefined {
 }
 
 /**
- * Polls `<app url>/metamcp/health` through the Apps proxy (p-wait-for) until it answers 200 or the timeout
+ * Polls `<app url>/metamcp/health` through the Apps proxy (`waitFor`, src/retry.ts) until it answers 200 or the timeout
  * passes. A redirect is the proxy's login page: the token was not accepted, which no amount of waiting fixes,
  * so it ends the wait at once.
  */
@@ -105,10 +105,15 @@ export async function pollHealth(options: HealthOptions): Promise<HealthResult> 
     ...(healthy ? {} : { problem: last.problem }),
   });
   try {
-    await pWaitFor(attempt, { interval: intervalMs, timeout: options.timeoutMs + intervalMs });
+    await waitFor(async () => ((await attempt()) ? true : undefined), {
+      intervalMs,
+      timeoutMs: options.timeoutMs + intervalMs,
+      what: "the app's health",
+      onTimeout: () => new OutOfTime(),
+    });
     return result(true);
   } catch (err) {
-    if (err instanceof OutOfTime || err instanceof TimeoutError) return result(false);
+    if (err instanceof OutOfTime) return result(false);
     throw err;
   }
 }

@@ -1,4 +1,5 @@
 import type { Config } from "../config/load.js";
+import { waitFor } from "../retry.js";
 import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { CommandOutput } from "./run-info.js";
 import {
@@ -11,7 +12,6 @@ import {
   runsProgram,
   SUPERVISOR_WORDS,
 } from "./state.js";
-import { waitFor } from "./wait.js";
 
 /** local down: stops the supervisor, then whatever it left (each checked to still be that program). */
 export async function localDown(config: Config, out: CommandOutput): Promise<number> {

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { waitFor } from "../retry.js";
 import { killGroup } from "./process-group.js";
 import { isAlive, type LocalPaths, type LocalRunState, pidExists, runsProgram } from "./state.js";
-import { waitFor } from "./wait.js";
 
 export interface Leftover {
   what: "app" | "postgres";

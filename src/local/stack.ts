@@ -4,6 +4,7 @@ import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
+import { fetchNotAnswering, waitFor } from "../retry.js";
 import { spawnAppProcess } from "./app-process.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
@@ -14,7 +15,6 @@ import {
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
 import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
-import { fetchNotAnswering, waitFor } from "./wait.js";
 
 export interface LocalStackOptions {
   config: Config;

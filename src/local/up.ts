@@ -3,6 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { waitFor } from "../retry.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
@@ -22,7 +23,6 @@ import {
   takeOverLock,
   writeRunState,
 } from "./state.js";
-import { waitFor } from "./wait.js";
 
 const USER_EXITS = [EXIT.input, EXIT.drift, EXIT.databricks, EXIT.notRunning, EXIT.unhealthy] as const;
 

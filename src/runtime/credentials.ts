@@ -11,8 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { DatabricksError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { retry } from "../retry.js";
 import type { DatabaseCredential } from "./platform-client.js";
-import { retry } from "./retry.js";
 
 /** Our credential folders in the temp dir: `metamcp-cred-XXXXXX`, each with an `owner` file. */
 export const CREDENTIAL_DIR_PREFIX = "metamcp-cred-";

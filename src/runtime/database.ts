@@ -4,8 +4,8 @@ import path from "node:path";
 import pg from "pg";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { retry } from "../retry.js";
 import type { RuntimeEnv } from "./env.js";
-import { retry } from "./retry.js";
 
 /** `search_path` for every connection: our schema first, then public (extensions live there). */
 export function searchPathOption(schema: string): string {

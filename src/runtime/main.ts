@@ -4,6 +4,7 @@ import path from "node:path";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
+import { retry } from "../retry.js";
 import { SupervisedChild } from "./children.js";
 import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
 import {
@@ -26,7 +27,6 @@ import {
 import { type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { AppPlatformClient } from "./platform-client.js";
-import { retry } from "./retry.js";
 import { createRouter } from "./router.js";
 import {
   applyEmailSignupDefault,

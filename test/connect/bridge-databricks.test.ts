@@ -4,7 +4,7 @@ import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "../../src/local/wait.js";
+import { waitFor } from "../../src/retry.js";
 import { CLI_BIN } from "../support/cli.js";
 import { DatabricksCliDouble } from "../support/databricks-cli-double.js";
 import { DatabricksEmulator } from "../support/databricks-emulator.js";

@@ -5,7 +5,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
 import { localUserToken } from "../../src/local/user-token.js";
-import { waitFor } from "../../src/local/wait.js";
+import { waitFor } from "../../src/retry.js";
 import { runCli } from "../support/cli.js";
 import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 

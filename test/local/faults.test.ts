@@ -21,7 +21,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PG_CACHE_ROOT } from "../../src/local/pg-binaries.js";
 import { freePort } from "../../src/local/postgres.js";
 import { localPaths } from "../../src/local/state.js";
-import { waitFor } from "../../src/local/wait.js";
+import { waitFor } from "../../src/retry.js";
 import { CLI_BIN, PROJECT_ROOT, runCli } from "../support/cli.js";
 import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 

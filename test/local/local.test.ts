@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
-import { waitFor } from "../../src/local/wait.js";
+import { waitFor } from "../../src/retry.js";
 import { runCli } from "../support/cli.js";
 import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 

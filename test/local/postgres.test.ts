@@ -7,8 +7,8 @@ import { loadConfig } from "../../src/config/load.js";
 import { type LocalPlatform, startPlatform } from "../../src/local/platform/index.js";
 import { DatabaseCredentials } from "../../src/local/platform/lakebase-credentials.js";
 import { databaseOfExistingState, freePort } from "../../src/local/postgres.js";
-import { waitFor } from "../../src/local/wait.js";
 import { silentLogger } from "../../src/log/logger.js";
+import { waitFor } from "../../src/retry.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
 describe("embedded PostgreSQL with a Lakebase-like role", () => {

@@ -6,8 +6,8 @@ import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
-import { waitFor } from "../../src/local/wait.js";
 import { createLogger } from "../../src/log/logger.js";
+import { waitFor } from "../../src/retry.js";
 import { ensureSchema, runMigrations, searchPathOption } from "../../src/runtime/database.js";
 import { createRouter, type Router } from "../../src/runtime/router.js";
 import {

@@ -5,8 +5,8 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { UserError } from "../../src/errors.js";
-import { waitFor } from "../../src/local/wait.js";
 import { createLogger, silentLogger } from "../../src/log/logger.js";
+import { waitFor } from "../../src/retry.js";
 import { withDirLock } from "../../src/upstream/lock.js";
 import { tempDir } from "../support/tmp.js";
 

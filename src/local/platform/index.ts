@@ -1,10 +1,10 @@
 import pg from "pg";
 import type { Config } from "../../config/load.js";
 import type { Logger } from "../../log/logger.js";
+import { waitFor } from "../../retry.js";
 import type { EmbeddedPostgresHandle } from "../postgres.js";
 import { delegateRoleLogins } from "../postgres.js";
 import type { LocalSecrets } from "../state.js";
-import { waitFor } from "../wait.js";
 
 export {
   DEFAULT_PROXY_LIMITS,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { retry } from "../../src/runtime/retry.js";
+import { retry } from "../src/retry.js";
 
 /** The runtime's one retry helper (p-retry underneath): what it retries, what it throws, how it stops. */
 describe("retry", () => {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
-import { fetchNotAnswering, waitFor } from "../../src/local/wait.js";
+import { freePort } from "../src/local/postgres.js";
+import { fetchNotAnswering, waitFor } from "../src/retry.js";
 
 /** One way to poll: what a check throws ends the wait at once unless the caller named it "not yet". */
 describe("waitFor", () => {
@@ -64,5 +64,30 @@ describe("waitFor", () => {
     const waiting = waitFor(() => undefined, { timeoutMs: 60_000, what: "never", signal: stop.signal });
     stop.abort(new Error("stopped by SIGTERM"));
     await expect(waiting).rejects.toThrow("stopped by SIGTERM");
+  });
+
+  it("leaves no listener behind per poll: many polls on one long-lived signal raise no Node warning", {
+    timeout: 30_000,
+  }, async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    try {
+      const stop = new AbortController();
+      for (let round = 0; round < 3; round++) {
+        let polls = 0;
+        await waitFor(() => (++polls >= 25 ? polls : undefined), {
+          timeoutMs: 20_000,
+          intervalMs: 1,
+          what: "25 polls",
+          signal: stop.signal,
+        });
+      }
+      // Node emits process warnings on the next tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toEqual([]);
   });
 });

@@ -125,7 +125,8 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
         patchIds: options.patches?.map((p) => p.id) ?? PATCH_IDS,
       });
   if (check.state === "current") {
-    log.info(`${buildDir} already holds ${check.manifest.resolvedRef}, unchanged: nothing to do`);
+    // The command's summary says "nothing to do"; this line is for --debug.
+    log.debug(`${buildDir} already holds ${check.manifest.resolvedRef}, unchanged: nothing to do`);
     return unchangedResult(check.manifest, buildDir, started, `${check.manifest.refKind}, prepared earlier`);
   }
   if (check.state === "stale" && existsSync(path.join(buildDir, MANIFEST_PATH))) {
@@ -159,7 +160,7 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
       }`,
     );
     if (check.state === "if-ref-unmoved" && check.manifest.commit === ref.commit) {
-      log.info(
+      log.debug(
         `${buildDir} already holds ${ref.resolvedRef} at ${ref.commit.slice(0, 12)}, unchanged: nothing to do`,
       );
       return unchangedResult(check.manifest, buildDir, started, ref.reason, mirror.durationMs);

@@ -1,23 +1,14 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { CLIENTS } from "../connect/clients.js";
+import type { ConnectRequest } from "../connect/connect.js";
 import type { ConnectTarget } from "../connect/target.js";
 import { action, type CommandContext } from "./common.js";
 
-interface ConnectOptions {
+/** connect's own flags (what the domain call takes) plus where the target comes from. */
+interface ConnectOptions extends ConnectRequest {
   local?: boolean;
   stateDir?: string;
-  client?: string;
-  headers?: boolean;
-  write?: boolean;
-  saveKey?: boolean;
-  apiKey?: string;
-  apiKeyFile?: string;
-  stdio?: boolean;
-  url?: string;
-  printToken?: boolean;
-  identity?: string;
-  auth?: string;
 }
 
 export function registerConnect(program: Command): void {

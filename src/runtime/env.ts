@@ -37,6 +37,13 @@ export interface RuntimeEnv {
   backendPort: number;
   /** MetaMCP's frontend port inside the app (METAMCP_FRONTEND_PORT; upstream's 12008). */
   frontendPort: number;
+  /**
+   * Own-host addresses whose identity headers still count (METAMCP_TRUSTED_PROXY_ADDRESSES: only `local`'s
+   * stand-in proxy; empty on Databricks, where the Apps proxy is not on the app's host).
+   */
+  trustedProxyAddresses: string[];
+  /** An MCP session with no request for this long is ended (METAMCP_SESSION_IDLE_MINUTES, default 30). */
+  sessionIdleMs: number;
 }
 
 /**
@@ -77,6 +84,8 @@ export const RUNTIME_VARIABLES = [
   "EXTRA_TRUSTED_ORIGINS",
   "METAMCP_EMAIL_SIGNUP",
   "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
+  "METAMCP_TRUSTED_PROXY_ADDRESSES",
+  "METAMCP_SESSION_IDLE_MINUTES",
   "LOG_LEVEL",
 ] as const;
 
@@ -86,6 +95,8 @@ export const LOG_LEVELS = ["all", "info", "errors-only", "none"] as const;
 const BOOLEANS = ["true", "false", "1", "0", "yes", "no", "on", "off", "y", "n"];
 const MIN_SECRET_CHARS = 16;
 const MAX_DB_WAIT_SECONDS = 3600;
+/** A day: past it an abandoned session's upstream connections and processes are held for no one. */
+const MAX_SESSION_IDLE_MINUTES = 1440;
 
 const HOW_TO_SET_SECRET =
   "the app's secret resource must point at a real random value: `make bundle-deploy` generates one when the key is absent; to replace a bad one, `databricks secrets put-secret <scope> <key>` with the output of `openssl rand -base64 32`, then redeploy";
@@ -336,6 +347,26 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
   oneOf("METAMCP_ENDPOINT_IDENTITY_DEFAULT", raw("METAMCP_ENDPOINT_IDENTITY_DEFAULT"), ["on", "off"], "on");
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
+  const trustedRaw = raw("METAMCP_TRUSTED_PROXY_ADDRESSES");
+  const trustedProxyAddresses = (trustedRaw ?? "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
+  check(
+    "METAMCP_TRUSTED_PROXY_ADDRESSES",
+    trustedRaw,
+    trustedProxyAddresses.length > 0 && trustedProxyAddresses.every((a) => isIP(a) !== 0),
+    "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
+  );
+  const idleRaw = raw("METAMCP_SESSION_IDLE_MINUTES");
+  const idleMinutes =
+    idleRaw === undefined ? 30 : /^\d+(\.\d+)?$/.test(idleRaw) ? Number(idleRaw) : Number.NaN;
+  check(
+    "METAMCP_SESSION_IDLE_MINUTES",
+    idleRaw,
+    idleMinutes > 0 && idleMinutes <= MAX_SESSION_IDLE_MINUTES,
+    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
+  );
 
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
@@ -363,5 +394,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     dbWaitMs: waitSeconds * 1000,
     backendPort,
     frontendPort,
+    trustedProxyAddresses,
+    sessionIdleMs: Math.round(idleMinutes * 60_000),
   };
 }

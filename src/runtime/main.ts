@@ -228,6 +228,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
     healthProblem: async () => await health?.problem(),
     identitySecret,
     warn: (message) => log.warn(message),
+    info: (message) => log.info(message),
+    trustedProxyAddresses: env.trustedProxyAddresses,
+    sessionIdleMs: env.sessionIdleMs,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

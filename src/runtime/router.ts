@@ -1,6 +1,7 @@
 import {
   Agent,
   createServer,
+  request as httpRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
   type Server,
@@ -8,7 +9,26 @@ import {
 } from "node:http";
 import type { Socket } from "node:net";
 import { createProxyServer } from "http-proxy-3";
-import { createIdentitySignIn, type IdentitySignIn, stampIdentitySecret } from "./identity-signin.js";
+import {
+  createIdentitySignIn,
+  IDENTITY_SECRET_HEADER,
+  type IdentitySignIn,
+  stampIdentitySecret,
+} from "./identity-signin.js";
+import { createPeerTrust, dropIdentityHeaders, IDENTITY_HEADERS, normalizeAddress } from "./proxy-trust.js";
+import {
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SESSION_IDLE_MS,
+  isSessionListing,
+  namedSessionId,
+  principalOf,
+  type SessionRoute,
+  SessionTable,
+  sessionIdFromEndpointEvent,
+  sessionRouteOf,
+  type TrackedSession,
+  withoutSessionListings,
+} from "./session-guard.js";
 
 /**
  * The one listener on DATABRICKS_APP_PORT. MetaMCP's API and MCP paths go straight to the backend
@@ -131,6 +151,8 @@ export interface Router {
   server: Server;
   ready: boolean;
   close(graceMs: number): Promise<void>;
+  /** The MCP sessions the router tracks (who opened each, where): docs/threats.md. */
+  sessions: SessionTable;
 }
 
 export interface RouterOptions {
@@ -147,10 +169,67 @@ export interface RouterOptions {
   identitySecret?: string;
   /** Where identity sign-in warnings go (a refused sign-in, an unreachable backend). */
   warn?: (message: string) => void;
+  /** Routine events worth a log line (a session ended for idleness). */
+  info?: (message: string) => void;
+  /**
+   * Peers whose identity headers count although they are this host's own addresses (the local stand-in
+   * proxy; METAMCP_TRUSTED_PROXY_ADDRESSES). Empty on Databricks: the Apps proxy is not on the app's host.
+   */
+  trustedProxyAddresses?: readonly string[];
+  /** This host's addresses (tests); default: the OS's interfaces. */
+  ownAddresses?: () => readonly string[];
+  /** A session with no request for this long is ended in MetaMCP (default 30 min). */
+  sessionIdleMs?: number;
+  /** The most sessions tracked at once (default 10,000). */
+  maxSessions?: number;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
 const HEALTH_PATHS = new Set(["/metamcp/health", "/health"]);
+
+/** How upstream answers a session it does not have (streamable-http.ts, sse.ts): the router answers the same. */
+function answerUnknownSession(
+  res: ServerResponse,
+  method: string | undefined,
+  route: SessionRoute | undefined,
+  sessionId: string,
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (route?.kind === "message" || method === "GET") {
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+    res.end("Session not found");
+    return;
+  }
+  res.writeHead(404, { "content-type": "application/json; charset=utf-8" });
+  res.end(
+    JSON.stringify({
+      error: "Session not found",
+      message: `Transport not found for sessionId ${sessionId}`,
+      timestamp: new Date().toISOString(),
+    }),
+  );
+}
+
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+/** Answers that list session ids are JSON and small; anything larger is passed on unread. */
+const MAX_REWRITTEN_BODY = 1024 * 1024;
+
+/** The headers with which the router ends a session at the backend as its owner (never logged). */
+const CLOSE_HEADERS = ["authorization", "x-api-key", "cookie", "host", ...IDENTITY_HEADERS] as const;
+
+interface Opening {
+  route: SessionRoute;
+  principal: string;
+  close: { path: string; headers: Record<string, string> };
+}
+
+interface Guarded {
+  session: TrackedSession;
+  route: SessionRoute | undefined;
+}
 
 export function createRouter(options: RouterOptions): Router {
   // Keep-alive to both children: a new TCP connection per proxied request costs more than the routing
@@ -171,20 +250,152 @@ export function createRouter(options: RouterOptions): Router {
   // xfwd false: the Apps proxy already set X-Forwarded-Host/-Proto/-For for the public side; ours would
   // append a loopback hop and our port to them. proxyTimeout 0 (none): MCP's SSE streams stay open and idle
   // for as long as a session lives, a timeout would cut them. changeOrigin stays off so the children see the
-  // public Host. selfHandleResponse stays off: the library pipes the answer as it comes (SSE unbuffered), after
-  // our `proxyRes` handler has rewritten Location. The library aborts the upstream request when the client
-  // goes away (res 'close' before finishing) and drops hop-by-hop headers of the answer.
+  // public Host. selfHandleResponse stays off (but for requests naming a session, below): the library pipes the
+  // answer as it comes (SSE unbuffered), after our `proxyRes` handler has rewritten Location. The library
+  // aborts the upstream request when the client goes away (res 'close' before finishing) and drops
+  // hop-by-hop headers of the answer.
   const proxy = createProxyServer({ xfwd: false, ws: true, proxyTimeout: 0, agent });
+  // URL objects once: the library parses a string target on every request.
+  const backendTarget = new URL(`http://127.0.0.1:${options.backendPort}`);
+  const frontendTarget = new URL(`http://127.0.0.1:${options.frontendPort}`);
   const internalPorts = () => {
     const listening = router.server.address();
     const own = listening && typeof listening === "object" ? [listening.port] : [];
     return [options.backendPort, options.frontendPort, ...own];
   };
-  proxy.on("proxyRes", (proxyRes, req) => {
+  const peers = createPeerTrust({
+    trustedProxyAddresses: options.trustedProxyAddresses,
+    ownAddresses: options.ownAddresses,
+  });
+  const warnedPeers = new Set<string>();
+  const refuseIdentityFrom = (req: IncomingMessage) => {
+    if (peers.trusts(req.socket.remoteAddress) || !dropIdentityHeaders(req.headers)) return;
+    const peer = normalizeAddress(req.socket.remoteAddress);
+    if (warnedPeers.size < 16 && !warnedPeers.has(peer)) {
+      warnedPeers.add(peer);
+      options.warn?.(
+        `ignored identity headers (X-Forwarded-Email & co.) from ${peer || "an unknown address"}: it is an address of this host, and only the Apps proxy may say who a caller is (docs/identity.md)`,
+      );
+    }
+  };
+
+  const endSession = (s: TrackedSession, why: "idle" | "evicted") => {
+    for (const stream of s.streams) stream.destroy();
+    s.streams.clear();
+    if (s.close) {
+      const headers: Record<string, string> = { ...s.close.headers, "mcp-session-id": s.id };
+      delete headers[IDENTITY_SECRET_HEADER];
+      stampIdentitySecret(headers, options.identitySecret);
+      const r = httpRequest(
+        {
+          host: "127.0.0.1",
+          port: options.backendPort,
+          method: "DELETE",
+          path: s.close.path,
+          headers,
+          agent,
+        },
+        (answer) => answer.resume(),
+      );
+      r.on("error", () => {});
+      r.end();
+    }
+    options.info?.(
+      why === "idle"
+        ? `ended an MCP session idle for over ${Math.round((options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS) / 1000)} s (${s.scope})`
+        : `ended the least recently used MCP session (${s.scope}): more than ${options.maxSessions ?? DEFAULT_MAX_SESSIONS} open`,
+    );
+  };
+  const sessions = new SessionTable({
+    idleMs: options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
+    maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    end: endSession,
+  });
+  sessions.start();
+  const openings = new WeakMap<IncomingMessage, Opening>();
+  const guarded = new WeakMap<IncomingMessage, Guarded>();
+
+  const trackOpening = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+    const o = openings.get(req);
+    if (!o || (proxyRes.statusCode ?? 500) >= 300) return;
+    if (o.route.kind === "mcp") {
+      const id = proxyRes.headers["mcp-session-id"];
+      if (typeof id === "string" && id !== "")
+        sessions.add({
+          id,
+          scope: o.route.scope,
+          principal: o.principal,
+          transport: "streamable",
+          close: o.close,
+        });
+      return;
+    }
+    // SSE: the id is in the stream's first event. This listener is added before the library pipes the answer,
+    // so the session is in the table before the client can read its id.
+    let seen = "";
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString("utf8");
+      const id = sessionIdFromEndpointEvent(seen);
+      if (id === undefined && seen.length < 8192) return;
+      proxyRes.off("data", onData);
+      if (id === undefined) return;
+      const s = sessions.add({ id, scope: o.route.scope, principal: o.principal, transport: "sse" });
+      s.inflight++; // the stream itself: never idle while the client holds it
+      s.streams.add(res);
+      res.once("close", () => sessions.forget(id));
+    };
+    proxyRes.on("data", onData);
+  };
+
+  /** The answer to a request naming one of the caller's sessions: passed on, minus other sessions' ids. */
+  const relayGuarded = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, g: Guarded) => {
+    const status = proxyRes.statusCode ?? 502;
+    if (status === 404) {
+      // The backend no longer has it (a restart, its own cleanup): gone for us too, and its 404 lists the others.
+      sessions.forget(g.session.id);
+      proxyRes.resume();
+      answerUnknownSession(res, req.method, g.route, g.session.id);
+      return;
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(proxyRes.headers))
+      if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    const deleted = req.method === "DELETE" && status < 300;
+    if (deleted) sessions.forget(g.session.id);
+    const json = String(proxyRes.headers["content-type"] ?? "").includes("json");
+    if (!(json && (deleted || req.method === "DELETE" || status >= 400))) {
+      res.writeHead(status, proxyRes.statusMessage, headers);
+      proxyRes.pipe(res);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    proxyRes.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size <= MAX_REWRITTEN_BODY) chunks.push(c);
+    });
+    proxyRes.on("end", () => {
+      if (size > MAX_REWRITTEN_BODY) {
+        res.writeHead(502, { "content-type": "text/plain" });
+        res.end("MetaMCP's answer was too large to pass on");
+        return;
+      }
+      const text = Buffer.concat(chunks).toString("utf8");
+      const body = Buffer.from(withoutSessionListings(text) ?? text);
+      delete headers["content-length"];
+      res.writeHead(status, proxyRes.statusMessage, { ...headers, "content-length": String(body.length) });
+      res.end(body);
+    });
+  };
+
+  proxy.on("proxyRes", (proxyRes, req, res) => {
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
     addIdentityCookies(proxyRes, req);
+    const g = guarded.get(req);
+    if (g) relayGuarded(proxyRes, req, res as ServerResponse, g);
+    else trackOpening(proxyRes, req, res as ServerResponse);
   });
   const identity = options.identitySecret
     ? createIdentitySignIn({ backendPort: options.backendPort, warn: options.warn })
@@ -196,7 +407,9 @@ export function createRouter(options: RouterOptions): Router {
     // request it sends on a socket we are closing fails as a 502.
     server: createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000 }),
     ready: false,
+    sessions,
     close: async (graceMs) => {
+      sessions.stop();
       const closed = new Promise<void>((resolve) => router.server.close(() => resolve()));
       router.server.closeIdleConnections();
       const timer = setTimeout(() => {
@@ -207,12 +420,6 @@ export function createRouter(options: RouterOptions): Router {
       proxy.close();
       agent.destroy();
     },
-  };
-  const target = (url: string, method?: string) => {
-    const side = routeFor(url, method);
-    return side === "backend"
-      ? { target: `http://127.0.0.1:${options.backendPort}`, path: backendPath(url) }
-      : { target: `http://127.0.0.1:${options.frontendPort}`, path: url };
   };
   proxy.on("error", (err, _req, res) => {
     const r = res as ServerResponse;
@@ -225,17 +432,68 @@ export function createRouter(options: RouterOptions): Router {
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
+
+  /** The backend side: sessions are the caller's own or unknown; listings are not there. */
+  const forwardToBackend = (req: IncomingMessage, res: ServerResponse, pathname: string, search: string) => {
+    if (isSessionListing(pathname)) {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end("Not Found");
+      return;
+    }
+    const route = sessionRouteOf(pathname);
+    const query = search ? new URLSearchParams(search) : undefined;
+    const sessionId = namedSessionId(req.headers, route, query);
+    if (sessionId !== undefined) {
+      const session = sessions.owned(sessionId, principalOf(req.headers, query), route?.scope);
+      if (!session) return answerUnknownSession(res, req.method, route, sessionId);
+      res.once("close", sessions.begin(session));
+      if (req.method === "GET") {
+        session.streams.add(res);
+        res.once("close", () => session.streams.delete(res));
+      }
+      guarded.set(req, { session, route });
+      proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });
+      return;
+    }
+    const opens =
+      route !== undefined &&
+      ((route.kind === "mcp" && req.method === "POST") ||
+        ((route.kind === "sse" || route.kind === "stdio") && req.method === "GET"));
+    if (opens) {
+      const headers: Record<string, string> = {};
+      for (const h of CLOSE_HEADERS) {
+        const v = req.headers[h];
+        if (typeof v === "string") headers[h] = v;
+      }
+      openings.set(req, {
+        route,
+        principal: principalOf(req.headers, query),
+        close: { path: req.url ?? pathname, headers },
+      });
+    }
+    proxy.web(req, res, { target: backendTarget });
+  };
+
   const forward = (req: IncomingMessage, res: ServerResponse) => {
     const original = req.url ?? "/";
-    const t = target(original, req.method);
-    req.url = t.path;
+    const q = original.indexOf("?");
+    const pathname = q < 0 ? original : original.slice(0, q);
+    const side = routeFor(original, req.method);
+    req.url = side === "backend" ? backendPath(original) : original;
+    refuseIdentityFrom(req);
     dropDatabricksCredentials(req.headers);
     stampIdentitySecret(req.headers, options.identitySecret);
-    if (identity && req.method === "POST" && original.split("?")[0] === "/api/auth/sign-out")
-      identity.forget(typeof req.headers.cookie === "string" ? req.headers.cookie : undefined);
-    if (identity && routeFor(original, req.method) === "frontend")
-      void forwardSignedIn(identity, req, res, original, () => proxy.web(req, res, { target: t.target }));
-    else proxy.web(req, res, { target: t.target });
+    if (side === "backend") {
+      if (identity && req.method === "POST" && pathname === "/api/auth/sign-out")
+        identity.forget(typeof req.headers.cookie === "string" ? req.headers.cookie : undefined);
+      forwardToBackend(req, res, pathname, q < 0 ? "" : original.slice(q + 1));
+      return;
+    }
+    if (identity)
+      void forwardSignedIn(identity, req, res, original, () =>
+        proxy.web(req, res, { target: frontendTarget }),
+      );
+    else proxy.web(req, res, { target: frontendTarget });
   };
   router.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     if (!router.ready) {
@@ -258,11 +516,13 @@ export function createRouter(options: RouterOptions): Router {
     forward(req, res);
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const t = target(req.url ?? "/");
-    req.url = t.path;
+    const original = req.url ?? "/";
+    const side = routeFor(original);
+    req.url = side === "backend" ? backendPath(original) : original;
+    refuseIdentityFrom(req);
     dropDatabricksCredentials(req.headers);
     stampIdentitySecret(req.headers, options.identitySecret);
-    proxy.ws(req, socket, head, { target: t.target });
+    proxy.ws(req, socket, head, { target: side === "backend" ? backendTarget : frontendTarget });
   });
   return router;
 }

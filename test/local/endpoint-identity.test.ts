@@ -283,6 +283,35 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
       },
     );
     expect(directSettings.status).toBe(401);
+    // Straight to the APP port, around the stand-in proxy (on Databricks: any process the app runs, at
+    // 0.0.0.0:$DATABRICKS_APP_PORT): the router sees a caller on this host, so the claimed identity is
+    // dropped before it could be stamped, and Alice's identity-accepting endpoint asks for a key.
+    const appPort = readRunState(localPaths(stateDir()))!.ports.app;
+    const aroundProxy = await fetch(`http://127.0.0.1:${appPort}/metamcp/alices/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "x-forwarded-email": ALICE,
+        "x-forwarded-user": "1000@local",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-03-26", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+      }),
+    });
+    expect(aroundProxy.status).toBe(401);
+    const aroundProxySettings = await fetch(`http://127.0.0.1:${appPort}${ENDPOINT_IDENTITY_ROUTE}/alices`, {
+      method: "PUT",
+      headers: { "x-forwarded-email": ALICE, "content-type": "application/json" },
+      body: JSON.stringify({ acceptIdentity: false }),
+    });
+    expect([401, 403]).toContain(aroundProxySettings.status);
+    expect(await (await settings("alices", await tokenOf(ALICE))).json()).toMatchObject({
+      acceptIdentity: true,
+    });
   });
 
   it("an endpoint with no authentication stays open; an unknown endpoint is upstream's 404", async () => {

@@ -132,6 +132,8 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
       publicUrl: () => base,
       identitySecret: SECRET,
       warn: (m) => warnings.push(m),
+      // This test plays the Apps proxy from 127.0.0.1 (test/runtime/router.test.ts tries the other callers).
+      trustedProxyAddresses: ["127.0.0.1"],
     });
     router.ready = true;
     const routerPort = await freePort();

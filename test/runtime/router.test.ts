@@ -97,7 +97,13 @@ describe("the router on real sockets", () => {
     });
     const frontendPort = await listen(next);
     const backendPort = await listen(express);
-    router = createRouter({ backendPort, frontendPort, publicUrl: () => publicUrl });
+    // This suite plays the Apps proxy from 127.0.0.1; "the identity counts only from the proxy" tries the rest.
+    router = createRouter({
+      backendPort,
+      frontendPort,
+      publicUrl: () => publicUrl,
+      trustedProxyAddresses: ["127.0.0.1"],
+    });
     router.ready = true;
     url = `http://127.0.0.1:${await listen(router.server)}`;
   });

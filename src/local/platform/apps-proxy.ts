@@ -66,6 +66,31 @@ export interface AppsProxyOptions {
   /** The proxy's own origins (scheme://host:port) a browser may use; the first is the canonical one. */
   origins: () => string[];
   limits: () => ProxyLimits;
+  /**
+   * The address the proxy's connections to the app come from. On Databricks the Apps proxy is not on the
+   * app's host, and the app trusts identity headers only from elsewhere (src/runtime/proxy-trust.ts); here the
+   * stand-in connects from its own loopback address, which the app is told to trust, so every other local
+   * caller (127.0.0.1) stays as untrusted as a process inside a Databricks App.
+   */
+  sourceAddress?: string;
+}
+
+/** The stand-in's source address where the OS routes all of 127/8 to loopback (Linux). */
+export const LOCAL_PROXY_SOURCE_ADDRESS = "127.0.0.2";
+
+/**
+ * 127.0.0.2 when this machine can use it, else 127.0.0.1 (macOS has only 127.0.0.1 unless an alias is
+ * added): then the app cannot tell the stand-in from other local callers, and `local` says so.
+ */
+export async function localProxySourceAddress(): Promise<{ address: string; distinct: boolean }> {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve({ address: "127.0.0.1", distinct: false }));
+    probe.listen(0, LOCAL_PROXY_SOURCE_ADDRESS, () =>
+      probe.close(() => resolve({ address: LOCAL_PROXY_SOURCE_ADDRESS, distinct: true })),
+    );
+  });
 }
 
 export interface AppsProxy {
@@ -123,7 +148,12 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
   const { tokens, logs, users, sessions } = options;
   // timeout 4 s: a free pooled socket is dropped before the app's server closes it (Node's default
   // keep-alive is 5 s); reusing one the app is closing is an ECONNRESET, i.e. a 502 after a few idle seconds.
-  const agent = new Agent({ keepAlive: true, noDelay: true, timeout: 4000 });
+  const agent = new Agent({
+    keepAlive: true,
+    noDelay: true,
+    timeout: 4000,
+    ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}),
+  });
   const proxy = createProxyServer({ target: options.target, xfwd: false, ws: true, agent });
   const upstreamRequests = new WeakMap<IncomingMessage, ClientRequest>();
   const onStream = new WeakMap<IncomingMessage, () => void>();

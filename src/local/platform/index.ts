@@ -14,7 +14,13 @@ export {
   SESSION_COOKIE,
 } from "./apps-proxy.js";
 
-import { DEFAULT_PROXY_LIMITS, LogBuffer, type ProxyLimits, registerAppsProxy } from "./apps-proxy.js";
+import {
+  DEFAULT_PROXY_LIMITS,
+  LogBuffer,
+  localProxySourceAddress,
+  type ProxyLimits,
+  registerAppsProxy,
+} from "./apps-proxy.js";
 import {
   DatabaseCredentials,
   type IssuedCredential,
@@ -169,7 +175,13 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
   });
 
   // The Apps proxy on the user's port (bearer token, login redirect, X-Forwarded-*, ws, /logz/stream).
+  const source = await localProxySourceAddress();
+  if (!source.distinct)
+    log.warn(
+      "the local Apps proxy connects from 127.0.0.1 (127.0.0.2 is not usable here): the app cannot tell it from other local programs, which can then claim any identity at the app port; on macOS `sudo ifconfig lo0 alias 127.0.0.2 up` makes them distinguishable (docs/identity.md)",
+    );
   const appsProxy = registerAppsProxy(appHost, {
+    sourceAddress: source.address,
     tokens,
     target: `http://127.0.0.1:${options.appPort}`,
     loginUrl: () => `${workspace.url}/login.html`,
@@ -211,6 +223,8 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
       ? { LAKEBASE_ENDPOINT: endpoint }
       : { LAKEBASE_INSTANCE_NAME: config.lakebase.instanceName }),
     BETTER_AUTH_SECRET: secrets.betterAuthSecret,
+    // The stand-in proxy's address is this host's own: the one peer whose identity headers the app trusts.
+    METAMCP_TRUSTED_PROXY_ADDRESSES: source.address,
     // As app.yaml passes it (render.ts): only when not the runtime's default.
     ...(config.values.METAMCP_EMAIL_SIGNUP?.value === "on" ? { METAMCP_EMAIL_SIGNUP: "on" } : {}),
   };

@@ -67,6 +67,24 @@ for (const forward of ["on", "off"] as const) {
       return client;
     };
     const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]?.text ?? "";
+    const tokenOf = (email: string) => async () => (await localUserToken(stateDir(), { email })).token;
+    /** A person signs in at the stand-in's login page once (as a browser does): then they have tokens. */
+    const signIn = async (email: string) => {
+      const login = await fetch(appUrl, { redirect: "manual" });
+      const loginUrl = new URL(login.headers.get("location")!);
+      const form = new URLSearchParams({
+        email,
+        name: email,
+        redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
+        state: "/",
+      });
+      const signed = await fetch(new URL("/login.html", loginUrl), {
+        method: "POST",
+        body: form,
+        redirect: "manual",
+      });
+      expect(signed.status).toBe(302);
+    };
 
     beforeAll(async () => {
       work = mkdtempSync(path.join(os.tmpdir(), "mmdb-mcp-"));
@@ -121,6 +139,43 @@ for (const forward of ["on", "off"] as const) {
         expect(seen.toolTimeoutMs).toBe(110_000);
       } finally {
         await client.close();
+      }
+    });
+
+    it("two people on one public endpoint with one key: neither lists nor uses the other's session", async () => {
+      await signIn("ada@example.com");
+      await signIn("bob@example.com");
+      const ada = new StreamableHTTPClientTransport(new URL(`${appUrl}/metamcp/demo/mcp`), {
+        fetch: withHeaders(tokenOf("ada@example.com")),
+      });
+      const adaClient = new Client({ name: "ada", version: "1.0.0" });
+      await adaClient.connect(ada);
+      const bobFetch = withHeaders(tokenOf("bob@example.com"));
+      try {
+        const listing = await bobFetch(`${appUrl}/metamcp/health/sessions`);
+        expect(listing.status).toBe(404);
+        expect(await listing.text()).not.toContain(ada.sessionId!);
+        const stolen = await bobFetch(`${appUrl}/metamcp/demo/mcp`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            accept: "application/json, text/event-stream",
+            "mcp-session-id": ada.sessionId!,
+            "mcp-protocol-version": "2025-06-18",
+          },
+          body: JSON.stringify({
+            jsonrpc: "2.0",
+            id: 9,
+            method: "tools/call",
+            params: { name: "echo", arguments: { text: "hijack" } },
+          }),
+        });
+        expect(stolen.status).toBe(404);
+        expect(await stolen.text()).not.toContain("hijack");
+        const seen = JSON.parse(text(await adaClient.callTool({ name: "whoami", arguments: {} })));
+        expect(seen["x-forwarded-email"]).toBe("ada@example.com");
+      } finally {
+        await adaClient.close();
       }
     });
 

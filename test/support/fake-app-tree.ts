@@ -197,7 +197,8 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = httpSessions.get(sid);
     if (!transport) {
       if (req.method === "GET") { res.writeHead(404); return res.end("Session not found"); }
-      return send(404, { error: "Session not found", message: "Transport not found for sessionId " + sid, timestamp: now() });
+      // upstream (streamable-http.ts, v2.4.22 and main) lists every live id in this answer
+      return send(404, { error: "Session not found", message: "Transport not found for sessionId " + sid, available_sessions: [...httpSessions.keys()], timestamp: now() });
     }
     return transport.handleRequest(req, res);
   }
@@ -232,6 +233,9 @@ const server = createServer(async (req, res) => {
     const mcp = /^\/metamcp\/([^/]+)\/(mcp|sse|message)$/.exec(url.pathname);
     if (mcp) return await handleMcp(req, res, url, decodeURIComponent(mcp[1]), mcp[2], send);
     if (url.pathname === "/health" || url.pathname === "/metamcp/health") return send(200, { status: "ok" });
+    // upstream's GET /metamcp/health/sessions: every live session id, no auth (streamable-http.ts)
+    if (url.pathname.toLowerCase() === "/metamcp/health/sessions")
+      return send(200, { streamableHttpSessions: { count: httpSessions.size, sessionIds: [...httpSessions.keys()] } });
     if (url.pathname === "/metamcp/pid") return send(200, { pid: process.pid });
     if (url.pathname === "/metamcp/headers") return send(200, req.headers);
     if (url.pathname === "/metamcp/notes" && req.method === "POST") {

@@ -154,7 +154,13 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     timeout: 4000,
     ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}),
   });
-  const proxy = createProxyServer({ target: options.target, xfwd: false, ws: true, agent });
+  const proxy = createProxyServer({
+    target: options.target,
+    xfwd: false,
+    ws: true,
+    agent,
+    ...(options.sourceAddress ? { localAddress: options.sourceAddress } : {}),
+  });
   const upstreamRequests = new WeakMap<IncomingMessage, ClientRequest>();
   const onStream = new WeakMap<IncomingMessage, () => void>();
   proxy.on("proxyReq", (proxyReq, req) => upstreamRequests.set(req, proxyReq));

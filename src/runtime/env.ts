@@ -44,6 +44,8 @@ export interface RuntimeEnv {
   trustedProxyAddresses: string[];
   /** An MCP session with no request for this long is ended (METAMCP_SESSION_IDLE_MINUTES, default 30). */
   sessionIdleMs: number;
+  /** The endpoint `<app url>/mcp` serves (METAMCP_DEFAULT_ENDPOINT; set for apps named `mcp-…`). */
+  defaultEndpoint?: string;
 }
 
 /**
@@ -86,6 +88,7 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
   "METAMCP_TRUSTED_PROXY_ADDRESSES",
   "METAMCP_SESSION_IDLE_MINUTES",
+  "METAMCP_DEFAULT_ENDPOINT",
   "LOG_LEVEL",
 ] as const;
 
@@ -367,6 +370,14 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     idleMinutes > 0 && idleMinutes <= MAX_SESSION_IDLE_MINUTES,
     `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
   );
+  const defaultEndpoint = raw("METAMCP_DEFAULT_ENDPOINT");
+  // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
+  check(
+    "METAMCP_DEFAULT_ENDPOINT",
+    defaultEndpoint,
+    /^[A-Za-z0-9_-]{1,100}$/.test(defaultEndpoint ?? ""),
+    "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
+  );
 
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
@@ -396,5 +407,6 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     frontendPort,
     trustedProxyAddresses,
     sessionIdleMs: Math.round(idleMinutes * 60_000),
+    defaultEndpoint,
   };
 }

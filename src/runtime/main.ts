@@ -231,6 +231,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     info: (message) => log.info(message),
     trustedProxyAddresses: env.trustedProxyAddresses,
     sessionIdleMs: env.sessionIdleMs,
+    defaultEndpoint: env.defaultEndpoint,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

@@ -57,6 +57,15 @@ export function routeFor(url: string, method = "GET"): "backend" | "frontend" {
   return BACKEND_PREFIXES.some((p) => pathname.startsWith(p)) ? "backend" : "frontend";
 }
 
+/** `/mcp` (and `/mcp/`) as the default endpoint's streamable HTTP path, when there is one. */
+export function defaultEndpointPath(url: string, endpoint: string | undefined): string {
+  if (!endpoint) return url;
+  const q = url.indexOf("?");
+  const pathname = q < 0 ? url : url.slice(0, q);
+  if (pathname !== "/mcp" && pathname !== "/mcp/") return url;
+  return `/metamcp/${encodeURIComponent(endpoint)}/mcp${q < 0 ? "" : url.slice(q)}`;
+}
+
 /** Next rewrites `/trpc/*` to the backend's `/trpc/frontend/*` and `/register` to `/api/auth/register`. */
 export function backendPath(url: string): string {
   if (url.startsWith("/trpc/")) return `/trpc/frontend/${url.slice("/trpc/".length)}`;
@@ -182,6 +191,11 @@ export interface RouterOptions {
   sessionIdleMs?: number;
   /** The most sessions tracked at once (default 10,000). */
   maxSessions?: number;
+  /**
+   * The endpoint `/mcp` stands for (METAMCP_DEFAULT_ENDPOINT): Databricks' AI Playground and agent tooling
+   * call `<app url>/mcp` on apps whose name starts with `mcp-` (docs: generative-ai/mcp/custom-mcp).
+   */
+  defaultEndpoint?: string;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -475,7 +489,7 @@ export function createRouter(options: RouterOptions): Router {
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
-    const original = req.url ?? "/";
+    const original = defaultEndpointPath(req.url ?? "/", options.defaultEndpoint);
     const q = original.indexOf("?");
     const pathname = q < 0 ? original : original.slice(0, q);
     const side = routeFor(original, req.method);
@@ -516,7 +530,7 @@ export function createRouter(options: RouterOptions): Router {
     forward(req, res);
   });
   router.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const original = req.url ?? "/";
+    const original = defaultEndpointPath(req.url ?? "/", options.defaultEndpoint);
     const side = routeFor(original);
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);

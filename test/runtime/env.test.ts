@@ -61,7 +61,16 @@ describe("the runtime's environment: every variable checked, one message naming 
       pg: { port: 5432, sslmode: "require" },
       backendPort: 12009,
       frontendPort: 12008,
+      trustedProxyAddresses: [],
+      sessionIdleMs: 30 * 60_000,
     });
+    expect(env.defaultEndpoint).toBeUndefined();
+    expect(
+      readRuntimeEnv(
+        { ...GOOD, METAMCP_SESSION_IDLE_MINUTES: "0.5", METAMCP_TRUSTED_PROXY_ADDRESSES: "127.0.0.2, ::1" },
+        "/x",
+      ),
+    ).toMatchObject({ sessionIdleMs: 30_000, trustedProxyAddresses: ["127.0.0.2", "::1"] });
     expect(
       readRuntimeEnv({ ...GOOD, METAMCP_BACKEND_PORT: "22009", METAMCP_FRONTEND_PORT: "22008" }, "/x"),
     ).toMatchObject({ backendPort: 22009, frontendPort: 22008 });
@@ -130,6 +139,24 @@ describe("the runtime's environment: every variable checked, one message naming 
       "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
       "false",
       /METAMCP_ENDPOINT_IDENTITY_DEFAULT="false" is not valid: one of on, off/,
+    ],
+    [
+      "METAMCP_SESSION_IDLE_MINUTES",
+      "0",
+      /METAMCP_SESSION_IDLE_MINUTES="0" is not valid: minutes after which/,
+    ],
+    ["METAMCP_SESSION_IDLE_MINUTES", "1441", /METAMCP_SESSION_IDLE_MINUTES="1441" is not valid/],
+    ["METAMCP_SESSION_IDLE_MINUTES", "ten", /METAMCP_SESSION_IDLE_MINUTES="ten" is not valid/],
+    [
+      "METAMCP_TRUSTED_PROXY_ADDRESSES",
+      "proxy.local",
+      /METAMCP_TRUSTED_PROXY_ADDRESSES="proxy.local" is not valid: comma-separated IP/,
+    ],
+    ["METAMCP_TRUSTED_PROXY_ADDRESSES", " , ", /METAMCP_TRUSTED_PROXY_ADDRESSES=" , " is not valid/],
+    [
+      "METAMCP_DEFAULT_ENDPOINT",
+      "my endpoint",
+      /METAMCP_DEFAULT_ENDPOINT="my endpoint" is not valid: a MetaMCP endpoint name/,
     ],
   ])("%s=%j is refused", (name, value, message) => {
     expect(problemsOf({ [name]: value })).toMatch(message);

@@ -11,6 +11,7 @@ import {
 } from "../../src/runtime/identity-signin.js";
 import {
   createRouter,
+  defaultEndpointPath,
   dropDatabricksCredentials,
   isMetamcpCredential,
   publicLocation,
@@ -39,6 +40,16 @@ describe("publicLocation (the redirect safety net)", () => {
     expect(publicLocation("http://127.0.0.1:8000/en/", internal, "http://127.0.0.1:8000")).toBe(
       "http://127.0.0.1:8000/en/",
     ));
+});
+
+describe("defaultEndpointPath (apps named mcp-…)", () => {
+  it("maps /mcp and /mcp/ (with their query) to the endpoint, nothing else, and nothing without one", () => {
+    expect(defaultEndpointPath("/mcp", "team")).toBe("/metamcp/team/mcp");
+    expect(defaultEndpointPath("/mcp/?api_key=k", "team")).toBe("/metamcp/team/mcp?api_key=k");
+    expect(defaultEndpointPath("/mcp-servers", "team")).toBe("/mcp-servers");
+    expect(defaultEndpointPath("/mcp/x", "team")).toBe("/mcp/x");
+    expect(defaultEndpointPath("/mcp", undefined)).toBe("/mcp");
+  });
 });
 
 describe("Databricks credentials never reach MetaMCP", () => {

@@ -324,6 +324,37 @@ describe("MCP sessions belong to whoever opened them (real MCP SDK clients, upst
   });
 });
 
+describe("<app url>/mcp on an `mcp-` app is the default endpoint (AI Playground's path)", () => {
+  it("a real MCP SDK client at /mcp talks to METAMCP_DEFAULT_ENDPOINT's endpoint, its session guarded there", async () => {
+    const backend = await startUpstreamShapedBackend();
+    const { router, url } = await startRouter(backend.port, { defaultEndpoint: ADA.endpoint });
+    try {
+      const client = new Client({ name: "playground", version: "1.0.0" });
+      const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+        requestInit: { headers: as(ADA) },
+      });
+      await client.connect(transport);
+      expect(text(await client.callTool({ name: "owner", arguments: {} }))).toBe(ADA.endpoint);
+      // The same session by its long name is the same session; Bob's identity with Ada's key is not Ada.
+      const byName = await callWith(url, `/metamcp/${ADA.endpoint}/mcp`, transport.sessionId!, as(ADA));
+      expect(byName.status).toBe(200);
+      const bob = await callWith(url, "/mcp", transport.sessionId!, {
+        ...as(ADA),
+        "x-forwarded-email": BOB.email,
+      });
+      expect(bob.status).toBe(404);
+      await client.close();
+      // Without a default endpoint, /mcp is not MetaMCP's (it goes to the frontend like any page).
+      const plain = await startRouter(backend.port);
+      expect(plain.router.sessions.size).toBe(0);
+      await plain.router.close(10);
+    } finally {
+      await router.close(100);
+      backend.server.close();
+    }
+  });
+});
+
 describe("abandoned sessions are ended in MetaMCP, and the table is bounded", () => {
   let backend: UpstreamShape;
   beforeAll(async () => {

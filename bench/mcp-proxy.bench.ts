@@ -6,6 +6,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { freePort } from "../src/local/postgres.js";
 import { localPaths, readRunState } from "../src/local/state.js";
 import { localUserToken } from "../src/local/user-token.js";
+import { principalOf, SessionTable } from "../src/runtime/session-guard.js";
 import { runCli } from "../test/support/cli.js";
 import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../test/support/fake-app-tree.js";
 
@@ -79,6 +80,31 @@ async function throughput(url: string, headers: () => Promise<Record<string, str
   }
 }
 
+/** What the router's session table holds for 10,000 sessions of realistic callers (heap, KiB). */
+function sessionTableKiB(count: number): number {
+  const table = new SessionTable({ idleMs: 1_800_000, maxSessions: count, end: () => {} });
+  globalThis.gc?.();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < count; i++) {
+    const headers = {
+      "x-forwarded-email": `person-${i}@example.com`,
+      "x-api-key": `sk_mt_${String(i).padStart(40, "0")}`,
+      host: "metamcp-1234567890.aws.databricksapps.com",
+    };
+    table.add({
+      id: crypto.randomUUID(),
+      scope: `metamcp/endpoint-${i % 50}`,
+      principal: principalOf(headers, undefined),
+      transport: "streamable",
+      close: { path: `/metamcp/endpoint-${i % 50}/mcp`, headers },
+    });
+  }
+  globalThis.gc?.();
+  const kib = Math.round((process.memoryUsage().heapUsed - before) / 1024);
+  if (table.size !== count) throw new Error(`the table holds ${table.size}, not ${count}`);
+  return kib;
+}
+
 export default {
   name: "mcp-proxy",
   async run(): Promise<Record<string, number | string>> {
@@ -138,6 +164,7 @@ export default {
       metrics[`sessions${SESSIONS}_router_calls_per_s`] = router;
       metrics[`sessions${SESSIONS}_backend_calls_per_s`] = backend;
       metrics.router_cost_pct = Math.round((1 - router / backend) * 1000) / 10;
+      metrics.session_table_10000_kib = sessionTableKiB(10_000);
       return metrics;
     } finally {
       if (work) {

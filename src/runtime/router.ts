@@ -191,6 +191,8 @@ export interface RouterOptions {
   sessionIdleMs?: number;
   /** The most sessions tracked at once (default 10,000). */
   maxSessions?: number;
+  /** The most sessions of one principal (default a tenth of maxSessions). */
+  maxSessionsPerPrincipal?: number;
   /**
    * The endpoint `/mcp` stands for (METAMCP_DEFAULT_ENDPOINT): Databricks' AI Playground and agent tooling
    * call `<app url>/mcp` on apps whose name starts with `mcp-` (docs: generative-ai/mcp/custom-mcp).
@@ -323,6 +325,7 @@ export function createRouter(options: RouterOptions): Router {
   const sessions = new SessionTable({
     idleMs: options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS,
     maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    maxPerPrincipal: options.maxSessionsPerPrincipal,
     end: endSession,
   });
   sessions.start();

@@ -106,6 +106,11 @@ export interface SessionTableOptions {
   idleMs: number;
   /** At most this many sessions are tracked; past it the least recently used idle one is ended. */
   maxSessions: number;
+  /**
+   * At most this many of one principal (default a tenth of maxSessions): past it that principal's own least
+   * recently used session is ended, so one caller opening sessions in a loop cannot end everyone else's.
+   */
+  maxPerPrincipal?: number;
   /** Ends a session at the backend (it is already out of the table). */
   end: (session: TrackedSession, why: "idle" | "evicted") => void;
   now?: () => number;
@@ -117,6 +122,7 @@ export const DEFAULT_MAX_SESSIONS = 10_000;
 /** The router's session table: insertion order is least-recently-used first (touch re-inserts). */
 export class SessionTable {
   private readonly sessions = new Map<string, TrackedSession>();
+  private readonly perPrincipal = new Map<string, number>();
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
 
@@ -137,12 +143,21 @@ export class SessionTable {
 
   add(session: Omit<TrackedSession, "lastSeen" | "inflight" | "streams">): TrackedSession {
     const s: TrackedSession = { ...session, lastSeen: this.now(), inflight: 0, streams: new Set() };
-    this.sessions.delete(s.id);
+    this.forget(s.id);
     this.sessions.set(s.id, s);
+    this.perPrincipal.set(s.principal, (this.perPrincipal.get(s.principal) ?? 0) + 1);
+    const perPrincipal =
+      this.options.maxPerPrincipal ?? Math.max(1, Math.floor(this.options.maxSessions / 10));
+    while ((this.perPrincipal.get(s.principal) ?? 0) > perPrincipal) {
+      const victim = this.leastRecentlyUsed(s, s.principal);
+      if (!victim) break;
+      this.forget(victim.id);
+      this.options.end(victim, "evicted");
+    }
     while (this.sessions.size > this.options.maxSessions) {
       const victim = this.leastRecentlyUsed(s);
       if (!victim) break;
-      this.sessions.delete(victim.id);
+      this.forget(victim.id);
       this.options.end(victim, "evicted");
     }
     return s;
@@ -162,7 +177,12 @@ export class SessionTable {
   }
 
   forget(id: string): void {
+    const s = this.sessions.get(id);
+    if (!s) return;
     this.sessions.delete(id);
+    const n = (this.perPrincipal.get(s.principal) ?? 1) - 1;
+    if (n > 0) this.perPrincipal.set(s.principal, n);
+    else this.perPrincipal.delete(s.principal);
   }
 
   /** Ends every session idle past the limit; returns how many. */
@@ -172,7 +192,7 @@ export class SessionTable {
     for (const s of this.sessions.values()) {
       if (s.lastSeen > cutoff) break; // LRU order: everything after is newer
       if (s.inflight > 0) continue;
-      this.sessions.delete(s.id);
+      this.forget(s.id);
       this.options.end(s, "idle");
       ended++;
     }
@@ -199,10 +219,10 @@ export class SessionTable {
   }
 
   /** The oldest idle session, else the oldest (a hard bound: a client holding streams open counts too). */
-  private leastRecentlyUsed(except: TrackedSession): TrackedSession | undefined {
+  private leastRecentlyUsed(except: TrackedSession, principal?: string): TrackedSession | undefined {
     let first: TrackedSession | undefined;
     for (const s of this.sessions.values()) {
-      if (s === except) continue;
+      if (s === except || (principal !== undefined && s.principal !== principal)) continue;
       first ??= s;
       if (s.inflight === 0) return s;
     }

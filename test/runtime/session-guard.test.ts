@@ -393,7 +393,7 @@ describe("abandoned sessions are ended in MetaMCP, and the table is bounded", ()
   });
 
   it("past the table's bound the least recently used session is ended, not the newest", async () => {
-    const { router, url } = await startRouter(backend.port, { maxSessions: 2 });
+    const { router, url } = await startRouter(backend.port, { maxSessions: 2, maxSessionsPerPrincipal: 2 });
     try {
       // Each SDK client holds its GET stream open: the bound holds all the same.
       const first = await connect(url, ADA);
@@ -575,6 +575,7 @@ describe("session guard parts", () => {
     const table = new SessionTable({
       idleMs: 1000,
       maxSessions: 3,
+      maxPerPrincipal: 3,
       now: () => now,
       end: (s) => ended.push(s.id),
     });
@@ -597,5 +598,21 @@ describe("session guard parts", () => {
     expect(ended).toEqual(["b", "c", "d"]);
     expect(table.size).toBe(3);
     done();
+  });
+
+  it("one principal opening sessions in a loop ends only its own, never another's", () => {
+    const ended: string[] = [];
+    const table = new SessionTable({
+      idleMs: 60_000,
+      maxSessions: 100,
+      maxPerPrincipal: 3,
+      end: (s) => ended.push(s.id),
+    });
+    table.add({ id: "ada-1", scope: "metamcp/e", principal: "u:ada", transport: "streamable" });
+    for (let i = 0; i < 50; i++)
+      table.add({ id: `bob-${i}`, scope: "metamcp/e", principal: "u:bob", transport: "streamable" });
+    expect(table.owned("ada-1", "u:ada", "metamcp/e")).toBeDefined();
+    expect(ended.every((id) => id.startsWith("bob-"))).toBe(true);
+    expect(table.size).toBe(4);
   });
 });

@@ -276,9 +276,14 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         { timeoutMs: 20_000, what: "the backend to be restarted" },
       );
       await check();
-      // The residual risk docs/identity.md states: the runtime's own environment is the platform's, with the
-      // service principal's secret in it (Databricks injects it; no process can change its initial environment).
-      expect(environOf(runtimePid)).toContain("sp-secret-xyz");
+      // The residual risk docs/identity.md states: the runtime's own environment is what the platform started it
+      // with, the service principal's secret and app.yaml's BETTER_AUTH_SECRET in it (Node cannot rewrite it).
+      const runtimeEnviron = environOf(runtimePid);
+      expect(runtimeEnviron).toContain("sp-secret-xyz");
+      expect(runtimeEnviron).toContain("a-real-looking-secret-0123456789"); // app.yaml's valueFrom, the same way
+      // What the runtime makes itself is in no process's environment.
+      expect(runtimeEnviron).not.toContain(identitySecret);
+      expect(runtimeEnviron).not.toContain(credential.token);
     });
 
     it("serves with a provisioned (legacy) Lakebase instance too", async () => {

@@ -18,7 +18,11 @@ export default defineConfig([
   {
     // The app tree's `runtime/start.mjs`: one file, every dependency inlined, run with plain `node`
     // in the Apps container (no install, no pnpm at start).
-    entry: { "runtime/start": "src/runtime/entry.ts" },
+    // runtime/secrets-preload.mjs: given to MetaMCP's processes with `node --import` (src/runtime/child-secrets.ts).
+    entry: {
+      "runtime/start": "src/runtime/entry.ts",
+      "runtime/secrets-preload": "src/runtime/secrets-preload.ts",
+    },
     format: ["esm"],
     outExtension: () => ({ js: ".mjs" }),
     target: "node20",

@@ -47,6 +47,8 @@ export interface AssembleOptions {
   /** `pnpm deploy --prod` output for the backend (its node_modules are flattened into the tree). */
   backendProdDir: string;
   runtime: Buffer;
+  /** runtime/secrets-preload.mjs (src/runtime/secrets-preload.ts). */
+  runtimePreload: Buffer;
   toolVersion: string;
   nodeVersion?: string;
   /** The prepared manifest; the app tree's copy gets the `build` section. */
@@ -198,6 +200,7 @@ export function assembleAppTree(options: AssembleOptions): {
     // Ours: the runtime bundle and the minimal root package.json.
     mkdirSync(path.dirname(at(APP_LAYOUT.runtime)), { recursive: true });
     writeFileSync(at(APP_LAYOUT.runtime), options.runtime);
+    writeFileSync(at(APP_LAYOUT.runtimePreload), options.runtimePreload);
     writeFileSync(at(APP_LAYOUT.packageJson), appPackageJson(options.toolVersion));
 
     for (const [name, reason] of Object.entries(pruned).sort()) log.info(`left out ${name}: ${reason}`);

@@ -19,7 +19,7 @@ export interface BuildAppOptions {
   buildDir: string;
   /** Where the deployable app tree is assembled (replaced as a whole at the end). */
   appDir: string;
-  /** Our runtime bundle to ship as runtime/start.mjs. */
+  /** Our runtime bundle to ship as runtime/start.mjs; its secrets preload (secrets-preload.mjs) lies beside it. */
   runtimeBundle: string;
   /** Our overlay folder (an input of the hash). */
   overlayDir: string;
@@ -139,6 +139,9 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
   const manifest = readPreparedManifest(buildDir);
   const pm = readPinnedPackageManager(buildDir);
   const runtime = readRuntimeBundle(options.runtimeBundle);
+  const runtimePreload = readRuntimeBundle(
+    path.join(path.dirname(options.runtimeBundle), path.basename(APP_LAYOUT.runtimePreload)),
+  );
   const lockfilePath = path.join(buildDir, "pnpm-lock.yaml");
   if (!existsSync(lockfilePath)) {
     throw new UserError(
@@ -154,7 +157,11 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
     toolVersion: options.toolVersion,
     pnpmVersion: pm.version,
   });
-  const inputHash = appInputHash(compile, runtime, options.toolFingerprint);
+  const inputHash = appInputHash(
+    compile,
+    Buffer.concat([runtime, Buffer.from("\0preload\0"), runtimePreload]),
+    options.toolFingerprint,
+  );
   const steps: BuildStepReport[] = [];
 
   if (!options.force) {
@@ -251,6 +258,7 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
     appDir,
     backendProdDir: prodDir,
     runtime,
+    runtimePreload,
     toolVersion: options.toolVersion,
     nodeVersion: options.nodeVersion,
     manifest,

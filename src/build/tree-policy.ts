@@ -13,6 +13,8 @@ export const APP_LAYOUT = {
   packageJson: "package.json",
   appYaml: "app.yaml",
   runtime: "runtime/start.mjs",
+  /** Given to MetaMCP's processes with `node --import`: their secrets arrive on a pipe (src/runtime/child-secrets.ts). */
+  runtimePreload: "runtime/secrets-preload.mjs",
   metamcp: "metamcp",
   backendDir: "metamcp/apps/backend",
   backendEntry: "metamcp/apps/backend/dist/index.js",

@@ -38,7 +38,10 @@ export function registerBuild(program: Command): void {
     .option("--build-dir <dir>", "the prepared MetaMCP tree; env BUILD_DIR (default build/metamcp)")
     .option("--app-dir <dir>", "where to assemble the app tree; env APP_DIR (default <build-dir>/../app)")
     .option("--force", "rebuild even when nothing changed")
-    .option("--runtime-bundle <file>", `our runtime bundle to ship (default <tool>/${RUNTIME_BUNDLE_PATH})`)
+    .option(
+      "--runtime-bundle <file>",
+      `our runtime bundle to ship, with secrets-preload.mjs beside it (default <tool>/${RUNTIME_BUNDLE_PATH})`,
+    )
     .action(
       action(
         async (

@@ -1,13 +1,20 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import type { Writable } from "node:stream";
+import { pathToFileURL } from "node:url";
 import type { Logger } from "../log/logger.js";
+import { encodeChildSecrets, SECRETS_FD, SECRETS_FD_ENV } from "./child-secrets.js";
 
 export interface ChildSpec {
   name: string;
+  /** A Node.js binary when `handOver` is set (the preload is given with `--import`). */
   command: string;
   args: string[];
   cwd: string;
+  /** The child's initial environment: readable by every process of the app's user (/proc/<pid>/environ). */
   env: Record<string, string>;
+  /** Secrets handed over on a pipe to `preload` (child-secrets.ts), at every (re)start, never in `env`. */
+  handOver?: { preload: string; secrets: Record<string, string> };
 }
 
 /**
@@ -39,12 +46,23 @@ export class SupervisedChild {
 
   private spawnOnce(): void {
     const { spec, log } = this;
-    const child = spawn(spec.command, spec.args, {
-      cwd: spec.cwd,
-      env: spec.env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const handOver = spec.handOver;
+    const child = spawn(
+      spec.command,
+      handOver ? ["--import", pathToFileURL(handOver.preload).href, ...spec.args] : spec.args,
+      {
+        cwd: spec.cwd,
+        env: handOver ? { ...spec.env, [SECRETS_FD_ENV]: String(SECRETS_FD) } : spec.env,
+        stdio: handOver ? ["ignore", "pipe", "pipe", "pipe"] : ["ignore", "pipe", "pipe"],
+      },
+    );
     this.child = child;
+    if (handOver) {
+      const pipe = child.stdio[SECRETS_FD] as Writable | null;
+      // A child that dies before reading closes its end: its exit is reported below, not this write's EPIPE.
+      pipe?.on("error", () => {});
+      pipe?.end(encodeChildSecrets(handOver.secrets));
+    }
     for (const stream of [child.stdout, child.stderr]) {
       if (stream) createInterface({ input: stream }).on("line", (line) => log.info(line));
     }

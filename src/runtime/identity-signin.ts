@@ -28,6 +28,13 @@ export function stampIdentitySecret(headers: IncomingHttpHeaders, secret: string
 
 /** Our better-auth endpoint (overlay/apps/backend/src/databricks-identity.ts SESSION_PATH, under /api/auth). */
 export const IDENTITY_SESSION_PATH = "/api/auth/databricks-identity/callback/session";
+/**
+ * Where a person goes whose address belongs to a MetaMCP account nobody proved (made with the email/password
+ * form, not linked to the identity): our backend's page says what they and the admin can do
+ * (overlay/…/databricks-identity.ts UNPROVEN_PAGE_PATH; docs/identity.md "An account nobody proved").
+ */
+export const UNPROVEN_ACCOUNT_PAGE = "/api/auth/databricks-identity/unproven-account";
+const UNPROVEN_CODE = "DATABRICKS_IDENTITY_UNPROVEN_ACCOUNT";
 /** better-auth's session cookie; `__Secure-` prefixed when the app's URL is https (always on Databricks). */
 const SESSION_COOKIE = /^(?:__Secure-)?better-auth\.session_token$/;
 /** How long a session cookie → email answer is reused before asking the backend again. */
@@ -113,15 +120,25 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
       signal: AbortSignal.timeout(10_000),
     });
     const body = res.ok
-      ? ((await res.json().catch(() => null)) as { user?: { email?: string } } | null)
+      ? ((await res.json().catch(() => null)) as {
+          user?: { email?: string; emailVerified?: unknown };
+        } | null)
       : null;
-    const email = body?.user?.email?.toLowerCase();
+    // Only a session of a user whose address was proved counts as the identity's: a session of an account
+    // anyone could have made with the email form (and planted in this browser) never does.
+    const email = body?.user?.emailVerified === true ? body.user.email?.toLowerCase() : undefined;
     if (email) remember(cookie, email);
     return email;
   };
 
-  /** Opens a session for the identity on the request; mutates its Cookie header; returns Set-Cookie. */
-  const signIn = async (headers: IncomingHttpHeaders, email: string): Promise<string[] | undefined> => {
+  /**
+   * Opens a session for the identity on the request; mutates its Cookie header; returns Set-Cookie, or why not:
+   * `unproven` when an account nobody proved holds the address (the backend refused, on purpose).
+   */
+  const signIn = async (
+    headers: IncomingHttpHeaders,
+    email: string,
+  ): Promise<string[] | "unproven" | undefined> => {
     const forwarded: Record<string, string> = { "content-type": "application/json" };
     for (const name of [
       IDENTITY_SECRET_HEADER,
@@ -142,11 +159,12 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
       signal: AbortSignal.timeout(15_000),
     });
     if (!res.ok) {
-      const body = (await res.json().catch(() => ({}))) as { message?: string };
+      const body = (await res.json().catch(() => ({}))) as { message?: string; code?: string };
+      const unproven = res.status === 409 && body.code === UNPROVEN_CODE;
       options.warn?.(
-        `could not sign ${email} in to MetaMCP (${res.status}): ${body.message ?? res.statusText}; MetaMCP shows its own login`,
+        `could not sign ${email} in to MetaMCP (${res.status}): ${body.message ?? res.statusText}; ${unproven ? `the person is shown ${UNPROVEN_ACCOUNT_PAGE} (MetaMCP's login page still works for them)` : "MetaMCP shows its own login"}`,
       );
-      return undefined;
+      return unproven ? "unproven" : undefined;
     }
     await res.arrayBuffer().catch(() => {});
     const setCookies = res.headers.getSetCookie();
@@ -191,6 +209,9 @@ export function createIdentitySignIn(options: IdentitySignInOptions) {
         const login = isLoginPage(pathname);
         if (!cookie || (await sessionEmail(req.headers, cookie, login)) !== email) {
           const fresh = await signIn(req.headers, email);
+          // The login page stays reachable: there the account's owner proves it with its password.
+          if (fresh === "unproven")
+            return login ? undefined : { setCookies: [], redirect: UNPROVEN_ACCOUNT_PAGE };
           if (!fresh) return undefined;
           setCookies = fresh;
         }

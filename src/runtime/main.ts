@@ -5,7 +5,8 @@ import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
 import { retry } from "../retry.js";
-import { SupervisedChild } from "./children.js";
+import { SECRETS_PRELOAD_FILE, splitChildSecrets } from "./child-secrets.js";
+import { type ChildSpec, SupervisedChild } from "./children.js";
 import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
 import {
   clientConfig,
@@ -165,6 +166,22 @@ function childEnv(
 }
 
 /**
+ * A MetaMCP process started as `node --import <preload> <args>`: its secrets (child-secrets.ts
+ * CHILD_SECRET_NAMES) reach it on a pipe, so its initial environment (/proc/<pid>/environ, readable by every
+ * process the app runs) holds none of them.
+ */
+function metamcpChild(
+  name: string,
+  cwd: string,
+  args: string[],
+  variables: Record<string, string>,
+  preload: string,
+): ChildSpec {
+  const { env, secrets } = splitChildSecrets(variables);
+  return { name, command: process.execPath, args, cwd, env, handOver: { preload, secrets } };
+}
+
+/**
  * One random secret per start (docs/identity.md): our router stamps it on requests that carry the Apps
  * proxy's identity, and the patched backend trusts those headers only with it. Never logged.
  */
@@ -263,7 +280,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
   try {
     const backendDir = path.join(env.metamcpRoot, "apps/backend");
     const frontendDir = path.join(env.metamcpRoot, "apps/frontend");
+    const preload = path.join(runtimeDir, SECRETS_PRELOAD_FILE);
     for (const f of [
+      preload,
       path.join(backendDir, "dist/index.js"),
       path.join(frontendDir, "server.js"),
       path.join(backendDir, "drizzle"),
@@ -347,27 +366,27 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
     const backend = new SupervisedChild(
-      {
-        name: "backend",
-        command: process.execPath,
-        args: ["dist/index.js"],
-        cwd: backendDir,
-        // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
-        env: {
+      // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
+      metamcpChild(
+        "backend",
+        backendDir,
+        ["dist/index.js"],
+        {
           ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
           METAMCP_IDENTITY_SECRET: identitySecret,
         },
-      },
+        preload,
+      ),
       createLogger({ json, tag: "backend" }),
     );
     const frontend = new SupervisedChild(
-      {
-        name: "frontend",
-        command: process.execPath,
-        args: ["server.js"],
-        cwd: frontendDir,
-        env: { ...childEnv(env, appUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
-      },
+      metamcpChild(
+        "frontend",
+        frontendDir,
+        ["server.js"],
+        { ...childEnv(env, appUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
+        preload,
+      ),
       createLogger({ json, tag: "frontend" }),
     );
     // Checked right before launching, in the same tick: a stop that came during any step above

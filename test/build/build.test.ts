@@ -40,6 +40,7 @@ function makeFixture(root: string, extra: Record<string, string | Buffer> = {}):
   };
   writePreparedTree(fixture.buildDir, { extra });
   writeFileSync(fixture.runtime, 'console.log("metamcp-databricks runtime v1");\n');
+  writeFileSync(path.join(root, "secrets-preload.mjs"), "// metamcp-databricks secrets preload v1\n");
   return fixture;
 }
 
@@ -137,6 +138,7 @@ describe("build", () => {
     for (const expected of [
       "package.json",
       "runtime/start.mjs",
+      "runtime/secrets-preload.mjs",
       "metamcp/apps/backend/package.json",
       "metamcp/apps/backend/dist/index.js",
       "metamcp/apps/backend/drizzle/0000_init.sql",
@@ -173,6 +175,9 @@ describe("build", () => {
     expect(pkg.scripts).toEqual({ start: "node runtime/start.mjs" });
     expect(pkg.dependencies).toEqual({});
     expect(readFileSync(path.join(shared.appDir, "runtime/start.mjs"), "utf8")).toContain("runtime v1");
+    expect(readFileSync(path.join(shared.appDir, "runtime/secrets-preload.mjs"), "utf8")).toContain(
+      "preload v1",
+    );
 
     const manifest = JSON.parse(
       readFileSync(path.join(shared.appDir, ".metamcp-databricks/manifest.json"), "utf8"),

@@ -19,6 +19,7 @@ describe("prepare, then build", () => {
     const root = tempDir("mmdb-prep-build-");
     const runtime = path.join(root, "start.mjs");
     writeFileSync(runtime, "export {};\n");
+    writeFileSync(path.join(path.dirname(runtime), "secrets-preload.mjs"), "export {};\n");
     const env = { METAMCP_CACHE_DIR: path.join(root, "cache") };
 
     const prepared = await runCli(["prepare", "--repo", upstream.url, "--build-dir", "build/metamcp"], {

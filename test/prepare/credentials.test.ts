@@ -101,6 +101,7 @@ describe("a token in the repository URL", () => {
       expect(prepared.exitCode, prepared.stderr).toBe(0);
       const runtime = path.join(cwd, "start.mjs");
       writeFileSync(runtime, "export {};\n");
+      writeFileSync(path.join(path.dirname(runtime), "secrets-preload.mjs"), "export {};\n");
       const built = await runCli(["build", "--runtime-bundle", runtime], { cwd, env, timeoutMs: 300_000 });
       expect(built.exitCode, built.stderr).toBe(0);
       const appManifest = readFileSync(path.join(cwd, "build/app/.metamcp-databricks/manifest.json"), "utf8");

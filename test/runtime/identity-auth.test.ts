@@ -241,23 +241,140 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
     expect((await signIn(identity("ada@example.com"))).status).toBe(200);
   });
 
-  it("an existing email/password user of that email is the identity's user, linked once", async () => {
-    const up = await fetch(`${base}/api/auth/sign-up/email`, {
-      method: "POST",
-      headers: { "content-type": "application/json", origin: base },
-      body: JSON.stringify({ email: "joan@example.com", password: "correct-horse-1", name: "Joan" }),
+  describe("no takeover through email sign-up (an account nobody proved)", () => {
+    const PASSWORD = "correct-horse-1";
+    const signUp = (email: string, password = PASSWORD) =>
+      fetch(`${base}/api/auth/sign-up/email`, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin: base },
+        body: JSON.stringify({ email, password, name: email.split("@")[0] }),
+      });
+    /** MetaMCP's login form, sent through our router: it carries the sender's own workspace identity. */
+    const passwordSignIn = (email: string, asIdentity?: string, password = PASSWORD) =>
+      fetch(`${base}/api/auth/sign-in/email`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          origin: base,
+          ...(asIdentity ? identity(asIdentity) : {}),
+        },
+        body: JSON.stringify({ email, password }),
+      });
+    const userRow = async (email: string) =>
+      (
+        await db.query(
+          "SELECT u.id, u.email_verified, array_agg(a.provider_id ORDER BY a.provider_id) AS providers FROM users u JOIN accounts a ON a.user_id = u.id WHERE u.email = $1 GROUP BY u.id",
+          [email],
+        )
+      ).rows[0] as { id: string; email_verified: boolean; providers: string[] } | undefined;
+
+    it("sign-up on: Mallory's password account for carol@ never gets Carol's identity; her password opens only her own account", async () => {
+      const up = await signUp("carol@example.com");
+      expect(up.status, await up.clone().text()).toBe(200);
+      const squat = ((await up.json()) as { user: { id: string } }).user.id;
+      // Carol opens the app for the first time.
+      const carol = await signIn(identity("carol@example.com", "Carol", "3003@ws"));
+      expect(carol.status).toBe(409);
+      const refusal = (await carol.json()) as { code: string; message: string };
+      expect(refusal.code).toBe("DATABRICKS_IDENTITY_UNPROVEN_ACCOUNT");
+      expect(refusal.message).toContain(`MetaMCP already has a user carol@example.com (id ${squat})`);
+      expect(refusal.message).toContain(
+        `UPDATE users SET email = 'unclaimed-${squat}@invalid' WHERE id = '${squat}' AND email_verified = false`,
+      );
+      expect(cookieOf(carol)).toBeUndefined();
+      // Nothing of Mallory's account changed: no link, not proved, no session but her own sign-up's.
+      expect(await userRow("carol@example.com")).toEqual({
+        id: squat,
+        email_verified: false,
+        providers: ["credential"],
+      });
+      expect(
+        (await db.query("SELECT count(*)::int AS n FROM sessions WHERE user_id = $1", [squat])).rows[0].n,
+      ).toBe(1);
+      // Mallory signs in with her password (with her own identity, as the proxy sends it): her account, unlinked.
+      const mallory = await passwordSignIn("carol@example.com", "mallory@example.com");
+      expect(mallory.status).toBe(200);
+      expect((await userRow("carol@example.com"))?.providers).toEqual(["credential"]);
+      // The MCP path (findOrCreateIdentityUser) refuses the same way.
+      const user = await fetch(`${base}/api/auth/databricks-identity/callback/user`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...identity("carol@example.com") },
+        body: "{}",
+      });
+      expect(user.status).toBe(409);
     });
-    expect(up.status, await up.clone().text()).toBe(200);
-    const id = ((await up.json()) as { user: { id: string } }).user.id;
-    for (let i = 0; i < 2; i++) {
-      const res = await signIn(identity("joan@example.com", "Joan Clarke"));
-      expect(((await res.json()) as { user: { id: string } }).user.id).toBe(id);
-    }
-    const providers = await db.query(
-      "SELECT provider_id FROM accounts WHERE user_id = $1 ORDER BY provider_id",
-      [id],
-    );
-    expect(providers.rows.map((r) => r.provider_id)).toEqual(["credential", "databricks"]);
+
+    it("sign-up off: Mallory cannot make the account; Carol gets her own user", async () => {
+      onTestFinished(async () => {
+        await db.query("DELETE FROM config WHERE id = 'DISABLE_SIGNUP'");
+      });
+      await setConfig("DISABLE_SIGNUP", "true");
+      expect((await signUp("dora@example.com")).status).toBe(422);
+      const dora = await signIn(identity("dora@example.com", "Dora"));
+      expect(dora.status).toBe(200);
+      expect(await userRow("dora@example.com")).toMatchObject({
+        email_verified: true,
+        providers: ["databricks"],
+      });
+      // A sign-up after Carol came (sign-up open again) finds the address taken.
+      await db.query("DELETE FROM config WHERE id = 'DISABLE_SIGNUP'");
+      expect((await signUp("dora@example.com")).status).toBe(422);
+      expect((await passwordSignIn("dora@example.com", "mallory@example.com")).status).not.toBe(200);
+    });
+
+    it("Carol's own password account (made before the identity): one password sign-in with her identity claims it; then the password is off", async () => {
+      const up = await signUp("erin@example.com");
+      const id = ((await up.json()) as { user: { id: string } }).user.id;
+      expect((await signIn(identity("erin@example.com"))).status).toBe(409);
+      // Someone else's identity with her password proves nothing.
+      expect((await passwordSignIn("erin@example.com", "mallory@example.com")).status).toBe(200);
+      expect((await userRow("erin@example.com"))?.providers).toEqual(["credential"]);
+      // Her own identity + her password: hers.
+      const proof = await passwordSignIn("erin@example.com", "Erin@Example.com");
+      expect(proof.status, await proof.clone().text()).toBe(200);
+      expect(await userRow("erin@example.com")).toEqual({
+        id,
+        email_verified: true,
+        providers: ["credential", "databricks"],
+      });
+      const again = await signIn(identity("erin@example.com"));
+      expect(again.status).toBe(200);
+      expect(((await again.json()) as { user: { id: string } }).user.id).toBe(id);
+      // From now on the password is no way in (the right one included); the credential row stays.
+      const refused = await passwordSignIn("erin@example.com", "mallory@example.com");
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { message: string }).message).toContain(
+        "erin@example.com signs in with its Databricks workspace identity",
+      );
+      expect((await userRow("erin@example.com"))?.providers).toEqual(["credential", "databricks"]);
+    });
+
+    it("upgrade: an account whose email was proved is linked; one an earlier version linked is signed in and its password turned off", async () => {
+      const up = await signUp("frank@example.com");
+      const frank = ((await up.json()) as { user: { id: string } }).user.id;
+      await db.query("UPDATE users SET email_verified = true WHERE id = $1", [frank]);
+      const linked = await signIn(identity("frank@example.com"));
+      expect(linked.status).toBe(200);
+      expect(((await linked.json()) as { user: { id: string } }).user.id).toBe(frank);
+      expect((await userRow("frank@example.com"))?.providers).toEqual(["credential", "databricks"]);
+
+      // What the earlier version left: an email/password user linked without proof.
+      const old = await signUp("gina@example.com");
+      const gina = ((await old.json()) as { user: { id: string } }).user.id;
+      await db.query(
+        "INSERT INTO accounts (id, account_id, provider_id, user_id) VALUES ('old-link', 'gina@example.com', 'databricks', $1)",
+        [gina],
+      );
+      const res = await signIn(identity("gina@example.com"));
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { user: { id: string } }).user.id).toBe(gina);
+      expect(await userRow("gina@example.com")).toEqual({
+        id: gina,
+        email_verified: true,
+        providers: ["credential", "databricks"],
+      });
+      expect((await passwordSignIn("gina@example.com", "mallory@example.com")).status).toBe(403);
+    });
   });
 
   it("findOrCreateIdentityUser and trustedIdentity (what MCP requests use), in process, through better-auth's hooks", async () => {
@@ -449,6 +566,44 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
       // The backend sees the proxy's identity with the router's stamp: MCP requests can trust it.
       expect(((await echoed.json()) as Record<string, string>)["x-metamcp-identity-secret"]).toBe(SECRET);
       expect((await db.query("SELECT count(*)::int AS n FROM sessions")).rows[0].n).toBe(before);
+    });
+
+    it("an account nobody proved: its session (even planted in the browser) is not the identity's; the person is told what to do; the owner proves it at the login page", async () => {
+      const up = await fetch(`${base}/api/auth/sign-up/email`, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin: base },
+        body: JSON.stringify({ email: "ivy@example.com", password: "correct-horse-1", name: "Ivy" }),
+      });
+      const squatCookie = cookieOf(up)!;
+      expect(squatCookie).toBeDefined();
+      const ivy = proxy("ivy@example.com", "Ivy");
+      for (const headers of [ivy, { ...ivy, cookie: squatCookie }]) {
+        const r = await page("/en/mcp-servers", headers);
+        expect(r.res.status).toBe(302);
+        expect(r.res.headers.get("location")).toBe("/api/auth/databricks-identity/unproven-account");
+        expect(r.cookie).toBeUndefined();
+        expect(r.user).toBeUndefined();
+      }
+      const explained = await page("/api/auth/databricks-identity/unproven-account", ivy);
+      expect(explained.res.status).toBe(409);
+      expect(explained.html).toContain("An account for ivy@example.com exists already");
+      expect(explained.html).toContain('href="/login"');
+      expect(warnings.join("\n")).toContain("UPDATE users SET email = 'unclaimed-");
+      // The login page is still MetaMCP's form (where the owner proves it), not a loop.
+      const login = await page("/en/login", ivy);
+      expect(login.res.status).toBe(200);
+      expect(login.html).toContain("id='login-form'");
+      // The owner signs in with the password, through the router (which vouches for her identity).
+      const proof = await fetch(`${app}/api/auth/sign-in/email`, {
+        method: "POST",
+        headers: { ...ivy, "content-type": "application/json", origin: base },
+        body: JSON.stringify({ email: "ivy@example.com", password: "correct-horse-1" }),
+      });
+      expect(proof.status).toBe(200);
+      const after = await page("/en/mcp-servers", { ...ivy, cookie: cookieOf(proof)! });
+      expect(after.res.status).toBe(200);
+      expect(after.user).toBe("ivy@example.com");
+      expect(after.res.headers.getSetCookie()).toEqual([]);
     });
 
     it("a refused sign-in (SSO sign-up disabled) leaves MetaMCP's login, with the reason in the app's log", async () => {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -64,6 +64,30 @@ async function appGet(pathname: string, init: RequestInit = {}): Promise<Respons
     ...init,
     signal: AbortSignal.timeout(10_000),
   });
+}
+
+/** The processes `pid` started (every thread's children, as /proc lists them). */
+function childPids(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+    readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ").filter(Boolean).map(Number),
+  );
+}
+/** What any process of the app's user can read of `pid`: the environment it started with. */
+const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, "latin1");
+/** The runtime's credential folder (its `owner` file names the runtime's pid) and the live credential in it. */
+function credentialOf(runtimePid: number): { dir: string; file: string; token: string } {
+  for (const name of readdirSync(os.tmpdir()).filter((n) => n.startsWith("metamcp-cred-"))) {
+    const dir = path.join(os.tmpdir(), name);
+    try {
+      if ((JSON.parse(readFileSync(path.join(dir, "owner"), "utf8")) as { pid: number }).pid !== runtimePid)
+        continue;
+      const file = path.join(dir, "pgpassword");
+      return { dir, file, token: readFileSync(file, "utf8").trim() };
+    } catch {
+      // another run's folder, or one being removed
+    }
+  }
+  throw new Error(`no credential folder of process ${runtimePid} in ${os.tmpdir()}`);
 }
 
 async function waitReady(r: Running): Promise<void> {
@@ -180,6 +204,86 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       // No secret in the runtime's own output.
       expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
       expect(app.lines.join("\n")).not.toContain("a-real-looking-secret-0123456789");
+    });
+
+    it("MetaMCP's backend and frontend start with none of the app's secrets in their environment, and still work (also after a restart)", async () => {
+      const app = startRuntime();
+      await waitReady(app);
+      const runtimePid = app.child.pid!;
+      // Through the stand-in's Apps proxy, as a signed-in person: the router stamps its identity secret.
+      const { token } = platform.issueUserToken("ada@example.com");
+      const viaProxy = (p: string) =>
+        fetch(`${platform.appUrl}${p}`, {
+          headers: { authorization: `Bearer ${token}` },
+          redirect: "manual",
+          signal: AbortSignal.timeout(10_000),
+        });
+      const identitySecret = String(
+        ((await (await viaProxy("/metamcp/headers")).json()) as Record<string, string>)[
+          "x-metamcp-identity-secret"
+        ],
+      );
+      expect(identitySecret).toMatch(/^[0-9a-f]{64}$/);
+      const credential = credentialOf(runtimePid);
+      // Where the live Lakebase credential is: only this user may open the folder and the file.
+      expect(statSync(credential.dir).mode & 0o777).toBe(0o700);
+      expect(statSync(credential.file).mode & 0o777).toBe(0o600);
+      const secrets = [
+        "a-real-looking-secret-0123456789", // BETTER_AUTH_SECRET
+        "sp-secret-xyz", // DATABRICKS_CLIENT_SECRET
+        identitySecret,
+        credential.dir,
+        credential.token,
+        "BETTER_AUTH_SECRET=",
+        "METAMCP_IDENTITY_SECRET=",
+        "METAMCP_PG_PASSWORD_FILE=",
+        "DATABRICKS_CLIENT_SECRET=",
+      ];
+      const check = async () => {
+        const { pid: backendPid } = (await (await appGet("/metamcp/pid")).json()) as { pid: number };
+        const children = childPids(runtimePid);
+        const frontendPid = children.find((p) =>
+          readFileSync(`/proc/${p}/cmdline`, "utf8").includes("server.js"),
+        );
+        expect(children).toContain(backendPid);
+        expect(frontendPid).toBeDefined();
+        for (const [who, pid] of [
+          ["backend", backendPid],
+          ["frontend", frontendPid!],
+        ] as const) {
+          const environ = environOf(pid);
+          expect(environ, who).toContain("PGHOST="); // the environment is there, just without secrets
+          for (const secret of secrets)
+            expect(environ.includes(secret), `${who} environ holds ${secret}`).toBe(false);
+        }
+        // ...and the code that needs them has them: the database (the password file), better-auth and our
+        // identity module (a first page answered signed in as the proxy's identity).
+        expect((await appGet("/metamcp/notes?body=secret-check", { method: "POST" })).status).toBe(200);
+        const page = await viaProxy("/en/mcp-servers");
+        expect(page.status).toBe(200);
+        expect(await page.text()).toContain("<p id='user'>ada@example.com</p>");
+        return backendPid;
+      };
+      const before = await check();
+      // A restarted backend gets its secrets handed over again.
+      await appGet("/metamcp/exit0");
+      await waitFor(
+        async () => {
+          const res = await appGet("/metamcp/pid").catch(() => undefined);
+          if (res?.status !== 200) return undefined;
+          return ((await res.json()) as { pid: number }).pid !== before ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: "the backend to be restarted" },
+      );
+      await check();
+      // The residual risk docs/identity.md states: the runtime's own environment is what the platform started it
+      // with, the service principal's secret and app.yaml's BETTER_AUTH_SECRET in it (Node cannot rewrite it).
+      const runtimeEnviron = environOf(runtimePid);
+      expect(runtimeEnviron).toContain("sp-secret-xyz");
+      expect(runtimeEnviron).toContain("a-real-looking-secret-0123456789"); // app.yaml's valueFrom, the same way
+      // What the runtime makes itself is in no process's environment.
+      expect(runtimeEnviron).not.toContain(identitySecret);
+      expect(runtimeEnviron).not.toContain(credential.token);
     });
 
     it("serves with a provisioned (legacy) Lakebase instance too", async () => {

@@ -14,7 +14,7 @@
  * (better-auth 1.2.9 up to v2.4.20, 1.4.2 in v2.4.21/22, 1.4.18 on main).
  */
 import { timingSafeEqual } from "node:crypto";
-import { APIError, createAuthEndpoint } from "better-auth/api";
+import { APIError, createAuthEndpoint, createAuthMiddleware } from "better-auth/api";
 import { setSessionCookie } from "better-auth/cookies";
 
 export const IDENTITY_SECRET_HEADER = "x-metamcp-identity-secret";
@@ -35,6 +35,10 @@ export const DATABRICKS_PROVIDER_ID = "databricks";
  */
 export const SESSION_PATH = "/databricks-identity/callback/session";
 export const USER_PATH = "/databricks-identity/callback/user";
+/** The page our router sends a person to whose email belongs to an account nobody proved (below). */
+export const UNPROVEN_PAGE_PATH = "/databricks-identity/unproven-account";
+/** The error code of that refusal (the router tells it apart from other refusals by it). */
+export const UNPROVEN_CODE = "DATABRICKS_IDENTITY_UNPROVEN_ACCOUNT";
 
 export interface DatabricksIdentity {
   /** Lower-cased. */
@@ -112,6 +116,7 @@ interface Row {
   id: string;
   email: string;
   name: string;
+  emailVerified?: boolean | null;
 }
 interface InternalAdapter {
   findUserByEmail(
@@ -120,6 +125,7 @@ interface InternalAdapter {
   ): Promise<{ user: Row; accounts: { providerId: string }[] } | null>;
   createOAuthUser(user: object, account: object, ctx?: unknown): Promise<{ user: Row } | null>;
   linkAccount(account: object, ctx?: unknown): Promise<unknown>;
+  updateUser(userId: string, data: object, ctx?: unknown): Promise<unknown>;
   createSession: (...args: unknown[]) => Promise<{ token: string; expiresAt: Date } | null>;
 }
 interface EndpointCtx {
@@ -136,20 +142,59 @@ function message(err: unknown): string {
 
 const pick = (u: Row): IdentityUser => ({ id: u.id, email: u.email, name: u.name });
 
-/** Finds the user by email (lower-cased), or creates it with no password, linked to a `databricks` account. */
+type Found = { user: Row; accounts: { providerId: string }[] };
+const isLinked = (found: Found) => found.accounts.some((a) => a.providerId === DATABRICKS_PROVIDER_ID);
+
+/**
+ * No takeover through email sign-up (docs/identity.md "An account nobody proved"): MetaMCP's email/password
+ * form lets anyone make an account for any address and never checks it (upstream has no verification mail:
+ * `emailVerified` stays false). Such an account is not the identity's: whoever made it knows its password
+ * and would read everything the real owner puts there. So a workspace identity signs into an existing user
+ * only when that user is already linked to the identity (`databricks` account) or someone proved its email
+ * (`emailVerified`, e.g. upstream's OIDC sign-in). Nothing of that account is changed or deleted here.
+ */
+function unproven(identity: DatabricksIdentity, user: Row): APIError {
+  return new APIError("CONFLICT", {
+    code: UNPROVEN_CODE,
+    message:
+      `MetaMCP already has a user ${identity.email} (id ${user.id}) made with the email/password form, and nobody proved that address is theirs, ` +
+      "so the workspace identity is not signed in to it. If it is yours: sign in once with its password on MetaMCP's login page " +
+      "(it is then linked to your workspace identity). If it is not: an admin renames it away, keeping its data: " +
+      `UPDATE users SET email = 'unclaimed-${user.id}@invalid' WHERE id = '${user.id}' AND email_verified = false ` +
+      "(in the app's schema, METAMCP_SCHEMA); the next visit then creates the identity's own user",
+  });
+}
+
+/** Makes `found` the identity's user (link once; the identity proves the address): only when that is safe. */
+async function claim(ctx: EndpointCtx, identity: DatabricksIdentity, found: Found): Promise<Row> {
+  const adapter = ctx.context.internalAdapter;
+  const linked = isLinked(found);
+  if (!linked && found.user.emailVerified !== true) throw unproven(identity, found.user);
+  if (!linked)
+    await adapter.linkAccount(
+      {
+        providerId: DATABRICKS_PROVIDER_ID,
+        accountId: identity.databricksUserId ?? identity.email,
+        userId: found.user.id,
+      },
+      ctx,
+    );
+  // Linked by an earlier version (which linked without asking): the workspace vouches for the address now,
+  // and our router accepts only sessions of proved users (identity-signin.ts).
+  if (found.user.emailVerified !== true)
+    await adapter.updateUser(found.user.id, { emailVerified: true }, ctx);
+  return found.user;
+}
+
+/** Finds the identity's user by email (lower-cased), or creates it with no password, linked to a `databricks` account. */
 async function ensureUser(ctx: EndpointCtx, identity: DatabricksIdentity): Promise<Row> {
   const adapter = ctx.context.internalAdapter;
   const account = {
     providerId: DATABRICKS_PROVIDER_ID,
     accountId: identity.databricksUserId ?? identity.email,
   };
-  const link = async (found: { user: Row; accounts: { providerId: string }[] }) => {
-    if (!found.accounts.some((a) => a.providerId === DATABRICKS_PROVIDER_ID))
-      await adapter.linkAccount({ ...account, userId: found.user.id }, ctx);
-    return found.user;
-  };
   const found = await adapter.findUserByEmail(identity.email, { includeAccounts: true });
-  if (found) return link(found);
+  if (found) return claim(ctx, identity, found);
   try {
     const created = await adapter.createOAuthUser(
       { email: identity.email, name: identity.name, emailVerified: true, image: null },
@@ -161,7 +206,7 @@ async function ensureUser(ctx: EndpointCtx, identity: DatabricksIdentity): Promi
   } catch (err) {
     // Two first visits at once: the other one created the user (email is unique).
     const again = await adapter.findUserByEmail(identity.email, { includeAccounts: true }).catch(() => null);
-    if (again) return link(again);
+    if (again) return claim(ctx, identity, again);
     throw new APIError("FORBIDDEN", {
       message: `MetaMCP refused to create a user for ${identity.email}: ${message(err)}`,
     });
@@ -177,11 +222,113 @@ function requireIdentity(ctx: EndpointCtx): DatabricksIdentity {
   return identity;
 }
 
-/** The better-auth plugin: two endpoints under /api/auth that only our router (or this process) can use. */
+const PASSWORD_SIGN_IN = "/sign-in/email";
+interface HookCtx extends EndpointCtx {
+  path?: string;
+  body?: { email?: unknown };
+  context: EndpointCtx["context"] & { newSession?: { user: Row } | null };
+}
+
+/**
+ * Password sign-in of a user the workspace identity signs into is refused. On Databricks everyone who opens
+ * the app is already signed in by the workspace, so the password is only a second way in: one another person
+ * with CAN_USE can guess, phish or (for an account made before its owner came) simply know. The password
+ * stays in the database (we did not make it); MetaMCP's "disable basic auth" switch turns off the rest.
+ */
+async function refusePasswordOfIdentityUser(c: unknown): Promise<{ context: object }> {
+  const ctx = c as HookCtx;
+  const email = typeof ctx.body?.email === "string" ? ctx.body.email.trim().toLowerCase() : "";
+  if (email) {
+    const found = await ctx.context.internalAdapter.findUserByEmail(email, { includeAccounts: true });
+    if (found && isLinked(found))
+      throw new APIError("FORBIDDEN", {
+        code: "DATABRICKS_IDENTITY_PASSWORD_OFF",
+        message: `${email} signs in with its Databricks workspace identity: open the app from the workspace (password sign-in is off for this user)`,
+      });
+  }
+  return { context: {} };
+}
+
+/**
+ * The owner's proof: a password sign-in that comes with the workspace identity of the same address (our
+ * router's secret on it) shows that whoever holds that identity also knows the account's password, so the
+ * account is theirs: it is linked to the identity and its address counts as proved from now on.
+ */
+async function claimOnPasswordSignIn(c: unknown): Promise<Record<string, never>> {
+  const ctx = c as HookCtx;
+  const user = ctx.context.newSession?.user;
+  const identity = trustedIdentity(ctx.headers);
+  if (!user || !identity || identity.email !== user.email.toLowerCase()) return {};
+  const found = await ctx.context.internalAdapter.findUserByEmail(identity.email, { includeAccounts: true });
+  if (found && found.user.id === user.id && !isLinked(found)) {
+    await ctx.context.internalAdapter.linkAccount(
+      {
+        providerId: DATABRICKS_PROVIDER_ID,
+        accountId: identity.databricksUserId ?? identity.email,
+        userId: user.id,
+      },
+      ctx,
+    );
+    if (found.user.emailVerified !== true)
+      await ctx.context.internalAdapter.updateUser(user.id, { emailVerified: true }, ctx);
+  }
+  return {};
+}
+
+const ESCAPES: Record<string, string> = {
+  "<": "&lt;",
+  ">": "&gt;",
+  "&": "&amp;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+const html = (s: string) => s.replace(/[<>&"']/g, (ch) => ESCAPES[ch] ?? ch);
+
+/** What a person whose address belongs to an account nobody proved sees (our router sends them here). */
+function unprovenPage(email: string | undefined): string {
+  const who = email ? html(email) : "your address";
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MetaMCP: an account for ${who} exists already</title></head>
+<body style="font-family:sans-serif;max-width:42rem;margin:3rem auto;line-height:1.5">
+<h1>An account for ${who} exists already</h1>
+<p>Someone made a MetaMCP account for <b>${who}</b> with the email/password sign-up form, and nobody has proved
+that this address is theirs. To keep what you put into MetaMCP from landing in an account someone else may
+hold the password of, your workspace identity is <b>not</b> signed in to it.</p>
+<ul>
+<li><b>If you made that account:</b> <a id="password-sign-in" href="/login">sign in once with its password</a>.
+It is then linked to your workspace identity, and you will not need the password again.</li>
+<li><b>If you did not:</b> ask the app's admin to rename that account away (its data is kept). The app's log
+has the exact statement (search it for ${who}). Your next visit then creates your own account.</li>
+</ul>
+</body></html>`;
+}
+
+/** The better-auth plugin: endpoints under /api/auth that only our router (or this process) can use, and hooks. */
 export function databricksIdentity() {
   return {
     id: "databricks-identity",
+    hooks: {
+      before: [
+        {
+          matcher: (ctx: { path?: string }) => ctx.path === PASSWORD_SIGN_IN,
+          handler: createAuthMiddleware(refusePasswordOfIdentityUser),
+        },
+      ],
+      after: [
+        {
+          matcher: (ctx: { path?: string }) => ctx.path === PASSWORD_SIGN_IN,
+          handler: createAuthMiddleware(claimOnPasswordSignIn),
+        },
+      ],
+    },
     endpoints: {
+      /** Explains the refusal above to the person (our router redirects their page requests here). */
+      databricksIdentityUnproven: createAuthEndpoint(UNPROVEN_PAGE_PATH, { method: "GET" }, async (c) => {
+        const ctx = c as unknown as EndpointCtx;
+        return new Response(unprovenPage(trustedIdentity(ctx.headers)?.email), {
+          status: 409,
+          headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+        });
+      }),
       /** Signs the proxy's identity in: finds or creates the user, opens a session, sets its cookie. */
       databricksIdentitySession: createAuthEndpoint(SESSION_PATH, { method: "POST" }, async (c) => {
         const ctx = c as unknown as EndpointCtx;

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -172,9 +172,24 @@ describe("who may make MetaMCP run a process, on the patched tRPC implementation
     await c.end();
     const tree = new MemoryTree(syntheticServers("v2.4.13"));
     stdioServersPatch.apply(tree, ctx);
+    const inspector = new MemoryTree(syntheticServers("v2.2"));
+    stdioServersPatch.apply(inspector, ctx);
     dir = packageDir({
       "src/databricks-stdio-servers.ts": stdioServersModule("metamcp_app"),
       "src/trpc/mcp-servers.impl.ts": tree.read(IMPL_FILE)!,
+      "src/routers/mcp-proxy/server.ts": inspector.read(INSPECTOR_FILE)!,
+      // Stand-in for upstream's session check: it puts the signed-in user on the request, as upstream's does.
+      "src/middleware/better-auth-mcp.middleware.ts":
+        'export const betterAuthMcpMiddleware = (req: any, _res: any, next: () => void) => {\n  req.user = { id: req.headers["x-test-user"] };\n  next();\n};\n',
+      "src/serve.ts": `import express from "express";
+import serverRouter from "./routers/mcp-proxy/server";
+const app = express();
+app.use("/mcp-proxy/server", serverRouter);
+const listener = app.listen(0, "127.0.0.1", () => {
+  const address = listener.address();
+  process.stdout.write(\`listening \${typeof address === "object" && address ? address.port : 0}\\n\`);
+});
+`,
       "src/db/index.ts":
         'import { drizzle } from "drizzle-orm/node-postgres";\nimport pg from "pg";\nexport const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });\nexport const db = drizzle(pool);\n',
       // The repository only records that it was reached: a refused call must never get there.
@@ -278,6 +293,49 @@ process.stdout.write(JSON.stringify(out));
     expect(alice).toMatchObject(forbidden(REFUSED_OFF));
     expect(aliceBulk).toMatchObject(forbidden(REFUSED_OFF));
     expect(http).toMatchObject(allowed("create"));
+  });
+
+  it("the inspector proxy: a non-manager's ?transportType=STDIO is refused 403 before any process starts; a manager's passes", async () => {
+    const child = spawn(process.execPath, [TSX, "src/serve.ts"], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? "",
+        DATABASE_URL: url,
+        METAMCP_APP_MANAGERS: "alice@corp.example",
+        BETTER_AUTH_SECRET: "backend-secret-value-0123456789",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error("the inspector server did not start in 60 s")),
+          60_000,
+        );
+        let out = "";
+        child.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /listening (\d+)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        });
+        child.once("exit", (code) => reject(new Error(`the inspector server exited ${code}`)));
+      });
+      const ask = (user: string) =>
+        fetch(`http://127.0.0.1:${port}/mcp-proxy/server/stdio?transportType=STDIO&command=sh`, {
+          headers: { "x-test-user": user },
+        });
+      const bob = await ask("u-bob");
+      expect(bob.status).toBe(403);
+      expect(await bob.json()).toEqual({ error: "Forbidden", message: REFUSED_MANAGERS });
+      const alice = await ask("u-alice");
+      expect(alice.status).toBe(200);
+      expect(((await alice.json()) as { command: string }).command).toBe("sh");
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   it("the module type-checks under strict TypeScript against the real drizzle-orm and pg types", () => {

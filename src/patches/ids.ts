@@ -10,5 +10,7 @@ export const PATCH_IDS: readonly string[] = [
   "db-pool-credentials",
   "backend-loopback",
   "databricks-identity",
+  "stdio-servers",
+  "server-env",
   "endpoint-identity",
 ];

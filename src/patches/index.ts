@@ -5,7 +5,9 @@ import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import { endpointIdentityPatch } from "./endpoint-identity.js";
 import type { Patch } from "./patch.js";
+import { serverEnvPatch } from "./server-env.js";
 import { sqlMigrationsPatch } from "./sql-migrations.js";
+import { stdioServersPatch } from "./stdio-servers.js";
 
 export type { Patch, PatchContext, PatchResult } from "./patch.js";
 export { applyPatches, verifyPatches } from "./runner.js";
@@ -22,5 +24,7 @@ export const PATCHES: readonly Patch[] = [
   dbPoolCredentialsPatch,
   backendLoopbackPatch,
   databricksIdentityPatch,
+  stdioServersPatch,
+  serverEnvPatch,
   endpointIdentityPatch,
 ];

@@ -29,7 +29,13 @@ export const SyntaxKind: TsMorphModule["SyntaxKind"] = lazy((m) => m.SyntaxKind)
 export type SyntaxKind = TsMorph.SyntaxKind;
 export const ts: TsMorphModule["ts"] = lazy((m) => m.ts);
 export type TsDiagnostic = TsMorph.ts.Diagnostic;
-export type { CallExpression, ImportDeclaration, ObjectLiteralExpression, SourceFile } from "ts-morph";
+export type {
+  ArrowFunction,
+  CallExpression,
+  ImportDeclaration,
+  ObjectLiteralExpression,
+  SourceFile,
+} from "ts-morph";
 
 export function createProject(options: TsMorph.ProjectOptions): TsMorph.Project {
   return new (tsMorph().Project)(options);

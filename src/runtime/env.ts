@@ -3,6 +3,20 @@ import path from "node:path";
 import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
+import {
+  ALLOW_ENTRY,
+  APP_MANAGERS_ENV,
+  type AppManagers,
+  NEVER_EXPANDABLE_NAMES,
+  NEVER_EXPANDABLE_PREFIXES,
+  parseManagers,
+  refusedAllowEntries,
+  SERVER_ENV_ALLOW_ENV,
+  STDIO_POLICIES,
+  STDIO_SERVERS_ENV,
+  type StdioPolicy,
+  splitList,
+} from "./stdio-servers.js";
 
 /**
  * The runtime's configuration: what the Apps platform injects plus what our app.yaml passes
@@ -46,6 +60,10 @@ export interface RuntimeEnv {
   sessionIdleMs: number;
   /** The endpoint `<app url>/mcp` serves (METAMCP_DEFAULT_ENDPOINT; set for apps named `mcp-…`). */
   defaultEndpoint?: string;
+  /** Who may create or change STDIO servers (METAMCP_STDIO_SERVERS, default managers; docs/stdio-servers.md). */
+  stdioPolicy: StdioPolicy;
+  /** METAMCP_APP_MANAGERS, sorted into users, service principals and groups (which count for nobody). */
+  appManagers: AppManagers;
 }
 
 /**
@@ -89,6 +107,9 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_TRUSTED_PROXY_ADDRESSES",
   "METAMCP_SESSION_IDLE_MINUTES",
   "METAMCP_DEFAULT_ENDPOINT",
+  "METAMCP_STDIO_SERVERS",
+  "METAMCP_APP_MANAGERS",
+  "METAMCP_SERVER_ENV_ALLOW",
   "LOG_LEVEL",
 ] as const;
 
@@ -378,6 +399,24 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     /^[A-Za-z0-9_-]{1,100}$/.test(defaultEndpoint ?? ""),
     "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
   );
+  const stdioPolicy = oneOf(STDIO_SERVERS_ENV, raw(STDIO_SERVERS_ENV), STDIO_POLICIES, "managers");
+  const managersRaw = raw(APP_MANAGERS_ENV);
+  const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
+  if (badEmails.length)
+    problems.push(
+      `${APP_MANAGERS_ENV} has entries that are not an email address: ${badEmails.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
+    );
+  const allowRaw = raw(SERVER_ENV_ALLOW_ENV);
+  const badForm = splitList(allowRaw).filter((e) => !ALLOW_ENTRY.test(e));
+  if (badForm.length)
+    problems.push(
+      `${SERVER_ENV_ALLOW_ENV} has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
+    );
+  const refused = refusedAllowEntries(allowRaw);
+  if (refused.length)
+    problems.push(
+      `${SERVER_ENV_ALLOW_ENV} names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
+    );
 
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
@@ -408,5 +447,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     trustedProxyAddresses,
     sessionIdleMs: Math.round(idleMinutes * 60_000),
     defaultEndpoint,
+    stdioPolicy,
+    appManagers: parseManagers(managersRaw),
   };
 }

@@ -30,6 +30,12 @@ import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { AppPlatformClient } from "./platform-client.js";
 import { createRouter } from "./router.js";
 import {
+  describeStdioServerByOther,
+  describeStdioSettings,
+  stdioChildEnv,
+  stdioServersByOthers,
+} from "./stdio-servers.js";
+import {
   applyEmailSignupDefault,
   backendSeparatesSsoSignup,
   describeSignupOutcome,
@@ -372,6 +378,8 @@ export async function runApp(runtimeDir: string): Promise<number> {
         backendDir,
         ["dist/index.js"],
         {
+          // First, so nothing the allow-list opens replaces what MetaMCP's own setup needs.
+          ...stdioChildEnv(process.env),
           ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
           METAMCP_IDENTITY_SECRET: identitySecret,
         },
@@ -498,6 +506,10 @@ async function prepareDatabase(
           env.schema,
         ),
       );
+      phase = "STDIO servers";
+      for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
+      const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);
+      for (const s of byOthers ?? []) log.warn(describeStdioServerByOther(s));
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});

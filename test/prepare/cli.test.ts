@@ -75,6 +75,8 @@ describe("metamcp-databricks prepare", () => {
       "db-pool-credentials",
       "backend-loopback",
       "databricks-identity",
+      "stdio-servers",
+      "server-env",
       "endpoint-identity",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);

@@ -202,6 +202,10 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         FAKE_TREE_TABLES.map((table_name) => ({ table_schema: "metamcp_app", table_name })),
       );
       // No secret in the runtime's own output.
+      // local's default user stands for the deployer (CAN_MANAGE): the one STDIO manager, said at start.
+      expect(app.lines.join("\n")).toContain(
+        "STDIO servers: only the app's managers may create or change them (1 user(s), 0 service principal(s) in METAMCP_APP_MANAGERS)",
+      );
       expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
       expect(app.lines.join("\n")).not.toContain("a-real-looking-secret-0123456789");
     });

@@ -862,6 +862,193 @@ ${plugins}  emailAndPassword: { enabled: true },
   return `${head}\n${body}\nexport type Session = typeof auth.$Infer.Session;\n`;
 }
 
+/**
+ * How each version lets people add servers and start processes (shapes written here, never copied; read from
+ * upstream's tags `trpc/mcp-servers.impl.ts`, `routers/mcp-proxy/server.ts`, `lib/metamcp/utils.ts`):
+ * - `v2.0` (v2.0.0–v2.1.1): `mcpServersImplementations.{create, bulkImport, update}` take only `input`; the
+ *   inspector router hands a STDIO child `{ ...process.env, ... }`; no `${NAME}` expansion;
+ * - `v2.2` (v2.2.0–v2.4.12): the implementations take `(input, userId)`;
+ * - `v2.4.13` (v2.4.13–v2.4.22, main): `resolveEnvVariables` in utils.ts expands `${NAME}` from
+ *   `process.env`, used by the inspector (three spreads of `process.env` there);
+ * - `v2.5` (v2.5.x): `(input, userId)`, no expansion, the inspector reads no `process.env`.
+ */
+export type ServersForm = "v2.0" | "v2.2" | "v2.4.13" | "v2.5";
+
+export const SERVERS_FORMS: Record<string, ServersForm> = {
+  "v2.0.0": "v2.0",
+  "v2.1.0": "v2.0",
+  "v2.2.0": "v2.2",
+  "commit-only": "v2.4.13",
+  "v2.3.0-test": "v2.4.13",
+  head: "v2.4.13",
+  "v2.4.0": "v2.5",
+  "v2.4.1-docker-per-mcp": "v2.5",
+};
+
+export const SERVERS_IMPL_FILE = "apps/backend/src/trpc/mcp-servers.impl.ts";
+export const MCP_PROXY_SERVER_FILE = "apps/backend/src/routers/mcp-proxy/server.ts";
+export const METAMCP_UTILS_FILE = "apps/backend/src/lib/metamcp/utils.ts";
+
+/** The backend's server implementations, inspector router and utils in the given form: file → content. */
+export function syntheticServers(form: ServersForm): Record<string, string> {
+  const caller = form === "v2.0" ? "" : "\n    userId: string,";
+  const owner = form === "v2.0" ? "" : "\n        user_id: userId,";
+  const impl = `import type {
+  BulkImportMcpServersRequestSchema,
+  CreateMcpServerRequestSchema,
+  UpdateMcpServerRequestSchema,
+} from "@repo/zod-types";
+import type { z } from "zod";
+
+import { mcpServersRepository } from "../db/repositories";
+
+export const mcpServersImplementations = {
+  create: async (
+    input: z.infer<typeof CreateMcpServerRequestSchema>,${caller}
+  ) => {
+    try {
+      const createdServer = await mcpServersRepository.create({
+        ...input,${owner}
+      });
+      return { success: true as const, data: createdServer, message: "MCP server created successfully" };
+    } catch (error) {
+      return { success: false as const, message: error instanceof Error ? error.message : "Internal server error" };
+    }
+  },
+
+  list: async () => {
+    return { success: true as const, data: await mcpServersRepository.findAll() };
+  },
+
+  bulkImport: async (
+    input: z.infer<typeof BulkImportMcpServersRequestSchema>,${caller}
+  ) => {
+    try {
+      const serversToInsert = [];
+      for (const [serverName, serverConfig] of Object.entries(input.mcpServers)) {
+        serversToInsert.push({
+          name: serverName,
+          type: serverConfig.type || ("STDIO" as const),
+          command: serverConfig.command || null,
+          args: serverConfig.args || [],
+          env: serverConfig.env || {},
+          url: serverConfig.url || null,${owner}
+        });
+      }
+      if (serversToInsert.length > 0) await mcpServersRepository.bulkCreate(serversToInsert);
+      return { success: true as const, imported: serversToInsert.length, message: "imported" };
+    } catch (error) {
+      return { success: false as const, imported: 0, message: error instanceof Error ? error.message : "error" };
+    }
+  },
+
+  update: async (
+    input: z.infer<typeof UpdateMcpServerRequestSchema>,${caller}
+  ) => {
+    try {
+      const updatedServer = await mcpServersRepository.update(input);
+      return { success: true as const, data: updatedServer, message: "MCP server updated successfully" };
+    } catch (error) {
+      return { success: false as const, message: error instanceof Error ? error.message : "Internal server error" };
+    }
+  },
+};
+`;
+  const resolve = form === "v2.4.13";
+  const stdioEnv = (indent: string) =>
+    form === "v2.5"
+      ? `${indent}const env = { ...defaultEnvironment, ...queryEnv };`
+      : resolve
+        ? `${indent}const resolvedQueryEnv = resolveEnvVariables(queryEnv);\n${indent}const env = { ...process.env, ...defaultEnvironment, ...resolvedQueryEnv };`
+        : `${indent}const env = { ...process.env, ...defaultEnvironment, ...queryEnv };`;
+  const cooldown = resolve
+    ? `
+serverRouter.get("/stdio-cooldown", (req, res) => {
+  const queryEnv = req.query.env ? JSON.parse(req.query.env as string) : {};
+${stdioEnv("  ")}
+  res.json({ keys: Object.keys(env).length });
+});
+
+serverRouter.get("/stdio-enoent", (req, res) => {
+  const queryEnv = req.query.env ? JSON.parse(req.query.env as string) : {};
+${stdioEnv("  ")}
+  res.json({ keys: Object.keys(env).length });
+});
+`
+    : "";
+  const server = `import express from "express";
+
+${resolve ? 'import { resolveEnvVariables } from "../../lib/metamcp/utils";\n' : ""}import { betterAuthMcpMiddleware } from "../../middleware/better-auth-mcp.middleware";
+
+const defaultEnvironment = { PATH: "/usr/bin" };
+
+const serverRouter = express.Router();
+
+// Apply better auth middleware to all MCP proxy routes
+serverRouter.use(betterAuthMcpMiddleware);
+
+const createTransport = async (req: express.Request) => {
+  const query = req.query;
+  if (query.transportType === "STDIO") {
+    const queryEnv = query.env ? JSON.parse(query.env as string) : {};
+${stdioEnv("    ")}
+    return { command: query.command as string, env };
+  }
+  throw new Error("Invalid transport type specified");
+};
+
+serverRouter.get("/stdio", async (req, res) => {
+  try {
+    res.json(await createTransport(req));
+  } catch (error) {
+    res.status(500).json(error);
+  }
+});
+${cooldown}
+export default serverRouter;
+`;
+  const utils = `export const DEFAULT_INHERITED_ENV_VARS = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"];
+
+export function getDefaultEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of DEFAULT_INHERITED_ENV_VARS) {
+    const value = process.env[key];
+    if (value === undefined || value.startsWith("()")) continue;
+    env[key] = value;
+  }
+  return env;
+}
+${
+  resolve
+    ? `
+/**
+ * Replaces values like "\${VAR_NAME}" with the backend's environment variable.
+ */
+export function resolveEnvVariables(
+  envObject: Record<string, any>,
+): Record<string, any> {
+  const resolved: Record<string, any> = {};
+  for (const [key, value] of Object.entries(envObject)) {
+    if (typeof value === "string" && value.startsWith("\${") && value.endsWith("}")) {
+      const varName = value.slice(2, -1);
+      if (process.env[varName]) {
+        resolved[key] = process.env[varName];
+      } else {
+        resolved[key] = value; // Keep original value if env var not found
+        console.warn(\`Environment variable not found: \${varName}, keeping original value: \${value}\`);
+      }
+    } else {
+      resolved[key] = value;
+    }
+  }
+  return resolved;
+}
+`
+    : ""
+}`;
+  return { [SERVERS_IMPL_FILE]: impl, [MCP_PROXY_SERVER_FILE]: server, [METAMCP_UTILS_FILE]: utils };
+}
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -872,6 +1059,7 @@ export function syntheticVersionFiles(
   backendIndexForm: BackendIndexForm = BACKEND_INDEX_FORMS[label] ?? "async-callback",
   authForm: AuthForm = AUTH_FORMS[label] ?? "sso-hook",
   middlewareForm: MiddlewareForm = MIDDLEWARE_FORMS[label] ?? "api-key-oauth",
+  serversForm: ServersForm = SERVERS_FORMS[label] ?? "v2.4.13",
 ): Record<string, string> {
   const files: Record<string, string> = {
     "package.json": `${JSON.stringify(
@@ -888,6 +1076,7 @@ export function syntheticVersionFiles(
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
     ...syntheticMiddleware(middlewareForm),
+    ...syntheticServers(serversForm),
   };
   for (const m of migrations) files[`apps/backend/drizzle/${m.tag}.sql`] = m.sql;
   if (marker) files["FORK.md"] = `${marker}\n`;

@@ -227,6 +227,9 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     METAMCP_TRUSTED_PROXY_ADDRESSES: source.address,
     // As app.yaml passes it (render.ts): only when not the runtime's default.
     ...(config.values.METAMCP_EMAIL_SIGNUP?.value === "on" ? { METAMCP_EMAIL_SIGNUP: "on" } : {}),
+    // The default local user stands for the deployer, who holds CAN_MANAGE on a real app: the one manager
+    // allowed to add STDIO servers (docs/stdio-servers.md); another local user is refused, as on Databricks.
+    METAMCP_APP_MANAGERS: DEFAULT_LOCAL_USER.email,
   };
   return {
     workspaceUrl: workspace.url,

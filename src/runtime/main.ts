@@ -255,6 +255,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     trustedProxyAddresses: env.trustedProxyAddresses,
     sessionIdleMs: env.sessionIdleMs,
     defaultEndpoint: env.defaultEndpoint,
+    managers: env.appManagers,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

@@ -15,6 +15,13 @@ import {
   type IdentitySignIn,
   stampIdentitySecret,
 } from "./identity-signin.js";
+import {
+  forbiddenTrpcAnswer,
+  isLiveLogsProcedure,
+  isManagerIdentity,
+  type Managers,
+  trpcProcedures,
+} from "./live-logs-guard.js";
 import { createPeerTrust, dropIdentityHeaders, IDENTITY_HEADERS, normalizeAddress } from "./proxy-trust.js";
 import {
   DEFAULT_MAX_SESSIONS,
@@ -198,6 +205,8 @@ export interface RouterOptions {
    * call `<app url>/mcp` on apps whose name starts with `mcp-` (docs: generative-ai/mcp/custom-mcp).
    */
   defaultEndpoint?: string;
+  /** The app's managers (METAMCP_APP_MANAGERS): the only people who may read MetaMCP's live logs. */
+  managers?: Managers;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -452,6 +461,15 @@ export function createRouter(options: RouterOptions): Router {
 
   /** The backend side: sessions are the caller's own or unknown; listings are not there. */
   const forwardToBackend = (req: IncomingMessage, res: ServerResponse, pathname: string, search: string) => {
+    const procedures = req.url?.startsWith("/trpc/") ? trpcProcedures((req.url ?? "").split("?")[0]!) : [];
+    if (
+      procedures.some(isLiveLogsProcedure) &&
+      !isManagerIdentity(req.headers, options.managers ?? { emails: [], principals: [] })
+    ) {
+      res.writeHead(403, { "content-type": "application/json" });
+      res.end(forbiddenTrpcAnswer(procedures, /(?:^|&)batch=1(?:&|$)/.test(search)));
+      return;
+    }
     if (isSessionListing(pathname)) {
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
       res.end("Not Found");

@@ -305,8 +305,8 @@ export function createRouter(options: RouterOptions): Router {
   };
 
   const endSession = (s: TrackedSession, why: "idle" | "evicted") => {
-    for (const stream of s.streams) stream.destroy();
-    s.streams.clear();
+    for (const stream of s.streams ?? []) stream.destroy();
+    s.streams?.clear();
     if (s.close) {
       const headers: Record<string, string> = { ...s.close.headers, "mcp-session-id": s.id };
       delete headers[IDENTITY_SECRET_HEADER];
@@ -367,7 +367,7 @@ export function createRouter(options: RouterOptions): Router {
       if (id === undefined) return;
       const s = sessions.add({ id, scope: o.route.scope, principal: o.principal, transport: "sse" });
       s.inflight++; // the stream itself: never idle while the client holds it
-      s.streams.add(res);
+      sessions.holdStream(s, res);
       res.once("close", () => sessions.forget(id));
     };
     proxyRes.on("data", onData);
@@ -483,8 +483,7 @@ export function createRouter(options: RouterOptions): Router {
       if (!session) return answerUnknownSession(res, req.method, route, sessionId);
       res.once("close", sessions.begin(session));
       if (req.method === "GET") {
-        session.streams.add(res);
-        res.once("close", () => session.streams.delete(res));
+        sessions.holdStream(session, res);
       }
       guarded.set(req, { session, route });
       proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });

@@ -97,8 +97,11 @@ export interface TrackedSession {
   inflight: number;
   /** How to end it at the backend as its owner (streamable: a DELETE with the opener's credentials). */
   close?: { path: string; headers: Record<string, string> };
-  /** Open answers streaming to the client (the SSE stream, a streamable GET): cut when the session ends. */
-  streams: Set<{ destroy(): void }>;
+  /**
+   * Open answers streaming to the client (the SSE stream, a streamable GET): cut when the session ends.
+   * Made on first use: most sessions never hold one, and an empty Set per session is most of the table's memory.
+   */
+  streams?: Set<{ destroy(): void }>;
 }
 
 export interface SessionTableOptions {
@@ -142,7 +145,7 @@ export class SessionTable {
   }
 
   add(session: Omit<TrackedSession, "lastSeen" | "inflight" | "streams">): TrackedSession {
-    const s: TrackedSession = { ...session, lastSeen: this.now(), inflight: 0, streams: new Set() };
+    const s: TrackedSession = { ...session, lastSeen: this.now(), inflight: 0 };
     this.forget(s.id);
     this.sessions.set(s.id, s);
     this.perPrincipal.set(s.principal, (this.perPrincipal.get(s.principal) ?? 0) + 1);
@@ -161,6 +164,16 @@ export class SessionTable {
       this.options.end(victim, "evicted");
     }
     return s;
+  }
+
+  /** Keeps `stream` (an answer streaming to the client) until it closes, to cut it if the session ends first. */
+  holdStream(
+    s: TrackedSession,
+    stream: { destroy(): void; once(event: "close", f: () => void): unknown },
+  ): void {
+    s.streams ??= new Set();
+    s.streams.add(stream);
+    stream.once("close", () => s.streams?.delete(stream));
   }
 
   /** A request of the session starts: it is in use until `done`. */

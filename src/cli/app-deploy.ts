@@ -19,9 +19,10 @@ export function registerAppDeploy(program: Command): void {
       action(async (ctx, opts: { wait?: boolean; timeout?: string; poll?: string; force?: boolean }) => {
         const timeoutMs = positiveSeconds(opts.timeout, "--timeout", 1200) * 1000;
         const pollMs = positiveSeconds(opts.poll, "--poll", 3) * 1000;
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config, configFor } = await withDevNames(ctx.config, ctx.log);
         const { appDeploy } = await import("../databricks/app-deploy.js");
-        const r = await appDeploy(config, (target) => ctx.config({ target }), ctx.log, {
+        const r = await appDeploy(config, configFor, ctx.log, {
           wait: opts.wait ?? true,
           force: opts.force ?? false,
           timeoutMs,

@@ -14,7 +14,8 @@ export function registerAppHealth(program: Command): void {
       action(async (ctx, opts: { timeout?: string; interval?: string }) => {
         const timeoutMs = positiveSeconds(opts.timeout, "--timeout", 120) * 1000;
         const intervalMs = positiveSeconds(opts.interval, "--interval", 2) * 1000;
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config } = await withDevNames(ctx.config, ctx.log);
         const { appHealth } = await import("../databricks/app-health.js");
         const result = await appHealth(config, {
           timeoutMs,

@@ -21,7 +21,8 @@ export function registerAppLogs(program: Command): void {
         const tail = opts.tail === undefined ? undefined : Number(opts.tail);
         if (tail !== undefined && (!Number.isInteger(tail) || tail <= 0))
           throw new UserError("invalid_option", "--tail must be a positive whole number", EXIT.input);
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config } = await withDevNames(ctx.config, ctx.log);
         const { appLogs } = await import("../databricks/app-logs.js");
         const ac = new AbortController();
         const stop = () => ac.abort();

@@ -24,7 +24,8 @@ export function registerAppStatus(program: Command): void {
     .description("The app's state, compute state, URL, and active and pending deployments")
     .action(
       action(async (ctx) => {
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config } = await withDevNames(ctx.config, ctx.log);
         const { appStatus } = await import("../databricks/app-status.js");
         const status = await appStatus(config);
         ctx.result(status, () => formatStatus(status));

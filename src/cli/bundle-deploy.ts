@@ -9,9 +9,10 @@ export function registerBundleDeploy(program: Command): void {
     )
     .action(
       action(async (ctx) => {
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config, configFor } = await withDevNames(ctx.config, ctx.log);
         const { bundleDeploy } = await import("../databricks/bundle-deploy.js");
-        const r = await bundleDeploy(config, (target) => ctx.config({ target }), ctx.log);
+        const r = await bundleDeploy(config, configFor, ctx.log);
         ctx.result(r, () =>
           [
             `bundle deployed: target ${r.target}, app ${r.appName} (${(r.durationMs / 1000).toFixed(1)}s)${r.firstDeploy ? " — first deploy" : ""}`,

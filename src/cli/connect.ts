@@ -47,7 +47,7 @@ export function registerConnect(program: Command): void {
           import("../connect/identity-plan.js"),
           import("../connect/plan.js"),
         ]);
-        const target = resolveTarget(ctx, opts);
+        const target = await resolveTarget(ctx, opts);
         const bin = path.resolve(process.argv[1] ?? "bin/metamcp-databricks.js");
         const out = await connect(endpoint, target, opts, {
           log: ctx.log,
@@ -96,10 +96,15 @@ export function registerConnect(program: Command): void {
     );
 }
 
-function resolveTarget(ctx: CommandContext, opts: ConnectOptions): ConnectTarget {
+async function resolveTarget(ctx: CommandContext, opts: ConnectOptions): Promise<ConnectTarget> {
   const local = opts.local || ctx.globals.target === "local";
-  const config = ctx.config(local ? { target: undefined } : {});
-  if (local) return { kind: "local", stateDir: path.resolve(opts.stateDir ?? config.local.stateDir) };
+  if (local) {
+    const config = ctx.config({ target: undefined });
+    return { kind: "local", stateDir: path.resolve(opts.stateDir ?? config.local.stateDir) };
+  }
+  // dev's app carries the deploying user's name, as bundle-deploy named it.
+  const { withDevNames } = await import("../databricks/dev-user.js");
+  const { config } = await withDevNames(ctx.config, ctx.log);
   return {
     kind: "databricks",
     target: config.target,

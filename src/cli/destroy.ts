@@ -9,9 +9,10 @@ export function registerDestroy(program: Command): void {
     .option("-y, --yes", "do not ask for confirmation")
     .action(
       action(async (ctx, opts: { yes?: boolean }) => {
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config, configFor } = await withDevNames(ctx.config, ctx.log);
         const { destroy } = await import("../databricks/destroy.js");
-        const r = await destroy(config, (target) => ctx.config({ target }), ctx.log, {
+        const r = await destroy(config, configFor, ctx.log, {
           yes: opts.yes ?? false,
           confirm,
         });

@@ -9,7 +9,7 @@ export function registerDoctor(program: Command): void {
     .action(
       action(async (ctx) => {
         const { doctor, formatChecks } = await import("../databricks/doctor.js");
-        const report = await doctor((target) => ctx.config(target ? { target } : undefined), ctx.log);
+        const report = await doctor(ctx.config, ctx.log);
         ctx.result({ ok: report.ok, checks: report.checks }, () => formatChecks(report.checks));
         return report.ok ? 0 : EXIT.databricks;
       }),

@@ -12,10 +12,11 @@ export function registerRender(program: Command): void {
     )
     .action(
       action(async (ctx, opts: { out?: string }) => {
-        const config = ctx.config();
+        const { withDevNames } = await import("../databricks/dev-user.js");
+        const { config, configFor } = await withDevNames(ctx.config, ctx.log);
         const { renderToFiles } = await import("../databricks/render.js");
         const out = opts.out ? path.resolve(config.cwd, opts.out) : undefined;
-        const r = renderToFiles(config, (target) => ctx.config({ target }), ctx.log, out);
+        const r = renderToFiles(config, configFor, ctx.log, out);
         ctx.result(r, () =>
           [
             `rendered for target ${r.target}:`,

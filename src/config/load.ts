@@ -187,6 +187,13 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     );
   }
 
+  // AI Playground lists apps named mcp-* and calls <app url>/mcp: that path needs an endpoint to answer it.
+  if (val("APP_NAME")?.startsWith("mcp-") && !val("METAMCP_DEFAULT_ENDPOINT")) {
+    problems.push(
+      `APP_NAME=${val("APP_NAME")} starts with mcp- (AI Playground calls <app url>/mcp): set METAMCP_DEFAULT_ENDPOINT to the MetaMCP endpoint that answers there`,
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems, values);
 
   const v = (name: string): string => values[name]!.value;

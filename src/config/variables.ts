@@ -7,6 +7,7 @@ import {
   PG_IDENTIFIER_RESERVED,
   pgIdentifierProblem,
 } from "../names.js";
+import { DEV_USER_PATTERN, devAppName } from "./dev-names.js";
 
 /**
  * The one list of configuration variables. The loader, `.env.template`, `config --json` and the
@@ -43,6 +44,17 @@ const lakebaseId = z
   .regex(
     LAKEBASE_ID_PATTERN,
     "must be a Lakebase resource id: a lower-case letter, then lower-case letters, digits or dashes (at most 63), not ending in a dash",
+  );
+
+/**
+ * A comma list of workspace principals (APP_CAN_USE, APP_CAN_MANAGE). Group names may hold spaces; an entry
+ * may not be empty.
+ */
+const principalList = z
+  .string()
+  .refine(
+    (v) => v.trim() === "" || v.split(",").every((e) => e.trim() !== ""),
+    "a comma list of groups, users (email) or service principals (application id), no empty entries",
   );
 
 export interface VariableDef {
@@ -146,12 +158,31 @@ export const VARIABLES: readonly VariableDef[] = [
     default: "metamcp",
   },
   {
+    env: "DEV_USER",
+    flag: "dev-user",
+    description:
+      "dev: the segment that makes every dev name yours (<base>-dev-<you>). Default: your workspace user, looked up by each Databricks command (the CLI's domain_friendly_name).",
+    schema: z
+      .string()
+      .max(63)
+      .refine(
+        (v) => v === "" || DEV_USER_PATTERN.test(v),
+        "lower-case letters and digits, single dashes between",
+      ),
+    default: "",
+  },
+  {
     env: "APP_NAME",
     flag: "app-name",
-    description: "Databricks App name. Default: <base>-dev for dev, <base> for prod.",
+    description:
+      "Databricks App name. Default: <base>-dev-<DEV_USER> for dev (at most 30 characters), <base> for prod.",
     schema: appName,
-    default: ({ target, get }) =>
-      target === "prod" ? get("APP_BASE_NAME") : `${get("APP_BASE_NAME")}-${target}`,
+    default: ({ target, get }) => {
+      const base = get("APP_BASE_NAME") ?? "metamcp";
+      if (target === "prod") return base;
+      const user = get("DEV_USER");
+      return user ? devAppName(base, user) : `${base}-${target}`;
+    },
   },
   {
     env: "LAKEBASE_KIND",
@@ -221,6 +252,33 @@ export const VARIABLES: readonly VariableDef[] = [
       "MetaMCP's email/password sign-up: off (default; people sign in with their workspace identity, docs/identity.md) or on.",
     schema: z.enum(["off", "on"]),
     default: "off",
+  },
+  {
+    env: "APP_CAN_USE",
+    description:
+      "Who may open the app, besides its managers: a comma list of workspace groups, users (an email) and service principals (an application id).",
+    schema: principalList,
+    default: "",
+  },
+  {
+    env: "APP_CAN_MANAGE",
+    description:
+      "Who manages the app (and may run STDIO MCP servers in it): a comma list of groups, users (email) and service principals (application id).",
+    schema: principalList,
+    default: "",
+  },
+  {
+    env: "APP_COMPUTE_SIZE",
+    description: "The app's compute size: MEDIUM (the platform's default), LARGE or XLARGE.",
+    schema: z.enum(["MEDIUM", "LARGE", "XLARGE"]),
+    default: "MEDIUM",
+  },
+  {
+    env: "METAMCP_DEFAULT_ENDPOINT",
+    description:
+      "The MetaMCP endpoint the app serves at /mcp (required when APP_NAME starts with mcp-: AI Playground calls <app url>/mcp).",
+    schema: z.string().regex(/^([a-zA-Z0-9_-]+)?$/, "a MetaMCP endpoint name: letters, digits, _ and -"),
+    default: "",
   },
   {
     env: "LOCAL_STATE_DIR",

@@ -4,8 +4,10 @@ import { type Config, ConfigError } from "../config/load.js";
 import type { Target } from "../config/variables.js";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { appAccess, describePrincipals } from "./access.js";
 import { DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
 import { cliFor } from "./deployments.js";
+import { withDevNames } from "./dev-user.js";
 import { checkLakebase } from "./lakebase.js";
 import { connectWorkspace, loginHint, type Workspace } from "./workspace.js";
 
@@ -160,6 +162,21 @@ export async function runDoctor(
     checks.push({ name: "names", ok: true, detail: `${names} (target ${config.target})` });
   }
 
+  const access = appAccess(config);
+  checks.push({
+    name: "access",
+    ok: true,
+    detail:
+      access.canManage.length + access.canUse.length === 0
+        ? `only you (the deployer) and workspace admins can open app ${config.appName}: set APP_CAN_USE / APP_CAN_MANAGE to share it`
+        : `app ${config.appName} opens for you and ${[
+            access.canManage.length ? `CAN_MANAGE: ${describePrincipals(access.canManage)}` : "",
+            access.canUse.length ? `CAN_USE: ${describePrincipals(access.canUse)}` : "",
+          ]
+            .filter(Boolean)
+            .join("; ")}`,
+  });
+
   if (workspace && checks.find((c) => c.name === "workspace")?.ok) {
     try {
       const lb = await checkLakebase(workspace, config);
@@ -204,7 +221,19 @@ function loadForDoctor(load: (target?: Target) => Config, target?: Target): Conf
  * doctor: every check, also with an invalid configuration (whatever of it is valid still gets checked;
  * the rest is the failed names check). `load()` gives the command's config, `load(target)` another target's.
  */
-export async function doctor(load: (target?: Target) => Config, log: Logger): Promise<DoctorReport> {
+export async function doctor(
+  loadWith: (flags?: Record<string, string | undefined>) => Config,
+  log: Logger,
+): Promise<DoctorReport> {
+  // Dev names carry the deploying user; when the lookup fails, the profile and workspace lines say why.
+  let devFlags: Record<string, string> = {};
+  try {
+    const r = await withDevNames(loadWith, log);
+    devFlags = { "dev-user": r.devUser.segment };
+  } catch {
+    devFlags = {};
+  }
+  const load = (target?: Target) => loadWith({ ...devFlags, ...(target ? { target } : {}) });
   const config = loadForDoctor(load);
   if ("invalid" in config) {
     const cli =

@@ -7,6 +7,7 @@ import { TARGETS, type Target } from "../config/variables.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
+import { appAccess, appPermissions } from "./access.js";
 
 /**
  * `databricks.yml` and `app.yaml`, rendered from the one config. The bundle root is the folder that
@@ -45,6 +46,15 @@ export const MIN_BUNDLE_CLI_VERSION = "1.4.0";
 
 /** The app.yaml variable that carries the app's public URL (the platform injects none). */
 export const APP_URL_ENV = "METAMCP_APP_URL";
+
+/**
+ * The app.yaml variable that names the app's managers (APP_CAN_MANAGE as configured): the runtime trusts
+ * them (e.g. with STDIO servers), the same people the app's `permissions` make CAN_MANAGE.
+ */
+export const APP_MANAGERS_ENV = "METAMCP_APP_MANAGERS";
+
+/** The app.yaml variable naming the MetaMCP endpoint the app serves at `/mcp` (an `mcp-` app's AI Playground path). */
+export const DEFAULT_ENDPOINT_ENV = "METAMCP_DEFAULT_ENDPOINT";
 
 /** A bundle interpolation, `${path}`, resolved by the Databricks CLI (never by us). */
 export function ref(path: string): string {
@@ -85,6 +95,7 @@ function bundleVariables(config: Config): Record<string, string> {
     lakebase_database: config.lakebase.database,
     secret_scope: config.secret.scope,
     secret_key: config.secret.key,
+    compute_size: config.values.APP_COMPUTE_SIZE?.value ?? "MEDIUM",
   };
   if (config.lakebase.kind === "autoscaling") {
     vars.lakebase_project = config.lakebase.project;
@@ -107,6 +118,7 @@ const VARIABLE_DESCRIPTIONS: Record<string, string> = {
   secret_scope:
     "Secret scope holding BETTER_AUTH_SECRET (SECRET_SCOPE; created before the bundle by bundle-deploy)",
   secret_key: "Key of BETTER_AUTH_SECRET in the scope (SECRET_KEY)",
+  compute_size: "The app's compute size: MEDIUM, LARGE or XLARGE (APP_COMPUTE_SIZE)",
 };
 
 /** `projects/P/branches/B` of the branch the app uses. */
@@ -221,6 +233,10 @@ function appYamlObject(config: Config, options: RenderOptions): Record<string, u
   else env.push({ name: "LAKEBASE_INSTANCE_NAME", value: config.lakebase.instanceName });
   env.push({ name: "BETTER_AUTH_SECRET", valueFrom: APP_RESOURCE_NAMES.secret });
   if (options.appUrl) env.push({ name: APP_URL_ENV, value: options.appUrl });
+  const managers = appAccess(config).managersValue;
+  if (managers) env.push({ name: APP_MANAGERS_ENV, value: managers });
+  const endpoint = config.values.METAMCP_DEFAULT_ENDPOINT?.value;
+  if (endpoint) env.push({ name: DEFAULT_ENDPOINT_ENV, value: endpoint });
   // Only when not the runtime's own default (off), so the usual app.yaml stays as it was.
   if (config.values.METAMCP_EMAIL_SIGNUP?.value === "on")
     env.push({ name: "METAMCP_EMAIL_SIGNUP", value: "on" });
@@ -258,6 +274,7 @@ export function renderBundle(
     );
   }
   const variables = bundleVariables(config);
+  const permissions = appPermissions(appAccess(config));
   const root = {
     bundle: {
       name: `${config.values.APP_BASE_NAME?.value ?? "metamcp"}-databricks`,
@@ -284,7 +301,10 @@ export function renderBundle(
           source_code_path: `./${appRel}`,
           // Started: `bundle deploy` starts the app and deploys source_code_path itself (direct engine).
           lifecycle: { started: options.started ?? true },
+          compute_size: ref("var.compute_size"),
           resources: appResources(config),
+          // Without permissions only the deployer can open the app (APP_CAN_USE / APP_CAN_MANAGE).
+          ...(permissions.length ? { permissions } : {}),
         },
       },
     },

@@ -19,7 +19,7 @@ describe("config and render: files in the way", () => {
   it("`render --out` onto an existing file: exit 2, the file untouched", async () => {
     const dir = tempDir();
     writeFileSync(path.join(dir, "notes.txt"), "mine");
-    const r = await runCli(["render", "--out", "notes.txt"], { cwd: dir });
+    const r = await runCli(["render", "--out", "notes.txt"], { cwd: dir, env: { DEV_USER: "someone" } });
     expect(r.exitCode, r.stderr).toBe(2);
     expect(r.stderr).toContain(`--out ${path.join(dir, "notes.txt")} is a file`);
     expect(r.stderr).toMatch(/give a folder/);
@@ -30,7 +30,7 @@ describe("config and render: files in the way", () => {
   it("`render --out` below a file (ENOTDIR): exit 2", async () => {
     const dir = tempDir();
     writeFileSync(path.join(dir, "f"), "mine");
-    const r = await runCli(["render", "--out", "f/sub"], { cwd: dir });
+    const r = await runCli(["render", "--out", "f/sub"], { cwd: dir, env: { DEV_USER: "someone" } });
     expect(r.exitCode, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/cannot write the rendered files into .*f\/sub \((ENOTDIR|EEXIST)/);
   });

@@ -32,17 +32,19 @@ async function newWorld(ctx: TestContext, scenario = {}): Promise<DatabricksWorl
 
 const DEV_VARS = [
   "--var",
-  "app_name=metamcp-dev",
+  "app_name=metamcp-dev-someone",
   "--var",
   "db_schema=metamcp_app",
   "--var",
   "lakebase_database=metamcp",
   "--var",
-  "secret_scope=metamcp-dev-secrets",
+  "secret_scope=metamcp-dev-someone-secrets",
   "--var",
   "secret_key=better-auth-secret",
   "--var",
-  "lakebase_project=metamcp-dev-db",
+  "compute_size=MEDIUM",
+  "--var",
+  "lakebase_project=metamcp-dev-someone-db",
   "--var",
   "lakebase_branch=production",
   "--var",
@@ -68,7 +70,7 @@ describe("doctor", () => {
       expect(r.stdout).toMatch(new RegExp(`^✔ ${name} `, "m"));
     expect(r.stdout).toContain("Databricks CLI 1.13.0 (>= 1.4.0)");
     expect(r.stdout).toContain(
-      "the bundle creates projects/metamcp-dev-db with database projects/metamcp-dev-db/branches/production/databases/metamcp (PostgreSQL metamcp)",
+      "the bundle creates projects/metamcp-dev-someone-db with database projects/metamcp-dev-someone-db/branches/production/databases/metamcp (PostgreSQL metamcp)",
     );
     expect(r.stdout).toContain("signed in as someone@example.com");
     expectNoSecrets(w, r.stdout, r.stderr);
@@ -186,8 +188,8 @@ describe("bundle-deploy", () => {
     const create = calls.indexOf("POST /api/2.0/apps");
     expect(put).toBeGreaterThanOrEqual(0);
     expect(create).toBeGreaterThan(put);
-    expect(calls.indexOf("POST /api/2.0/apps/metamcp-dev/start")).toBeGreaterThan(create);
-    expect(calls.filter((c) => c === "POST /api/2.0/apps/metamcp-dev/deployments")).toHaveLength(1);
+    expect(calls.indexOf("POST /api/2.0/apps/metamcp-dev-someone/start")).toBeGreaterThan(create);
+    expect(calls.filter((c) => c === "POST /api/2.0/apps/metamcp-dev-someone/deployments")).toHaveLength(1);
     // The files it deployed are the rendered ones: started, direct engine, the URL in app.yaml.
     const yml = readFileSync(path.join(w.project, "build/databricks.yml"), "utf8");
     expect(yml).toContain("lifecycle:\n        started: true");
@@ -198,7 +200,7 @@ describe("bundle-deploy", () => {
     expect(r.stderr).toContain(
       "Uploading bundle files to /Workspace/Users/someone@example.com/.bundle/metamcp-databricks/dev/files",
     );
-    const secret = w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret");
+    const secret = w.emulator.secrets.get("metamcp-dev-someone-secrets")?.get("better-auth-secret");
     expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
     expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
     expect(r.stdout).toMatch(
@@ -213,19 +215,19 @@ describe("bundle-deploy", () => {
     expect(JSON.parse(again.stdout)).toMatchObject({
       secret: "kept",
       target: "dev",
-      appName: "metamcp-dev",
+      appName: "metamcp-dev-someone",
       firstDeploy: false,
       appUrl: w.emulator.appUrl,
     });
     expect(JSON.parse(again.stdout).codeDeployment).toBeUndefined();
     expect(w.double.commands().filter((a) => a[1] === "deploy")).toHaveLength(1);
     const human = await w.run(["bundle-deploy"]);
-    expect(human.stdout).toMatch(/already present, kept in metamcp-dev-secrets\n/);
+    expect(human.stdout).toMatch(/already present, kept in metamcp-dev-someone-secrets\n/);
     expect(human.stdout).toMatch(
       /code: not deployed .*\nnext: make app-deploy TARGET=dev \(ships the app tree\)$/m,
     );
-    expect(w.emulator.secrets.get("metamcp-dev-secrets")?.get("better-auth-secret")).toBe(secret);
-    expect(w.emulator.apps.get("metamcp-dev")!.deployments).toHaveLength(1);
+    expect(w.emulator.secrets.get("metamcp-dev-someone-secrets")?.get("better-auth-secret")).toBe(secret);
+    expect(w.emulator.apps.get("metamcp-dev-someone")!.deployments).toHaveLength(1);
   });
 
   test("prod gets prod's names", async (ctx) => {
@@ -335,7 +337,7 @@ describe("app-deploy", () => {
     expect(deployments(w).at(-1)?.body).toEqual({ source_code_path: source, mode: "SNAPSHOT" });
     // What runs is what was built: the synced tree holds the new file.
     expect(readFileSync(w.emulator.localPath(`${source}/runtime/start.mjs`), "utf8")).toMatch(/build/);
-    expect(w.emulator.apps.get("metamcp-dev")!.appState).toBe("RUNNING");
+    expect(w.emulator.apps.get("metamcp-dev-someone")!.appState).toBe("RUNNING");
     const again = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(JSON.parse(again.stdout)).toMatchObject({ by: "unchanged", state: "SUCCEEDED" });
     const forced = await w.run(["app-deploy", "--poll", "0.1", "--force", "--json"]);
@@ -346,12 +348,12 @@ describe("app-deploy", () => {
   test("stopped compute: bundle deploy itself starts the app and deploys the tree; app-deploy reports that deployment, makes none", async (ctx) => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    w.emulator.apps.get("metamcp-dev")!.computeState = "STOPPED";
+    w.emulator.apps.get("metamcp-dev-someone")!.computeState = "STOPPED";
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ by: "bundle-deploy", state: "SUCCEEDED" });
     expect(
-      w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/apps/metamcp-dev/start"),
+      w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/apps/metamcp-dev-someone/start"),
     ).toHaveLength(2);
     expect(deployments(w)).toHaveLength(2);
   });
@@ -396,7 +398,7 @@ describe("app-deploy", () => {
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode).toBe(4);
     expect(errorCode(r.stdout)).toBe("deployment_failed");
-    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev FAILED: App exited with code 1/);
+    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev-someone FAILED: App exited with code 1/);
     expect(r.stderr).toMatch(
       /last 2 log lines:\n {2}\[APP\] \[runtime\] connecting to Lakebase\n {2}\[APP\] error: permission denied/,
     );
@@ -411,7 +413,9 @@ describe("app-deploy", () => {
     expect(r.exitCode).toBe(4);
     // Not deployment_timeout: the cancellation is the outcome.
     expect(errorCode(r.stdout)).toBe("deployment_cancelled");
-    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev CANCELLED: Deployment cancelled by a user/);
+    expect(r.stderr).toMatch(
+      /deployment \w+ of app metamcp-dev-someone CANCELLED: Deployment cancelled by a user/,
+    );
   });
 
   test("a FAILED deployment whose logs cannot be read says why", async (ctx) => {
@@ -435,7 +439,7 @@ describe("app-deploy", () => {
     expect(first.exitCode, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({
       state: "PENDING",
-      appName: "metamcp-dev",
+      appName: "metamcp-dev-someone",
       by: "app-deploy",
     });
     const pendingId = JSON.parse(first.stdout).deploymentId as string;
@@ -455,8 +459,8 @@ describe("app-deploy", () => {
   test("refused as 'in progress' with nothing pending (settling after a failure): says to wait for the platform", async (ctx) => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    const active = w.emulator.apps.get("metamcp-dev")!.activeId!;
-    w.emulator.apps.get("metamcp-dev")!.settling = true;
+    const active = w.emulator.apps.get("metamcp-dev-someone")!.activeId!;
+    w.emulator.apps.get("metamcp-dev-someone")!.settling = true;
     rebuild(w);
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode).toBe(4);
@@ -470,17 +474,19 @@ describe("app-deploy", () => {
   test("a missing auth secret stops the deploy before it starts", async (ctx) => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
-    w.emulator.secrets.get("metamcp-dev-secrets")!.delete("better-auth-secret");
+    w.emulator.secrets.get("metamcp-dev-someone-secrets")!.delete("better-auth-secret");
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
     expect(r.exitCode).toBe(4);
-    expect(r.stderr).toMatch(/metamcp-dev-secrets\/better-auth-secret \(BETTER_AUTH_SECRET\) is missing/);
+    expect(r.stderr).toMatch(
+      /metamcp-dev-someone-secrets\/better-auth-secret \(BETTER_AUTH_SECRET\) is missing/,
+    );
   });
 });
 
 describe("app-health and app-status", () => {
   test("healthy: status code and latency through the proxy with an OAuth token", async (ctx) => {
     const w = await newWorld(ctx);
-    w.emulator.addApp("metamcp-dev");
+    w.emulator.addApp("metamcp-dev-someone");
     const r = await w.run(["app-health", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout);
@@ -494,7 +500,7 @@ describe("app-health and app-status", () => {
 
   test("a redirect to the login page is not healthy; nor is a timeout; PATs are refused up front", async (ctx) => {
     const w = await newWorld(ctx);
-    w.emulator.addApp("metamcp-dev");
+    w.emulator.addApp("metamcp-dev-someone");
     w.emulator.proxyAcceptsTokens = false;
     const redirected = await w.run(["app-health", "--json"]);
     expect(redirected.exitCode).toBe(4);
@@ -517,11 +523,11 @@ describe("app-health and app-status", () => {
     const w = await newWorld(ctx);
     const none = await w.run(["app-status"]);
     expect(none.exitCode).toBe(4);
-    expect(none.stderr).toMatch(/app metamcp-dev does not exist[\s\S]*make bundle-deploy TARGET=dev/);
+    expect(none.stderr).toMatch(/app metamcp-dev-someone does not exist[\s\S]*make bundle-deploy TARGET=dev/);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     const r = await w.run(["app-status", "--json"]);
     expect(JSON.parse(r.stdout)).toMatchObject({
-      name: "metamcp-dev",
+      name: "metamcp-dev-someone",
       appState: "RUNNING",
       computeState: "ACTIVE",
       url: w.emulator.appUrl,
@@ -546,7 +552,7 @@ test("an unreachable workspace is named as such, not as a login problem", async 
 describe("app-logs", () => {
   test("prints the stream's lines; --search is sent as the filter; --tail keeps the last N", async (ctx) => {
     const w = await newWorld(ctx);
-    w.emulator.addApp("metamcp-dev");
+    w.emulator.addApp("metamcp-dev-someone");
     for (const l of ["starting", "migrations applied", "listening on 8000"]) w.emulator.logs.push("APP", l);
     const all = await w.run(["app-logs"]);
     expect(all.exitCode, all.stderr).toBe(0);
@@ -562,7 +568,7 @@ describe("app-logs", () => {
 
   test("--follow: a dropped stream is reopened with backoff, nothing repeated, Ctrl-C ends cleanly", async (ctx) => {
     const w = await newWorld(ctx);
-    w.emulator.addApp("metamcp-dev");
+    w.emulator.addApp("metamcp-dev-someone");
     w.emulator.logs.push("APP", "line one");
     const child = execa("node", [CLI_BIN, "app-logs", "--follow"], {
       cwd: w.project,
@@ -622,7 +628,7 @@ describe("app-logs", () => {
 
 test("a log stream that cannot be opened is an error, not an empty log", async (ctx) => {
   const w = await newWorld(ctx);
-  w.emulator.addApp("metamcp-dev");
+  w.emulator.addApp("metamcp-dev-someone");
   await w.emulator.stopAppHost();
   const r = await w.run(["app-logs", "--json"]);
   expect(r.exitCode).toBe(4);
@@ -653,11 +659,11 @@ describe("destroy", () => {
       ["bundle", "destroy", "--target", "dev", "--auto-approve", ...DEV_VARS, "--profile", "DEFAULT"],
     ]);
     expect(existsSync(path.join(w.project, "build/databricks.yml"))).toBe(true);
-    expect(w.emulator.apps.has("metamcp-dev")).toBe(false);
+    expect(w.emulator.apps.has("metamcp-dev-someone")).toBe(false);
     // purge_on_delete: the project is gone for good (DELETE ...?purge=true), so its id can be reused.
-    expect(w.emulator.deletedProjects).toEqual([{ projectId: "metamcp-dev-db", purged: true }]);
-    expect(w.emulator.secrets.has("metamcp-dev-secrets")).toBe(false);
-    expect(r.stdout).toContain("destroyed: app metamcp-dev");
+    expect(w.emulator.deletedProjects).toEqual([{ projectId: "metamcp-dev-someone-db", purged: true }]);
+    expect(w.emulator.secrets.has("metamcp-dev-someone-secrets")).toBe(false);
+    expect(r.stdout).toContain("destroyed: app metamcp-dev-someone");
   });
 
   test("an attached project and a scope the user made are left alone", async (ctx) => {
@@ -689,11 +695,98 @@ describe("destroy", () => {
     expect(w.emulator.secrets.get("team-secrets")?.has("better-auth-secret")).toBe(true);
     const r = await w.run(["destroy", "--yes"], env);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(w.emulator.apps.has("metamcp-dev")).toBe(false);
+    expect(w.emulator.apps.has("metamcp-dev-someone")).toBe(false);
     expect(w.emulator.projects.has("shared-db")).toBe(true);
     expect(w.emulator.deletedProjects).toEqual([]);
     expect(w.emulator.secrets.get("team-secrets")?.get("other")).toBe("x");
     expect(r.stdout).toContain("kept: Lakebase project shared-db (attached, not created by the bundle)");
     expect(r.stdout).toContain("kept: secret scope team-secrets (bundle-deploy did not create it)");
+  });
+});
+
+describe("a team's deploy", () => {
+  test("two developers of one workspace deploy dev side by side: each their own app, database and secret", async (ctx) => {
+    const w = await newWorld(ctx);
+    const alice = await w.run(["bundle-deploy", "--json"]);
+    expect(alice.exitCode, alice.stderr).toBe(0);
+    const bob = await w.run(["bundle-deploy", "--json", "--profile", "bob"]);
+    expect(bob.exitCode, bob.stderr).toBe(0);
+    // Bob.O'Brien-Smith@example.com: the CLI's short_name would be bob_o_brien_smith, no app name's form.
+    const bobApp = "metamcp-dev-bob-o-brien-smith";
+    expect((JSON.parse(alice.stdout) as { appName: string }).appName).toBe("metamcp-dev-someone");
+    expect((JSON.parse(bob.stdout) as { appName: string }).appName).toBe(bobApp);
+    expect([...w.emulator.apps.keys()].sort()).toEqual([bobApp, "metamcp-dev-someone"]);
+    expect([...w.emulator.projects.keys()].sort()).toEqual([`${bobApp}-db`, "metamcp-dev-someone-db"]);
+    const secretOf = (scope: string) => w.emulator.secrets.get(scope)?.get("better-auth-secret");
+    expect(secretOf(`${bobApp}-secrets`)).toBeTruthy();
+    expect(secretOf("metamcp-dev-someone-secrets")).toBeTruthy();
+    expect(secretOf(`${bobApp}-secrets`)).not.toBe(secretOf("metamcp-dev-someone-secrets"));
+    // Each reads back their own app.
+    const status = await w.run(["app-status", "--json", "--profile", "bob"]);
+    expect((JSON.parse(status.stdout) as { name: string }).name).toBe(bobApp);
+    // DEV_USER set names dev without a lookup; prod stays fixed whoever deploys.
+    const named = await w.run(["render", "--out", "out", "--json"], { DEV_USER: "ci" });
+    expect(named.exitCode, named.stderr).toBe(0);
+    expect(readFileSync(path.join(w.project, "out/databricks.yml"), "utf8")).toContain(
+      "app_name: metamcp-dev-ci",
+    );
+    const prod = await w.run(["render", "--out", "out-prod", "--target", "prod", "--profile", "bob"]);
+    expect(prod.exitCode, prod.stderr).toBe(0);
+    expect(readFileSync(path.join(w.project, "out-prod/databricks.yml"), "utf8")).toMatch(
+      /prod:[\s\S]*app_name: metamcp\n/,
+    );
+  });
+
+  test("APP_CAN_USE / APP_CAN_MANAGE become the app's permissions, applied; managers reach the app's env; doctor says who can open it", async (ctx) => {
+    const w = await newWorld(ctx);
+    const env = {
+      APP_CAN_USE: "data-users, viewer@example.com",
+      APP_CAN_MANAGE: "platform-admins,f37d18cd-98a8-4db5-8112-12dd0a6bfe38",
+      APP_COMPUTE_SIZE: "LARGE",
+    };
+    const doc = await w.run(["doctor"], env);
+    expect(doc.stdout).toContain(
+      "✔ access          app metamcp-dev-someone opens for you and CAN_MANAGE: group platform-admins, service principal f37d18cd-98a8-4db5-8112-12dd0a6bfe38; CAN_USE: group data-users, user viewer@example.com",
+    );
+    const r = await w.run(["bundle-deploy"], env);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const app = w.emulator.apps.get("metamcp-dev-someone");
+    expect(app?.computeSize).toBe("LARGE");
+    expect(app?.acl).toEqual([
+      { group_name: "platform-admins", permission_level: "CAN_MANAGE" },
+      { service_principal_name: "f37d18cd-98a8-4db5-8112-12dd0a6bfe38", permission_level: "CAN_MANAGE" },
+      { group_name: "data-users", permission_level: "CAN_USE" },
+      { user_name: "viewer@example.com", permission_level: "CAN_USE" },
+      // The CLI adds the deploying user (fix_permissions.go).
+      { user_name: "someone@example.com", permission_level: "CAN_MANAGE" },
+    ]);
+    const appYaml = readFileSync(path.join(w.project, "build/app/app.yaml"), "utf8");
+    expect(appYaml).toContain(
+      "- name: METAMCP_APP_MANAGERS\n    value: platform-admins,f37d18cd-98a8-4db5-8112-12dd0a6bfe38",
+    );
+    const none = await w.run(["doctor"]);
+    expect(none.stdout).toContain(
+      "✔ access          only you (the deployer) and workspace admins can open app metamcp-dev-someone",
+    );
+    const bad = await w.run(["render", "--out", "x"], { APP_COMPUTE_SIZE: "HUGE" });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain('APP_COMPUTE_SIZE="HUGE"');
+  });
+
+  test("an mcp- app needs METAMCP_DEFAULT_ENDPOINT, which reaches the app's env", async (ctx) => {
+    const w = await newWorld(ctx);
+    const missing = await w.run(["render", "--out", "out"], { APP_BASE_NAME: "mcp-gw" });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain(
+      "starts with mcp- (AI Playground calls <app url>/mcp): set METAMCP_DEFAULT_ENDPOINT",
+    );
+    const ok = await w.run(["render", "--out", "out"], {
+      APP_BASE_NAME: "mcp-gw",
+      METAMCP_DEFAULT_ENDPOINT: "tools",
+    });
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(readFileSync(path.join(w.project, "out/app.yaml"), "utf8")).toContain(
+      "- name: METAMCP_DEFAULT_ENDPOINT\n    value: tools",
+    );
   });
 });

@@ -109,7 +109,7 @@ test.skipIf(!built)(
     expect(destroy.exitCode, destroy.stderr).toBe(0);
     expect(world.emulator.runningApp).toBeUndefined();
     expect(world.emulator.apps.size).toBe(0);
-    expect(world.emulator.deletedProjects).toEqual([{ projectId: "metamcp-dev-db", purged: true }]);
+    expect(world.emulator.deletedProjects).toEqual([{ projectId: "metamcp-dev-someone-db", purged: true }]);
     expect(world.emulator.secrets.size).toBe(0);
   },
   300_000,

@@ -137,7 +137,7 @@ describe("the platform's own rules", () => {
     const w = await newWorld();
     const r = await w.run(["bundle-deploy"], { DATABRICKS_BUNDLE_ENGINE: "terraform" });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(w.emulator.apps.get("metamcp-dev")?.activeId).toBeDefined();
+    expect(w.emulator.apps.get("metamcp-dev-someone")?.activeId).toBeDefined();
   });
 
   test("a bundle with terraform state is told how to move to the direct engine before anything is deployed", async () => {
@@ -162,16 +162,18 @@ describe("the platform's own rules", () => {
 
   test("an app's service principal may not read its own app: the runtime says what to do instead of a bare 403", async () => {
     const w = await newWorld();
-    const app = w.emulator.addApp("metamcp-dev");
+    const app = w.emulator.addApp("metamcp-dev-someone");
     const client = new RuntimeWorkspaceClient(w.emulator.url, app.sp.clientId, app.sp.clientSecret);
-    await expect(client.getApp("metamcp-dev")).rejects.toMatchObject({
+    await expect(client.getApp("metamcp-dev-someone")).rejects.toMatchObject({
       code: "app_url_unknown",
       message: expect.stringMatching(
-        /app\.yaml sets no METAMCP_APP_URL and the app's service principal may not read app metamcp-dev \(app metamcp-dev: HTTP 403 PERMISSION_DENIED/,
+        /app\.yaml sets no METAMCP_APP_URL and the app's service principal may not read app metamcp-dev-someone \(app metamcp-dev-someone: HTTP 403 PERMISSION_DENIED/,
       ),
     });
     w.emulator.spMayReadOwnApp = true;
-    await expect(client.getApp("metamcp-dev")).resolves.toMatchObject({ name: "metamcp-dev" });
+    await expect(client.getApp("metamcp-dev-someone")).resolves.toMatchObject({
+      name: "metamcp-dev-someone",
+    });
   });
 });
 
@@ -187,13 +189,13 @@ describe("Lakebase: provisioned is attach-only and legacy; an attached project i
     const missing = await w.run(["doctor"], { LAKEBASE_KIND: "provisioned" });
     expect(missing.exitCode).toBe(4);
     expect(missing.stdout).toMatch(
-      /✖ lakebase +Lakebase instance metamcp-dev-db does not exist: provisioned instances are attached, never created \(legacy\)/,
+      /✖ lakebase +Lakebase instance metamcp-dev-someone-db does not exist: provisioned instances are attached, never created \(legacy\)/,
     );
-    w.emulator.instances.add("metamcp-dev-db");
+    w.emulator.instances.add("metamcp-dev-someone-db");
     const ok = await w.run(["doctor"], { LAKEBASE_KIND: "provisioned" });
     expect(ok.exitCode, ok.stdout).toBe(0);
     expect(ok.stdout).toMatch(
-      /✔ lakebase +provisioned instance metamcp-dev-db \(AVAILABLE\), attached; provisioned is legacy/,
+      /✔ lakebase +provisioned instance metamcp-dev-someone-db \(AVAILABLE\), attached; provisioned is legacy/,
     );
   });
 

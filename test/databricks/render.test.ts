@@ -293,19 +293,19 @@ describe("render command", () => {
   test("--out writes exactly the files bundle-deploy uses (golden), for review and CI diffs", async () => {
     const project = tempDir();
     const out = path.join(project, "review");
-    const a = await runCli(["render", "--out", out], { cwd: project });
+    const a = await runCli(["render", "--out", out], { cwd: project, env: { DEV_USER: "someone" } });
     expect(a.exitCode).toBe(0);
     expect(a.stdout).toContain(path.join(out, "databricks.yml"));
     const yml = readFileSync(path.join(out, "databricks.yml"), "utf8");
     expectGolden("render-dev-databricks.yml", yml);
     expectGolden("render-dev-app.yaml", readFileSync(path.join(out, "app.yaml"), "utf8"));
     // Without --out, into the bundle root beside the app tree (needs the tree).
-    const missing = await runCli(["render"], { cwd: project });
+    const missing = await runCli(["render"], { cwd: project, env: { DEV_USER: "someone" } });
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/no app tree in .*build\/app.*\n.*make build/);
     const { mkdirSync } = await import("node:fs");
     mkdirSync(path.join(project, "build/app"), { recursive: true });
-    const b = await runCli(["render", "--json"], { cwd: project });
+    const b = await runCli(["render", "--json"], { cwd: project, env: { DEV_USER: "someone" } });
     expect(b.exitCode).toBe(0);
     expect(JSON.parse(b.stdout).databricksYml).toBe(path.join(project, "build/databricks.yml"));
     expect(readFileSync(path.join(project, "build/databricks.yml"), "utf8")).toBe(yml);

@@ -20,6 +20,8 @@ export interface DoubleScenario {
   validateError?: string;
   deployError?: string;
   userName?: string;
+  /** Who each profile signs in as, when not `userName` (a second developer of the workspace). */
+  profileUsers?: Record<string, string>;
   /** The emulator's workspace files root (bundle sync copies the synced paths there). */
   fsRoot: string;
   /** Targets whose existing deployment state is terraform's. */

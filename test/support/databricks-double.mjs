@@ -43,6 +43,21 @@ function flag(name) {
 }
 const positional = argv.filter((a, i) => !a.startsWith("-") && !(i > 0 && argv[i - 1].startsWith("-")));
 
+/** Who the profile signs in as: `profileUsers[profile]`, else `userName` (one person per profile). */
+function currentUser() {
+  const profile = flag("--profile") ?? process.env.DATABRICKS_CONFIG_PROFILE ?? "DEFAULT";
+  return scenario.profileUsers?.[profile] ?? scenario.userName ?? "someone@example.com";
+}
+
+/** libs/iamutil/user.go GetShortUserName: the local part, lower-cased, non-alphanumerics as one `_`. */
+function shortName(user) {
+  return user
+    .split("@")[0]
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, "_")
+    .replace(/^_+|_+$/g, "");
+}
+
 function semverLt(a, b) {
   const pa = a.split(".").map(Number);
   const pb = b.split(".").map(Number);
@@ -104,7 +119,7 @@ function loadBundle() {
       fail(
         `no value assigned to required variable ${k}. Variables are usually assigned in databricks.yml, and they can be overridden using "--var", the BUNDLE_VAR_${k} environment variable, or .databricks/bundle/<target>/variable-overrides.json`,
       );
-  const user = scenario.userName ?? "someone@example.com";
+  const user = currentUser();
   const resources = deepMerge(yml.resources ?? {}, yml.targets?.[target]?.resources);
   const root =
     yml.targets?.[target]?.workspace?.root_path ??
@@ -112,7 +127,7 @@ function loadBundle() {
   const ctx = {
     var: vars,
     bundle: { name: yml.bundle.name, target },
-    workspace: { current_user: { userName: user } },
+    workspace: { current_user: { userName: user, short_name: shortName(user) } },
   };
   // Every `${...}`: variables and bundle fields now; resource references as the resources are created.
   const resolve = (value, resourcesState) =>
@@ -162,14 +177,17 @@ if (scenario.bundleAuthError)
     "default auth: cannot configure default credentials, please check https://docs.databricks.com/en/dev-tools/auth.html#databricks-client-unified-authentication to configure credentials for your preferred authentication method. Config: profile=DEFAULT. Run `databricks auth login`",
   );
 const b = loadBundle();
+// The deployment state lives in the workspace under root_path/state: one per target AND per user (dev's
+// root is the user's own folder), so two developers' deploys never see each other's state.
+const stateKey = b.root;
 const targetState = () => {
-  state.targets[b.target] ??= { resources: {} };
-  return state.targets[b.target];
+  state.targets[stateKey] ??= { resources: {} };
+  return state.targets[stateKey];
 };
 
 /** bundle.engine > DATABRICKS_BUNDLE_ENGINE > the state's engine > the default for new bundles. */
 function engines() {
-  const stateEngine = scenario.terraformState?.[b.target] ? "terraform" : state.targets[b.target]?.engine;
+  const stateEngine = scenario.terraformState?.[b.target] ? "terraform" : state.targets[stateKey]?.engine;
   const requested =
     b.yml.bundle?.engine ||
     process.env.DATABRICKS_BUNDLE_ENGINE ||
@@ -192,7 +210,7 @@ function checkLifecycleEngine() {
 if (cmd === "validate") {
   if (scenario.validateError) fail(scenario.validateError);
   process.stdout.write(
-    `Name: ${b.yml.bundle.name}\nTarget: ${b.target}\nWorkspace:\n  User: ${scenario.userName ?? "someone@example.com"}\n  Path: ${b.root}\n\nValidation OK!\n`,
+    `Name: ${b.yml.bundle.name}\nTarget: ${b.target}\nWorkspace:\n  User: ${currentUser()}\n  Path: ${b.root}\n\nValidation OK!\n`,
   );
   process.exit(0);
 }
@@ -239,6 +257,40 @@ async function waitDeployment(name, id) {
     if (s === "FAILED" || s === "CANCELLED") fail(`deployment ${id} ${s}: ${d.status?.message}`);
     if (Date.now() > deadline) fail(`timed out waiting for deployment ${id}`);
     await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/**
+ * An app's `permissions` as the direct engine sends them (bundle/config/mutator/resourcemutator/
+ * fix_permissions.go, acceptance/bundle/resources/permissions/apps/*): the deploying user gets CAN_MANAGE
+ * added when not listed, each principal keeps its highest level, then one PUT of the whole list.
+ */
+function permissionsAcl(permissions) {
+  if (!Array.isArray(permissions) || permissions.length === 0) return undefined;
+  const rank = { CAN_USE: 1, CAN_MANAGE: 2 };
+  const entries = permissions.map((p) => ({ ...p, level: b.resolve(p.level) }));
+  const me = currentUser();
+  if (!entries.some((e) => (e.user_name ?? e.service_principal_name) === me && e.level === "CAN_MANAGE"))
+    entries.push({
+      level: "CAN_MANAGE",
+      [/^[0-9a-f-]{36}$/i.test(me) ? "service_principal_name" : "user_name"]: me,
+    });
+  const byWho = new Map();
+  for (const e of entries) {
+    const { level, ...who } = e;
+    const k = JSON.stringify(who);
+    if (!byWho.has(k) || rank[level] > rank[byWho.get(k).permission_level])
+      byWho.set(k, { ...who, permission_level: level });
+  }
+  return [...byWho.values()];
+}
+
+async function putPermissions(key, name, acl) {
+  const q = `/api/2.0/permissions/apps/${name}`;
+  const r = await api("PUT", q, { access_control_list: acl });
+  if (r.status !== 200) {
+    save();
+    apiFail("create", `apps.${key}.permissions`, r, "PUT", q);
   }
 }
 
@@ -327,7 +379,13 @@ if (cmd === "deploy") {
   for (const [key, app] of Object.entries(b.resources.apps ?? {})) {
     const name = b.resolve(app.name);
     const resources = JSON.parse(b.resolve(JSON.stringify(app.resources ?? []), rs));
-    const desired = { name, description: app.description, resources };
+    const desired = {
+      name,
+      description: app.description,
+      resources,
+      ...(app.compute_size ? { compute_size: b.resolve(app.compute_size) } : {}),
+    };
+    const acl = permissionsAcl(app.permissions);
     const started = app.lifecycle?.started === true;
     const sourcePath = `${filesRoot}/${String(app.source_code_path).replace(/^\.\//, "")}`;
     const known = rs.apps?.[key];
@@ -342,13 +400,23 @@ if (cmd === "deploy") {
       await waitApp(name);
       if (started) await deployCode(name, sourcePath);
       lines.push(`Created apps.${key}`);
+      if (acl) {
+        await putPermissions(key, name, acl);
+        rs.apps[key].acl = acl;
+        lines.push(`Created apps.${key}.permissions`);
+      }
       continue;
+    }
+    if (acl && JSON.stringify(acl) !== JSON.stringify(known.acl)) {
+      await putPermissions(key, name, acl);
+      lines.push(`${known.acl ? "Updated" : "Created"} apps.${key}.permissions`);
+      known.acl = acl;
     }
     const remote = (await api("GET", `/api/2.0/apps/${name}`)).body;
     const remoteStarted = !["STOPPED", "ERROR", undefined].includes(remote.compute_status?.state);
     const changed =
-      JSON.stringify({ d: known.description, r: known.resources }) !==
-      JSON.stringify({ d: desired.description, r: desired.resources });
+      JSON.stringify({ d: known.description, r: known.resources, c: known.compute_size }) !==
+      JSON.stringify({ d: desired.description, r: desired.resources, c: desired.compute_size });
     if (!changed && remoteStarted === started) continue;
     if (changed) {
       const r = await api("POST", `/api/2.0/apps/${name}/update`, {
@@ -365,7 +433,7 @@ if (cmd === "deploy") {
       }
       await deployCode(name, sourcePath);
     } else if (remoteStarted) await api("POST", `/api/2.0/apps/${name}/stop`);
-    rs.apps[key] = { ...desired, started, id: name };
+    rs.apps[key] = { ...desired, started, id: name, acl: known.acl };
     lines.push(`Updated apps.${key}`);
   }
   ts.engine = "direct";
@@ -374,7 +442,7 @@ if (cmd === "deploy") {
   process.exit(0);
 }
 if (cmd === "summary") {
-  const rs = state.targets[b.target]?.resources ?? {};
+  const rs = state.targets[stateKey]?.resources ?? {};
   const out = { apps: {} };
   for (const [key, app] of Object.entries(b.resources.apps ?? {})) {
     const name = b.resolve(app.name);
@@ -406,7 +474,7 @@ if (cmd === "summary") {
 if (cmd === "destroy") {
   if (!argv.includes("--auto-approve"))
     fail("please specify --auto-approve since terminal does not support interactive prompts");
-  const rs = state.targets[b.target]?.resources ?? {};
+  const rs = state.targets[stateKey]?.resources ?? {};
   const keys = Object.entries(rs)
     .flatMap(([type, m]) => Object.keys(m).map((k) => `${type}.${k}`))
     .sort();
@@ -422,7 +490,7 @@ if (cmd === "destroy") {
       `/api/2.0/postgres/projects/${p.project_id}${p.purge_on_delete ? "?purge=true" : ""}`,
     );
   rmSync(path.join(scenario.fsRoot, b.root), { recursive: true, force: true });
-  delete state.targets[b.target];
+  delete state.targets[stateKey];
   save();
   process.stdout.write(
     `All files and directories at the following location will be deleted: ${b.root}\n\nDestroy: ${keys.length} deleted\n`,

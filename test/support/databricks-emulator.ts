@@ -71,6 +71,19 @@ export interface EmulatedApp {
   settling?: boolean;
   /** The app's service principal (its client id is PGUSER too). */
   sp: { clientId: string; clientSecret: string };
+  computeSize?: string;
+  /** Who created it (the Apps API's `creator`). */
+  creator?: string;
+  /** `PUT /api/2.0/permissions/apps/{name}`'s access_control_list, as set. */
+  acl: AclEntry[];
+}
+
+/** One entry of a permissions access_control_list (Permissions API). */
+export interface AclEntry {
+  user_name?: string;
+  group_name?: string;
+  service_principal_name?: string;
+  permission_level: string;
 }
 
 export interface DeploymentScript {
@@ -138,6 +151,13 @@ export class DatabricksEmulator {
   /** Where workspace files live (`/Workspace/...` maps below it). */
   readonly fsRoot: string;
   readonly userName = "someone@example.com";
+  /**
+   * Other people of this workspace, by the subject of their token (an M2M client id or a user): SCIM Me
+   * answers with theirs. Anyone else is {@link userName}.
+   */
+  readonly users = new Map<string, { userName: string; displayName?: string }>();
+  /** false: `GET /api/2.0/postgres/projects` answers as a workspace without Lakebase Autoscaling. */
+  autoscalingAvailable = true;
   /** What the next deployment does (without a runner). */
   nextDeployment: DeploymentScript = { final: "SUCCEEDED", message: "App started successfully" };
   /** false: the Apps proxy refuses every token (sends the browser to log in). */
@@ -168,8 +188,8 @@ export class DatabricksEmulator {
     this.registerWorkspaceFiles();
     this.registerPostgres();
     this.workspace.route("GET", "/api/2.0/preview/scim/v2/Me", ({ req }) => {
-      this.auth(req);
-      return { id: "1234", userName: this.userName, active: true };
+      const who = this.userOf(this.auth(req));
+      return { id: "1234", active: true, ...who };
     });
   }
 
@@ -181,6 +201,11 @@ export class DatabricksEmulator {
     const pat = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     if (pat && this.pats.has(pat)) return this.userName;
     return requireBearer(this.tokens, req);
+  }
+
+  /** The person a token's subject is. */
+  userOf(subject: string): { userName: string; displayName?: string } {
+    return this.users.get(subject) ?? { userName: this.userName };
   }
 
   get url(): string {
@@ -303,9 +328,22 @@ export class DatabricksEmulator {
         message: `App compute is ${app.computeState.toLowerCase()}.`,
       },
       service_principal_client_id: app.sp.clientId,
+      ...(app.computeSize ? { compute_size: app.computeSize } : {}),
+      ...(app.creator ? { creator: app.creator } : {}),
       default_source_code_path: app.deployments.at(-1)?.source_code_path,
       ...(app.activeId ? { active_deployment: dep(app.activeId) } : {}),
       ...(pending ? { pending_deployment: dep(pending.deployment_id) } : {}),
+    };
+  }
+
+  private appAclJson(app: EmulatedApp): Record<string, unknown> {
+    return {
+      object_id: `/apps/${app.name}`,
+      object_type: "apps",
+      access_control_list: app.acl.map(({ permission_level, ...who }) => ({
+        ...who,
+        all_permissions: [{ permission_level, inherited: false }],
+      })),
     };
   }
 
@@ -325,6 +363,7 @@ export class DatabricksEmulator {
       deployments: [],
       startPolls: 1,
       sp,
+      acl: [],
     };
     this.apps.set(name, app);
     return app;
@@ -404,8 +443,13 @@ export class DatabricksEmulator {
   private registerApps(): void {
     const w = this.workspace;
     w.route("POST", "/api/2.0/apps", async ({ req, body, query }) => {
-      this.auth(req);
-      const b = (body ?? {}) as { name?: string; description?: string; resources?: AppResource[] };
+      const who = this.userOf(this.auth(req)).userName;
+      const b = (body ?? {}) as {
+        name?: string;
+        description?: string;
+        resources?: AppResource[];
+        compute_size?: string;
+      };
       const name = String(b.name);
       if (this.apps.has(name))
         throw new ApiError(409, "RESOURCE_ALREADY_EXISTS", `App ${name} already exists.`);
@@ -414,6 +458,8 @@ export class DatabricksEmulator {
       const noCompute = query.get("no_compute") === "true";
       const app = this.addApp(name, noCompute ? "STOPPED" : "STARTING", resources);
       app.description = b.description;
+      app.computeSize = b.compute_size;
+      app.creator = who;
       await this.grantDatabases(app);
       return this.appJson(app);
     });
@@ -435,10 +481,13 @@ export class DatabricksEmulator {
     w.route("POST", "/api/2.0/apps/:name/update", async ({ req, params, body }) => {
       this.auth(req);
       const app = this.app(params.name!);
-      const b = ((body ?? {}) as { app?: { description?: string; resources?: AppResource[] } }).app ?? {};
+      const b =
+        ((body ?? {}) as { app?: { description?: string; resources?: AppResource[]; compute_size?: string } })
+          .app ?? {};
       const resources = b.resources ?? [];
       this.checkAppResources(resources);
       app.description = b.description;
+      app.computeSize = b.compute_size;
       app.resources = resources;
       await this.grantDatabases(app);
       return { status: { state: "SUCCEEDED", message: "App update succeeded" } };
@@ -449,6 +498,25 @@ export class DatabricksEmulator {
       if (this.running?.app === params.name) await this.stopRunning();
       this.apps.delete(params.name!);
       return {};
+    });
+    // Permissions API for apps: PUT replaces the list (what the CLI's direct engine sends), GET reads it.
+    w.route("PUT", "/api/2.0/permissions/apps/:name", ({ req, params, body }) => {
+      this.auth(req);
+      const app = this.app(params.name!);
+      const acl = ((body ?? {}) as { access_control_list?: AclEntry[] }).access_control_list ?? [];
+      for (const e of acl)
+        if (!["CAN_USE", "CAN_MANAGE"].includes(e.permission_level))
+          throw new ApiError(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            `Permission level ${e.permission_level} is not supported for apps.`,
+          );
+      app.acl = acl;
+      return this.appAclJson(app);
+    });
+    w.route("GET", "/api/2.0/permissions/apps/:name", ({ req, params }) => {
+      this.auth(req);
+      return this.appAclJson(this.app(params.name!));
     });
     w.route("POST", "/api/2.0/apps/:name/start", ({ req, params }) => {
       this.auth(req);
@@ -711,8 +779,22 @@ export class DatabricksEmulator {
       parent: `projects/${p}/branches/${b}`,
       status: { database_id: d.databaseId, postgres_database: d.postgresDatabase, role: d.role },
     });
+    // A workspace without Lakebase Autoscaling (cloud or region) has no Postgres API: the platform's answer
+    // for an API it does not serve (assumed shape: ENDPOINT_NOT_FOUND, as for any unknown API path).
+    const noAutoscaling = (method: string) => {
+      if (!this.autoscalingAvailable)
+        throw new ApiError(404, "ENDPOINT_NOT_FOUND", `No API found for '${method} /postgres/projects'`);
+    };
+    w.route("GET", "/api/2.0/postgres/projects", ({ req }) => {
+      this.auth(req);
+      noAutoscaling("GET");
+      return {
+        projects: [...this.projects.values()].map((p) => ({ name: `projects/${p.projectId}` })),
+      };
+    });
     w.route("POST", "/api/2.0/postgres/projects", ({ req, query, body }) => {
       this.auth(req);
+      noAutoscaling("POST");
       const id = query.get("project_id") ?? "";
       if (this.projects.has(id))
         throw new ApiError(409, "ALREADY_EXISTS", `Project projects/${id} already exists.`);

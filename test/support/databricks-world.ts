@@ -28,6 +28,13 @@ export interface DatabricksWorld {
 
 export const M2M = { id: "m2m-client", secret: "m2m-secret-value-1234567890" };
 export const PAT = "dapi0123456789abcdef0123456789abcdef";
+/** A second developer of the same workspace: profile `bob`, an OAuth M2M login of their own. */
+export const BOB = {
+  profile: "bob",
+  id: "m2m-client-bob",
+  secret: "bob-secret-value-0987654321",
+  userName: "Bob.O'Brien-Smith@example.com",
+};
 
 export interface WorldOptions {
   /** Runs deployed app trees for real on this port against this PostgreSQL (the first-deploy rehearsal). */
@@ -61,6 +68,8 @@ export async function startDatabricksWorld(
   const target = options.runner ? `http://127.0.0.1:${options.runner.appPort}` : appUrl;
   const emulator = await new DatabricksEmulator(target, tls, options.runner).start();
   emulator.clients.set(M2M.id, M2M.secret);
+  emulator.clients.set(BOB.id, BOB.secret);
+  emulator.users.set(BOB.id, { userName: BOB.userName });
   emulator.pats.add(PAT);
 
   const home = path.join(root, "home");
@@ -72,6 +81,11 @@ export async function startDatabricksWorld(
       `host = ${emulator.url}`,
       `client_id = ${M2M.id}`,
       `client_secret = ${M2M.secret}`,
+      "",
+      `[${BOB.profile}]`,
+      `host = ${emulator.url}`,
+      `client_id = ${BOB.id}`,
+      `client_secret = ${BOB.secret}`,
       "",
       "[u2m]",
       `host = ${emulator.url}`,
@@ -97,6 +111,7 @@ export async function startDatabricksWorld(
     fsRoot: emulator.fsRoot,
     adminToken: emulator.issueUserToken(24 * 3600),
     userToken: emulator.issueUserToken(),
+    profileUsers: { [BOB.profile]: BOB.userName },
     ...scenario,
   });
 

@@ -211,7 +211,10 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     }).catch(() => undefined);
     // What the supervisor printed this time (its error and the app's last lines), secrets masked.
     loadOrCreateSecrets(paths);
-    const text = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").slice(logStart) : "";
+    // logStart is a byte offset: cut the bytes, then decode (a string index would cut mid-line or past the end).
+    const text = existsSync(paths.logFile)
+      ? readFileSync(paths.logFile).subarray(logStart).toString("utf8")
+      : "";
     const tail = text.trimEnd().split("\n").slice(-30).join("\n");
     // The supervisor's own exit code when it is a user error's (2-6); anything else is a bug (1).
     const code = USER_EXITS.find((c) => c === exitCode) ?? EXIT.bug;

@@ -1,0 +1,77 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { runCli } from "../support/cli.js";
+import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+
+/**
+ * Defects a newcomer and an operator met with `local` (issue 22), each through the real CLI with real
+ * processes: every test here failed on the code before its fix.
+ */
+function scriptedAppTree(dir: string, script: string): string {
+  mkdirSync(path.join(dir, "runtime"), { recursive: true });
+  writeFileSync(path.join(dir, "runtime/start.mjs"), script);
+  return dir;
+}
+
+describe("local as a newcomer meets it", () => {
+  let work: string;
+  let port: number;
+  let env: Record<string, string>;
+  let internal: InternalPorts;
+
+  const cli = (args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 180_000) =>
+    runCli(args, { cwd: work, env: { ...env, ...extraEnv }, timeoutMs });
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-newcomer-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
+    port = await freePort();
+    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
+  });
+
+  afterEach(async () => {
+    await cli(["local", "down"]);
+  });
+
+  afterAll(async () => {
+    await cli(["local", "down"]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("the failure reason of `up --detach` is whole after a log holding multi-byte characters (not cut mid-word)", async () => {
+    const app = scriptedAppTree(
+      path.join(work, "dying-app"),
+      ['console.error("cannot go on: port 12008 … giving up → ✗");', "process.exit(7);"].join("\n"),
+    );
+    // An earlier run's lines with multi-byte characters (ours print … and →): bytes outnumber characters.
+    mkdirSync(env.LOCAL_STATE_DIR!, { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(env.LOCAL_STATE_DIR!, "local.log"), `${"→ earlier line …\n".repeat(5000)}`);
+    const d = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)], { APP_DIR: app });
+    expect(d.exitCode, d.stderr).toBe(6);
+    expect(d.stderr).toContain("cannot go on: port 12008 … giving up → ✗");
+    // What this run printed, from its first line on: before the fix a byte offset cut the string.
+    expect(d.stderr).toMatch(/^postgres: ready on port \d+/m);
+    expect(d.stderr).not.toContain("earlier line");
+    const j = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)], {
+      APP_DIR: app,
+    });
+    expect(j.exitCode).toBe(6);
+    const parsed = JSON.parse(j.stdout) as { error: { code: string; message: string } };
+    expect(parsed.error.code).toBe("local_failed");
+    expect(parsed.error.message).toMatch(/^the local app did not start: /);
+    expect(parsed.error.message).toContain("cannot go on: port 12008 … giving up → ✗");
+    expect(parsed.error.message).not.toContain("earlier line");
+    // The supervisor's JSON log lines come whole: each one in the tail parses.
+    expect(parsed.error.message).toMatch(/^\{"/m);
+    for (const line of parsed.error.message
+      .split("\n")
+      .slice(1)
+      .filter((l) => l.startsWith('{"')))
+      expect(() => JSON.parse(line), line).not.toThrow();
+  });
+});

@@ -138,13 +138,22 @@ export function registerLocal(program: Command): void {
     .command("logs")
     .description("Print the local app's logs")
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
+    .addOption(
+      new Option("--level <level>", "only lines at this level or above").choices([
+        "debug",
+        "info",
+        "warn",
+        "error",
+      ]),
+    )
     .action(
-      action(async (ctx, opts: { follow?: boolean }) => {
+      action(async (ctx, opts: { follow?: boolean; level?: "debug" | "info" | "warn" | "error" }) => {
         const { localLogs } = await import("../local/logs.js");
         return await localLogs(
           ctx.config(),
           (text) => process.stdout.write(maskSecrets(text)),
           opts.follow ?? false,
+          opts.level,
         );
       }),
     );

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "../log/logger.js";
+import { childLogLevel } from "./child-log-level.js";
 
 export interface ChildSpec {
   name: string;
@@ -45,8 +46,10 @@ export class SupervisedChild {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
-    for (const stream of [child.stdout, child.stderr]) {
-      if (stream) createInterface({ input: stream }).on("line", (line) => log.info(line));
+    for (const source of ["stdout", "stderr"] as const) {
+      const stream = child[source];
+      if (stream)
+        createInterface({ input: stream }).on("line", (line) => log[childLogLevel(source, line)](line));
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -73,5 +73,45 @@ describe("local as a newcomer meets it", () => {
       .slice(1)
       .filter((l) => l.startsWith('{"')))
       expect(() => JSON.parse(line), line).not.toThrow();
+  });
+
+  it("`local logs` keeps MetaMCP's levels (stderr at least warn, stacks and connection errors error); --level filters", async () => {
+    const app = path.join(work, "noisy-app");
+    createFakeAppTree(app, { backendPort: internal.backendPort });
+    appendFileSync(
+      path.join(app, "metamcp/apps/backend/dist/index.js"),
+      [
+        "",
+        'console.log("plain backend chatter");',
+        'console.warn("a deprecation notice from the backend");',
+        'console.error("Error connecting to MCP server: connect ECONNREFUSED 127.0.0.1:9");',
+        'console.error("    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1611:16)");',
+        "",
+      ].join("\n"),
+    );
+    const up = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)], { APP_DIR: app });
+    expect(up.exitCode, up.stderr).toBe(0);
+    const levelOf = (text: string, needle: string) => {
+      const line = text.split("\n").find((l) => l.includes(needle));
+      expect(line, needle).toBeDefined();
+      return (JSON.parse(line!) as { level: string }).level;
+    };
+    const all = await cli(["local", "logs"]);
+    expect(all.exitCode).toBe(0);
+    expect(levelOf(all.stdout, "plain backend chatter")).toBe("info");
+    expect(levelOf(all.stdout, "a deprecation notice")).toBe("warn");
+    expect(levelOf(all.stdout, "ECONNREFUSED 127.0.0.1:9")).toBe("error");
+    expect(levelOf(all.stdout, "at TCPConnectWrap.afterConnect")).toBe("error");
+    const warn = await cli(["local", "logs", "--level", "warn"]);
+    expect(warn.exitCode).toBe(0);
+    expect(warn.stdout).toContain("a deprecation notice");
+    expect(warn.stdout).toContain("ECONNREFUSED 127.0.0.1:9");
+    expect(warn.stdout).not.toContain("plain backend chatter");
+    const errors = await cli(["local", "logs", "--level", "error"]);
+    expect(errors.stdout).toContain("ECONNREFUSED 127.0.0.1:9");
+    expect(errors.stdout).not.toContain("a deprecation notice");
+    const bad = await cli(["local", "logs", "--level", "loud"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/Allowed choices are debug, info, warn, error/);
   });
 });

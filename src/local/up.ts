@@ -55,7 +55,7 @@ function readyBanner(state: LocalRunState): string {
     "MetaMCP is running locally, behind a stand-in of the Databricks Apps proxy.",
     `  Open ${state.appUrl}/ in your browser: sign in at the local login page (any name and email): you are in MetaMCP as that person.`,
     "",
-    `  MCP clients: ${cliCommand("connect <endpoint> --local")} writes their config; by hand: ${state.appUrl}/metamcp/<endpoint>/mcp`,
+    `  MCP clients: ${cliCommand("connect <endpoint> --local")} prints their config (add --write to write it); by hand: ${state.appUrl}/metamcp/<endpoint>/mcp`,
     `               with "Authorization: Bearer <token>", plus "X-API-Key: <MetaMCP API key>" for endpoints that want a key`,
     `               (token: ${cliCommand("local token")}, valid ${Math.round((state.platform?.userTokenTtlSeconds ?? 3600) / 60)} min, as ${DEFAULT_LOCAL_USER.name} <${DEFAULT_LOCAL_USER.email}>:`,
     "               sign in as that user to own the endpoints you connect to; docs/identity.md)",

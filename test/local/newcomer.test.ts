@@ -91,6 +91,8 @@ describe("local as a newcomer meets it", () => {
     );
     const up = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)], { APP_DIR: app });
     expect(up.exitCode, up.stderr).toBe(0);
+    // The banner says what `connect` does: without --write it prints the configs.
+    expect(up.stdout).toMatch(/connect <endpoint> --local prints their config \(add --write to write it\)/);
     const levelOf = (text: string, needle: string) => {
       const line = text.split("\n").find((l) => l.includes(needle));
       expect(line, needle).toBeDefined();

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -19,6 +19,7 @@ import {
   type LocalRunState,
   loadOrCreateSecrets,
   localPaths,
+  openLogForAppend,
   readRunState,
   takeOverLock,
   writeRunState,
@@ -137,7 +138,7 @@ async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<v
 /** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
 async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
-  const out = openSync(paths.logFile, "a");
+  const out = openLogForAppend(paths);
   const logStart = statSync(paths.logFile).size;
   const args = [
     process.argv[1]!,

@@ -1,4 +1,4 @@
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -53,6 +53,8 @@ describe("local as a newcomer meets it", () => {
     writeFileSync(path.join(env.LOCAL_STATE_DIR!, "local.log"), `${"→ earlier line …\n".repeat(5000)}`);
     const d = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)], { APP_DIR: app });
     expect(d.exitCode, d.stderr).toBe(6);
+    // local.log holds MetaMCP's output (it may name users, servers, errors): 0600, an earlier 0644 one too.
+    expect(statSync(path.join(env.LOCAL_STATE_DIR!, "local.log")).mode & 0o777).toBe(0o600);
     expect(d.stderr).toContain("cannot go on: port 12008 … giving up → ✗");
     // What this run printed, from its first line on: before the fix a byte offset cut the string.
     expect(d.stderr).toMatch(/^postgres: ready on port \d+/m);

@@ -1,8 +1,18 @@
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
+import { waitFor } from "../../src/retry.js";
 import { runCli } from "../support/cli.js";
 import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
 
@@ -117,5 +127,39 @@ describe("local as a newcomer meets it", () => {
     const bad = await cli(["local", "logs", "--level", "loud"]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/Allowed choices are debug, info, warn, error/);
+  });
+
+  it("`local status` after the supervisor was killed says what still runs and how to stop it", async () => {
+    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const run = JSON.parse(readFileSync(path.join(env.LOCAL_STATE_DIR!, "run.json"), "utf8")) as {
+      supervisorPid: number;
+      appPid: number;
+      pgPid: number;
+    };
+    process.kill(run.supervisorPid, "SIGKILL");
+    await waitFor(
+      () => {
+        try {
+          process.kill(run.supervisorPid, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 10_000, what: "the supervisor to die" },
+    );
+    const status = await cli(["local", "status"]);
+    expect(status.exitCode).toBe(5);
+    expect(status.stdout).toContain(`app (pid ${run.appPid})`);
+    expect(status.stdout).toContain(`postgres (pid ${run.pgPid})`);
+    expect(status.stdout).toMatch(/local down` stops them/);
+    const json = await cli(["--json", "local", "status"]);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      status: "stopped",
+      leftovers: [{ what: "app" }, { what: "postgres" }],
+    });
+    expect((await cli(["local", "down"])).exitCode).toBe(0);
+    expect((await cli(["local", "status"])).stdout).toMatch(/^stopped \(start it/);
   });
 });

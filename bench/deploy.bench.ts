@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { startDatabricksWorld } from "../test/support/databricks-world.js";
 import type { Bench } from "./run.js";
+import { iterations } from "./smoke.js";
 
 /**
  * The Databricks-side commands against the workspace emulator and the CLI double (the Databricks
@@ -40,7 +41,7 @@ export default {
       const health: number[] = [];
       const status: number[] = [];
       let cliCalls = 0;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < iterations(3); i++) {
         render.push(await timed(["render", "--out", path.join(root, "review")]));
         doctor.push(await timed(["doctor"]));
         world.double.clearCalls();

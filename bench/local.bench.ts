@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { freePort } from "../src/local/postgres.js";
 import { runCli } from "../test/support/cli.js";
-import { createFakeAppTree } from "../test/support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts } from "../test/support/fake-app-tree.js";
 
 /**
  * `local up --detach` (app tree already built) to healthy through the local Apps proxy, and the
@@ -24,8 +24,14 @@ export default {
   async run(): Promise<Record<string, number | string>> {
     const work = mkdtempSync(path.join(os.tmpdir(), "mmdb-bench-local-"));
     chmodSync(work, 0o755);
-    const env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state") };
-    createFakeAppTree(env.APP_DIR);
+    // Free internal ports: the bench runs beside `make local` and the suite.
+    const internal = await freeInternalPorts();
+    const env = {
+      APP_DIR: path.join(work, "app"),
+      LOCAL_STATE_DIR: path.join(work, "state"),
+      ...internal.env,
+    };
+    createFakeAppTree(env.APP_DIR, { backendPort: internal.backendPort });
     const metrics: Record<string, number | string> = {};
     try {
       const port = String(await freePort());

@@ -10,7 +10,8 @@ import { localPaths, readRunState } from "../src/local/state.js";
 import { localUserToken } from "../src/local/user-token.js";
 import { principalOf, SessionTable } from "../src/runtime/session-guard.js";
 import { runCli } from "../test/support/cli.js";
-import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../test/support/fake-app-tree.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY, freeInternalPorts } from "../test/support/fake-app-tree.js";
+import { iterations } from "./smoke.js";
 
 /**
  * MCP tool calls (the real SDK client) at three depths: through the local Apps proxy (Databricks token +
@@ -19,10 +20,10 @@ import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../test/support/fake-ap
  * By default against the fake app tree; against a running `local up` of REAL MetaMCP with
  * BENCH_STATE_DIR=<its LOCAL_STATE_DIR> BENCH_ENDPOINT=<name> BENCH_API_KEY_FILE=<file with the key>.
  */
-const CALLS = 200;
-const SESSIONS = 20;
-const THROUGHPUT_MS = 5000;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CALLS = iterations(200, 3);
+const SESSIONS = iterations(20, 2);
+const THROUGHPUT_MS = iterations(5000, 200);
+const ROUNDS = iterations(Number(process.env.BENCH_ROUNDS ?? 3));
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -49,7 +50,7 @@ async function session(url: string, headers: () => Promise<Record<string, string
 async function latencies(url: string, headers: () => Promise<Record<string, string>>) {
   const s = await session(url, headers);
   try {
-    for (let i = 0; i < 20; i++) await s.call(); // warm up
+    for (let i = 0; i < iterations(20); i++) await s.call(); // warm up
     const ms: number[] = [];
     for (let i = 0; i < CALLS; i++) {
       const t0 = performance.now();
@@ -116,7 +117,10 @@ export default {
     const external = process.env.BENCH_STATE_DIR;
     const work = external ? undefined : mkdtempSync(path.join(os.tmpdir(), "mmdb-bench-mcp-"));
     const stateDir = external ?? path.join(work!, "state");
-    const env = { APP_DIR: path.join(work ?? "", "app"), LOCAL_STATE_DIR: stateDir };
+    // The fake tree on free internal ports (beside `make local` and the suite); a real one on upstream's.
+    const internal = work ? await freeInternalPorts() : undefined;
+    const backendPort = internal?.backendPort ?? Number(process.env.METAMCP_BACKEND_PORT ?? 12009);
+    const env = { APP_DIR: path.join(work ?? "", "app"), LOCAL_STATE_DIR: stateDir, ...internal?.env };
     const endpoint = process.env.BENCH_ENDPOINT ?? "demo";
     const key = process.env.BENCH_API_KEY_FILE
       ? readFileSync(process.env.BENCH_API_KEY_FILE, "utf8").trim()
@@ -124,7 +128,7 @@ export default {
     try {
       if (work) {
         chmodSync(work, 0o755);
-        createFakeAppTree(env.APP_DIR);
+        createFakeAppTree(env.APP_DIR, { backendPort });
         const up = await runCli(
           ["--json", "local", "up", "--detach", "--no-build", "--port", String(await freePort())],
           { cwd: work, env },
@@ -141,7 +145,7 @@ export default {
       const direct = async () => ({ "x-api-key": key });
       const proxyUrl = `${state.appUrl}/metamcp/${endpoint}/mcp`;
       const routerUrl = `http://127.0.0.1:${state.ports.app}/metamcp/${endpoint}/mcp`;
-      const backendUrl = `http://127.0.0.1:12009/metamcp/${endpoint}/mcp`;
+      const backendUrl = `http://127.0.0.1:${backendPort}/metamcp/${endpoint}/mcp`;
       const metrics: Record<string, number | string> = {
         target: external ? "running local (real?)" : "fake tree",
       };

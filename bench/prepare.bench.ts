@@ -4,11 +4,12 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createSyntheticUpstream, SYNTHETIC_GIT_ENV } from "../test/support/synthetic-upstream.js";
+import { iterations } from "./smoke.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** BENCH_PREPARE_CLI=<other checkout>/bin/metamcp-databricks.js measures another build (before/after). */
 const cli = process.env.BENCH_PREPARE_CLI ?? path.join(root, "bin/metamcp-databricks.js");
-const RUNS = Number(process.env.BENCH_PREPARE_RUNS ?? 3);
+const RUNS = iterations(Number(process.env.BENCH_PREPARE_RUNS ?? 3));
 /** Targets from issue 12: a cold prepare within 2× a plain shallow clone; a no-op prepare within 0.3 s. */
 const COLD_TARGET = 2;
 const NOOP_TARGET_MS = 300;

@@ -8,8 +8,9 @@ import { startPlatform } from "../src/local/platform/index.js";
 import { freePort } from "../src/local/postgres.js";
 import { silentLogger } from "../src/log/logger.js";
 import { runMigrations, searchPathOption } from "../src/runtime/database.js";
-import { createFakeAppTree } from "../test/support/fake-app-tree.js";
+import { createFakeAppTree, freeInternalPorts } from "../test/support/fake-app-tree.js";
 import { startLakebaseLikePostgres } from "../test/support/postgres.js";
+import { iterations } from "./smoke.js";
 
 /**
  * `start` on the fake MetaMCP-shaped tree and one Lakebase-like database, side by side with the plain
@@ -17,8 +18,9 @@ import { startLakebaseLikePostgres } from "../test/support/postgres.js";
  * fresh schema, so both really migrate), then MCP-style streaming latency (SSE first event, small POST
  * round trip) through our router on the app port vs straight to the backend on 12009.
  */
-const BACKEND = 12009;
-const FRONTEND = 12008;
+/** MetaMCP's internal ports: free ones, so the bench runs beside `make local` and the suite. */
+let BACKEND = 12009;
+let FRONTEND = 12008;
 
 function spawnGroup(cmd: string, args: string[], cwd: string, env: Record<string, string>): ChildProcess {
   return spawn(cmd, args, { cwd, env, stdio: "ignore", detached: true });
@@ -102,7 +104,7 @@ async function postRoundTripMs(base: string): Promise<number> {
 async function latency(base: string, n: number): Promise<{ sse: number; post: number }> {
   const sse: number[] = [];
   const post: number[] = [];
-  for (let i = 0; i < 5; i++) await sseFirstEventMs(base); // warm-up
+  for (let i = 0; i < iterations(5); i++) await sseFirstEventMs(base); // warm-up
   for (let i = 0; i < n; i++) {
     sse.push(await sseFirstEventMs(base));
     post.push(await postRoundTripMs(base));
@@ -113,11 +115,18 @@ async function latency(base: string, n: number): Promise<{ sse: number; post: nu
 export default {
   name: "start",
   async run(): Promise<Record<string, number | string>> {
-    const db = await startLakebaseLikePostgres({ role: "bench-app-sp" });
-    const treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-bench-tree-")));
+    const internal = await freeInternalPorts();
+    BACKEND = internal.backendPort;
+    FRONTEND = internal.frontendPort;
+    const treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-bench-tree-")), {
+      backendPort: BACKEND,
+    });
+    const config = loadConfig({ cwd: treeDir, env: { APP_NAME: "metamcp-bench" } });
+    // The database the configuration names (its default changed to metamcp: the bench must follow it).
+    const db = await startLakebaseLikePostgres({ role: "bench-app-sp", database: config.lakebase.database });
     const appPort = await freePort();
     const platform = await startPlatform({
-      config: loadConfig({ cwd: treeDir, env: { APP_NAME: "metamcp-bench" } }),
+      config,
       secrets: {
         betterAuthSecret: "a-real-looking-secret-0123456789",
         clientId: db.role,
@@ -140,6 +149,7 @@ export default {
         PATH: process.env.PATH ?? "",
         HOME: process.env.HOME ?? "/tmp",
         ...platform.appEnv,
+        ...internal.env,
         METAMCP_DB_SCHEMA: "bench_ours",
       };
       let t0 = performance.now();
@@ -147,14 +157,14 @@ export default {
       children.push(ours);
       await until(`http://127.0.0.1:${appPort}/metamcp/health`, 60_000);
       const oursMs = Math.round(performance.now() - t0);
-      const viaRouter = await latency(`http://127.0.0.1:${appPort}`, 50);
-      const direct = await latency(`http://127.0.0.1:${BACKEND}`, 50);
+      const viaRouter = await latency(`http://127.0.0.1:${appPort}`, iterations(50, 2));
+      const direct = await latency(`http://127.0.0.1:${BACKEND}`, iterations(50, 2));
       await stopGroup(ours);
       await portsFree();
 
       // Plain, upstream-like: migrate with drizzle's migrator, then node backend + node frontend.
-      const password = "bench-static-password";
-      await db.setPassword(password, 3600);
+      // The role logs in with a credential the stand-in issued (RADIUS, as for the runtime): one for an hour.
+      const password = platform.issueDatabaseCredential(3600).token;
       const schema = "bench_plain";
       const beDir = path.join(treeDir, "metamcp/apps/backend");
       const feDir = path.join(treeDir, "metamcp/apps/frontend");
@@ -174,6 +184,10 @@ export default {
         DATABASE_URL: url,
         PGOPTIONS: searchPathOption(schema),
         HOSTNAME: "127.0.0.1",
+        // What upstream's own .env gives MetaMCP (the runtime sets the same from the platform's values).
+        APP_URL: platform.appUrl,
+        NEXT_PUBLIC_APP_URL: platform.appUrl,
+        BETTER_AUTH_SECRET: "a-real-looking-secret-0123456789",
       };
       const be = spawnGroup(process.execPath, ["dist/index.js"], beDir, {
         ...plainEnv,

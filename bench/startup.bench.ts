@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Bench } from "./run.js";
+import { iterations } from "./smoke.js";
 
 /**
  * How fast the light commands start, against a bare `node -e 0` measured in the same minute (the target:
@@ -12,7 +13,7 @@ import type { Bench } from "./run.js";
  * hits them alike; `local status` with nothing running (it answers "stopped", exit 5).
  */
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bin/metamcp-databricks.js");
-const ROUNDS = 7;
+const ROUNDS = iterations(7);
 
 const CASES: Record<string, string[]> = {
   node_e0: ["-e", "0"],

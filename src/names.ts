@@ -9,11 +9,13 @@ export type LakebaseKind = (typeof LAKEBASE_KINDS)[number];
 export const PG_IDENTIFIER_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 export const PG_IDENTIFIER_FORM =
   "must be a PostgreSQL identifier: lower-case letters, digits and _, at most 63";
-export const PG_IDENTIFIER_RESERVED = "must not be `public` or start with `pg_`";
+export const PG_IDENTIFIER_RESERVED =
+  "must not be `public`, `information_schema` or start with `pg_` (PostgreSQL's own)";
 
 /** Why `name` is not a schema name we can own, or undefined when it is one. */
 export function pgIdentifierProblem(name: string): string | undefined {
   if (!PG_IDENTIFIER_PATTERN.test(name)) return PG_IDENTIFIER_FORM;
-  if (name === "public" || name.startsWith("pg_")) return PG_IDENTIFIER_RESERVED;
+  if (name === "public" || name === "information_schema" || name.startsWith("pg_"))
+    return PG_IDENTIFIER_RESERVED;
   return undefined;
 }

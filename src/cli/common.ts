@@ -34,14 +34,20 @@ export async function makeContext(cmd: Command): Promise<CommandContext> {
   ]);
   const globals = cmd.optsWithGlobals<GlobalOptions>();
   const log = createLogger({ json: globals.json ?? false, level: globals.debug ? 4 : 3 });
+  const warned = new Set<string>();
   return {
     globals,
     log,
     config(flags = {}) {
-      return loadConfig({
+      const config = loadConfig({
         flags: { target: globals.target, profile: globals.profile, ...flags },
         env: process.env,
       });
+      for (const w of config.warnings.filter((w) => !warned.has(w))) {
+        warned.add(w);
+        log.warn(w);
+      }
+      return config;
     },
     result(value, human) {
       if (globals.json) {

@@ -43,6 +43,18 @@ function pid(value: string | undefined): number | undefined {
   return n;
 }
 
+/** Run from another folder: say where the clone's state is (the command goes on with this folder's). */
+async function warnStateElsewhere(
+  ctx: { log: { warn(m: string): void } },
+  config: { local: { stateDir: string }; cwd: string; values: Record<string, { source: string }> },
+  command: string,
+): Promise<void> {
+  if (config.values.LOCAL_STATE_DIR?.source !== "default") return;
+  const { stateElsewhereHint } = await import("../local/printed.js");
+  const hint = stateElsewhereHint(config.local.stateDir, config.cwd, command);
+  if (hint) ctx.log.warn(hint);
+}
+
 export function registerLocal(program: Command): void {
   const local = program
     .command("local")
@@ -110,7 +122,9 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx) => {
         const { localDown } = await import("../local/down.js");
-        return await localDown(ctx.config(), ctx);
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local down");
+        return await localDown(config, ctx);
       }),
     );
 
@@ -120,7 +134,9 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx) => {
         const { localStatus } = await import("../local/status.js");
-        return await localStatus(ctx.config(), ctx);
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local status");
+        return await localStatus(config, ctx);
       }),
     );
 
@@ -130,7 +146,9 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx) => {
         const { localToken } = await import("../local/token.js");
-        return await localToken(ctx.config(), (text) => process.stdout.write(text));
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local token");
+        return await localToken(config, (text) => process.stdout.write(text));
       }),
     );
 
@@ -138,13 +156,24 @@ export function registerLocal(program: Command): void {
     .command("logs")
     .description("Print the local app's logs")
     .option("-f, --follow", "keep printing new lines until Ctrl-C")
+    .addOption(
+      new Option("--level <level>", "only lines at this level or above").choices([
+        "debug",
+        "info",
+        "warn",
+        "error",
+      ]),
+    )
     .action(
-      action(async (ctx, opts: { follow?: boolean }) => {
+      action(async (ctx, opts: { follow?: boolean; level?: "debug" | "info" | "warn" | "error" }) => {
         const { localLogs } = await import("../local/logs.js");
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local logs");
         return await localLogs(
-          ctx.config(),
+          config,
           (text) => process.stdout.write(maskSecrets(text)),
           opts.follow ?? false,
+          opts.level,
         );
       }),
     );

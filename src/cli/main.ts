@@ -55,13 +55,23 @@ const program = new Command("metamcp-databricks")
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) });
 
-// Commander's own usage errors (unknown option, missing argument) exit 2 like every input error.
+const args = process.argv.slice(2);
+/** `--json` among the options (not after `--`): commander's errors come before our context exists. */
+const jsonWanted = (args.includes("--") ? args.slice(0, args.indexOf("--")) : args).includes("--json");
+
+// Commander's own usage errors (unknown option, missing argument) exit 2 like every input error; under
+// --json they go to stdout as `{"error":{…}}` like every other error (its text stays on stderr for a person).
 program.exitOverride((err) => {
   if (err.code === "commander.helpDisplayed" || err.code === "commander.version") process.exit(0);
+  if (jsonWanted) {
+    const message = err.message.replace(/^error: /, "");
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: "usage", message, commander: err.code } }, null, 2)}\n`,
+    );
+  }
   process.exit(EXIT.input);
 });
 
-const args = process.argv.slice(2);
 const named = commandName(args);
 const versionOnly = !named && (args.includes("-V") || args.includes("--version"));
 // Commands register in this order, so help lists them as before.

@@ -3,6 +3,7 @@ import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { EXIT, UserError } from "../errors.js";
 import { splitRepoCredentials } from "./repo-credentials.js";
+import { unknownVariableWarnings } from "./unknown-variables.js";
 import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
 
 export type ValueSource = "flag" | "env" | "dotenv" | "default" | "derived";
@@ -43,6 +44,8 @@ export interface Config {
   local: { stateDir: string; port: number };
   /** Every variable, its value and where it came from (for `config` and for rendering). */
   values: Record<string, ResolvedValue>;
+  /** Lines for the user that do not stop the command (a misspelt variable name). */
+  warnings: string[];
 }
 
 export interface LoadConfigInput {
@@ -220,5 +223,6 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     secret: { scope: v("SECRET_SCOPE"), key: v("SECRET_KEY") },
     local: { stateDir: path.resolve(cwd, v("LOCAL_STATE_DIR")), port: Number(v("LOCAL_PORT")) },
     values,
+    warnings: unknownVariableWarnings(dotenv, dotenvPath, env),
   };
 }

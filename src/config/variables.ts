@@ -76,6 +76,12 @@ export interface DeriveContext {
 
 const str = z.string().min(1);
 
+/** A blank path resolves to the project itself, or makes a folder named " ": never what was meant. */
+const BLANK_PATH = "must be a path, not blank";
+const pathValue = z.string().refine((v) => v.trim() !== "", BLANK_PATH);
+/** The same, where empty means "the default". */
+const optionalPathValue = z.string().refine((v) => v === "" || v.trim() !== "", BLANK_PATH);
+
 /**
  * Order matters: a derived default may only read variables listed before it.
  *
@@ -112,7 +118,7 @@ export const VARIABLES: readonly VariableDef[] = [
     env: "BUILD_DIR",
     flag: "build-dir",
     description: "Where `prepare` puts the patched MetaMCP tree.",
-    schema: str,
+    schema: pathValue,
     default: "build/metamcp",
   },
   {
@@ -120,7 +126,7 @@ export const VARIABLES: readonly VariableDef[] = [
     flag: "cache-dir",
     description:
       "Where `prepare` keeps its clone cache (a bare mirror per repository URL). Empty = the user cache dir.",
-    schema: z.string(),
+    schema: optionalPathValue,
     default: "",
   },
   {
@@ -128,7 +134,7 @@ export const VARIABLES: readonly VariableDef[] = [
     flag: "app-dir",
     description:
       "Where `build` assembles the deployable app tree (the app's source_code_path), <BUILD_DIR>/../app unless set.",
-    schema: str,
+    schema: pathValue,
     default: ({ get }) => path.join(path.dirname(get("BUILD_DIR") ?? "build/metamcp"), "app"),
   },
   {
@@ -283,7 +289,7 @@ export const VARIABLES: readonly VariableDef[] = [
   {
     env: "LOCAL_STATE_DIR",
     description: "`local`: where the embedded PostgreSQL data, credentials and PIDs live.",
-    schema: str,
+    schema: pathValue,
     default: ".metamcp-local",
   },
   {

@@ -14,7 +14,13 @@ import {
   startEmbeddedPostgres,
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
-import { type LocalPaths, type LocalRunState, loadOrCreateSecrets, writeRunState } from "./state.js";
+import {
+  type LocalPaths,
+  type LocalRunState,
+  loadOrCreateSecrets,
+  openLogForAppend,
+  writeRunState,
+} from "./state.js";
 
 export interface LocalStackOptions {
   config: Config;
@@ -160,7 +166,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     );
 
     const appPort = await freePort("127.0.0.1", [config.local.port, pg.port]);
-    const logFile = createWriteStream(paths.logFile, { flags: "a" });
+    const logFile = createWriteStream(paths.logFile, { fd: openLogForAppend(paths) });
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
       config: { ...config, lakebase: { ...config.lakebase, database } },

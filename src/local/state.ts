@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   existsSync,
+  fchmodSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -315,4 +316,14 @@ export function takeOverLock(paths: LocalPaths, from: number, pid = process.pid)
   if (lockOwner(paths) !== from) return acquireLock(paths, pid);
   writeAtomic(paths.lockFile, String(pid));
   return () => releaseLock(paths, pid);
+}
+
+/**
+ * local.log holds MetaMCP's output (people's emails, server names, errors): only its owner reads it. An
+ * older run made it 0644; it is ours (in our state dir, by this name), so its mode is set back too.
+ */
+export function openLogForAppend(paths: LocalPaths): number {
+  const fd = openSync(paths.logFile, "a", 0o600);
+  fchmodSync(fd, 0o600);
+  return fd;
 }

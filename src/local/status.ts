@@ -1,14 +1,28 @@
 import type { Config } from "../config/load.js";
 import { EXIT } from "../errors.js";
+import { findLeftovers } from "./leftovers.js";
 import { cliCommand } from "./printed.js";
 import { type CommandOutput, currentRun, publicState } from "./run-info.js";
-import { isAlive } from "./state.js";
+import { isAlive, localPaths } from "./state.js";
 import { localUserToken } from "./user-token.js";
 
 /** local status: the run state and a health check through the local Apps proxy (exit 5 stopped, 6 unhealthy). */
 export async function localStatus(config: Config, out: CommandOutput): Promise<number> {
   const { state, running } = currentRun(config);
   if (!state || !running) {
+    // A killed supervisor (kill -9, a closed terminal) leaves its app and PostgreSQL running: say so.
+    const left = findLeftovers(localPaths(config.local.stateDir), state);
+    if (left.length > 0) {
+      const what = left.map((l) => `${l.what} (pid ${l.pid})`).join(", ");
+      out.result(
+        { status: "stopped", leftovers: left },
+        [
+          `stopped, but a \`local up\` that ended without stopping left running: ${what}`,
+          `→ \`${cliCommand("local down")}\` stops them (\`${cliCommand("local up")}\` stops them too, then starts again; the data is kept)`,
+        ].join("\n"),
+      );
+      return EXIT.notRunning;
+    }
     out.result({ status: "stopped" }, "stopped (start it with `make local`)");
     return EXIT.notRunning;
   }

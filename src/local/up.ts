@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -19,6 +19,7 @@ import {
   type LocalRunState,
   loadOrCreateSecrets,
   localPaths,
+  openLogForAppend,
   readRunState,
   takeOverLock,
   writeRunState,
@@ -55,7 +56,7 @@ function readyBanner(state: LocalRunState): string {
     "MetaMCP is running locally, behind a stand-in of the Databricks Apps proxy.",
     `  Open ${state.appUrl}/ in your browser: sign in at the local login page (any name and email): you are in MetaMCP as that person.`,
     "",
-    `  MCP clients: ${cliCommand("connect <endpoint> --local")} writes their config; by hand: ${state.appUrl}/metamcp/<endpoint>/mcp`,
+    `  MCP clients: ${cliCommand("connect <endpoint> --local")} prints their config (add --write to write it); by hand: ${state.appUrl}/metamcp/<endpoint>/mcp`,
     `               with "Authorization: Bearer <token>", plus "X-API-Key: <MetaMCP API key>" for endpoints that want a key`,
     `               (token: ${cliCommand("local token")}, valid ${Math.round((state.platform?.userTokenTtlSeconds ?? 3600) / 60)} min, as ${DEFAULT_LOCAL_USER.name} <${DEFAULT_LOCAL_USER.email}>:`,
     "               sign in as that user to own the endpoints you connect to; docs/identity.md)",
@@ -137,7 +138,7 @@ async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<v
 /** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
 async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
-  const out = openSync(paths.logFile, "a");
+  const out = openLogForAppend(paths);
   const logStart = statSync(paths.logFile).size;
   const args = [
     process.argv[1]!,
@@ -211,7 +212,10 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     }).catch(() => undefined);
     // What the supervisor printed this time (its error and the app's last lines), secrets masked.
     loadOrCreateSecrets(paths);
-    const text = existsSync(paths.logFile) ? readFileSync(paths.logFile, "utf8").slice(logStart) : "";
+    // logStart is a byte offset: cut the bytes, then decode (a string index would cut mid-line or past the end).
+    const text = existsSync(paths.logFile)
+      ? readFileSync(paths.logFile).subarray(logStart).toString("utf8")
+      : "";
     const tail = text.trimEnd().split("\n").slice(-30).join("\n");
     // The supervisor's own exit code when it is a user error's (2-6); anything else is a bug (1).
     const code = USER_EXITS.find((c) => c === exitCode) ?? EXIT.bug;

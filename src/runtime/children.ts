@@ -3,6 +3,7 @@ import { createInterface } from "node:readline";
 import type { Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "../log/logger.js";
+import { childLogLevel } from "./child-log-level.js";
 import { encodeChildSecrets, SECRETS_FD, SECRETS_FD_ENV } from "./child-secrets.js";
 
 export interface ChildSpec {
@@ -63,8 +64,10 @@ export class SupervisedChild {
       pipe?.on("error", () => {});
       pipe?.end(encodeChildSecrets(handOver.secrets));
     }
-    for (const stream of [child.stdout, child.stderr]) {
-      if (stream) createInterface({ input: stream }).on("line", (line) => log.info(line));
+    for (const source of ["stdout", "stderr"] as const) {
+      const stream = child[source];
+      if (stream)
+        createInterface({ input: stream }).on("line", (line) => log[childLogLevel(source, line)](line));
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => {

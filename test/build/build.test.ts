@@ -15,8 +15,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
+import { NEEDS_NPM_REGISTRY, npmRegistryReachable } from "../support/npm-registry.js";
 import { writePreparedTree } from "../support/synthetic-app.js";
 import { tempDir } from "../support/tmp.js";
+
+const registry = await npmRegistryReachable;
 
 /**
  * `build` end to end, through the real CLI binary, on the synthetic MetaMCP-shaped workspace: a real
@@ -106,7 +109,7 @@ async function startNode(cwd: string, entry: string, env: Record<string, string>
   return { child, port };
 }
 
-describe("build", () => {
+describe.skipIf(!registry)(registry ? "build" : `build (${NEEDS_NPM_REGISTRY})`, () => {
   let shared: Fixture;
   let first: { exitCode: number; stdout: string; stderr: string };
   let sharedRoot: string;
@@ -277,28 +280,31 @@ describe("build", () => {
 });
 
 describe("build guards", () => {
-  it("refuses a file of 10 MB or more, naming it, and keeps the previous tree", async () => {
-    const f = makeFixture(tempDir("mmdb-build-big-"));
-    const good = await build(f);
-    expect(good.exitCode).toBe(0);
-    const manifestPath = path.join(f.appDir, ".metamcp-databricks/manifest.json");
-    const before = readFileSync(manifestPath, "utf8");
+  it.skipIf(!registry)(
+    "refuses a file of 10 MB or more, naming it, and keeps the previous tree",
+    async () => {
+      const f = makeFixture(tempDir("mmdb-build-big-"));
+      const good = await build(f);
+      expect(good.exitCode).toBe(0);
+      const manifestPath = path.join(f.appDir, ".metamcp-databricks/manifest.json");
+      const before = readFileSync(manifestPath, "utf8");
 
-    writeFileSync(path.join(f.buildDir, "apps/frontend/public/big.bin"), Buffer.alloc(10 * 1024 * 1024, 1));
-    // What an interrupted (Ctrl-C) build leaves beside the tree is cleaned up too.
-    mkdirSync(`${f.appDir}.staging-1/metamcp`, { recursive: true });
-    const r = await build(f, "--force");
-    expect(r.exitCode).toBe(2);
-    expect(r.stderr).toContain("metamcp/apps/frontend/public/big.bin (10.0 MB)");
-    expect(r.stderr).toContain("10 MB or more");
-    expect(JSON.parse(r.stdout).error.code).toBe("app_tree_file_too_large");
-    // The previous good tree is untouched and no staging folder is left behind.
-    expect(readFileSync(manifestPath, "utf8")).toBe(before);
-    expect(existsSync(path.join(f.appDir, "metamcp/apps/frontend/public/big.bin"))).toBe(false);
-    expect(readdirSync(path.dirname(f.appDir)).filter((e) => e.startsWith("app."))).toEqual([]);
-  });
+      writeFileSync(path.join(f.buildDir, "apps/frontend/public/big.bin"), Buffer.alloc(10 * 1024 * 1024, 1));
+      // What an interrupted (Ctrl-C) build leaves beside the tree is cleaned up too.
+      mkdirSync(`${f.appDir}.staging-1/metamcp`, { recursive: true });
+      const r = await build(f, "--force");
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toContain("metamcp/apps/frontend/public/big.bin (10.0 MB)");
+      expect(r.stderr).toContain("10 MB or more");
+      expect(JSON.parse(r.stdout).error.code).toBe("app_tree_file_too_large");
+      // The previous good tree is untouched and no staging folder is left behind.
+      expect(readFileSync(manifestPath, "utf8")).toBe(before);
+      expect(existsSync(path.join(f.appDir, "metamcp/apps/frontend/public/big.bin"))).toBe(false);
+      expect(readdirSync(path.dirname(f.appDir)).filter((e) => e.startsWith("app."))).toEqual([]);
+    },
+  );
 
-  it("refuses a forbidden file (a .env copied into Next's standalone output)", async () => {
+  it.skipIf(!registry)("refuses a forbidden file (a .env copied into Next's standalone output)", async () => {
     const f = makeFixture(tempDir("mmdb-build-env-"), {
       "apps/frontend/.env": "BETTER_AUTH_SECRET=s3cr3t\n",
     });
@@ -316,20 +322,23 @@ describe("build guards", () => {
     );
   });
 
-  it("reports a failed step with its exit code and the last 50 lines of its output", async () => {
-    const f = makeFixture(tempDir("mmdb-build-fail-"), { "apps/backend/FAIL_BUILD": "" });
-    const r = await build(f);
-    expect(r.exitCode).toBe(3);
-    const error = JSON.parse(r.stdout).error;
-    expect(error.code).toBe("build_step_failed");
-    expect(error.message).toMatch(
-      /^step `build` failed with exit code [1-9]\d* after \d+\.\ds\. Last 50 lines:/,
-    );
-    expect(error.message).toContain("backend build error line 60");
-    expect(error.message).toMatch(/backend build error line 20$/m);
-    expect(error.message).not.toMatch(/backend build error line 1$/m);
-    expect(r.stderr).toContain("error: step `build` failed");
-  });
+  it.skipIf(!registry)(
+    "reports a failed step with its exit code and the last 50 lines of its output",
+    async () => {
+      const f = makeFixture(tempDir("mmdb-build-fail-"), { "apps/backend/FAIL_BUILD": "" });
+      const r = await build(f);
+      expect(r.exitCode).toBe(3);
+      const error = JSON.parse(r.stdout).error;
+      expect(error.code).toBe("build_step_failed");
+      expect(error.message).toMatch(
+        /^step `build` failed with exit code [1-9]\d* after \d+\.\ds\. Last 50 lines:/,
+      );
+      expect(error.message).toContain("backend build error line 60");
+      expect(error.message).toMatch(/backend build error line 20$/m);
+      expect(error.message).not.toMatch(/backend build error line 1$/m);
+      expect(r.stderr).toContain("error: step `build` failed");
+    },
+  );
 
   it("says to run prepare when there is no prepared tree", async () => {
     const root = tempDir("mmdb-build-none-");

@@ -1,9 +1,9 @@
-import { lookup } from "node:dns/promises";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { type GitHttpServer, startGitHttpServer } from "../support/git-http-server.js";
+import { npmRegistryReachable } from "../support/npm-registry.js";
 import { syntheticAppFiles } from "../support/synthetic-app.js";
 import { createSyntheticUpstream, type SyntheticUpstream } from "../support/synthetic-upstream.js";
 import { tempDir } from "../support/tmp.js";
@@ -14,10 +14,7 @@ import { tempDir } from "../support/tmp.js";
  * in any output, error, manifest, file or file name we write.
  */
 const USER = "fork-user";
-const registryReachable = await lookup("registry.npmjs.org").then(
-  () => true,
-  () => false,
-);
+const registryReachable = await npmRegistryReachable;
 const TOKEN = "ghp_S3cretT0kenValue9876";
 
 /** Every file name and every file's text under `dir`. */

@@ -67,7 +67,7 @@ CREATE TABLE "verifications" (
 );
 `;
 
-const AUTH_MODULE = String.raw`
+const AUTH_MODULE = `
 import { readFileSync } from "node:fs";
 import { betterAuth } from "better-auth";
 import { drizzleAdapter } from "better-auth/adapters/drizzle";

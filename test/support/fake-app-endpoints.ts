@@ -60,7 +60,7 @@ INSERT INTO "endpoints" ("uuid", "name", "enable_api_key_auth", "enable_oauth", 
 ${FAKE_ENDPOINT_ROWS.map((e) => `\t('${e.uuid}', '${e.name}', ${e.apiKey}, ${e.oauth}, ${e.queryParam})`).join(",\n")};
 `;
 
-const DB_MODULE = String.raw`
+const DB_MODULE = `
 import { readFileSync } from "node:fs";
 import { drizzle } from "drizzle-orm/node-postgres";
 import pg from "pg";

@@ -104,7 +104,14 @@ async function resolveTarget(ctx: CommandContext, opts: ConnectOptions): Promise
   }
   // dev's app carries the deploying user's name, as bundle-deploy named it.
   const { withDevNames } = await import("../databricks/dev-user.js");
-  const { config } = await withDevNames(ctx.config, ctx.log);
+  // A failed lookup (a PAT profile, no login) is left to connect's own auth checks, which say what to do.
+  const config = await withDevNames(ctx.config, ctx.log).then(
+    (r) => r.config,
+    (err: unknown) => {
+      ctx.log.debug(`dev names: ${err instanceof Error ? err.message : String(err)}`);
+      return ctx.config();
+    },
+  );
   return {
     kind: "databricks",
     target: config.target,

@@ -34,7 +34,7 @@ describe("connect: client configurations", () => {
   beforeAll(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), "mmdb-connect-cfg-"));
     w = await startDatabricksWorld(root);
-    appName = loadConfig({ env: {}, cwd: w.project }).appName;
+    appName = loadConfig({ env: { DEV_USER: "someone" }, cwd: w.project }).appName;
     w.emulator.addApp(appName, "ACTIVE");
     connectDir = path.join(root, "connect");
     xdg = path.join(root, "xdg");

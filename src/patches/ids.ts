@@ -12,5 +12,6 @@ export const PATCH_IDS: readonly string[] = [
   "databricks-identity",
   "stdio-servers",
   "server-env",
+  "next-tracing-root",
   "endpoint-identity",
 ];

@@ -4,6 +4,7 @@ import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import { endpointIdentityPatch } from "./endpoint-identity.js";
+import { nextTracingRootPatch } from "./next-tracing-root.js";
 import type { Patch } from "./patch.js";
 import { serverEnvPatch } from "./server-env.js";
 import { sqlMigrationsPatch } from "./sql-migrations.js";
@@ -26,5 +27,6 @@ export const PATCHES: readonly Patch[] = [
   databricksIdentityPatch,
   stdioServersPatch,
   serverEnvPatch,
+  nextTracingRootPatch,
   endpointIdentityPatch,
 ];

@@ -1049,6 +1049,24 @@ export function resolveEnvVariables(
   return { [SERVERS_IMPL_FILE]: impl, [MCP_PROXY_SERVER_FILE]: server, [METAMCP_UTILS_FILE]: utils };
 }
 
+/**
+ * `apps/frontend/next.config.js` as every release has it (v2.0.0 … main: an ES module, `const nextConfig`
+ * with `output: "standalone"` first, rewrites to the backend, `export default nextConfig`); written here.
+ */
+export const SYNTHETIC_NEXT_CONFIG = `/** @type {import('next').NextConfig} */
+const nextConfig = {
+  output: "standalone",
+  experimental: {
+    proxyTimeout: 1000 * 120,
+  },
+  async rewrites() {
+    return [{ source: "/trpc/:path*", destination: "http://localhost:12009/trpc/frontend/:path*" }];
+  },
+};
+
+export default nextConfig;
+`;
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -1074,6 +1092,7 @@ export function syntheticVersionFiles(
     "apps/backend/src/index.ts": syntheticBackendIndex(backendIndexForm),
     "apps/backend/src/auth.ts": syntheticAuth(authForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
+    "apps/frontend/next.config.js": SYNTHETIC_NEXT_CONFIG,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
     ...syntheticMiddleware(middlewareForm),
     ...syntheticServers(serversForm),

@@ -256,6 +256,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     sessionIdleMs: env.sessionIdleMs,
     defaultEndpoint: env.defaultEndpoint,
     managers: env.appManagers,
+    emailSignup: emailSignupSetting(process.env),
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

@@ -36,6 +36,7 @@ import {
   type TrackedSession,
   withoutSessionListings,
 } from "./session-guard.js";
+import { answerSignupOff, isEmailSignUp } from "./signup-guard.js";
 
 /**
  * The one listener on DATABRICKS_APP_PORT. MetaMCP's API and MCP paths go straight to the backend
@@ -207,6 +208,8 @@ export interface RouterOptions {
   defaultEndpoint?: string;
   /** The app's managers (METAMCP_APP_MANAGERS): the only people who may read MetaMCP's live logs. */
   managers?: Managers;
+  /** METAMCP_EMAIL_SIGNUP: `off` (the runtime's default) refuses better-auth's email sign-up route. */
+  emailSignup?: "on" | "off";
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -512,6 +515,8 @@ export function createRouter(options: RouterOptions): Router {
     const original = defaultEndpointPath(req.url ?? "/", options.defaultEndpoint);
     const q = original.indexOf("?");
     const pathname = q < 0 ? original : original.slice(0, q);
+    // Before routing: whichever side a spelling would reach, it is not passed on.
+    if (options.emailSignup === "off" && isEmailSignUp(pathname)) return answerSignupOff(res);
     const side = routeFor(original, req.method);
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);

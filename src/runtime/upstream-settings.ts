@@ -149,7 +149,7 @@ export async function applyEmailSignupDefault(
 export function describeSignupOutcome(outcome: SignupOutcome): string {
   switch (outcome) {
     case "disabled":
-      return `email/password sign-up: off (MetaMCP's "disable sign-up" set; workspace identities still sign in; ${EMAIL_SIGNUP_ENV}=on or MetaMCP's settings page to open it)`;
+      return `email/password sign-up: off (MetaMCP's "disable sign-up" set; workspace identities still sign in; ${EMAIL_SIGNUP_ENV}=on to open it)`;
     case "kept":
       return `email/password sign-up: MetaMCP's "disable sign-up" is already set; left as it is`;
     case "opened":
@@ -157,7 +157,7 @@ export function describeSignupOutcome(outcome: SignupOutcome): string {
     case "untouched":
       return `email/password sign-up: as MetaMCP's settings say (${EMAIL_SIGNUP_ENV}=on)`;
     case "one-switch":
-      return `email/password sign-up: left as MetaMCP has it — this release has one sign-up switch for every new user (workspace identities included); MetaMCP v2.4.14 and later keep them apart`;
+      return `email/password sign-up: off (the app refuses MetaMCP's sign-up form; MetaMCP's own switch is left alone: on this release it would refuse every new user, workspace identities included; ${EMAIL_SIGNUP_ENV}=on to open it)`;
     case "no-config":
       return "email/password sign-up: this MetaMCP release has no config table; left as it is";
   }

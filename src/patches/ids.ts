@@ -14,4 +14,5 @@ export const PATCH_IDS: readonly string[] = [
   "server-env",
   "next-tracing-root",
   "endpoint-identity",
+  "endpoint-server-default",
 ];

@@ -4,6 +4,7 @@ import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import { endpointIdentityPatch } from "./endpoint-identity.js";
+import { endpointServerDefaultPatch } from "./endpoint-server-default.js";
 import { nextTracingRootPatch } from "./next-tracing-root.js";
 import type { Patch } from "./patch.js";
 import { serverEnvPatch } from "./server-env.js";
@@ -29,4 +30,5 @@ export const PATCHES: readonly Patch[] = [
   serverEnvPatch,
   nextTracingRootPatch,
   endpointIdentityPatch,
+  endpointServerDefaultPatch,
 ];

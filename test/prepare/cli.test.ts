@@ -77,7 +77,9 @@ describe("metamcp-databricks prepare", () => {
       "databricks-identity",
       "stdio-servers",
       "server-env",
+      "next-tracing-root",
       "endpoint-identity",
+      "endpoint-server-default",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).

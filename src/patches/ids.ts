@@ -13,6 +13,7 @@ export const PATCH_IDS: readonly string[] = [
   "stdio-servers",
   "server-env",
   "next-tracing-root",
-  "endpoint-identity",
+  "next-disk-cache",
   "endpoint-server-default",
+  "endpoint-identity",
 ];

@@ -78,8 +78,9 @@ describe("metamcp-databricks prepare", () => {
       "stdio-servers",
       "server-env",
       "next-tracing-root",
-      "endpoint-identity",
+      "next-disk-cache",
       "endpoint-server-default",
+      "endpoint-identity",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).

@@ -1150,6 +1150,12 @@ export const CreateEndpointRequestSchema = z.object({
 });
 `;
 
+/** next.config.js as v2.0.0–v2.4.5 have it: no `experimental` at all (written here). */
+export const SYNTHETIC_NEXT_CONFIG_NO_EXPERIMENTAL = SYNTHETIC_NEXT_CONFIG.replace(
+  "  experimental: {\n    proxyTimeout: 1000 * 120,\n  },\n",
+  "",
+);
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,

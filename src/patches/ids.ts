@@ -13,5 +13,7 @@ export const PATCH_IDS: readonly string[] = [
   "stdio-servers",
   "server-env",
   "next-tracing-root",
+  "next-disk-cache",
+  "endpoint-server-default",
   "endpoint-identity",
 ];

@@ -4,6 +4,8 @@ import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import { endpointIdentityPatch } from "./endpoint-identity.js";
+import { endpointServerDefaultPatch } from "./endpoint-server-default.js";
+import { nextDiskCachePatch } from "./next-disk-cache.js";
 import { nextTracingRootPatch } from "./next-tracing-root.js";
 import type { Patch } from "./patch.js";
 import { serverEnvPatch } from "./server-env.js";
@@ -28,5 +30,7 @@ export const PATCHES: readonly Patch[] = [
   stdioServersPatch,
   serverEnvPatch,
   nextTracingRootPatch,
+  nextDiskCachePatch,
+  endpointServerDefaultPatch,
   endpointIdentityPatch,
 ];

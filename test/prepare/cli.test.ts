@@ -77,6 +77,9 @@ describe("metamcp-databricks prepare", () => {
       "databricks-identity",
       "stdio-servers",
       "server-env",
+      "next-tracing-root",
+      "next-disk-cache",
+      "endpoint-server-default",
       "endpoint-identity",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);

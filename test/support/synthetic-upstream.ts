@@ -1067,6 +1067,95 @@ const nextConfig = {
 export default nextConfig;
 `;
 
+/**
+ * The create-endpoint page's shape (written here, not upstream's): its path moved under `[locale]` in v2.3.0;
+ * the form values carry `createMcpServer: true` (defaultValues and the resets: 2 before v2.4.0, 3 after) and
+ * the checkbox sits in a `<div>` followed by an explanation `<p>`.
+ */
+export type EndpointsPageForm = "v2.0" | "v2.4";
+export const ENDPOINTS_PAGE_FORMS: Record<string, EndpointsPageForm> = {
+  "v2.0.0": "v2.0",
+  "v2.1.0": "v2.0",
+  "v2.2.0": "v2.0",
+  // The side line branches off v2.2.0 (its files are written over v2.2.0's checkout): it keeps that page.
+  "v2.4.0": "v2.0",
+  "v2.4.1-docker-per-mcp": "v2.0",
+};
+export const ENDPOINTS_PAGE_PATHS: Record<EndpointsPageForm, string> = {
+  "v2.0": "apps/frontend/app/(sidebar)/endpoints/page.tsx",
+  "v2.4": "apps/frontend/app/[locale]/(sidebar)/endpoints/page.tsx",
+};
+
+export function syntheticEndpointsPage(form: EndpointsPageForm): Record<string, string> {
+  const blank = `{
+      name: "",
+      enableApiKeyAuth: true,
+      createMcpServer: true,
+    }`;
+  const label = form === "v2.0" ? "Make a server for this endpoint" : '{t("endpoints:makeServer")}';
+  const page = `"use client";
+
+import { useForm } from "react-hook-form";
+
+import { Checkbox } from "@/components/ui/checkbox";
+
+export default function EndpointsPage() {
+  const form = useForm({
+    defaultValues: ${blank},
+  });
+${
+  form === "v2.4"
+    ? `  const afterCreate = () => form.reset(${blank});
+`
+    : ""
+}  const cancel = () => {
+    form.reset(${blank});
+  };
+  const submit = (data: { name: string; createMcpServer: boolean }) =>
+    console.log({ name: data.name, createMcpServer: data.createMcpServer });
+
+  return (
+    <form>
+      <div className="flex items-center space-x-2">
+        <Checkbox
+          id="createMcpServer"
+          checked={form.watch("createMcpServer")}
+          onCheckedChange={(checked) => form.setValue("createMcpServer", checked as boolean)}
+        />
+        <label htmlFor="createMcpServer">${label}</label>
+      </div>
+      <p className="text-xs">It makes a server that points at this endpoint.</p>
+      <button type="button" onClick={cancel}>Cancel</button>
+      <button type="submit" onClick={form.handleSubmit(submit)}>Save</button>
+${form === "v2.4" ? '      <button type="button" onClick={afterCreate}>Create</button>\n' : ""}    </form>
+  );
+}
+`;
+  return { [ENDPOINTS_PAGE_PATHS[form]]: page };
+}
+
+/** packages/zod-types' endpoint schemas as every release shapes them (written here). */
+export const SYNTHETIC_ENDPOINTS_ZOD = `import { z } from "zod";
+
+export const createEndpointFormSchema = z.object({
+  name: z.string().min(1),
+  createMcpServer: z.boolean(),
+});
+
+export const CreateEndpointRequestSchema = z.object({
+  name: z.string().min(1),
+  enableApiKeyAuth: z.boolean().default(true),
+  createMcpServer: z.boolean().default(true),
+  user_id: z.string().nullable().optional(),
+});
+`;
+
+/** next.config.js as v2.0.0–v2.4.5 have it: no `experimental` at all (written here). */
+export const SYNTHETIC_NEXT_CONFIG_NO_EXPERIMENTAL = SYNTHETIC_NEXT_CONFIG.replace(
+  "  experimental: {\n    proxyTimeout: 1000 * 120,\n  },\n",
+  "",
+);
+
 /** The files of one version (before extraFiles). */
 export function syntheticVersionFiles(
   label: string,
@@ -1093,6 +1182,8 @@ export function syntheticVersionFiles(
     "apps/backend/src/auth.ts": syntheticAuth(authForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/frontend/next.config.js": SYNTHETIC_NEXT_CONFIG,
+    ...syntheticEndpointsPage(ENDPOINTS_PAGE_FORMS[label] ?? "v2.4"),
+    "packages/zod-types/src/endpoints.zod.ts": SYNTHETIC_ENDPOINTS_ZOD,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),
     ...syntheticMiddleware(middlewareForm),
     ...syntheticServers(serversForm),

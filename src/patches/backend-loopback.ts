@@ -1,9 +1,8 @@
 import {
   drift,
-  editFile,
+  oneFilePatch,
   type Patch,
   type PatchContext,
-  requireFile,
   withSourceFile,
   withValidSourceFile,
 } from "./patch.js";
@@ -105,16 +104,10 @@ export function verifyBackendListenText(file: string, text: string, ctx: PatchCo
   });
 }
 
-export const backendLoopbackPatch: Patch = {
+export const backendLoopbackPatch: Patch = oneFilePatch({
   id: BACKEND_LOOPBACK_PATCH_ID,
   description: `the backend (port 12009) listens on ${BACKEND_LISTEN_HOST} only, not on every interface`,
-  apply(tree, ctx) {
-    const { files } = editFile(tree, BACKEND_INDEX_FILE, this.id, ctx, (text) =>
-      patchBackendListenText(BACKEND_INDEX_FILE, text, ctx),
-    );
-    return { files };
-  },
-  verify(tree, ctx) {
-    verifyBackendListenText(BACKEND_INDEX_FILE, requireFile(tree, BACKEND_INDEX_FILE, this.id, ctx), ctx);
-  },
-};
+  file: BACKEND_INDEX_FILE,
+  patchText: patchBackendListenText,
+  verifyText: verifyBackendListenText,
+});

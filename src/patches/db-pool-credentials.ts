@@ -1,9 +1,8 @@
 import {
   drift,
-  editFile,
+  oneFilePatch,
   type Patch,
   type PatchContext,
-  requireFile,
   withSourceFile,
   withValidSourceFile,
 } from "./patch.js";
@@ -172,17 +171,11 @@ export function verifyDbPoolText(file: string, text: string, ctx: PatchContext):
   });
 }
 
-export const dbPoolCredentialsPatch: Patch = {
+export const dbPoolCredentialsPatch: Patch = oneFilePatch({
   id: DB_POOL_PATCH_ID,
   description:
     "pg Pool reads the current Lakebase credential (renewed by the runtime) for every new connection",
-  apply(tree, ctx) {
-    const { files } = editFile(tree, DB_INDEX_FILE, this.id, ctx, (text) =>
-      patchDbPoolText(DB_INDEX_FILE, text, ctx),
-    );
-    return { files };
-  },
-  verify(tree, ctx) {
-    verifyDbPoolText(DB_INDEX_FILE, requireFile(tree, DB_INDEX_FILE, this.id, ctx), ctx);
-  },
-};
+  file: DB_INDEX_FILE,
+  patchText: patchDbPoolText,
+  verifyText: verifyDbPoolText,
+});

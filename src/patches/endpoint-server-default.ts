@@ -6,7 +6,7 @@ import {
   withSourceFile,
   withValidSourceFile,
 } from "./patch.js";
-import { applyTextEdits, propertyName, type TextEdit } from "./text-edits.js";
+import { applyTextEdits, lineIndent, propertyName, type TextEdit } from "./text-edits.js";
 import { Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -97,11 +97,6 @@ function noteAnchor(row: Node): Node {
   if (next && Node.isJsxElement(next) && next.getOpeningElement().getTagNameNode().getText() === "p")
     return next;
   return row;
-}
-
-function lineIndent(text: string, pos: number): string {
-  const lineStart = text.lastIndexOf("\n", pos - 1) + 1;
-  return /^[ \t]*/.exec(text.slice(lineStart))?.[0] ?? "";
 }
 
 const hasNote = (text: string) => text.includes(NOTE_MARKER);

@@ -1,14 +1,16 @@
+import { KNOWN_NEXT_CONFIG_SHAPE, NEXT_CONFIG_FILE, nextConfigObject } from "./next-config.js";
 import {
   drift,
-  editFile,
+  oneFilePatch,
   type Patch,
   type PatchContext,
-  requireFile,
   withSourceFile,
   withValidSourceFile,
 } from "./patch.js";
 import { applyTextEdits, propertyName, setPropertyEdits } from "./text-edits.js";
-import { Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.js";
+import { Node, type ObjectLiteralExpression } from "./ts-morph.js";
+
+export { NEXT_CONFIG_FILE };
 
 /**
  * The app tree must stay as deployed (on Databricks the source tree is the deployment; under `local` a
@@ -31,22 +33,9 @@ import { Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.
  * v2.4.6.
  */
 export const NEXT_DISK_CACHE_PATCH_ID = "next-disk-cache";
-export const NEXT_CONFIG_FILE = "apps/frontend/next.config.js";
 const SWITCH = "isrFlushToDisk";
 
-export const KNOWN_NEXT_CONFIG_CACHE =
-  '`const nextConfig = { output: "standalone", … }` exported as `export default nextConfig`, its ' +
-  "`experimental` (if any) an object literal (MetaMCP v2.0.0 and later)";
-
-function configObject(sf: SourceFile): ObjectLiteralExpression | undefined {
-  const init = sf.getVariableDeclaration("nextConfig")?.getInitializer();
-  if (!init || !Node.isObjectLiteralExpression(init)) return undefined;
-  const output = init.getProperty("output");
-  const value = output && Node.isPropertyAssignment(output) ? output.getInitializer() : undefined;
-  if (!value || !Node.isStringLiteral(value) || value.getLiteralValue() !== "standalone") return undefined;
-  const exported = sf.getExportAssignment((e) => !e.isExportEquals());
-  return exported?.getExpression().getText() === "nextConfig" ? init : undefined;
-}
+export const KNOWN_NEXT_CONFIG_CACHE = `${KNOWN_NEXT_CONFIG_SHAPE}, its \`experimental\` (if any) an object literal (MetaMCP v2.0.0 and later)`;
 
 /** `experimental`'s object, "none", or a description of another form (drift). */
 function experimentalOf(obj: ObjectLiteralExpression): ObjectLiteralExpression | "none" | string {
@@ -63,7 +52,7 @@ export function patchNextDiskCacheText(
   ctx: PatchContext,
 ): { text: string; edits: number } {
   return withSourceFile(file, text, (sf) => {
-    const obj = configObject(sf);
+    const obj = nextConfigObject(sf);
     if (!obj) throw drift(NEXT_DISK_CACHE_PATCH_ID, file, KNOWN_NEXT_CONFIG_CACHE, ctx);
     const experimental = experimentalOf(obj);
     if (typeof experimental === "string" && experimental !== "none")
@@ -78,7 +67,7 @@ export function patchNextDiskCacheText(
 
 export function verifyNextDiskCacheText(file: string, text: string, ctx: PatchContext): void {
   withValidSourceFile(NEXT_DISK_CACHE_PATCH_ID, file, text, ctx, (sf) => {
-    const obj = configObject(sf);
+    const obj = nextConfigObject(sf);
     const experimental = obj ? experimentalOf(obj) : "no config";
     const value =
       typeof experimental === "string"
@@ -95,16 +84,10 @@ export function verifyNextDiskCacheText(file: string, text: string, ctx: PatchCo
   });
 }
 
-export const nextDiskCachePatch: Patch = {
+export const nextDiskCachePatch: Patch = oneFilePatch({
   id: NEXT_DISK_CACHE_PATCH_ID,
   description: "Next keeps its image and page caches in memory, never writing into the app tree",
-  apply(tree, ctx) {
-    const { files } = editFile(tree, NEXT_CONFIG_FILE, this.id, ctx, (text) =>
-      patchNextDiskCacheText(NEXT_CONFIG_FILE, text, ctx),
-    );
-    return { files };
-  },
-  verify(tree, ctx) {
-    verifyNextDiskCacheText(NEXT_CONFIG_FILE, requireFile(tree, NEXT_CONFIG_FILE, this.id, ctx), ctx);
-  },
-};
+  file: NEXT_CONFIG_FILE,
+  patchText: patchNextDiskCacheText,
+  verifyText: verifyNextDiskCacheText,
+});

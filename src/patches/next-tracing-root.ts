@@ -1,14 +1,16 @@
+import { KNOWN_NEXT_CONFIG_SHAPE, NEXT_CONFIG_FILE, nextConfigObject } from "./next-config.js";
 import {
   drift,
-  editFile,
+  oneFilePatch,
   type Patch,
   type PatchContext,
-  requireFile,
   withSourceFile,
   withValidSourceFile,
 } from "./patch.js";
 import { applyTextEdits, type TextEdit } from "./text-edits.js";
 import { Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.js";
+
+export { NEXT_CONFIG_FILE };
 
 /**
  * Next 15.5 picks its workspace root (`outputFileTracingRoot`) as the directory of the OUTERMOST lockfile
@@ -25,7 +27,6 @@ import { Node, type ObjectLiteralExpression, type SourceFile } from "./ts-morph.
  * `export default nextConfig`. The root is computed from the file's own URL, so the tree can move.
  */
 export const NEXT_TRACING_ROOT_PATCH_ID = "next-tracing-root";
-export const NEXT_CONFIG_FILE = "apps/frontend/next.config.js";
 /** A name of ours, so it cannot collide with an import of upstream's. */
 const IMPORT_NAME = "metamcpDatabricksFileURLToPath";
 export const TRACING_ROOT_IMPORT = `import { fileURLToPath as ${IMPORT_NAME} } from "node:url";`;
@@ -33,23 +34,7 @@ export const TRACING_ROOT_IMPORT = `import { fileURLToPath as ${IMPORT_NAME} } f
 export const TRACING_ROOT_VALUE = `${IMPORT_NAME}(new URL("../..", import.meta.url))`;
 const PROPERTY = "outputFileTracingRoot";
 
-export const KNOWN_NEXT_CONFIG =
-  '`const nextConfig = { output: "standalone", … }` exported as `export default nextConfig` ' +
-  "(MetaMCP v2.0.0 and later), without an `outputFileTracingRoot` of upstream's own";
-
-/** The `nextConfig` object literal with `output: "standalone"`, or undefined when the file has another shape. */
-function configObject(sf: SourceFile): ObjectLiteralExpression | undefined {
-  const decl = sf.getVariableDeclaration("nextConfig");
-  const init = decl?.getInitializer();
-  if (!init || !Node.isObjectLiteralExpression(init)) return undefined;
-  const output = init.getProperty("output");
-  if (!output || !Node.isPropertyAssignment(output)) return undefined;
-  const value = output.getInitializer();
-  if (!value || !Node.isStringLiteral(value) || value.getLiteralValue() !== "standalone") return undefined;
-  const exported = sf.getExportAssignment((e) => !e.isExportEquals());
-  if (exported?.getExpression().getText() !== "nextConfig") return undefined;
-  return init;
-}
+export const KNOWN_NEXT_CONFIG = `${KNOWN_NEXT_CONFIG_SHAPE} (MetaMCP v2.0.0 and later), without an \`outputFileTracingRoot\` of upstream's own`;
 
 const hasOurImport = (sf: SourceFile) =>
   sf.getImportDeclarations().some((d) => d.getText() === TRACING_ROOT_IMPORT);
@@ -68,7 +53,7 @@ export function patchNextConfigText(
   ctx: PatchContext,
 ): { text: string; edits: number } {
   return withSourceFile(file, text, (sf) => {
-    const obj = configObject(sf);
+    const obj = nextConfigObject(sf);
     if (!obj) throw drift(NEXT_TRACING_ROOT_PATCH_ID, file, KNOWN_NEXT_CONFIG, ctx);
     const root = ourRoot(obj);
     if (root === "theirs") {
@@ -104,7 +89,7 @@ export function patchNextConfigText(
 /** What `verify` checks: valid code, upstream's shape, our root and its import. */
 export function verifyNextConfigText(file: string, text: string, ctx: PatchContext): void {
   withValidSourceFile(NEXT_TRACING_ROOT_PATCH_ID, file, text, ctx, (sf) => {
-    const obj = configObject(sf);
+    const obj = nextConfigObject(sf);
     if (!obj || ourRoot(obj) !== "ours" || !hasOurImport(sf)) {
       throw drift(
         NEXT_TRACING_ROOT_PATCH_ID,
@@ -116,16 +101,10 @@ export function verifyNextConfigText(file: string, text: string, ctx: PatchConte
   });
 }
 
-export const nextTracingRootPatch: Patch = {
+export const nextTracingRootPatch: Patch = oneFilePatch({
   id: NEXT_TRACING_ROOT_PATCH_ID,
   description: "Next traces the frontend from MetaMCP's own root, wherever the build dir sits",
-  apply(tree, ctx) {
-    const { files } = editFile(tree, NEXT_CONFIG_FILE, this.id, ctx, (text) =>
-      patchNextConfigText(NEXT_CONFIG_FILE, text, ctx),
-    );
-    return { files };
-  },
-  verify(tree, ctx) {
-    verifyNextConfigText(NEXT_CONFIG_FILE, requireFile(tree, NEXT_CONFIG_FILE, this.id, ctx), ctx);
-  },
-};
+  file: NEXT_CONFIG_FILE,
+  patchText: patchNextConfigText,
+  verifyText: verifyNextConfigText,
+});

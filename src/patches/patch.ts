@@ -111,3 +111,26 @@ export function editFile(
   if (out.text !== original) tree.write(file, out.text);
   return { original, files: out.edits ? [{ path: file, edits: out.edits }] : [] };
 }
+
+/**
+ * A patch that edits one file: `patchText` edits its text (drift when the shape is not known), `verifyText`
+ * checks the final tree's text. Most patches are this; the rest write their own `apply`/`verify`.
+ */
+export function oneFilePatch(o: {
+  id: string;
+  description: string;
+  file: string;
+  patchText(file: string, text: string, ctx: PatchContext): { text: string; edits: number };
+  verifyText(file: string, text: string, ctx: PatchContext): void;
+}): Patch {
+  return {
+    id: o.id,
+    description: o.description,
+    apply(tree, ctx) {
+      return { files: editFile(tree, o.file, o.id, ctx, (text) => o.patchText(o.file, text, ctx)).files };
+    },
+    verify(tree, ctx) {
+      o.verifyText(o.file, requireFile(tree, o.file, o.id, ctx), ctx);
+    },
+  };
+}

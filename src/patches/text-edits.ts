@@ -65,7 +65,7 @@ export function propertyName(node: Node): string | undefined {
 }
 
 /** Indentation of the line `pos` is on. */
-function lineIndent(text: string, pos: number): string {
+export function lineIndent(text: string, pos: number): string {
   const lineStart = text.lastIndexOf("\n", pos - 1) + 1;
   return /^[ \t]*/.exec(text.slice(lineStart))?.[0] ?? "";
 }

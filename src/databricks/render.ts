@@ -8,6 +8,7 @@ import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
 import { appAccess, appPermissions } from "./access.js";
+import { MIN_CLI_VERSION } from "./cli-version.js";
 
 /**
  * `databricks.yml` and `app.yaml`, rendered from the one config. The bundle root is the folder that
@@ -36,13 +37,8 @@ export const APP_RESOURCE_NAMES = {
  */
 export const OWNER_ROLE = { id: "metamcp-owner", postgres: "metamcp_owner" } as const;
 
-/**
- * The oldest Databricks CLI that deploys everything we render: `postgres_roles`/`postgres_databases`
- * (v1.4.0), `purge_on_delete` on projects (v1.3.0), `lifecycle.started` for apps (v0.297.0) and
- * `bundle.engine` (v0.295.0), per the CLI's CHANGELOG.md. The bundle states it too
- * (`bundle.databricks_cli_version`), so the CLI itself refuses an older binary.
- */
-export const MIN_BUNDLE_CLI_VERSION = "1.4.0";
+/** The CLI floor (cli-version.ts, with its sources); the bundle states it so the CLI refuses an older binary. */
+export { MIN_CLI_VERSION as MIN_BUNDLE_CLI_VERSION } from "./cli-version.js";
 
 /** The app.yaml variable that carries the app's public URL (the platform injects none). */
 export const APP_URL_ENV = "METAMCP_APP_URL";
@@ -281,7 +277,7 @@ export function renderBundle(
       // lifecycle.started (and our postgres resources) need the direct engine; stated here, it wins over
       // DATABRICKS_BUNDLE_ENGINE in the environment.
       engine: "direct",
-      databricks_cli_version: `>= ${MIN_BUNDLE_CLI_VERSION}`,
+      databricks_cli_version: `>= ${MIN_CLI_VERSION}`,
     },
     variables: Object.fromEntries(
       Object.keys(variables).map((k) => [k, { description: VARIABLE_DESCRIPTIONS[k] ?? k }]),
@@ -369,6 +365,13 @@ function writeAtomic(file: string, text: string): void {
   if (sameContent(file, text)) return;
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileAtomic.sync(file, text);
+}
+
+/** databricks.yml alone, where bundle-deploy uses it (the app tree is not touched). */
+export function writeDatabricksYml(rendered: RenderedBundle): string {
+  const file = path.join(rendered.bundleDir, "databricks.yml");
+  writeAtomic(file, rendered.databricksYml);
+  return file;
 }
 
 /**

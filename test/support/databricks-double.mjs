@@ -444,6 +444,17 @@ if (cmd === "deploy") {
 if (cmd === "summary") {
   const rs = state.targets[stateKey]?.resources ?? {};
   const out = { apps: {} };
+  // Every resource type of the bundle, each with its id once deployed, else modified_status created
+  // (recorded: bundle_summary_modified_status).
+  for (const [key, p] of Object.entries(b.resources.postgres_projects ?? {})) {
+    out.postgres_projects ??= {};
+    out.postgres_projects[key] = {
+      project_id: b.resolve(p.project_id),
+      ...(rs.postgres_projects?.[key]
+        ? { id: rs.postgres_projects[key].id }
+        : { modified_status: "created" }),
+    };
+  }
   for (const [key, app] of Object.entries(b.resources.apps ?? {})) {
     const name = b.resolve(app.name);
     out.apps[key] = {

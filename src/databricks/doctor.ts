@@ -223,7 +223,9 @@ export async function runDoctor(
     checks.push(notChecked("lakebase", "no working workspace"));
   }
 
-  if (bundle && cli && workspace && checks.find((c) => c.name === "workspace")?.ok) {
+  const passed = (name: string) => checks.find((c) => c.name === name)?.ok === true;
+  // The state is read through the CLI: only with one that works and is new enough.
+  if (bundle && cli && workspace && passed("workspace") && passed("databricks-cli")) {
     try {
       const state = await bundle.state();
       const taken = await checkTakenNames(workspace, config, state, bundle.bundleDir);

@@ -368,3 +368,41 @@ describe("preflights: what would fail half-way through bundle deploy is refused 
     expectNothingCreated(w);
   });
 });
+
+describe("the deployed databricks.yml is the user's to extend", () => {
+  test("a key the user adds (budget_policy_id on the app, a target of their own, a comment) survives render and bundle-deploy, and is deployed", async () => {
+    const w = await newWorld();
+    const first = await w.run(["bundle-deploy"]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const file = path.join(w.project, "build/databricks.yml");
+    const edited = readFileSync(file, "utf8")
+      .replace(
+        "      source_code_path: ./app\n",
+        "      source_code_path: ./app\n      # billed to the platform team\n      budget_policy_id: budget-1234\n",
+      )
+      .replace("targets:\n", "targets:\n  staging:\n    mode: production\n");
+    writeFileSync(file, edited);
+    const render = await w.run(["render"]);
+    expect(render.exitCode, render.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).toBe(edited);
+    // render --out shows exactly the file that deploys.
+    const out = tempDir();
+    expect((await w.run(["render", "--out", out])).exitCode).toBe(0);
+    expect(readFileSync(path.join(out, "databricks.yml"), "utf8")).toBe(edited);
+
+    const again = await w.run(["bundle-deploy", "--json"]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    const after = readFileSync(file, "utf8");
+    expect(after).toContain("      # billed to the platform team\n      budget_policy_id: budget-1234\n");
+    expect(after).toContain("  staging:\n    mode: production\n");
+    expect(w.emulator.apps.get("metamcp-dev-someone")?.budgetPolicyId).toBe("budget-1234");
+    // A config change still reaches the file and the app, with the user's key kept.
+    const resized = await w.run(["bundle-deploy"], { APP_COMPUTE_SIZE: "LARGE" });
+    expect(resized.exitCode, resized.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).toContain("budget_policy_id: budget-1234");
+    expect(w.emulator.apps.get("metamcp-dev-someone")).toMatchObject({
+      computeSize: "LARGE",
+      budgetPolicyId: "budget-1234",
+    });
+  });
+});

@@ -384,6 +384,8 @@ if (cmd === "deploy") {
       description: app.description,
       resources,
       ...(app.compute_size ? { compute_size: b.resolve(app.compute_size) } : {}),
+      // A field the user adds is sent like ours (it is in the update mask below, app.go).
+      ...(app.budget_policy_id ? { budget_policy_id: b.resolve(app.budget_policy_id) } : {}),
     };
     const acl = permissionsAcl(app.permissions);
     const started = app.lifecycle?.started === true;
@@ -415,8 +417,18 @@ if (cmd === "deploy") {
     const remote = (await api("GET", `/api/2.0/apps/${name}`)).body;
     const remoteStarted = !["STOPPED", "ERROR", undefined].includes(remote.compute_status?.state);
     const changed =
-      JSON.stringify({ d: known.description, r: known.resources, c: known.compute_size }) !==
-      JSON.stringify({ d: desired.description, r: desired.resources, c: desired.compute_size });
+      JSON.stringify({
+        d: known.description,
+        r: known.resources,
+        c: known.compute_size,
+        p: known.budget_policy_id,
+      }) !==
+      JSON.stringify({
+        d: desired.description,
+        r: desired.resources,
+        c: desired.compute_size,
+        p: desired.budget_policy_id,
+      });
     if (!changed && remoteStarted === started) continue;
     if (changed) {
       const r = await api("POST", `/api/2.0/apps/${name}/update`, {

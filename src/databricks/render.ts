@@ -58,6 +58,15 @@ export function ref(path: string): string {
   return `$${"{"}${path}}`;
 }
 
+/** Settings of the runtime (src/runtime/env.ts readAppSettings) that the config carries into app.yaml. */
+export const APP_SETTINGS = [
+  DEFAULT_ENDPOINT_ENV,
+  "METAMCP_STDIO_SERVERS",
+  "METAMCP_SERVER_ENV_ALLOW",
+  "METAMCP_SESSION_IDLE_MINUTES",
+  "METAMCP_TRUSTED_PROXY_ADDRESSES",
+] as const;
+
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;
 
 export interface RenderOptions {
@@ -237,8 +246,12 @@ function appYamlObject(config: Config, options: RenderOptions): Record<string, u
   if (options.appUrl) env.push({ name: APP_URL_ENV, value: options.appUrl });
   const managers = appAccess(config).managersValue;
   if (managers) env.push({ name: APP_MANAGERS_ENV, value: managers });
-  const endpoint = config.values.METAMCP_DEFAULT_ENDPOINT?.value;
-  if (endpoint) env.push({ name: DEFAULT_ENDPOINT_ENV, value: endpoint });
+  // The runtime's settings, each only when set (unset: the runtime's own default; src/config checked them
+  // with the runtime's reader).
+  for (const name of APP_SETTINGS) {
+    const value = config.values[name]?.value;
+    if (value) env.push({ name, value });
+  }
   // Only when not the runtime's own default (off), so the usual app.yaml stays as it was.
   if (config.values.METAMCP_EMAIL_SIGNUP?.value === "on")
     env.push({ name: "METAMCP_EMAIL_SIGNUP", value: "on" });

@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import { loadConfig } from "../../src/config/load.js";
 import type { Target } from "../../src/config/variables.js";
 import { checkAppYaml, type RenderOptions, renderBundle } from "../../src/databricks/render.js";
+import { readAppSettings } from "../../src/runtime/env.js";
 import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import { tempDir } from "../support/tmp.js";
@@ -332,6 +333,48 @@ describe("app.yaml", () => {
       (r: { name: string }) => r.name,
     );
     for (const e of doc.env) if (e.valueFrom) expect(names).toContain(e.valueFrom);
+  });
+
+  test("the runtime's settings reach app.yaml when set, checked by the runtime's own reader (its words, exit 2); unset stays the runtime's default", () => {
+    const settings = {
+      METAMCP_STDIO_SERVERS: "off",
+      METAMCP_SERVER_ENV_ALLOW: "GITHUB_TOKEN,JIRA_*",
+      METAMCP_SESSION_IDLE_MINUTES: "45",
+      METAMCP_TRUSTED_PROXY_ADDRESSES: "127.0.0.1",
+      METAMCP_DEFAULT_ENDPOINT: "tools",
+    };
+    const { rendered } = render(settings);
+    const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
+    const given = Object.fromEntries(env.filter((e) => e.name in settings).map((e) => [e.name, e.value]));
+    expect(given).toEqual(settings);
+    // What app.yaml carries is what the app accepts at start.
+    expect(readAppSettings(given).problems).toEqual([]);
+    // None set: none written (the runtime's defaults apply).
+    const plain: { name: string }[] = parse(render({}).rendered.appYaml).env;
+    expect(plain.map((e) => e.name).filter((n) => n in settings)).toEqual([]);
+    // Refused as the app would refuse them, before anything is deployed.
+    const bad = {
+      METAMCP_STDIO_SERVERS: "admins",
+      METAMCP_SERVER_ENV_ALLOW: "BETTER_AUTH_SECRET",
+      METAMCP_SESSION_IDLE_MINUTES: "0",
+      METAMCP_TRUSTED_PROXY_ADDRESSES: "localhost",
+      METAMCP_DEFAULT_ENDPOINT: "a b",
+    };
+    let error: { exitCode?: number; message?: string } = {};
+    try {
+      render(bad);
+    } catch (err) {
+      error = err as typeof error;
+    }
+    expect(error.exitCode).toBe(2);
+    for (const problem of readAppSettings(bad).problems) {
+      const words = problem.replace(/^[A-Z_]+=".*?" is not valid: /, "");
+      expect(error.message).toContain(words);
+    }
+    expect(error.message).toContain(
+      'METAMCP_STDIO_SERVERS="admins" (from env) is not valid: one of managers, everyone, off',
+    );
+    expect(error.message).toContain("names the app's own secrets");
   });
 
   test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { execa } from "execa";
 import semver from "semver";
 import { type Config, ConfigError } from "../config/load.js";
@@ -313,9 +314,13 @@ export async function doctor(
         bundleDir: rendered.bundleDir,
         state: () => readBundleState(cli, rendered, config.target),
       };
-  } catch {
-    // A config that does not render fails the names check already.
-    bundle = undefined;
+  } catch (err) {
+    // A databricks.yml that does not parse is a failed taken-names check (its state cannot be read); a
+    // config that does not render fails the names check already.
+    bundle =
+      err instanceof UserError && err.code === "bundle_file_unreadable"
+        ? { bundleDir: path.dirname(config.appDir), state: () => Promise.reject(err) }
+        : undefined;
   }
   return await runDoctor(config, cli, otherOk, bundle);
 }

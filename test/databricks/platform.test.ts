@@ -405,4 +405,20 @@ describe("the deployed databricks.yml is the user's to extend", () => {
       budgetPolicyId: "budget-1234",
     });
   });
+
+  test("a databricks.yml broken by hand is named, with what to do, before anything is deployed", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    writeFileSync(path.join(w.project, "build/databricks.yml"), "resources: [unclosed\n");
+    const doctor = await w.run(["doctor"]);
+    expect(doctor.exitCode).toBe(4);
+    expect(doctor.stdout).toMatch(
+      /✖ taken-names +.*build\/databricks\.yml is not valid YAML: .*\n {2}→ fix it, or move it away and run render again/,
+    );
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/databricks\.yml is not valid YAML/);
+    expect(w.emulator.apps.size).toBe(0);
+    expect(w.emulator.secrets.size).toBe(0);
+  });
 });

@@ -7,6 +7,7 @@ import {
   PG_IDENTIFIER_RESERVED,
   pgIdentifierProblem,
 } from "../names.js";
+import { readAppSettings } from "../runtime/env.js";
 import { DEV_USER_PATTERN, devAppName } from "./dev-names.js";
 
 /**
@@ -56,6 +57,21 @@ const principalList = z
     (v) => v.trim() === "" || v.split(",").every((e) => e.trim() !== ""),
     "a comma list of groups, users (email) or service principals (application id), no empty entries",
   );
+
+/**
+ * A setting the app's runtime reads (src/runtime/env.ts): checked by the runtime's own reader, so a value the
+ * app would refuse at start is refused here, before a deploy, in the same words. Empty = the runtime's default.
+ */
+function appSetting(name: string): z.ZodType<string> {
+  return z.string().superRefine((value, ctx) => {
+    for (const problem of readAppSettings({ [name]: value }).problems)
+      ctx.addIssue({
+        code: "custom",
+        // The loader names the variable and its value already.
+        message: problem.replace(/^[A-Z_]+=".*?" is not valid: /, "is not valid: "),
+      });
+  });
+}
 
 export interface VariableDef {
   /** Environment / .env name. */
@@ -283,7 +299,35 @@ export const VARIABLES: readonly VariableDef[] = [
     env: "METAMCP_DEFAULT_ENDPOINT",
     description:
       "The MetaMCP endpoint the app serves at /mcp (required when APP_NAME starts with mcp-: AI Playground calls <app url>/mcp).",
-    schema: z.string().regex(/^([a-zA-Z0-9_-]+)?$/, "a MetaMCP endpoint name: letters, digits, _ and -"),
+    schema: appSetting("METAMCP_DEFAULT_ENDPOINT"),
+    default: "",
+  },
+  {
+    env: "METAMCP_STDIO_SERVERS",
+    description:
+      "Who may create or change STDIO MCP servers (processes inside the app): managers (APP_CAN_MANAGE; the runtime's default), everyone, or off (docs/stdio-servers.md).",
+    schema: appSetting("METAMCP_STDIO_SERVERS"),
+    default: "",
+  },
+  {
+    env: "METAMCP_SERVER_ENV_ALLOW",
+    description:
+      "Which of the app's variables an MCP server's env values may name as placeholders: a comma list of names and NAME_* prefixes (empty: only HOME, LOGNAME, PATH, SHELL, TERM, USER; never the app's own secrets).",
+    schema: appSetting("METAMCP_SERVER_ENV_ALLOW"),
+    default: "",
+  },
+  {
+    env: "METAMCP_SESSION_IDLE_MINUTES",
+    description:
+      "Minutes after which an idle MCP session is ended (the runtime's default: 30; at most 1440).",
+    schema: appSetting("METAMCP_SESSION_IDLE_MINUTES"),
+    default: "",
+  },
+  {
+    env: "METAMCP_TRUSTED_PROXY_ADDRESSES",
+    description:
+      "Own-host addresses whose identity headers the app still believes (only `local` needs it; leave it empty on Databricks, where only the Apps proxy speaks for people).",
+    schema: appSetting("METAMCP_TRUSTED_PROXY_ADDRESSES"),
     default: "",
   },
   {

@@ -2,13 +2,13 @@ import type { Config } from "../config/load.js";
 import { DatabricksError, EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { type DeploymentInfo, getApp } from "./apps.js";
-import { bundleSummaryJson, varArgs } from "./bundle.js";
-import type { DatabricksCli } from "./cli.js";
+import { bundleSummaryJson, type SummaryJson, varArgs } from "./bundle.js";
 import { treeFingerprint, writeDeployRecord } from "./deploy-record.js";
 import { type ConfigFor, cliFor, deploymentIds, findApp, newDeployment, relay } from "./deployments.js";
 import { type Check, formatChecks, runDoctor } from "./doctor.js";
-import { APP_URL_ENV, type RenderedBundle, renderBundle, writeBundle } from "./render.js";
+import { APP_URL_ENV, type RenderedBundle, renderBundle, writeBundle, writeDatabricksYml } from "./render.js";
 import { ensureAuthSecret, type SecretOutcome } from "./secrets.js";
+import { bundleStateOf } from "./taken-names.js";
 import { apiFailure, isNotFound, normalizeAppUrl, type Workspace } from "./workspace.js";
 
 export interface BundleDeployResult {
@@ -33,13 +33,12 @@ export interface BundleDeployResult {
  * existing terraform state the CLI still deploys with terraform, which refuses `lifecycle.started`.
  */
 async function checkStateEngine(
-  cli: DatabricksCli,
+  summary: SummaryJson,
   ws: Workspace,
   rendered: RenderedBundle,
   target: string,
   profile: string,
 ): Promise<void> {
-  const summary = await bundleSummaryJson(cli, rendered.bundleDir, target, rendered.variables);
   const statePath = summary.workspace?.state_path;
   if (!statePath) return;
   const exists = async (p: string) => {
@@ -77,14 +76,26 @@ export async function bundleDeploy(
   const started = Date.now();
   const cli = cliFor(config, log);
   const other = configFor(config.target === "dev" ? "prod" : "dev");
-  log.info("preflight: doctor");
-  const report = await runDoctor(config, cli, other);
+  log.info("preflight: doctor (auth type, CLI version, Lakebase, taken names)");
+  // databricks.yml first (a local file; the workspace is untouched): its deployment state, as `bundle
+  // summary` shows it, tells our names from taken ones. One summary serves the engine check too.
+  let summary: SummaryJson | undefined;
+  const probe = renderBundle(config, configFor);
+  const report = await runDoctor(config, cli, other, {
+    bundleDir: probe.bundleDir,
+    state: async () => {
+      writeDatabricksYml(probe);
+      summary = await bundleSummaryJson(cli, probe.bundleDir, config.target, probe.variables);
+      return bundleStateOf(summary);
+    },
+  });
   if (!report.ok || !report.workspace) {
+    const failed = report.checks.filter((c) => !c.ok);
     throw new UserError(
       "preflight_failed",
-      `preflight failed:\n${formatChecks(report.checks.filter((c) => !c.ok))}`,
-      EXIT.input,
-      "fix the checks above, then run bundle-deploy again (`make doctor` repeats them)",
+      `preflight failed:\n${formatChecks(failed)}`,
+      failed.some((c) => c.databricksSide) ? EXIT.databricks : EXIT.input,
+      "nothing was changed: fix the checks above, then run bundle-deploy again (`make doctor` repeats them)",
     );
   }
   const ws = report.workspace;
@@ -104,7 +115,8 @@ export async function bundleDeploy(
   for (const w of rendered.warnings) log.warn(w);
   const written = writeBundle(rendered);
   log.info(`rendered ${written.databricksYml} and ${written.appYaml}`);
-  await checkStateEngine(cli, ws, rendered, config.target, config.profile);
+  summary ??= await bundleSummaryJson(cli, rendered.bundleDir, config.target, rendered.variables);
+  await checkStateEngine(summary, ws, rendered, config.target, config.profile);
   const deploy = async (what: string) => {
     log.info(`databricks bundle deploy --target ${config.target} (${what})`);
     await cli.run(["bundle", "deploy", "--target", config.target, ...varArgs(rendered.variables)], {

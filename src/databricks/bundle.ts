@@ -18,13 +18,14 @@ export interface BundleSummary {
   statePath?: string;
 }
 
-interface SummaryJson {
+export interface SummaryJson {
   workspace?: { file_path?: string; state_path?: string; root_path?: string };
   resources?: {
     apps?: Record<
       string,
       { name?: string; source_code_path?: string; id?: string; modified_status?: string }
     >;
+    postgres_projects?: Record<string, { id?: string; modified_status?: string }>;
   };
 }
 

@@ -1,15 +1,25 @@
+import path from "node:path";
 import { execa } from "execa";
 import semver from "semver";
 import { type Config, ConfigError } from "../config/load.js";
 import type { Target } from "../config/variables.js";
-import { isUserError } from "../errors.js";
+import { EXIT, isUserError, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { appAccess, describePrincipals } from "./access.js";
-import { DatabricksCli, MIN_CLI_VERSION } from "./cli.js";
+import { DatabricksCli } from "./cli.js";
+import { MIN_CLI_VERSION } from "./cli-version.js";
 import { cliFor } from "./deployments.js";
 import { withDevNames } from "./dev-user.js";
 import { checkLakebase } from "./lakebase.js";
-import { connectWorkspace, loginHint, type Workspace } from "./workspace.js";
+import { renderBundle } from "./render.js";
+import { type BundleState, checkTakenNames, readBundleState } from "./taken-names.js";
+import {
+  appsProxyAuthRefusal,
+  connectWorkspace,
+  declaredAuthType,
+  loginHint,
+  type Workspace,
+} from "./workspace.js";
 
 export interface Check {
   name: string;
@@ -19,6 +29,14 @@ export interface Check {
   /** What to do when it failed. */
   fix?: string;
   skipped?: boolean;
+  /** A failure on the workspace's side (taken name, Lakebase not offered): bundle-deploy exits 4, not 2. */
+  databricksSide?: boolean;
+}
+
+/** Where the bundle lives and how to read its deployment state (called once the CLI and workspace work). */
+export interface BundleProbe {
+  bundleDir: string;
+  state: () => Promise<BundleState>;
 }
 
 export interface DoctorReport {
@@ -65,6 +83,8 @@ export async function runDoctor(
   config: Config | InvalidConfig,
   cli: DatabricksCli | undefined,
   otherTarget?: Config,
+  /** The bundle as it will be deployed: its deployment state tells our names from taken ones. */
+  bundle?: BundleProbe,
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
   const profile = config.profile;
@@ -108,8 +128,18 @@ export async function runDoctor(
     checks.push(notChecked("profile", "DATABRICKS_CONFIG_PROFILE or DATABRICKS_CLI is invalid (see names)"));
     checks.push(notChecked("workspace", "no usable profile"));
   } else {
+    // Refused before signing in: an Entra profile would otherwise ask Entra ID for a token first.
+    const declared = await declaredAuthType({ profile, databricksCli: config.databricksCli });
+    const refusedUpFront = appsProxyAuthRefusal(profile, declared.host, declared.authType);
     try {
+      if (refusedUpFront) throw refusedUpFront;
       workspace = await connectWorkspace({ profile, databricksCli: config.databricksCli });
+      // The SDK may pick an Entra login itself (an Azure host with `az` signed in).
+      const refused = appsProxyAuthRefusal(profile, workspace.host, workspace.authType);
+      if (refused) {
+        workspace = undefined;
+        throw refused;
+      }
       checks.push({
         name: "profile",
         ok: true,
@@ -180,12 +210,41 @@ export async function runDoctor(
   if (workspace && checks.find((c) => c.name === "workspace")?.ok) {
     try {
       const lb = await checkLakebase(workspace, config);
-      checks.push({ name: "lakebase", ok: lb.ok, detail: lb.detail, ...(lb.fix ? { fix: lb.fix } : {}) });
+      checks.push({
+        name: "lakebase",
+        ok: lb.ok,
+        detail: lb.detail,
+        ...(lb.fix ? { fix: lb.fix } : {}),
+        ...(lb.databricksSide ? { databricksSide: true } : {}),
+      });
     } catch (err) {
       checks.push(failure("lakebase", err, "check the Lakebase settings in .env (see .env.template)"));
     }
   } else {
     checks.push(notChecked("lakebase", "no working workspace"));
+  }
+
+  const passed = (name: string) => checks.find((c) => c.name === name)?.ok === true;
+  // The state is read through the CLI: only with one that works and is new enough.
+  if (bundle && cli && workspace && passed("workspace") && passed("databricks-cli")) {
+    try {
+      const state = await bundle.state();
+      const taken = await checkTakenNames(workspace, config, state, bundle.bundleDir);
+      checks.push({
+        name: "taken-names",
+        ok: taken.ok,
+        detail: taken.detail,
+        ...(taken.fix ? { fix: taken.fix, databricksSide: true } : {}),
+      });
+    } catch (err) {
+      checks.push({
+        ...failure("taken-names", err, "run `make doctor` again; if it persists, check the bundle"),
+        // `bundle summary` refused by the workspace (e.g. a login the CLI lacks) is the workspace's side.
+        ...(err instanceof UserError && err.exitCode === EXIT.databricks ? { databricksSide: true } : {}),
+      });
+    }
+  } else if (bundle) {
+    checks.push(notChecked("taken-names", "no working workspace or Databricks CLI"));
   }
 
   return { ok: checks.every((c) => c.ok), checks, workspace };
@@ -243,5 +302,25 @@ export async function doctor(
     return await runDoctor(config, cli);
   }
   const other = loadForDoctor(load, config.target === "dev" ? "prod" : "dev");
-  return await runDoctor(config, cliFor(config, log), "invalid" in other ? undefined : other);
+  const otherOk = "invalid" in other ? undefined : other;
+  const cli = cliFor(config, log);
+  let bundle: BundleProbe | undefined;
+  try {
+    const rendered = otherOk
+      ? renderBundle(config, (t) => (t === config.target ? config : otherOk))
+      : undefined;
+    if (rendered)
+      bundle = {
+        bundleDir: rendered.bundleDir,
+        state: () => readBundleState(cli, rendered, config.target),
+      };
+  } catch (err) {
+    // A databricks.yml that does not parse is a failed taken-names check (its state cannot be read); a
+    // config that does not render fails the names check already.
+    bundle =
+      err instanceof UserError && err.code === "bundle_file_unreadable"
+        ? { bundleDir: path.dirname(config.appDir), state: () => Promise.reject(err) }
+        : undefined;
+  }
+  return await runDoctor(config, cli, otherOk, bundle);
 }

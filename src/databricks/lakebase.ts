@@ -11,12 +11,51 @@ export interface LakebaseCheck {
   ok: boolean;
   detail: string;
   fix?: string;
+  /** The failure is the workspace's, not the config's (bundle-deploy's preflight exits 4 for it). */
+  databricksSide?: boolean;
 }
 
-async function get<T>(ws: Workspace, path: string): Promise<T> {
+/**
+ * Answers of a workspace that does not serve the Postgres (Autoscaling) API. Which one a workspace sends is
+ * not documented; the CLI's own `databricks psql` (cmd/psql/psql.go, listAllDatabases) tolerates a failing
+ * ListProjects "because a workspace may have only one of the two products enabled". We take the platform's
+ * answers for an API or feature it does not offer.
+ */
+const NOT_OFFERED = new Set(["ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"]);
+
+/**
+ * Lakebase Autoscaling offered in this workspace? One read call, the one `databricks psql` and
+ * `databricks postgres list-projects` make: `GET /api/2.0/postgres/projects`. Availability is per cloud
+ * and region (docs: the "Lakebase Autoscaling is available in the following regions" note on every
+ * Lakebase Autoscaling page; the CLI's cloud tests, acceptance/bundle/resources/postgres_branches/test.toml:
+ * "only available in AWS as of January 2026").
+ */
+export async function checkAutoscalingOffered(ws: Workspace): Promise<LakebaseCheck | undefined> {
+  try {
+    await get(ws, "/api/2.0/postgres/projects", { page_size: "1" });
+    return undefined;
+  } catch (err) {
+    const notOffered =
+      err instanceof ApiError &&
+      (NOT_OFFERED.has(err.errorCode ?? "") ||
+        (err.statusCode === 404 && !err.errorCode) ||
+        err.statusCode === 501);
+    if (!notOffered) throw apiFailure("listing Lakebase Autoscaling projects", err);
+    const e = err as ApiError;
+    return {
+      ok: false,
+      databricksSide: true,
+      detail: `Lakebase Autoscaling is not offered in this workspace (GET /api/2.0/postgres/projects answered HTTP ${e.statusCode}${e.errorCode ? ` ${e.errorCode}` : ""}): it is available in some clouds and regions only`,
+      fix: 'deploy to a workspace in a region that offers Lakebase Autoscaling (docs: "Lakebase Autoscaling is available in the following regions"), or attach an existing provisioned (legacy) instance: LAKEBASE_KIND=provisioned LAKEBASE_INSTANCE_NAME=<instance> (new provisioned instances cannot be created)',
+    };
+  }
+}
+
+async function get<T>(ws: Workspace, path: string, query?: Record<string, string>): Promise<T> {
   return (await ws.client.apiClient.request({
     path,
     method: "GET",
+    ...(query ? { query } : {}),
     headers: new Headers(),
     raw: false,
   })) as T;
@@ -81,6 +120,8 @@ export async function checkLakebase(ws: Workspace, config: Config): Promise<Lake
       throw apiFailure(`reading Lakebase instance ${lb.instanceName}`, err);
     }
   }
+  const offered = await checkAutoscalingOffered(ws);
+  if (offered) return offered;
   const project = `projects/${lb.project}`;
   const branch = `${project}/branches/${lb.branch}`;
   if (lb.create) {

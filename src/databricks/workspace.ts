@@ -82,18 +82,70 @@ export async function connectWorkspace(
 }
 
 /**
- * An OAuth access token for the Apps proxy. PATs are refused there, so a PAT profile fails with
- * what to do instead.
+ * Profile auth types whose tokens the Apps proxy refuses, though the REST API (and so `bundle deploy`)
+ * takes them: personal access tokens, and on Azure the Entra ID ones (learn.microsoft.com, Azure Databricks:
+ * databricks-apps/connect-local: calling an app needs a Databricks workspace OAuth token, U2M or M2M).
+ * The names are the SDK's `auth_type` values.
+ */
+export const APPS_PROXY_REFUSED_AUTH: Record<string, string> = {
+  pat: "a personal access token",
+  "azure-cli": "an Azure CLI (Entra ID) login",
+  "azure-client-secret": "an Entra ID service principal secret",
+  "azure-msi": "an Azure managed identity (Entra ID)",
+};
+
+/**
+ * The refusal for an auth type the Apps proxy does not accept (undefined when it does): the deploy would
+ * succeed, then app-health, app-logs and connect fail. The fix is a workspace OAuth login.
+ */
+export function appsProxyAuthRefusal(
+  profile: string,
+  host: string | undefined,
+  authType: string | undefined,
+): UserError | undefined {
+  const what = authType ? APPS_PROXY_REFUSED_AUTH[authType] : undefined;
+  if (!what) return undefined;
+  return new UserError(
+    authType === "pat" ? "pat_not_accepted" : "entra_auth_not_accepted",
+    `profile ${profile} authenticates with ${what}, which the Apps proxy does not accept (auth_type ${authType}): the deploy would succeed, then app-health, app-logs and connect fail`,
+    EXIT.input,
+    `log in with workspace OAuth: \`databricks auth login --host ${host || "<workspace-url>"} --profile ${profile}\`, or use a client-id/secret (OAuth M2M) profile of a Databricks service principal`,
+  );
+}
+
+/**
+ * The auth type a profile declares, read from ~/.databrickscfg without signing in (so an Entra profile is
+ * refused before the SDK asks Entra for a token): `auth_type`, else what its fields imply, as the SDK picks.
+ */
+export async function declaredAuthType(
+  config: Pick<Config, "profile" | "databricksCli">,
+): Promise<{ authType?: string; host?: string }> {
+  const sdkConfig = new SdkConfig({ profile: config.profile, databricksCliPath: config.databricksCli });
+  try {
+    await sdkConfig.ensureResolved();
+  } catch {
+    // connectWorkspace reports a profile that does not resolve, with what to do.
+    return {};
+  }
+  const authType =
+    sdkConfig.authType ??
+    (sdkConfig.token
+      ? "pat"
+      : sdkConfig.azureClientSecret
+        ? "azure-client-secret"
+        : sdkConfig.azureUseMsi
+          ? "azure-msi"
+          : undefined);
+  return { authType, host: sdkConfig.host };
+}
+
+/**
+ * An OAuth access token for the Apps proxy. PATs and Entra ID tokens are refused there, so such a profile
+ * fails with what to do instead.
  */
 export async function oauthToken(ws: Workspace): Promise<string> {
-  if (ws.authType === "pat") {
-    throw new UserError(
-      "pat_not_accepted",
-      `profile ${ws.profile} authenticates with a personal access token, which the Apps proxy does not accept`,
-      EXIT.input,
-      `log in with OAuth: \`databricks auth login --host ${ws.host} --profile ${ws.profile}\`, or use a client-id/secret (OAuth M2M) profile`,
-    );
-  }
+  const refusal = appsProxyAuthRefusal(ws.profile, ws.host, ws.authType);
+  if (refusal) throw refusal;
   const headers = new Headers();
   await ws.client.config.authenticate(headers);
   const token = /^Bearer\s+(\S+)/i.exec(headers.get("authorization") ?? "")?.[1];

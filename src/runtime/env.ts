@@ -143,6 +143,82 @@ const PLACEHOLDER_WHOLE = new Set([
   "undefined",
 ]);
 
+/**
+ * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
+ * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW), read
+ * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
+ * refuse at start is refused on the workstation, with the same words.
+ */
+export function readAppSettings(env: Record<string, string | undefined>): {
+  problems: string[];
+  trustedProxyAddresses: string[];
+  idleMinutes: number;
+  defaultEndpoint: string | undefined;
+  stdioPolicy: StdioPolicy;
+} {
+  const problems: string[] = [];
+  const raw = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+  const check = (name: string, value: string | undefined, ok: boolean, form: string) => {
+    if (value !== undefined && !ok) problems.push(`${name}=${shown(value)} is not valid: ${form}`);
+  };
+  const oneOf = <T extends string>(
+    name: string,
+    value: string | undefined,
+    allowed: readonly T[],
+    fallback: T,
+  ) => {
+    if (value === undefined) return fallback;
+    check(name, value, (allowed as readonly string[]).includes(value), `one of ${allowed.join(", ")}`);
+    return value as T;
+  };
+  const trustedRaw = raw("METAMCP_TRUSTED_PROXY_ADDRESSES");
+  const trustedProxyAddresses = (trustedRaw ?? "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
+  check(
+    "METAMCP_TRUSTED_PROXY_ADDRESSES",
+    trustedRaw,
+    trustedProxyAddresses.length > 0 && trustedProxyAddresses.every((a) => isIP(a) !== 0),
+    "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
+  );
+  const idleRaw = raw("METAMCP_SESSION_IDLE_MINUTES");
+  const idleMinutes =
+    idleRaw === undefined ? 30 : /^\d+(\.\d+)?$/.test(idleRaw) ? Number(idleRaw) : Number.NaN;
+  check(
+    "METAMCP_SESSION_IDLE_MINUTES",
+    idleRaw,
+    idleMinutes > 0 && idleMinutes <= MAX_SESSION_IDLE_MINUTES,
+    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
+  );
+  const defaultEndpoint = raw("METAMCP_DEFAULT_ENDPOINT");
+  // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
+  check(
+    "METAMCP_DEFAULT_ENDPOINT",
+    defaultEndpoint,
+    /^[A-Za-z0-9_-]{1,100}$/.test(defaultEndpoint ?? ""),
+    "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
+  );
+  const stdioPolicy = oneOf(STDIO_SERVERS_ENV, raw(STDIO_SERVERS_ENV), STDIO_POLICIES, "managers");
+  const allowRaw = raw(SERVER_ENV_ALLOW_ENV);
+  const badForm = splitList(allowRaw).filter((e) => !ALLOW_ENTRY.test(e));
+  if (badForm.length)
+    problems.push(
+      `${SERVER_ENV_ALLOW_ENV} has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
+    );
+  const refused = refusedAllowEntries(allowRaw);
+  if (refused.length)
+    problems.push(
+      `${SERVER_ENV_ALLOW_ENV} names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
+    );
+
+  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy };
+}
+
 /** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
 export function authSecretProblem(secret: string): string | undefined {
   if (secret === "") return "is empty (app.yaml: valueFrom the app's secret resource)";
@@ -371,53 +447,15 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
   oneOf("METAMCP_ENDPOINT_IDENTITY_DEFAULT", raw("METAMCP_ENDPOINT_IDENTITY_DEFAULT"), ["on", "off"], "on");
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
-  const trustedRaw = raw("METAMCP_TRUSTED_PROXY_ADDRESSES");
-  const trustedProxyAddresses = (trustedRaw ?? "")
-    .split(",")
-    .map((a) => a.trim())
-    .filter((a) => a !== "");
-  check(
-    "METAMCP_TRUSTED_PROXY_ADDRESSES",
-    trustedRaw,
-    trustedProxyAddresses.length > 0 && trustedProxyAddresses.every((a) => isIP(a) !== 0),
-    "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
-  );
-  const idleRaw = raw("METAMCP_SESSION_IDLE_MINUTES");
-  const idleMinutes =
-    idleRaw === undefined ? 30 : /^\d+(\.\d+)?$/.test(idleRaw) ? Number(idleRaw) : Number.NaN;
-  check(
-    "METAMCP_SESSION_IDLE_MINUTES",
-    idleRaw,
-    idleMinutes > 0 && idleMinutes <= MAX_SESSION_IDLE_MINUTES,
-    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
-  );
-  const defaultEndpoint = raw("METAMCP_DEFAULT_ENDPOINT");
-  // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
-  check(
-    "METAMCP_DEFAULT_ENDPOINT",
-    defaultEndpoint,
-    /^[A-Za-z0-9_-]{1,100}$/.test(defaultEndpoint ?? ""),
-    "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
-  );
-  const stdioPolicy = oneOf(STDIO_SERVERS_ENV, raw(STDIO_SERVERS_ENV), STDIO_POLICIES, "managers");
+  const settings = readAppSettings(env);
+  problems.push(...settings.problems);
+  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy } = settings;
   const managersRaw = raw(APP_MANAGERS_ENV);
   const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
   if (badEmails.length)
     problems.push(
       `${APP_MANAGERS_ENV} has entries that are not an email address: ${badEmails.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
     );
-  const allowRaw = raw(SERVER_ENV_ALLOW_ENV);
-  const badForm = splitList(allowRaw).filter((e) => !ALLOW_ENTRY.test(e));
-  if (badForm.length)
-    problems.push(
-      `${SERVER_ENV_ALLOW_ENV} has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
-    );
-  const refused = refusedAllowEntries(allowRaw);
-  if (refused.length)
-    problems.push(
-      `${SERVER_ENV_ALLOW_ENV} names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
-    );
-
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
   }

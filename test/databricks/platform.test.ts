@@ -232,3 +232,193 @@ describe("Lakebase: provisioned is attach-only and legacy; an attached project i
     expect(gone.stdout).toMatch(/✖ lakebase +Lakebase project nope-db does not exist/);
   });
 });
+
+describe("preflights: what would fail half-way through bundle deploy is refused before anything changes", () => {
+  /** Nothing of ours was made: no scope, no project, no app, no bundle command that changes anything. */
+  function expectNothingCreated(w: DatabricksWorld, apps = 0, projects = 0, scopes = 0) {
+    expect(w.emulator.apps.size).toBe(apps);
+    expect(w.emulator.projects.size).toBe(projects);
+    expect(w.emulator.secrets.size).toBe(scopes);
+    expect(w.double.commands().filter((a) => a[1] === "deploy" || a[1] === "validate")).toEqual([]);
+    const writes = w.emulator.workspace.requests.filter((q) => q.method !== "GET");
+    expect(writes.map((q) => q.path).filter((p) => !p.startsWith("/oidc/"))).toEqual([]);
+  }
+
+  test("a taken app name: which one, who made it, what to do (another name, or bind it); ours after our own deploy", async () => {
+    const w = await newWorld();
+    w.emulator.addApp("metamcp-dev-someone").creator = "other@example.com";
+    const doctor = await w.run(["doctor"]);
+    expect(doctor.exitCode).toBe(4);
+    expect(doctor.stdout).toContain(
+      "✖ taken-names     app metamcp-dev-someone already exists (created by other@example.com) and is not in this bundle's deployment state for target dev\n  → choose another name (APP_BASE_NAME, or APP_NAME), or adopt the app: `databricks bundle deployment bind metamcp metamcp-dev-someone --target dev --profile DEFAULT`",
+    );
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toMatch(
+      /preflight failed:\n[\s\S]*✖ taken-names +app metamcp-dev-someone already exists/,
+    );
+    expectNothingCreated(w, 1);
+
+    // Our own app (in this bundle's deployment state) is no obstacle.
+    w.emulator.apps.clear();
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    const again = await w.run(["doctor"]);
+    expect(again.exitCode, again.stdout).toBe(0);
+    expect(again.stdout).toMatch(
+      /✔ taken-names +free or ours: app metamcp-dev-someone \(ours\), project metamcp-dev-someone-db \(ours\), secret scope metamcp-dev-someone-secrets \(ours\)/,
+    );
+  });
+
+  test("a taken Lakebase project and a secret scope we did not make: both named, each with what to do; SECRET_SCOPE adopts the scope", async () => {
+    const w = await newWorld();
+    w.emulator.projects.set("metamcp-dev-someone-db", {
+      projectId: "metamcp-dev-someone-db",
+      branches: new Map(),
+    } as never);
+    w.emulator.secrets.set("metamcp-dev-someone-secrets", new Map([["theirs", "x"]]));
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toContain(
+      "Lakebase project metamcp-dev-someone-db already exists and is not in this bundle's deployment state for target dev; secret scope metamcp-dev-someone-secrets already exists and was not created by bundle-deploy",
+    );
+    expect(r.stderr).toContain(
+      "→ choose another LAKEBASE_PROJECT (or APP_BASE_NAME); or use it as it is: LAKEBASE_CREATE=false LAKEBASE_PROJECT=metamcp-dev-someone-db; or adopt it: `databricks bundle deployment bind metamcp_db metamcp-dev-someone-db --target dev --profile DEFAULT`",
+    );
+    expect(r.stderr).toContain(
+      "→ choose another APP_BASE_NAME (or SECRET_SCOPE); or adopt it: set SECRET_SCOPE=metamcp-dev-someone-secrets",
+    );
+    expectNothingCreated(w, 0, 1, 1);
+    expect(w.emulator.secrets.get("metamcp-dev-someone-secrets")?.size).toBe(1);
+
+    w.emulator.projects.clear();
+    const adopted = await w.run(["doctor"], { SECRET_SCOPE: "metamcp-dev-someone-secrets" });
+    expect(adopted.exitCode, adopted.stdout).toBe(0);
+    expect(adopted.stdout).not.toContain("secret scope metamcp-dev-someone-secrets already exists");
+    expect(adopted.stdout).toContain("secret scope metamcp-dev-someone-secrets (yours, used as it is)");
+  });
+
+  test("Lakebase Autoscaling not offered in the workspace: one read call, advice, nothing created", async () => {
+    const w = await newWorld();
+    w.emulator.autoscalingAvailable = false;
+    const doctor = await w.run(["doctor"]);
+    expect(doctor.exitCode).toBe(4);
+    expect(doctor.stdout).toContain(
+      "✖ lakebase        Lakebase Autoscaling is not offered in this workspace (GET /api/2.0/postgres/projects answered HTTP 404 ENDPOINT_NOT_FOUND): it is available in some clouds and regions only\n  → deploy to a workspace in a region that offers Lakebase Autoscaling",
+    );
+    expect(doctor.stdout).toContain(
+      "or attach an existing provisioned (legacy) instance: LAKEBASE_KIND=provisioned LAKEBASE_INSTANCE_NAME=<instance>",
+    );
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(4);
+    expect(r.stderr).toMatch(/preflight failed:[\s\S]*Lakebase Autoscaling is not offered in this workspace/);
+    expectNothingCreated(w);
+    // Attaching a project does not mistake "not offered" for "no such project".
+    const attach = await w.run(["doctor"], { LAKEBASE_CREATE: "false", LAKEBASE_PROJECT: "shared-db" });
+    expect(attach.stdout).toContain("Lakebase Autoscaling is not offered in this workspace");
+  });
+
+  test("Entra ID (azure-cli, azure-client-secret, azure-msi) and PAT profiles are refused up front, with the workspace OAuth login to run", async () => {
+    const w = await newWorld();
+    const cfg = path.join(w.home, ".databrickscfg");
+    const profiles = {
+      "entra-cli": ["auth_type = azure-cli"],
+      "entra-secret": [
+        "azure_client_id = 11111111-2222-3333-4444-555555555555",
+        "azure_client_secret = not-a-real-entra-secret",
+        "azure_tenant_id = 66666666-7777-8888-9999-000000000000",
+      ],
+      "entra-msi": ["auth_type = azure-msi", "azure_use_msi = true"],
+    };
+    for (const [name, lines] of Object.entries(profiles))
+      writeFileSync(
+        cfg,
+        `${readFileSync(cfg, "utf8")}\n[${name}]\nhost = ${w.emulator.url}\n${lines.join("\n")}\n`,
+        {
+          flag: "w",
+        },
+      );
+    const expected: Record<string, string> = {
+      "entra-cli":
+        "an Azure CLI (Entra ID) login, which the Apps proxy does not accept (auth_type azure-cli)",
+      "entra-secret":
+        "an Entra ID service principal secret, which the Apps proxy does not accept (auth_type azure-client-secret)",
+      "entra-msi":
+        "an Azure managed identity (Entra ID), which the Apps proxy does not accept (auth_type azure-msi)",
+      pat: "a personal access token, which the Apps proxy does not accept (auth_type pat)",
+    };
+    for (const [profile, what] of Object.entries(expected)) {
+      // DEV_USER: no user lookup, which would sign in through Entra first.
+      const r = await w.run(["bundle-deploy", "--profile", profile], { DEV_USER: "someone" });
+      expect(r.exitCode, `${profile}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`✖ profile         profile ${profile} authenticates with ${what}`);
+      expect(r.stderr).toContain(
+        `→ log in with workspace OAuth: \`databricks auth login --host ${w.emulator.url} --profile ${profile}\``,
+      );
+    }
+    expectNothingCreated(w);
+  });
+
+  test("a Databricks CLI older than the floor (1.4.0) is refused by bundle-deploy before anything changes (exit 2)", async () => {
+    const w = await newWorld({ version: "1.3.0" });
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(
+      /✖ databricks-cli +Databricks CLI 1\.3\.0 is too old: 1\.4\.0 or later is needed .*\n {2}→ install or upgrade it/,
+    );
+    expectNothingCreated(w);
+  });
+});
+
+describe("the deployed databricks.yml is the user's to extend", () => {
+  test("a key the user adds (budget_policy_id on the app, a target of their own, a comment) survives render and bundle-deploy, and is deployed", async () => {
+    const w = await newWorld();
+    const first = await w.run(["bundle-deploy"]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const file = path.join(w.project, "build/databricks.yml");
+    const edited = readFileSync(file, "utf8")
+      .replace(
+        "      source_code_path: ./app\n",
+        "      source_code_path: ./app\n      # billed to the platform team\n      budget_policy_id: budget-1234\n",
+      )
+      .replace("targets:\n", "targets:\n  staging:\n    mode: production\n");
+    writeFileSync(file, edited);
+    const render = await w.run(["render"]);
+    expect(render.exitCode, render.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).toBe(edited);
+    // render --out shows exactly the file that deploys.
+    const out = tempDir();
+    expect((await w.run(["render", "--out", out])).exitCode).toBe(0);
+    expect(readFileSync(path.join(out, "databricks.yml"), "utf8")).toBe(edited);
+
+    const again = await w.run(["bundle-deploy", "--json"]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    const after = readFileSync(file, "utf8");
+    expect(after).toContain("      # billed to the platform team\n      budget_policy_id: budget-1234\n");
+    expect(after).toContain("  staging:\n    mode: production\n");
+    expect(w.emulator.apps.get("metamcp-dev-someone")?.budgetPolicyId).toBe("budget-1234");
+    // A config change still reaches the file and the app, with the user's key kept.
+    const resized = await w.run(["bundle-deploy"], { APP_COMPUTE_SIZE: "LARGE" });
+    expect(resized.exitCode, resized.stderr).toBe(0);
+    expect(readFileSync(file, "utf8")).toContain("budget_policy_id: budget-1234");
+    expect(w.emulator.apps.get("metamcp-dev-someone")).toMatchObject({
+      computeSize: "LARGE",
+      budgetPolicyId: "budget-1234",
+    });
+  });
+
+  test("a databricks.yml broken by hand is named, with what to do, before anything is deployed", async () => {
+    const w = await newWorld();
+    mkdirSync(path.join(w.project, "build"), { recursive: true });
+    writeFileSync(path.join(w.project, "build/databricks.yml"), "resources: [unclosed\n");
+    const doctor = await w.run(["doctor"]);
+    expect(doctor.exitCode).toBe(4);
+    expect(doctor.stdout).toMatch(
+      /✖ taken-names +.*build\/databricks\.yml is not valid YAML: .*\n {2}→ fix it, or move it away and run render again/,
+    );
+    const r = await w.run(["bundle-deploy"]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/databricks\.yml is not valid YAML/);
+    expect(w.emulator.apps.size).toBe(0);
+    expect(w.emulator.secrets.size).toBe(0);
+  });
+});

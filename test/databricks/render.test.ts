@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import { loadConfig } from "../../src/config/load.js";
 import type { Target } from "../../src/config/variables.js";
 import { checkAppYaml, type RenderOptions, renderBundle } from "../../src/databricks/render.js";
+import { readAppSettings } from "../../src/runtime/env.js";
 import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import { tempDir } from "../support/tmp.js";
@@ -217,6 +218,96 @@ describe("databricks.yml", () => {
   });
 });
 
+describe("databricks.yml is a file people edit: their keys survive a render and an upgrade", () => {
+  const USER_KEYS = (yml: string) =>
+    yml
+      .replace(
+        "      source_code_path: ./app\n",
+        "      source_code_path: ./app\n      # finance asked for this one\n      budget_policy_id: 0f1e2d3c-budget\n      compute_max_instances: 1\n",
+      )
+      .replace(
+        "targets:\n",
+        "targets:\n  staging:\n    mode: production\n    workspace:\n      host: https://staging.cloud.databricks.com\n",
+      )
+      .concat("# ours: keep this comment\nexperimental:\n  python:\n    venv_path: .venv\n");
+
+  function expectUserKeys(yml: string) {
+    const doc: Yml = parse(yml);
+    expect(doc.resources.apps.metamcp.budget_policy_id).toBe("0f1e2d3c-budget");
+    expect(doc.resources.apps.metamcp.compute_max_instances).toBe(1);
+    expect(doc.targets.staging).toEqual({
+      mode: "production",
+      workspace: { host: "https://staging.cloud.databricks.com" },
+    });
+    expect(doc.experimental).toEqual({ python: { venv_path: ".venv" } });
+    expect(yml).toContain("      # finance asked for this one\n      budget_policy_id: 0f1e2d3c-budget");
+    expect(yml).toContain("# ours: keep this comment\nexperimental:");
+  }
+
+  test(`a re-render keeps the user's keys and comments; ours follow the config${NO_SCHEMA}`, () => {
+    const first = render({}).rendered.databricksYml;
+    const edited = USER_KEYS(first);
+    expect(edited).not.toBe(first);
+    // The config changes: permissions appear, the size changes, Lakebase is attached instead of created.
+    const again = render(
+      {
+        APP_CAN_USE: "data-users",
+        APP_COMPUTE_SIZE: "LARGE",
+        LAKEBASE_CREATE: "false",
+        LAKEBASE_PROJECT: "shared",
+      },
+      "dev",
+      { base: edited },
+    ).rendered.databricksYml;
+    expectUserKeys(again);
+    const doc: Yml = parse(again);
+    expect(doc.resources.apps.metamcp.permissions).toEqual([{ group_name: "data-users", level: "CAN_USE" }]);
+    expect(doc.targets.dev.variables.compute_size).toBe("LARGE");
+    expect(doc.targets.dev.variables.lakebase_project).toBe("shared");
+    // Ours, no longer rendered: gone (the bundle would create a project we now attach).
+    expect(doc.resources.postgres_projects).toBeUndefined();
+    expect(doc.targets.dev.resources).toBeUndefined();
+    expect(doc.targets.prod.resources).toBeUndefined();
+    // The same config renders the same file again (no drift, nothing added twice).
+    const env = {
+      APP_CAN_USE: "data-users",
+      APP_COMPUTE_SIZE: "LARGE",
+      LAKEBASE_CREATE: "false",
+      LAKEBASE_PROJECT: "shared",
+    };
+    expect(render(env, "dev", { base: again }).rendered.databricksYml).toBe(again);
+    // Back to no permissions: ours removed, the user's keys still there.
+    const cleared = render({}, "dev", { base: again }).rendered.databricksYml;
+    expect(parse(cleared).resources.apps.metamcp.permissions).toBeUndefined();
+    expectUserKeys(cleared);
+    if (validateBundle) expect(schemaErrors(parse(cleared))).toBe("");
+  });
+
+  test(`an upgrade: the file an earlier version rendered, with the user's keys, becomes today's bundle with them${NO_SCHEMA}`, () => {
+    const previous = readFileSync(
+      path.join(PROJECT_ROOT, "test/databricks/fixtures/previous-databricks.yml"),
+      "utf8",
+    );
+    const upgraded = render({}, "dev", { base: USER_KEYS(previous) }).rendered.databricksYml;
+    expectUserKeys(upgraded);
+    const doc: Yml = parse(upgraded);
+    // Today's managed content: the direct engine, the CLI floor, our database; the earlier scope resource gone.
+    expect(doc.bundle).toMatchObject({ engine: "direct", databricks_cli_version: ">= 1.4.0" });
+    expect(doc.resources.secret_scopes).toBeUndefined();
+    expect(doc.targets.prod.resources.secret_scopes).toBeUndefined();
+    expect(doc.resources.postgres_databases.metamcp_db.database_id).toBe("${var.lakebase_database_id}");
+    expect(upgraded).not.toContain("databases/${var.lakebase_database}");
+    expect(doc.targets.dev.variables.app_name).toBe("metamcp-dev");
+    if (validateBundle) expect(schemaErrors(doc)).toBe("");
+  });
+
+  test("a databricks.yml that is not YAML is refused with what to do, exit 2", () => {
+    expect(() => render({}, "dev", { base: "bundle: [unclosed\n" })).toThrow(
+      expect.objectContaining({ code: "bundle_file_unreadable", exitCode: 2 }),
+    );
+  });
+});
+
 describe("app.yaml", () => {
   test("command and env only; the endpoint and the secret via valueFrom; no secret, no placeholder", () => {
     const { rendered } = render({});
@@ -242,6 +333,48 @@ describe("app.yaml", () => {
       (r: { name: string }) => r.name,
     );
     for (const e of doc.env) if (e.valueFrom) expect(names).toContain(e.valueFrom);
+  });
+
+  test("the runtime's settings reach app.yaml when set, checked by the runtime's own reader (its words, exit 2); unset stays the runtime's default", () => {
+    const settings = {
+      METAMCP_STDIO_SERVERS: "off",
+      METAMCP_SERVER_ENV_ALLOW: "GITHUB_TOKEN,JIRA_*",
+      METAMCP_SESSION_IDLE_MINUTES: "45",
+      METAMCP_TRUSTED_PROXY_ADDRESSES: "127.0.0.1",
+      METAMCP_DEFAULT_ENDPOINT: "tools",
+    };
+    const { rendered } = render(settings);
+    const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
+    const given = Object.fromEntries(env.filter((e) => e.name in settings).map((e) => [e.name, e.value]));
+    expect(given).toEqual(settings);
+    // What app.yaml carries is what the app accepts at start.
+    expect(readAppSettings(given).problems).toEqual([]);
+    // None set: none written (the runtime's defaults apply).
+    const plain: { name: string }[] = parse(render({}).rendered.appYaml).env;
+    expect(plain.map((e) => e.name).filter((n) => n in settings)).toEqual([]);
+    // Refused as the app would refuse them, before anything is deployed.
+    const bad = {
+      METAMCP_STDIO_SERVERS: "admins",
+      METAMCP_SERVER_ENV_ALLOW: "BETTER_AUTH_SECRET",
+      METAMCP_SESSION_IDLE_MINUTES: "0",
+      METAMCP_TRUSTED_PROXY_ADDRESSES: "localhost",
+      METAMCP_DEFAULT_ENDPOINT: "a b",
+    };
+    let error: { exitCode?: number; message?: string } = {};
+    try {
+      render(bad);
+    } catch (err) {
+      error = err as typeof error;
+    }
+    expect(error.exitCode).toBe(2);
+    for (const problem of readAppSettings(bad).problems) {
+      const words = problem.replace(/^[A-Z_]+=".*?" is not valid: /, "");
+      expect(error.message).toContain(words);
+    }
+    expect(error.message).toContain(
+      'METAMCP_STDIO_SERVERS="admins" (from env) is not valid: one of managers, everyone, off',
+    );
+    expect(error.message).toContain("names the app's own secrets");
   });
 
   test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {

@@ -384,6 +384,8 @@ if (cmd === "deploy") {
       description: app.description,
       resources,
       ...(app.compute_size ? { compute_size: b.resolve(app.compute_size) } : {}),
+      // A field the user adds is sent like ours (it is in the update mask below, app.go).
+      ...(app.budget_policy_id ? { budget_policy_id: b.resolve(app.budget_policy_id) } : {}),
     };
     const acl = permissionsAcl(app.permissions);
     const started = app.lifecycle?.started === true;
@@ -415,8 +417,18 @@ if (cmd === "deploy") {
     const remote = (await api("GET", `/api/2.0/apps/${name}`)).body;
     const remoteStarted = !["STOPPED", "ERROR", undefined].includes(remote.compute_status?.state);
     const changed =
-      JSON.stringify({ d: known.description, r: known.resources, c: known.compute_size }) !==
-      JSON.stringify({ d: desired.description, r: desired.resources, c: desired.compute_size });
+      JSON.stringify({
+        d: known.description,
+        r: known.resources,
+        c: known.compute_size,
+        p: known.budget_policy_id,
+      }) !==
+      JSON.stringify({
+        d: desired.description,
+        r: desired.resources,
+        c: desired.compute_size,
+        p: desired.budget_policy_id,
+      });
     if (!changed && remoteStarted === started) continue;
     if (changed) {
       const r = await api("POST", `/api/2.0/apps/${name}/update`, {
@@ -444,6 +456,17 @@ if (cmd === "deploy") {
 if (cmd === "summary") {
   const rs = state.targets[stateKey]?.resources ?? {};
   const out = { apps: {} };
+  // Every resource type of the bundle, each with its id once deployed, else modified_status created
+  // (recorded: bundle_summary_modified_status).
+  for (const [key, p] of Object.entries(b.resources.postgres_projects ?? {})) {
+    out.postgres_projects ??= {};
+    out.postgres_projects[key] = {
+      project_id: b.resolve(p.project_id),
+      ...(rs.postgres_projects?.[key]
+        ? { id: rs.postgres_projects[key].id }
+        : { modified_status: "created" }),
+    };
+  }
   for (const [key, app] of Object.entries(b.resources.apps ?? {})) {
     const name = b.resolve(app.name);
     out.apps[key] = {

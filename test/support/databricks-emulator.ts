@@ -72,6 +72,8 @@ export interface EmulatedApp {
   /** The app's service principal (its client id is PGUSER too). */
   sp: { clientId: string; clientSecret: string };
   computeSize?: string;
+  /** The app's `budget_policy_id` (Apps API: App.budget_policy_id), set on create or update. */
+  budgetPolicyId?: string;
   /** Who created it (the Apps API's `creator`). */
   creator?: string;
   /** `PUT /api/2.0/permissions/apps/{name}`'s access_control_list, as set. */
@@ -329,6 +331,7 @@ export class DatabricksEmulator {
       },
       service_principal_client_id: app.sp.clientId,
       ...(app.computeSize ? { compute_size: app.computeSize } : {}),
+      ...(app.budgetPolicyId ? { budget_policy_id: app.budgetPolicyId } : {}),
       ...(app.creator ? { creator: app.creator } : {}),
       default_source_code_path: app.deployments.at(-1)?.source_code_path,
       ...(app.activeId ? { active_deployment: dep(app.activeId) } : {}),
@@ -449,6 +452,7 @@ export class DatabricksEmulator {
         description?: string;
         resources?: AppResource[];
         compute_size?: string;
+        budget_policy_id?: string;
       };
       const name = String(b.name);
       if (this.apps.has(name))
@@ -459,6 +463,7 @@ export class DatabricksEmulator {
       const app = this.addApp(name, noCompute ? "STOPPED" : "STARTING", resources);
       app.description = b.description;
       app.computeSize = b.compute_size;
+      app.budgetPolicyId = b.budget_policy_id;
       app.creator = who;
       await this.grantDatabases(app);
       return this.appJson(app);
@@ -482,12 +487,21 @@ export class DatabricksEmulator {
       this.auth(req);
       const app = this.app(params.name!);
       const b =
-        ((body ?? {}) as { app?: { description?: string; resources?: AppResource[]; compute_size?: string } })
-          .app ?? {};
+        (
+          (body ?? {}) as {
+            app?: {
+              description?: string;
+              resources?: AppResource[];
+              compute_size?: string;
+              budget_policy_id?: string;
+            };
+          }
+        ).app ?? {};
       const resources = b.resources ?? [];
       this.checkAppResources(resources);
       app.description = b.description;
       app.computeSize = b.compute_size;
+      app.budgetPolicyId = b.budget_policy_id;
       app.resources = resources;
       await this.grantDatabases(app);
       return { status: { state: "SUCCEEDED", message: "App update succeeded" } };

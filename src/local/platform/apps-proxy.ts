@@ -73,6 +73,13 @@ export interface AppsProxyOptions {
    * caller (127.0.0.1) stays as untrusted as a process inside a Databricks App.
    */
   sourceAddress?: string;
+  /**
+   * Whether a signed-in caller may open the app (its CAN USE / CAN MANAGE, app-permissions.ts). Refused:
+   * 403 on every route, WebSockets and `/logz/stream` too; nothing reaches the app. Default: everyone.
+   */
+  mayUse?: (user: LocalUser) => boolean;
+  /** The app's name, for the refusal's words. */
+  appName?: string;
 }
 
 /** The stand-in's source address where the OS routes all of 127/8 to loopback (Linux). */
@@ -234,6 +241,10 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     res.end();
   });
 
+  const refused = (user: LocalUser) => options.mayUse !== undefined && !options.mayUse(user);
+  const refusal = (user: LocalUser) =>
+    `${user.email} does not have permission to use app ${options.appName ?? ""}: ask one of its managers for CAN USE (APP_CAN_USE)\n`;
+
   appHost.fallback((req, res) => {
     const o = origin(req);
     const user = caller(req);
@@ -241,6 +252,11 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
       const login = new URLSearchParams({ redirect_uri: callbackUri(o), state: req.url ?? "/" });
       res.writeHead(302, { location: `${options.loginUrl()}?${login}` });
       res.end();
+      return true;
+    }
+    if (refused(user)) {
+      res.writeHead(403, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+      res.end(refusal(user));
       return true;
     }
     forwardedHeaders(req, user, o);
@@ -265,8 +281,13 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
   const wss = new WebSocketServer({ noServer: true });
   const sockets = new Set<import("ws").WebSocket>();
   appHost.upgrade("/logz/stream", (req, socket: Duplex, head) => {
-    if (!caller(req)) {
+    const user = caller(req);
+    if (!user) {
       socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
+      return;
+    }
+    if (refused(user)) {
+      socket.end("HTTP/1.1 403 Forbidden\r\n\r\n");
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -287,6 +308,10 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     const user = caller(req);
     if (!user) {
       socket.end("HTTP/1.1 401 Unauthorized\r\n\r\n");
+      return;
+    }
+    if (refused(user)) {
+      socket.end("HTTP/1.1 403 Forbidden\r\n\r\n");
       return;
     }
     forwardedHeaders(req, user, origin(req));

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Config } from "../../config/load.js";
+import { APP_SETTINGS } from "../../databricks/render.js";
 import type { Logger } from "../../log/logger.js";
 import { waitFor } from "../../retry.js";
 import type { EmbeddedPostgresHandle } from "../postgres.js";
@@ -14,6 +15,7 @@ export {
   SESSION_COOKIE,
 } from "./apps-proxy.js";
 
+import { appUsePolicy } from "./app-permissions.js";
 import {
   DEFAULT_PROXY_LIMITS,
   LogBuffer,
@@ -192,6 +194,13 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     workspaceId: WORKSPACE_ID,
     origins: () => proxyOrigins,
     limits: () => proxyLimits,
+    // As the real proxy: only those APP_CAN_USE / APP_CAN_MANAGE name (and the deployer) open the app.
+    mayUse: appUsePolicy(
+      config.values.APP_CAN_USE?.value,
+      config.values.APP_CAN_MANAGE?.value,
+      DEFAULT_LOCAL_USER.email,
+    ).mayUse,
+    appName: config.appName,
   });
 
   try {
@@ -227,6 +236,13 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     METAMCP_TRUSTED_PROXY_ADDRESSES: source.address,
     // As app.yaml passes it (render.ts): only when not the runtime's default.
     ...(config.values.METAMCP_EMAIL_SIGNUP?.value === "on" ? { METAMCP_EMAIL_SIGNUP: "on" } : {}),
+    // The runtime's settings as app.yaml carries them (render.ts), each only when set; the trusted proxy
+    // address is the stand-in's own (below).
+    ...Object.fromEntries(
+      APP_SETTINGS.filter((n) => n !== "METAMCP_TRUSTED_PROXY_ADDRESSES" && config.values[n]?.value).map(
+        (n) => [n, config.values[n]!.value],
+      ),
+    ),
     // The default local user stands for the deployer, who holds CAN_MANAGE on a real app: the one manager
     // allowed to add STDIO servers (docs/stdio-servers.md); another local user is refused, as on Databricks.
     METAMCP_APP_MANAGERS: DEFAULT_LOCAL_USER.email,

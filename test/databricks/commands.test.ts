@@ -220,7 +220,10 @@ describe("bundle-deploy", () => {
       (q) => q.path === "/api/2.0/secrets/put" && (q.body as { key?: string }).key === "better-auth-secret",
     );
     expect(
-      Buffer.from(String((written?.body as { bytes_value?: string }).bytes_value), "base64").toString(),
+      Buffer.from(
+        String((written?.body as { bytes_value?: string } | undefined)?.bytes_value),
+        "base64",
+      ).toString(),
     ).toBe(secret);
     expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
     expect(r.stdout).toMatch(

@@ -857,3 +857,67 @@ describe("a team's deploy", () => {
     );
   });
 });
+
+describe("the CLI double refuses what the Databricks CLI refuses (fixtures/platform-cases.md, the CLI commands we run)", () => {
+  /** The `databricks` on the world's PATH, run as a user would, in the bundle root. */
+  const databricks = (w: DatabricksWorld, args: string[], input?: string) =>
+    execa(path.join(w.double.binDir, "databricks"), args, {
+      cwd: path.join(w.project, "build"),
+      env: w.env(),
+      reject: false,
+      ...(input === undefined ? { stdin: "ignore" as const } : { input }),
+    });
+
+  test("flags, arguments and the order of things, with the CLI's messages and exit 1", async (ctx) => {
+    const w = await newWorld(ctx);
+    expect((await w.run(["render"])).exitCode).toBe(0);
+    const cases: [string[], RegExp][] = [
+      [
+        ["apps", "get"],
+        /^Error: accepts 1 arg\(s\), received 0\n\nUsage:\n {2}databricks apps get NAME \[flags\]/,
+      ],
+      [["apps", "logs", "x", "--tail", "5"], /^Error: unknown flag: --tail\n\nUsage:/],
+      [["apps", "logs", "x", "y"], /^Error: accepts at most 1 arg\(s\), received 2/],
+      [["apps", "logs", "x", "--tail-lines", "-1"], /^Error: --tail-lines cannot be negative$/],
+      [["apps", "get", "nosuch"], /^Error: App with name nosuch does not exist or is deleted\.$/],
+      [["apps", "get-deployment", "x"], /^Error: accepts 2 arg\(s\), received 1/],
+      [["secrets", "put-secret", "s"], /^Error: accepts 2 arg\(s\), received 1/],
+      [
+        ["secrets", "put-secret", "s", "k", "--string-value", "a", "--bytes-value", "b"],
+        /^Error: cannot specify both --bytes-value and --string-value$/,
+      ],
+      [["bundle", "sync", "now", ...DEV_VARS], /^Error: unknown command "now" for "databricks bundle sync"/],
+      [["bundle", "run", ...DEV_VARS], /^Error: expected a KEY of the resource to run$/],
+      [
+        ["bundle", "run", "metamcp", ...DEV_VARS],
+        /^Error: resource not found or not yet deployed\. Did you forget to run 'databricks bundle deploy'\?$/,
+      ],
+      [
+        ["bundle", "destroy", ...DEV_VARS],
+        /^Error: this command will destroy all resources deployed by this bundle, including workspace files in the deployment directory\.\n.*\nTo proceed, use --auto-approve\.$/,
+      ],
+      [["apps", "frobnicate"], /^Error: unknown command "frobnicate" for "databricks apps"/],
+      [["apps", "get", "x", "-z"], /^Error: unknown shorthand flag: 'z' in -z/],
+    ];
+    for (const [args, expected] of cases) {
+      const r = await databricks(w, args);
+      expect(r.exitCode, args.join(" ")).toBe(1);
+      expect(r.stderr, args.join(" ")).toMatch(expected);
+    }
+    // Nothing was written by a refused put-secret.
+    expect(w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/secrets/put")).toEqual([]);
+  });
+
+  test("after a deploy: bundle run takes the app's key and no other argument; put-secret reads stdin", async (ctx) => {
+    const w = await newWorld(ctx);
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    const extra = await databricks(w, ["bundle", "run", "metamcp", "now", ...DEV_VARS]);
+    expect(extra.exitCode).toBe(1);
+    expect(extra.stderr).toBe("Error: received 1 unexpected positional arguments");
+    const unknown = await databricks(w, ["bundle", "run", "nope", ...DEV_VARS]);
+    expect(unknown.stderr).toBe('Error: resource with key "nope" not found');
+    const put = await databricks(w, ["secrets", "put-secret", "metamcp-dev-someone-secrets", "k"], "v a l\n");
+    expect(put.exitCode, put.stderr).toBe(0);
+    expect(w.emulator.secrets.get("metamcp-dev-someone-secrets")?.get("k")).toBe("v a l\n");
+  });
+});

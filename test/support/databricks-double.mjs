@@ -890,6 +890,14 @@ async function appsLogs() {
   if (tail < 0) fail("--tail-lines cannot be negative");
   const follow = flag("follow") === true;
   const json = flag("output") === "json";
+  // buildSourceFilter: APP and/or SYSTEM, case-insensitive.
+  const sources = new Set();
+  for (const v of flag("source") ?? []) {
+    const t = v.trim().toUpperCase();
+    if (!t) continue;
+    if (!["APP", "SYSTEM"].includes(t)) fail(`invalid --source value "${v}" (valid: APP, SYSTEM)`);
+    sources.add(t);
+  }
   const got = await call("GET", `/api/2.0/apps/${name}`);
   if (got.status !== 200) fail(got.body.message);
   const url = got.body.url ?? "";
@@ -908,6 +916,7 @@ async function appsLogs() {
       return raw.replace(/[\r\n]+$/, "");
     }
     const source = String(e.source ?? "").toUpperCase();
+    if (sources.size > 0 && !sources.has(source)) return "";
     const message = String(e.message ?? "").replace(/[\r\n]+$/, "");
     if (json) return JSON.stringify({ source, timestamp: e.timestamp, message });
     const ts =

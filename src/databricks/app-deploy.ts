@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../config/load.js";
-import { DatabricksError, UserError } from "../errors.js";
+import { DatabricksError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { waitFor } from "../retry.js";
 import { readAppLogs } from "./app-logs.js";
@@ -14,7 +14,7 @@ import {
   TERMINAL_DEPLOYMENT_STATES,
 } from "./apps.js";
 import { readBundleSummary, varArgs } from "./bundle.js";
-import type { DatabricksCli } from "./cli.js";
+import { cliErrorMessage, type DatabricksCli } from "./cli.js";
 import { readDeployRecord, treeFingerprint, writeDeployRecord } from "./deploy-record.js";
 import { type ConfigFor, cliFor, deploymentIds, relay } from "./deployments.js";
 import { BUNDLE_KEYS, renderBundle, writeBundle } from "./render.js";
@@ -138,16 +138,6 @@ async function runApp(
   return { outcome: outcome ?? { how: "done" }, deployment };
 }
 
-/** `Error: …` of a failed CLI call. */
-function cliError(err: unknown): string | undefined {
-  if (!(err instanceof UserError) || err.code !== "cli_failed") return undefined;
-  return err.message
-    .split("\n")
-    .filter((l) => l.startsWith("Error: "))
-    .at(-1)
-    ?.slice("Error: ".length);
-}
-
 /**
  * app-deploy ships the current app tree and reports the outcome:
  * - a tree that already runs (the deployment that shipped it is the active one) is not deployed again
@@ -265,7 +255,7 @@ export async function appDeploy(
   };
   if (outcome.how === "cancelled") throw await failed("CANCELLED", deployment?.message ?? "(no message)");
   if (outcome.how === "failed") {
-    const why = cliError(outcome.error);
+    const why = cliErrorMessage(outcome.error);
     const failure = why && /failed to reach SUCCEEDED, got FAILED: (.*)$/s.exec(why);
     if (failure) throw await failed("FAILED", failure[1] ?? "");
     if (why && /in progress/i.test(why)) {
@@ -280,7 +270,7 @@ export async function appDeploy(
     throw outcome.error;
   }
   const now = appStatusOf(await readApp(cli, name, config.target)).activeDeployment;
-  if (!now || before(app, now))
+  if (!now || deploymentIds(app).has(now.id))
     throw new DatabricksError(
       "bad_response",
       `bundle run succeeded but app ${name} shows no new active deployment`,
@@ -288,9 +278,4 @@ export async function appDeploy(
     );
   log.info(`deployment ${now.id}: ${now.state ?? "?"}`);
   return done(now);
-}
-
-/** True when `d` was already there before `bundle run`. */
-function before(app: AppRecord, d: DeploymentInfo): boolean {
-  return deploymentIds(app).has(d.id);
 }

@@ -1,8 +1,8 @@
 import type { Config } from "../config/load.js";
-import { DatabricksError, UserError } from "../errors.js";
+import { DatabricksError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { APP_MISSING } from "./apps.js";
-import type { DatabricksCli } from "./cli.js";
+import { cliErrorMessage, type DatabricksCli } from "./cli.js";
 import { cliFor } from "./deployments.js";
 import { connectWorkspace, oauthToken } from "./workspace.js";
 
@@ -25,15 +25,9 @@ export interface LogReadOptions {
   onEntry: (e: AppLogEntry) => void;
 }
 
-/** The `Error: …` line a failed CLI call printed (the whole message when there is none). */
-function cliErrorLine(err: UserError): string {
-  const lines = err.message.split("\n").filter((l) => l.startsWith("Error: "));
-  return lines.at(-1)?.slice("Error: ".length) ?? err.message;
-}
-
 function logsFailure(name: string, target: string, err: unknown): unknown {
-  if (!(err instanceof UserError) || err.code !== "cli_failed") return err;
-  const why = cliErrorLine(err);
+  const why = cliErrorMessage(err);
+  if (why === undefined) return err;
   if (APP_MISSING.test(why))
     return new DatabricksError(
       "app_not_found",

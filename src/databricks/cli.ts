@@ -172,10 +172,19 @@ export function cliFailure(
   stdout: string,
   stderr: string,
   profile: string,
-): DatabricksError {
+): UserError {
   const output = `${stderr}\n${stdout}`.trim();
   const tail = output.split(/\r?\n/).slice(-15).join("\n");
   const command = `databricks ${args.join(" ")}`;
+  const missing = /has no (\S+) profile configured/.exec(output);
+  if (missing) {
+    return new UserError(
+      "profile_missing",
+      `Databricks profile ${profile} is not configured: ${missing[0]}`,
+      EXIT.input,
+      `run \`databricks auth login --host <workspace-url> --profile ${profile}\``,
+    );
+  }
   if (UNREACHABLE.test(output)) {
     return new DatabricksError(
       "workspace_unreachable",
@@ -191,4 +200,14 @@ export function cliFailure(
     );
   }
   return new DatabricksError("cli_failed", `\`${command}\` failed (exit ${exitCode}):\n${tail}`);
+}
+
+/** The CLI's own `Error: …` line of a failed call (cmd/root/root.go prints every error so), if any. */
+export function cliErrorMessage(err: unknown): string | undefined {
+  if (!(err instanceof UserError) || err.code !== "cli_failed") return undefined;
+  return err.message
+    .split("\n")
+    .filter((l) => l.startsWith("Error: "))
+    .at(-1)
+    ?.slice("Error: ".length);
 }

@@ -582,6 +582,21 @@ describe("app-health and app-status", () => {
     });
     const human = await w.run(["app-status"]);
     expect(human.stdout).toMatch(/state +RUNNING[\s\S]*compute +ACTIVE[\s\S]*active +\w+ SUCCEEDED/);
+    // `databricks apps get` reads it, as the profile.
+    expect(w.double.commands().filter((a) => a[0] === "apps")).toContainEqual([
+      "apps",
+      "get",
+      "metamcp-dev-someone",
+      "-o",
+      "json",
+      "--profile",
+      "DEFAULT",
+    ]);
+    // A profile the config file does not have: the CLI's refusal, said as ours (exit 2).
+    const nosuch = await w.run(["app-status", "--profile", "nosuch", "--json"], { DEV_USER: "someone" });
+    expect(nosuch.exitCode, nosuch.stderr).toBe(2);
+    expect(errorCode(nosuch.stdout)).toBe("profile_missing");
+    expect(nosuch.stderr).toMatch(/has no nosuch profile configured[\s\S]*databricks auth login --host/);
   });
 });
 

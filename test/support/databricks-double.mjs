@@ -384,6 +384,19 @@ if (group === "auth" && cmd === "token") {
   process.exit(0);
 }
 
+/**
+ * The profile must be in the config file (the Go SDK's config loader: `resolve: <file> has no P profile
+ * configured`; cmd/root/bundle_test.go). Checked for the commands that reach the workspace.
+ */
+function requireProfile() {
+  const file = process.env.DATABRICKS_CONFIG_FILE ?? path.join(process.env.HOME ?? "", ".databrickscfg");
+  const profile = flag("profile") ?? process.env.DATABRICKS_CONFIG_PROFILE ?? "DEFAULT";
+  const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+  if (!text.split(/\r?\n/).some((l) => l.trim() === `[${profile}]`))
+    fail(`resolve: ${file} has no ${profile} profile configured. Config: profile=${profile}`);
+}
+if (group === "apps" || group === "secrets") requireProfile();
+
 /** A REST call the CLI makes; an unreachable workspace fails as Go's HTTP client says it. */
 async function call(method, p, body) {
   try {

@@ -504,32 +504,21 @@ async function waitApp(name) {
 }
 
 /** appdeploy.Deploy: a SNAPSHOT of source_code_path, waiting for a deployment already in flight first. */
+/**
+ * bundle/direct/dresources/app.go → appdeploy.Deploy: a SNAPSHOT of source_code_path; refused (another in
+ * flight): wait for one IN_PROGRESS, try once more; then followed with `✓ <message>` per poll (stderr).
+ */
 async function deployCode(name, sourcePath) {
   const body = { mode: "SNAPSHOT", source_code_path: sourcePath };
-  let r = await api("POST", `/api/2.0/apps/${name}/deployments`, body);
+  let r = await call("POST", `/api/2.0/apps/${name}/deployments`, body);
   if (r.status !== 200) {
-    const app = (await api("GET", `/api/2.0/apps/${name}`)).body;
-    const inFlight = app.pending_deployment?.deployment_id;
-    if (inFlight) await waitDeployment(name, inFlight);
-    r = await api("POST", `/api/2.0/apps/${name}/deployments`, body);
+    const again = await call("GET", `/api/2.0/apps/${name}`);
+    if (again.status !== 200) fail(`failed to get app ${name}: ${again.body.message}`);
+    await waitForDeploymentToComplete(again.body);
+    r = await call("POST", `/api/2.0/apps/${name}/deployments`, body);
     if (r.status !== 200) fail(`${r.body.message} (${r.status} ${r.body.error_code})`);
   }
-  await waitDeployment(name, r.body.deployment_id);
-}
-
-async function waitDeployment(name, id) {
-  const deadline = Date.now() + (scenario.deployTimeoutMs ?? 120_000);
-  for (;;) {
-    const d = (await api("GET", `/api/2.0/apps/${name}/deployments/${id}`)).body;
-    const s = d.status?.state;
-    if (s === "SUCCEEDED") {
-      process.stdout.write(`✓ ${d.status.message}\n`);
-      return;
-    }
-    if (s === "FAILED" || s === "CANCELLED") fail(`deployment ${id} ${s}: ${d.status?.message}`);
-    if (Date.now() > deadline) fail(`timed out waiting for deployment ${id}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  await waitDeploymentSucceeded(name, r.body.deployment_id, (d) => progress(d.status?.message));
 }
 
 /**

@@ -82,7 +82,7 @@ function deploymentTimeout(name: string, d: DeploymentInfo | undefined, timeoutM
 type RunOutcome =
   | { how: "done" }
   | { how: "failed"; error: unknown }
-  | { how: "cancelled" | "started" | "timeout"; deployment?: DeploymentInfo };
+  | { how: "cancelled" | "started" | "timeout" };
 
 /**
  * `databricks bundle run <app key>` (bundle/run/app.go): it starts the app when its compute is stopped,

@@ -12,7 +12,7 @@ export const MIN_CLI_VERSION = MIN_BUNDLE_CLI_VERSION;
  * The oldest CLI with every command app-deploy, app-logs, app-status, destroy and the auth secret run:
  * `apps logs` (with `--follow`, `--search`, `--tail-lines`) came last, in v0.279.0 (databricks/cli
  * CHANGELOG, "Introduce `databricks apps logs` command", #3908); `bundle run` of an app, `bundle sync`,
- * `bundle destroy`, `apps get`, `apps deploy` and `secrets put-secret` (value on stdin) are older. Below
+ * `bundle destroy`, `apps get`, `apps get-deployment` and `secrets put-secret` (value on stdin) are older. Below
  * {@link MIN_CLI_VERSION}, so that floor covers it.
  */
 export const MIN_APP_COMMANDS_CLI_VERSION = "0.279.0";

@@ -5,14 +5,14 @@ export function registerAppDeploy(program: Command): void {
   program
     .command("app-deploy")
     .description(
-      "Ship the current app tree to the App (sync, SNAPSHOT deployment unless the bundle already deployed it) and wait for the outcome",
+      "Ship the current app tree to the App (`databricks bundle sync`, then `bundle run`: starts the app if stopped, SNAPSHOT deployment) and wait for the outcome",
     )
     .option("--no-wait", "return once the deployment has started")
     .option("--force", "deploy even when the app already runs this app tree")
     .option("--timeout <seconds>", "how long to wait for compute and the deployment", "1200")
     .option(
       "--poll <seconds>",
-      "how often to ask for the state of a deployment or compute we did not start (the SDK's waiters pace the rest)",
+      "how often to look at the app while the CLI deploys (for --no-wait, a cancelled deployment, one left in flight)",
       "3",
     )
     .action(
@@ -32,7 +32,7 @@ export function registerAppDeploy(program: Command): void {
           [
             r.by === "unchanged"
               ? `already running the current app tree: deployment ${r.deploymentId} ${r.state} (--force deploys again)`
-              : `deployment ${r.deploymentId}: ${r.state}${r.message ? ` (${r.message})` : ""}${r.by === "bundle-deploy" ? " (made by bundle deploy itself)" : ""}`,
+              : `deployment ${r.deploymentId}: ${r.state}${r.message ? ` (${r.message})` : ""}`,
             `  app     ${r.appName}${r.computeStarted ? " (compute started)" : ""}`,
             `  source  ${r.sourceCodePath}`,
             ...(r.url ? [`  url     ${r.url}`] : []),

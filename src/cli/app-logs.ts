@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import type { AppLogEntry } from "../databricks/logs.js";
+import type { AppLogEntry } from "../databricks/app-logs.js";
 import { EXIT, UserError } from "../errors.js";
 import { maskDeep, maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
@@ -12,10 +12,10 @@ function formatEntry(e: AppLogEntry): string {
 export function registerAppLogs(program: Command): void {
   program
     .command("app-logs")
-    .description("The app's logs from its WebSocket stream (<app url>/logz/stream)")
-    .option("-f, --follow", "keep streaming (reconnecting when the stream drops) until Ctrl-C")
+    .description("The app's logs from its log stream (`databricks apps logs`)")
+    .option("-f, --follow", "keep streaming (the CLI reopens a dropped stream) until Ctrl-C")
     .option("--search <text>", "only lines containing this text (filtered by the platform)")
-    .option("--tail <n>", "without --follow: only the last N lines")
+    .option("--tail <n>", "the last N lines first (default: the CLI's, 200)")
     .action(
       action(async (ctx, opts: { follow?: boolean; search?: string; tail?: string }) => {
         const tail = opts.tail === undefined ? undefined : Number(opts.tail);
@@ -26,21 +26,21 @@ export function registerAppLogs(program: Command): void {
         const { appLogs } = await import("../databricks/app-logs.js");
         const ac = new AbortController();
         const stop = () => ac.abort();
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
+        // `on`, not `once`: execa's exit hook re-raises a signal nobody else listens to, which would end
+        // this process by SIGINT instead of letting the CLI child stop and app-logs end cleanly.
+        process.on("SIGINT", stop);
+        process.on("SIGTERM", stop);
         const json = ctx.globals.json ?? false;
         try {
-          const r = await appLogs(config, {
+          const r = await appLogs(config, ctx.log, {
             follow: opts.follow ?? false,
             search: opts.search,
             tail,
             signal: ac.signal,
             onEntry: (e) =>
               process.stdout.write(`${json ? JSON.stringify(maskDeep(e)) : maskSecrets(formatEntry(e))}\n`),
-            onReconnect: (n, delay, why) =>
-              ctx.log.warn(`${why}: reconnecting in ${(delay / 1000).toFixed(1)}s (attempt ${n})`),
           });
-          ctx.log.debug(`${r.entries} lines, ${r.reconnects} reconnects`);
+          ctx.log.debug(`${r.entries} lines, ${r.repeats} sent again after a reconnect (not shown twice)`);
         } finally {
           process.off("SIGINT", stop);
           process.off("SIGTERM", stop);

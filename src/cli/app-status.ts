@@ -21,13 +21,15 @@ export function formatStatus(s: AppStatus): string {
 export function registerAppStatus(program: Command): void {
   program
     .command("app-status")
-    .description("The app's state, compute state, URL, and active and pending deployments")
+    .description(
+      "The app's state, compute state, URL, and active and pending deployments (`databricks apps get`)",
+    )
     .action(
       action(async (ctx) => {
         const { withDevNames } = await import("../databricks/dev-user.js");
         const { config } = await withDevNames(ctx.config, ctx.log);
         const { appStatus } = await import("../databricks/app-status.js");
-        const status = await appStatus(config);
+        const status = await appStatus(config, ctx.log);
         ctx.result(status, () => formatStatus(status));
       }),
     );

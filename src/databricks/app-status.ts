@@ -1,9 +1,9 @@
 import type { Config } from "../config/load.js";
-import { type AppStatus, appStatusOf, getApp } from "./apps.js";
-import { connectWorkspace } from "./workspace.js";
+import type { Logger } from "../log/logger.js";
+import { type AppStatus, appStatusOf, readApp } from "./apps.js";
+import { cliFor } from "./deployments.js";
 
-/** app-status: the app's state, compute state, URL and its active and pending deployments. */
-export async function appStatus(config: Config): Promise<AppStatus> {
-  const ws = await connectWorkspace(config);
-  return appStatusOf(await getApp(ws, config.appName, config.target));
+/** app-status: `databricks apps get <name> -o json`, shown as the app's states, URL and deployments. */
+export async function appStatus(config: Config, log: Logger): Promise<AppStatus> {
+  return appStatusOf(await readApp(cliFor(config, log), config.appName, config.target));
 }

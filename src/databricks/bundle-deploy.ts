@@ -100,7 +100,7 @@ export async function bundleDeploy(
   }
   const ws = report.workspace;
   const { scope, key } = config.secret;
-  const secret = await ensureAuthSecret(ws, scope, key);
+  const secret = await ensureAuthSecret(ws, cli, scope, key);
   log.info(
     `${secret.scopeCreated ? `created secret scope ${scope}; ` : ""}${
       secret.secret === "created"

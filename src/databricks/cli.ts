@@ -8,6 +8,15 @@ import { MIN_BUNDLE_CLI_VERSION } from "./render.js";
 /** The oldest CLI that deploys everything we render (see MIN_BUNDLE_CLI_VERSION in render.ts). */
 export const MIN_CLI_VERSION = MIN_BUNDLE_CLI_VERSION;
 
+/**
+ * The oldest CLI with every command app-deploy, app-logs, app-status, destroy and the auth secret run:
+ * `apps logs` (with `--follow`, `--search`, `--tail-lines`) came last, in v0.279.0 (databricks/cli
+ * CHANGELOG, "Introduce `databricks apps logs` command", #3908); `bundle run` of an app, `bundle sync`,
+ * `bundle destroy`, `apps get`, `apps get-deployment` and `secrets put-secret` (value on stdin) are older. Below
+ * {@link MIN_CLI_VERSION}, so that floor covers it.
+ */
+export const MIN_APP_COMMANDS_CLI_VERSION = "0.279.0";
+
 export const CLI_INSTALL_HINT =
   "install or upgrade it: https://docs.databricks.com/dev-tools/cli/install (e.g. `brew install databricks/tap/databricks` or `curl -fsSL https://raw.githubusercontent.com/databricks/setup-cli/main/install.sh | sh`); or point DATABRICKS_CLI at the binary";
 
@@ -23,6 +32,10 @@ export interface CliRunOptions {
   onLine?: (line: string, stream: "stdout" | "stderr") => void;
   /** Text on stdin (secret values never go on the command line). */
   input?: string;
+  /** Stops the command (SIGINT, as Ctrl-C would); its exit then is no failure. */
+  signal?: AbortSignal;
+  /** false: stdout only reaches `onLine` (a stream that runs for hours is not kept in memory). */
+  bufferStdout?: boolean;
 }
 
 /**
@@ -88,17 +101,30 @@ export class DatabricksCli {
       env: { DATABRICKS_CONFIG_PROFILE: this.profile },
       // Non-interactive: never wait on a prompt.
       stdin: options.input === undefined ? "ignore" : "pipe",
+      cancelSignal: options.signal,
+      killSignal: "SIGINT",
+      buffer: { stdout: options.bufferStdout ?? true, stderr: true },
     });
     if (options.onLine) {
-      const each = (stream: "stdout" | "stderr") => (chunk: Buffer) => {
-        for (const line of chunk.toString("utf8").split(/\r?\n/))
+      const each = (stream: "stdout" | "stderr", from: NodeJS.ReadableStream | null) => {
+        // A chunk may end inside a line: the rest waits for the next chunk (or the end).
+        let rest = "";
+        const emit = (line: string) => {
           if (line.trim()) options.onLine?.(line, stream);
+        };
+        from?.on("data", (chunk: Buffer) => {
+          const lines = (rest + chunk.toString("utf8")).split(/\r?\n/);
+          rest = lines.pop() ?? "";
+          for (const line of lines) emit(line);
+        });
+        from?.on("end", () => emit(rest));
       };
-      child.stdout?.on("data", each("stdout"));
-      child.stderr?.on("data", each("stderr"));
+      each("stdout", child.stdout);
+      each("stderr", child.stderr);
     }
     const r = await child;
     if ((r as { code?: string }).code === "ENOENT") throw enoent(this.bin);
+    if (r.isCanceled) return { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? "") };
     if (r.exitCode !== 0) {
       throw cliFailure(args, r.exitCode ?? -1, String(r.stdout ?? ""), String(r.stderr ?? ""), this.profile);
     }
@@ -135,6 +161,10 @@ function enoent(bin: string): UserError {
 const NOT_LOGGED_IN =
   /not logged in|no cached credentials|auth login|invalid access token|refresh token is invalid|token.*expired|default auth: cannot configure default credentials|OAuth is not configured/i;
 
+/** Go's HTTP client failing to reach the workspace's REST API (`Get "https://…": dial tcp …`). */
+const UNREACHABLE =
+  /\b(Get|Post|Put|Patch|Delete) "https?:\/\/[^"]+": (dial tcp|.*no such host|.*i\/o timeout|.*connection reset)/;
+
 /** Turns a failed CLI call into a message that says what went wrong and what to do. */
 export function cliFailure(
   args: string[],
@@ -142,10 +172,26 @@ export function cliFailure(
   stdout: string,
   stderr: string,
   profile: string,
-): DatabricksError {
+): UserError {
   const output = `${stderr}\n${stdout}`.trim();
   const tail = output.split(/\r?\n/).slice(-15).join("\n");
   const command = `databricks ${args.join(" ")}`;
+  const missing = /has no (\S+) profile configured/.exec(output);
+  if (missing) {
+    return new UserError(
+      "profile_missing",
+      `Databricks profile ${profile} is not configured: ${missing[0]}`,
+      EXIT.input,
+      `run \`databricks auth login --host <workspace-url> --profile ${profile}\``,
+    );
+  }
+  if (UNREACHABLE.test(output)) {
+    return new DatabricksError(
+      "workspace_unreachable",
+      `\`${command}\` failed: the workspace of profile ${profile} did not answer\n${tail}`,
+      "the workspace did not answer: check the profile's host and your network (`make doctor` checks both)",
+    );
+  }
   if (NOT_LOGGED_IN.test(output)) {
     return new DatabricksError(
       "not_logged_in",
@@ -154,4 +200,14 @@ export function cliFailure(
     );
   }
   return new DatabricksError("cli_failed", `\`${command}\` failed (exit ${exitCode}):\n${tail}`);
+}
+
+/** The CLI's own `Error: …` line of a failed call (cmd/root/root.go prints every error so), if any. */
+export function cliErrorMessage(err: unknown): string | undefined {
+  if (!(err instanceof UserError) || err.code !== "cli_failed") return undefined;
+  return err.message
+    .split("\n")
+    .filter((l) => l.startsWith("Error: "))
+    .at(-1)
+    ?.slice("Error: ".length);
 }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { ApiError } from "@databricks/sdk-experimental";
 import { DatabricksError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
+import type { DatabricksCli } from "./cli.js";
 import { apiFailure, isNotFound, type Workspace } from "./workspace.js";
 
 export type SecretOutcome = "created" | "kept";
@@ -47,13 +48,26 @@ function alreadyExists(err: unknown): boolean {
 }
 
 /**
+ * `databricks secrets put-secret <scope> <key>` with the value on stdin: never on a command line, where
+ * every process of the machine could read it (/proc/<pid>/cmdline).
+ */
+async function putSecret(cli: DatabricksCli, scope: string, key: string, value: string): Promise<void> {
+  await cli.run(["secrets", "put-secret", scope, key], { input: value });
+}
+
+/**
  * Makes sure the scope and BETTER_AUTH_SECRET in it exist BEFORE `bundle deploy`: the app's secret
  * resource points at this key, and the platform creates and starts the app inside `bundle deploy`.
  * The scope is created when missing (marked as ours); the key is generated once when absent and never
- * overwritten (sessions and encrypted data depend on it), never printed. The value goes in a request
- * body, never on a command line.
+ * overwritten (sessions and encrypted data depend on it), never printed, and written by the CLI's
+ * `secrets put-secret` from stdin.
  */
-export async function ensureAuthSecret(ws: Workspace, scope: string, key: string): Promise<AuthSecretResult> {
+export async function ensureAuthSecret(
+  ws: Workspace,
+  cli: DatabricksCli,
+  scope: string,
+  key: string,
+): Promise<AuthSecretResult> {
   let keys = await listKeys(ws, scope);
   let scopeCreated = false;
   if (keys === undefined) {
@@ -69,25 +83,17 @@ export async function ensureAuthSecret(ws: Workspace, scope: string, key: string
           "the profile's user needs permission to create secret scopes, or create the scope yourself and set SECRET_SCOPE",
         );
     }
-    if (scopeCreated) {
-      try {
-        await ws.client.secrets.putSecret({
-          scope,
-          key: SCOPE_MARKER_KEY,
-          string_value: "this scope was created by metamcp-databricks bundle-deploy; dev destroy deletes it",
-        });
-      } catch (err) {
-        throw apiFailure(`marking secret scope ${scope} as ours`, err);
-      }
-    }
+    if (scopeCreated)
+      await putSecret(
+        cli,
+        scope,
+        SCOPE_MARKER_KEY,
+        "this scope was created by metamcp-databricks bundle-deploy; dev destroy deletes it",
+      );
     keys = (await listKeys(ws, scope)) ?? [];
   }
   if (keys.includes(key)) return { secret: "kept", scopeCreated };
-  try {
-    await ws.client.secrets.putSecret({ scope, key, string_value: generateAuthSecret() });
-  } catch (err) {
-    throw apiFailure(`writing ${key} into secret scope ${scope}`, err);
-  }
+  await putSecret(cli, scope, key, generateAuthSecret());
   return { secret: "created", scopeCreated };
 }
 

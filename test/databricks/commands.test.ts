@@ -172,7 +172,18 @@ describe("bundle-deploy", () => {
       "DEFAULT",
     ];
     const deploy = ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"];
+    const putSecret = (key: string) => [
+      "secrets",
+      "put-secret",
+      "metamcp-dev-someone-secrets",
+      key,
+      "--profile",
+      "DEFAULT",
+    ];
     expect(w.double.commands()).toEqual([
+      // The scope's marker, then the auth secret: the CLI writes both, each value on its stdin.
+      putSecret("created-by-metamcp-databricks"),
+      putSecret("better-auth-secret"),
       summary,
       ["bundle", "validate", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
       deploy,
@@ -202,6 +213,18 @@ describe("bundle-deploy", () => {
     );
     const secret = w.emulator.secrets.get("metamcp-dev-someone-secrets")?.get("better-auth-secret");
     expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
+    // Never on a command line (every process may read /proc/<pid>/cmdline): the CLI read it from stdin and
+    // sent it as bytes_value.
+    expect(JSON.stringify(w.double.calls())).not.toContain(String(secret));
+    const written = w.emulator.workspace.requests.find(
+      (q) => q.path === "/api/2.0/secrets/put" && (q.body as { key?: string }).key === "better-auth-secret",
+    );
+    expect(
+      Buffer.from(
+        String((written?.body as { bytes_value?: string } | undefined)?.bytes_value),
+        "base64",
+      ).toString(),
+    ).toBe(secret);
     expect(r.stdout).toContain("BETTER_AUTH_SECRET: generated (not shown)");
     expect(r.stdout).toMatch(
       /code: deployed by bundle deploy \(deployment \w+ SUCCEEDED\)\nnext: make app-health TARGET=dev$/m,
@@ -317,20 +340,26 @@ describe("app-deploy", () => {
     expect(deployments(w)).toHaveLength(1);
     expect(w.double.commands()).toEqual([
       ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
+      ["apps", "get", "metamcp-dev-someone", "-o", "json", "--profile", "DEFAULT"],
     ]);
 
     rebuild(w);
     w.double.clearCalls();
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
     expect(r.exitCode, r.stderr).toBe(0);
-    // The bundle's summary, then bundle deploy to upload the new tree (it changes no setting: no code deployed by it).
-    expect(w.double.commands()).toEqual([
+    // The bundle's summary, then the CLI uploads the new tree (bundle sync) and deploys it (bundle run);
+    // `apps get` reads the app before, while (every --poll) and after.
+    expect(w.double.commands().filter((a) => a[0] !== "apps")).toEqual([
       ["bundle", "summary", "--target", "dev", ...DEV_VARS, "-o", "json", "--profile", "DEFAULT"],
-      ["bundle", "deploy", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
+      ["bundle", "sync", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
+      ["bundle", "run", "metamcp", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
     ]);
     for (const c of w.double.calls().filter((x) => x.argv[0] !== "version"))
       expect(c.profileEnv).toBe("DEFAULT");
-    expect(r.stderr).toMatch(/: PENDING[\s\S]*: IN_PROGRESS[\s\S]*: SUCCEEDED/);
+    // What the CLI prints (bundle/run/app.go), relayed.
+    expect(r.stderr).toMatch(
+      /✓ Getting the status of the app metamcp-dev-someone\n[\s\S]*✓ App compute is in ACTIVE state\n[\s\S]*✓ App started successfully\n[\s\S]*You can access the app at https:\/\/127\.0\.0\.1:\d+/,
+    );
     expect(r.stdout).toMatch(/^deployment \w+: SUCCEEDED/);
     expect(r.stdout).toContain("next: make app-health TARGET=dev");
     expect(deployments(w)).toHaveLength(2);
@@ -345,13 +374,18 @@ describe("app-deploy", () => {
     expect(deployments(w)).toHaveLength(3);
   });
 
-  test("stopped compute: bundle deploy itself starts the app and deploys the tree; app-deploy reports that deployment, makes none", async (ctx) => {
+  test("stopped compute: the CLI's bundle run starts the app, then deploys the tree", async (ctx) => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     w.emulator.apps.get("metamcp-dev-someone")!.computeState = "STOPPED";
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ by: "bundle-deploy", state: "SUCCEEDED" });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      by: "app-deploy",
+      state: "SUCCEEDED",
+      computeStarted: true,
+    });
+    expect(r.stderr).toMatch(/✓ Starting the app metamcp-dev-someone[\s\S]*✓ App is started!/);
     expect(
       w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/apps/metamcp-dev-someone/start"),
     ).toHaveLength(2);
@@ -398,7 +432,10 @@ describe("app-deploy", () => {
     const r = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(r.exitCode).toBe(4);
     expect(errorCode(r.stdout)).toBe("deployment_failed");
-    expect(r.stderr).toMatch(/deployment \w+ of app metamcp-dev-someone FAILED: App exited with code 1/);
+    // The CLI ends on FAILED with the platform's message; the deployment's id when a look caught it.
+    expect(r.stderr).toMatch(
+      /(deployment \w+|the deployment) of app metamcp-dev-someone FAILED: App exited with code 1/,
+    );
     expect(r.stderr).toMatch(
       /last 2 log lines:\n {2}\[APP\] \[runtime\] connecting to Lakebase\n {2}\[APP\] error: permission denied/,
     );
@@ -408,8 +445,13 @@ describe("app-deploy", () => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     rebuild(w);
-    w.emulator.nextDeployment = { final: "CANCELLED", message: "Deployment cancelled by a user" };
-    const r = await w.run(["app-deploy", "--timeout", "120", "--json"]);
+    // Long enough in flight for a look (every --poll) to see it: the CLI itself never says its id.
+    w.emulator.nextDeployment = {
+      final: "CANCELLED",
+      message: "Deployment cancelled by a user",
+      inProgressPolls: 30,
+    };
+    const r = await w.run(["app-deploy", "--timeout", "120", "--poll", "0.1", "--json"]);
     expect(r.exitCode).toBe(4);
     // Not deployment_timeout: the cancellation is the outcome.
     expect(errorCode(r.stdout)).toBe("deployment_cancelled");
@@ -427,7 +469,7 @@ describe("app-deploy", () => {
     const r = await w.run(["app-deploy", "--poll", "0.1"]);
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toMatch(
-      /FAILED: App exited with code 1\n\(no log lines could be read: could not open the log stream .*ECONNREFUSED/,
+      /FAILED: App exited with code 1\n\(no log lines could be read: could not open the log stream .*connection refused/,
     );
   });
 
@@ -435,16 +477,21 @@ describe("app-deploy", () => {
     const w = await newWorld(ctx);
     expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
     rebuild(w);
+    // Long enough in flight for a look (every --poll) to see it.
+    w.emulator.nextDeployment = {
+      final: "SUCCEEDED",
+      message: "App started successfully",
+      inProgressPolls: 30,
+    };
     const first = await w.run(["app-deploy", "--poll", "0.1", "--no-wait", "--json"]);
     expect(first.exitCode, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({
-      state: "PENDING",
-      appName: "metamcp-dev-someone",
-      by: "app-deploy",
-    });
-    const pendingId = JSON.parse(first.stdout).deploymentId as string;
+    // Not waiting for the outcome: the deployment as the first look saw it (the CLI had started following it).
+    const started = JSON.parse(first.stdout) as { state: string; deploymentId: string };
+    expect(["PENDING", "IN_PROGRESS"]).toContain(started.state);
+    expect(started).toMatchObject({ appName: "metamcp-dev-someone", by: "app-deploy" });
+    const pendingId = started.deploymentId;
     const status = await w.run(["app-status", "--json"]);
-    expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ id: pendingId, state: "PENDING" });
+    expect(JSON.parse(status.stdout).pendingDeployment).toMatchObject({ id: pendingId });
     const second = await w.run(["app-deploy", "--poll", "0.1", "--json"]);
     expect(second.exitCode, second.stderr).toBe(0);
     expect(second.stderr).toContain(`deployment ${pendingId} is already in progress: waiting for it first`);
@@ -535,6 +582,21 @@ describe("app-health and app-status", () => {
     });
     const human = await w.run(["app-status"]);
     expect(human.stdout).toMatch(/state +RUNNING[\s\S]*compute +ACTIVE[\s\S]*active +\w+ SUCCEEDED/);
+    // `databricks apps get` reads it, as the profile.
+    expect(w.double.commands().filter((a) => a[0] === "apps")).toContainEqual([
+      "apps",
+      "get",
+      "metamcp-dev-someone",
+      "-o",
+      "json",
+      "--profile",
+      "DEFAULT",
+    ]);
+    // A profile the config file does not have: the CLI's refusal, said as ours (exit 2).
+    const nosuch = await w.run(["app-status", "--profile", "nosuch", "--json"], { DEV_USER: "someone" });
+    expect(nosuch.exitCode, nosuch.stderr).toBe(2);
+    expect(errorCode(nosuch.stdout)).toBe("profile_missing");
+    expect(nosuch.stderr).toMatch(/has no nosuch profile configured[\s\S]*databricks auth login --host/);
   });
 });
 
@@ -564,9 +626,16 @@ describe("app-logs", () => {
     expect(search.stdout).toContain("migrations applied");
     const tail = await w.run(["app-logs", "--tail", "1", "--json"]);
     expect(JSON.parse(tail.stdout)).toMatchObject({ source: "APP", message: "listening on 8000" });
+    // The CLI's own `apps logs` reads the stream.
+    const logs = w.double.commands().filter((a) => a[0] === "apps" && a[1] === "logs");
+    expect(logs).toEqual([
+      ["apps", "logs", "metamcp-dev-someone", "-o", "json", "--profile", "DEFAULT"],
+      ["apps", "logs", "metamcp-dev-someone", "--search", "migrations", "-o", "json", "--profile", "DEFAULT"],
+      ["apps", "logs", "metamcp-dev-someone", "--tail-lines", "1", "-o", "json", "--profile", "DEFAULT"],
+    ]);
   });
 
-  test("--follow: a dropped stream is reopened with backoff, nothing repeated, Ctrl-C ends cleanly", async (ctx) => {
+  test("--follow: the CLI reopens a dropped stream (silently, as it does); what it sends again is not shown twice; Ctrl-C ends cleanly", async (ctx) => {
     const w = await newWorld(ctx);
     w.emulator.addApp("metamcp-dev-someone");
     w.emulator.logs.push("APP", "line one");
@@ -585,30 +654,46 @@ describe("app-logs", () => {
       err += String(d);
     });
     const until = async (what: () => boolean, label: string) => {
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 30_000;
       while (!what()) {
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}; out=${out} err=${err}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     };
+    /** The CLI checks the app still runs before each reconnect (logs.go appStatusChecker). */
+    const statusChecks = () =>
+      w.emulator.workspace.requests.filter(
+        (q) => q.method === "GET" && q.path === "/api/2.0/apps/metamcp-dev-someone",
+      ).length;
     try {
       await until(() => out.includes("line one"), "the first line");
+      expect(w.double.commands()).toContainEqual([
+        "apps",
+        "logs",
+        "metamcp-dev-someone",
+        "--follow",
+        "-o",
+        "json",
+        "--profile",
+        "DEFAULT",
+      ]);
       w.emulator.logs.push("APP", "line two");
       await until(() => out.includes("line two"), "a live line");
       expect(w.emulator.dropLogStreams()).toBe(1);
-      await until(() => err.includes("reconnecting"), "the reconnect notice");
       await until(() => w.emulator.openLogStreams() === 1, "a new stream");
       w.emulator.logs.push("APP", "line three");
       await until(() => out.includes("line three"), "a line after the reconnect");
-      // The host goes away: each failed attempt doubles the wait, and says why.
+      // The host goes away: the CLI keeps trying (backing off), checking the app before each try.
+      const checks = statusChecks();
       await w.emulator.stopAppHost();
-      await until(() => err.includes("(attempt 4)"), "three reconnects without a line");
+      await until(() => statusChecks() >= checks + 2, "two reconnects without a host");
       await w.emulator.restartAppHost();
       w.emulator.logs.push("APP", "line four");
       await until(() => out.includes("line four"), "a line after the host came back");
       child.kill("SIGINT");
       const r = await child;
-      expect(r.exitCode).toBe(0);
+      expect(r.exitCode, `${r.signal} ${err}`).toBe(0);
+      // The stream sends everything again on each reconnect; each line is shown once.
       const lines = out.trim().split("\n");
       expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual([
         "[APP] line one",
@@ -616,10 +701,6 @@ describe("app-logs", () => {
         "[APP] line three",
         "[APP] line four",
       ]);
-      expect(err).toMatch(/the log stream closed: reconnecting in 0\.5s \(attempt 1\)/);
-      expect(err).toMatch(/the log stream closed: reconnecting in 0\.5s \(attempt 2\)/);
-      expect(err).toMatch(/could not connect: .*ECONNREFUSED.*: reconnecting in 1\.0s \(attempt 3\)/);
-      expect(err).toMatch(/could not connect: .*ECONNREFUSED.*: reconnecting in 2\.0s \(attempt 4\)/);
     } finally {
       child.kill("SIGKILL");
     }
@@ -633,8 +714,9 @@ test("a log stream that cannot be opened is an error, not an empty log", async (
   const r = await w.run(["app-logs", "--json"]);
   expect(r.exitCode).toBe(4);
   expect(errorCode(r.stdout)).toBe("logs_unreachable");
+  // The CLI's own words for it (Go's dialer).
   expect(r.stderr).toMatch(
-    /could not open the log stream wss:\/\/127\.0\.0\.1:\d+\/logz\/stream: .*ECONNREFUSED[\s\S]*→ check that the app is deployed and running/,
+    /could not open the log stream of app metamcp-dev-someone: dial tcp 127\.0\.0\.1:\d+: connect: connection refused\n {2}→ check that the app is deployed and running/,
   );
 });
 
@@ -788,5 +870,69 @@ describe("a team's deploy", () => {
     expect(readFileSync(path.join(w.project, "out/app.yaml"), "utf8")).toContain(
       "- name: METAMCP_DEFAULT_ENDPOINT\n    value: tools",
     );
+  });
+});
+
+describe("the CLI double refuses what the Databricks CLI refuses (fixtures/platform-cases.md, the CLI commands we run)", () => {
+  /** The `databricks` on the world's PATH, run as a user would, in the bundle root. */
+  const databricks = (w: DatabricksWorld, args: string[], input?: string) =>
+    execa(path.join(w.double.binDir, "databricks"), args, {
+      cwd: path.join(w.project, "build"),
+      env: w.env(),
+      reject: false,
+      ...(input === undefined ? { stdin: "ignore" as const } : { input }),
+    });
+
+  test("flags, arguments and the order of things, with the CLI's messages and exit 1", async (ctx) => {
+    const w = await newWorld(ctx);
+    expect((await w.run(["render"])).exitCode).toBe(0);
+    const cases: [string[], RegExp][] = [
+      [
+        ["apps", "get"],
+        /^Error: accepts 1 arg\(s\), received 0\n\nUsage:\n {2}databricks apps get NAME \[flags\]/,
+      ],
+      [["apps", "logs", "x", "--tail", "5"], /^Error: unknown flag: --tail\n\nUsage:/],
+      [["apps", "logs", "x", "y"], /^Error: accepts at most 1 arg\(s\), received 2/],
+      [["apps", "logs", "x", "--tail-lines", "-1"], /^Error: --tail-lines cannot be negative$/],
+      [["apps", "get", "nosuch"], /^Error: App with name nosuch does not exist or is deleted\.$/],
+      [["apps", "get-deployment", "x"], /^Error: accepts 2 arg\(s\), received 1/],
+      [["secrets", "put-secret", "s"], /^Error: accepts 2 arg\(s\), received 1/],
+      [
+        ["secrets", "put-secret", "s", "k", "--string-value", "a", "--bytes-value", "b"],
+        /^Error: cannot specify both --bytes-value and --string-value$/,
+      ],
+      [["bundle", "sync", "now", ...DEV_VARS], /^Error: unknown command "now" for "databricks bundle sync"/],
+      [["bundle", "run", ...DEV_VARS], /^Error: expected a KEY of the resource to run$/],
+      [
+        ["bundle", "run", "metamcp", ...DEV_VARS],
+        /^Error: resource not found or not yet deployed\. Did you forget to run 'databricks bundle deploy'\?$/,
+      ],
+      [
+        ["bundle", "destroy", ...DEV_VARS],
+        /^Error: this command will destroy all resources deployed by this bundle, including workspace files in the deployment directory\.\n.*\nTo proceed, use --auto-approve\.$/,
+      ],
+      [["apps", "frobnicate"], /^Error: unknown command "frobnicate" for "databricks apps"/],
+      [["apps", "get", "x", "-z"], /^Error: unknown shorthand flag: 'z' in -z/],
+    ];
+    for (const [args, expected] of cases) {
+      const r = await databricks(w, args);
+      expect(r.exitCode, args.join(" ")).toBe(1);
+      expect(r.stderr, args.join(" ")).toMatch(expected);
+    }
+    // Nothing was written by a refused put-secret.
+    expect(w.emulator.workspace.requests.filter((q) => q.path === "/api/2.0/secrets/put")).toEqual([]);
+  });
+
+  test("after a deploy: bundle run takes the app's key and no other argument; put-secret reads stdin", async (ctx) => {
+    const w = await newWorld(ctx);
+    expect((await w.run(["bundle-deploy"])).exitCode).toBe(0);
+    const extra = await databricks(w, ["bundle", "run", "metamcp", "now", ...DEV_VARS]);
+    expect(extra.exitCode).toBe(1);
+    expect(extra.stderr).toBe("Error: received 1 unexpected positional arguments");
+    const unknown = await databricks(w, ["bundle", "run", "nope", ...DEV_VARS]);
+    expect(unknown.stderr).toBe('Error: resource with key "nope" not found');
+    const put = await databricks(w, ["secrets", "put-secret", "metamcp-dev-someone-secrets", "k"], "v a l\n");
+    expect(put.exitCode, put.stderr).toBe(0);
+    expect(w.emulator.secrets.get("metamcp-dev-someone-secrets")?.get("k")).toBe("v a l\n");
   });
 });

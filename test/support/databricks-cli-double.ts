@@ -26,7 +26,10 @@ export interface DoubleScenario {
   fsRoot: string;
   /** Targets whose existing deployment state is terraform's. */
   terraformState?: Record<string, boolean>;
+  /** How long the double's apps waiters (start, deployment) poll before they give up (the CLI's: 20 min). */
   deployTimeoutMs?: number;
+  /** Between the double's apps waiter polls (default 250 ms; the Go SDK starts at 1 s). */
+  pollMs?: number;
 }
 
 export interface DoubleCall {

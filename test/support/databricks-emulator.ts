@@ -322,7 +322,8 @@ export class DatabricksEmulator {
     return {
       name: app.name,
       ...(app.description ? { description: app.description } : {}),
-      url: this.appHost.url.replace(/^https:\/\//, ""),
+      // With its scheme: the CLI's `apps logs` refuses a URL without one (cmd/apps/logs.go buildLogsURL).
+      url: this.appHost.url,
       resources: app.resources,
       app_status: { state: app.appState, message: `App is ${app.appState.toLowerCase()}.` },
       compute_status: {
@@ -749,10 +750,16 @@ export class DatabricksEmulator {
     });
     w.route("POST", "/api/2.0/secrets/put", ({ req, body }) => {
       this.auth(req);
-      const b = body as { scope?: string; key?: string; string_value?: string };
+      const b = body as { scope?: string; key?: string; string_value?: string; bytes_value?: string };
       const s = this.secrets.get(String(b.scope));
       if (!s) throw new ApiError(404, "RESOURCE_DOES_NOT_EXIST", `Scope ${b.scope} does not exist!`);
-      s.set(String(b.key), String(b.string_value));
+      // `secrets put-secret` with the value on stdin sends it as bytes_value (base64).
+      s.set(
+        String(b.key),
+        b.bytes_value === undefined
+          ? String(b.string_value)
+          : Buffer.from(b.bytes_value, "base64").toString(),
+      );
       return {};
     });
   }

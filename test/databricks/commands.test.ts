@@ -181,10 +181,11 @@ describe("bundle-deploy", () => {
       "DEFAULT",
     ];
     expect(w.double.commands()).toEqual([
-      // The scope's marker, then the auth secret: the CLI writes both, each value on its stdin.
+      // The preflight (taken names) reads the deployment state before anything changes; then the scope's
+      // marker and the auth secret: the CLI writes both, each value on its stdin.
+      summary,
       putSecret("created-by-metamcp-databricks"),
       putSecret("better-auth-secret"),
-      summary,
       ["bundle", "validate", "--target", "dev", ...DEV_VARS, "--profile", "DEFAULT"],
       deploy,
       deploy,

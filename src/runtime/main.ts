@@ -266,6 +266,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
   const shutdown = async (reason: string, code: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    for (const c of children) c.markStopping();
     stop.abort();
     const t0 = Date.now();
     (code === 0 ? log.info : log.error)(`shutting down: ${reason}`);

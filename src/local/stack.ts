@@ -15,6 +15,12 @@ import {
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
 import {
+  pickWorkspacePort,
+  readStandInState,
+  standInStateFile,
+  writeStandInState,
+} from "./stand-in-state.js";
+import {
   type LocalPaths,
   type LocalRunState,
   loadOrCreateSecrets,
@@ -166,6 +172,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     );
 
     const appPort = await freePort("127.0.0.1", [config.local.port, pg.port]);
+    const standInFile = standInStateFile(paths.root);
+    const kept = readStandInState(standInFile);
+    const workspacePort = await pickWorkspacePort(
+      kept.workspacePort,
+      [config.local.port, pg.port, appPort],
+      log,
+    );
+    writeStandInState(standInFile, { ...kept, workspacePort });
     const logFile = createWriteStream(paths.logFile, { fd: openLogForAppend(paths) });
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
@@ -174,6 +188,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       postgres: pg,
       proxyPort: config.local.port,
       appPort,
+      workspacePort,
+      keptSignIns: {
+        sessions: kept.sessions,
+        users: kept.users,
+        save: (sessions, users) => writeStandInState(standInFile, { workspacePort, sessions, users }),
+      },
       credentialTtlSeconds: options.credentialTtlSeconds,
       userTokenTtlSeconds: options.userTokenTtlSeconds,
       proxy: options.proxy,

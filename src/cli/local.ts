@@ -143,12 +143,18 @@ export function registerLocal(program: Command): void {
   local
     .command("token")
     .description("Print a fresh user OAuth token for the local Apps proxy (alone, for TOKEN=$(...))")
+    .option(
+      "--user <email>",
+      "a token for this local user (one who signed in at the local login page); default: the local default user",
+    )
     .action(
-      action(async (ctx) => {
+      action(async (ctx, opts: { user?: string }) => {
         const { localToken } = await import("../local/token.js");
+        const { localUserEmail } = await import("../local/user-token.js");
         const config = ctx.config();
         await warnStateElsewhere(ctx, config, "local token");
-        return await localToken(config, (text) => process.stdout.write(text));
+        const user = opts.user === undefined ? undefined : localUserEmail(opts.user);
+        return await localToken(config, (text) => process.stdout.write(text), user);
       }),
     );
 

@@ -5,6 +5,7 @@ import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
 import { fetchNotAnswering, waitFor } from "../retry.js";
+import { assertTreeSchema } from "../runtime/tree-schema.js";
 import { spawnAppProcess } from "./app-process.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
@@ -122,6 +123,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       `run \`${cliCommand("build")}\` first (or \`make local\`, which builds)`,
     );
   }
+  // Before PostgreSQL or anything in it: a tree prepared for another schema would fail its migrations.
+  assertTreeSchema(
+    appDir,
+    config.schema,
+    "in .env or the environment; or let `local up` build, without --no-build",
+  );
   const signal = options.signal;
   const interrupted = () => {
     if (signal?.aborted) throw new StartInterrupted(String(signal.reason ?? "aborted"));

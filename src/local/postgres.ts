@@ -132,7 +132,7 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
  * A data directory written by another PostgreSQL major version (an older or newer metamcp-databricks)
  * cannot be opened by these binaries; say so before PostgreSQL fails with a cryptic log line.
  */
-function assertDataDirVersion(dataDir: string): void {
+export function assertDataDirVersion(dataDir: string): void {
   const have = Number(readFileSync(`${dataDir}/PG_VERSION`, "utf8").trim());
   const runs = binariesMajorVersion();
   if (have === runs) return;

@@ -7,8 +7,10 @@ import { MASK, maskSecrets } from "../log/secrets.js";
 import { fetchNotAnswering, waitFor } from "../retry.js";
 import { assertTreeSchema } from "../runtime/tree-schema.js";
 import { spawnAppProcess } from "./app-process.js";
+import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
+  assertDataDirVersion,
   databaseOfExistingState,
   freePort,
   provisionLakebaseRole,
@@ -140,7 +142,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       p.what,
       `stop what holds it: another MetaMCP, another \`make local\` (\`${cliCommand("local down")}\` in its folder), or a leftover of one (see \`ss -ltnp 'sport = :${p.port}'\`)`,
     );
+  const secretsWereNew = !existsSync(paths.secretsFile);
   const secrets = loadOrCreateSecrets(paths);
+  // Before PostgreSQL starts: data another state's secrets made is refused (and kept), not met with a
+  // "password authentication failed" from PostgreSQL.
+  // Another PostgreSQL's data first: restoring secrets would not open it.
+  if (existsSync(path.join(paths.pgDir, "PG_VERSION"))) assertDataDirVersion(paths.pgDir);
+  assertDataDirIsOurs(paths, secrets, secretsWereNew);
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const fn of cleanups.splice(0).reverse()) {
@@ -168,7 +176,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const database = await databaseOfExistingState(pg.adminUrl(), {
       wanted: config.lakebase.database,
       schema: config.schema,
+    }).catch((err: { code?: string }) => {
+      // Data from before the owner record, made with other secrets: PostgreSQL says so at our first login.
+      if (err?.code === "28P01")
+        throw leftoverDataError(paths, "PostgreSQL refused this state dir's superuser password for it");
+      throw err;
     });
+    recordDataOwner(paths, secrets);
     if (database !== config.lakebase.database)
       log.info(
         `postgres: this state's data lives in database ${database} (the earlier default); kept there (\`--fresh\` starts over in ${config.lakebase.database})`,

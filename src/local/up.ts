@@ -4,8 +4,9 @@ import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { waitFor } from "../retry.js";
+import { dataInUseError, liveSupervisorOf } from "./data-owner.js";
 import { ensureBuilt } from "./ensure-built.js";
-import { findLeftovers, stopLeftovers } from "./leftovers.js";
+import { findLeftovers, postmasterOf, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
 import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
@@ -126,6 +127,9 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
 async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<void> {
   const prev = readRunState(paths);
   if (prev && prev.supervisorPid !== process.pid && isAlive(prev.supervisorPid)) return;
+  // A PostgreSQL on our data dir run by a live `local up` this state does not record: in use, not left over.
+  const holder = liveSupervisorOf(postmasterOf(paths.pgDir));
+  if (holder !== undefined && holder !== prev?.supervisorPid) throw dataInUseError(paths, holder);
   const leftovers = findLeftovers(paths, prev);
   if (leftovers.length === 0) return;
   log.warn(

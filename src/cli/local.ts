@@ -91,6 +91,9 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx, opts: UpOptions) => {
         const config = ctx.config({ port: opts.port });
+        // The detached supervisor's stdout and stderr are local.log: a full disk makes every write fail,
+        // which must not kill it (unhandled 'error') before it has stopped the rest and said why.
+        if (opts.daemon) for (const out of [process.stdout, process.stderr]) out.on("error", () => {});
         const { localUp } = await import("../local/up.js");
         return await localUp(
           {

@@ -8,6 +8,7 @@ import { fetchNotAnswering, waitFor } from "../retry.js";
 import { assertTreeSchema } from "../runtime/tree-schema.js";
 import { spawnAppProcess } from "./app-process.js";
 import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
+import { isNoSpaceError, isNoSpaceLine, noSpaceProblem } from "./disk-space.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
   assertDataDirVersion,
@@ -150,7 +151,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   if (existsSync(path.join(paths.pgDir, "PG_VERSION"))) assertDataDirVersion(paths.pgDir);
   assertDataDirIsOurs(paths, secrets, secretsWereNew);
   const cleanups: (() => Promise<void>)[] = [];
+  let stopping = false;
   const stopAll = async () => {
+    stopping = true;
     for (const fn of cleanups.splice(0).reverse()) {
       try {
         await fn();
@@ -160,6 +163,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     }
   };
 
+  // A full disk: PostgreSQL says it (ENOSPC in its log) and stops; our own writes fail. Its first sign.
+  let noSpaceSeen: string | undefined;
+  const noSpaceReason = (what: string) =>
+    `${noSpaceProblem(paths) ?? `no space left on ${paths.root}${noSpaceSeen ? ` (${noSpaceSeen})` : ""}`}: ${what}`;
   try {
     const t0 = performance.now();
     const pg = await startEmbeddedPostgres({
@@ -168,8 +175,19 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       dataDir: paths.pgDir,
       persistent: true,
       superPassword: secrets.pgSuperPassword,
-      onLog: (line) => log.debug(`[postgres] ${line}`),
+      onLog: (line) => {
+        if (!noSpaceSeen && isNoSpaceLine(line))
+          noSpaceSeen = `PostgreSQL: ${line.split("\n").find(isNoSpaceLine)?.trim()}`;
+        log.debug(`[postgres] ${line}`);
+      },
       callerHandlesSignals: true,
+    });
+    // PostgreSQL going away while we run it (not asked to): everything stops, with why.
+    const pgGone = (pg.exited ?? new Promise<string>(() => {})).then((last) => {
+      if (stopping) return new Promise<string>(() => {});
+      return noSpaceSeen || noSpaceProblem(paths)
+        ? noSpaceReason(`PostgreSQL stopped (${last})`)
+        : `PostgreSQL exited unexpectedly (${last})`;
     });
     cleanups.push(() => pg.stop());
     interrupted();
@@ -202,6 +220,15 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     );
     writeStandInState(standInFile, { ...kept, workspacePort });
     const logFile = createWriteStream(paths.logFile, { fd: openLogForAppend(paths) });
+    // A write that fails (ENOSPC above all) must not take the supervisor down with an unhandled 'error'.
+    const logFailed = new Promise<string>((resolve) =>
+      logFile.once("error", (err) => {
+        if (isNoSpaceError(err)) {
+          noSpaceSeen ??= `writing ${paths.logFile}: ENOSPC`;
+          resolve(noSpaceReason("the log cannot be written"));
+        } else log.warn(`cannot write ${paths.logFile}: ${err.message}`);
+      }),
+    );
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
       config: { ...config, lakebase: { ...config.lakebase, database } },
@@ -266,9 +293,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     };
     writeRunState(paths, state);
 
-    const exited = app.exited.then(
-      (e) => `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`,
-    );
+    const exited = Promise.race([
+      app.exited.then((e) => {
+        const how = `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`;
+        return noSpaceSeen || noSpaceProblem(paths) ? noSpaceReason(how) : how;
+      }),
+      pgGone,
+      logFailed,
+    ]);
     // The app exiting ends the wait at once (with its code and last lines), as does a stop request.
     const stopWaiting = new AbortController();
     const onAbort = () => stopWaiting.abort();

@@ -2,21 +2,25 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
+  closeSync,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { connect, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PG_CACHE_ROOT } from "../../src/local/pg-binaries.js";
 import { freePort } from "../../src/local/postgres.js";
@@ -543,6 +547,103 @@ describe("local under faults", () => {
         });
       }
       st.cleanup();
+    }
+  });
+
+  it("the disk under the state dir fills up while it runs: everything stops saying `no space left on <dir>` (status exit 6), the data is kept", async () => {
+    if (!isRoot) return void console.log("skipped: needs root to mount a small filesystem");
+    // A real small filesystem (tmpfs) for the state dir and its database, filled by a real file.
+    const mnt = mkdtempSync(path.join(os.tmpdir(), "mmdb-diskfull-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m,mode=0755", "tmpfs", mnt]);
+    const stateDir = path.join(mnt, "state");
+    const filler = path.join(mnt, "filler");
+    const local = (args: string[]) => cli(args, { LOCAL_STATE_DIR: stateDir });
+    let supervisorPid: number | undefined;
+    try {
+      const up = await upDetached([], { LOCAL_STATE_DIR: stateDir });
+      expect(up.exitCode, up.stderr).toBe(0);
+      const rs = JSON.parse(readFileSync(path.join(stateDir, "run.json"), "utf8")) as {
+        supervisorPid: number;
+        appPid: number;
+        pgPid: number;
+        ports: { postgres: number };
+      };
+      supervisorPid = rs.supervisorPid;
+      const token = (await local(["local", "token"])).stdout.trim();
+      const notes = async (t: string) =>
+        (await (
+          await fetch(`http://127.0.0.1:${port}/metamcp/notes`, { headers: { authorization: `Bearer ${t}` } })
+        ).json()) as { bodies: string[] };
+      expect(
+        (
+          await fetch(`http://127.0.0.1:${port}/metamcp/notes?body=before-full`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}` },
+          })
+        ).status,
+      ).toBe(200);
+
+      // Fill it: a file grows until the filesystem refuses (ENOSPC).
+      const fd = openSync(filler, "w");
+      const chunk = Buffer.alloc(1024 * 1024);
+      try {
+        for (;;) writeSync(fd, chunk);
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
+      } finally {
+        closeSync(fd);
+      }
+      // PostgreSQL's next checkpoint needs the disk (a PANIC then, as at a WAL file or a relation's growth).
+      const secrets = JSON.parse(readFileSync(path.join(stateDir, "secrets.json"), "utf8")) as {
+        pgSuperPassword: string;
+      };
+      const admin = new pg.Client({
+        host: "127.0.0.1",
+        port: rs.ports.postgres,
+        user: "postgres",
+        password: secrets.pgSuperPassword,
+        database: "postgres",
+      });
+      admin.on("error", () => {});
+      await admin.connect();
+      await admin.query("CREATE TABLE IF NOT EXISTS filling (x text)").catch(() => {});
+      await admin
+        .query("INSERT INTO filling SELECT repeat('y', 1000) FROM generate_series(1, 20000)")
+        .catch(() => {});
+      await admin.query("CHECKPOINT").catch(() => {});
+      await admin.end().catch(() => {});
+
+      // The supervisor stops everything (it kept the app up on a dead database before, saying nothing).
+      await waitFor(() => (isAlive(rs.supervisorPid) ? undefined : true), {
+        timeoutMs: 60_000,
+        what: "the supervisor to stop after the disk filled",
+      });
+      for (const pid of [rs.appPid, rs.pgPid]) expect(isAlive(pid), `pid ${pid}`).toBe(false);
+      // The disk is still full: `local status` says why, and what to do.
+      const st = await local(["local", "status"]);
+      expect(st.exitCode, st.stdout + st.stderr).toBe(6);
+      expect(st.stdout).toMatch(new RegExp(`^stopped: no space left on ${stateDir}`, "m"));
+      expect(st.stdout).toMatch(/free some space there .* the database was kept/);
+      const js = await local(["--json", "local", "status"]);
+      expect(JSON.parse(js.stdout)).toMatchObject({
+        status: "stopped",
+        error: expect.stringMatching(/^no space left on /),
+      });
+
+      // Space freed: it starts again on the same data.
+      rmSync(filler);
+      const again = await upDetached([], { LOCAL_STATE_DIR: stateDir });
+      expect(again.exitCode, again.stderr).toBe(0);
+      supervisorPid = (
+        JSON.parse(readFileSync(path.join(stateDir, "run.json"), "utf8")) as { supervisorPid: number }
+      ).supervisorPid;
+      expect((await notes((await local(["local", "token"])).stdout.trim())).bodies).toContain("before-full");
+    } finally {
+      rmSync(filler, { force: true });
+      await local(["local", "down"]);
+      if (supervisorPid && isAlive(supervisorPid)) process.kill(supervisorPid, "SIGKILL");
+      execFileSync("umount", ["-l", mnt]);
+      rmSync(mnt, { recursive: true, force: true });
     }
   });
 

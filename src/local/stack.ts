@@ -222,7 +222,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const logFile = createWriteStream(paths.logFile, { fd: openLogForAppend(paths) });
     // A write that fails (ENOSPC above all) must not take the supervisor down with an unhandled 'error'.
     const logFailed = new Promise<string>((resolve) =>
-      logFile.once("error", (err) => {
+      logFile.on("error", (err) => {
         if (isNoSpaceError(err)) {
           noSpaceSeen ??= `writing ${paths.logFile}: ENOSPC`;
           resolve(noSpaceReason("the log cannot be written"));

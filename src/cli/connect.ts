@@ -3,12 +3,15 @@ import type { Command } from "commander";
 import { CLIENTS } from "../connect/clients.js";
 import type { ConnectRequest } from "../connect/connect.js";
 import type { ConnectTarget } from "../connect/target.js";
+import { EXIT, UserError } from "../errors.js";
+import { localUserEmail } from "../local/user-token.js";
 import { action, type CommandContext } from "./common.js";
 
 /** connect's own flags (what the domain call takes) plus where the target comes from. */
 interface ConnectOptions extends ConnectRequest {
   local?: boolean;
   stateDir?: string;
+  user?: string;
 }
 
 export function registerConnect(program: Command): void {
@@ -19,6 +22,10 @@ export function registerConnect(program: Command): void {
     )
     .option("--local", "the local rehearsal (`make local`) instead of a Databricks target (also: -t local)")
     .option("--state-dir <dir>", "the local rehearsal's state folder (LOCAL_STATE_DIR)")
+    .option(
+      "--user <email>",
+      "with --local: act as this local user (one who signed in at the local login page); default: the local default user",
+    )
     .option("--client <list>", `${CLIENTS.join(",")} or all`, "all")
     .option("--headers", "also show the short-lived variant that sends the headers itself (no bridge)")
     .option(
@@ -100,8 +107,19 @@ async function resolveTarget(ctx: CommandContext, opts: ConnectOptions): Promise
   const local = opts.local || ctx.globals.target === "local";
   if (local) {
     const config = ctx.config({ target: undefined });
-    return { kind: "local", stateDir: path.resolve(opts.stateDir ?? config.local.stateDir) };
+    return {
+      kind: "local",
+      stateDir: path.resolve(opts.stateDir ?? config.local.stateDir),
+      ...(opts.user !== undefined ? { user: localUserEmail(opts.user) } : {}),
+    };
   }
+  if (opts.user !== undefined)
+    throw new UserError(
+      "invalid_option",
+      "--user is for the local rehearsal (--local): on Databricks the token is your profile's user",
+      EXIT.input,
+      "add --local, or use --profile for another Databricks user",
+    );
   // dev's app carries the deploying user's name, as bundle-deploy named it.
   const { withDevNames } = await import("../databricks/dev-user.js");
   // A failed lookup (a PAT profile, no login) is left to connect's own auth checks, which say what to do.

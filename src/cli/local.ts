@@ -91,6 +91,9 @@ export function registerLocal(program: Command): void {
     .action(
       action(async (ctx, opts: UpOptions) => {
         const config = ctx.config({ port: opts.port });
+        // The detached supervisor's stdout and stderr are local.log: a full disk makes every write fail,
+        // which must not kill it (unhandled 'error') before it has stopped the rest and said why.
+        if (opts.daemon) for (const out of [process.stdout, process.stderr]) out.on("error", () => {});
         const { localUp } = await import("../local/up.js");
         return await localUp(
           {
@@ -143,12 +146,18 @@ export function registerLocal(program: Command): void {
   local
     .command("token")
     .description("Print a fresh user OAuth token for the local Apps proxy (alone, for TOKEN=$(...))")
+    .option(
+      "--user <email>",
+      "a token for this local user (one who signed in at the local login page); default: the local default user",
+    )
     .action(
-      action(async (ctx) => {
+      action(async (ctx, opts: { user?: string }) => {
         const { localToken } = await import("../local/token.js");
+        const { localUserEmail } = await import("../local/user-token.js");
         const config = ctx.config();
         await warnStateElsewhere(ctx, config, "local token");
-        return await localToken(config, (text) => process.stdout.write(text));
+        const user = opts.user === undefined ? undefined : localUserEmail(opts.user);
+        return await localToken(config, (text) => process.stdout.write(text), user);
       }),
     );
 

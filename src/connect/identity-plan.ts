@@ -1,6 +1,6 @@
 import type { Logger } from "../log/logger.js";
 import { type AuthMode, type EndpointIdentityState, getEndpointIdentity } from "./identity.js";
-import { type ConnectTarget, tokenSourceFor } from "./target.js";
+import { type ConnectTarget, tokenSourceFor, tokenUserLabel } from "./target.js";
 
 /**
  * Whether the configs `connect` prints need a MetaMCP key: `--auth` decides when given; otherwise the app is
@@ -23,8 +23,15 @@ export async function decideIdentity(input: {
       why: state.explicit ? "set by its owner" : "the app's default for new endpoints",
     };
   } catch (err) {
+    // Locally the token is one local user's: asking about another user's endpoint is refused, so say whose.
+    const who = tokenUserLabel(input.target);
+    const asWho = who ? ` with a token for ${who}` : "";
+    const other =
+      input.target.kind === "local"
+        ? `; if ${input.endpoint} is another local user's, add --user <their email>`
+        : "";
     input.log.warn(
-      `could not ask the app whether ${input.endpoint} accepts the Databricks identity (${(err as Error).message}): configs use a MetaMCP API key`,
+      `could not ask the app${asWho} whether ${input.endpoint} accepts the Databricks identity (${(err as Error).message}): configs use a MetaMCP API key${other}`,
     );
     return { accepts: false, why: "unknown" };
   }

@@ -32,7 +32,13 @@ export function connectionSpec(input: SpecInput): ConnectionSpec {
   const { endpoint, target } = input;
   const targetArgs =
     target.kind === "local"
-      ? ["--local", "--state-dir", path.resolve(target.stateDir)]
+      ? [
+          "--local",
+          "--state-dir",
+          path.resolve(target.stateDir),
+          // The bridge mints tokens for the same user as this command did.
+          ...(target.user ? ["--user", target.user] : []),
+        ]
       : ["--target", target.target, "--profile", target.profile];
   const common = [input.bin, "connect", endpoint];
   return {

@@ -5,6 +5,7 @@ import type { Target } from "../config/variables.js";
 import { appPublicUrl } from "../databricks/apps.js";
 import { connectWorkspace, normalizeAppUrl } from "../databricks/workspace.js";
 import { EXIT, UserError } from "../errors.js";
+import { DEFAULT_LOCAL_USER } from "../local/platform/users.js";
 import { localPaths, readRunState } from "../local/state.js";
 import { mintLocalToken } from "./local-token.js";
 import { databricksProfileTokens, mintingTokens, type TokenSource } from "./token-source.js";
@@ -12,7 +13,8 @@ import { databricksProfileTokens, mintingTokens, type TokenSource } from "./toke
 /** What `connect` connects to: an app on a Databricks target, or the local rehearsal. */
 export type ConnectTarget =
   | { kind: "databricks"; target: Target; profile: string; databricksCli: string; appName: string }
-  | { kind: "local"; stateDir: string };
+  /** `user`: the local user whose tokens are minted (`--user`; default: the stand-in's default user). */
+  | { kind: "local"; stateDir: string; user?: string };
 
 export function targetLabel(t: ConnectTarget): string {
   return t.kind === "local" ? "local" : t.target;
@@ -57,7 +59,14 @@ export async function resolveAppUrl(t: ConnectTarget): Promise<string> {
 export async function tokenSourceFor(t: ConnectTarget): Promise<TokenSource> {
   if (t.kind === "databricks") return databricksProfileTokens(t);
   const stateDir = path.resolve(t.stateDir);
-  return mintingTokens(`the local stand-in (${stateDir})`, () => mintLocalToken(stateDir));
+  const user = t.user;
+  return mintingTokens(`the local stand-in (${stateDir})`, () => mintLocalToken(stateDir, user));
+}
+
+/** Whose token a target's calls carry, when we know it (a local user; a profile's user is not looked up). */
+export function tokenUserLabel(t: ConnectTarget): string | undefined {
+  if (t.kind !== "local") return undefined;
+  return t.user ?? `${DEFAULT_LOCAL_USER.email} (the local default user)`;
 }
 
 /** The Databricks CLI's absolute path: clients started outside a shell (Claude Desktop) have no PATH. */

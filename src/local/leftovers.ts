@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { waitFor } from "../retry.js";
+import { liveSupervisorOf } from "./data-owner.js";
 import { killGroup } from "./process-group.js";
 import { isAlive, type LocalPaths, type LocalRunState, pidExists, runsProgram } from "./state.js";
 
@@ -10,7 +11,7 @@ export interface Leftover {
 }
 
 /** The postmaster that holds our data dir (its first line of postmaster.pid), if it still runs. */
-function postmasterOf(pgDir: string): number | undefined {
+export function postmasterOf(pgDir: string): number | undefined {
   try {
     const pid = Number(readFileSync(path.join(pgDir, "postmaster.pid"), "utf8").split("\n")[0]);
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
@@ -28,7 +29,10 @@ function postmasterOf(pgDir: string): number | undefined {
 export function findLeftovers(paths: LocalPaths, state: LocalRunState | undefined): Leftover[] {
   const found: Leftover[] = [];
   if (runsProgram(state?.appPid, ["runtime/start.mjs"])) found.push({ what: "app", pid: state!.appPid! });
-  const pg = [state?.pgPid, postmasterOf(paths.pgDir)].find((p) => runsProgram(p, ["postgres"]));
+  // One a live `local up` still runs is its, not a leftover (this state dir may have been re-made under it).
+  const pg = [state?.pgPid, postmasterOf(paths.pgDir)].find(
+    (p) => runsProgram(p, ["postgres"]) && liveSupervisorOf(p) === undefined,
+  );
   if (pg) found.push({ what: "postgres", pid: pg });
   return found;
 }

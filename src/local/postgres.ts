@@ -20,6 +20,11 @@ export interface EmbeddedPostgresHandle {
   /** Connection string for the superuser, for provisioning only. */
   adminUrl(database?: string): string;
   stop(): Promise<void>;
+  /**
+   * Settles when the server process exits (asked to or not) with its last FATAL/PANIC line (or how it
+   * ended): a supervisor tells the user why PostgreSQL went away (a full disk, above all).
+   */
+  exited?: Promise<string>;
 }
 
 export interface StartPostgresOptions {
@@ -111,8 +116,17 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
   // Ctrl-C reaches it too, or it crashed): only stop one that still runs.
   const child = (server as unknown as { process?: import("node:child_process").ChildProcess }).process;
   let ended = !child;
-  child?.once("exit", () => {
-    ended = true;
+  const exited = new Promise<string>((resolve) => {
+    if (!child) return resolve("PostgreSQL is not running");
+    child.once("exit", (code, signal) => {
+      ended = true;
+      const last = lastLines
+        .join("\n")
+        .split("\n")
+        .filter((l) => /FATAL|PANIC/.test(l))
+        .pop();
+      resolve(last ?? `PostgreSQL exited (${signal ? `signal ${signal}` : `code ${code}`})`);
+    });
   });
   const host = "127.0.0.1";
   return {
@@ -125,6 +139,7 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
     stop: async () => {
       if (!ended && child?.exitCode === null && child.signalCode === null) await server.stop();
     },
+    exited,
   };
 }
 
@@ -132,7 +147,7 @@ export async function startEmbeddedPostgres(options: StartPostgresOptions): Prom
  * A data directory written by another PostgreSQL major version (an older or newer metamcp-databricks)
  * cannot be opened by these binaries; say so before PostgreSQL fails with a cryptic log line.
  */
-function assertDataDirVersion(dataDir: string): void {
+export function assertDataDirVersion(dataDir: string): void {
   const have = Number(readFileSync(`${dataDir}/PG_VERSION`, "utf8").trim());
   const runs = binariesMajorVersion();
   if (have === runs) return;

@@ -5,15 +5,25 @@ import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
 import { fetchNotAnswering, waitFor } from "../retry.js";
+import { assertTreeSchema } from "../runtime/tree-schema.js";
 import { spawnAppProcess } from "./app-process.js";
+import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
+import { isNoSpaceError, isNoSpaceLine, noSpaceProblem } from "./disk-space.js";
 import { type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
+  assertDataDirVersion,
   databaseOfExistingState,
   freePort,
   provisionLakebaseRole,
   startEmbeddedPostgres,
 } from "./postgres.js";
 import { cliCommand } from "./printed.js";
+import {
+  pickWorkspacePort,
+  readStandInState,
+  standInStateFile,
+  writeStandInState,
+} from "./stand-in-state.js";
 import {
   type LocalPaths,
   type LocalRunState,
@@ -116,6 +126,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       `run \`${cliCommand("build")}\` first (or \`make local\`, which builds)`,
     );
   }
+  // Before PostgreSQL or anything in it: a tree prepared for another schema would fail its migrations.
+  assertTreeSchema(
+    appDir,
+    config.schema,
+    "in .env or the environment; or let `local up` build, without --no-build",
+  );
   const signal = options.signal;
   const interrupted = () => {
     if (signal?.aborted) throw new StartInterrupted(String(signal.reason ?? "aborted"));
@@ -127,9 +143,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       p.what,
       `stop what holds it: another MetaMCP, another \`make local\` (\`${cliCommand("local down")}\` in its folder), or a leftover of one (see \`ss -ltnp 'sport = :${p.port}'\`)`,
     );
+  const secretsWereNew = !existsSync(paths.secretsFile);
   const secrets = loadOrCreateSecrets(paths);
+  // Before PostgreSQL starts: data another state's secrets made is refused (and kept), not met with a
+  // "password authentication failed" from PostgreSQL.
+  // Another PostgreSQL's data first: restoring secrets would not open it.
+  if (existsSync(path.join(paths.pgDir, "PG_VERSION"))) assertDataDirVersion(paths.pgDir);
+  assertDataDirIsOurs(paths, secrets, secretsWereNew);
   const cleanups: (() => Promise<void>)[] = [];
+  let stopping = false;
   const stopAll = async () => {
+    stopping = true;
     for (const fn of cleanups.splice(0).reverse()) {
       try {
         await fn();
@@ -139,6 +163,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     }
   };
 
+  // A full disk: PostgreSQL says it (ENOSPC in its log) and stops; our own writes fail. Its first sign.
+  let noSpaceSeen: string | undefined;
+  const noSpaceReason = (what: string) =>
+    `${noSpaceProblem(paths) ?? `no space left on ${paths.root}${noSpaceSeen ? ` (${noSpaceSeen})` : ""}`}: ${what}`;
   try {
     const t0 = performance.now();
     const pg = await startEmbeddedPostgres({
@@ -147,15 +175,32 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       dataDir: paths.pgDir,
       persistent: true,
       superPassword: secrets.pgSuperPassword,
-      onLog: (line) => log.debug(`[postgres] ${line}`),
+      onLog: (line) => {
+        if (!noSpaceSeen && isNoSpaceLine(line))
+          noSpaceSeen = `PostgreSQL: ${line.split("\n").find(isNoSpaceLine)?.trim()}`;
+        log.debug(`[postgres] ${line}`);
+      },
       callerHandlesSignals: true,
+    });
+    // PostgreSQL going away while we run it (not asked to): everything stops, with why.
+    const pgGone = (pg.exited ?? new Promise<string>(() => {})).then((last) => {
+      if (stopping) return new Promise<string>(() => {});
+      return noSpaceSeen || noSpaceProblem(paths)
+        ? noSpaceReason(`PostgreSQL stopped (${last})`)
+        : `PostgreSQL exited unexpectedly (${last})`;
     });
     cleanups.push(() => pg.stop());
     interrupted();
     const database = await databaseOfExistingState(pg.adminUrl(), {
       wanted: config.lakebase.database,
       schema: config.schema,
+    }).catch((err: { code?: string }) => {
+      // Data from before the owner record, made with other secrets: PostgreSQL says so at our first login.
+      if (err?.code === "28P01")
+        throw leftoverDataError(paths, "PostgreSQL refused this state dir's superuser password for it");
+      throw err;
     });
+    recordDataOwner(paths, secrets);
     if (database !== config.lakebase.database)
       log.info(
         `postgres: this state's data lives in database ${database} (the earlier default); kept there (\`--fresh\` starts over in ${config.lakebase.database})`,
@@ -166,7 +211,24 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     );
 
     const appPort = await freePort("127.0.0.1", [config.local.port, pg.port]);
+    const standInFile = standInStateFile(paths.root);
+    const kept = readStandInState(standInFile);
+    const workspacePort = await pickWorkspacePort(
+      kept.workspacePort,
+      [config.local.port, pg.port, appPort],
+      log,
+    );
+    writeStandInState(standInFile, { ...kept, workspacePort });
     const logFile = createWriteStream(paths.logFile, { fd: openLogForAppend(paths) });
+    // A write that fails (ENOSPC above all) must not take the supervisor down with an unhandled 'error'.
+    const logFailed = new Promise<string>((resolve) =>
+      logFile.on("error", (err) => {
+        if (isNoSpaceError(err)) {
+          noSpaceSeen ??= `writing ${paths.logFile}: ENOSPC`;
+          resolve(noSpaceReason("the log cannot be written"));
+        } else log.warn(`cannot write ${paths.logFile}: ${err.message}`);
+      }),
+    );
     cleanups.push(async () => void logFile.end());
     const platform = await startPlatform({
       config: { ...config, lakebase: { ...config.lakebase, database } },
@@ -174,6 +236,12 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       postgres: pg,
       proxyPort: config.local.port,
       appPort,
+      workspacePort,
+      keptSignIns: {
+        sessions: kept.sessions,
+        users: kept.users,
+        save: (sessions, users) => writeStandInState(standInFile, { workspacePort, sessions, users }),
+      },
       credentialTtlSeconds: options.credentialTtlSeconds,
       userTokenTtlSeconds: options.userTokenTtlSeconds,
       proxy: options.proxy,
@@ -225,9 +293,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     };
     writeRunState(paths, state);
 
-    const exited = app.exited.then(
-      (e) => `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`,
-    );
+    const exited = Promise.race([
+      app.exited.then((e) => {
+        const how = `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`;
+        return noSpaceSeen || noSpaceProblem(paths) ? noSpaceReason(how) : how;
+      }),
+      pgGone,
+      logFailed,
+    ]);
     // The app exiting ends the wait at once (with its code and last lines), as does a stop request.
     const stopWaiting = new AbortController();
     const onAbort = () => stopWaiting.abort();

@@ -1,5 +1,6 @@
 import type { Config } from "../config/load.js";
 import { EXIT } from "../errors.js";
+import { NO_SPACE_HINT, noSpaceProblem } from "./disk-space.js";
 import { findLeftovers } from "./leftovers.js";
 import { cliCommand } from "./printed.js";
 import { type CommandOutput, currentRun, publicState } from "./run-info.js";
@@ -21,6 +22,22 @@ export async function localStatus(config: Config, out: CommandOutput): Promise<n
           `→ \`${cliCommand("local down")}\` stops them (\`${cliCommand("local up")}\` stops them too, then starts again; the data is kept)`,
         ].join("\n"),
       );
+      return EXIT.notRunning;
+    }
+    // A full disk stopped it: say so, from run.json when that could still be written, else from the disk.
+    const paths = localPaths(config.local.stateDir);
+    const noSpace =
+      (state?.status === "failed" && state.error?.startsWith("no space left on") ? state.error : undefined) ??
+      (state ? noSpaceProblem(paths) : undefined);
+    if (noSpace) {
+      out.result(
+        { status: "stopped", error: noSpace },
+        `stopped: ${noSpace}\n→ ${NO_SPACE_HINT.replace("`local up`", `\`${cliCommand("local up")}\``)}`,
+      );
+      return EXIT.unhealthy;
+    }
+    if (state?.status === "failed" && state.error) {
+      out.result({ status: "stopped", error: state.error }, `stopped: ${state.error}`);
       return EXIT.notRunning;
     }
     out.result({ status: "stopped" }, "stopped (start it with `make local`)");

@@ -1,11 +1,13 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { waitFor } from "../retry.js";
+import { dataInUseError, liveSupervisorOf } from "./data-owner.js";
+import { NO_SPACE_HINT } from "./disk-space.js";
 import { ensureBuilt } from "./ensure-built.js";
-import { findLeftovers, stopLeftovers } from "./leftovers.js";
+import { findLeftovers, postmasterOf, stopLeftovers } from "./leftovers.js";
 import type { ProxyLimits } from "./platform/index.js";
 import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
@@ -122,10 +124,29 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
   }
 }
 
+/**
+ * run.json at a failure: written atomically (a new file, renamed) when it can be; a full disk refuses the
+ * new file, so then rewritten in place (its old blocks), else left: `local status` tells a full disk itself.
+ */
+function writeRunStateEvenIfFull(paths: LocalPaths, state: LocalRunState): void {
+  try {
+    writeRunState(paths, state);
+  } catch {
+    try {
+      writeFileSync(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    } catch {
+      // nothing more to try
+    }
+  }
+}
+
 /** A `local up` that was killed (kill -9, a crash) left its app and PostgreSQL running: stop them first. */
 async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<void> {
   const prev = readRunState(paths);
   if (prev && prev.supervisorPid !== process.pid && isAlive(prev.supervisorPid)) return;
+  // A PostgreSQL on our data dir run by a live `local up` this state does not record: in use, not left over.
+  const holder = liveSupervisorOf(postmasterOf(paths.pgDir));
+  if (holder !== undefined && holder !== prev?.supervisorPid) throw dataInUseError(paths, holder);
   const leftovers = findLeftovers(paths, prev);
   if (leftovers.length === 0) return;
   log.warn(
@@ -252,19 +273,23 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
     });
     const failed = !reason.startsWith("received");
     log.info(`stopping (${reason})`);
-    writeRunState(paths, {
+    writeRunStateEvenIfFull(paths, {
       ...stack.state,
       status: failed ? "failed" : "stopping",
       ...(failed ? { error: reason } : {}),
     });
     await stack.stop();
     log.success("stopped: app, proxy, Databricks stand-in and PostgreSQL");
+    if (reason.startsWith("no space left on"))
+      throw new UserError("local_no_space", reason, EXIT.unhealthy, NO_SPACE_HINT);
+    if (reason.startsWith("PostgreSQL exited"))
+      throw new UserError("local_postgres_exited", reason, EXIT.unhealthy, `its log: ${paths.logFile}`);
     return failed ? EXIT.bug : 0;
   } catch (err) {
     if (err instanceof StartInterrupted) log.info(`stopped before it was healthy (${stop.signal.reason})`);
     const prev = readRunState(paths);
-    if (prev?.supervisorPid === process.pid) {
-      writeRunState(paths, {
+    if (prev?.supervisorPid === process.pid && prev.status !== "failed") {
+      writeRunStateEvenIfFull(paths, {
         ...prev,
         status: "failed",
         error: err instanceof Error ? err.message : String(err),

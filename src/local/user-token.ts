@@ -2,6 +2,19 @@ import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { isAlive, loadOrCreateSecrets, localPaths, readRunState } from "./state.js";
 
+/** `--user`'s value: an email, as the login page takes it (a name alone would be refused later, less clearly). */
+export function localUserEmail(value: string): string {
+  const email = value.trim();
+  if (!/^[^\s@]+@[^\s@]+$/.test(email))
+    throw new UserError(
+      "invalid_option",
+      `--user "${value}" is not an email: the local users are named by the email they signed in with`,
+      EXIT.input,
+      "use the email shown on the local login page",
+    );
+  return email.toLowerCase();
+}
+
 export interface LocalUserToken {
   /** An OAuth access token the local Apps proxy accepts, as a Databricks OAuth token is accepted there. */
   token: string;
@@ -56,6 +69,15 @@ export async function localUserToken(
     expires_in?: number;
     error_description?: string;
   };
+  if (options.email && res.status === 400 && /unknown user/.test(body.error_description ?? "")) {
+    // As on Databricks, a token is only for a user the workspace knows: here, one who signed in once.
+    throw new UserError(
+      "local_unknown_user",
+      `no local user ${options.email}: a local user exists once they signed in at the local login page`,
+      EXIT.input,
+      `open ${state.appUrl}/ in a browser and sign in as ${options.email}, then run this again`,
+    );
+  }
   if (!res.ok || !body.access_token) {
     throw new UserError(
       "local_token_refused",

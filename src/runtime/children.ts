@@ -71,25 +71,41 @@ export class SupervisedChild {
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => {
-      if (this.stopping) return;
-      const how = signal ? `signal ${signal}` : `code ${code}`;
-      const now = Date.now();
-      this.restarts = this.restarts.filter((t) => now - t < this.windowMs);
-      if (this.restarts.length >= this.maxRestarts) {
-        this.onFatal?.(
-          `${spec.name} exited (${how}) ${this.restarts.length + 1} times within ${this.windowMs / 1000} s`,
-        );
-        return;
-      }
-      const backoff = Math.min(500 * 2 ** this.restarts.length, 15_000);
-      this.restarts.push(now);
-      log.error(
-        `${spec.name} exited unexpectedly (${how}${code === 0 ? ": a clean exit is still a failure here" : ""}); restarting in ${backoff / 1000} s`,
-      );
-      setTimeout(() => {
-        if (!this.stopping) this.spawnOnce();
-      }, backoff).unref();
+      // A stop of the whole process group (`kill -- -PGID`, the platform stopping the app) reaches the
+      // child and us together, and the child's exit may be seen first: decide after the signals that
+      // came with it were handled, so the child is not restarted in the middle of our own stop.
+      setImmediate(() => this.onExit(code, signal));
     });
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const { spec, log } = this;
+    if (this.stopping) return;
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < this.windowMs);
+    if (this.restarts.length >= this.maxRestarts) {
+      this.onFatal?.(
+        `${spec.name} exited (${how}) ${this.restarts.length + 1} times within ${this.windowMs / 1000} s`,
+      );
+      return;
+    }
+    const backoff = Math.min(500 * 2 ** this.restarts.length, 15_000);
+    this.restarts.push(now);
+    log.error(
+      `${spec.name} exited unexpectedly (${how}${code === 0 ? ": a clean exit is still a failure here" : ""}); restarting in ${backoff / 1000} s`,
+    );
+    setTimeout(() => {
+      if (!this.stopping) this.spawnOnce();
+    }, backoff).unref();
+  }
+
+  /**
+   * From now on an exit is part of the stop, never restarted. Called first thing in a shutdown, before the
+   * requests still open drain: the children may already be dying of the same signal.
+   */
+  markStopping(): void {
+    this.stopping = true;
   }
 
   /** At once and synchronously (the process is exiting): SIGKILL, so nothing outlives us. */

@@ -35,6 +35,7 @@ import {
   stdioChildEnv,
   stdioServersByOthers,
 } from "./stdio-servers.js";
+import { assertTreeSchema } from "./tree-schema.js";
 import {
   applyEmailSignupDefault,
   backendSeparatesSsoSignup,
@@ -204,8 +205,11 @@ export async function runApp(runtimeDir: string): Promise<number> {
   let env: RuntimeEnv;
   try {
     env = readRuntimeEnv(process.env, runtimeDir);
+    // Before any credential, connection or schema: a tree prepared for another schema cannot run here.
+    assertTreeSchema(path.resolve(runtimeDir, ".."), env.schema, "app.yaml's env, then deploy again");
   } catch (err) {
-    log.error(maskSecrets((err as Error).message));
+    const hint = isUserError(err) && err.hint ? ` → ${err.hint}` : "";
+    log.error(maskSecrets(`${(err as Error).message}${hint}`));
     return isUserError(err) ? err.exitCode : EXIT.bug;
   }
   // A stop (SIGTERM/SIGINT) may come at any moment of startup: every wait below ends on it, and
@@ -267,6 +271,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
   const shutdown = async (reason: string, code: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    for (const c of children) c.markStopping();
     stop.abort();
     const t0 = Date.now();
     (code === 0 ? log.info : log.error)(`shutting down: ${reason}`);

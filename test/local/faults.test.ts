@@ -2,21 +2,25 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
+  closeSync,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { connect, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PG_CACHE_ROOT } from "../../src/local/pg-binaries.js";
 import { freePort } from "../../src/local/postgres.js";
@@ -420,6 +424,227 @@ describe("local under faults", () => {
     expect(r.stderr).toMatch(/--fresh/);
     expect(readFileSync(path.join(pgDir, "precious"), "utf8")).toBe("rows");
     expect(readFileSync(path.join(pgDir, "PG_VERSION"), "utf8")).toBe("16\n");
+  });
+
+  /**
+   * A state dir whose PostgreSQL data lives outside it, as root with the clone under a private home
+   * (/var/tmp/metamcp-databricks/<key>/pg): deleting the state dir leaves the data. Without root the data
+   * is inside the state dir, so "re-made" there means everything but the data removed (same code path).
+   */
+  const outsideDataState = () => {
+    const priv = mkdtempSync(path.join(os.tmpdir(), "mmdb-remade-")); // 0700, as /root is
+    if (!isRoot) chmodSync(priv, 0o755);
+    const stateDir = path.join(priv, "state");
+    const pgDir = localPaths(stateDir).pgDir;
+    const remake = () => {
+      if (isRoot) rmSync(stateDir, { recursive: true, force: true });
+      else
+        for (const f of ["secrets.json", "run.json", "lock", "stand-in.json"])
+          rmSync(path.join(stateDir, f), { force: true });
+    };
+    const cleanup = () => {
+      if (isRoot) rmSync(path.dirname(pgDir), { recursive: true, force: true });
+      rmSync(priv, { recursive: true, force: true });
+    };
+    return { stateDir, pgDir, remake, cleanup };
+  };
+
+  it("a re-made state dir meets the old PostgreSQL data: exit 2 saying whose it is and what to do, the data kept; --fresh starts over", async () => {
+    const st = outsideDataState();
+    const up = (args: string[] = []) => upDetached(args, { LOCAL_STATE_DIR: st.stateDir });
+    try {
+      if (isRoot) expect(st.pgDir).toMatch(/^\/var\/tmp\/metamcp-databricks\/[0-9a-f]{16}\/pg$/);
+      else console.log("(not root: the data is inside the state dir; the state dir is re-made around it)");
+      expect((await up()).exitCode).toBe(0);
+      const token = (await cli(["local", "token"], { LOCAL_STATE_DIR: st.stateDir })).stdout.trim();
+      expect(
+        (
+          await fetch(`http://127.0.0.1:${port}/metamcp/notes?body=precious`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}` },
+          })
+        ).status,
+      ).toBe(200);
+      expect((await cli(["local", "down"], { LOCAL_STATE_DIR: st.stateDir })).exitCode).toBe(0);
+      const before = readdirSync(path.join(st.pgDir, "base")).sort();
+
+      // 1. The state dir deleted (or the clone made again at the same path): new secrets, the old data.
+      st.remake();
+      const r1 = await up();
+      expect(r1.exitCode, r1.stderr).toBe(2);
+      expect(r1.stderr).toMatch(
+        new RegExp(
+          `the local database in ${st.pgDir} belongs to an earlier state dir \\(made for the state dir ${st.stateDir}, in use since [^)]+\\): it was made with a superuser password other than this state dir's\\. Its data is kept, untouched`,
+        ),
+      );
+      expect(r1.stderr).toContain(
+        `put that state dir's secrets.json back as ${path.join(st.stateDir, "secrets.json")}`,
+      );
+      expect(r1.stderr).toMatch(/local up --fresh` deletes it \(or move it away first: `mv /);
+      expect(r1.stderr).not.toMatch(/password authentication failed|a bug|internal error|\n\s+at /);
+      expect(readdirSync(path.join(st.pgDir, "base")).sort()).toEqual(before);
+
+      // 2. Data from before the owner record (an older version made it), the state dir re-made: the same.
+      rmSync(path.join(path.dirname(st.pgDir), "pg-owner.json"));
+      st.remake();
+      const r2 = await up();
+      expect(r2.exitCode, r2.stderr).toBe(2);
+      expect(r2.stderr).toMatch(
+        /belongs to an earlier state dir: it was there before this state dir's secrets.json was made/,
+      );
+
+      // 3. No record and a secrets.json of other secrets: PostgreSQL's refusal is told, not a stack.
+      const r3 = await up();
+      expect(r3.exitCode, r3.stderr).toBe(2);
+      expect(r3.stderr).toMatch(
+        /belongs to an earlier state dir: PostgreSQL refused this state dir's superuser password for it/,
+      );
+      expect(r3.stderr).not.toMatch(/a bug|internal error|\n\s+at /);
+      expect(readdirSync(path.join(st.pgDir, "base")).sort()).toEqual(before);
+
+      // Starting over is the user's explicit choice.
+      const fresh = await up(["--fresh", "--yes"]);
+      expect(fresh.exitCode, fresh.stderr).toBe(0);
+      expect((await cli(["local", "down"], { LOCAL_STATE_DIR: st.stateDir })).exitCode).toBe(0);
+      // And the data is this state's from then on.
+      expect((await up()).exitCode).toBe(0);
+    } finally {
+      await cli(["local", "down"], { LOCAL_STATE_DIR: st.stateDir });
+      st.cleanup();
+    }
+  });
+
+  it("a `local up` still running on that data while its state dir was re-made: the next `up` and `down` stop nothing; `up` says which pid holds it", async () => {
+    const st = outsideDataState();
+    let supervisorPid: number | undefined;
+    try {
+      const first = await upDetached([], { LOCAL_STATE_DIR: st.stateDir });
+      expect(first.exitCode, first.stderr).toBe(0);
+      const rs = JSON.parse(readFileSync(path.join(st.stateDir, "run.json"), "utf8")) as {
+        supervisorPid: number;
+        pgPid: number;
+        appPid: number;
+      };
+      supervisorPid = rs.supervisorPid;
+      st.remake();
+      const r = await upDetached([], { LOCAL_STATE_DIR: st.stateDir });
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `the local database in ${st.pgDir} is in use by a \`local up\` \\(pid ${rs.supervisorPid}\\) that still runs`,
+        ),
+      );
+      expect(r.stderr).toContain(`kill ${rs.supervisorPid}`);
+      expect((await cli(["local", "down"], { LOCAL_STATE_DIR: st.stateDir })).exitCode).toBe(0);
+      for (const pid of [rs.supervisorPid, rs.pgPid, rs.appPid])
+        expect(isAlive(pid), `pid ${pid}`).toBe(true);
+    } finally {
+      if (supervisorPid && isAlive(supervisorPid)) {
+        process.kill(supervisorPid, "SIGTERM");
+        await waitFor(() => (isAlive(supervisorPid) ? undefined : true), {
+          timeoutMs: 60_000,
+          what: "the first supervisor to stop",
+        });
+      }
+      st.cleanup();
+    }
+  });
+
+  it("the disk under the state dir fills up while it runs: everything stops saying `no space left on <dir>` (status exit 6), the data is kept", async () => {
+    if (!isRoot) return void console.log("skipped: needs root to mount a small filesystem");
+    // A real small filesystem (tmpfs) for the state dir and its database, filled by a real file.
+    const mnt = mkdtempSync(path.join(os.tmpdir(), "mmdb-diskfull-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m,mode=0755", "tmpfs", mnt]);
+    const stateDir = path.join(mnt, "state");
+    const filler = path.join(mnt, "filler");
+    const local = (args: string[]) => cli(args, { LOCAL_STATE_DIR: stateDir });
+    let supervisorPid: number | undefined;
+    try {
+      const up = await upDetached([], { LOCAL_STATE_DIR: stateDir });
+      expect(up.exitCode, up.stderr).toBe(0);
+      const rs = JSON.parse(readFileSync(path.join(stateDir, "run.json"), "utf8")) as {
+        supervisorPid: number;
+        appPid: number;
+        pgPid: number;
+        ports: { postgres: number };
+      };
+      supervisorPid = rs.supervisorPid;
+      const token = (await local(["local", "token"])).stdout.trim();
+      const notes = async (t: string) =>
+        (await (
+          await fetch(`http://127.0.0.1:${port}/metamcp/notes`, { headers: { authorization: `Bearer ${t}` } })
+        ).json()) as { bodies: string[] };
+      expect(
+        (
+          await fetch(`http://127.0.0.1:${port}/metamcp/notes?body=before-full`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}` },
+          })
+        ).status,
+      ).toBe(200);
+
+      // Fill it: a file grows until the filesystem refuses (ENOSPC).
+      const fd = openSync(filler, "w");
+      const chunk = Buffer.alloc(1024 * 1024);
+      try {
+        for (;;) writeSync(fd, chunk);
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
+      } finally {
+        closeSync(fd);
+      }
+      // PostgreSQL's next checkpoint needs the disk (a PANIC then, as at a WAL file or a relation's growth).
+      const secrets = JSON.parse(readFileSync(path.join(stateDir, "secrets.json"), "utf8")) as {
+        pgSuperPassword: string;
+      };
+      const admin = new pg.Client({
+        host: "127.0.0.1",
+        port: rs.ports.postgres,
+        user: "postgres",
+        password: secrets.pgSuperPassword,
+        database: "postgres",
+      });
+      admin.on("error", () => {});
+      await admin.connect();
+      await admin.query("CREATE TABLE IF NOT EXISTS filling (x text)").catch(() => {});
+      await admin
+        .query("INSERT INTO filling SELECT repeat('y', 1000) FROM generate_series(1, 20000)")
+        .catch(() => {});
+      await admin.query("CHECKPOINT").catch(() => {});
+      await admin.end().catch(() => {});
+
+      // The supervisor stops everything (it kept the app up on a dead database before, saying nothing).
+      await waitFor(() => (isAlive(rs.supervisorPid) ? undefined : true), {
+        timeoutMs: 60_000,
+        what: "the supervisor to stop after the disk filled",
+      });
+      for (const pid of [rs.appPid, rs.pgPid]) expect(isAlive(pid), `pid ${pid}`).toBe(false);
+      // The disk is still full: `local status` says why, and what to do.
+      const st = await local(["local", "status"]);
+      expect(st.exitCode, st.stdout + st.stderr).toBe(6);
+      expect(st.stdout).toMatch(new RegExp(`^stopped: no space left on ${stateDir}`, "m"));
+      expect(st.stdout).toMatch(/free some space there .* the database was kept/);
+      const js = await local(["--json", "local", "status"]);
+      expect(JSON.parse(js.stdout)).toMatchObject({
+        status: "stopped",
+        error: expect.stringMatching(/^no space left on /),
+      });
+
+      // Space freed: it starts again on the same data.
+      rmSync(filler);
+      const again = await upDetached([], { LOCAL_STATE_DIR: stateDir });
+      expect(again.exitCode, again.stderr).toBe(0);
+      supervisorPid = (
+        JSON.parse(readFileSync(path.join(stateDir, "run.json"), "utf8")) as { supervisorPid: number }
+      ).supervisorPid;
+      expect((await notes((await local(["local", "token"])).stdout.trim())).bodies).toContain("before-full");
+    } finally {
+      rmSync(filler, { force: true });
+      await local(["local", "down"]);
+      if (supervisorPid && isAlive(supervisorPid)) process.kill(supervisorPid, "SIGKILL");
+      execFileSync("umount", ["-l", mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
   });
 
   it("MetaMCP's backend port held by another program: exit 2 naming the port and what to do", async () => {

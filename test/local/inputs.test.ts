@@ -1,8 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { APP_LAYOUT } from "../../src/build/tree-policy.js";
+import { freePort } from "../../src/local/postgres.js";
+import { localPaths } from "../../src/local/state.js";
+import { TREE_MANIFEST } from "../../src/runtime/tree-schema.js";
 import { CLI_BIN, runCli } from "../support/cli.js";
+import { createFakeAppTree } from "../support/fake-app-tree.js";
 import { tempDir } from "../support/tmp.js";
 
 /**
@@ -177,5 +182,29 @@ describe("local: bad input", () => {
     });
     expect(r.exitCode, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/cannot write . in the local state dir .*afile\/state \(ENOTDIR\)/);
+  });
+
+  it("METAMCP_DB_SCHEMA=other on a tree prepared for metamcp_app: exit 2 naming both and the fix, before anything is created", async () => {
+    const dir = tempDir();
+    const app = createFakeAppTree(path.join(dir, "app"));
+    mkdirSync(path.join(app, ".metamcp-databricks"), { recursive: true });
+    writeFileSync(path.join(app, TREE_MANIFEST), JSON.stringify({ schema: "metamcp_app" }));
+    const stateDir = path.join(dir, "state");
+    const r = await runCli(["local", "up", "--no-build", "--port", String(await freePort())], {
+      cwd: dir,
+      env: { LOCAL_STATE_DIR: stateDir, APP_DIR: app, METAMCP_DB_SCHEMA: "other" },
+    });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(
+      /METAMCP_DB_SCHEMA is "other" but the app tree in .*app was prepared for schema "metamcp_app" .*nothing was created/,
+    );
+    expect(r.stderr).toMatch(
+      /set METAMCP_DB_SCHEMA=metamcp_app .*or prepare and build again with METAMCP_DB_SCHEMA=other/,
+    );
+    expect(r.stderr).not.toMatch(/a bug|\n\s+at /);
+    // No database was made (nor a schema in it): PostgreSQL never started.
+    expect(existsSync(localPaths(stateDir).pgDir)).toBe(false);
+    // The runtime finds the tree's record where the build writes it.
+    expect(TREE_MANIFEST).toBe(APP_LAYOUT.manifest);
   });
 });

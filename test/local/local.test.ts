@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -220,6 +220,97 @@ describe("metamcp-databricks local", () => {
       );
     } finally {
       blocker.close();
+    }
+  });
+});
+
+/** Issue 22 item 14: a person signed in at the local login page stays signed in across `down`/`up`. */
+describe("local: sign-in kept across down/up", () => {
+  let work: string;
+  let port: number;
+  let env: Record<string, string>;
+  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-signin-"));
+    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
+    const internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
+    port = await freePort();
+    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
+  });
+
+  afterAll(async () => {
+    await cli(["local", "down"]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Signs in as a person does (the proxy's redirect, the login form, the callback): the session cookie. */
+  async function signIn(appUrl: string, email: string): Promise<{ cookie: string; loginPort: string }> {
+    const first = await fetch(`${appUrl}/`, { redirect: "manual" });
+    expect(first.status).toBe(302);
+    const loginUrl = new URL(first.headers.get("location")!);
+    const form = new URLSearchParams({
+      email,
+      name: email.split("@")[0]!,
+      redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
+      state: "/",
+    });
+    const signed = await fetch(new URL("/login.html", loginUrl), {
+      method: "POST",
+      body: form,
+      redirect: "manual",
+    });
+    expect(signed.status).toBe(302);
+    const back = await fetch(signed.headers.get("location")!, { redirect: "manual" });
+    const cookie = back.headers.getSetCookie().find((c) => c.startsWith("__databricks_app_session="));
+    expect(cookie).toBeDefined();
+    return { cookie: cookie!.split(";")[0]!, loginPort: loginUrl.port };
+  }
+
+  /** Who the app sees for this browser: its email (X-Forwarded-Email), or "login" when sent to sign in. */
+  async function whoIs(appUrl: string, cookie: string): Promise<string> {
+    const r = await fetch(`${appUrl}/metamcp/health`, { headers: { cookie }, redirect: "manual" });
+    return r.status === 302 ? "login" : String(r.status);
+  }
+
+  const loginPortOf = async (appUrl: string) =>
+    new URL((await fetch(`${appUrl}/`, { redirect: "manual" })).headers.get("location")!).port;
+
+  it("the login port and the browser's session survive `local down` + `local up`; a taken port is said and replaced", async () => {
+    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    const { cookie, loginPort } = await signIn(appUrl, "carol@example.com");
+    expect(await whoIs(appUrl, cookie)).toBe("200");
+
+    expect((await cli(["local", "down"])).exitCode).toBe(0);
+    const again = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(await loginPortOf(appUrl)).toBe(loginPort);
+    expect(await whoIs(appUrl, cookie)).toBe("200");
+    // A made-up cookie still goes to the login page.
+    expect(await whoIs(appUrl, "__databricks_app_session=forged.value")).toBe("login");
+    // The kept sessions are credentials: only the state dir's owner reads them.
+    expect(statSync(path.join(work, "state/stand-in.json")).mode & 0o777).toBe(0o600);
+
+    // Another program took the login port meanwhile: a new one, and the user is told.
+    expect((await cli(["local", "down"])).exitCode).toBe(0);
+    const { createServer } = await import("node:net");
+    const squatter = createServer().listen(Number(loginPort), "127.0.0.1");
+    try {
+      const moved = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+      expect(moved.exitCode, moved.stderr).toBe(0);
+      // Detached, the supervisor says it in the log (`local logs`); in the foreground, on stderr.
+      const logs = await cli(["local", "logs"]);
+      expect(logs.stdout).toMatch(
+        new RegExp(
+          `the local login page's port ${loginPort} \\(kept from the last run\\) is taken by another program: using \\d+`,
+        ),
+      );
+      expect(await loginPortOf(appUrl)).not.toBe(loginPort);
+    } finally {
+      squatter.close();
     }
   });
 });

@@ -32,7 +32,14 @@ import { registerLogin } from "./login.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
 import { ApiError, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
-import { AuthCodes, BrowserSessions, DEFAULT_LOCAL_USER, LocalUsers } from "./users.js";
+import {
+  AuthCodes,
+  BrowserSessions,
+  DEFAULT_LOCAL_USER,
+  type LocalUser,
+  LocalUsers,
+  type SavedBrowserSession,
+} from "./users.js";
 
 export interface StartPlatformOptions {
   config: Config;
@@ -40,6 +47,14 @@ export interface StartPlatformOptions {
   postgres: EmbeddedPostgresHandle;
   proxyPort: number;
   appPort: number;
+  /** The login page's port (default: any free one); `local` keeps it across restarts of one state. */
+  workspacePort?: number;
+  /** Browser sessions (and their users) kept from the last run, and where to keep them (`local`). */
+  keptSignIns?: {
+    sessions: SavedBrowserSession[];
+    users: LocalUser[];
+    save(sessions: SavedBrowserSession[], users: LocalUser[]): void;
+  };
   credentialTtlSeconds: number;
   /** Lifetime of user OAuth tokens (Databricks: one hour); shorter to rehearse expiry. */
   userTokenTtlSeconds?: number;
@@ -84,8 +99,16 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
   const userTtl = options.userTokenTtlSeconds ?? 3600;
   const proxyLimits: ProxyLimits = { ...DEFAULT_PROXY_LIMITS, ...options.proxy };
   const users = new LocalUsers();
+  for (const u of options.keptSignIns?.users ?? []) users.add(u.email, u.name, u.id);
   const codes = new AuthCodes();
-  const sessions = new BrowserSessions();
+  const kept = options.keptSignIns;
+  const sessions = new BrowserSessions(undefined, kept?.sessions, (list) => {
+    const emails = new Set(list.map((s) => s.email));
+    kept?.save(
+      list,
+      users.all().filter((u) => emails.has(u.email)),
+    );
+  });
 
   registerOidc(workspace, {
     tokens,
@@ -204,7 +227,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
   });
 
   try {
-    await workspace.listen(0);
+    await workspace.listen(options.workspacePort ?? 0);
     await appHost.listen(options.proxyPort);
   } catch (err) {
     await workspace.close();

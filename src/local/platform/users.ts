@@ -19,12 +19,23 @@ export class LocalUsers {
     this.add(DEFAULT_LOCAL_USER.email, DEFAULT_LOCAL_USER.name);
   }
 
-  add(email: string, name: string): LocalUser {
+  /** `id`: a user kept from an earlier run keeps its id (X-Forwarded-User names it). */
+  add(email: string, name: string, id?: string): LocalUser {
     const key = email.trim().toLowerCase();
     const existing = this.byEmail.get(key);
-    const user = { id: existing?.id ?? String(this.nextId++), email: key, name: name.trim() || key };
+    const user = {
+      id: existing?.id ?? id ?? this.newId(),
+      email: key,
+      name: name.trim() || key,
+    };
     this.byEmail.set(key, user);
     return user;
+  }
+
+  private newId(): string {
+    const taken = new Set([...this.byEmail.values()].map((u) => u.id));
+    while (taken.has(String(this.nextId))) this.nextId++;
+    return String(this.nextId++);
   }
 
   get(email: string | undefined): LocalUser | undefined {
@@ -61,12 +72,30 @@ export class AuthCodes {
  * The proxy's browser sessions (a cookie on the app's origin). Independent of OAuth token lifetimes: a
  * signed-in person keeps working across token expiry, as on Databricks.
  */
+export interface SavedBrowserSession {
+  id: string;
+  email: string;
+  expiresAt: number;
+}
+
 export class BrowserSessions {
   private readonly sessions = new Map<string, { email: string; expiresAt: number }>();
-  constructor(readonly ttlMs = 24 * 3600_000) {}
+  /** `saved`/`onChange`: `local` keeps sessions across restarts of the same state (stand-in-state.ts). */
+  constructor(
+    readonly ttlMs = 24 * 3600_000,
+    saved: SavedBrowserSession[] = [],
+    private readonly onChange?: (sessions: SavedBrowserSession[]) => void,
+  ) {
+    const now = Date.now();
+    for (const s of saved)
+      if (s.expiresAt > now) this.sessions.set(s.id, { email: s.email, expiresAt: s.expiresAt });
+  }
   create(email: string): string {
     const id = `${randomUUID()}.${randomBytes(16).toString("base64url")}`;
-    this.sessions.set(id, { email, expiresAt: Date.now() + this.ttlMs });
+    const now = Date.now();
+    for (const [k, s] of this.sessions) if (s.expiresAt < now) this.sessions.delete(k);
+    this.sessions.set(id, { email, expiresAt: now + this.ttlMs });
+    this.onChange?.([...this.sessions].map(([k, s]) => ({ id: k, ...s })));
     return id;
   }
   verify(id: string | undefined): string | undefined {

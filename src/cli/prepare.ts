@@ -30,6 +30,7 @@ function describe(r: PrepareResult): string {
     `  ref      ${m.requestedRef ? `${m.requestedRef} (${r.ref.reason})` : r.ref.reason}`,
     `  schema   ${m.schema}`,
   ];
+  const idWidth = Math.max(0, ...m.patches.map((p) => p.id.length));
   for (const p of m.patches) {
     const edits = p.files.reduce((n, f) => n + f.edits, 0);
     const counts = p.counts
@@ -37,7 +38,7 @@ function describe(r: PrepareResult): string {
           .map(([k, v]) => `${v} ${k}`)
           .join(", ")}`
       : "";
-    lines.push(`  patch    ${p.id.padEnd(19)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
+    lines.push(`  patch    ${p.id.padEnd(idWidth)} ${edits} edit(s) in ${p.files.length} file(s)${counts}`);
     if (p.note) lines.push(`           ${p.note}`);
   }
   lines.push(`  manifest ${path.join(r.buildDir, MANIFEST_PATH)}`);

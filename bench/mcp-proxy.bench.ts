@@ -121,7 +121,7 @@ const AUDIT_CALLS = iterations(10_000, 20);
 const AUDIT_PERSON = "bench-audit@example.com";
 
 /** A router process of its own (bench/audit-router.ts), audit on or off, in front of the backend. */
-async function routerProcess(backendPort: number, audit: "on" | "off", pgJson: string) {
+async function routerProcess(backendPort: number, audit: "on" | "off" | "observe", pgJson: string) {
   const child = execa(
     process.execPath,
     ["--import", "tsx", path.join(import.meta.dirname, "audit-router.ts")],
@@ -151,7 +151,13 @@ async function routerProcess(backendPort: number, audit: "on" | "off", pgJson: s
     child.kill("SIGTERM");
     await (child as ResultPromise);
     const s = lines.find((l) => l.includes('"stats"'));
-    return s ? (JSON.parse(s) as { stats: { written: number; dropped: number } | null }).stats : null;
+    return s
+      ? (JSON.parse(s) as {
+          stats: { written: number; dropped: number } | null;
+          requests: number;
+          cpuUs: number;
+        })
+      : undefined;
   };
   return { port, stop };
 }
@@ -173,6 +179,8 @@ async function auditFigures(
   const admin = new pg.Client({ ...connection, options: searchPathOption("metamcp_app") });
   await admin.connect();
   const routers: { stop(): Promise<unknown> }[] = [];
+  const cpuPerRequest = (r: { requests: number; cpuUs: number } | undefined) =>
+    r && r.requests > 0 ? Math.round(r.cpuUs / r.requests) : -1;
   try {
     await ensureSchema(admin, "metamcp_app");
     await ensureAuditTable(admin, "metamcp_app");
@@ -181,6 +189,8 @@ async function auditFigures(
     routers.push(on);
     const off = await routerProcess(backendPort, "off", json);
     routers.push(off);
+    const observe = await routerProcess(backendPort, "observe", json);
+    routers.push(observe);
     const url = (port: number) => `http://127.0.0.1:${port}/metamcp/${endpoint}/mcp`;
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
     const tOn: number[] = [];
@@ -192,6 +202,7 @@ async function auditFigures(
       tOn.push(await throughput(url(on.port), direct));
       pOff.push((await latencies(url(off.port), direct)).p50);
       pOn.push((await latencies(url(on.port), direct)).p50);
+      await throughput(url(observe.port), direct); // for its CPU per request only
     }
     const spread = (xs: number[]) =>
       Math.round(((Math.max(...xs) - Math.min(...xs)) / median(xs)) * 1000) / 10;
@@ -221,14 +232,21 @@ async function auditFigures(
     );
     metrics[`audit_${AUDIT_CALLS}_calls_ms`] = Math.round(performance.now() - t0);
     await Promise.all(sessions.map((s) => s.client.close()));
-    const stats = await on.stop();
+    const onEnd = await on.stop();
     routers.splice(routers.indexOf(on), 1);
+    const offEnd = await off.stop();
+    routers.splice(routers.indexOf(off), 1);
+    metrics.audit_off_router_cpu_us_per_request = cpuPerRequest(offEnd);
+    metrics.audit_on_router_cpu_us_per_request = cpuPerRequest(onEnd);
+    const observeEnd = await observe.stop();
+    routers.splice(routers.indexOf(observe), 1);
+    metrics.audit_observe_only_router_cpu_us_per_request = cpuPerRequest(observeEnd);
     const rows = await admin.query<{ n: string }>(
       "SELECT count(*)::text AS n FROM metamcp_app.databricks_tool_calls WHERE principal = $1 AND method = 'tools/call' AND tool = 'echo'",
       [AUDIT_PERSON],
     );
     metrics[`audit_${AUDIT_CALLS}_calls_rows`] = Number(rows.rows[0]!.n);
-    metrics.audit_rows_dropped = stats?.dropped ?? -1;
+    metrics.audit_rows_dropped = onEnd?.stats?.dropped ?? -1;
     return metrics;
   } finally {
     await Promise.all(routers.map((r) => r.stop()));

@@ -17,6 +17,7 @@ import {
   auditPrincipal,
   endpointAndNamespace,
   sessionHash,
+  shortError,
   splitToolName,
 } from "./audit-rows.js";
 import { sessionIdFromEndpointEvent } from "./session-guard.js";
@@ -87,6 +88,8 @@ export class AuditObserver {
   private readonly sseSessions = new Map<string, SseSession>();
   /** session id → `name/version` from its initialize; insertion order is age. */
   private readonly clients = new Map<string, string>();
+  /** session id → its hash: one SHA-256 per session, not per row. */
+  private readonly hashes = new Map<string, string>();
   private readonly maxSessions: number;
 
   constructor(private readonly options: AuditObserverOptions) {
@@ -305,6 +308,16 @@ export class AuditObserver {
     ex.pending.clear();
   }
 
+  private hashOf(sessionId: string): string {
+    let h = this.hashes.get(sessionId);
+    if (h === undefined) {
+      h = sessionHash(sessionId);
+      this.hashes.set(sessionId, h);
+      if (this.hashes.size > this.maxSessions) this.hashes.delete(this.hashes.keys().next().value!);
+    }
+    return h;
+  }
+
   private remember(sessionId: string | undefined, client: string | undefined): void {
     if (!sessionId || !client) return;
     this.clients.delete(sessionId);
@@ -322,7 +335,9 @@ export class AuditObserver {
     const sessionId = call.ctx.sessionId ?? answerSession;
     const m = call.message;
     const named = m.method === "tools/call" || m.method === "prompts/get";
-    const { server, tool } = m.name && named ? splitToolName(m.name) : { server: null, tool: m.name ?? null };
+    // A resource URI may carry a token in its query: masked like an error text, and capped.
+    const { server, tool } =
+      m.name && named ? splitToolName(m.name) : { server: null, tool: m.name ? shortError(m.name) : null };
     this.options.sink.record({
       calledAt: call.calledAt,
       principal: call.ctx.principal,
@@ -335,7 +350,7 @@ export class AuditObserver {
       outcome,
       error,
       client: m.client ?? (sessionId ? (this.clients.get(sessionId) ?? null) : null),
-      session: sessionId ? sessionHash(sessionId) : null,
+      session: sessionId ? this.hashOf(sessionId) : null,
       requestBytes: call.requestBytes,
       responseBytes,
       arguments: argumentsColumn(m.arguments, this.options.arguments),

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { AuditSink } from "./audit-observer.js";
+import { type AuditFilters, type AuditRecord, queryAuditRows } from "./audit-query.js";
 import type { AuditRow } from "./audit-rows.js";
 import { AUDIT_COLUMNS, auditTableName } from "./audit-table.js";
 import { describePgError } from "./database.js";
@@ -96,6 +97,11 @@ export class AuditWriter implements AuditSink {
       this.flushing = undefined;
     });
     await this.flushing;
+  }
+
+  /** Rows for the managers' route (audit-route.ts), on the writer's own pool. */
+  async read(filters: AuditFilters): Promise<AuditRecord[]> {
+    return await queryAuditRows(this.pool, this.options.schema, filters);
   }
 
   /** Deletes rows past METAMCP_AUDIT_DAYS, unless another instance is doing it; returns how many it deleted. */

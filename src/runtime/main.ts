@@ -270,6 +270,9 @@ export async function runApp(runtimeDir: string): Promise<number> {
     managers: env.appManagers,
     emailSignup: emailSignupSetting(process.env),
     audit,
+    auditRead: audit
+      ? (filters) => auditWriter?.read(filters) ?? Promise.reject(new Error("the database is not ready yet"))
+      : undefined,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};

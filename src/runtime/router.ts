@@ -10,6 +10,8 @@ import {
 import type { Socket } from "node:net";
 import { createProxyServer } from "http-proxy-3";
 import type { AuditObserver } from "./audit-observer.js";
+import type { AuditFilters, AuditRecord } from "./audit-query.js";
+import { answerAuditRoute, isAuditRoute } from "./audit-route.js";
 import {
   createIdentitySignIn,
   IDENTITY_SECRET_HEADER,
@@ -213,6 +215,8 @@ export interface RouterOptions {
   emailSignup?: "on" | "off";
   /** METAMCP_AUDIT: watches MCP requests and answers as they pass, for the audit table (docs/audit.md). */
   audit?: AuditObserver;
+  /** Reads the audit for `GET /metamcp/_databricks/audit`, answered to the app's managers only (audit-route.ts). */
+  auditRead?: (filters: AuditFilters) => Promise<AuditRecord[]>;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -537,6 +541,13 @@ export function createRouter(options: RouterOptions): Router {
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);
     dropDatabricksCredentials(req.headers);
+    if (isAuditRoute(pathname)) {
+      answerAuditRoute(req, res, q < 0 ? "" : original.slice(q + 1), {
+        managers: options.managers ?? { emails: [], principals: [] },
+        read: options.auditRead,
+      });
+      return;
+    }
     stampIdentitySecret(req.headers, options.identitySecret);
     if (side === "backend") {
       if (identity && req.method === "POST" && pathname === "/api/auth/sign-out")

@@ -186,13 +186,14 @@ describe("every MCP request through the router is a row in databricks_tool_calls
       { timeoutMs: 10_000, intervalMs: 50, what },
     );
 
-  async function startRouter(mode: "off" | "hash") {
+  async function startRouter(mode: "off" | "hash", extra: Partial<Parameters<typeof createRouter>[0]> = {}) {
     const audit = new AuditObserver({ sink: writer, arguments: mode });
     const r = createRouter({
       backendPort: backend.port,
       frontendPort: 1,
       trustedProxyAddresses: ["127.0.0.1"],
       audit,
+      ...extra,
     });
     r.ready = true;
     await new Promise<void>((res) => r.server.listen(0, "0.0.0.0", () => res()));
@@ -483,6 +484,58 @@ describe("every MCP request through the router is a row in databricks_tool_calls
     expect(await writer.enforceRetention()).toBe(1);
     expect(await rows("principal = 'old@example.com'")).toEqual([]);
     expect(await rows("principal = 'recent@example.com'")).toHaveLength(1);
+  });
+
+  it("the managers' route: Ada (a manager) reads everyone's calls; Bob, a forged Ada and nobody get 403", async () => {
+    const managed = await startRouter("off", {
+      managers: { emails: [ADA.email], principals: [] },
+      auditRead: (filters) => writer.read(filters),
+    });
+    const route = `${managed.url}/metamcp/_databricks/audit`;
+    try {
+      await writer.flush();
+      const ada = await fetch(`${route}?user=${encodeURIComponent(BOB.email)}&limit=2`, {
+        headers: { "x-forwarded-email": ADA.email },
+      });
+      expect(ada.status).toBe(200);
+      const { rows: got } = (await ada.json()) as { rows: { principal: string }[] };
+      expect(got).toHaveLength(2);
+      expect(got.every((r) => r.principal === BOB.email)).toBe(true);
+      const all = (await (await fetch(route, { headers: { "x-forwarded-email": ADA.email } })).json()) as {
+        rows: unknown[];
+      };
+      expect(all.rows.length).toBeGreaterThan(5);
+
+      const bob = await fetch(route, { headers: as(BOB) });
+      expect(bob.status).toBe(403);
+      expect(await bob.text()).not.toContain("tools/call");
+      expect((await fetch(route)).status).toBe(403);
+      // A process on the app's host claiming Ada (another loopback address: not the proxy).
+      const forged = await new Promise<number>((resolve, reject) => {
+        const r = request(
+          {
+            host: "127.0.0.1",
+            port: (managed.router.server.address() as AddressInfo).port,
+            localAddress: "127.0.0.3",
+            path: "/metamcp/_databricks/audit",
+            headers: { "x-forwarded-email": ADA.email },
+          },
+          (answer) => {
+            answer.resume();
+            resolve(answer.statusCode ?? 0);
+          },
+        );
+        r.on("error", reject);
+        r.end();
+      });
+      expect(forged).toBe(403);
+      const bad = await fetch(`${route}?since=yesterday`, { headers: { "x-forwarded-email": ADA.email } });
+      expect(bad.status).toBe(400);
+      const post = await fetch(route, { method: "POST", headers: { "x-forwarded-email": ADA.email } });
+      expect(post.status).toBe(405);
+    } finally {
+      await managed.router.close(100);
+    }
   });
 
   // Last: it stops the database.

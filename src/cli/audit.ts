@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import type { AuditRecord } from "../audit/query.js";
 import { EXIT, UserError } from "../errors.js";
 import { action } from "./common.js";
 
@@ -15,7 +16,10 @@ export function registerAudit(program: Command): void {
   program
     .command("audit")
     .description("Tool calls on the record: who called what, when, with what outcome (docs/audit.md)")
-    .option("--local", "read the audit of the running `local up`")
+    .option(
+      "--local",
+      "read the audit of the running `local up` (else: the deployed app of --target, for its managers)",
+    )
     .option("--since <when>", "only calls since then: 90s, 15m, 1h, 7d, or an ISO date")
     .option("--user <email>", "only this person's (or service principal's) calls")
     .option("--tool <name>", "only this tool (`tool` or `server__tool`)")
@@ -23,14 +27,12 @@ export function registerAudit(program: Command): void {
     .option("--limit <n>", "at most this many rows, newest first (default 100)")
     .action(
       action(async (ctx, flags: AuditFlags) => {
-        if (!flags.local)
+        if (!flags.local && !ctx.globals.target)
           throw new UserError(
             "audit_where",
-            ctx.globals.target
-              ? `reading a deployed app's audit with --target is not available yet (target ${ctx.globals.target})`
-              : "say where to read: --local (the running `local up`)",
+            "say where to read: --local (the running `local up`) or --target T (a deployed app, for its managers)",
             EXIT.input,
-            "on Databricks, query <schema>.databricks_tool_calls from a SQL warehouse through the Lakebase catalog (docs/audit.md)",
+            "or query <schema>.databricks_tool_calls from a SQL warehouse through the Lakebase catalog (docs/audit.md)",
           );
         const { parseLimit, parseSince, formatAuditRows } = await import("../audit/query.js");
         const filters = {
@@ -40,8 +42,16 @@ export function registerAudit(program: Command): void {
           endpoint: flags.endpoint,
           limit: parseLimit(flags.limit),
         };
-        const { readLocalAudit } = await import("../audit/local.js");
-        const rows = await readLocalAudit(ctx.config(), filters);
+        let rows: AuditRecord[];
+        if (flags.local) {
+          const { readLocalAudit } = await import("../audit/local.js");
+          rows = await readLocalAudit(ctx.config(), filters);
+        } else {
+          const { withDevNames } = await import("../databricks/dev-user.js");
+          const { config } = await withDevNames(ctx.config, ctx.log);
+          const { readRemoteAudit } = await import("../audit/remote.js");
+          rows = await readRemoteAudit(config, filters);
+        }
         ctx.result({ rows }, () => formatAuditRows(rows));
       }),
     );

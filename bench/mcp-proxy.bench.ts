@@ -5,12 +5,18 @@ import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { execa, type ResultPromise } from "execa";
+import pg from "pg";
 import { freePort } from "../src/local/postgres.js";
 import { localPaths, readRunState } from "../src/local/state.js";
 import { localUserToken } from "../src/local/user-token.js";
+import { waitFor } from "../src/retry.js";
+import { ensureAuditTable } from "../src/runtime/audit-table.js";
+import { ensureSchema, searchPathOption } from "../src/runtime/database.js";
 import { principalOf, SessionTable } from "../src/runtime/session-guard.js";
 import { runCli } from "../test/support/cli.js";
 import { createFakeAppTree, FAKE_METAMCP_API_KEY, freeInternalPorts } from "../test/support/fake-app-tree.js";
+import { startLakebaseLikePostgres } from "../test/support/postgres.js";
 import { iterations } from "./smoke.js";
 
 /**
@@ -111,6 +117,144 @@ function sessionTableKiB(count: number): number {
   return kib;
 }
 
+const AUDIT_CALLS = iterations(10_000, 20);
+const AUDIT_PERSON = "bench-audit@example.com";
+
+/** A router process of its own (bench/audit-router.ts), audit on or off, in front of the backend. */
+async function routerProcess(backendPort: number, audit: "on" | "off" | "observe", pgJson: string) {
+  const child = execa(
+    process.execPath,
+    ["--import", "tsx", path.join(import.meta.dirname, "audit-router.ts")],
+    {
+      env: { BACKEND_PORT: String(backendPort), AUDIT: audit, PG_URL_JSON: pgJson },
+      buffer: false,
+      reject: false,
+    },
+  );
+  const lines: string[] = [];
+  let rest = "";
+  child.stdout!.on("data", (c: Buffer) => {
+    rest += c.toString();
+    const parts = rest.split("\n");
+    rest = parts.pop()!;
+    lines.push(...parts);
+  });
+  const port = await waitFor(
+    () => {
+      for (const l of lines) if (l.includes('"port"')) return (JSON.parse(l) as { port: number }).port;
+      if (child.exitCode !== null) throw new Error(`the ${audit} router exited (${child.exitCode})`);
+      return undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 50, what: `the audit-${audit} router` },
+  );
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await (child as ResultPromise);
+    const s = lines.find((l) => l.includes('"stats"'));
+    return s
+      ? (JSON.parse(s) as {
+          stats: { written: number; dropped: number } | null;
+          requests: number;
+          cpuUs: number;
+        })
+      : undefined;
+  };
+  return { port, stop };
+}
+
+/**
+ * The audit's cost (issue 24): the same router with the audit on and off, each in a process of its own as in
+ * the app, in front of the same backend; alternated rounds, medians. Then AUDIT_CALLS calls by one person
+ * through the audit-on router and the rows they left.
+ */
+async function auditFigures(
+  backendPort: number,
+  endpoint: string,
+  direct: () => Promise<Record<string, string>>,
+): Promise<Record<string, number>> {
+  const db = await startLakebaseLikePostgres();
+  const password = "bench-audit-password-1234";
+  await db.setPassword(password, 3600);
+  const connection = { host: db.host, port: db.port, database: db.database, user: db.role, password };
+  const admin = new pg.Client({ ...connection, options: searchPathOption("metamcp_app") });
+  await admin.connect();
+  const routers: { stop(): Promise<unknown> }[] = [];
+  const cpuPerRequest = (r: { requests: number; cpuUs: number } | undefined) =>
+    r && r.requests > 0 ? Math.round(r.cpuUs / r.requests) : -1;
+  try {
+    await ensureSchema(admin, "metamcp_app");
+    await ensureAuditTable(admin, "metamcp_app");
+    const json = JSON.stringify(connection);
+    const on = await routerProcess(backendPort, "on", json);
+    routers.push(on);
+    const off = await routerProcess(backendPort, "off", json);
+    routers.push(off);
+    const observe = await routerProcess(backendPort, "observe", json);
+    routers.push(observe);
+    const url = (port: number) => `http://127.0.0.1:${port}/metamcp/${endpoint}/mcp`;
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const tOn: number[] = [];
+    const tOff: number[] = [];
+    const pOn: number[] = [];
+    const pOff: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      tOff.push(await throughput(url(off.port), direct));
+      tOn.push(await throughput(url(on.port), direct));
+      pOff.push((await latencies(url(off.port), direct)).p50);
+      pOn.push((await latencies(url(on.port), direct)).p50);
+      await throughput(url(observe.port), direct); // for its CPU per request only
+    }
+    const spread = (xs: number[]) =>
+      Math.round(((Math.max(...xs) - Math.min(...xs)) / median(xs)) * 1000) / 10;
+    const metrics: Record<string, number> = {
+      [`audit_off_sessions${SESSIONS}_calls_per_s`]: median(tOff),
+      [`audit_on_sessions${SESSIONS}_calls_per_s`]: median(tOn),
+      audit_cost_pct: Math.round((1 - median(tOn) / median(tOff)) * 1000) / 10,
+      // The spread between rounds of one side: the machine's noise, to read audit_cost_pct against.
+      audit_off_rounds_spread_pct: spread(tOff),
+      audit_on_rounds_spread_pct: spread(tOn),
+      audit_off_p50_ms: median(pOff),
+      audit_on_p50_ms: median(pOn),
+      audit_p50_added_ms: Math.round((median(pOn) - median(pOff)) * 100) / 100,
+    };
+    // AUDIT_CALLS calls by one person over SESSIONS sessions: as many rows.
+    const person = async () => ({ ...(await direct()), "x-forwarded-email": AUDIT_PERSON });
+    const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => session(url(on.port), person)));
+    let started = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      sessions.map(async (s) => {
+        while (started < AUDIT_CALLS) {
+          started++;
+          await s.call();
+        }
+      }),
+    );
+    metrics[`audit_${AUDIT_CALLS}_calls_ms`] = Math.round(performance.now() - t0);
+    await Promise.all(sessions.map((s) => s.client.close()));
+    const onEnd = await on.stop();
+    routers.splice(routers.indexOf(on), 1);
+    const offEnd = await off.stop();
+    routers.splice(routers.indexOf(off), 1);
+    metrics.audit_off_router_cpu_us_per_request = cpuPerRequest(offEnd);
+    metrics.audit_on_router_cpu_us_per_request = cpuPerRequest(onEnd);
+    const observeEnd = await observe.stop();
+    routers.splice(routers.indexOf(observe), 1);
+    metrics.audit_observe_only_router_cpu_us_per_request = cpuPerRequest(observeEnd);
+    const rows = await admin.query<{ n: string }>(
+      "SELECT count(*)::text AS n FROM metamcp_app.databricks_tool_calls WHERE principal = $1 AND method = 'tools/call' AND tool = 'echo'",
+      [AUDIT_PERSON],
+    );
+    metrics[`audit_${AUDIT_CALLS}_calls_rows`] = Number(rows.rows[0]!.n);
+    metrics.audit_rows_dropped = onEnd?.stats?.dropped ?? -1;
+    return metrics;
+  } finally {
+    await Promise.all(routers.map((r) => r.stop()));
+    await admin.end().catch(() => {});
+    await db.stop();
+  }
+}
+
 export default {
   name: "mcp-proxy",
   async run(): Promise<Record<string, number | string>> {
@@ -174,6 +318,8 @@ export default {
       metrics[`sessions${SESSIONS}_backend_calls_per_s`] = backend;
       metrics.router_cost_pct = Math.round((1 - router / backend) * 1000) / 10;
       metrics.session_table_10000_kib = sessionTableKiB(10_000);
+      if (!process.env.BENCH_SKIP_AUDIT)
+        Object.assign(metrics, await auditFigures(backendPort, endpoint, direct));
       return metrics;
     } finally {
       if (work) {

@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   start: async () => (await import("./start.js")).registerStart,
   local: async () => (await import("./local.js")).registerLocal,
   connect: async () => (await import("./connect.js")).registerConnect,
+  audit: async () => (await import("./audit.js")).registerAudit,
 };
 
 /** Root options that take a value: their value is not the command's name. */

@@ -169,7 +169,7 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
 }
 
 /** A fixed advisory-lock key: every instance of the app migrates under the same lock. */
-const MIGRATION_LOCK = 0x6d6d6462; // "mmdb"
+export const MIGRATION_LOCK = 0x6d6d6462; // "mmdb"
 
 /** What runMigrations needs of drizzle-orm: its node-postgres driver and that driver's migrator. */
 export interface DrizzleMigrator {

@@ -3,6 +3,7 @@ import path from "node:path";
 import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
+import { AUDIT_ARGUMENT_MODES, type AuditArgumentMode } from "./audit-rows.js";
 import {
   ALLOW_ENTRY,
   APP_MANAGERS_ENV,
@@ -64,6 +65,8 @@ export interface RuntimeEnv {
   stdioPolicy: StdioPolicy;
   /** METAMCP_APP_MANAGERS, sorted into users, service principals and groups (which count for nobody). */
   appManagers: AppManagers;
+  /** The tool-call audit (docs/audit.md): METAMCP_AUDIT, METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS. */
+  audit: { enabled: boolean; arguments: AuditArgumentMode; days: number };
 }
 
 /**
@@ -110,6 +113,9 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_STDIO_SERVERS",
   "METAMCP_APP_MANAGERS",
   "METAMCP_SERVER_ENV_ALLOW",
+  "METAMCP_AUDIT",
+  "METAMCP_AUDIT_ARGUMENTS",
+  "METAMCP_AUDIT_DAYS",
   "LOG_LEVEL",
 ] as const;
 
@@ -121,6 +127,8 @@ const MIN_SECRET_CHARS = 16;
 const MAX_DB_WAIT_SECONDS = 3600;
 /** A day: past it an abandoned session's upstream connections and processes are held for no one. */
 const MAX_SESSION_IDLE_MINUTES = 1440;
+/** Ten years: past it "keep forever" is what is meant, and a DELETE that never matches costs for nothing. */
+const MAX_AUDIT_DAYS = 3650;
 
 const HOW_TO_SET_SECRET =
   "the app's secret resource must point at a real random value: `make bundle-deploy` generates one when the key is absent; to replace a bad one, `databricks secrets put-secret <scope> <key>` with the output of `openssl rand -base64 32`, then redeploy";
@@ -456,6 +464,22 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     problems.push(
       `${APP_MANAGERS_ENV} has entries that are not an email address: ${badEmails.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
     );
+  const auditOn = oneOf("METAMCP_AUDIT", raw("METAMCP_AUDIT"), ["on", "off"], "on");
+  const auditArguments = oneOf(
+    "METAMCP_AUDIT_ARGUMENTS",
+    raw("METAMCP_AUDIT_ARGUMENTS"),
+    AUDIT_ARGUMENT_MODES,
+    "off",
+  );
+  const daysRaw = raw("METAMCP_AUDIT_DAYS");
+  const auditDays = daysRaw === undefined ? 90 : /^\d{1,5}$/.test(daysRaw) ? Number(daysRaw) : Number.NaN;
+  check(
+    "METAMCP_AUDIT_DAYS",
+    daysRaw,
+    auditDays >= 1 && auditDays <= MAX_AUDIT_DAYS,
+    `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
+  );
+
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
   }
@@ -487,5 +511,6 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     defaultEndpoint,
     stdioPolicy,
     appManagers: parseManagers(managersRaw),
+    audit: { enabled: auditOn === "on", arguments: auditArguments, days: auditDays },
   };
 }

@@ -5,6 +5,9 @@ import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
 import { retry } from "../retry.js";
+import { AuditObserver } from "./audit-observer.js";
+import { ensureAuditTable } from "./audit-table.js";
+import { AuditWriter } from "./audit-writer.js";
 import { SECRETS_PRELOAD_FILE, splitChildSecrets } from "./child-secrets.js";
 import { type ChildSpec, SupervisedChild } from "./children.js";
 import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
@@ -248,6 +251,15 @@ export async function runApp(runtimeDir: string): Promise<number> {
   let publicUrl: string | undefined;
   let health: DatabaseHealth | undefined;
   const identitySecret = newIdentitySecret();
+  // The observer is in the router from the start; rows reach the writer once the database is ready (the
+  // router answers 503 until then, so none is lost in between).
+  let auditWriter: AuditWriter | undefined;
+  const audit = env.audit.enabled
+    ? new AuditObserver({
+        sink: { record: (row) => auditWriter?.record(row) },
+        arguments: env.audit.arguments,
+      })
+    : undefined;
   const router = createRouter({
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
@@ -261,6 +273,10 @@ export async function runApp(runtimeDir: string): Promise<number> {
     defaultEndpoint: env.defaultEndpoint,
     managers: env.appManagers,
     emailSignup: emailSignupSetting(process.env),
+    audit,
+    auditRead: audit
+      ? (filters) => auditWriter?.read(filters) ?? Promise.reject(new Error("the database is not ready yet"))
+      : undefined,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -280,6 +296,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       process.exit(code || EXIT.bug);
     }, SHUTDOWN_BUDGET_MS).unref();
     if (router.server.listening) await router.close(8_000).catch(() => {});
+    await auditWriter?.close(1_500);
     await Promise.all(children.map((c) => c.stop(3_000)));
     keeper.stop();
     clearTimeout(hardStop);
@@ -376,6 +393,16 @@ export async function runApp(runtimeDir: string): Promise<number> {
     const cfg = clientConfig(env, () => keeper.current());
     await prepareDatabase(env, cfg, backendDir, migrator, log, stop.signal);
     health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
+    if (env.audit.enabled) {
+      const auditLog = createLogger({ json, tag: "audit" });
+      auditWriter = new AuditWriter({
+        connection: cfg,
+        schema: env.schema,
+        retentionDays: env.audit.days,
+        warn: (message) => auditLog.warn(message),
+      });
+      auditWriter.start();
+    }
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
     const backend = new SupervisedChild(
@@ -513,6 +540,13 @@ async function prepareDatabase(
           env.schema,
         ),
       );
+      phase = "audit table";
+      if (env.audit.enabled) {
+        const t = await untilStopped(ensureAuditTable(client, env.schema), signal);
+        log.info(
+          `tool-call audit on: ${env.schema}.databricks_tool_calls${t.created ? " created" : ""} (arguments ${env.audit.arguments}, kept ${env.audit.days} days)`,
+        );
+      } else log.info("tool-call audit off (METAMCP_AUDIT=off)");
       phase = "STDIO servers";
       for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
       const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);

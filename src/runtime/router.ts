@@ -9,6 +9,9 @@ import {
 } from "node:http";
 import type { Socket } from "node:net";
 import { createProxyServer } from "http-proxy-3";
+import type { AuditObserver } from "./audit-observer.js";
+import type { AuditFilters, AuditRecord } from "./audit-query.js";
+import { answerAuditRoute, isAuditRoute } from "./audit-route.js";
 import {
   createIdentitySignIn,
   IDENTITY_SECRET_HEADER,
@@ -210,6 +213,10 @@ export interface RouterOptions {
   managers?: Managers;
   /** METAMCP_EMAIL_SIGNUP: `off` (the runtime's default) refuses better-auth's email sign-up route. */
   emailSignup?: "on" | "off";
+  /** METAMCP_AUDIT: watches MCP requests and answers as they pass, for the audit table (docs/audit.md). */
+  audit?: AuditObserver;
+  /** Reads the audit for `GET /metamcp/_databricks/audit`, answered to the app's managers only (audit-route.ts). */
+  auditRead?: (filters: AuditFilters) => Promise<AuditRecord[]>;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -361,6 +368,7 @@ export function createRouter(options: RouterOptions): Router {
     }
     // SSE: the id is in the stream's first event. This listener is added before the library pipes the answer,
     // so the session is in the table before the client can read its id.
+    options.audit?.sseStream(proxyRes, res);
     let seen = "";
     const onData = (chunk: Buffer) => {
       seen += chunk.toString("utf8");
@@ -422,6 +430,7 @@ export function createRouter(options: RouterOptions): Router {
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
     addIdentityCookies(proxyRes, req);
+    options.audit?.response(req, proxyRes);
     const g = guarded.get(req);
     if (g) relayGuarded(proxyRes, req, res as ServerResponse, g);
     else trackOpening(proxyRes, req, res as ServerResponse);
@@ -481,9 +490,20 @@ export function createRouter(options: RouterOptions): Router {
     const route = sessionRouteOf(pathname);
     const query = search ? new URLSearchParams(search) : undefined;
     const sessionId = namedSessionId(req.headers, route, query);
+    if (options.audit && req.method === "POST" && (route?.kind === "mcp" || route?.kind === "message"))
+      options.audit.request(
+        req,
+        res,
+        route.scope,
+        route.kind === "mcp" ? "streamable" : "message",
+        sessionId,
+      );
     if (sessionId !== undefined) {
       const session = sessions.owned(sessionId, principalOf(req.headers, query), route?.scope);
-      if (!session) return answerUnknownSession(res, req.method, route, sessionId);
+      if (!session) {
+        options.audit?.refused(req, 404);
+        return answerUnknownSession(res, req.method, route, sessionId);
+      }
       res.once("close", sessions.begin(session));
       if (req.method === "GET") {
         sessions.holdStream(session, res);
@@ -521,6 +541,13 @@ export function createRouter(options: RouterOptions): Router {
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);
     dropDatabricksCredentials(req.headers);
+    if (isAuditRoute(pathname)) {
+      answerAuditRoute(req, res, q < 0 ? "" : original.slice(q + 1), {
+        managers: options.managers ?? { emails: [], principals: [] },
+        read: options.auditRead,
+      });
+      return;
+    }
     stampIdentitySecret(req.headers, options.identitySecret);
     if (side === "backend") {
       if (identity && req.method === "POST" && pathname === "/api/auth/sign-out")

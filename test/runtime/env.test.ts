@@ -162,6 +162,21 @@ describe("the runtime's environment: every variable checked, one message naming 
     expect(problemsOf({ [name]: value })).toMatch(message);
   });
 
+  it("the tool-call audit: on, arguments off, 90 days by default; every setting checked", () => {
+    expect(readRuntimeEnv(GOOD, "/app/runtime").audit).toEqual({ enabled: true, arguments: "off", days: 90 });
+    expect(
+      readRuntimeEnv(
+        { ...GOOD, METAMCP_AUDIT: "off", METAMCP_AUDIT_ARGUMENTS: "hash", METAMCP_AUDIT_DAYS: "7" },
+        "/app/runtime",
+      ).audit,
+    ).toEqual({ enabled: false, arguments: "hash", days: 7 });
+    const p = problemsOf({ METAMCP_AUDIT: "yes", METAMCP_AUDIT_ARGUMENTS: "all", METAMCP_AUDIT_DAYS: "0" });
+    expect(p).toContain('METAMCP_AUDIT="yes" is not valid: one of on, off');
+    expect(p).toContain('METAMCP_AUDIT_ARGUMENTS="all" is not valid: one of off, hash, full');
+    expect(p).toContain('METAMCP_AUDIT_DAYS="0" is not valid: whole days to keep audit rows, from 1 to 3650');
+    expect(problemsOf({ METAMCP_AUDIT_DAYS: "90.5" })).toContain("METAMCP_AUDIT_DAYS");
+  });
+
   it("checks the provisioned variables when that kind is chosen", () => {
     expect(problemsOf({ LAKEBASE_KIND: "provisioned" })).toMatch(/LAKEBASE_INSTANCE_NAME is not set/);
     expect(problemsOf({ LAKEBASE_KIND: "provisioned", LAKEBASE_INSTANCE_NAME: "My_DB" })).toMatch(

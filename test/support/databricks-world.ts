@@ -41,6 +41,8 @@ export interface WorldOptions {
   runner?: AppRunner;
   /** Writes the project's app tree (default: a two-file stand-in). */
   appTree?: (dir: string) => void;
+  /** Where the Apps proxy forwards instead of the world's stand-in app (a real router under test). */
+  appTarget?: string;
 }
 
 export async function startDatabricksWorld(
@@ -65,7 +67,9 @@ export async function startDatabricksWorld(
   const caFile = path.join(root, "app-ca.pem");
   mkdirSync(root, { recursive: true });
   writeFileSync(caFile, tls.cert);
-  const target = options.runner ? `http://127.0.0.1:${options.runner.appPort}` : appUrl;
+  const target = options.runner
+    ? `http://127.0.0.1:${options.runner.appPort}`
+    : (options.appTarget ?? appUrl);
   const emulator = await new DatabricksEmulator(target, tls, options.runner).start();
   emulator.clients.set(M2M.id, M2M.secret);
   emulator.clients.set(BOB.id, BOB.secret);

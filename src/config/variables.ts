@@ -331,6 +331,26 @@ export const VARIABLES: readonly VariableDef[] = [
     default: "",
   },
   {
+    env: "METAMCP_AUDIT",
+    description:
+      "Record every MCP request in <schema>.databricks_tool_calls: on (the runtime's default) or off (docs/audit.md).",
+    schema: appSetting("METAMCP_AUDIT"),
+    default: "",
+  },
+  {
+    env: "METAMCP_AUDIT_ARGUMENTS",
+    description:
+      "What the audit keeps of a call's arguments: off (the runtime's default), hash, or full (masked and capped).",
+    schema: appSetting("METAMCP_AUDIT_ARGUMENTS"),
+    default: "",
+  },
+  {
+    env: "METAMCP_AUDIT_DAYS",
+    description: "Days the audit keeps its rows (the runtime's default: 90).",
+    schema: appSetting("METAMCP_AUDIT_DAYS"),
+    default: "",
+  },
+  {
     env: "LOCAL_STATE_DIR",
     description: "`local`: where the embedded PostgreSQL data, credentials and PIDs live.",
     schema: pathValue,

@@ -65,6 +65,9 @@ export const APP_SETTINGS = [
   "METAMCP_SERVER_ENV_ALLOW",
   "METAMCP_SESSION_IDLE_MINUTES",
   "METAMCP_TRUSTED_PROXY_ADDRESSES",
+  "METAMCP_AUDIT",
+  "METAMCP_AUDIT_ARGUMENTS",
+  "METAMCP_AUDIT_DAYS",
 ] as const;
 
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;

@@ -153,7 +153,8 @@ const PLACEHOLDER_WHOLE = new Set([
 
 /**
  * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
- * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW), read
+ * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
+ * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS), read
  * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
  * refuse at start is refused on the workstation, with the same words.
  */
@@ -163,6 +164,7 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   idleMinutes: number;
   defaultEndpoint: string | undefined;
   stdioPolicy: StdioPolicy;
+  audit: { enabled: boolean; arguments: (typeof AUDIT_ARGUMENT_MODES)[number]; days: number };
 } {
   const problems: string[] = [];
   const raw = (name: string): string | undefined => {
@@ -224,7 +226,24 @@ export function readAppSettings(env: Record<string, string | undefined>): {
       `${SERVER_ENV_ALLOW_ENV} names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
     );
 
-  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy };
+  const auditOn = oneOf("METAMCP_AUDIT", raw("METAMCP_AUDIT"), ["on", "off"], "on");
+  const auditArguments = oneOf(
+    "METAMCP_AUDIT_ARGUMENTS",
+    raw("METAMCP_AUDIT_ARGUMENTS"),
+    AUDIT_ARGUMENT_MODES,
+    "off",
+  );
+  const daysRaw = raw("METAMCP_AUDIT_DAYS");
+  const auditDays = daysRaw === undefined ? 90 : /^\d{1,5}$/.test(daysRaw) ? Number(daysRaw) : Number.NaN;
+  check(
+    "METAMCP_AUDIT_DAYS",
+    daysRaw,
+    auditDays >= 1 && auditDays <= MAX_AUDIT_DAYS,
+    `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
+  );
+
+  const audit = { enabled: auditOn === "on", arguments: auditArguments, days: auditDays };
+  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit };
 }
 
 /** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
@@ -457,29 +476,13 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
   const settings = readAppSettings(env);
   problems.push(...settings.problems);
-  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy } = settings;
+  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit } = settings;
   const managersRaw = raw(APP_MANAGERS_ENV);
   const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
   if (badEmails.length)
     problems.push(
       `${APP_MANAGERS_ENV} has entries that are not an email address: ${badEmails.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
     );
-  const auditOn = oneOf("METAMCP_AUDIT", raw("METAMCP_AUDIT"), ["on", "off"], "on");
-  const auditArguments = oneOf(
-    "METAMCP_AUDIT_ARGUMENTS",
-    raw("METAMCP_AUDIT_ARGUMENTS"),
-    AUDIT_ARGUMENT_MODES,
-    "off",
-  );
-  const daysRaw = raw("METAMCP_AUDIT_DAYS");
-  const auditDays = daysRaw === undefined ? 90 : /^\d{1,5}$/.test(daysRaw) ? Number(daysRaw) : Number.NaN;
-  check(
-    "METAMCP_AUDIT_DAYS",
-    daysRaw,
-    auditDays >= 1 && auditDays <= MAX_AUDIT_DAYS,
-    `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
-  );
-
   if (problems.length > 0) {
     throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
   }
@@ -511,6 +514,6 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     defaultEndpoint,
     stdioPolicy,
     appManagers: parseManagers(managersRaw),
-    audit: { enabled: auditOn === "on", arguments: auditArguments, days: auditDays },
+    audit,
   };
 }

@@ -342,6 +342,9 @@ describe("app.yaml", () => {
       METAMCP_SESSION_IDLE_MINUTES: "45",
       METAMCP_TRUSTED_PROXY_ADDRESSES: "127.0.0.1",
       METAMCP_DEFAULT_ENDPOINT: "tools",
+      METAMCP_AUDIT: "off",
+      METAMCP_AUDIT_ARGUMENTS: "hash",
+      METAMCP_AUDIT_DAYS: "30",
     };
     const { rendered } = render(settings);
     const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
@@ -359,6 +362,9 @@ describe("app.yaml", () => {
       METAMCP_SESSION_IDLE_MINUTES: "0",
       METAMCP_TRUSTED_PROXY_ADDRESSES: "localhost",
       METAMCP_DEFAULT_ENDPOINT: "a b",
+      METAMCP_AUDIT: "yes",
+      METAMCP_AUDIT_ARGUMENTS: "all",
+      METAMCP_AUDIT_DAYS: "0",
     };
     let error: { exitCode?: number; message?: string } = {};
     try {
@@ -375,6 +381,7 @@ describe("app.yaml", () => {
       'METAMCP_STDIO_SERVERS="admins" (from env) is not valid: one of managers, everyone, off',
     );
     expect(error.message).toContain("names the app's own secrets");
+    expect(error.message).toContain("whole days to keep audit rows");
   });
 
   test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {

@@ -6,11 +6,13 @@ import {
 } from "./endpoint-identity-module.js";
 import {
   drift,
+  editFile,
   type Patch,
   type PatchContext,
   requireFile,
   withSourceFile,
   withValidSourceFile,
+  writeModule,
 } from "./patch.js";
 import { applyTextEdits, forget, parseTypeScript, type TextEdit } from "./text-edits.js";
 import { Node, type SourceFile } from "./ts-morph.js";
@@ -188,26 +190,12 @@ export const endpointIdentityPatch: Patch = {
         ctx,
       );
     }
-    const files = [];
-    const mw = patchMiddlewareText(middleware, requireFile(tree, middleware, this.id, ctx), ctx);
-    if (mw.edits) {
-      tree.write(middleware, mw.text);
-      files.push({ path: middleware, edits: mw.edits });
-    }
-    const entry = patchEntryText(
-      BACKEND_ENTRY_FILE,
-      requireFile(tree, BACKEND_ENTRY_FILE, this.id, ctx),
-      ctx,
-    );
-    if (entry.edits) {
-      tree.write(BACKEND_ENTRY_FILE, entry.text);
-      files.push({ path: BACKEND_ENTRY_FILE, edits: entry.edits });
-    }
-    const module = endpointIdentityModule(ctx.schema);
-    if (tree.read(ENDPOINT_IDENTITY_MODULE_FILE) !== module) {
-      tree.write(ENDPOINT_IDENTITY_MODULE_FILE, module);
-      files.push({ path: ENDPOINT_IDENTITY_MODULE_FILE, edits: 1 });
-    }
+    const files = [
+      ...editFile(tree, middleware, this.id, ctx, (t) => patchMiddlewareText(middleware, t, ctx)).files,
+      ...editFile(tree, BACKEND_ENTRY_FILE, this.id, ctx, (t) => patchEntryText(BACKEND_ENTRY_FILE, t, ctx))
+        .files,
+      ...writeModule(tree, ENDPOINT_IDENTITY_MODULE_FILE, endpointIdentityModule(ctx.schema)),
+    ];
     return { files };
   },
   verify(tree, ctx) {

@@ -1,5 +1,6 @@
 import {
   drift,
+  editFile,
   type Patch,
   type PatchContext,
   requireFile,
@@ -212,17 +213,13 @@ export const endpointServerDefaultPatch: Patch = {
   description:
     "the endpoint form's \"Automatically create an MCP server\" is off by default, with a note saying why (it can't pass the Apps proxy)",
   apply(tree, ctx) {
-    const files = [];
     const page = pageFile(tree, ctx);
-    for (const [file, edit] of [
-      [page, patchEndpointsPageText],
-      [ENDPOINTS_ZOD_FILE, patchEndpointsZodText],
-    ] as const) {
-      const text = requireFile(tree, file, this.id, ctx);
-      const out = edit(file, text, ctx);
-      if (out.text !== text) tree.write(file, out.text);
-      if (out.edits) files.push({ path: file, edits: out.edits });
-    }
+    const files = [
+      ...editFile(tree, page, this.id, ctx, (t) => patchEndpointsPageText(page, t, ctx)).files,
+      ...editFile(tree, ENDPOINTS_ZOD_FILE, this.id, ctx, (t) =>
+        patchEndpointsZodText(ENDPOINTS_ZOD_FILE, t, ctx),
+      ).files,
+    ];
     return { files };
   },
   verify(tree, ctx) {

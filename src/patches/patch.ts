@@ -99,17 +99,24 @@ export function withValidSourceFile<T>(
  * `apply` of a patch that edits one file: reads it (drift when missing), edits it, writes it back only when
  * it changed, and reports the file with its edit count (none when nothing was edited).
  */
-export function editFile(
+export function editFile<R extends { text: string; edits: number }>(
   tree: FileTree,
   file: string,
   patchId: string,
   ctx: PatchContext,
-  edit: (text: string) => { text: string; edits: number },
-): { original: string; files: PatchFileRecord[] } {
+  edit: (text: string) => R,
+): { original: string; files: PatchFileRecord[]; result: R } {
   const original = requireFile(tree, file, patchId, ctx);
-  const out = edit(original);
-  if (out.text !== original) tree.write(file, out.text);
-  return { original, files: out.edits ? [{ path: file, edits: out.edits }] : [] };
+  const result = edit(original);
+  if (result.text !== original) tree.write(file, result.text);
+  return { original, files: result.edits ? [{ path: file, edits: result.edits }] : [], result };
+}
+
+/** A module of ours the patch writes whole (one edit when it was missing or different). */
+export function writeModule(tree: FileTree, file: string, text: string): PatchFileRecord[] {
+  if (tree.read(file) === text) return [];
+  tree.write(file, text);
+  return [{ path: file, edits: 1 }];
 }
 
 /**

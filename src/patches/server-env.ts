@@ -1,10 +1,12 @@
 import {
   drift,
+  editFile,
   type Patch,
   type PatchContext,
   requireFile,
   withSourceFile,
   withValidSourceFile,
+  writeModule,
 } from "./patch.js";
 import { SERVER_ENV_MODULE_FILE, serverEnvModule } from "./server-env-module.js";
 import { applyTextEdits, type TextEdit } from "./text-edits.js";
@@ -117,30 +119,19 @@ export const serverEnvPatch: Patch = {
     let note: string | undefined;
     const utils = tree.read(UTILS_FILE);
     if (utils !== undefined && /\bfunction resolveEnvVariables\b/.test(utils)) {
-      const out = patchUtilsText(UTILS_FILE, utils, ctx);
-      if (out.edits) {
-        tree.write(UTILS_FILE, out.text);
-        files.push({ path: UTILS_FILE, edits: out.edits });
-      }
+      files.push(
+        ...editFile(tree, UTILS_FILE, this.id, ctx, (t) => patchUtilsText(UTILS_FILE, t, ctx)).files,
+      );
     } else if (referencesResolve(tree)) {
       throw drift(this.id, UTILS_FILE, "`export function resolveEnvVariables` (other files use it)", ctx);
     } else {
       note = NO_EXPANSION_NOTE;
     }
-    const inspector = patchInspectorEnvText(
-      INSPECTOR_FILE,
-      requireFile(tree, INSPECTOR_FILE, this.id, ctx),
-      ctx,
+    files.push(
+      ...editFile(tree, INSPECTOR_FILE, this.id, ctx, (t) => patchInspectorEnvText(INSPECTOR_FILE, t, ctx))
+        .files,
+      ...writeModule(tree, SERVER_ENV_MODULE_FILE, serverEnvModule()),
     );
-    if (inspector.edits) {
-      tree.write(INSPECTOR_FILE, inspector.text);
-      files.push({ path: INSPECTOR_FILE, edits: inspector.edits });
-    }
-    const module = serverEnvModule();
-    if (tree.read(SERVER_ENV_MODULE_FILE) !== module) {
-      tree.write(SERVER_ENV_MODULE_FILE, module);
-      files.push({ path: SERVER_ENV_MODULE_FILE, edits: 1 });
-    }
     return { files, ...(note ? { note } : {}) };
   },
   verify(tree, ctx) {

@@ -1,10 +1,12 @@
 import {
   drift,
+  editFile,
   type Patch,
   type PatchContext,
   requireFile,
   withSourceFile,
   withValidSourceFile,
+  writeModule,
 } from "./patch.js";
 import { STDIO_SERVERS_MODULE_FILE, stdioServersModule } from "./stdio-servers-module.js";
 import { applyTextEdits, propertyName, type TextEdit } from "./text-edits.js";
@@ -159,27 +161,16 @@ export const stdioServersPatch: Patch = {
   description:
     "Only the people METAMCP_STDIO_SERVERS allows (default: the app's managers) create or change STDIO servers or start inspector processes",
   apply(tree, ctx) {
-    const files = [];
-    const impl = patchImplText(IMPL_FILE, requireFile(tree, IMPL_FILE, this.id, ctx), ctx);
-    if (impl.edits) {
-      tree.write(IMPL_FILE, impl.text);
-      files.push({ path: IMPL_FILE, edits: impl.edits });
-    }
-    const inspector = patchInspectorText(
-      INSPECTOR_FILE,
-      requireFile(tree, INSPECTOR_FILE, this.id, ctx),
-      ctx,
+    const impl = editFile(tree, IMPL_FILE, this.id, ctx, (t) => patchImplText(IMPL_FILE, t, ctx));
+    const inspector = editFile(tree, INSPECTOR_FILE, this.id, ctx, (t) =>
+      patchInspectorText(INSPECTOR_FILE, t, ctx),
     );
-    if (inspector.edits) {
-      tree.write(INSPECTOR_FILE, inspector.text);
-      files.push({ path: INSPECTOR_FILE, edits: inspector.edits });
-    }
-    const module = stdioServersModule(ctx.schema);
-    if (tree.read(STDIO_SERVERS_MODULE_FILE) !== module) {
-      tree.write(STDIO_SERVERS_MODULE_FILE, module);
-      files.push({ path: STDIO_SERVERS_MODULE_FILE, edits: 1 });
-    }
-    return { files, ...(impl.callerless ? { note: NO_CALLER_NOTE } : {}) };
+    const files = [
+      ...impl.files,
+      ...inspector.files,
+      ...writeModule(tree, STDIO_SERVERS_MODULE_FILE, stdioServersModule(ctx.schema)),
+    ];
+    return { files, ...(impl.result.callerless ? { note: NO_CALLER_NOTE } : {}) };
   },
   verify(tree, ctx) {
     const implText = requireFile(tree, IMPL_FILE, this.id, ctx);

@@ -7,6 +7,25 @@ import { EXIT, UserError } from "../errors.js";
  * schema name is checked as a PostgreSQL identifier where it is configured). Used by `audit --local` and by the
  * app's route for its managers (audit-route.ts).
  */
+/** A row of databricks_tool_calls as PostgreSQL returns it (the table: audit-table.ts). */
+export interface AuditDbRow {
+  called_at: Date;
+  principal: string;
+  endpoint: string | null;
+  namespace: string | null;
+  server: string | null;
+  tool: string | null;
+  method: string;
+  duration_ms: number;
+  outcome: string;
+  error: string | null;
+  client: string | null;
+  session: string | null;
+  request_bytes: number;
+  response_bytes: number | null;
+  arguments: string | null;
+}
+
 export interface AuditFilters {
   since?: Date;
   /** The principal (email or service principal id), case-insensitive. */
@@ -63,23 +82,7 @@ export async function queryAuditRows(
   if (filters.tool) add((n) => `(tool = ${n} OR server || '__' || tool = ${n})`, filters.tool);
   if (filters.endpoint) add((n) => `endpoint = ${n}`, filters.endpoint);
   values.push(filters.limit);
-  const r = await client.query<{
-    called_at: Date;
-    principal: string;
-    endpoint: string | null;
-    namespace: string | null;
-    server: string | null;
-    tool: string | null;
-    method: string;
-    duration_ms: number;
-    outcome: string;
-    error: string | null;
-    client: string | null;
-    session: string | null;
-    request_bytes: number;
-    response_bytes: number | null;
-    arguments: string | null;
-  }>(
+  const r = await client.query<AuditDbRow>(
     `SELECT called_at, principal, endpoint, namespace, server, tool, method, duration_ms, outcome, error, client,
             session, request_bytes, response_bytes, arguments
        FROM "${schema}"."databricks_tool_calls"

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { waitFor } from "../../src/retry.js";
 import { AuditObserver } from "../../src/runtime/audit-observer.js";
+import type { AuditDbRow } from "../../src/runtime/audit-query.js";
 import { ensureAuditTable } from "../../src/runtime/audit-table.js";
 import { AuditWriter } from "../../src/runtime/audit-writer.js";
 import { ensureSchema, searchPathOption } from "../../src/runtime/database.js";
@@ -133,23 +134,8 @@ async function overSse(url: string, p: typeof ADA) {
   return { client };
 }
 
-interface Row {
+interface Row extends AuditDbRow {
   id: string;
-  called_at: Date;
-  principal: string;
-  endpoint: string | null;
-  namespace: string | null;
-  server: string | null;
-  tool: string | null;
-  method: string;
-  duration_ms: number;
-  outcome: string;
-  error: string | null;
-  client: string | null;
-  session: string | null;
-  request_bytes: number;
-  response_bytes: number | null;
-  arguments: string | null;
 }
 
 describe("every MCP request through the router is a row in databricks_tool_calls", () => {

@@ -14,6 +14,8 @@ interface UpOptions {
   requestTimeout?: string;
   streamTimeout?: string;
   forwardAuthorization?: string;
+  managedMcp?: string;
+  genieDelay?: string;
   daemon?: boolean;
   lockFrom?: string;
   build?: boolean;
@@ -71,7 +73,11 @@ export function registerLocal(program: Command): void {
     .option("-y, --yes", "do not ask for confirmation")
     .option("--port <n>", "port of the local Apps proxy, 1-65535 (env LOCAL_PORT, default 8000)")
     .option("--credential-ttl <seconds>", "lifetime of each database credential (Lakebase: 3600)", "3600")
-    .option("--token-ttl <seconds>", "lifetime of user OAuth tokens (Databricks: 3600)", "3600")
+    .option(
+      "--token-ttl <seconds>",
+      "lifetime of OAuth tokens, users' and the app's service principal's (Databricks: 3600)",
+      "3600",
+    )
     .option("--request-timeout <seconds>", "the Apps proxy's cut of a request (Databricks: 120)", "120")
     .option(
       "--stream-timeout <seconds>",
@@ -86,6 +92,15 @@ export function registerLocal(program: Command): void {
         .choices(["on", "off"])
         .default("on"),
     )
+    .addOption(
+      new Option(
+        "--managed-mcp <on|off>",
+        "whether the stand-in workspace offers Databricks' managed MCP servers under /api/2.0/mcp/ (off: a workspace whose preview is off)",
+      )
+        .choices(["on", "off"])
+        .default("on"),
+    )
+    .option("--genie-delay <seconds>", "how long the stand-in's Genie answers stay IN_PROGRESS", "3")
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
     .addOption(new Option("--lock-from <pid>", "internal: take the lock over from this PID").hideHelp())
     .action(
@@ -110,6 +125,10 @@ export function registerLocal(program: Command): void {
               requestTimeoutMs: seconds(opts.requestTimeout, "--request-timeout", 120) * 1000,
               streamTimeoutMs: seconds(opts.streamTimeout, "--stream-timeout", 300) * 1000,
               forwardAuthorization: opts.forwardAuthorization !== "off",
+            },
+            managedMcp: {
+              offered: opts.managedMcp !== "off",
+              genieDelayMs: seconds(opts.genieDelay, "--genie-delay", 3) * 1000,
             },
             json: ctx.globals.json ?? false,
             confirm,

@@ -9,7 +9,7 @@ import { assertTreeSchema } from "../runtime/tree-schema.js";
 import { spawnAppProcess } from "./app-process.js";
 import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
 import { isNoSpaceError, isNoSpaceLine, noSpaceProblem } from "./disk-space.js";
-import { type ProxyLimits, startPlatform } from "./platform/index.js";
+import { type ManagedMcpSettings, type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
   assertDataDirVersion,
   databaseOfExistingState,
@@ -40,6 +40,8 @@ export interface LocalStackOptions {
   userTokenTtlSeconds?: number;
   /** The local Apps proxy's cuts and Authorization forwarding. */
   proxy?: Partial<ProxyLimits>;
+  /** The stand-in workspace's managed MCP servers (offered, Genie's delay). */
+  managedMcp?: Partial<ManagedMcpSettings>;
   log: Logger;
   /** How long the app may take to become healthy (the platform allows 10 minutes). */
   healthTimeoutMs?: number;
@@ -245,6 +247,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       credentialTtlSeconds: options.credentialTtlSeconds,
       userTokenTtlSeconds: options.userTokenTtlSeconds,
       proxy: options.proxy,
+      managedMcp: options.managedMcp,
       log,
     }).catch((err: NodeJS.ErrnoException) => {
       // Taken between our check and the proxy's listen.

@@ -8,7 +8,7 @@ import { dataInUseError, liveSupervisorOf } from "./data-owner.js";
 import { NO_SPACE_HINT } from "./disk-space.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { findLeftovers, postmasterOf, stopLeftovers } from "./leftovers.js";
-import type { ProxyLimits } from "./platform/index.js";
+import type { ManagedMcpSettings, ProxyLimits } from "./platform/index.js";
 import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
 import { type CommandOutput, currentRun, publicState } from "./run-info.js";
@@ -43,6 +43,8 @@ export interface LocalUpOptions {
   /** User OAuth tokens' lifetime (Databricks: 3600). */
   tokenTtlSeconds: number;
   proxy: ProxyLimits;
+  /** The stand-in workspace's managed MCP servers (`--managed-mcp`, `--genie-delay`). */
+  managedMcp?: Partial<ManagedMcpSettings>;
   json: boolean;
   /** Asks a yes/no question (--fresh without --yes); the CLI asks on the terminal. */
   confirm: (question: string) => Promise<boolean>;
@@ -181,6 +183,10 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     String(opts.proxy.streamTimeoutMs / 1000),
     "--forward-authorization",
     opts.proxy.forwardAuthorization ? "on" : "off",
+    ...(opts.managedMcp?.offered === false ? ["--managed-mcp", "off"] : []),
+    ...(opts.managedMcp?.genieDelayMs !== undefined
+      ? ["--genie-delay", String(opts.managedMcp.genieDelayMs / 1000)]
+      : []),
     "--port",
     String(config.local.port),
     "--no-build",
@@ -261,6 +267,7 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
       credentialTtlSeconds: opts.credentialTtlSeconds,
       userTokenTtlSeconds: opts.tokenTtlSeconds,
       proxy: opts.proxy,
+      managedMcp: opts.managedMcp,
       log,
       signal: stop.signal,
     });

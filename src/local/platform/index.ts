@@ -29,6 +29,7 @@ import {
   startLoginCheckService,
 } from "./lakebase-credentials.js";
 import { registerLogin } from "./login.js";
+import { type ManagedMcp, registerManagedMcp, seedGrants } from "./managed-mcp.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
 import { ApiError, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
@@ -60,7 +61,16 @@ export interface StartPlatformOptions {
   userTokenTtlSeconds?: number;
   /** The Apps proxy's cuts and whether it forwards `Authorization` (defaults: DEFAULT_PROXY_LIMITS). */
   proxy?: Partial<ProxyLimits>;
+  /** Databricks' managed MCP servers under `/api/2.0/mcp/` (managed-mcp.ts); default: offered, Genie 3 s. */
+  managedMcp?: Partial<ManagedMcpSettings>;
   log: Logger;
+}
+
+export interface ManagedMcpSettings {
+  /** False plays a workspace that does not offer them (`local up --managed-mcp off`). */
+  offered: boolean;
+  /** How long a Genie answer stays IN_PROGRESS (`local up --genie-delay`). */
+  genieDelayMs: number;
 }
 
 export interface LocalPlatform {
@@ -75,6 +85,8 @@ export interface LocalPlatform {
   issueUserToken(email?: string, ttlSeconds?: number): { token: string; expiresAt: Date };
   /** The proxy's current cuts and Authorization behaviour; tests change them between calls. */
   proxyLimits: ProxyLimits;
+  /** The managed MCP servers' settings; tests change them between calls. */
+  managedMcp: ManagedMcpSettings;
   logs: LogBuffer;
   close(): Promise<void>;
 }
@@ -116,6 +128,19 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     userClients: new Map([[secrets.userClientId, secrets.userClientSecret]]),
     userFor: (hint) => (hint ? users.get(hint)?.email : users.first().email),
     userTokenTtlSeconds: () => userTtl,
+    // One lifetime for every OAuth token (`--token-ttl`): the app's service-principal tokens expire as often as
+    // the users', so a rehearsal sees the app renew them (the tokens of managed MCP calls above all).
+    tokenTtlSeconds: () => userTtl,
+  });
+  const managedMcpSettings: ManagedMcpSettings = { offered: true, genieDelayMs: 3000, ...options.managedMcp };
+  // The workspace's managed MCP servers, at the DATABRICKS_HOST the app is given (appEnv below).
+  const managedMcp: ManagedMcp = registerManagedMcp(workspace, {
+    tokens,
+    grants: seedGrants(secrets.clientId, DEFAULT_LOCAL_USER.email),
+    offered: () => managedMcpSettings.offered,
+    genieDelayMs: () => managedMcpSettings.genieDelayMs,
+    regionsFor: (subject) =>
+      subject === secrets.clientId ? "all" : subject === DEFAULT_LOCAL_USER.email ? ["EMEA"] : ["AMER"],
   });
   registerOidcDiscovery(workspace);
   registerLogin(workspace, {
@@ -283,9 +308,11 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
       return { token: t.token, expiresAt: new Date(t.expiresAt) };
     },
     proxyLimits,
+    managedMcp: managedMcpSettings,
     logs,
     async close() {
       appsProxy.close();
+      await managedMcp.close();
       await appHost.close();
       await workspace.close();
       await loginCheck.close();

@@ -6,8 +6,8 @@ export interface OidcOptions {
   tokens: TokenStore;
   /** Service principals (and M2M profiles) allowed to use client_credentials: client id → secret. */
   clients: Map<string, string>;
-  /** Lifetime of issued access tokens; Databricks issues one-hour tokens. */
-  tokenTtlSeconds?: number;
+  /** Lifetime of service-principal (M2M) tokens; Databricks issues one-hour tokens. */
+  tokenTtlSeconds?: () => number;
   /**
    * Clients that act for a local USER (the local CLI client of `localUserToken`): client_credentials
    * with one of them yields a user token (subject = the user's email, `login_hint` picks the user), the
@@ -39,7 +39,6 @@ function clientFromRequest(
 
 /** `POST /oidc/v1/token` with `grant_type=client_credentials` (Basic auth or form fields), scope `all-apis`. */
 export function registerOidc(server: PlatformServer, options: OidcOptions): void {
-  const ttl = options.tokenTtlSeconds ?? 3600;
   server.route("POST", "/oidc/v1/token", ({ req, res, body }) => {
     const form = (body ?? {}) as Record<string, string>;
     if (form.grant_type !== "client_credentials") {
@@ -68,12 +67,15 @@ export function registerOidc(server: PlatformServer, options: OidcOptions): void
       sendJson(res, 401, { error: "invalid_client", error_description: "Client authentication failed" });
       return;
     }
-    const issued = options.tokens.issue(client.id, ttl);
+    // The scopes asked for (space-separated, RFC 6749 §3.3), `all-apis` when none: what the token may reach.
+    const scopes = (form.scope ?? "all-apis").split(/\s+/).filter(Boolean);
+    const m2mTtl = options.tokenTtlSeconds?.() ?? 3600;
+    const issued = options.tokens.issue(client.id, m2mTtl, scopes.length > 0 ? scopes : ["all-apis"]);
     return {
       access_token: issued.token,
       token_type: "Bearer",
-      expires_in: ttl,
-      scope: form.scope ?? "all-apis",
+      expires_in: m2mTtl,
+      scope: issued.scopes.join(" "),
     };
   });
 }

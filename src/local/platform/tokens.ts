@@ -4,6 +4,12 @@ export interface IssuedToken {
   token: string;
   subject: string;
   expiresAt: number;
+  /**
+   * The OAuth scopes the token was issued for: `all-apis` covers every API; a narrower one (`genie`,
+   * `sql`, `unity-catalog`) only that API family (docs.databricks.com dev-tools/auth/oauth-m2m; the managed
+   * MCP servers check them, managed-mcp.ts).
+   */
+  scopes: string[];
 }
 
 /**
@@ -15,11 +21,12 @@ export class TokenStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  issue(subject: string, ttlSeconds: number): IssuedToken {
+  issue(subject: string, ttlSeconds: number, scopes: string[] = ["all-apis"]): IssuedToken {
     const issued = {
       token: `dapi-local-${randomBytes(24).toString("hex")}`,
       subject,
       expiresAt: this.now() + ttlSeconds * 1000,
+      scopes,
     };
     this.tokens.set(issued.token, issued);
     return issued;

@@ -8,7 +8,7 @@ ARGS ?=
 export METAMCP_REF METAMCP_REPO_URL TARGET APP_NAME DATABRICKS_CONFIG_PROFILE
 
 .PHONY: all install cli test lint typecheck bench config prepare build render bundle-deploy app-deploy \
-	app-health app-logs app-status local doctor destroy start connect
+	app-health app-logs app-status local doctor destroy start connect databricks-tools
 
 all: local
 
@@ -45,3 +45,9 @@ ENDPOINT ?=
 connect: dist/cli.js
 	@test -n "$(ENDPOINT)" || { echo 'usage: make connect ENDPOINT=<MetaMCP endpoint name> [TARGET=dev] [ARGS="--write"|"--local"|"--save-key"]' >&2; exit 2; }
 	$(CLI) connect $(ENDPOINT) $(ARGS)
+
+# Databricks' managed MCP servers in MetaMCP: `make databricks-tools ARGS="add functions main.tools --local"`
+# (or ARGS="list", ARGS="grants genie <space-id>"; TARGET=dev|prod for a deployed app).
+databricks-tools: dist/cli.js
+	@test -n "$(ARGS)" || { echo 'usage: make databricks-tools ARGS="add <kind> [ids] [--local] | list | grants <kind> [ids]" [TARGET=dev]' >&2; exit 2; }
+	$(CLI) databricks-tools $(ARGS)

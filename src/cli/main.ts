@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   local: async () => (await import("./local.js")).registerLocal,
   connect: async () => (await import("./connect.js")).registerConnect,
   audit: async () => (await import("./audit.js")).registerAudit,
+  "databricks-tools": async () => (await import("./databricks-tools.js")).registerDatabricksTools,
 };
 
 /** Root options that take a value: their value is not the command's name. */

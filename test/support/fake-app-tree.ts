@@ -5,6 +5,7 @@ import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/ba
 import { PROJECT_ROOT } from "./cli.js";
 import { identityFrontend, writeAuthFiles } from "./fake-app-auth.js";
 import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
+import { writeTrpcFiles } from "./fake-app-trpc.js";
 
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
@@ -19,6 +20,7 @@ import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
+ * - metamcp/apps/backend/dist/trpc.mjs: MetaMCP's tRPC for MCP servers (create, list), as fake-app-trpc.ts says;
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
  *   mounted at /api/auth as upstream does (fake-app-auth.ts);
  * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
@@ -59,6 +61,8 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import pg from "pg";
 import { z } from "zod";
 import { handleAuth } from "./auth.mjs";
+// MetaMCP's tRPC for MCP servers (fake-app-trpc.ts).
+import { handleTrpc } from "./trpc.mjs";
 // OUR module as the endpoint-identity patch writes it (fake-app-endpoints.ts).
 import { acceptDatabricksIdentity, databricksEndpointIdentitySettings } from "./databricks-endpoint-identity.mjs";
 
@@ -225,6 +229,7 @@ const server = createServer(async (req, res) => {
   };
   try {
     if (url.pathname.startsWith("/api/auth")) return await handleAuth(req, res);
+    if (url.pathname.startsWith("/trpc/frontend/")) return await handleTrpc(req, res, url);
     // index.ts as patched: app.use("/metamcp/_databricks/endpoint-identity", ...) (Express strips the mount path).
     const SETTINGS = "/metamcp/_databricks/endpoint-identity";
     if (url.pathname === SETTINGS || url.pathname.startsWith(SETTINGS + "/")) {
@@ -373,6 +378,7 @@ export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {})
   writeFileSync(path.join(be, "dist/index.js"), backend.text);
   writeAuthFiles(be);
   writeEndpointIdentityFiles(be);
+  writeTrpcFiles(be);
   writeFileSync(path.join(fe, "server.js"), identityFrontend(options.backendPort));
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);

@@ -1,0 +1,252 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../src/local/postgres.js";
+import { localPaths, readRunState } from "../../src/local/state.js";
+import { waitFor } from "../../src/retry.js";
+import { runCli } from "../support/cli.js";
+import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+
+/**
+ * `databricks-tools` against the local stack (docs/databricks-tools-cli.md): the real CLI binary creates managed-
+ * server entries in the fake tree's MetaMCP tRPC through the stand-in Apps proxy and our router, as the person
+ * whose token it carries; the URL it builds is the stand-in workspace's, which serves it.
+ */
+const BOB = "bob@example.com";
+
+interface Entry {
+  uuid: string;
+  name: string;
+  kind: string;
+  ids: string[];
+  url: string;
+  public: boolean;
+  principal?: string;
+  grants?: string[];
+}
+
+describe("databricks-tools on the local stack", () => {
+  let work: string;
+  let internal: InternalPorts | undefined;
+  let workspaceUrl: string;
+  let secrets: { clientId: string; clientSecret: string };
+  const stateDir = () => path.join(work, "state");
+  const cli = (args: string[]) =>
+    runCli(args, {
+      cwd: work,
+      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
+      timeoutMs: 120_000,
+    });
+  const tools = async (args: string[]) => {
+    const r = await cli(["--json", "databricks-tools", ...args, "--local"]);
+    return { ...r, json: () => JSON.parse(r.stdout) as unknown };
+  };
+  /** The app's service-principal token, as the runtime gets it (client_credentials at the stand-in). */
+  const appToken = async () => {
+    const res = await fetch(`${workspaceUrl}/oidc/v1/token`, {
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(`${secrets.clientId}:${secrets.clientSecret}`).toString("base64")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ grant_type: "client_credentials", scope: "all-apis" }),
+    });
+    return ((await res.json()) as { access_token: string }).access_token;
+  };
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-tools-"));
+    chmodSync(work, 0o755);
+    internal = await freeInternalPorts();
+    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
+    const port = await freePort();
+    const up = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(port),
+      "--genie-delay",
+      "1",
+    ]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    // Bob signs in at the stand-in's login page once, as a person would: then he is a workspace user.
+    const login = await fetch(appUrl, { redirect: "manual" });
+    const loginUrl = new URL(login.headers.get("location")!);
+    const signed = await fetch(new URL("/login.html", loginUrl), {
+      method: "POST",
+      body: new URLSearchParams({
+        email: BOB,
+        name: "Bob",
+        redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
+        state: "/",
+      }),
+      redirect: "manual",
+    });
+    expect(signed.status).toBe(302);
+    const paths = localPaths(stateDir());
+    workspaceUrl = readRunState(paths)!.workspaceUrl;
+    secrets = JSON.parse(readFileSync(paths.secretsFile, "utf8")) as typeof secrets;
+  }, 180_000);
+
+  afterAll(async () => {
+    if (work) {
+      await cli(["local", "down"]);
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it("add functions main.tools --local creates the person's private server on the stand-in's URL, with the grants", async () => {
+    const add = await tools(["add", "functions", "main.tools"]);
+    expect(add.exitCode, add.stderr).toBe(0);
+    const created = add.json() as Entry;
+    expect(created).toMatchObject({
+      name: "databricks-functions-main-tools",
+      kind: "functions",
+      ids: ["main", "tools"],
+      url: `${workspaceUrl}/api/2.0/mcp/functions/main/tools`,
+      public: false,
+      principal: secrets.clientId,
+    });
+    expect(created.grants).toEqual([
+      `GRANT USE CATALOG ON CATALOG \`main\` TO \`${secrets.clientId}\`;`,
+      `GRANT USE SCHEMA ON SCHEMA \`main\`.\`tools\` TO \`${secrets.clientId}\`;`,
+      `GRANT EXECUTE ON SCHEMA \`main\`.\`tools\` TO \`${secrets.clientId}\`;`,
+    ]);
+    const list = await tools(["list"]);
+    expect(list.exitCode, list.stderr).toBe(0);
+    expect(list.json()).toEqual([
+      {
+        uuid: created.uuid,
+        name: created.name,
+        kind: "functions",
+        ids: ["main", "tools"],
+        url: created.url,
+        public: false,
+      },
+    ]);
+    // The URL it built is the one the stand-in workspace serves, to the app's service principal.
+    const client = new Client({ name: "tools-cli-test", version: "1.0.0" });
+    const token = await appToken();
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(created.url), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    try {
+      const r = await client.callTool({ name: "main__tools__region_of", arguments: { country: "US" } });
+      expect((r as { content: { text: string }[] }).content[0]!.text).toBe('{"result":"AMER"}');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("another person does not see a private one, but sees a public one", async () => {
+    const add = await tools(["add", "genie", "local-sales", "--public", "--name", "sales-genie"]);
+    expect(add.exitCode, add.stderr).toBe(0);
+    expect(add.json()).toMatchObject({
+      name: "sales-genie",
+      kind: "genie",
+      ids: ["local-sales"],
+      public: true,
+    });
+    const bobs = await tools(["list", "--user", BOB]);
+    expect(bobs.exitCode, bobs.stderr).toBe(0);
+    expect((bobs.json() as Entry[]).map((e) => e.name)).toEqual(["sales-genie"]);
+    const mine = await tools(["list"]);
+    expect((mine.json() as Entry[]).map((e) => e.name).sort()).toEqual([
+      "databricks-functions-main-tools",
+      "sales-genie",
+    ]);
+  });
+
+  it("the same name twice: exit 2, saying to pick another with --name", async () => {
+    const again = await cli(["databricks-tools", "add", "functions", "main.tools", "--local"]);
+    expect(again.exitCode).toBe(2);
+    expect(again.stderr).toMatch(/already has a server named databricks-functions-main-tools of yours/);
+    expect(again.stderr).toMatch(/--name/);
+  });
+
+  it("bad input: exit 2 with a sentence, before anything is asked of the app", async () => {
+    const cases: [string[], RegExp][] = [
+      [["add", "genie", "no such!"], /"no such!" is not a Genie space id/],
+      [["add", "genie"], /genie needs the Genie space's id/],
+      [
+        ["add", "notebooks", "x"],
+        /unknown kind of Databricks server "notebooks": expected one of genie, genie-one/,
+      ],
+      [
+        ["add", "functions", "main"],
+        /"main" is not a Unity Catalog name of the form <catalog>\.<schema>\[\.<function>\]/,
+      ],
+      [["add", "sql", "extra"], /sql takes no ids/],
+      [["add", "functions", "main.tools", "--name", "a__b"], /"a__b" is not a MetaMCP server name/],
+      [["grants", "connection", "a.b"], /"a\.b" is not a Unity Catalog name/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli([
+        "databricks-tools",
+        ...args,
+        "--local",
+        "--state-dir",
+        path.join(work, "nowhere"),
+      ]);
+      expect(r.exitCode, args.join(" ")).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+
+  it("not running: says how to start it (exit 5)", async () => {
+    const r = await cli(["databricks-tools", "list", "--local", "--state-dir", path.join(work, "nowhere")]);
+    expect(r.exitCode).toBe(5);
+    expect(r.stderr).toMatch(/the local app is not running/);
+  });
+
+  it("grants prints the statements for the app's service principal", async () => {
+    const r = await cli(["databricks-tools", "grants", "functions", "main.tools.region_of", "--local"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.trim().split("\n")).toEqual([
+      `GRANT USE CATALOG ON CATALOG \`main\` TO \`${secrets.clientId}\`;`,
+      `GRANT USE SCHEMA ON SCHEMA \`main\`.\`tools\` TO \`${secrets.clientId}\`;`,
+      `GRANT EXECUTE ON FUNCTION \`main\`.\`tools\`.\`region_of\` TO \`${secrets.clientId}\`;`,
+    ]);
+  });
+
+  it("local up --genie-delay reaches the stand-in: a Genie answer is IN_PROGRESS, then COMPLETED", async () => {
+    const client = new Client({ name: "tools-cli-genie", version: "1.0.0" });
+    const token = await appToken();
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${workspaceUrl}/api/2.0/mcp/genie/local-sales`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    try {
+      const text = (r: unknown) => JSON.parse((r as { content: { text: string }[] }).content[0]!.text);
+      const asked = text(await client.callTool({ name: "genie_ask", arguments: { question: "revenue" } }));
+      const started = Date.now();
+      const states: string[] = [];
+      const done = await waitFor(
+        async () => {
+          const r = text(await client.callTool({ name: "genie_poll_response", arguments: asked }));
+          states.push(r.status);
+          return r.status === "COMPLETED" ? r : undefined;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: "the Genie answer" },
+      );
+      expect(states[0]).toBe("IN_PROGRESS");
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      // The app's service principal sees every region.
+      expect(new Set((done.rows as string[][]).map((row) => row[0]))).toEqual(
+        new Set(["EMEA", "AMER", "APJ"]),
+      );
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -32,6 +32,7 @@ describe("databricks-tools on the local stack", () => {
   let work: string;
   let internal: InternalPorts | undefined;
   let workspaceUrl: string;
+  let port: number;
   let secrets: { clientId: string; clientSecret: string };
   const stateDir = () => path.join(work, "state");
   const cli = (args: string[]) =>
@@ -62,7 +63,7 @@ describe("databricks-tools on the local stack", () => {
     chmodSync(work, 0o755);
     internal = await freeInternalPorts();
     createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    const port = await freePort();
+    port = await freePort();
     const up = await cli([
       "--json",
       "local",
@@ -248,5 +249,37 @@ describe("databricks-tools on the local stack", () => {
     } finally {
       await client.close();
     }
+  });
+  it("local up --managed-mcp off (detached, as `make local ARGS=…` runs it): the workspace does not offer them", async () => {
+    expect((await cli(["local", "down"])).exitCode).toBe(0);
+    const up = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(port),
+      "--managed-mcp",
+      "off",
+    ]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    workspaceUrl = readRunState(localPaths(stateDir()))!.workspaceUrl;
+    const res = await fetch(`${workspaceUrl}/api/2.0/mcp/functions/main/tools`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${await appToken()}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-03-26", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+      }),
+    });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error_code: string }).error_code).toBe("FEATURE_DISABLED");
   });
 });

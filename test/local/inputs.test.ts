@@ -76,6 +76,16 @@ describe("local: bad input", () => {
       message: /--forward-authorization.*maybe.*Allowed choices are on, off/,
     },
     {
+      name: "--managed-mcp maybe",
+      args: ["local", "up", "--managed-mcp", "maybe"],
+      message: /--managed-mcp.*maybe.*Allowed choices are on, off/,
+    },
+    {
+      name: "--genie-delay 0",
+      args: ["local", "up", "--genie-delay", "0"],
+      message: /--genie-delay "0": must be a whole number of seconds from 1 to 86400/,
+    },
+    {
       name: "LOCAL_STATE_DIR=<placeholder>",
       args: ["local", "status"],
       env: { LOCAL_STATE_DIR: "<state dir>" },

@@ -274,4 +274,22 @@ describe("the stand-in's managed MCP servers", () => {
     }
     expect(seen.size).toBe(4);
   });
+  it("ends the oldest session beyond its limit: a long run does not grow without bound", async () => {
+    await mcp.close();
+    await workspace.close();
+    workspace = new PlatformServer();
+    mcp = registerManagedMcp(workspace, {
+      tokens,
+      grants: seedGrants(SP, ADA),
+      offered: () => true,
+      genieDelayMs: () => 0,
+      maxSessions: 2,
+    });
+    await workspace.listen();
+    const token = tokens.issue(SP, 3600).token;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push((await initialize("functions/main/tools", token)).headers.get("mcp-session-id")!);
+    expect(mcp.sessions().map((s) => s.id)).toEqual(ids.slice(1));
+  });
 });

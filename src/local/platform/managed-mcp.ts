@@ -137,6 +137,8 @@ export interface ManagedMcpOptions {
   /** Which regions' rows a subject sees in Genie answers (row filters in Unity Catalog); default: all. */
   regionsFor?: (subject: string) => string[] | "all";
   now?: () => number;
+  /** The most sessions kept open; the oldest is ended beyond it (default 1000). */
+  maxSessions?: number;
 }
 
 export interface ManagedMcp {
@@ -402,6 +404,12 @@ export function registerManagedMcp(workspace: PlatformServer, options: ManagedMc
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (sid) => {
           sessions.set(sid, { transport, server, subject: token.subject, path });
+          // Clients that never end their sessions (most don't) must not grow a long `local` run without bound.
+          for (const [old, s] of sessions) {
+            if (sessions.size <= (options.maxSessions ?? 1000)) break;
+            sessions.delete(old);
+            void s.server.close().catch(() => {});
+          }
         },
       });
       transport.onclose = () => {

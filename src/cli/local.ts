@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { EXIT, UserError } from "../errors.js";
+import { parseUserScopes } from "../local/platform/obo-tokens.js";
 import { maskSecrets } from "../log/secrets.js";
 import { action } from "./common.js";
 import { confirm } from "./confirm.js";
@@ -16,6 +17,7 @@ interface UpOptions {
   forwardAuthorization?: string;
   managedMcp?: string;
   genieDelay?: string;
+  userScopes?: string;
   daemon?: boolean;
   lockFrom?: string;
   build?: boolean;
@@ -35,6 +37,19 @@ function seconds(value: string | undefined, name: string, fallback: number): num
       EXIT.input,
     );
   return n;
+}
+
+/** `--user-scopes`: OAuth scope names, comma-separated. */
+function userScopes(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const scopes = parseUserScopes(value);
+  if (!scopes)
+    throw new UserError(
+      "invalid_option",
+      `--user-scopes ${JSON.stringify(value)}: must be OAuth scope names separated by commas, e.g. genie,unity-catalog`,
+      EXIT.input,
+    );
+  return scopes;
 }
 
 function pid(value: string | undefined): number | undefined {
@@ -101,6 +116,10 @@ export function registerLocal(program: Command): void {
         .default("on"),
     )
     .option("--genie-delay <seconds>", "how long the stand-in's Genie answers stay IN_PROGRESS", "3")
+    .option(
+      "--user-scopes <list>",
+      "the app's user authorization scopes (user_api_scopes), e.g. genie,unity-catalog: the proxy then forwards each person's token in X-Forwarded-Access-Token",
+    )
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
     .addOption(new Option("--lock-from <pid>", "internal: take the lock over from this PID").hideHelp())
     .action(
@@ -126,6 +145,7 @@ export function registerLocal(program: Command): void {
               streamTimeoutMs: seconds(opts.streamTimeout, "--stream-timeout", 300) * 1000,
               forwardAuthorization: opts.forwardAuthorization !== "off",
             },
+            userApiScopes: userScopes(opts.userScopes),
             managedMcp: {
               offered: opts.managedMcp !== "off",
               genieDelayMs: seconds(opts.genieDelay, "--genie-delay", 3) * 1000,

@@ -40,6 +40,8 @@ export interface LocalStackOptions {
   userTokenTtlSeconds?: number;
   /** The local Apps proxy's cuts and Authorization forwarding. */
   proxy?: Partial<ProxyLimits>;
+  /** The app's user authorization scopes (`--user-scopes`): the proxy then forwards each person's token. */
+  userApiScopes?: string[];
   /** The stand-in workspace's managed MCP servers (offered, Genie's delay). */
   managedMcp?: Partial<ManagedMcpSettings>;
   log: Logger;
@@ -248,6 +250,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       userTokenTtlSeconds: options.userTokenTtlSeconds,
       proxy: options.proxy,
       managedMcp: options.managedMcp,
+      userApiScopes: options.userApiScopes,
       log,
     }).catch((err: NodeJS.ErrnoException) => {
       // Taken between our check and the proxy's listen.

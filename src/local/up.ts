@@ -43,6 +43,8 @@ export interface LocalUpOptions {
   /** User OAuth tokens' lifetime (Databricks: 3600). */
   tokenTtlSeconds: number;
   proxy: ProxyLimits;
+  /** The app's user authorization scopes (`--user-scopes`). */
+  userApiScopes?: string[];
   /** The stand-in workspace's managed MCP servers (`--managed-mcp`, `--genie-delay`). */
   managedMcp?: Partial<ManagedMcpSettings>;
   json: boolean;
@@ -184,6 +186,7 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     "--forward-authorization",
     opts.proxy.forwardAuthorization ? "on" : "off",
     ...(opts.managedMcp?.offered === false ? ["--managed-mcp", "off"] : []),
+    ...(opts.userApiScopes?.length ? ["--user-scopes", opts.userApiScopes.join(",")] : []),
     ...(opts.managedMcp?.genieDelayMs !== undefined
       ? ["--genie-delay", String(opts.managedMcp.genieDelayMs / 1000)]
       : []),
@@ -268,6 +271,7 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
       userTokenTtlSeconds: opts.tokenTtlSeconds,
       proxy: opts.proxy,
       managedMcp: opts.managedMcp,
+      userApiScopes: opts.userApiScopes,
       log,
       signal: stop.signal,
     });

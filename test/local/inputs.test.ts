@@ -86,6 +86,11 @@ describe("local: bad input", () => {
       message: /--genie-delay "0": must be a whole number of seconds from 1 to 86400/,
     },
     {
+      name: "--user-scopes 'genie;x'",
+      args: ["local", "up", "--user-scopes", "genie;x"],
+      message: /--user-scopes "genie;x": must be OAuth scope names separated by commas/,
+    },
+    {
       name: "LOCAL_STATE_DIR=<placeholder>",
       args: ["local", "status"],
       env: { LOCAL_STATE_DIR: "<state dir>" },

@@ -80,6 +80,11 @@ export interface AppsProxyOptions {
   mayUse?: (user: LocalUser) => boolean;
   /** The app's name, for the refusal's words. */
   appName?: string;
+  /**
+   * The person's token for an app with user authorization (obo-tokens.ts), forwarded as
+   * X-Forwarded-Access-Token; undefined (the default) forwards none, as for an app without it.
+   */
+  accessTokenFor?: (user: LocalUser) => string | undefined;
 }
 
 /** The stand-in's source address where the OS routes all of 127/8 to loopback (Linux). */
@@ -221,6 +226,8 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     req.headers["x-forwarded-email"] = user.email;
     req.headers["x-forwarded-user"] = `${user.id}@${options.workspaceId}`;
     req.headers["x-forwarded-preferred-username"] = user.name;
+    const onBehalfOf = options.accessTokenFor?.(user);
+    if (onBehalfOf) req.headers["x-forwarded-access-token"] = onBehalfOf;
   };
 
   appHost.route("GET", "/.auth/callback", ({ req, res, query }) => {

@@ -30,6 +30,7 @@ import {
 } from "./lakebase-credentials.js";
 import { registerLogin } from "./login.js";
 import { type ManagedMcp, registerManagedMcp, seedGrants } from "./managed-mcp.js";
+import { onBehalfOfTokens } from "./obo-tokens.js";
 import { registerOidc, registerOidcDiscovery, requireBearer } from "./oidc.js";
 import { ApiError, PlatformServer } from "./server.js";
 import { TokenStore } from "./tokens.js";
@@ -61,6 +62,11 @@ export interface StartPlatformOptions {
   userTokenTtlSeconds?: number;
   /** The Apps proxy's cuts and whether it forwards `Authorization` (defaults: DEFAULT_PROXY_LIMITS). */
   proxy?: Partial<ProxyLimits>;
+  /**
+   * The app's user authorization scopes (`user_api_scopes`; `local up --user-scopes`): with any, the proxy
+   * forwards each person's token limited to them in X-Forwarded-Access-Token; with none, no token.
+   */
+  userApiScopes?: string[];
   /** Databricks' managed MCP servers under `/api/2.0/mcp/` (managed-mcp.ts); default: offered, Genie 3 s. */
   managedMcp?: Partial<ManagedMcpSettings>;
   log: Logger;
@@ -249,6 +255,11 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
       DEFAULT_LOCAL_USER.email,
     ).mayUse,
     appName: config.appName,
+    // Only a workspace user has a token of their own to forward; a service principal calling the app has none.
+    accessTokenFor: (
+      (mint) => (user: LocalUser) =>
+        users.get(user.email) ? mint(user.email) : undefined
+    )(onBehalfOfTokens(tokens, options.userApiScopes ?? [], () => userTtl)),
   });
 
   try {

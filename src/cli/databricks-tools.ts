@@ -13,15 +13,16 @@ interface ToolsOptions {
   public?: boolean;
 }
 
-const KINDS_HELP = `kinds:
-  genie <space-id>                         a Genie space        /api/2.0/mcp/genie/<space-id>
-  genie-one                                Genie across spaces  /api/2.0/mcp/genie
-  sql                                      Databricks SQL       /api/2.0/mcp/sql
-  functions <catalog>.<schema>[.<fn>]      Unity Catalog functions  /api/2.0/mcp/functions/…
-  search <catalog>.<schema>[.<index>]      Vector Search        /api/2.0/mcp/vector-search/…
-  connection <name>                        an external MCP server behind a UC connection  /api/2.0/mcp/external/<name>
-The server is an ordinary Streamable HTTP server in MetaMCP, on the app's workspace host; the app calls it
-with its service principal's token, renewed before it expires (docs/databricks-tools-cli.md).`;
+const KINDS_HELP = `kinds (and the path on the workspace host):
+  genie <space-id>                      a Genie space            /api/2.0/mcp/genie/<space-id>
+  genie-one                             Genie across spaces      /api/2.0/mcp/genie
+  sql                                   Databricks SQL           /api/2.0/mcp/sql
+  functions <catalog>.<schema>[.<fn>]   Unity Catalog functions  /api/2.0/mcp/functions/<catalog>/<schema>[/<fn>]
+  search <catalog>.<schema>[.<index>]   Vector Search            /api/2.0/mcp/vector-search/<catalog>/<schema>[/<index>]
+  connection <name>                     a UC connection's server /api/2.0/mcp/external/<name>
+Without --local, the target (-t dev|prod) and profile (-p) say which workspace and app. The server is an
+ordinary Streamable HTTP server in MetaMCP that the app calls as its service principal
+(docs/databricks-tools-cli.md).`;
 
 export function registerDatabricksTools(program: Command): void {
   const tools = program
@@ -76,7 +77,7 @@ export function registerDatabricksTools(program: Command): void {
           : rows
               .map(
                 (r) =>
-                  `${r.name}\t${r.kind}${r.ids.length ? ` ${r.ids.join(".")}` : ""}\t${r.public ? "public" : "private"}\t${r.uuid}`,
+                  `${r.name}\t${r.kind}${r.ids.length ? ` ${r.ids.join(".")}` : ""}\tas ${r.identity === "user" ? "each person" : "the app"}\t${r.public ? "public" : "private"}\t${r.uuid}`,
               )
               .join("\n"),
       );

@@ -126,6 +126,14 @@ export function toolServerUrl(host: string, server: ToolServer): string {
 }
 
 /**
+ * Who calls a managed server (design §3): the app's service principal, or with `#identity=user` on the URL each
+ * person with their own token (the user-authorization slice).
+ */
+export function identityOfUrl(url: string): "app" | "user" {
+  return /#(?:.*&)?identity=user(?:&|$)/.test(url) ? "user" : "app";
+}
+
+/**
  * The kind and ids of a MetaMCP server's URL when it is one of this workspace's managed servers; undefined for
  * any other URL (another host, another path). A fragment (`#identity=user`) does not change the server.
  */

@@ -9,6 +9,7 @@ import {
   checkServerName,
   classifyToolUrl,
   defaultServerName,
+  identityOfUrl,
   parseToolServer,
   type ToolKind,
   type ToolServer,
@@ -90,6 +91,8 @@ export interface ToolServerEntry {
   url: string;
   /** Every MetaMCP user sees it (no owner), else only its owner. */
   public: boolean;
+  /** Who calls Databricks: the app's service principal, or each person (`#identity=user`). */
+  identity: "app" | "user";
 }
 
 export interface AddResult extends ToolServerEntry {
@@ -109,6 +112,7 @@ function entryOf(
     ids: server.ids,
     url: row.url ?? "",
     public: row.user_id === null,
+    identity: identityOfUrl(row.url ?? ""),
   };
 }
 

@@ -3,6 +3,7 @@ import { grantStatements } from "../../src/databricks-tools/grants.js";
 import {
   classifyToolUrl,
   defaultServerName,
+  identityOfUrl,
   parseToolServer,
   toolServerUrl,
   workspaceOrigin,
@@ -32,6 +33,13 @@ describe("managed server kinds", () => {
         ids: server.ids,
       });
     }
+  });
+
+  it("reads who calls a server from its URL's fragment (#identity=user: each person; none: the app)", () => {
+    expect(identityOfUrl(`${HOST}/api/2.0/mcp/sql`)).toBe("app");
+    expect(identityOfUrl(`${HOST}/api/2.0/mcp/sql#identity=user`)).toBe("user");
+    expect(identityOfUrl(`${HOST}/api/2.0/mcp/sql#x=1&identity=user`)).toBe("user");
+    expect(identityOfUrl(`${HOST}/api/2.0/mcp/sql?identity=user`)).toBe("app");
   });
 
   it("takes the host as profiles and DATABRICKS_HOST give it: with or without scheme, with a trailing slash", () => {

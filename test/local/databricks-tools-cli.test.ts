@@ -130,6 +130,7 @@ describe("databricks-tools on the local stack", () => {
         ids: ["main", "tools"],
         url: created.url,
         public: false,
+        identity: "app",
       },
     ]);
     // The URL it built is the one the stand-in workspace serves, to the app's service principal.

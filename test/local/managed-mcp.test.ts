@@ -292,4 +292,19 @@ describe("the stand-in's managed MCP servers", () => {
       ids.push((await initialize("functions/main/tools", token)).headers.get("mcp-session-id")!);
     expect(mcp.sessions().map((s) => s.id)).toEqual(ids.slice(1));
   });
+  it("serves Genie One at /genie and a minimal SQL pair at /sql (execute, then poll)", async () => {
+    const one = await connect("genie", await m2mToken("genie"));
+    expect((await one.listTools()).tools.map((t) => t.name).sort()).toEqual([
+      "genie_ask",
+      "genie_poll_response",
+    ]);
+    const sql = await connect("sql", await m2mToken("sql"));
+    const started = json(
+      await sql.callTool({ name: "execute_sql_read_only", arguments: { query: "SELECT 1" } }),
+    );
+    expect(started.status).toEqual({ state: "PENDING" });
+    const polled = json(await sql.callTool({ name: "poll_sql_result", arguments: started }));
+    expect(polled.status).toEqual({ state: "SUCCEEDED" });
+    expect(polled.result.data_array).toEqual([["1"]]);
+  });
 });

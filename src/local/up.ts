@@ -40,7 +40,7 @@ export interface LocalUpOptions {
   fresh: boolean;
   yes: boolean;
   credentialTtlSeconds: number;
-  /** User OAuth tokens' lifetime (Databricks: 3600). */
+  /** OAuth tokens' lifetime, users' and the app's service principal's (Databricks: 3600). */
   tokenTtlSeconds: number;
   proxy: ProxyLimits;
   /** The app's user authorization scopes (`--user-scopes`). */

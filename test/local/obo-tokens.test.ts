@@ -36,6 +36,12 @@ describe("on-behalf-of tokens from the stand-in's Apps proxy", () => {
 
   const start = async (scopes: string[]) => {
     appHost = new PlatformServer();
+    const onBehalfOf = onBehalfOfTokens(
+      tokens,
+      scopes,
+      () => 60,
+      () => clock,
+    );
     const proxy = registerAppsProxy(appHost, {
       tokens,
       target: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
@@ -47,17 +53,7 @@ describe("on-behalf-of tokens from the stand-in's Apps proxy", () => {
       workspaceId: "1",
       origins: () => ["http://127.0.0.1"],
       limits: () => DEFAULT_PROXY_LIMITS,
-      accessTokenFor: (
-        (mint) => (u) =>
-          users.get(u.email) ? mint(u.email) : undefined
-      )(
-        onBehalfOfTokens(
-          tokens,
-          scopes,
-          () => 60,
-          () => clock,
-        ),
-      ),
+      accessTokenFor: (u) => (users.get(u.email) ? onBehalfOf(u.email) : undefined),
     });
     close = () => proxy.close();
     return await appHost.listen();

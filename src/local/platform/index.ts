@@ -230,6 +230,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     };
   });
 
+  const onBehalfOf = onBehalfOfTokens(tokens, options.userApiScopes ?? [], () => userTtl);
   // The Apps proxy on the user's port (bearer token, login redirect, X-Forwarded-*, ws, /logz/stream).
   const source = await localProxySourceAddress();
   if (!source.distinct)
@@ -256,10 +257,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     ).mayUse,
     appName: config.appName,
     // Only a workspace user has a token of their own to forward; a service principal calling the app has none.
-    accessTokenFor: (
-      (mint) => (user: LocalUser) =>
-        users.get(user.email) ? mint(user.email) : undefined
-    )(onBehalfOfTokens(tokens, options.userApiScopes ?? [], () => userTtl)),
+    accessTokenFor: (user) => (users.get(user.email) ? onBehalfOf(user.email) : undefined),
   });
 
   try {

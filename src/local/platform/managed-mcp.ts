@@ -158,7 +158,7 @@ interface Target {
   kind: ManagedMcpKind;
   path: string;
   /** The grants this path needs, checked on every request. */
-  needs: { privilege: string; securable: string; what: string }[];
+  needs: { privilege: string; securable: string }[];
   build(subject: string): McpServer;
 }
 
@@ -307,7 +307,7 @@ export function registerManagedMcp(workspace: PlatformServer, options: ManagedMc
       return {
         kind,
         path,
-        needs: [{ privilege: "CAN VIEW", securable: space.id, what: "the Genie space" }],
+        needs: [{ privilege: "CAN VIEW", securable: space.id }],
         build: (subject) => genieServer(space, subject),
       };
     }
@@ -320,11 +320,9 @@ export function registerManagedMcp(workspace: PlatformServer, options: ManagedMc
       kind,
       path,
       needs: [
-        { privilege: "USE CATALOG", securable: catalog, what: "the catalog" },
-        { privilege: "USE SCHEMA", securable: `${catalog}.${schema}`, what: "the schema" },
-        ...(fn
-          ? [{ privilege: "EXECUTE", securable: `${catalog}.${schema}.${fn}`, what: "the function" }]
-          : []),
+        { privilege: "USE CATALOG", securable: catalog },
+        { privilege: "USE SCHEMA", securable: `${catalog}.${schema}` },
+        ...(fn ? [{ privilege: "EXECUTE", securable: `${catalog}.${schema}.${fn}` }] : []),
       ],
       build: () => functionsServer(chosen),
     };

@@ -161,6 +161,9 @@ describe("databricks-tools on the local stack", () => {
     const bobs = await tools(["list", "--user", BOB]);
     expect(bobs.exitCode, bobs.stderr).toBe(0);
     expect((bobs.json() as Entry[]).map((e) => e.name)).toEqual(["sales-genie"]);
+    const human = await cli(["databricks-tools", "list", "--local", "--user", BOB]);
+    expect(human.exitCode, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/^sales-genie\tgenie local-sales\tas the app\tpublic\t[0-9a-f-]{36}\n$/);
     const mine = await tools(["list"]);
     expect((mine.json() as Entry[]).map((e) => e.name).sort()).toEqual([
       "databricks-functions-main-tools",

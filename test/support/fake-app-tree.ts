@@ -376,9 +376,9 @@ export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {})
     upstreamRef: "fake",
   });
   writeFileSync(path.join(be, "dist/index.js"), backend.text);
+  writeTrpcFiles(be);
   writeAuthFiles(be);
   writeEndpointIdentityFiles(be);
-  writeTrpcFiles(be);
   writeFileSync(path.join(fe, "server.js"), identityFrontend(options.backendPort));
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);

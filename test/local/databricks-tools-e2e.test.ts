@@ -141,4 +141,37 @@ describe.skipIf(!GATEWAY)("Databricks tools through a MetaMCP endpoint on the lo
       await client.close();
     }
   }, 120_000);
+  it("Unity Catalog's refusal reaches the agent as the tool's error naming the grant; a path outside /api/2.0/mcp is refused", async () => {
+    const r = await cli(["--json", "databricks-tools", "add", "functions", "main.finance", "--local"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const financeUrl = (JSON.parse(r.stdout) as { url: string }).url;
+    const token = (await localUserToken(stateDir())).token;
+    const client = new Client({ name: "tools-e2e-refusals", version: "1.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${appUrl}/metamcp/open/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    const call = async (url: string, tool: string) => {
+      const res = await client.callTool({
+        name: "workspace_call",
+        arguments: { url, tool, args: { product: "x" } },
+      });
+      return { isError: res.isError === true, text: (res.content as { text: string }[])[0]?.text ?? "" };
+    };
+    try {
+      const denied = await call(financeUrl, "main__finance__margin_of");
+      expect(denied.isError).toBe(true);
+      // The stand-in's Unity Catalog words, and the grant to ask for (the gateway's sentence).
+      expect(denied.text).toContain(
+        "User does not have EXECUTE on Routine or Model 'main.finance.margin_of'.",
+      );
+      expect(denied.text).toMatch(/GRANT EXECUTE ON SCHEMA main\.finance TO `[0-9a-f-]{36}`/);
+      const outside = await call(`${new URL(financeUrl).origin}/api/2.0/secrets/list`, "x");
+      expect(outside.isError).toBe(true);
+      expect(outside.text).toMatch(/only \/api\/2\.0\/mcp\//);
+    } finally {
+      await client.close();
+    }
+  });
 });

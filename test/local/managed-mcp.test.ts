@@ -7,6 +7,7 @@ import {
   SEED_FUNCTION,
   SEED_SPACE,
   seedGrants,
+  UNGRANTED_FUNCTION,
 } from "../../src/local/platform/managed-mcp.js";
 import { registerOidc } from "../../src/local/platform/oidc.js";
 import { PlatformServer } from "../../src/local/platform/server.js";
@@ -306,5 +307,17 @@ describe("the stand-in's managed MCP servers", () => {
     const polled = json(await sql.callTool({ name: "poll_sql_result", arguments: started }));
     expect(polled.status).toEqual({ state: "SUCCEEDED" });
     expect(polled.result.data_array).toEqual([["1"]]);
+  });
+  it("refuses the app's service principal EXECUTE on the ungranted seed (main.finance.margin_of)", async () => {
+    const client = await connect("functions/main/finance", await m2mToken());
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["main__finance__margin_of"]);
+    await expect(
+      client.callTool({ name: "main__finance__margin_of", arguments: { product: "x" } }),
+    ).rejects.toMatchObject({
+      code: 403,
+      message: expect.stringContaining(
+        `User does not have EXECUTE on Routine or Model '${UNGRANTED_FUNCTION}'.`,
+      ),
+    });
   });
 });

@@ -55,6 +55,8 @@ export interface GenieSpace {
 /** The seeded workspace: space `local-sales`, function `main.tools.region_of` (design §7 "Seeds"). */
 export const SEED_SPACE = "local-sales";
 export const SEED_FUNCTION = "main.tools.region_of";
+/** A function nobody was granted EXECUTE on: Unity Catalog's refusal, rehearsed through MetaMCP. */
+export const UNGRANTED_FUNCTION = "main.finance.margin_of";
 
 const REGIONS: Record<string, string> = {
   DE: "EMEA",
@@ -76,6 +78,14 @@ export function seedFunctions(): UcFunction[] {
       description: "The sales region (EMEA, AMER, APJ) of an ISO country code",
       parameter: "country",
       run: (country) => REGIONS[country.trim().toUpperCase()] ?? "UNKNOWN",
+    },
+    {
+      catalog: "main",
+      schema: "finance",
+      name: "margin_of",
+      description: "The gross margin of a product line (nobody may EXECUTE it: a refusal to rehearse)",
+      parameter: "product",
+      run: () => "0.42",
     },
   ];
 }
@@ -104,7 +114,8 @@ export const ALL_USERS = "account users";
 /**
  * The stand-in's seeded grants: the app's service principal may use both seeds; `manager` (the local default
  * user) too; every other user sees the space and the schema but was never granted EXECUTE on the function, so a
- * person's refusal can be rehearsed (design §7 "Seeds").
+ * person's refusal can be rehearsed (design §7 "Seeds"). Nobody may EXECUTE main.finance.margin_of, so the app's
+ * own refusal can be too.
  */
 export function seedGrants(servicePrincipal: string, manager: string): Grant[] {
   return [
@@ -113,6 +124,9 @@ export function seedGrants(servicePrincipal: string, manager: string): Grant[] {
     { principal: ALL_USERS, privilege: "CAN VIEW", securable: SEED_SPACE },
     { principal: ALL_USERS, privilege: "USE CATALOG", securable: "main" },
     { principal: ALL_USERS, privilege: "USE SCHEMA", securable: "main.tools" },
+    // main.finance: its schema may be used, its function may not (UNGRANTED_FUNCTION).
+    { principal: servicePrincipal, privilege: "USE SCHEMA", securable: "main.finance" },
+    { principal: ALL_USERS, privilege: "USE SCHEMA", securable: "main.finance" },
   ];
 }
 

@@ -14,7 +14,7 @@ import path from "node:path";
  * - `list` answers the caller's own and the public servers (findAllAccessibleToUser), newest first.
  * Servers live in memory: the fake's tables stay upstream's few (FAKE_TREE_TABLES).
  */
-const TRPC_MODULE = String.raw`
+const TRPC_MODULE = `
 import { randomUUID } from "node:crypto";
 import { auth } from "./auth.mjs";
 

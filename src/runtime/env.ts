@@ -131,6 +131,8 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_AUDIT_DAYS",
   "METAMCP_TELEMETRY",
   "METAMCP_TELEMETRY_PRINCIPAL",
+  "METAMCP_TELEMETRY_ENDPOINT",
+  "METAMCP_TELEMETRY_PROTOCOL",
   "OTEL_EXPORTER_OTLP_ENDPOINT",
   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
   "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -180,8 +182,8 @@ const PLACEHOLDER_WHOLE = new Set([
 /**
  * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
  * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
- * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_TELEMETRY, METAMCP_TELEMETRY_PRINCIPAL, OTEL_EXPORTER_OTLP_ENDPOINT,
- * OTEL_EXPORTER_OTLP_PROTOCOL and their _TRACES_ forms), read
+ * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_TELEMETRY, METAMCP_TELEMETRY_PRINCIPAL, METAMCP_TELEMETRY_ENDPOINT,
+ * METAMCP_TELEMETRY_PROTOCOL; and the platform's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _PROTOCOL), read
  * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
  * refuse at start is refused on the workstation, with the same words.
  */
@@ -279,13 +281,6 @@ export function readAppSettings(env: Record<string, string | undefined>): {
     ["off", "on"],
     "off",
   );
-  // The OpenTelemetry specification's variables and defaults: the signal's own first, then the general one.
-  const protocol = oneOf(
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    raw("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-    OTLP_PROTOCOLS,
-    oneOf("OTEL_EXPORTER_OTLP_PROTOCOL", raw("OTEL_EXPORTER_OTLP_PROTOCOL"), OTLP_PROTOCOLS, "http/protobuf"),
-  );
   const endpoint = (name: string) => {
     const v = raw(name);
     let u: URL | undefined;
@@ -300,10 +295,34 @@ export function readAppSettings(env: Record<string, string | undefined>): {
     );
     return v;
   };
+  // The deployer's own collector (ours, from app.yaml: a workstation's OTEL_* never reach the app), with its
+  // protocol; else the OpenTelemetry specification's variables (the platform's telemetry export sets them):
+  // the signal's own first, then the general one, whose endpoint is a base for OTLP/HTTP.
+  const ownEndpoint = endpoint("METAMCP_TELEMETRY_ENDPOINT");
+  const ownProtocol = oneOf(
+    "METAMCP_TELEMETRY_PROTOCOL",
+    raw("METAMCP_TELEMETRY_PROTOCOL"),
+    OTLP_PROTOCOLS,
+    "http/protobuf",
+  );
+  const protocol =
+    ownEndpoint !== undefined
+      ? ownProtocol
+      : oneOf(
+          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+          raw("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+          OTLP_PROTOCOLS,
+          oneOf(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            raw("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            OTLP_PROTOCOLS,
+            "http/protobuf",
+          ),
+        );
   const tracesEndpoint = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   const baseEndpoint = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT");
-  // The general endpoint is a base for OTLP/HTTP (the signal's path appended), the address itself for gRPC.
   const url =
+    ownEndpoint ??
     tracesEndpoint ??
     (baseEndpoint === undefined
       ? undefined
@@ -556,7 +575,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   let telemetryOff: string | undefined;
   if (settings.telemetry.enabled && settings.telemetry.url === undefined)
     telemetryOff =
-      "METAMCP_TELEMETRY=otlp, but the app has no telemetry destination: neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (on Databricks the platform sets them when the app's telemetry export is on: METAMCP_TELEMETRY_TABLES, docs/audit.md)";
+      "METAMCP_TELEMETRY=otlp, but the app has no telemetry destination: none of METAMCP_TELEMETRY_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (on Databricks the platform sets them when the app's telemetry export is on: METAMCP_TELEMETRY_TABLES, docs/audit.md)";
   else if (settings.telemetry.enabled)
     telemetry = {
       protocol: settings.telemetry.protocol,

@@ -200,6 +200,34 @@ describe("the runtime's environment: every variable checked, one message naming 
     });
   });
 
+  it("telemetry to the deployer's own collector: METAMCP_TELEMETRY_ENDPOINT and its protocol, before the platform's", () => {
+    const env = readRuntimeEnv(
+      {
+        ...GOOD,
+        METAMCP_TELEMETRY: "otlp",
+        METAMCP_TELEMETRY_ENDPOINT: "https://otel.example.com/v1/traces",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4314",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      },
+      "/app/runtime",
+    );
+    expect(env.telemetry).toMatchObject({
+      protocol: "http/protobuf",
+      url: "https://otel.example.com/v1/traces",
+    });
+    expect(
+      readRuntimeEnv(
+        {
+          ...GOOD,
+          METAMCP_TELEMETRY: "otlp",
+          METAMCP_TELEMETRY_ENDPOINT: "http://collector:4317",
+          METAMCP_TELEMETRY_PROTOCOL: "grpc",
+        },
+        "/app/runtime",
+      ).telemetry,
+    ).toMatchObject({ protocol: "grpc", url: "http://collector:4317" });
+  });
+
   it("telemetry over OTLP/HTTP: the traces path is appended to the base endpoint, not to the signal's own", () => {
     const env = (extra: Record<string, string>) =>
       readRuntimeEnv({ ...GOOD, METAMCP_TELEMETRY: "otlp", ...extra }, "/app/runtime").telemetry;
@@ -222,7 +250,9 @@ describe("the runtime's environment: every variable checked, one message naming 
   it("telemetry asked for without a destination: the app starts without it and says why", () => {
     const env = readRuntimeEnv({ ...GOOD, METAMCP_TELEMETRY: "otlp" }, "/app/runtime");
     expect(env.telemetry).toBeUndefined();
-    expect(env.telemetryOff).toMatch(/no telemetry destination: neither OTEL_EXPORTER_OTLP_ENDPOINT/);
+    expect(env.telemetryOff).toMatch(
+      /no telemetry destination: none of METAMCP_TELEMETRY_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT/,
+    );
   });
 
   it("telemetry settings are checked; an OTLP header's value is a secret", () => {
@@ -232,7 +262,11 @@ describe("the runtime's environment: every variable checked, one message naming 
       OTEL_EXPORTER_OTLP_PROTOCOL: "http",
       OTEL_EXPORTER_OTLP_ENDPOINT: "https://user:pw@otel.example.com",
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "localhost:4318",
+      METAMCP_TELEMETRY_PROTOCOL: "thrift",
     });
+    expect(p).toContain(
+      'METAMCP_TELEMETRY_PROTOCOL="thrift" is not valid: one of grpc, http/protobuf, http/json',
+    );
     expect(p).toContain('METAMCP_TELEMETRY="on" is not valid: one of off, otlp');
     expect(p).toContain('METAMCP_TELEMETRY_PRINCIPAL="yes" is not valid: one of off, on');
     expect(p).toContain(

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,7 @@ import {
   type TelemetrySettings,
 } from "../../src/runtime/telemetry.js";
 import { ADA, type Backend, BOB, overSse, startBackend, streamable } from "../support/mcp-endpoints.js";
+import { startOtlpReceiver } from "../support/otlp-receiver.js";
 
 /**
  * Issue 24, "Telemetry where the platform takes it": the router in front of the MetaMCP-shaped backend, its
@@ -26,82 +27,6 @@ const EXPORT_MODULE = path.join(
   "../../src/runtime/telemetry-export.ts",
 );
 const SECRET_ARGUMENT = "plans-for-the-heist-4c1d";
-
-interface OtlpValue {
-  stringValue?: string;
-  intValue?: string | number;
-}
-interface OtlpSpan {
-  name: string;
-  kind: number;
-  startTimeUnixNano: string;
-  endTimeUnixNano: string;
-  attributes: { key: string; value: OtlpValue }[];
-  status?: { code?: number; message?: string };
-}
-interface Span {
-  name: string;
-  kind: number;
-  startMs: number;
-  endMs: number;
-  attributes: Record<string, string | number>;
-  status: { code?: number; message?: string };
-  resource: Record<string, string | number>;
-}
-
-const otlpValue = (v: OtlpValue) => v.stringValue ?? Number(v.intValue);
-const attributesOf = (list: { key: string; value: OtlpValue }[] = []) =>
-  Object.fromEntries(list.map((a) => [a.key, otlpValue(a.value)]));
-
-/** An OTLP/HTTP collector: keeps every body it was sent, and the spans in them (JSON encoding). */
-async function startReceiver(answer: "ok" | "hang" = "ok") {
-  const bodies: string[] = [];
-  const spans: Span[] = [];
-  const hanging: IncomingMessage[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      bodies.push(body);
-      if (answer === "hang") return void hanging.push(req);
-      expect(req.url).toBe("/v1/traces");
-      expect(req.headers["content-type"]).toMatch(/^application\/json/);
-      const decoded = JSON.parse(body) as {
-        resourceSpans: {
-          resource: { attributes: { key: string; value: OtlpValue }[] };
-          scopeSpans: { spans: OtlpSpan[] }[];
-        }[];
-      };
-      for (const rs of decoded.resourceSpans)
-        for (const ss of rs.scopeSpans)
-          for (const s of ss.spans)
-            spans.push({
-              name: s.name,
-              kind: s.kind,
-              startMs: Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000,
-              endMs: Number(BigInt(s.endTimeUnixNano) / 1000n) / 1000,
-              attributes: attributesOf(s.attributes),
-              status: s.status ?? {},
-              resource: attributesOf(rs.resource.attributes),
-            });
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end("{}");
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
-  return {
-    url,
-    bodies,
-    spans,
-    close: () => {
-      for (const r of hanging) r.socket.destroy();
-      server.closeAllConnections();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 /** A port nothing listens on: a collector that is down. */
 async function deadUrl(): Promise<string> {
@@ -184,7 +109,7 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
   });
 
   it("names, kinds, times and attributes follow the MCP semantic conventions; the session is hashed", async () => {
-    const receiver = await startReceiver();
+    const receiver = await startOtlpReceiver();
     try {
       const rig = await startRig(settings(receiver.url));
       const ada = await streamable(rig.url, ADA);
@@ -262,7 +187,7 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
   });
 
   it("METAMCP_TELEMETRY_PRINCIPAL=on: spans say who called (enduser.id)", async () => {
-    const receiver = await startReceiver();
+    const receiver = await startOtlpReceiver();
     try {
       const rig = await startRig(settings(receiver.url, true));
       const ada = await streamable(rig.url, ADA);
@@ -308,7 +233,7 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
   });
 
   it("a collector that never answers does not delay a call: calls end while their spans are still being sent", async () => {
-    const receiver = await startReceiver("hang");
+    const receiver = await startOtlpReceiver("hang");
     try {
       const rig = await startRig(settings(receiver.url), { exportTimeoutMs: 5_000 });
       const ada = await streamable(rig.url, ADA);

@@ -179,6 +179,12 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
         "the database said no",
       ])
         expect(exported).not.toContain(never);
+      // The collector's answer settles the export (it may still be on its way when the spans are read).
+      await waitFor(() => (rig.telemetry.stats().pending === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        what: "the exports to settle",
+      });
       expect(rig.telemetry.stats()).toMatchObject({ exported: spans.length, dropped: 0, pending: 0 });
       expect(rig.warnings).toEqual([]);
     } finally {
@@ -199,6 +205,43 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
         what: "2 spans at the receiver",
       });
       expect(spans.map((s) => s.attributes["enduser.id"])).toEqual([ADA.email, ADA.email]);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("attacker: a caller's trace context (traceparent, _meta) never makes our spans part of a trace they chose", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const rig = await startRig(settings(receiver.url));
+      const theirs = { trace: "4bf92f3577b34da6a3ce929d0e0e4736", span: "00f067aa0ba902b7" };
+      const traceparent = `00-${theirs.trace}-${theirs.span}-01`;
+      const ada = await streamable(rig.url, ADA, {
+        traceparent,
+        "x-otlp-endpoint": "http://evil.example/v1/traces",
+      });
+      await ada.client.callTool({
+        name: "tools__echo",
+        arguments: { text: "hi" },
+        _meta: { traceparent },
+      });
+      await ada.client.close();
+      const spans = await waitFor(() => (receiver.spans.length >= 2 ? receiver.spans : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 25,
+        what: "2 spans at the receiver",
+      });
+      for (const s of spans) {
+        expect(s.traceId).not.toBe(theirs.trace);
+        expect(s.parentSpanId ?? "").toBe("");
+      }
+      // The one destination is the deployer's: nothing a caller sends names another.
+      expect(receiver.bodies.length).toBeGreaterThan(0);
+      await waitFor(() => (rig.telemetry.stats().exported === 2 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        what: "both spans exported to the deployer's collector",
+      });
     } finally {
       await receiver.close();
     }

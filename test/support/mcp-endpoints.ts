@@ -100,10 +100,10 @@ export async function startBackend(): Promise<Backend> {
 
 export const as = (p: typeof ADA) => ({ "x-forwarded-email": p.email, "x-api-key": p.key });
 
-export async function streamable(url: string, p: typeof ADA) {
+export async function streamable(url: string, p: typeof ADA, extraHeaders: Record<string, string> = {}) {
   const client = new Client({ name: `agent-of-${p.email.split("@")[0]}`, version: "2.1.0" });
   const transport = new StreamableHTTPClientTransport(new URL(`${url}/metamcp/${p.endpoint}/mcp`), {
-    requestInit: { headers: as(p) },
+    requestInit: { headers: { ...as(p), ...extraHeaders } },
   });
   await client.connect(transport);
   return { client, sessionId: transport.sessionId! };

@@ -12,6 +12,8 @@ interface OtlpValue {
   intValue?: string | number;
 }
 interface OtlpSpan {
+  traceId: string;
+  parentSpanId?: string;
   name: string;
   kind: number;
   startTimeUnixNano: string;
@@ -20,6 +22,8 @@ interface OtlpSpan {
   status?: { code?: number; message?: string };
 }
 export interface ReceivedSpan {
+  traceId: string;
+  parentSpanId?: string;
   name: string;
   kind: number;
   startMs: number;
@@ -57,6 +61,8 @@ export async function startOtlpReceiver(answer: "ok" | "hang" = "ok") {
         for (const ss of rs.scopeSpans)
           for (const s of ss.spans)
             spans.push({
+              traceId: s.traceId,
+              parentSpanId: s.parentSpanId,
               name: s.name,
               kind: s.kind,
               startMs: Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000,

@@ -465,6 +465,31 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       }
     });
 
+    it("with the audit off, the spans still come (the observer runs for them alone)", async () => {
+      const receiver = await startOtlpReceiver();
+      try {
+        const app = startRuntime({
+          METAMCP_AUDIT: "off",
+          METAMCP_TELEMETRY: "otlp",
+          METAMCP_TELEMETRY_ENDPOINT: receiver.url,
+          METAMCP_TELEMETRY_PROTOCOL: "http/json",
+        });
+        await waitReady(app);
+        expect(app.lines.join("\n")).toContain("tool-call audit off (METAMCP_AUDIT=off)");
+        await callEcho();
+        await waitFor(() => (receiver.spans.some((s) => s.name === "tools/call echo") ? true : undefined), {
+          timeoutMs: 20_000,
+          intervalMs: 50,
+          what: "the tool call's span at the collector",
+        });
+        // The service is the app's own name when the platform names none.
+        expect(receiver.spans[0]!.resource["service.name"]).toBe(platform.appEnv.DATABRICKS_APP_NAME);
+        expect(receiver.bodies.join("\n")).not.toContain(SECRET_TEXT);
+      } finally {
+        await receiver.close();
+      }
+    });
+
     it("off by default, even where the platform names a collector: nothing is ever sent", async () => {
       const receiver = await startOtlpReceiver();
       try {

@@ -100,6 +100,7 @@ export function createSpanSink(options: SpanSinkOptions): SpanSink {
   let lastReason = "";
   let lastWarnAt = Number.NEGATIVE_INFINITY;
   let closed = false;
+  let settledAll = false;
 
   const warnDropped = (force: boolean) => {
     if (droppedUnwarned === 0) return;
@@ -121,6 +122,8 @@ export function createSpanSink(options: SpanSinkOptions): SpanSink {
   const exporter = new CountingExporter(
     otlpExporter(options.protocol, options.url, options.exportTimeoutMs ?? 10_000),
     (count, result) => {
+      // After close, what was still out is counted dropped already.
+      if (settledAll) return;
       settledCount += count;
       if (result.code === ExportResultCode.SUCCESS) exported += count;
       else
@@ -177,11 +180,10 @@ export function createSpanSink(options: SpanSinkOptions): SpanSink {
         }),
       ]);
       clearTimeout(timer);
+      settledAll = true;
       const unsent = recorded - settledCount;
-      if (unsent > 0) {
-        settledCount = recorded;
-        drop(unsent, "the app stopped before they were sent");
-      }
+      settledCount = recorded;
+      if (unsent > 0) drop(unsent, "the app stopped before they were sent");
       warnDropped(true);
     },
   };

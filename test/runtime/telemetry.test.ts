@@ -302,4 +302,49 @@ describe("every MCP request through the router is an OpenTelemetry span, when te
       await receiver.close();
     }
   });
+  it("on stop, spans still out get a short time, then count as dropped, once, and are said", async () => {
+    const receiver = await startOtlpReceiver("hang");
+    try {
+      const warnings: string[] = [];
+      const telemetry = await startTelemetry(settings(receiver.url), {
+        modulePath: EXPORT_MODULE,
+        warn: (m) => warnings.push(m),
+        flushEveryMs: 10,
+        exportTimeoutMs: 30_000,
+      });
+      const row: AuditRow = {
+        calledAt: new Date(),
+        principal: ADA.email,
+        endpoint: ADA.endpoint,
+        namespace: null,
+        server: "tools",
+        tool: "echo",
+        method: "tools/call",
+        durationMs: 2,
+        outcome: "ok",
+        error: null,
+        client: null,
+        session: null,
+        requestBytes: 10,
+        responseBytes: 10,
+        arguments: null,
+      };
+      for (let i = 0; i < 3; i++) telemetry.record(row);
+      await waitFor(() => (receiver.bodies.length >= 1 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        what: "the export to reach the collector",
+      });
+      const t0 = performance.now();
+      await telemetry.close(300);
+      expect(performance.now() - t0).toBeLessThan(5_000);
+      expect(telemetry.stats()).toEqual({ exported: 0, dropped: 3, pending: 0 });
+      expect(warnings).toEqual([expect.stringContaining("(the app stopped before they were sent)")]);
+      // Once stopping, a span is dropped at once.
+      telemetry.record(row);
+      expect(telemetry.stats()).toEqual({ exported: 0, dropped: 4, pending: 0 });
+    } finally {
+      await receiver.close();
+    }
+  });
 });

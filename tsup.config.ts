@@ -19,9 +19,12 @@ export default defineConfig([
     // The app tree's `runtime/start.mjs`: one file, every dependency inlined, run with plain `node`
     // in the Apps container (no install, no pnpm at start).
     // runtime/secrets-preload.mjs: given to MetaMCP's processes with `node --import` (src/runtime/child-secrets.ts).
+    // runtime/telemetry.mjs: the OpenTelemetry SDK, imported by start.mjs only when METAMCP_TELEMETRY is on
+    // (src/runtime/telemetry.ts), so it costs start.mjs nothing.
     entry: {
       "runtime/start": "src/runtime/entry.ts",
       "runtime/secrets-preload": "src/runtime/secrets-preload.ts",
+      "runtime/telemetry": "src/runtime/telemetry-export.ts",
     },
     format: ["esm"],
     outExtension: () => ({ js: ".mjs" }),

@@ -49,6 +49,8 @@ export interface AssembleOptions {
   runtime: Buffer;
   /** runtime/secrets-preload.mjs (src/runtime/secrets-preload.ts). */
   runtimePreload: Buffer;
+  /** runtime/telemetry.mjs (src/runtime/telemetry-export.ts). */
+  runtimeTelemetry: Buffer;
   toolVersion: string;
   nodeVersion?: string;
   /** The prepared manifest; the app tree's copy gets the `build` section. */
@@ -201,6 +203,7 @@ export function assembleAppTree(options: AssembleOptions): {
     mkdirSync(path.dirname(at(APP_LAYOUT.runtime)), { recursive: true });
     writeFileSync(at(APP_LAYOUT.runtime), options.runtime);
     writeFileSync(at(APP_LAYOUT.runtimePreload), options.runtimePreload);
+    writeFileSync(at(APP_LAYOUT.runtimeTelemetry), options.runtimeTelemetry);
     writeFileSync(at(APP_LAYOUT.packageJson), appPackageJson(options.toolVersion));
 
     for (const [name, reason] of Object.entries(pruned).sort()) log.info(`left out ${name}: ${reason}`);

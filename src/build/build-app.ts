@@ -19,7 +19,10 @@ export interface BuildAppOptions {
   buildDir: string;
   /** Where the deployable app tree is assembled (replaced as a whole at the end). */
   appDir: string;
-  /** Our runtime bundle to ship as runtime/start.mjs; its secrets preload (secrets-preload.mjs) lies beside it. */
+  /**
+   * Our runtime bundle to ship as runtime/start.mjs; its secrets preload (secrets-preload.mjs) and its
+   * OpenTelemetry module (telemetry.mjs) lie beside it.
+   */
   runtimeBundle: string;
   /** Our overlay folder (an input of the hash). */
   overlayDir: string;
@@ -142,6 +145,9 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
   const runtimePreload = readRuntimeBundle(
     path.join(path.dirname(options.runtimeBundle), path.basename(APP_LAYOUT.runtimePreload)),
   );
+  const runtimeTelemetry = readRuntimeBundle(
+    path.join(path.dirname(options.runtimeBundle), path.basename(APP_LAYOUT.runtimeTelemetry)),
+  );
   const lockfilePath = path.join(buildDir, "pnpm-lock.yaml");
   if (!existsSync(lockfilePath)) {
     throw new UserError(
@@ -159,7 +165,13 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
   });
   const inputHash = appInputHash(
     compile,
-    Buffer.concat([runtime, Buffer.from("\0preload\0"), runtimePreload]),
+    Buffer.concat([
+      runtime,
+      Buffer.from("\0preload\0"),
+      runtimePreload,
+      Buffer.from("\0telemetry\0"),
+      runtimeTelemetry,
+    ]),
     options.toolFingerprint,
   );
   const steps: BuildStepReport[] = [];
@@ -259,6 +271,7 @@ export async function buildApp(options: BuildAppOptions): Promise<BuildAppResult
     backendProdDir: prodDir,
     runtime,
     runtimePreload,
+    runtimeTelemetry,
     toolVersion: options.toolVersion,
     nodeVersion: options.nodeVersion,
     manifest,

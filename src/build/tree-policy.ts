@@ -15,6 +15,8 @@ export const APP_LAYOUT = {
   runtime: "runtime/start.mjs",
   /** Given to MetaMCP's processes with `node --import`: their secrets arrive on a pipe (src/runtime/child-secrets.ts). */
   runtimePreload: "runtime/secrets-preload.mjs",
+  /** The OpenTelemetry SDK, which start.mjs imports only when METAMCP_TELEMETRY is on (src/runtime/telemetry.ts). */
+  runtimeTelemetry: "runtime/telemetry.mjs",
   metamcp: "metamcp",
   backendDir: "metamcp/apps/backend",
   backendEntry: "metamcp/apps/backend/dist/index.js",

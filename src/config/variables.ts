@@ -58,6 +58,9 @@ const principalList = z
     "a comma list of groups, users (email) or service principals (application id), no empty entries",
   );
 
+/** METAMCP_TELEMETRY_TABLES: empty, or Unity Catalog names `catalog.schema` with an optional table prefix. */
+const TELEMETRY_TABLES_FORM = /^(|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){1,2})$/;
+
 /**
  * A setting the app's runtime reads (src/runtime/env.ts): checked by the runtime's own reader, so a value the
  * app would refuse at start is refused here, before a deploy, in the same words. Empty = the runtime's default.
@@ -348,6 +351,45 @@ export const VARIABLES: readonly VariableDef[] = [
     env: "METAMCP_AUDIT_DAYS",
     description: "Days the audit keeps its rows (the runtime's default: 90).",
     schema: appSetting("METAMCP_AUDIT_DAYS"),
+    default: "",
+  },
+  {
+    env: "METAMCP_TELEMETRY",
+    description:
+      "OpenTelemetry spans of every MCP request: off (the runtime's default) or otlp, to the app's telemetry destination (the platform's, from METAMCP_TELEMETRY_TABLES, or METAMCP_TELEMETRY_ENDPOINT; docs/audit.md).",
+    schema: appSetting("METAMCP_TELEMETRY"),
+    default: "",
+  },
+  {
+    env: "METAMCP_TELEMETRY_PRINCIPAL",
+    description:
+      "Whether spans say who called (enduser.id, an email or a service principal id): off (the runtime's default) or on.",
+    schema: appSetting("METAMCP_TELEMETRY_PRINCIPAL"),
+    default: "",
+  },
+  {
+    env: "METAMCP_TELEMETRY_TABLES",
+    description:
+      "The app's telemetry export to Unity Catalog (Public Preview): <catalog>.<schema> or <catalog>.<schema>.<prefix>, rendered into the app's telemetry_export_destinations (tables <prefix>_otel_spans, _otel_logs, _otel_metrics; docs/audit.md).",
+    schema: z
+      .string()
+      .regex(
+        TELEMETRY_TABLES_FORM,
+        "<catalog>.<schema> or <catalog>.<schema>.<prefix>: letters, digits and underscores, not starting with a digit",
+      ),
+    default: "",
+  },
+  {
+    env: "METAMCP_TELEMETRY_ENDPOINT",
+    description:
+      "An OTLP collector of your own for the spans, its traces URL (OTLP/HTTP: …/v1/traces); empty: the platform's telemetry export (it sets OTEL_EXPORTER_OTLP_ENDPOINT).",
+    schema: appSetting("METAMCP_TELEMETRY_ENDPOINT"),
+    default: "",
+  },
+  {
+    env: "METAMCP_TELEMETRY_PROTOCOL",
+    description: "That collector's protocol: grpc, http/protobuf (the runtime's default) or http/json.",
+    schema: appSetting("METAMCP_TELEMETRY_PROTOCOL"),
     default: "",
   },
   {

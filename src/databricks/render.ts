@@ -68,6 +68,10 @@ export const APP_SETTINGS = [
   "METAMCP_AUDIT",
   "METAMCP_AUDIT_ARGUMENTS",
   "METAMCP_AUDIT_DAYS",
+  "METAMCP_TELEMETRY",
+  "METAMCP_TELEMETRY_PRINCIPAL",
+  "METAMCP_TELEMETRY_ENDPOINT",
+  "METAMCP_TELEMETRY_PROTOCOL",
 ] as const;
 
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;
@@ -176,6 +180,32 @@ function appResources(config: Config): unknown[] {
     },
     secret,
   ];
+}
+
+/**
+ * The Apps telemetry export to Unity Catalog (Public Preview; docs/audit.md "Telemetry"): the app resource's
+ * `telemetry_export_destinations` (the CLI's bundle schema: `apps.TelemetryExportDestination`, one
+ * `unity_catalog` of `logs_table`, `metrics_table` and `traces_table`, all three required; the direct engine
+ * sends it in the app's update mask). The platform then runs a collector beside the app and names it in
+ * OTEL_EXPORTER_OTLP_ENDPOINT, which METAMCP_TELEMETRY=otlp sends the spans to. Table names as the
+ * workspace UI makes them from a catalog, schema and optional prefix.
+ */
+function telemetryExport(config: Config): Record<string, unknown> {
+  const tables = config.values.METAMCP_TELEMETRY_TABLES?.value;
+  if (!tables) return {};
+  const [catalog, schema, prefix] = tables.split(".");
+  const table = (kind: string) => `${catalog}.${schema}.${prefix ? `${prefix}_` : ""}otel_${kind}`;
+  return {
+    telemetry_export_destinations: [
+      {
+        unity_catalog: {
+          traces_table: table("spans"),
+          logs_table: table("logs"),
+          metrics_table: table("metrics"),
+        },
+      },
+    ],
+  };
 }
 
 /**
@@ -297,6 +327,7 @@ const APP_FIELDS = [
   "compute_size",
   "resources",
   "permissions",
+  "telemetry_export_destinations",
 ];
 
 /**
@@ -342,6 +373,10 @@ export function renderBundle(
       `dev and prod both name the app ${perTarget.dev.appName} (APP_NAME is set explicitly): set APP_BASE_NAME instead so each target gets its own app`,
     );
   }
+  if (config.values.METAMCP_TELEMETRY_TABLES?.value && config.values.METAMCP_TELEMETRY?.value !== "otlp")
+    warnings.push(
+      "METAMCP_TELEMETRY_TABLES turns the app's telemetry export on, but the app sends no MCP spans to it: set METAMCP_TELEMETRY=otlp (the platform still exports its own logs and usage events)",
+    );
   const variables = bundleVariables(config);
   const permissions = appPermissions(appAccess(config));
   const root = {
@@ -374,6 +409,7 @@ export function renderBundle(
           resources: appResources(config),
           // Without permissions only the deployer can open the app (APP_CAN_USE / APP_CAN_MANAGE).
           ...(permissions.length ? { permissions } : {}),
+          ...telemetryExport(config),
         },
       },
     },

@@ -18,6 +18,12 @@ import {
   type StdioPolicy,
   splitList,
 } from "./stdio-servers.js";
+import {
+  OTLP_PROTOCOLS,
+  type OtlpProtocol,
+  TELEMETRY_MODES,
+  type TelemetrySettings,
+} from "./telemetry-settings.js";
 
 /**
  * The runtime's configuration: what the Apps platform injects plus what our app.yaml passes
@@ -67,6 +73,13 @@ export interface RuntimeEnv {
   appManagers: AppManagers;
   /** The tool-call audit (docs/audit.md): METAMCP_AUDIT, METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS. */
   audit: { enabled: boolean; arguments: AuditArgumentMode; days: number };
+  /**
+   * Spans of the audit's rows (docs/audit.md "Telemetry"): METAMCP_TELEMETRY=otlp with a destination
+   * (OTEL_EXPORTER_OTLP_*, set by the platform when the app's telemetry export is on); else undefined.
+   */
+  telemetry?: TelemetrySettings;
+  /** Why telemetry is off although METAMCP_TELEMETRY asks for it (said at start; the app runs without it). */
+  telemetryOff?: string;
 }
 
 /**
@@ -116,6 +129,18 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_AUDIT",
   "METAMCP_AUDIT_ARGUMENTS",
   "METAMCP_AUDIT_DAYS",
+  "METAMCP_TELEMETRY",
+  "METAMCP_TELEMETRY_PRINCIPAL",
+  "METAMCP_TELEMETRY_ENDPOINT",
+  "METAMCP_TELEMETRY_PROTOCOL",
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_PROTOCOL",
+  "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+  "OTEL_EXPORTER_OTLP_HEADERS",
+  "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+  "OTEL_SERVICE_NAME",
+  "OTEL_RESOURCE_ATTRIBUTES",
   "LOG_LEVEL",
 ] as const;
 
@@ -157,7 +182,8 @@ const PLACEHOLDER_WHOLE = new Set([
 /**
  * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
  * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
- * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS), read
+ * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_TELEMETRY, METAMCP_TELEMETRY_PRINCIPAL, METAMCP_TELEMETRY_ENDPOINT,
+ * METAMCP_TELEMETRY_PROTOCOL; and the platform's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _PROTOCOL), read
  * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
  * refuse at start is refused on the workstation, with the same words.
  */
@@ -168,6 +194,7 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   defaultEndpoint: string | undefined;
   stdioPolicy: StdioPolicy;
   audit: { enabled: boolean; arguments: (typeof AUDIT_ARGUMENT_MODES)[number]; days: number };
+  telemetry: { enabled: boolean; principal: boolean; protocol: OtlpProtocol; url: string | undefined };
 } {
   const problems: string[] = [];
   const raw = (name: string): string | undefined => {
@@ -246,7 +273,64 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   );
 
   const audit = { enabled: auditOn === "on", arguments: auditArguments, days: auditDays };
-  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit };
+
+  const telemetryMode = oneOf("METAMCP_TELEMETRY", raw("METAMCP_TELEMETRY"), TELEMETRY_MODES, "off");
+  const principal = oneOf(
+    "METAMCP_TELEMETRY_PRINCIPAL",
+    raw("METAMCP_TELEMETRY_PRINCIPAL"),
+    ["off", "on"],
+    "off",
+  );
+  const endpoint = (name: string) => {
+    const v = raw(name);
+    let u: URL | undefined;
+    try {
+      u = v === undefined ? undefined : new URL(v);
+    } catch {}
+    check(
+      name,
+      v,
+      u !== undefined && (u.protocol === "http:" || u.protocol === "https:") && !u.username && !u.password,
+      "an http:// or https:// URL of an OTLP collector, without credentials (they go in OTEL_EXPORTER_OTLP_HEADERS, a secret)",
+    );
+    return v;
+  };
+  // The deployer's own collector (ours, from app.yaml: a workstation's OTEL_* never reach the app), with its
+  // protocol; else the OpenTelemetry specification's variables (the platform's telemetry export sets them):
+  // the signal's own first, then the general one, whose endpoint is a base for OTLP/HTTP.
+  const ownEndpoint = endpoint("METAMCP_TELEMETRY_ENDPOINT");
+  const ownProtocol = oneOf(
+    "METAMCP_TELEMETRY_PROTOCOL",
+    raw("METAMCP_TELEMETRY_PROTOCOL"),
+    OTLP_PROTOCOLS,
+    "http/protobuf",
+  );
+  const protocol =
+    ownEndpoint !== undefined
+      ? ownProtocol
+      : oneOf(
+          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+          raw("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+          OTLP_PROTOCOLS,
+          oneOf(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            raw("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            OTLP_PROTOCOLS,
+            "http/protobuf",
+          ),
+        );
+  const tracesEndpoint = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  const baseEndpoint = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT");
+  const url =
+    ownEndpoint ??
+    tracesEndpoint ??
+    (baseEndpoint === undefined
+      ? undefined
+      : protocol === "grpc"
+        ? baseEndpoint
+        : `${baseEndpoint.replace(/\/+$/, "")}/v1/traces`);
+  const telemetry = { enabled: telemetryMode === "otlp", principal: principal === "on", protocol, url };
+  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit, telemetry };
 }
 
 /** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
@@ -484,6 +568,22 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   const settings = readAppSettings(env);
   problems.push(...settings.problems);
   const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit } = settings;
+  // An OTLP header may carry a token (`Authorization=Bearer …`): masked wherever it could show.
+  for (const name of ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
+    for (const [, value] of keyValueList(raw(name))) registerSecret(value);
+  let telemetry: TelemetrySettings | undefined;
+  let telemetryOff: string | undefined;
+  if (settings.telemetry.enabled && settings.telemetry.url === undefined)
+    telemetryOff =
+      "METAMCP_TELEMETRY=otlp, but the app has no telemetry destination: none of METAMCP_TELEMETRY_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (on Databricks the platform sets them when the app's telemetry export is on: METAMCP_TELEMETRY_TABLES, docs/audit.md)";
+  else if (settings.telemetry.enabled)
+    telemetry = {
+      protocol: settings.telemetry.protocol,
+      url: settings.telemetry.url!,
+      serviceName: raw("OTEL_SERVICE_NAME") ?? raw("DATABRICKS_APP_NAME") ?? "metamcp-databricks",
+      resourceAttributes: Object.fromEntries(keyValueList(raw("OTEL_RESOURCE_ATTRIBUTES"))),
+      principal: settings.telemetry.principal,
+    };
   const managersRaw = raw(APP_MANAGERS_ENV);
   const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
   if (badEmails.length)
@@ -522,5 +622,23 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     stdioPolicy,
     appManagers: parseManagers(managersRaw),
     audit,
+    telemetry,
+    telemetryOff,
   };
+}
+
+/**
+ * `key=value,key=value` (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS: the specification's W3C
+ * Baggage-like form, values percent-encoded). A malformed pair is left out.
+ */
+function keyValueList(value: string | undefined): [string, string][] {
+  const out: [string, string][] = [];
+  for (const pair of (value ?? "").split(",")) {
+    const i = pair.indexOf("=");
+    if (i <= 0) continue;
+    try {
+      out.push([pair.slice(0, i).trim(), decodeURIComponent(pair.slice(i + 1).trim())]);
+    } catch {}
+  }
+  return out;
 }

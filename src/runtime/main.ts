@@ -38,6 +38,7 @@ import {
   stdioChildEnv,
   stdioServersByOthers,
 } from "./stdio-servers.js";
+import { fanOut, startTelemetry, type Telemetry } from "./telemetry.js";
 import { assertTreeSchema } from "./tree-schema.js";
 import {
   applyEmailSignupDefault,
@@ -252,14 +253,20 @@ export async function runApp(runtimeDir: string): Promise<number> {
   let health: DatabaseHealth | undefined;
   const identitySecret = newIdentitySecret();
   // The observer is in the router from the start; rows reach the writer once the database is ready (the
-  // router answers 503 until then, so none is lost in between).
+  // router answers 503 until then, so none is lost in between), and the telemetry once its module is loaded.
+  // Telemetry with the audit off still needs the observer's rows (never with arguments then).
   let auditWriter: AuditWriter | undefined;
-  const audit = env.audit.enabled
-    ? new AuditObserver({
-        sink: { record: (row) => auditWriter?.record(row) },
-        arguments: env.audit.arguments,
-      })
-    : undefined;
+  let telemetry: Telemetry | undefined;
+  const audit =
+    env.audit.enabled || env.telemetry
+      ? new AuditObserver({
+          // With telemetry off, the writer alone, as before.
+          sink: env.telemetry
+            ? fanOut([() => auditWriter, () => telemetry])
+            : { record: (row) => auditWriter?.record(row) },
+          arguments: env.audit.enabled ? env.audit.arguments : "off",
+        })
+      : undefined;
   const router = createRouter({
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
@@ -274,7 +281,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     managers: env.appManagers,
     emailSignup: emailSignupSetting(process.env),
     audit,
-    auditRead: audit
+    auditRead: env.audit.enabled
       ? (filters) => auditWriter?.read(filters) ?? Promise.reject(new Error("the database is not ready yet"))
       : undefined,
   });
@@ -296,7 +303,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       process.exit(code || EXIT.bug);
     }, SHUTDOWN_BUDGET_MS).unref();
     if (router.server.listening) await router.close(8_000).catch(() => {});
-    await auditWriter?.close(1_500);
+    await Promise.all([auditWriter?.close(1_500), telemetry?.close(1_500)]);
     await Promise.all(children.map((c) => c.stop(3_000)));
     keeper.stop();
     clearTimeout(hardStop);
@@ -328,6 +335,28 @@ export async function runApp(runtimeDir: string): Promise<number> {
     // Upstream's own drizzle-orm runs MetaMCP's migrations (database.ts): a tree without it fails here, at once.
     const migrator = loadDrizzleMigrator(backendDir);
     log.info(`migrations will run with the backend's drizzle-orm ${migrator.version}`);
+    if (env.telemetryOff) log.warn(`telemetry off: ${env.telemetryOff}`);
+    if (env.telemetry) {
+      const t = env.telemetry;
+      const telemetryLog = createLogger({ json, tag: "telemetry" });
+      try {
+        telemetry = await stopped(
+          startTelemetry(t, {
+            modulePath: path.join(runtimeDir, "telemetry.mjs"),
+            warn: (message) => telemetryLog.warn(message),
+          }),
+        );
+        log.info(
+          `telemetry on: a span per MCP request over OTLP (${t.protocol}) to ${t.url}, service ${t.serviceName}${t.principal ? ", with who called (enduser.id)" : ""}`,
+        );
+      } catch (err) {
+        if (err instanceof StopRequested) throw err;
+        // Telemetry is never in the way: without its module the app runs, and says so.
+        log.warn(
+          `telemetry off: its module could not be loaded: ${maskSecrets(String((err as Error)?.message ?? err))}`,
+        );
+      }
+    }
     // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
     await new Promise<void>((resolve, reject) => {
       router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));

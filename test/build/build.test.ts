@@ -44,6 +44,7 @@ function makeFixture(root: string, extra: Record<string, string | Buffer> = {}):
   writePreparedTree(fixture.buildDir, { extra });
   writeFileSync(fixture.runtime, 'console.log("metamcp-databricks runtime v1");\n');
   writeFileSync(path.join(root, "secrets-preload.mjs"), "// metamcp-databricks secrets preload v1\n");
+  writeFileSync(path.join(root, "telemetry.mjs"), "// metamcp-databricks telemetry v1\n");
   return fixture;
 }
 
@@ -142,6 +143,7 @@ describe.skipIf(!registry)(registry ? "build" : `build (${NEEDS_NPM_REGISTRY})`,
       "package.json",
       "runtime/start.mjs",
       "runtime/secrets-preload.mjs",
+      "runtime/telemetry.mjs",
       "metamcp/apps/backend/package.json",
       "metamcp/apps/backend/dist/index.js",
       "metamcp/apps/backend/drizzle/0000_init.sql",

@@ -25,6 +25,7 @@ describe.skipIf(!registry)(
       const runtime = path.join(root, "start.mjs");
       writeFileSync(runtime, "export {};\n");
       writeFileSync(path.join(path.dirname(runtime), "secrets-preload.mjs"), "export {};\n");
+      writeFileSync(path.join(path.dirname(runtime), "telemetry.mjs"), "export {};\n");
       const env = { METAMCP_CACHE_DIR: path.join(root, "cache") };
 
       const prepared = await runCli(["prepare", "--repo", upstream.url, "--build-dir", "build/metamcp"], {

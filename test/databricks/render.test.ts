@@ -60,6 +60,11 @@ describe("databricks.yml", () => {
       target: "prod",
       options: { appUrl: "https://metamcp-1234.aws.databricksapps.com" },
     },
+    {
+      name: "with the telemetry export to Unity Catalog",
+      env: { METAMCP_TELEMETRY_TABLES: "main.observability.metamcp", METAMCP_TELEMETRY: "otlp" },
+      target: "prod",
+    },
   ];
   test.skipIf(!HAVE_SCHEMA).each(cases)(
     `$name validates against the Databricks CLI's bundle schema${NO_SCHEMA}`,
@@ -345,6 +350,10 @@ describe("app.yaml", () => {
       METAMCP_AUDIT: "off",
       METAMCP_AUDIT_ARGUMENTS: "hash",
       METAMCP_AUDIT_DAYS: "30",
+      METAMCP_TELEMETRY: "otlp",
+      METAMCP_TELEMETRY_PRINCIPAL: "on",
+      METAMCP_TELEMETRY_ENDPOINT: "https://otel.example.com/v1/traces",
+      METAMCP_TELEMETRY_PROTOCOL: "http/protobuf",
     };
     const { rendered } = render(settings);
     const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
@@ -365,6 +374,10 @@ describe("app.yaml", () => {
       METAMCP_AUDIT: "yes",
       METAMCP_AUDIT_ARGUMENTS: "all",
       METAMCP_AUDIT_DAYS: "0",
+      METAMCP_TELEMETRY: "on",
+      METAMCP_TELEMETRY_PRINCIPAL: "yes",
+      METAMCP_TELEMETRY_ENDPOINT: "localhost:4318",
+      METAMCP_TELEMETRY_PROTOCOL: "http",
     };
     let error: { exitCode?: number; message?: string } = {};
     try {
@@ -382,6 +395,45 @@ describe("app.yaml", () => {
     );
     expect(error.message).toContain("names the app's own secrets");
     expect(error.message).toContain("whole days to keep audit rows");
+    expect(error.message).toContain("an http:// or https:// URL of an OTLP collector");
+  });
+
+  test("METAMCP_TELEMETRY_TABLES: the app's telemetry_export_destinations, three tables named as the workspace names them; unset: none, and a stale one removed", () => {
+    const app = (env: Record<string, string>, base?: string | null) =>
+      parse(render(env, "dev", { base: base ?? null }).rendered.databricksYml).resources.apps.metamcp;
+    const on = render({ METAMCP_TELEMETRY_TABLES: "main.observability.metamcp", METAMCP_TELEMETRY: "otlp" });
+    expect(parse(on.rendered.databricksYml).resources.apps.metamcp.telemetry_export_destinations).toEqual([
+      {
+        unity_catalog: {
+          traces_table: "main.observability.metamcp_otel_spans",
+          logs_table: "main.observability.metamcp_otel_logs",
+          metrics_table: "main.observability.metamcp_otel_metrics",
+        },
+      },
+    ]);
+    expect(on.rendered.warnings).toEqual([]);
+    expect(
+      app({ METAMCP_TELEMETRY_TABLES: "main.obs" }).telemetry_export_destinations[0].unity_catalog
+        .traces_table,
+    ).toBe("main.obs.otel_spans");
+    expect(app({}).telemetry_export_destinations).toBeUndefined();
+    // Ours: a render without the setting takes it out of the file it lays its keys into.
+    expect(app({}, on.rendered.databricksYml).telemetry_export_destinations).toBeUndefined();
+    // The export without our spans is allowed (the platform's own logs), and said.
+    expect(render({ METAMCP_TELEMETRY_TABLES: "main.obs" }).rendered.warnings.join("\n")).toMatch(
+      /METAMCP_TELEMETRY_TABLES .* set METAMCP_TELEMETRY=otlp/,
+    );
+    expect(() => render({ METAMCP_TELEMETRY_TABLES: "main" })).toThrow(/METAMCP_TELEMETRY_TABLES/);
+    expect(() => render({ METAMCP_TELEMETRY_TABLES: "main.obs.a.b" })).toThrow(/<catalog>.<schema>/);
+    // The telemetry settings reach app.yaml; a workstation's own OTEL_* never do (they are the platform's there).
+    const withShellOtel = render({
+      METAMCP_TELEMETRY_TABLES: "main.obs",
+      METAMCP_TELEMETRY: "otlp",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4318",
+    });
+    const env: { name: string; value?: string }[] = parse(withShellOtel.rendered.appYaml).env;
+    expect(env).toContainEqual({ name: "METAMCP_TELEMETRY", value: "otlp" });
+    expect(env.map((e) => e.name).filter((n) => n.startsWith("OTEL_"))).toEqual([]);
   });
 
   test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {

@@ -178,6 +178,111 @@ describe("the runtime's environment: every variable checked, one message naming 
     expect(problemsOf({ METAMCP_AUDIT_DAYS: "90.5" })).toContain("METAMCP_AUDIT_DAYS");
   });
 
+  it("telemetry: off by default, even where the platform names a collector", () => {
+    const platform = {
+      ...GOOD,
+      // What the Apps platform sets when the app's telemetry export is on (docs/audit.md "Telemetry").
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4314",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      OTEL_SERVICE_NAME: "metamcp-dev",
+      OTEL_RESOURCE_ATTRIBUTES: "workspace.id=1234567890123456,app.name=metamcp-dev",
+    };
+    expect(readRuntimeEnv(platform, "/app/runtime").telemetry).toBeUndefined();
+    expect(readRuntimeEnv({ ...platform, METAMCP_TELEMETRY: "otlp" }, "/app/runtime")).toMatchObject({
+      telemetry: {
+        protocol: "grpc",
+        url: "http://localhost:4314",
+        serviceName: "metamcp-dev",
+        resourceAttributes: { "workspace.id": "1234567890123456", "app.name": "metamcp-dev" },
+        principal: false,
+      },
+      telemetryOff: undefined,
+    });
+  });
+
+  it("telemetry to the deployer's own collector: METAMCP_TELEMETRY_ENDPOINT and its protocol, before the platform's", () => {
+    const env = readRuntimeEnv(
+      {
+        ...GOOD,
+        METAMCP_TELEMETRY: "otlp",
+        METAMCP_TELEMETRY_ENDPOINT: "https://otel.example.com/v1/traces",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4314",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      },
+      "/app/runtime",
+    );
+    expect(env.telemetry).toMatchObject({
+      protocol: "http/protobuf",
+      url: "https://otel.example.com/v1/traces",
+    });
+    expect(
+      readRuntimeEnv(
+        {
+          ...GOOD,
+          METAMCP_TELEMETRY: "otlp",
+          METAMCP_TELEMETRY_ENDPOINT: "http://collector:4317",
+          METAMCP_TELEMETRY_PROTOCOL: "grpc",
+        },
+        "/app/runtime",
+      ).telemetry,
+    ).toMatchObject({ protocol: "grpc", url: "http://collector:4317" });
+  });
+
+  it("telemetry over OTLP/HTTP: the traces path is appended to the base endpoint, not to the signal's own", () => {
+    const env = (extra: Record<string, string>) =>
+      readRuntimeEnv({ ...GOOD, METAMCP_TELEMETRY: "otlp", ...extra }, "/app/runtime").telemetry;
+    expect(env({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example.com/" })).toMatchObject({
+      protocol: "http/protobuf",
+      url: "https://otel.example.com/v1/traces",
+      serviceName: "metamcp-dev", // DATABRICKS_APP_NAME
+    });
+    expect(
+      env({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example.com",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://traces.example.com/in",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+        METAMCP_TELEMETRY_PRINCIPAL: "on",
+      }),
+    ).toMatchObject({ protocol: "http/json", url: "https://traces.example.com/in", principal: true });
+  });
+
+  it("telemetry asked for without a destination: the app starts without it and says why", () => {
+    const env = readRuntimeEnv({ ...GOOD, METAMCP_TELEMETRY: "otlp" }, "/app/runtime");
+    expect(env.telemetry).toBeUndefined();
+    expect(env.telemetryOff).toMatch(
+      /no telemetry destination: none of METAMCP_TELEMETRY_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT/,
+    );
+  });
+
+  it("telemetry settings are checked; an OTLP header's value is a secret", () => {
+    const p = problemsOf({
+      METAMCP_TELEMETRY: "on",
+      METAMCP_TELEMETRY_PRINCIPAL: "yes",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "https://user:pw@otel.example.com",
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "localhost:4318",
+      METAMCP_TELEMETRY_PROTOCOL: "thrift",
+    });
+    expect(p).toContain(
+      'METAMCP_TELEMETRY_PROTOCOL="thrift" is not valid: one of grpc, http/protobuf, http/json',
+    );
+    expect(p).toContain('METAMCP_TELEMETRY="on" is not valid: one of off, otlp');
+    expect(p).toContain('METAMCP_TELEMETRY_PRINCIPAL="yes" is not valid: one of off, on');
+    expect(p).toContain(
+      'OTEL_EXPORTER_OTLP_PROTOCOL="http" is not valid: one of grpc, http/protobuf, http/json',
+    );
+    expect(p).toMatch(
+      /OTEL_EXPORTER_OTLP_ENDPOINT=.* is not valid: an http:\/\/ or https:\/\/ URL of an OTLP collector, without credentials/,
+    );
+    expect(p).toContain('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="localhost:4318" is not valid');
+    readRuntimeEnv(
+      { ...GOOD, OTEL_EXPORTER_OTLP_HEADERS: "Authorization=Bearer%20tok-abcdef0123456789,x-tenant=a" },
+      "/app/runtime",
+    );
+    expect(maskSecrets("sent Bearer tok-abcdef0123456789")).toBe("sent ****");
+  });
+
   it("checks the provisioned variables when that kind is chosen", () => {
     expect(problemsOf({ LAKEBASE_KIND: "provisioned" })).toMatch(/LAKEBASE_INSTANCE_NAME is not set/);
     expect(problemsOf({ LAKEBASE_KIND: "provisioned", LAKEBASE_INSTANCE_NAME: "My_DB" })).toMatch(

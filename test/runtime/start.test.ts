@@ -3,6 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
@@ -12,7 +14,13 @@ import { silentLogger } from "../../src/log/logger.js";
 import { waitFor } from "../../src/retry.js";
 import { runMigrations } from "../../src/runtime/database.js";
 import { MCP_TOOL_TIMEOUT_MS, seedMcpTimeouts } from "../../src/runtime/mcp-timeouts.js";
-import { createFakeAppTree, FAKE_TREE_TABLES, freeInternalPorts } from "../support/fake-app-tree.js";
+import {
+  createFakeAppTree,
+  FAKE_METAMCP_API_KEY,
+  FAKE_TREE_TABLES,
+  freeInternalPorts,
+} from "../support/fake-app-tree.js";
+import { startOtlpReceiver } from "../support/otlp-receiver.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
 
@@ -396,6 +404,109 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(exit.code).toBe(code);
       expect(app.lines.join("\n")).toMatch(message);
       expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
+    });
+  });
+
+  describe("telemetry (docs/audit.md)", () => {
+    const SECRET_TEXT = "the-plans-3f9a";
+    /** A real SDK client through the app's one port, calling the fake backend's echo tool. */
+    async function callEcho(): Promise<void> {
+      const client = new Client({ name: "telemetry-test", version: "1.0.0" });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${appPort}/metamcp/demo/mcp`), {
+          requestInit: { headers: { "x-api-key": FAKE_METAMCP_API_KEY } },
+        }),
+      );
+      try {
+        const r = await client.callTool({ name: "echo", arguments: { text: SECRET_TEXT } });
+        expect(r.content).toEqual([{ type: "text", text: SECRET_TEXT }]);
+      } finally {
+        await client.close();
+      }
+    }
+
+    it("on, with the collector the platform names (OTEL_EXPORTER_OTLP_*): every MCP request is a span there", async () => {
+      const receiver = await startOtlpReceiver();
+      try {
+        const app = startRuntime({
+          METAMCP_TELEMETRY: "otlp",
+          // As the Apps platform sets them when the app's telemetry export is on (there: gRPC on localhost:4314).
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.base,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+          OTEL_SERVICE_NAME: "metamcp-test",
+          OTEL_RESOURCE_ATTRIBUTES: "workspace.id=1234567890123456,app.name=metamcp-test",
+        });
+        await waitReady(app);
+        expect(app.lines.join("\n")).toContain(
+          `telemetry on: a span per MCP request over OTLP (http/json) to ${receiver.url}, service metamcp-test`,
+        );
+        await callEcho();
+        const spans = await waitFor(
+          () => (receiver.spans.some((s) => s.name === "tools/call echo") ? receiver.spans : undefined),
+          { timeoutMs: 20_000, intervalMs: 50, what: "the tool call's span at the collector" },
+        );
+        expect(spans.map((s) => s.name)).toEqual(["initialize", "tools/call echo"]);
+        const call = spans[1]!;
+        expect(call.attributes).toMatchObject({
+          "mcp.method.name": "tools/call",
+          "gen_ai.tool.name": "echo",
+          "metamcp.endpoint": "demo",
+          "metamcp.outcome": "ok",
+        });
+        expect(call.resource).toMatchObject({
+          "service.name": "metamcp-test",
+          "workspace.id": "1234567890123456",
+        });
+        const sent = receiver.bodies.join("\n");
+        expect(sent).not.toContain(SECRET_TEXT);
+        expect(sent).not.toContain(FAKE_METAMCP_API_KEY);
+      } finally {
+        await receiver.close();
+      }
+    });
+
+    it("with the audit off, the spans still come (the observer runs for them alone)", async () => {
+      const receiver = await startOtlpReceiver();
+      try {
+        const app = startRuntime({
+          METAMCP_AUDIT: "off",
+          METAMCP_TELEMETRY: "otlp",
+          METAMCP_TELEMETRY_ENDPOINT: receiver.url,
+          METAMCP_TELEMETRY_PROTOCOL: "http/json",
+        });
+        await waitReady(app);
+        expect(app.lines.join("\n")).toContain("tool-call audit off (METAMCP_AUDIT=off)");
+        await callEcho();
+        await waitFor(() => (receiver.spans.some((s) => s.name === "tools/call echo") ? true : undefined), {
+          timeoutMs: 20_000,
+          intervalMs: 50,
+          what: "the tool call's span at the collector",
+        });
+        // The service is the app's own name when the platform names none.
+        expect(receiver.spans[0]!.resource["service.name"]).toBe(platform.appEnv.DATABRICKS_APP_NAME);
+        expect(receiver.bodies.join("\n")).not.toContain(SECRET_TEXT);
+      } finally {
+        await receiver.close();
+      }
+    });
+
+    it("off by default, even where the platform names a collector: nothing is ever sent", async () => {
+      const receiver = await startOtlpReceiver();
+      try {
+        const app = startRuntime({
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.base,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        });
+        await waitReady(app);
+        await callEcho();
+        // A stop sends what telemetry would still hold: after the exit, anything it had made would be there.
+        app.child.kill("SIGTERM");
+        expect((await app.exited).code).toBe(0);
+        expect(receiver.bodies).toEqual([]);
+        expect(app.lines.join("\n")).not.toContain("telemetry");
+      } finally {
+        await receiver.close();
+      }
     });
   });
 

@@ -10,7 +10,8 @@ import { writeTrpcFiles } from "./fake-app-trpc.js";
 /**
  * A built MetaMCP-shaped app tree (what `build` assembles), small enough to start in a second:
  * - runtime/start.mjs: OUR real runtime bundle (dist/runtime/start.mjs, built by `pretest`), and beside it
- *   runtime/secrets-preload.mjs (the preload MetaMCP's processes get their secrets through);
+ *   runtime/secrets-preload.mjs (the preload MetaMCP's processes get their secrets through) and
+ *   runtime/telemetry.mjs (the OpenTelemetry SDK, loaded when METAMCP_TELEMETRY is on);
  * - metamcp/apps/backend/dist/index.js: a tiny server that listens where OUR backend-loopback patch makes
  *   it listen (upstream's `listen(<port>, <callback>)` run through the patch), with upstream's pool shape AS
  *   PATCHED by db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
@@ -369,6 +370,10 @@ export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {})
   copyFileSync(
     path.join(PROJECT_ROOT, "dist/runtime/secrets-preload.mjs"),
     path.join(dir, "runtime/secrets-preload.mjs"),
+  );
+  copyFileSync(
+    path.join(PROJECT_ROOT, "dist/runtime/telemetry.mjs"),
+    path.join(dir, "runtime/telemetry.mjs"),
   );
   writeFileSync(path.join(dir, "metamcp/package.json"), '{"type":"module"}\n');
   const backend = patchBackendListenText(BACKEND_INDEX_FILE, BACKEND, {

@@ -68,6 +68,8 @@ export const APP_SETTINGS = [
   "METAMCP_AUDIT",
   "METAMCP_AUDIT_ARGUMENTS",
   "METAMCP_AUDIT_DAYS",
+  "METAMCP_DATABRICKS_TOOLS",
+  "METAMCP_DATABRICKS_APP_IDENTITY",
 ] as const;
 
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;

@@ -5,6 +5,12 @@ import { registerSecret } from "../log/secrets.js";
 import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
 import { AUDIT_ARGUMENT_MODES, type AuditArgumentMode } from "./audit-rows.js";
 import {
+  APP_IDENTITY_ENV,
+  APP_IDENTITY_POLICIES,
+  DATABRICKS_TOOLS_ENV,
+  type DatabricksToolsSettings,
+} from "./databricks-tools/settings.js";
+import {
   ALLOW_ENTRY,
   APP_MANAGERS_ENV,
   type AppManagers,
@@ -67,6 +73,8 @@ export interface RuntimeEnv {
   appManagers: AppManagers;
   /** The tool-call audit (docs/audit.md): METAMCP_AUDIT, METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS. */
   audit: { enabled: boolean; arguments: AuditArgumentMode; days: number };
+  /** Databricks' managed MCP servers (docs/databricks-tools.md): METAMCP_DATABRICKS_TOOLS, _APP_IDENTITY. */
+  databricksTools: DatabricksToolsSettings;
 }
 
 /**
@@ -116,6 +124,8 @@ export const RUNTIME_VARIABLES = [
   "METAMCP_AUDIT",
   "METAMCP_AUDIT_ARGUMENTS",
   "METAMCP_AUDIT_DAYS",
+  "METAMCP_DATABRICKS_TOOLS",
+  "METAMCP_DATABRICKS_APP_IDENTITY",
   "LOG_LEVEL",
 ] as const;
 
@@ -157,7 +167,7 @@ const PLACEHOLDER_WHOLE = new Set([
 /**
  * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
  * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
- * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS), read
+ * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_DATABRICKS_TOOLS, METAMCP_DATABRICKS_APP_IDENTITY), read
  * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
  * refuse at start is refused on the workstation, with the same words.
  */
@@ -168,6 +178,7 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   defaultEndpoint: string | undefined;
   stdioPolicy: StdioPolicy;
   audit: { enabled: boolean; arguments: (typeof AUDIT_ARGUMENT_MODES)[number]; days: number };
+  databricksTools: DatabricksToolsSettings;
 } {
   const problems: string[] = [];
   const raw = (name: string): string | undefined => {
@@ -246,7 +257,19 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   );
 
   const audit = { enabled: auditOn === "on", arguments: auditArguments, days: auditDays };
-  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit };
+  const databricksTools = {
+    enabled: oneOf(DATABRICKS_TOOLS_ENV, raw(DATABRICKS_TOOLS_ENV), ["on", "off"], "on") === "on",
+    appIdentity: oneOf(APP_IDENTITY_ENV, raw(APP_IDENTITY_ENV), APP_IDENTITY_POLICIES, "managers"),
+  };
+  return {
+    problems,
+    trustedProxyAddresses,
+    idleMinutes,
+    defaultEndpoint,
+    stdioPolicy,
+    audit,
+    databricksTools,
+  };
 }
 
 /** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
@@ -483,7 +506,8 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
   const settings = readAppSettings(env);
   problems.push(...settings.problems);
-  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit } = settings;
+  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit, databricksTools } =
+    settings;
   const managersRaw = raw(APP_MANAGERS_ENV);
   const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
   if (badEmails.length)
@@ -522,5 +546,6 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     stdioPolicy,
     appManagers: parseManagers(managersRaw),
     audit,
+    databricksTools,
   };
 }

@@ -345,6 +345,8 @@ describe("app.yaml", () => {
       METAMCP_AUDIT: "off",
       METAMCP_AUDIT_ARGUMENTS: "hash",
       METAMCP_AUDIT_DAYS: "30",
+      METAMCP_DATABRICKS_TOOLS: "off",
+      METAMCP_DATABRICKS_APP_IDENTITY: "everyone",
     };
     const { rendered } = render(settings);
     const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
@@ -365,6 +367,7 @@ describe("app.yaml", () => {
       METAMCP_AUDIT: "yes",
       METAMCP_AUDIT_ARGUMENTS: "all",
       METAMCP_AUDIT_DAYS: "0",
+      METAMCP_DATABRICKS_APP_IDENTITY: "admins",
     };
     let error: { exitCode?: number; message?: string } = {};
     try {
@@ -382,6 +385,9 @@ describe("app.yaml", () => {
     );
     expect(error.message).toContain("names the app's own secrets");
     expect(error.message).toContain("whole days to keep audit rows");
+    expect(error.message).toContain(
+      'METAMCP_DATABRICKS_APP_IDENTITY="admins" (from env) is not valid: one of managers, everyone, off',
+    );
   });
 
   test("METAMCP_EMAIL_SIGNUP reaches the app only when it is not the runtime's default (off)", () => {

@@ -27,7 +27,7 @@ let ws: FakeWorkspace;
 let gw: ToolsGateway;
 
 beforeAll(async () => {
-  ws = await startFakeWorkspace(() => valid);
+  ws = await startFakeWorkspace((t) => valid.has(t));
   gw = await startToolsGateway({
     workspaceOrigin: ws.origin,
     token: () => current,

@@ -27,7 +27,7 @@ const lines: string[] = [];
 let wrapped: typeof fetch;
 
 beforeAll(async () => {
-  ws = await startFakeWorkspace(() => new Set([TOKEN]));
+  ws = await startFakeWorkspace((t) => t === TOKEN);
   gw = await startToolsGateway({
     workspaceOrigin: ws.origin,
     token: () => ({ ok: true, token: TOKEN }),

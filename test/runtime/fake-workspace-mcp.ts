@@ -8,7 +8,7 @@ import { z } from "zod";
  * A small stand-in for a workspace's managed MCP servers, for the tools-gateway tests only (the full stand-in
  * is src/local/platform/managed-mcp.ts). Real MCP SDK servers where an MCP client talks to it; shaped answers
  * (Databricks' `{error_code, message}`, a redirect, odd headers, a held SSE stream) where a test needs one.
- * Every request is recorded with its headers; a bearer token not in `validTokens()` gets 401.
+ * Every request is recorded with its headers; a bearer token `isValid` refuses gets 401.
  */
 export interface SeenRequest {
   method: string;
@@ -50,20 +50,38 @@ async function bodyOf(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-export async function startFakeWorkspace(validTokens: () => ReadonlySet<string>): Promise<FakeWorkspace> {
+/**
+ * `isValid` says whether a bearer token counts. With `rest`, every path outside /api/2.0/mcp/ is passed to
+ * that origin as it came (the Databricks stand-in: OIDC, credentials, Apps API), so this can be the app's
+ * whole DATABRICKS_HOST.
+ */
+export async function startFakeWorkspace(
+  isValid: (token: string) => boolean | Promise<boolean>,
+  rest?: string,
+): Promise<FakeWorkspace> {
   const requests: SeenRequest[] = [];
   let release: () => void = () => {};
   const released = new Promise<void>((r) => {
     release = r;
   });
   const server: Server = createServer(async (req, res) => {
+    if (rest && !(req.url ?? "").startsWith("/api/2.0/mcp/")) {
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : await bodyOf(req);
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(req.headers))
+        if (typeof v === "string" && k !== "host" && k !== "content-length") headers.set(k, v);
+      const answer = await fetch(`${rest}${req.url}`, { method: req.method, headers, body });
+      res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
+      res.end(Buffer.from(await answer.arrayBuffer()));
+      return;
+    }
     requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { "content-type": "application/json", ...headers });
       res.end(JSON.stringify(body));
     };
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-    if (!token || !validTokens().has(token))
+    if (!token || !(await isValid(token)))
       return send(401, { error_code: "UNAUTHENTICATED", message: "Invalid access token." });
     const path = (req.url ?? "").split("?")[0];
     if (path === "/api/2.0/mcp/functions/main/tools" || path === "/api/2.0/mcp/functions/main/secret") {

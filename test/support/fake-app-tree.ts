@@ -1,7 +1,9 @@
-import { copyFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import ts from "typescript";
 import { freePort } from "../../src/local/postgres.js";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
+import { TOOLS_MODULE_FILE } from "../../src/patches/databricks-tools.js";
 import { PROJECT_ROOT } from "./cli.js";
 import { identityFrontend, writeAuthFiles } from "./fake-app-auth.js";
 import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
@@ -15,9 +17,13 @@ import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
  *   PATCHED by db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
  *   /health, /metamcp/health, /metamcp/notes (write/read a row), /metamcp/fresh (a NEW login per call),
  *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success),
- *   /metamcp/pid, and a REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
+ *   /metamcp/pid, /metamcp/tools-gateway (the tools gateway's handed-over secret, for the environ check), and a
+ *   REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
+ * - metamcp/apps/backend/dist/databricks-tools.mjs: OUR fetch wrapper (overlay/), imported first as the
+ *   databricks-tools patch makes index.ts; the MCP server's `workspace_call` tool calls another MCP server
+ *   as MetaMCP's client does (`new StreamableHTTPClientTransport(new URL(url))`), through it;
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
  *   mounted at /api/auth as upstream does (fake-app-auth.ts);
@@ -50,9 +56,14 @@ export const FAKE_ENDPOINTS = {
 } as const;
 
 const BACKEND = String.raw`
+// As the databricks-tools patch makes index.ts: our module first (after the test's capture of the secret).
+import "./capture-gateway-secret.mjs";
+import "./databricks-tools.mjs";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
@@ -149,6 +160,19 @@ function newMcpServer(authInfo = {}) {
       if (ms > limit) return { isError: true, content: [{ type: "text", text: "MCP error -32001: Request timed out" }] };
       return { content: [{ type: "text", text: "slept " + ms + " ms" }] };
     });
+  // As MetaMCP calls a server in a namespace: its own SDK client, new StreamableHTTPClientTransport(new URL(url)).
+  s.registerTool("workspace_call", { description: "Calls a tool of the MCP server at url", inputSchema: { url: z.string(), tool: z.string(), args: z.record(z.unknown()).optional() } },
+    async ({ url, tool, args }) => {
+      const client = new Client({ name: "fake-metamcp-upstream", version: "0.0.0" });
+      try {
+        await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+        return await client.callTool({ name: tool, arguments: args ?? {} });
+      } catch (err) {
+        return { isError: true, content: [{ type: "text", text: "upstream failed: " + String(err?.message ?? err) }] };
+      } finally {
+        await client.close().catch(() => {});
+      }
+    });
   s.registerTool("whoami", { description: "The request headers the app saw, and how the request authenticated" },
     async (extra) => {
       const h = (extra.requestInfo && extra.requestInfo.headers) || {};
@@ -238,6 +262,10 @@ const server = createServer(async (req, res) => {
     if (url.pathname.toLowerCase() === "/metamcp/health/sessions")
       return send(200, { streamableHttpSessions: { count: httpSessions.size, sessionIds: [...httpSessions.keys()] } });
     if (url.pathname === "/metamcp/pid") return send(200, { pid: process.pid });
+    // For the environ check only: the gateway secret the runtime handed over, and whether env still has it.
+    if (url.pathname === "/metamcp/tools-gateway")
+      return send(200, { port: process.env.METAMCP_TOOLS_GATEWAY_PORT ?? null, secret: globalThis.__gatewaySecret ?? null,
+        inEnv: "METAMCP_TOOLS_GATEWAY_SECRET" in process.env });
     if (url.pathname === "/metamcp/headers") return send(200, req.headers);
     if (url.pathname === "/metamcp/notes" && req.method === "POST") {
       const r = await pool.query("INSERT INTO notes (body) VALUES ($1) RETURNING id", [url.searchParams.get("body") ?? ""]);
@@ -353,6 +381,21 @@ export async function freeInternalPorts(): Promise<{
   };
 }
 
+/** Our fetch wrapper as the built backend carries it (transpiled), and the test's capture of its secret. */
+function writeToolsFiles(backendDir: string): void {
+  const source = readFileSync(path.join(PROJECT_ROOT, "overlay", TOOLS_MODULE_FILE), "utf8");
+  writeFileSync(
+    path.join(backendDir, "dist/databricks-tools.mjs"),
+    ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText,
+  );
+  writeFileSync(
+    path.join(backendDir, "dist/capture-gateway-secret.mjs"),
+    "globalThis.__gatewaySecret = process.env.METAMCP_TOOLS_GATEWAY_SECRET;\n",
+  );
+}
+
 export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {}): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");
@@ -373,6 +416,7 @@ export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {})
   writeFileSync(path.join(be, "dist/index.js"), backend.text);
   writeAuthFiles(be);
   writeEndpointIdentityFiles(be);
+  writeToolsFiles(be);
   writeFileSync(path.join(fe, "server.js"), identityFrontend(options.backendPort));
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);

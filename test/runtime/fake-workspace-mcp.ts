@@ -71,7 +71,9 @@ export async function startFakeWorkspace(
       for (const [k, v] of Object.entries(req.headers))
         if (typeof v === "string" && k !== "host" && k !== "content-length") headers.set(k, v);
       const answer = await fetch(`${rest}${req.url}`, { method: req.method, headers, body });
-      res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
+      res.writeHead(answer.status, {
+        "content-type": answer.headers.get("content-type") ?? "application/json",
+      });
       res.end(Buffer.from(await answer.arrayBuffer()));
       return;
     }

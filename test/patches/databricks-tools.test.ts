@@ -1,6 +1,8 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { backendLoopbackPatch } from "../../src/patches/backend-loopback.js";
 import {
   BACKEND_ENTRY_FILE,
   DATABRICKS_TOOLS_PATCH_ID,
@@ -108,4 +110,42 @@ describe("patch databricks-tools on MetaMCP's backend entry shapes", () => {
       /installDatabricksToolsFetch/,
     );
   });
+});
+
+/**
+ * Upstream's real backend entry, read from the mirror when this machine has one (never copied into the
+ * repo): every `v2.*` tag and main must patch and verify, together with the other patches of that file.
+ */
+const MIRROR = process.env.METAMCP_MIRROR_GIT_DIR ?? "/work/.mirror/metatool-ai+metamcp/repo";
+const mirrorSkip = existsSync(MIRROR) ? undefined : `skipped: needs the upstream mirror at ${MIRROR}`;
+
+describe("on MetaMCP's real code", () => {
+  it.skipIf(!!mirrorSkip)(
+    `every v2.* tag and main patch and verify${mirrorSkip ? ` (${mirrorSkip})` : ""}`,
+    () => {
+      const git = (...args: string[]) =>
+        execFileSync("git", ["--git-dir", MIRROR, ...args], {
+          encoding: "utf8",
+          maxBuffer: 64 * 1024 * 1024,
+        });
+      const refs = [...git("tag", "--list", "v2.*").split("\n").filter(Boolean), "main"];
+      let patched = 0;
+      for (const ref of refs) {
+        let entry: string;
+        try {
+          entry = git("cat-file", "blob", `${ref}:${BACKEND_ENTRY_FILE}`);
+        } catch {
+          continue; // a tag whose blobs this mirror lacks
+        }
+        const tree = new MemoryTree({ [BACKEND_ENTRY_FILE]: entry, [TOOLS_MODULE_FILE]: MODULE });
+        const rctx = { ...ctx, upstreamRef: ref };
+        for (const p of [backendLoopbackPatch, databricksToolsPatch]) p.apply(tree, rctx);
+        databricksToolsPatch.verify(tree, rctx);
+        expect(firstCode(tree.read(BACKEND_ENTRY_FILE)!), ref).toBe(OUR_IMPORT);
+        patched++;
+      }
+      expect(patched).toBeGreaterThanOrEqual(40);
+    },
+    120_000,
+  );
 });

@@ -198,6 +198,15 @@ describe("what the gateway forwards", () => {
     expect(lines.filter((l) => l.includes("databricks-tools: refused GET")).length).toBeGreaterThanOrEqual(7);
   });
 
+  it("only MCP's methods (GET, POST, DELETE) are forwarded", async () => {
+    const before = ws.requests.length;
+    for (const method of ["PUT", "PATCH", "OPTIONS", "HEAD"]) {
+      const res = await fetch(url("/api/2.0/mcp/sql"), { method, headers: asBackend() });
+      expect(res.status, method).toBe(405);
+    }
+    expect(ws.requests.length).toBe(before);
+  });
+
   it("the upstream is the configured workspace, never a host the request names (absolute-form, Host)", async () => {
     const before = ws.requests.length;
     const status = await new Promise<number>((resolve, reject) => {

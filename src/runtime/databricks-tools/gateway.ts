@@ -30,6 +30,8 @@ export const GATEWAY_SECRET_HEADER = "x-metamcp-gateway-secret";
 export const GATEWAY_IDENTITY_HEADER = "x-metamcp-databricks-identity";
 const REQUEST_HEADERS = ["content-type", "accept", "mcp-session-id", "mcp-protocol-version", "last-event-id"];
 const RESPONSE_HEADERS = ["content-type", "mcp-session-id", "cache-control"];
+/** What Streamable HTTP and SSE clients send (the SDK: POST messages, GET the stream, DELETE the session). */
+const METHODS = new Set(["GET", "POST", "DELETE"]);
 const POST_CAP_MS = 115_000;
 /** MCP requests are small JSON; a bigger body is not one. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -105,6 +107,12 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
       o.log.warn(`databricks-tools: refused ${method} ${shown(raw)} (no valid gateway secret)`);
       res.writeHead(401, { "content-type": "application/json" });
       res.end(JSON.stringify({ error_code: "UNAUTHENTICATED", message: "not for this caller" }));
+      return;
+    }
+    if (!METHODS.has(method)) {
+      o.log.warn(`databricks-tools: refused ${method} ${shown(raw)} (not an MCP method) for app`);
+      res.writeHead(405, { "content-type": "application/json", allow: [...METHODS].join(", ") });
+      res.end(JSON.stringify({ message: `${method} is not an MCP request (GET, POST or DELETE)` }));
       return;
     }
     let body: Buffer | undefined;

@@ -328,6 +328,30 @@ describe("refusals a person understands", () => {
     expect(ws.requests.length).toBe(before);
   });
 
+  it("METAMCP_DATABRICKS_APP_IDENTITY=off: nothing runs as the service principal, also servers made earlier", async () => {
+    const off = await startToolsGateway({
+      workspaceOrigin: ws.origin,
+      token: () => current,
+      principalId: SP,
+      log: { info: () => {}, warn: () => {} },
+      appIdentity: false,
+    });
+    try {
+      const before = ws.requests.length;
+      const res = await fetch(`http://127.0.0.1:${off.port}/api/2.0/mcp/functions/main/tools`, {
+        method: "POST",
+        headers: { [GATEWAY_SECRET_HEADER]: off.secret, "content-type": "application/json" },
+        body: rpc("tools/call"),
+      });
+      const text = ((await res.json()) as { result: { content: { text: string }[] } }).result.content[0]!
+        .text;
+      expect(text).toContain("METAMCP_DATABRICKS_APP_IDENTITY=off");
+      expect(ws.requests.length).toBe(before);
+    } finally {
+      await off.close();
+    }
+  });
+
   it("no token (expired, not renewed): 503 with the reason; tools/call gets it as its error", async () => {
     current = {
       ok: false,

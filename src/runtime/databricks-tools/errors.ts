@@ -96,6 +96,8 @@ export const REFUSALS = {
     `not a Databricks managed MCP server path (${reason}): only /api/2.0/mcp/… on this app's own workspace is reachable`,
   userMode:
     "per-person Databricks servers (#identity=user) are not available yet in this app: it never calls them as the app's service principal instead. Remove #identity=user to call the server as the app (if an app manager allows it)",
+  appIdentityOff:
+    "servers on this app's Databricks workspace that run as the app's service principal are turned off (METAMCP_DATABRICKS_APP_IDENTITY=off)",
   identity: (value: string) =>
     `unknown identity ${JSON.stringify(value.slice(0, 40))} for a Databricks server: use no fragment (the app's service principal)`,
   redirect: (status: number) =>

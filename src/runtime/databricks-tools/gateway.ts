@@ -49,6 +49,11 @@ export interface ToolsGatewayOptions {
   principalId: string;
   log: GatewayLog;
   postTimeoutMs?: number;
+  /**
+   * False with METAMCP_DATABRICKS_APP_IDENTITY=off: nothing runs as the service principal, also servers
+   * made before the setting was changed.
+   */
+  appIdentity?: boolean;
 }
 
 export interface ToolsGateway {
@@ -155,6 +160,8 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
       return refuse(403, REFUSALS.userMode, `refused ${what} (#identity=user: not available yet)`);
     if (identity !== "app")
       return refuse(403, REFUSALS.identity(identity), `refused ${what} (unknown identity)`);
+    if (o.appIdentity === false)
+      return refuse(403, REFUSALS.appIdentityOff, `refused ${what} (METAMCP_DATABRICKS_APP_IDENTITY=off)`);
     const token = o.token();
     if (!token.ok) return refuse(503, token.reason, `${what} → 503 (${token.reason})`);
 

@@ -36,6 +36,7 @@ export async function startDatabricksTools(o: {
     token: () => keeper.current(),
     principalId: o.principalId,
     log: o.log,
+    appIdentity: o.settings.appIdentity !== "off",
   });
   o.log.info(
     `Databricks tools on: servers on ${new URL(o.host).host}/api/2.0/mcp/… run as the app's service principal ${o.principalId} (added or changed by ${o.settings.appIdentity === "everyone" ? "anyone" : o.settings.appIdentity === "off" ? "nobody" : "the app's managers"}, METAMCP_DATABRICKS_APP_IDENTITY=${o.settings.appIdentity})`,

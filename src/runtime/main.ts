@@ -22,6 +22,7 @@ import {
   runMigrations,
   searchPathOption,
 } from "./database.js";
+import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
 import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
 import {
@@ -563,6 +564,11 @@ async function prepareDatabase(
       for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
       const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);
       for (const s of byOthers ?? []) log.warn(describeStdioServerByOther(s));
+      if (env.databricksTools.enabled && env.databricksTools.appIdentity === "managers") {
+        const asApp = appIdentityServersByOthers(client, env.schema, env.appManagers, env.host);
+        for (const s of (await untilStopped(asApp, signal)) ?? [])
+          log.warn(describeAppIdentityServerByOther(s));
+      }
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});

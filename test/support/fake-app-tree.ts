@@ -22,7 +22,7 @@ import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
  * - metamcp/apps/backend/dist/databricks-tools.mjs: OUR fetch wrapper (overlay/), imported first as the
- *   databricks-tools patch makes index.ts; the MCP server's `workspace_call` tool calls another MCP server
+ *   databricks-tools patch makes index.ts; the `open` endpoint's `workspace_call` tool calls another MCP server
  *   as MetaMCP's client does (`new StreamableHTTPClientTransport(new URL(url))`), through it;
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
@@ -145,7 +145,7 @@ async function toolTimeoutMs() {
 
 const SEEN = ["host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-email", "x-forwarded-user",
   "x-forwarded-preferred-username", "x-real-ip", "x-request-id", "x-forwarded-access-token"];
-function newMcpServer(authInfo = {}) {
+function newMcpServer(authInfo = {}, endpoint = "") {
   const s = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
   s.registerTool("echo", { description: "Answers with the text it got", inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: "text", text }] }));
@@ -161,7 +161,8 @@ function newMcpServer(authInfo = {}) {
       return { content: [{ type: "text", text: "slept " + ms + " ms" }] };
     });
   // As MetaMCP calls a server in a namespace: its own SDK client, new StreamableHTTPClientTransport(new URL(url)).
-  s.registerTool("workspace_call", { description: "Calls a tool of the MCP server at url", inputSchema: { url: z.string(), tool: z.string(), args: z.record(z.unknown()).optional() } },
+  // On the \`open\` endpoint only, so the other endpoints keep their three tools.
+  if (endpoint === "open") s.registerTool("workspace_call", { description: "Calls a tool of the MCP server at url", inputSchema: { url: z.string(), tool: z.string(), args: z.record(z.unknown()).optional() } },
     async ({ url, tool, args }) => {
       const client = new Client({ name: "fake-metamcp-upstream", version: "0.0.0" });
       try {
@@ -215,7 +216,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
     httpSessions.set(id, transport);
     transport.onclose = () => httpSessions.delete(id);
-    await newMcpServer(authInfo).connect(transport);
+    await newMcpServer(authInfo, name).connect(transport);
     return transport.handleRequest(req, res);
   }
   if (kind === "mcp" && ["GET", "POST", "DELETE"].includes(req.method)) {
@@ -231,7 +232,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new SSEServerTransport("/metamcp/" + name + "/message", res);
     sseSessions.set(transport.sessionId, transport);
     transport.onclose = () => sseSessions.delete(transport.sessionId);
-    return newMcpServer(authInfo).connect(transport);
+    return newMcpServer(authInfo, name).connect(transport);
   }
   if (kind === "message" && req.method === "POST") {
     const transport = sseSessions.get(url.searchParams.get("sessionId"));

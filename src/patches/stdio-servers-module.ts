@@ -35,6 +35,8 @@ export function stdioServersModule(schema: string): string {
 // off), checked here for MetaMCP's tRPC create / bulk import / update and its inspector proxy.
 // Managers are ${APP_MANAGERS_VAR} (the bundle's CAN_MANAGE list): emails and service principal application
 // ids. Groups cannot count: the app's service principal may not read group members (docs/stdio-servers.md).
+// The same checks guard the other way to use the app's own powers: a server on the app's Databricks workspace
+// that runs as its service principal (${APP_IDENTITY_VAR}, same three values; docs/databricks-tools.md).
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 import { TRPCError } from "@trpc/server";

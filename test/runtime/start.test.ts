@@ -370,6 +370,9 @@ describe("the runtime bundle against the Databricks stand-in", () => {
           },
         );
         const log = app.lines.join("\n");
+        expect(log).toContain(
+          `Databricks tools on: servers on ${new URL(ws.origin).host}/api/2.0/mcp/… run as the app's service principal ${db.role} (added or changed by the app's managers`,
+        );
         expect(log).toMatch(/databricks-tools: POST functions main\.tools tools\/call → 200 as app/);
         for (const token of seenTokens) expect(log).not.toContain(token);
       } finally {

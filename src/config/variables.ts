@@ -393,6 +393,20 @@ export const VARIABLES: readonly VariableDef[] = [
     default: "",
   },
   {
+    env: "METAMCP_DATABRICKS_TOOLS",
+    description:
+      "Databricks' managed MCP servers (/api/2.0/mcp/… on the app's workspace) called with the app's fresh token: on (the runtime's default) or off (docs/databricks-tools.md).",
+    schema: appSetting("METAMCP_DATABRICKS_TOOLS"),
+    default: "",
+  },
+  {
+    env: "METAMCP_DATABRICKS_APP_IDENTITY",
+    description:
+      "Who may add or change a workspace server that runs as the app's service principal: managers (the runtime's default), everyone, or off.",
+    schema: appSetting("METAMCP_DATABRICKS_APP_IDENTITY"),
+    default: "",
+  },
+  {
     env: "LOCAL_STATE_DIR",
     description: "`local`: where the embedded PostgreSQL data, credentials and PIDs live.",
     schema: pathValue,

@@ -72,6 +72,8 @@ export const APP_SETTINGS = [
   "METAMCP_TELEMETRY_PRINCIPAL",
   "METAMCP_TELEMETRY_ENDPOINT",
   "METAMCP_TELEMETRY_PROTOCOL",
+  "METAMCP_DATABRICKS_TOOLS",
+  "METAMCP_DATABRICKS_APP_IDENTITY",
 ] as const;
 
 export const APP_COMMAND = ["node", "runtime/start.mjs"] as const;

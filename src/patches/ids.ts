@@ -16,4 +16,5 @@ export const PATCH_IDS: readonly string[] = [
   "next-disk-cache",
   "endpoint-server-default",
   "endpoint-identity",
+  "databricks-tools",
 ];

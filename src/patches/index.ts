@@ -1,5 +1,6 @@
 import { backendLoopbackPatch } from "./backend-loopback.js";
 import { databricksIdentityPatch } from "./databricks-identity.js";
+import { databricksToolsPatch } from "./databricks-tools.js";
 import { dbPoolCredentialsPatch } from "./db-pool-credentials.js";
 import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
@@ -33,4 +34,6 @@ export const PATCHES: readonly Patch[] = [
   nextDiskCachePatch,
   endpointServerDefaultPatch,
   endpointIdentityPatch,
+  // Last: it puts its import first in the backend's index.ts, before those the others add.
+  databricksToolsPatch,
 ];

@@ -19,6 +19,12 @@ export const REFUSED_MANAGERS =
   "Only the app's managers may create or change STDIO servers: a STDIO server runs a process inside the app. Ask an app manager, or use a Streamable HTTP or SSE server.";
 export const REFUSED_OFF = `STDIO servers are turned off in this app (${STDIO_SERVERS_VAR}=off): a STDIO server runs a process inside the app. Use a Streamable HTTP or SSE server.`;
 
+/** Who may add a server on the app's workspace that runs as its service principal (docs/databricks-tools.md). */
+export const APP_IDENTITY_VAR = "METAMCP_DATABRICKS_APP_IDENTITY";
+export const REFUSED_APP_IDENTITY_MANAGERS =
+  "Only the app's managers may add or change a server on this app's Databricks workspace that runs as the app's service principal: it can reach everything the app was granted in Unity Catalog. Ask an app manager.";
+export const REFUSED_APP_IDENTITY_OFF = `Servers on this app's Databricks workspace that run as the app's service principal are turned off (${APP_IDENTITY_VAR}=off).`;
+
 export function stdioServersModule(schema: string): string {
   const users = JSON.stringify(`"${schema}"."users"`);
   const accounts = JSON.stringify(`"${schema}"."accounts"`);
@@ -29,6 +35,8 @@ export function stdioServersModule(schema: string): string {
 // off), checked here for MetaMCP's tRPC create / bulk import / update and its inspector proxy.
 // Managers are ${APP_MANAGERS_VAR} (the bundle's CAN_MANAGE list): emails and service principal application
 // ids. Groups cannot count: the app's service principal may not read group members (docs/stdio-servers.md).
+// The same checks guard the other way to use the app's own powers: a server on the app's Databricks workspace
+// that runs as its service principal (${APP_IDENTITY_VAR}, same three values; docs/databricks-tools.md).
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 import { TRPCError } from "@trpc/server";
@@ -43,6 +51,34 @@ const POLICY: Policy = (() => {
   // Anything we do not know fails closed (the runtime refuses such a value before MetaMCP starts).
   return v === "managers" || v === "everyone" ? v : v === "" ? "managers" : "off";
 })();
+
+const APP_IDENTITY: Policy = (() => {
+  const v = (process.env.${APP_IDENTITY_VAR} ?? "managers").trim().toLowerCase();
+  return v === "managers" || v === "everyone" ? v : v === "" ? "managers" : "off";
+})();
+
+// The app's workspace, as the databricks-tools fetch wrapper matches it: a server URL on this origin is
+// called with the app's service principal token unless it asks for the person's (#identity=user).
+const WORKSPACE_ORIGIN: string | undefined = (() => {
+  const h = process.env.DATABRICKS_HOST;
+  if (!h) return undefined;
+  try {
+    return new URL(/^https?:\\/\\//i.test(h) ? h : \`https://\${h}\`).origin;
+  } catch {
+    return undefined;
+  }
+})();
+
+function runsAsApp(url: unknown): boolean {
+  if (!WORKSPACE_ORIGIN || typeof url !== "string" || url.trim() === "") return false;
+  let u: URL;
+  try {
+    u = new URL(url.trim());
+  } catch {
+    return false;
+  }
+  return u.origin === WORKSPACE_ORIGIN && new URLSearchParams(u.hash.slice(1)).get("identity") !== "user";
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ENTRIES = (process.env.${APP_MANAGERS_VAR} ?? "")
@@ -95,6 +131,25 @@ export async function stdioRefusal(userId: string | undefined | null): Promise<s
 // MetaMCP treats a server without a type as STDIO (its client and its bulk import both default to it).
 const isStdio = (type: unknown) => !type || String(type) === "STDIO";
 
+/** Why \`userId\` may not add a server that runs as the app's service principal, or undefined when it may. */
+export async function appIdentityRefusal(userId: string | undefined | null): Promise<string | undefined> {
+  if (APP_IDENTITY === "everyone") return undefined;
+  if (APP_IDENTITY === "off") return ${JSON.stringify(REFUSED_APP_IDENTITY_OFF)};
+  try {
+    if (await isAppManager(userId)) return undefined;
+  } catch (error) {
+    console.error("databricks tools: cannot read the caller's identity; refusing:", error);
+  }
+  return ${JSON.stringify(REFUSED_APP_IDENTITY_MANAGERS)};
+}
+
+async function refuseAppIdentity(userId: string | undefined | null, what: string): Promise<void> {
+  const reason = await appIdentityRefusal(userId);
+  if (!reason) return;
+  console.warn(\`databricks tools: refused \${what} for user \${userId ?? "(unknown)"} (${APP_IDENTITY_VAR}=\${APP_IDENTITY})\`);
+  throw new TRPCError({ code: "FORBIDDEN", message: reason });
+}
+
 async function refuse(userId: string | undefined | null, what: string): Promise<void> {
   const reason = await stdioRefusal(userId);
   if (!reason) return;
@@ -104,26 +159,30 @@ async function refuse(userId: string | undefined | null, what: string): Promise<
 
 /** tRPC create and bulk import: any STDIO server among them needs the right to run code. */
 export async function assertMayCreateServers(
-  servers: ReadonlyArray<{ type?: unknown } | null | undefined>,
+  servers: ReadonlyArray<{ type?: unknown; url?: unknown } | null | undefined>,
   userId: string | undefined | null,
 ): Promise<void> {
   if (servers.some((s) => isStdio(s?.type))) await refuse(userId, "a STDIO server");
+  if (servers.some((s) => runsAsApp(s?.url))) await refuseAppIdentity(userId, "a workspace server as the app");
 }
 
 /** tRPC update: a server that is (or becomes) STDIO can only be changed by someone allowed to run code. */
 export async function assertMayUpdateServer(
-  input: { uuid?: unknown; type?: unknown } | null | undefined,
+  input: { uuid?: unknown; type?: unknown; url?: unknown } | null | undefined,
   userId: string | undefined | null,
 ): Promise<void> {
   let type = input?.type;
-  if (!type && input?.uuid) {
-    const found = await rows<{ type: string | null }>(
-      sql\`SELECT type::text AS type FROM \${sql.raw(${servers})} WHERE uuid::text = \${String(input.uuid)}\`,
+  let url = input?.url;
+  if ((!type || url === undefined) && input?.uuid) {
+    const found = await rows<{ type: string | null; url: string | null }>(
+      sql\`SELECT type::text AS type, url FROM \${sql.raw(${servers})} WHERE uuid::text = \${String(input.uuid)}\`,
     );
     if (!found[0]) return; // upstream answers "not found" itself
-    type = found[0].type;
+    type = type || found[0].type;
+    if (url === undefined) url = found[0].url;
   }
   if (isStdio(type)) await refuse(userId, "a change to a STDIO server");
+  if (runsAsApp(url)) await refuseAppIdentity(userId, "a change to a workspace server that runs as the app");
 }
 
 /**
@@ -136,6 +195,17 @@ export async function databricksStdioInspectorGuard(
   next: () => void,
 ): Promise<void> {
   const t = req.query?.transportType;
+  const target = req.query?.url;
+  if ((Array.isArray(target) ? target : [target]).some((u) => runsAsApp(u))) {
+    const refused = await appIdentityRefusal(req.user?.id);
+    if (refused) {
+      console.warn(\`databricks tools: refused an inspector connection as the app for user \${req.user?.id ?? "(unknown)"}\`);
+      res.statusCode = 403;
+      res.setHeader("content-type", "application/json; charset=utf-8");
+      res.end(JSON.stringify({ error: "Forbidden", message: refused }));
+      return;
+    }
+  }
   if (!(Array.isArray(t) ? t : [t]).some((v) => String(v) === "STDIO")) return next();
   const reason = await stdioRefusal(req.user?.id);
   if (!reason) return next();

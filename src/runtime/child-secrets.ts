@@ -26,13 +26,15 @@ export const SECRETS_PRELOAD_FILE = "secrets-preload.mjs";
 
 /**
  * The variables of MetaMCP's processes that are handed over, never put in their environment: better-auth's
- * signing key, our identity secret, where the live Lakebase credential is, and the bootstrap variables that
+ * signing key, our identity secret, where the live Lakebase credential is, the tools gateway's secret
+ * (databricks-tools/settings.ts GATEWAY_SECRET_ENV), and the bootstrap variables that
  * carry passwords or keys (upstream-settings.ts SECRET_BOOTSTRAP).
  */
 export const CHILD_SECRET_NAMES: ReadonlySet<string> = new Set([
   "BETTER_AUTH_SECRET",
   "METAMCP_IDENTITY_SECRET",
   "METAMCP_PG_PASSWORD_FILE",
+  "METAMCP_TOOLS_GATEWAY_SECRET",
   "BOOTSTRAP_USER_PASSWORD",
   "BOOTSTRAP_USERS",
   "BOOTSTRAP_API_KEYS",

@@ -5,6 +5,12 @@ import { registerSecret } from "../log/secrets.js";
 import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
 import { AUDIT_ARGUMENT_MODES, type AuditArgumentMode } from "./audit-rows.js";
 import {
+  APP_IDENTITY_ENV,
+  APP_IDENTITY_POLICIES,
+  DATABRICKS_TOOLS_ENV,
+  type DatabricksToolsSettings,
+} from "./databricks-tools/settings.js";
+import {
   ALLOW_ENTRY,
   APP_MANAGERS_ENV,
   type AppManagers,
@@ -80,6 +86,8 @@ export interface RuntimeEnv {
   telemetry?: TelemetrySettings;
   /** Why telemetry is off although METAMCP_TELEMETRY asks for it (said at start; the app runs without it). */
   telemetryOff?: string;
+  /** Databricks' managed MCP servers (docs/databricks-tools.md): METAMCP_DATABRICKS_TOOLS, _APP_IDENTITY. */
+  databricksTools: DatabricksToolsSettings;
 }
 
 /**
@@ -141,6 +149,8 @@ export const RUNTIME_VARIABLES = [
   "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
   "OTEL_SERVICE_NAME",
   "OTEL_RESOURCE_ATTRIBUTES",
+  "METAMCP_DATABRICKS_TOOLS",
+  "METAMCP_DATABRICKS_APP_IDENTITY",
   "LOG_LEVEL",
 ] as const;
 
@@ -183,7 +193,7 @@ const PLACEHOLDER_WHOLE = new Set([
  * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
  * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
  * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_TELEMETRY, METAMCP_TELEMETRY_PRINCIPAL, METAMCP_TELEMETRY_ENDPOINT,
- * METAMCP_TELEMETRY_PROTOCOL; and the platform's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _PROTOCOL), read
+ * METAMCP_TELEMETRY_PROTOCOL, METAMCP_DATABRICKS_TOOLS, METAMCP_DATABRICKS_APP_IDENTITY; and the platform's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _PROTOCOL), read
  * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
  * refuse at start is refused on the workstation, with the same words.
  */
@@ -195,6 +205,7 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   stdioPolicy: StdioPolicy;
   audit: { enabled: boolean; arguments: (typeof AUDIT_ARGUMENT_MODES)[number]; days: number };
   telemetry: { enabled: boolean; principal: boolean; protocol: OtlpProtocol; url: string | undefined };
+  databricksTools: DatabricksToolsSettings;
 } {
   const problems: string[] = [];
   const raw = (name: string): string | undefined => {
@@ -330,7 +341,20 @@ export function readAppSettings(env: Record<string, string | undefined>): {
         ? baseEndpoint
         : `${baseEndpoint.replace(/\/+$/, "")}/v1/traces`);
   const telemetry = { enabled: telemetryMode === "otlp", principal: principal === "on", protocol, url };
-  return { problems, trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit, telemetry };
+  const databricksTools = {
+    enabled: oneOf(DATABRICKS_TOOLS_ENV, raw(DATABRICKS_TOOLS_ENV), ["on", "off"], "on") === "on",
+    appIdentity: oneOf(APP_IDENTITY_ENV, raw(APP_IDENTITY_ENV), APP_IDENTITY_POLICIES, "managers"),
+  };
+  return {
+    problems,
+    trustedProxyAddresses,
+    idleMinutes,
+    defaultEndpoint,
+    stdioPolicy,
+    audit,
+    telemetry,
+    databricksTools,
+  };
 }
 
 /** Why `secret` is not a usable BETTER_AUTH_SECRET (never containing the value), or undefined. */
@@ -567,7 +591,8 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
   oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
   const settings = readAppSettings(env);
   problems.push(...settings.problems);
-  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit } = settings;
+  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit, databricksTools } =
+    settings;
   // An OTLP header may carry a token (`Authorization=Bearer …`): masked wherever it could show.
   for (const name of ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
     for (const [, value] of keyValueList(raw(name))) registerSecret(value);
@@ -624,6 +649,7 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     audit,
     telemetry,
     telemetryOff,
+    databricksTools,
   };
 }
 

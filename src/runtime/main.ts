@@ -22,6 +22,8 @@ import {
   runMigrations,
   searchPathOption,
 } from "./database.js";
+import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
+import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
 import {
   describeEndpointIdentityTable,
@@ -251,6 +253,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
 
   let publicUrl: string | undefined;
   let health: DatabaseHealth | undefined;
+  let tools: DatabricksTools | undefined;
   const identitySecret = newIdentitySecret();
   // The observer is in the router from the start; rows reach the writer once the database is ready (the
   // router answers 503 until then, so none is lost in between), and the telemetry once its module is loaded.
@@ -305,6 +308,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     if (router.server.listening) await router.close(8_000).catch(() => {});
     await Promise.all([auditWriter?.close(1_500), telemetry?.close(1_500)]);
     await Promise.all(children.map((c) => c.stop(3_000)));
+    await tools?.stop();
     keeper.stop();
     clearTimeout(hardStop);
     log.info(`stopped in ${Date.now() - t0} ms`);
@@ -434,6 +438,14 @@ export async function runApp(runtimeDir: string): Promise<number> {
     }
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
+    // Before the backend: its fetch wrapper needs the gateway's port and secret (docs/databricks-tools.md).
+    tools = await startDatabricksTools({
+      settings: env.databricksTools,
+      host: env.host,
+      principalId: env.clientId,
+      issueToken: () => platform.issueToken(),
+      log: createLogger({ json, tag: "databricks-tools" }),
+    });
     const backend = new SupervisedChild(
       // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
       metamcpChild(
@@ -445,6 +457,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
           ...stdioChildEnv(process.env),
           ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
           METAMCP_IDENTITY_SECRET: identitySecret,
+          ...tools.childEnv,
         },
         preload,
       ),
@@ -580,6 +593,11 @@ async function prepareDatabase(
       for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
       const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);
       for (const s of byOthers ?? []) log.warn(describeStdioServerByOther(s));
+      if (env.databricksTools.enabled && env.databricksTools.appIdentity === "managers") {
+        const asApp = appIdentityServersByOthers(client, env.schema, env.appManagers, env.host);
+        for (const s of (await untilStopped(asApp, signal)) ?? [])
+          log.warn(describeAppIdentityServerByOther(s));
+      }
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});

@@ -75,6 +75,14 @@ export class AppPlatformClient {
   /** OAuth M2M: client_credentials with Basic auth, scope all-apis; cached until a minute before expiry. */
   async token(): Promise<string> {
     if (this.accessToken && this.accessToken.expiresAt - Date.now() > 60_000) return this.accessToken.value;
+    return (await this.issueToken()).token;
+  }
+
+  /**
+   * A new service-principal token and when it expires, never the cached one: for a keeper that renews on
+   * its own schedule (databricks-tools/tokens.ts). It also becomes the cached token of {@link token}.
+   */
+  async issueToken(): Promise<{ token: string; expiresAt: Date }> {
     const basic = Buffer.from(
       `${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.clientSecret)}`,
     ).toString("base64");
@@ -102,7 +110,7 @@ export class AppPlatformClient {
     }
     registerSecret(body.access_token);
     this.accessToken = { value: body.access_token, expiresAt: Date.now() + (body.expires_in ?? 3600) * 1000 };
-    return body.access_token;
+    return { token: body.access_token, expiresAt: new Date(this.accessToken.expiresAt) };
   }
 
   private async api<T>(method: string, path: string, what: string, body?: unknown): Promise<T> {

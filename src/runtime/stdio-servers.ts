@@ -140,28 +140,50 @@ export async function stdioServersByOthers(
   schema: string,
   managers: AppManagers,
 ): Promise<StdioServerOwner[] | undefined> {
+  return await serversByOthers(client, schema, managers, { where: "s.type::text = 'STDIO'" });
+}
+
+/**
+ * The servers `where` (SQL on `s`, MetaMCP's mcp_servers) selects, and `keep` (given the row's url) keeps,
+ * whose owner is not an app manager; a public server (no owner) counts as not a manager's.
+ */
+export async function serversByOthers(
+  client: pg.Client,
+  schema: string,
+  managers: AppManagers,
+  which: { where: string; keep?: (url: string | null) => boolean },
+): Promise<StdioServerOwner[] | undefined> {
   const q = (name: string) => `"${schema}"."${name}"`;
   const exists = await client.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [q("mcp_servers")]);
   if (!exists.rows[0]?.t) return undefined;
-  const owned = await client.query(
-    "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'mcp_servers' AND column_name = 'user_id'",
+  const columns = await client.query<{ column_name: string }>(
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'mcp_servers'",
     [schema],
   );
-  if (owned.rowCount === 0) {
-    const r = await client.query<{ name: string }>(
-      `SELECT name FROM ${q("mcp_servers")} WHERE type::text = 'STDIO' ORDER BY name`,
+  const has = (c: string) => columns.rows.some((r) => r.column_name === c);
+  if (which.keep && !has("url")) return [];
+  const url = which.keep ? ", s.url" : ", NULL AS url";
+  const keep = (row: { url: string | null }) => !which.keep || which.keep(row.url);
+  if (!has("user_id")) {
+    const r = await client.query<{ name: string; url: string | null }>(
+      `SELECT s.name${url} FROM ${q("mcp_servers")} s WHERE ${which.where} ORDER BY s.name`,
     );
-    return r.rows.map((row) => ({ name: row.name, owner: null }));
+    return r.rows.filter(keep).map((row) => ({ name: row.name, owner: null }));
   }
-  const r = await client.query<{ name: string; email: string | null; account_id: string | null }>(
-    `SELECT s.name, u.email, a.account_id FROM ${q("mcp_servers")} s
+  const r = await client.query<{
+    name: string;
+    url: string | null;
+    email: string | null;
+    account_id: string | null;
+  }>(
+    `SELECT s.name${url}, u.email, a.account_id FROM ${q("mcp_servers")} s
        LEFT JOIN ${q("users")} u ON u.id = s.user_id
        LEFT JOIN ${q("accounts")} a ON a.user_id = u.id AND a.provider_id = 'databricks'
-     WHERE s.type::text = 'STDIO' ORDER BY s.name`,
+     WHERE ${which.where} ORDER BY s.name`,
   );
   const local = (s: string) => s.split("@")[0] ?? s;
   const byManager = new Map<string, boolean>();
-  for (const row of r.rows) {
+  for (const row of r.rows.filter(keep)) {
     const email = (row.email ?? "").toLowerCase();
     const account = (row.account_id ?? "").toLowerCase();
     const manager =

@@ -354,6 +354,8 @@ describe("app.yaml", () => {
       METAMCP_TELEMETRY_PRINCIPAL: "on",
       METAMCP_TELEMETRY_ENDPOINT: "https://otel.example.com/v1/traces",
       METAMCP_TELEMETRY_PROTOCOL: "http/protobuf",
+      METAMCP_DATABRICKS_TOOLS: "off",
+      METAMCP_DATABRICKS_APP_IDENTITY: "everyone",
     };
     const { rendered } = render(settings);
     const env: { name: string; value?: string }[] = parse(rendered.appYaml).env;
@@ -378,6 +380,7 @@ describe("app.yaml", () => {
       METAMCP_TELEMETRY_PRINCIPAL: "yes",
       METAMCP_TELEMETRY_ENDPOINT: "localhost:4318",
       METAMCP_TELEMETRY_PROTOCOL: "http",
+      METAMCP_DATABRICKS_APP_IDENTITY: "admins",
     };
     let error: { exitCode?: number; message?: string } = {};
     try {
@@ -395,6 +398,9 @@ describe("app.yaml", () => {
     );
     expect(error.message).toContain("names the app's own secrets");
     expect(error.message).toContain("whole days to keep audit rows");
+    expect(error.message).toContain(
+      'METAMCP_DATABRICKS_APP_IDENTITY="admins" (from env) is not valid: one of managers, everyone, off',
+    );
     expect(error.message).toContain("an http:// or https:// URL of an OTLP collector");
   });
 

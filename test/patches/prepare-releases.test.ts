@@ -87,6 +87,15 @@ describe("prepare on each synthetic release: every patch applied where its shape
       expect(patchOf(ref, "endpoint-identity"), ref).toMatchObject({ files: [], note: UNSUPPORTED_NOTE });
     }
   });
+  it("databricks-tools: on every release our fetch wrapper is copied in and is the backend entry's first import", () => {
+    for (const ref of REFS) {
+      expect(patchOf(ref, "databricks-tools")?.files, ref).toEqual([{ path: BACKEND_INDEX_FILE, edits: 1 }]);
+      const entry = read(ref, BACKEND_INDEX_FILE);
+      const first = entry.split("\n").find((l) => l.trim() && !l.trim().startsWith("//"));
+      expect(first, ref).toBe('import "./databricks-tools";');
+      expect(read(ref, "apps/backend/src/databricks-tools.ts"), ref).toContain("installDatabricksToolsFetch");
+    }
+  });
 });
 
 describe("prepare stops with exit 3 on a shape a patch does not know, naming the file and what it expected", () => {

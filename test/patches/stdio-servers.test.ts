@@ -13,6 +13,8 @@ import {
   stdioServersPatch,
 } from "../../src/patches/stdio-servers.js";
 import {
+  REFUSED_APP_IDENTITY_MANAGERS,
+  REFUSED_APP_IDENTITY_OFF,
   REFUSED_MANAGERS,
   REFUSED_OFF,
   STDIO_SERVERS_MODULE_FILE,
@@ -140,6 +142,10 @@ const TSX = path.join(PROJECT_ROOT, "node_modules/tsx/dist/cli.mjs");
 const SP = "0a1b2c3d-0000-4000-8000-00000000abcd";
 const HTTP_SERVER = "00000000-0000-4000-8000-000000000001";
 const STDIO_SERVER = "00000000-0000-4000-8000-000000000002";
+const WORKSPACE_SERVER = "00000000-0000-4000-8000-000000000003";
+/** The app's workspace (DATABRICKS_HOST as the platform sets it: no scheme). */
+const WORKSPACE_HOST = "adb-1234567890123456.7.azuredatabricks.net";
+const WS = `https://${WORKSPACE_HOST}`;
 
 interface Outcome {
   result?: { success: boolean };
@@ -161,14 +167,15 @@ describe("who may make MetaMCP run a process, on the patched tRPC implementation
     await c.query(`CREATE SCHEMA metamcp_app;
       CREATE TABLE metamcp_app.users (id text PRIMARY KEY, email text NOT NULL);
       CREATE TABLE metamcp_app.accounts (id text PRIMARY KEY, user_id text, provider_id text, account_id text);
-      CREATE TABLE metamcp_app.mcp_servers (uuid uuid PRIMARY KEY, type text, user_id text);
+      CREATE TABLE metamcp_app.mcp_servers (uuid uuid PRIMARY KEY, type text, user_id text, url text);
       INSERT INTO metamcp_app.users VALUES ('u-alice', 'Alice@corp.example'), ('u-bob', 'bob@corp.example'),
         ('u-mallory', 'manager@corp.example'), ('u-sp', '${SP}@sp.example');
       INSERT INTO metamcp_app.accounts VALUES ('a1', 'u-alice', 'databricks', 'alice@corp.example'),
         ('a2', 'u-bob', 'databricks', 'bob@corp.example'), ('a3', 'u-mallory', 'credential', 'u-mallory'),
         ('a4', 'u-sp', 'databricks', '${SP}');
-      INSERT INTO metamcp_app.mcp_servers VALUES ('${HTTP_SERVER}', 'STREAMABLE_HTTP', 'u-bob'),
-        ('${STDIO_SERVER}', 'STDIO', 'u-alice');`);
+      INSERT INTO metamcp_app.mcp_servers VALUES ('${HTTP_SERVER}', 'STREAMABLE_HTTP', 'u-bob', 'https://mcp.example/mcp'),
+        ('${STDIO_SERVER}', 'STDIO', 'u-alice', NULL),
+        ('${WORKSPACE_SERVER}', 'STREAMABLE_HTTP', 'u-alice', '${WS}/api/2.0/mcp/genie/space1');`);
     await c.end();
     const tree = new MemoryTree(syntheticServers("v2.4.13"));
     stdioServersPatch.apply(tree, ctx);
@@ -217,11 +224,17 @@ process.stdout.write(JSON.stringify(out));
     await server?.stop();
   });
 
-  function run(policy: string | undefined, cases: [string, unknown, string][]): Outcome[] {
+  function run(
+    policy: string | undefined,
+    cases: [string, unknown, string][],
+    extra: Record<string, string> = {},
+  ): Outcome[] {
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? "",
       DATABASE_URL: url,
       METAMCP_APP_MANAGERS: `alice@corp.example, manager@corp.example,${SP},platform-admins`,
+      DATABRICKS_HOST: WORKSPACE_HOST,
+      ...extra,
     };
     if (policy) env.METAMCP_STDIO_SERVERS = policy;
     const stdout = execFileSync(process.execPath, [TSX, "src/run.ts", JSON.stringify(cases)], {
@@ -295,6 +308,58 @@ process.stdout.write(JSON.stringify(out));
     expect(http).toMatchObject(allowed("create"));
   });
 
+  it("app-identity workspace servers (METAMCP_DATABRICKS_APP_IDENTITY=managers, the default): Bob is FORBIDDEN on create, bulk import and update, however the URL is spelled; a manager may; per-person and other hosts pass", () => {
+    const server = (u: string, type = "STREAMABLE_HTTP") => ({ name: "dbx", type, url: u });
+    const [genie, spelled, spaced, sse, perPerson, elsewhere, bulk, updateTo, updateRename, toUser] = run(
+      undefined,
+      [
+        ["create", server(`${WS}/api/2.0/mcp/genie/space1`), "u-bob"],
+        ["create", server(`HTTPS://ADB-1234567890123456.7.AzureDatabricks.net:443/api/2.0/mcp/sql`), "u-bob"],
+        ["create", server(`  ${WS}/api/2.0/mcp/functions/main/tools`), "u-bob"],
+        ["create", server(`${WS}/api/2.0/mcp/sql`, "SSE"), "u-bob"],
+        ["create", server(`${WS}/api/2.0/mcp/genie/space1#identity=user`), "u-bob"],
+        ["create", server("https://evil.example/api/2.0/mcp/genie"), "u-bob"],
+        [
+          "bulkImport",
+          { mcpServers: { ok: { type: "SSE", url: "https://x" }, dbx: server(`${WS}/api/2.0/mcp/sql`) } },
+          "u-bob",
+        ],
+        ["update", { uuid: HTTP_SERVER, type: "STREAMABLE_HTTP", url: `${WS}/api/2.0/mcp/sql` }, "u-bob"],
+        ["update", { uuid: WORKSPACE_SERVER, name: "renamed" }, "u-bob"],
+        ["update", { uuid: WORKSPACE_SERVER, url: `${WS}/api/2.0/mcp/genie/space1#identity=user` }, "u-bob"],
+      ],
+    );
+    for (const [what, o] of Object.entries({ genie, spelled, spaced, sse, bulk, updateTo, updateRename }))
+      expect(o, what).toMatchObject(forbidden(REFUSED_APP_IDENTITY_MANAGERS));
+    expect(perPerson).toMatchObject(allowed("create"));
+    expect(elsewhere).toMatchObject(allowed("create"));
+    expect(toUser).toMatchObject(allowed("update"));
+    const [alice, aliceUpdate, sp] = run(undefined, [
+      ["create", server(`${WS}/api/2.0/mcp/genie/space1`), "u-alice"],
+      ["update", { uuid: WORKSPACE_SERVER, name: "renamed" }, "u-alice"],
+      ["create", server(`${WS}/api/2.0/mcp/sql`), "u-sp"],
+    ]);
+    expect(alice).toMatchObject(allowed("create"));
+    expect(aliceUpdate).toMatchObject(allowed("update"));
+    expect(sp).toMatchObject(allowed("create"));
+  });
+
+  it("METAMCP_DATABRICKS_APP_IDENTITY=everyone lets anyone; off refuses everyone, managers included; independent of METAMCP_STDIO_SERVERS", () => {
+    const genie = { name: "dbx", type: "STREAMABLE_HTTP", url: `${WS}/api/2.0/mcp/genie/space1` };
+    const [bob] = run("off", [["create", genie, "u-bob"]], { METAMCP_DATABRICKS_APP_IDENTITY: "everyone" });
+    expect(bob).toMatchObject(allowed("create"));
+    const [alice, stdioStill] = run(
+      "everyone",
+      [
+        ["create", genie, "u-alice"],
+        ["create", stdio, "u-bob"],
+      ],
+      { METAMCP_DATABRICKS_APP_IDENTITY: "off" },
+    );
+    expect(alice).toMatchObject(forbidden(REFUSED_APP_IDENTITY_OFF));
+    expect(stdioStill).toMatchObject(allowed("create"));
+  });
+
   it("the inspector proxy: a non-manager's ?transportType=STDIO is refused 403 before any process starts; a manager's passes", async () => {
     const child = spawn(process.execPath, [TSX, "src/serve.ts"], {
       cwd: dir,
@@ -303,6 +368,7 @@ process.stdout.write(JSON.stringify(out));
         DATABASE_URL: url,
         METAMCP_APP_MANAGERS: "alice@corp.example",
         BETTER_AUTH_SECRET: "backend-secret-value-0123456789",
+        DATABRICKS_HOST: WORKSPACE_HOST,
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -333,6 +399,18 @@ process.stdout.write(JSON.stringify(out));
       const alice = await ask("u-alice");
       expect(alice.status).toBe(200);
       expect(((await alice.json()) as { command: string }).command).toBe("sh");
+      // The raw-URL inspector on an app-identity workspace URL: managers only, too.
+      const inspect = (user: string, target: string) =>
+        fetch(
+          `http://127.0.0.1:${port}/mcp-proxy/server/mcp?transportType=STREAMABLE_HTTP&url=${encodeURIComponent(target)}`,
+          { headers: { "x-test-user": user } },
+        );
+      const bobWs = await inspect("u-bob", `${WS}/api/2.0/mcp/sql`);
+      expect(bobWs.status).toBe(403);
+      expect(await bobWs.json()).toEqual({ error: "Forbidden", message: REFUSED_APP_IDENTITY_MANAGERS });
+      // Past the guard (the synthetic router has no such route: 404, not 403).
+      expect((await inspect("u-alice", `${WS}/api/2.0/mcp/sql`)).status).toBe(404);
+      expect((await inspect("u-bob", "https://mcp.example/mcp")).status).toBe(404);
     } finally {
       child.kill("SIGKILL");
     }

@@ -81,10 +81,14 @@ describe("metamcp-databricks prepare", () => {
       "next-disk-cache",
       "endpoint-server-default",
       "endpoint-identity",
+      "databricks-tools",
     ]);
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).
-    expect(manifest.overlay).toEqual(["apps/backend/src/databricks-identity.ts"]);
+    expect(manifest.overlay).toEqual([
+      "apps/backend/src/databricks-identity.ts",
+      "apps/backend/src/databricks-tools.ts",
+    ]);
     expect(readFileSync(path.join(d.buildDir, "apps/backend/src/auth.ts"), "utf8")).toContain(
       "bindDatabricksIdentity(betterAuth(",
     );

@@ -283,6 +283,24 @@ describe("the runtime's environment: every variable checked, one message naming 
     expect(maskSecrets("sent Bearer tok-abcdef0123456789")).toBe("sent ****");
   });
 
+  it("Databricks tools: on, app identity for managers by default; both settings checked", () => {
+    expect(readRuntimeEnv(GOOD, "/app/runtime").databricksTools).toEqual({
+      enabled: true,
+      appIdentity: "managers",
+    });
+    expect(
+      readRuntimeEnv(
+        { ...GOOD, METAMCP_DATABRICKS_TOOLS: "off", METAMCP_DATABRICKS_APP_IDENTITY: "everyone" },
+        "/app/runtime",
+      ).databricksTools,
+    ).toEqual({ enabled: false, appIdentity: "everyone" });
+    const p = problemsOf({ METAMCP_DATABRICKS_TOOLS: "yes", METAMCP_DATABRICKS_APP_IDENTITY: "admins" });
+    expect(p).toContain('METAMCP_DATABRICKS_TOOLS="yes" is not valid: one of on, off');
+    expect(p).toContain(
+      'METAMCP_DATABRICKS_APP_IDENTITY="admins" is not valid: one of managers, everyone, off',
+    );
+  });
+
   it("checks the provisioned variables when that kind is chosen", () => {
     expect(problemsOf({ LAKEBASE_KIND: "provisioned" })).toMatch(/LAKEBASE_INSTANCE_NAME is not set/);
     expect(problemsOf({ LAKEBASE_KIND: "provisioned", LAKEBASE_INSTANCE_NAME: "My_DB" })).toMatch(

@@ -23,6 +23,7 @@ import {
 import { startOtlpReceiver } from "../support/otlp-receiver.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
+import { REGION_TOOL, startFakeWorkspace } from "./fake-workspace-mcp.js";
 
 /**
  * The runtime bundle (`node runtime/start.mjs`, as app.yaml runs it) against the Databricks stand-in
@@ -240,6 +241,20 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       // Where the live Lakebase credential is: only this user may open the folder and the file.
       expect(statSync(credential.dir).mode & 0o777).toBe(0o700);
       expect(statSync(credential.file).mode & 0o777).toBe(0o600);
+      // The tools gateway's per-start secret, as the backend received it on the pipe.
+      const gatewayOf = async () =>
+        (await (await appGet("/metamcp/tools-gateway")).json()) as {
+          port: string;
+          secret: string;
+          inEnv: boolean;
+        };
+      const gateway = await gatewayOf();
+      expect(gateway.secret).toMatch(/^[0-9a-f]{64}$/);
+      // Our module took it out of the backend's process.env at once: no process MetaMCP starts inherits it.
+      expect(gateway.inEnv).toBe(false);
+      // A process in the app that calls the gateway without it gets 401.
+      const noSecret = await fetch(`http://127.0.0.1:${gateway.port}/api/2.0/mcp/sql`, { method: "POST" });
+      expect(noSecret.status).toBe(401);
       const secrets = [
         "a-real-looking-secret-0123456789", // BETTER_AUTH_SECRET
         "sp-secret-xyz", // DATABRICKS_CLIENT_SECRET
@@ -250,6 +265,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         "METAMCP_IDENTITY_SECRET=",
         "METAMCP_PG_PASSWORD_FILE=",
         "DATABRICKS_CLIENT_SECRET=",
+        gateway.secret,
+        "METAMCP_TOOLS_GATEWAY_SECRET=",
       ];
       const check = async () => {
         const { pid: backendPid } = (await (await appGet("/metamcp/pid")).json()) as { pid: number };
@@ -271,6 +288,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         // ...and the code that needs them has them: the database (the password file), better-auth and our
         // identity module (a first page answered signed in as the proxy's identity).
         expect((await appGet("/metamcp/notes?body=secret-check", { method: "POST" })).status).toBe(200);
+        // The restarted backend got the same gateway secret again (it is per start of the runtime).
+        expect((await gatewayOf()).secret).toBe(gateway.secret);
         const page = await viaProxy("/en/mcp-servers");
         expect(page.status).toBe(200);
         expect(await page.text()).toContain("<p id='user'>ada@example.com</p>");
@@ -295,7 +314,76 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(runtimeEnviron).toContain("a-real-looking-secret-0123456789"); // app.yaml's valueFrom, the same way
       // What the runtime makes itself is in no process's environment.
       expect(runtimeEnviron).not.toContain(identitySecret);
+      expect(runtimeEnviron).not.toContain(gateway.secret);
       expect(runtimeEnviron).not.toContain(credential.token);
+    });
+
+    it("Databricks tools: a real MCP client calls a managed server's tool through a MetaMCP endpoint, as the app's service principal; refusals explained; no token in any log line", async () => {
+      // The workspace: its /api/2.0/mcp/… here, everything else (OIDC, credentials) the stand-in's.
+      const seenTokens = new Set<string>();
+      const ws = await startFakeWorkspace(async (token) => {
+        seenTokens.add(token);
+        const res = await fetch(`${platform.workspaceUrl}/api/2.0/apps/metamcp-test`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        return res.status === 200;
+      }, platform.workspaceUrl);
+      try {
+        const app = startRuntime({ DATABRICKS_HOST: ws.origin });
+        await waitReady(app);
+        const client = new Client({ name: "agent", version: "0.0.0" });
+        await client.connect(
+          new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${appPort}/metamcp/open/mcp`)),
+        );
+        const call = async (serverPath: string, tool = REGION_TOOL) => {
+          const r = await client.callTool({
+            name: "workspace_call",
+            arguments: { url: `${ws.origin}${serverPath}`, tool, args: { country: "FR" } },
+          });
+          return { isError: r.isError === true, text: (r.content as { text: string }[])[0]?.text ?? "" };
+        };
+        // The first call may come before the keeper's first token: the gateway says so (503) meanwhile.
+        const ok = await waitFor(
+          async () => {
+            const r = await call("/api/2.0/mcp/functions/main/tools");
+            return r.isError ? undefined : r;
+          },
+          { timeoutMs: 20_000, what: "a tool call through the gateway" },
+        );
+        const answer = JSON.parse(ok.text) as { region: string; token: string };
+        expect(answer.region).toBe("EMEA");
+        // The service principal's token, issued by the workspace's OIDC, never one MetaMCP had.
+        expect(seenTokens.has(answer.token)).toBe(true);
+        // Unity Catalog's 403 is the tool's error, naming the grant (the service principal is PGUSER here).
+        const denied = await call("/api/2.0/mcp/functions/main/secret");
+        expect(denied.isError).toBe(true);
+        expect(denied.text).toContain(`GRANT EXECUTE ON SCHEMA main.secret TO \`${db.role}\``);
+        // Per-person servers are refused, never answered as the app.
+        const perPerson = await call("/api/2.0/mcp/functions/main/tools#identity=user");
+        expect(perPerson.isError).toBe(true);
+        expect(perPerson.text).toMatch(/403|not available yet/);
+        // Outside /api/2.0/mcp/<kind>: refused, and the gateway's refusal is in the runtime's log.
+        const before = ws.requests.length;
+        expect((await call("/api/2.0/mcp/unknown/x")).isError).toBe(true);
+        expect((await call("/api/2.0/secrets/list")).isError).toBe(true);
+        expect(ws.requests.length).toBe(before);
+        await client.close();
+        await waitFor(
+          () => (app.lines.some((l) => l.includes("databricks-tools: refused")) ? true : undefined),
+          {
+            timeoutMs: 5000,
+            what: "the refusal's log line",
+          },
+        );
+        const log = app.lines.join("\n");
+        expect(log).toContain(
+          `Databricks tools on: servers on ${new URL(ws.origin).host}/api/2.0/mcp/… run as the app's service principal ${db.role} (added or changed by the app's managers`,
+        );
+        expect(log).toMatch(/databricks-tools: POST functions main\.tools tools\/call → 200 as app/);
+        for (const token of seenTokens) expect(log).not.toContain(token);
+      } finally {
+        await ws.close();
+      }
     });
 
     it("serves with a provisioned (legacy) Lakebase instance too", async () => {

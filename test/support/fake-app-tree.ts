@@ -1,7 +1,9 @@
-import { copyFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import ts from "typescript";
 import { freePort } from "../../src/local/postgres.js";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
+import { TOOLS_MODULE_FILE } from "../../src/patches/databricks-tools.js";
 import { PROJECT_ROOT } from "./cli.js";
 import { identityFrontend, writeAuthFiles } from "./fake-app-auth.js";
 import { writeEndpointIdentityFiles } from "./fake-app-endpoints.js";
@@ -17,9 +19,13 @@ import { writeTrpcFiles } from "./fake-app-trpc.js";
  *   PATCHED by db-pool-credentials (password read per connection from METAMCP_PG_PASSWORD_FILE), answering
  *   /health, /metamcp/health, /metamcp/notes (write/read a row), /metamcp/fresh (a NEW login per call),
  *   /metamcp/slow, /metamcp/sse (an event stream), /metamcp/exit0 (exits cleanly: must not pass for success),
- *   /metamcp/pid, and a REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
+ *   /metamcp/pid, /metamcp/tools-gateway (the tools gateway's handed-over secret, for the environ check), and a
+ *   REAL MCP server (the SDK's) at /metamcp/<endpoint>/mcp (streamable HTTP) and
  *   /metamcp/<endpoint>/sse + /message, guarded exactly as upstream's api-key-oauth middleware guards them
  *   (see FAKE_ENDPOINTS and FAKE_METAMCP_API_KEY);
+ * - metamcp/apps/backend/dist/databricks-tools.mjs: OUR fetch wrapper (overlay/), imported first as the
+ *   databricks-tools patch makes index.ts; the `open` endpoint's `workspace_call` tool calls another MCP server
+ *   as MetaMCP's client does (`new StreamableHTTPClientTransport(new URL(url))`), through it;
  * - metamcp/apps/backend/drizzle: one migration + drizzle's journal, unqualified (search_path decides);
  * - metamcp/apps/backend/dist/trpc.mjs: MetaMCP's tRPC for MCP servers (create, list), as fake-app-trpc.ts says;
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
@@ -53,9 +59,14 @@ export const FAKE_ENDPOINTS = {
 } as const;
 
 const BACKEND = String.raw`
+// As the databricks-tools patch makes index.ts: our module first (after the test's capture of the secret).
+import "./capture-gateway-secret.mjs";
+import "./databricks-tools.mjs";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
@@ -139,7 +150,7 @@ async function toolTimeoutMs() {
 
 const SEEN = ["host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-email", "x-forwarded-user",
   "x-forwarded-preferred-username", "x-real-ip", "x-request-id", "x-forwarded-access-token"];
-function newMcpServer(authInfo = {}) {
+function newMcpServer(authInfo = {}, endpoint = "") {
   const s = new McpServer({ name: "fake-metamcp", version: "0.0.0" });
   s.registerTool("echo", { description: "Answers with the text it got", inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: "text", text }] }));
@@ -153,6 +164,20 @@ function newMcpServer(authInfo = {}) {
       // As MetaMCP answers when its own client gives up on the upstream server.
       if (ms > limit) return { isError: true, content: [{ type: "text", text: "MCP error -32001: Request timed out" }] };
       return { content: [{ type: "text", text: "slept " + ms + " ms" }] };
+    });
+  // As MetaMCP calls a server in a namespace: its own SDK client, new StreamableHTTPClientTransport(new URL(url)).
+  // On the \`open\` endpoint only, so the other endpoints keep their three tools.
+  if (endpoint === "open") s.registerTool("workspace_call", { description: "Calls a tool of the MCP server at url", inputSchema: { url: z.string(), tool: z.string(), args: z.record(z.unknown()).optional() } },
+    async ({ url, tool, args }) => {
+      const client = new Client({ name: "fake-metamcp-upstream", version: "0.0.0" });
+      try {
+        await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+        return await client.callTool({ name: tool, arguments: args ?? {} });
+      } catch (err) {
+        return { isError: true, content: [{ type: "text", text: "upstream failed: " + String(err?.message ?? err) }] };
+      } finally {
+        await client.close().catch(() => {});
+      }
     });
   s.registerTool("whoami", { description: "The request headers the app saw, and how the request authenticated" },
     async (extra) => {
@@ -196,7 +221,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
     httpSessions.set(id, transport);
     transport.onclose = () => httpSessions.delete(id);
-    await newMcpServer(authInfo).connect(transport);
+    await newMcpServer(authInfo, name).connect(transport);
     return transport.handleRequest(req, res);
   }
   if (kind === "mcp" && ["GET", "POST", "DELETE"].includes(req.method)) {
@@ -212,7 +237,7 @@ async function handleMcp(req, res, url, name, kind, send) {
     const transport = new SSEServerTransport("/metamcp/" + name + "/message", res);
     sseSessions.set(transport.sessionId, transport);
     transport.onclose = () => sseSessions.delete(transport.sessionId);
-    return newMcpServer(authInfo).connect(transport);
+    return newMcpServer(authInfo, name).connect(transport);
   }
   if (kind === "message" && req.method === "POST") {
     const transport = sseSessions.get(url.searchParams.get("sessionId"));
@@ -244,6 +269,10 @@ const server = createServer(async (req, res) => {
     if (url.pathname.toLowerCase() === "/metamcp/health/sessions")
       return send(200, { streamableHttpSessions: { count: httpSessions.size, sessionIds: [...httpSessions.keys()] } });
     if (url.pathname === "/metamcp/pid") return send(200, { pid: process.pid });
+    // For the environ check only: the gateway secret the runtime handed over, and whether env still has it.
+    if (url.pathname === "/metamcp/tools-gateway")
+      return send(200, { port: process.env.METAMCP_TOOLS_GATEWAY_PORT ?? null, secret: globalThis.__gatewaySecret ?? null,
+        inEnv: "METAMCP_TOOLS_GATEWAY_SECRET" in process.env });
     if (url.pathname === "/metamcp/headers") return send(200, req.headers);
     if (url.pathname === "/metamcp/notes" && req.method === "POST") {
       const r = await pool.query("INSERT INTO notes (body) VALUES ($1) RETURNING id", [url.searchParams.get("body") ?? ""]);
@@ -359,6 +388,21 @@ export async function freeInternalPorts(): Promise<{
   };
 }
 
+/** Our fetch wrapper as the built backend carries it (transpiled), and the test's capture of its secret. */
+function writeToolsFiles(backendDir: string): void {
+  const source = readFileSync(path.join(PROJECT_ROOT, "overlay", TOOLS_MODULE_FILE), "utf8");
+  writeFileSync(
+    path.join(backendDir, "dist/databricks-tools.mjs"),
+    ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText,
+  );
+  writeFileSync(
+    path.join(backendDir, "dist/capture-gateway-secret.mjs"),
+    "globalThis.__gatewaySecret = process.env.METAMCP_TOOLS_GATEWAY_SECRET;\n",
+  );
+}
+
 export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {}): string {
   const be = path.join(dir, "metamcp/apps/backend");
   const fe = path.join(dir, "metamcp/apps/frontend");
@@ -384,6 +428,7 @@ export function createFakeAppTree(dir: string, options: FakeAppTreeOptions = {})
   writeTrpcFiles(be);
   writeAuthFiles(be);
   writeEndpointIdentityFiles(be);
+  writeToolsFiles(be);
   writeFileSync(path.join(fe, "server.js"), identityFrontend(options.backendPort));
   writeFileSync(path.join(be, "drizzle/0000_notes.sql"), MIGRATION);
   writeFileSync(path.join(be, "drizzle/0001_config.sql"), CONFIG_MIGRATION);

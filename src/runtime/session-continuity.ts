@@ -289,17 +289,21 @@ export class SessionContinuity {
       };
     }
     const protocolVersion = negotiatedVersion(answer.body) ?? init.protocolVersion;
-    try {
-      const ack = await this.post(
-        path,
-        { ...headers, "mcp-session-id": backendId, "mcp-protocol-version": protocolVersion },
-        { jsonrpc: "2.0", method: "notifications/initialized" },
-      );
-      if (ack.status >= 300)
-        return unavailable(`MetaMCP answered ${ack.status} to notifications/initialized`);
-    } catch (err) {
-      return unavailable(`MetaMCP is not answering (${(err as Error).message})`);
-    }
+    // Sent, not awaited: the protocol's next step, on which MetaMCP's handling of the request does not wait
+    // (the SDK's server does not gate requests on it), so re-opening costs one initialize round trip.
+    this.post(
+      path,
+      { ...headers, "mcp-session-id": backendId, "mcp-protocol-version": protocolVersion },
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+    ).then(
+      (ack) => {
+        if (ack.status >= 300)
+          this.warnSometimes(
+            `MetaMCP answered ${ack.status} to a re-opened session's notifications/initialized`,
+          );
+      },
+      () => {}, // MetaMCP gone again: the request forwarded meanwhile fails on its own, clearly
+    );
     return { kind: "opened", backendId, generation };
   }
 

@@ -442,9 +442,6 @@ export function createRouter(options: RouterOptions): Router {
       return;
     }
     const headers = passedOnHeaders(proxyRes);
-    // The client keeps the id it was given; MetaMCP's own id of a re-opened session stays here.
-    if (g.session.backendId && headers["mcp-session-id"] !== undefined)
-      headers["mcp-session-id"] = g.session.id;
     const deleted = req.method === "DELETE" && status < 300;
     if (deleted) sessions.forget(g.session.id);
     const json = String(proxyRes.headers["content-type"] ?? "").includes("json");
@@ -519,9 +516,12 @@ export function createRouter(options: RouterOptions): Router {
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
+    const g = guarded.get(req);
+    // A re-opened session: the client (and the audit) keep the id the client was given; MetaMCP's stays here.
+    if (g?.session.backendId && proxyRes.headers["mcp-session-id"] !== undefined)
+      proxyRes.headers["mcp-session-id"] = g.session.id;
     addIdentityCookies(proxyRes, req);
     options.audit?.response(req, proxyRes);
-    const g = guarded.get(req);
     if (g) relayGuarded(proxyRes, req, res as ServerResponse, g);
     else if (recordedOpenings.has(req)) relayRecordedOpening(proxyRes, req, res as ServerResponse);
     else trackOpening(proxyRes, req, res as ServerResponse);

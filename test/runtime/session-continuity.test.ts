@@ -272,6 +272,50 @@ describe("a session moves between the app's instances (one PostgreSQL)", () => {
     await ada.client.close();
   });
 
+  it("a rolling deploy: two instances replaced one after the other while a client calls continuously: no call fails", async () => {
+    const rotation = [(await instance()).url, (await instance()).url];
+    const ada = await connectAlternating(rotation, ADA);
+    const failures: string[] = [];
+    let ok = 0;
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        try {
+          expect(text(await ada.client.callTool({ name: "owner", arguments: {} }))).toBe(ADA.endpoint);
+          ok++;
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    })();
+    const calls = async (n: number) => {
+      const from = ok;
+      await waitFor(() => (ok >= from + n ? true : undefined), { timeoutMs: 10_000, what: `${n} calls` });
+    };
+    try {
+      await calls(5);
+      for (let slot = 0; slot < 2; slot++) {
+        // As the platform does: out of rotation first, then replaced, then back in.
+        const old = instances.find((i) => i.url === rotation[slot])!;
+        rotation.splice(slot, 1);
+        await calls(3);
+        await old.close();
+        instances.splice(instances.indexOf(old), 1);
+        const fresh = await instance();
+        rotation.splice(slot, 0, fresh.url);
+        await calls(6);
+      }
+    } finally {
+      running = false;
+      await loop;
+    }
+    expect(failures).toEqual([]);
+    expect(ada.transport.sessionId).toBe(ada.sessionId);
+    // Both instances now running are new: each re-opened the session once.
+    for (const i of instances) expect(i.backend.opened).toBe(1);
+    await ada.client.close();
+  });
+
   it("Bob naming Ada's session on either instance gets exactly the unknown-session answer; nothing reaches MetaMCP", async () => {
     const [a, b] = [await instance(), await instance()];
     const ada = await connect(a.url, ADA);

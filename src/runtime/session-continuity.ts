@@ -448,12 +448,18 @@ function negotiatedVersion(body: string): string | undefined {
 export const IN_FLIGHT_MESSAGE =
   "MetaMCP stopped while answering this request (a restart): it did not complete. Send it again: the MCP session continues";
 
-/** SSE events answering each of `ids` with a JSON-RPC error saying so. */
+/**
+ * SSE events answering each of `ids` with a JSON-RPC error saying so; first a blank line, which ends an event
+ * the dying process left half-written (an empty event is ignored by SSE parsers).
+ */
 export function inFlightErrorEvents(ids: ReadonlyArray<string | number>): string {
-  return ids
-    .map(
-      (id) =>
-        `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32603, message: IN_FLIGHT_MESSAGE } })}\n\n`,
-    )
-    .join("");
+  return (
+    "\n\n" +
+    ids
+      .map(
+        (id) =>
+          `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32603, message: IN_FLIGHT_MESSAGE } })}\n\n`,
+      )
+      .join("")
+  );
 }

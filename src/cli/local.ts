@@ -17,6 +17,16 @@ interface UpOptions {
   daemon?: boolean;
   lockFrom?: string;
   build?: boolean;
+  instances?: string;
+  routing?: "sticky" | "spread";
+}
+
+/** `--instances`: 1 to 5, as Databricks Apps run (docs/scaling.md). */
+function instanceCount(value: string | undefined): number {
+  const n = Number(value ?? "1");
+  if (!/^[0-9]+$/.test(value ?? "1") || n < 1 || n > 5)
+    throw new UserError("invalid_option", "--instances must be a whole number from 1 to 5", EXIT.input);
+  return n;
 }
 
 /** Longest accepted duration: a day (timers beyond 2^31 ms would fire at once). */
@@ -86,6 +96,19 @@ export function registerLocal(program: Command): void {
         .choices(["on", "off"])
         .default("on"),
     )
+    .option(
+      "--instances <n>",
+      "run n instances of the app (1-5) on the one database, behind the proxy (docs/scaling.md)",
+      "1",
+    )
+    .addOption(
+      new Option(
+        "--routing <how>",
+        "with several instances: sticky (per person, as the platform's affinity) or spread (request by request)",
+      )
+        .choices(["sticky", "spread"])
+        .default("sticky"),
+    )
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
     .addOption(new Option("--lock-from <pid>", "internal: take the lock over from this PID").hideHelp())
     .action(
@@ -111,6 +134,8 @@ export function registerLocal(program: Command): void {
               streamTimeoutMs: seconds(opts.streamTimeout, "--stream-timeout", 300) * 1000,
               forwardAuthorization: opts.forwardAuthorization !== "off",
             },
+            instances: instanceCount(opts.instances),
+            routing: opts.routing ?? "sticky",
             json: ctx.globals.json ?? false,
             confirm,
           },
@@ -128,6 +153,19 @@ export function registerLocal(program: Command): void {
         const config = ctx.config();
         await warnStateElsewhere(ctx, config, "local down");
         return await localDown(config, ctx);
+      }),
+    );
+
+  local
+    .command("restart")
+    .description("Replace the running app's instances one at a time, as a rolling deploy does (--rolling)")
+    .requiredOption("--rolling", "one instance at a time, each out of the proxy's rotation while replaced")
+    .action(
+      action(async (ctx) => {
+        const { localRestartRolling } = await import("../local/restart.js");
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local restart");
+        return await localRestartRolling(config, ctx);
       }),
     );
 

@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureAuditTable } from "../../src/runtime/audit-table.js";
 import { AuditWriter } from "../../src/runtime/audit-writer.js";
+import { ensureEndpointIdentityTable } from "../../src/runtime/endpoint-identity.js";
 import { ensureSessionTable } from "../../src/runtime/session-store.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
 
@@ -39,6 +40,14 @@ describe("several instances on one database", () => {
     expect(sessions.filter((t) => t.created)).toHaveLength(1);
     const audits = await Promise.all(starting.map((c) => ensureAuditTable(c, SCHEMA)));
     expect(audits.filter((t) => t.created)).toHaveLength(1);
+    // The endpoint-identity table and its upgrade snapshot (one row per endpoint there before): taken once.
+    await starting[0]!.query(`CREATE TABLE ${SCHEMA}.endpoints (uuid uuid PRIMARY KEY, name text)`);
+    await starting[0]!.query(
+      `INSERT INTO ${SCHEMA}.endpoints VALUES ('00000000-0000-4000-8000-000000000001', 'a'), ('00000000-0000-4000-8000-000000000002', 'b')`,
+    );
+    const identity = await Promise.all(starting.map((c) => ensureEndpointIdentityTable(c, SCHEMA)));
+    expect(identity.filter((t) => t.created)).toHaveLength(1);
+    expect(identity.map((t) => t.rows)).toEqual([2, 2, 2]);
   });
 
   it("audit retention: one instance deletes at a time, another skips that round", async () => {

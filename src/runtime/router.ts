@@ -26,12 +26,7 @@ import {
   trpcProcedures,
 } from "./live-logs-guard.js";
 import { createPeerTrust, dropIdentityHeaders, normalizeAddress } from "./proxy-trust.js";
-import {
-  IN_FLIGHT_MESSAGE,
-  inFlightErrorEvents,
-  type SessionContinuity,
-  sessionCredentialHeaders,
-} from "./session-continuity.js";
+import { IN_FLIGHT_MESSAGE, type SessionContinuity, sessionCredentialHeaders } from "./session-continuity.js";
 import {
   DEFAULT_MAX_SESSIONS,
   DEFAULT_SESSION_IDLE_MS,
@@ -256,24 +251,6 @@ function answerUnknownSession(
   );
 }
 
-/**
- * MetaMCP died in the middle of an event-stream answer (its SSE headers go out before the tool runs): the
- * calls it carried are answered with a clear JSON-RPC error, at once, rather than left to the client's
- * request timeout (a POST's stream is not one the client re-opens).
- */
-function answerCutStream(
-  proxyRes: IncomingMessage,
-  res: ServerResponse,
-  ids: () => Array<string | number>,
-): void {
-  if (!String(proxyRes.headers["content-type"] ?? "").includes("text/event-stream")) return;
-  proxyRes.once("close", () => {
-    if (proxyRes.complete || res.writableEnded || res.destroyed) return;
-    proxyRes.unpipe(res);
-    res.end(inFlightErrorEvents(ids()));
-  });
-}
-
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 /** Answers that list session ids are JSON and small; anything larger is passed on unread. */
 const MAX_REWRITTEN_BODY = 1024 * 1024;
@@ -287,8 +264,8 @@ interface Opening {
 interface Guarded {
   session: TrackedSession;
   route: SessionRoute | undefined;
-  /** The JSON-RPC ids the request carries (read only if MetaMCP dies while answering: continuity). */
-  ids?: () => Array<string | number>;
+  /** Continuity: answers the request's calls clearly if MetaMCP dies while streaming their answer. */
+  cut?: (proxyRes: IncomingMessage, res: ServerResponse) => void;
 }
 
 /** An answer's headers as passed on (hop-by-hop ones dropped). */
@@ -448,7 +425,7 @@ export function createRouter(options: RouterOptions): Router {
     if (!(json && (deleted || req.method === "DELETE" || status >= 400))) {
       res.writeHead(status, proxyRes.statusMessage, headers);
       proxyRes.pipe(res);
-      if (g.ids) answerCutStream(proxyRes, res, g.ids);
+      g.cut?.(proxyRes, res);
       return;
     }
     const chunks: Buffer[] = [];
@@ -500,8 +477,8 @@ export function createRouter(options: RouterOptions): Router {
       sessions.holdStream(session, res);
     }
     const continuity = options.continuity;
-    const ids = continuity && session.transport === "streamable" ? continuity.tapCall(req) : undefined;
-    guarded.set(req, { session, route, ids });
+    const cut = continuity && session.transport === "streamable" ? continuity.watchCall(req) : undefined;
+    guarded.set(req, { session, route, cut });
     if (session.backendId) req.headers["mcp-session-id"] = session.backendId;
     if (continuity && session.transport === "streamable")
       continuity.used(session, () => {

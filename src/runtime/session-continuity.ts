@@ -1,5 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import {
+  Agent,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import { retry } from "../retry.js";
 import { IDENTITY_SECRET_HEADER, stampIdentitySecret } from "./identity-signin.js";
 import { IDENTITY_HEADERS } from "./proxy-trust.js";
@@ -346,18 +352,32 @@ export class SessionContinuity {
     });
   }
 
-  /** Keeps the JSON-RPC ids a call carries, to answer them clearly if MetaMCP dies mid-answer. */
-  tapCall(req: IncomingMessage): () => Array<string | number> {
-    if (req.method !== "POST") return () => [];
+  /**
+   * MetaMCP dying in the middle of an event-stream answer (its SSE headers go out before the tool runs): the
+   * calls the request carried are answered with a clear JSON-RPC error, at once, rather than left to the
+   * client's request timeout (a POST's stream is not one the client re-opens). The request's body chunks are
+   * kept by reference (read only then); the returned function watches the answer as it is relayed.
+   */
+  watchCall(req: IncomingMessage): (proxyRes: IncomingMessage, res: ServerResponse) => void {
     const chunks: Buffer[] = [];
     let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_TAPPED_BODY) chunks.push(c);
-      else req.off("data", onData);
+    if (req.method === "POST") {
+      const onData = (c: Buffer) => {
+        size += c.length;
+        if (size <= MAX_TAPPED_BODY) chunks.push(c);
+        else req.off("data", onData);
+      };
+      req.on("data", onData);
+    }
+    const ids = () => (size > 0 && size <= MAX_TAPPED_BODY ? requestIdsOf(Buffer.concat(chunks)) : []);
+    return (proxyRes, res) => {
+      if (!String(proxyRes.headers["content-type"] ?? "").includes("text/event-stream")) return;
+      proxyRes.once("close", () => {
+        if (proxyRes.complete || res.writableEnded || res.destroyed) return;
+        proxyRes.unpipe(res);
+        res.end(inFlightErrorEvents(ids()));
+      });
     };
-    req.on("data", onData);
-    return () => (size <= MAX_TAPPED_BODY ? requestIdsOf(Buffer.concat(chunks)) : []);
   }
 
   close(): void {

@@ -24,6 +24,8 @@ import { iterations } from "./smoke.js";
  */
 const SESSIONS = iterations(40, 2);
 const CALLS = iterations(600, 4);
+const THROUGHPUT_MS = iterations(3000, 200);
+const CONCURRENT = iterations(8, 2);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -125,6 +127,28 @@ const bench: Bench = {
       }
       await on.client.close();
       await plain.client.close();
+      // Throughput: CONCURRENT sessions calling as fast as they can for THROUGHPUT_MS, off then on, twice.
+      const throughput = async (base: string) => {
+        const sessions = await Promise.all(Array.from({ length: CONCURRENT }, () => connect(base, ADA)));
+        let done = 0;
+        const until = performance.now() + THROUGHPUT_MS;
+        await Promise.all(
+          sessions.map(async (s) => {
+            while (performance.now() < until) {
+              await timed(() => callWith(base, path, s.sessionId, as(ADA)));
+              done++;
+            }
+          }),
+        );
+        await Promise.all(sessions.map((s) => s.client.close()));
+        return (done * 1000) / THROUGHPUT_MS;
+      };
+      const rates = { off: [] as number[], on: [] as number[] };
+      for (let round = 0; round < 2; round++) {
+        rates.off.push(await throughput(off.base));
+        rates.on.push(await throughput(a.base));
+      }
+      const best = (xs: number[]) => Math.max(...xs);
       const extra = reopen.map((r, i) => r - live[i]!);
       return {
         sessions: SESSIONS,
@@ -147,6 +171,10 @@ const bench: Bench = {
         steady_off_p95_ms: pct(steadyOff, 95),
         steady_on_p95_ms: pct(steadyOn, 95),
         steady_delta_p50_ms: Math.round((pct(steadyOn, 50) - pct(steadyOff, 50)) * 100) / 100,
+        throughput_off_per_s: Math.round(best(rates.off)),
+        throughput_on_per_s: Math.round(best(rates.on)),
+        /** On against off, best of two rounds each (negative: on was slower). */
+        throughput_change_pct: Math.round((best(rates.on) / best(rates.off) - 1) * 1000) / 10,
       };
     } finally {
       for (const close of closers) await close();

@@ -21,6 +21,16 @@ interface UpOptions {
   daemon?: boolean;
   lockFrom?: string;
   build?: boolean;
+  instances?: string;
+  routing?: "sticky" | "spread";
+}
+
+/** `--instances`: 1 to 5, as Databricks Apps run (docs/scaling.md). */
+function instanceCount(value: string | undefined): number {
+  const n = Number(value ?? "1");
+  if (!/^[0-9]+$/.test(value ?? "1") || n < 1 || n > 5)
+    throw new UserError("invalid_option", "--instances must be a whole number from 1 to 5", EXIT.input);
+  return n;
 }
 
 /** Longest accepted duration: a day (timers beyond 2^31 ms would fire at once). */
@@ -120,6 +130,19 @@ export function registerLocal(program: Command): void {
       "--user-scopes <list>",
       "the app's user authorization scopes (user_api_scopes), e.g. genie,unity-catalog: the proxy then forwards each person's token in X-Forwarded-Access-Token",
     )
+    .option(
+      "--instances <n>",
+      "run n instances of the app (1-5) on the one database, behind the proxy (docs/scaling.md)",
+      "1",
+    )
+    .addOption(
+      new Option(
+        "--routing <how>",
+        "with several instances: sticky (per person, as the platform's affinity) or spread (request by request)",
+      )
+        .choices(["sticky", "spread"])
+        .default("sticky"),
+    )
     .addOption(new Option("--daemon", "internal: run as the detached supervisor").hideHelp())
     .addOption(new Option("--lock-from <pid>", "internal: take the lock over from this PID").hideHelp())
     .action(
@@ -150,6 +173,8 @@ export function registerLocal(program: Command): void {
               offered: opts.managedMcp !== "off",
               genieDelayMs: seconds(opts.genieDelay, "--genie-delay", 3) * 1000,
             },
+            instances: instanceCount(opts.instances),
+            routing: opts.routing ?? "sticky",
             json: ctx.globals.json ?? false,
             confirm,
           },
@@ -167,6 +192,19 @@ export function registerLocal(program: Command): void {
         const config = ctx.config();
         await warnStateElsewhere(ctx, config, "local down");
         return await localDown(config, ctx);
+      }),
+    );
+
+  local
+    .command("restart")
+    .description("Replace the running app's instances one at a time, as a rolling deploy does (--rolling)")
+    .requiredOption("--rolling", "one instance at a time, each out of the proxy's rotation while replaced")
+    .action(
+      action(async (ctx) => {
+        const { localRestartRolling } = await import("../local/restart.js");
+        const config = ctx.config();
+        await warnStateElsewhere(ctx, config, "local restart");
+        return await localRestartRolling(config, ctx);
       }),
     );
 

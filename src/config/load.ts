@@ -197,6 +197,17 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     );
   }
 
+  // The bundle schema: compute_min_instances "must be set together with" compute_max_instances.
+  const [minI, maxI] = [val("APP_MIN_INSTANCES") ?? "", val("APP_MAX_INSTANCES") ?? ""];
+  if ((minI === "") !== (maxI === ""))
+    problems.push(
+      `APP_MIN_INSTANCES=${JSON.stringify(minI)} and APP_MAX_INSTANCES=${JSON.stringify(maxI)}: set both (the platform takes them together), or neither for one instance`,
+    );
+  else if (minI !== "" && Number(minI) > Number(maxI))
+    problems.push(
+      `APP_MIN_INSTANCES=${minI} is above APP_MAX_INSTANCES=${maxI}: the fewest instances cannot exceed the most`,
+    );
+
   if (problems.length > 0) throw new ConfigError(problems, values);
 
   const v = (name: string): string => values[name]!.value;

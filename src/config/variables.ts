@@ -65,6 +65,15 @@ const TELEMETRY_TABLES_FORM = /^(|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]
  * A setting the app's runtime reads (src/runtime/env.ts): checked by the runtime's own reader, so a value the
  * app would refuse at start is refused here, before a deploy, in the same words. Empty = the runtime's default.
  */
+/** An app instance count: the platform's horizontal scaling allows 1 to 5 (docs: databricks-apps/horizontal-scaling). */
+const instanceCount = z
+  .string()
+  .trim()
+  .refine(
+    (s) => s === "" || (/^[0-9]+$/.test(s) && Number(s) >= 1 && Number(s) <= 5),
+    "must be a whole number from 1 to 5 (Databricks Apps run 1 to 5 instances)",
+  );
+
 function appSetting(name: string): z.ZodType<string> {
   return z.string().superRefine((value, ctx) => {
     for (const problem of readAppSettings({ [name]: value }).problems)
@@ -297,6 +306,20 @@ export const VARIABLES: readonly VariableDef[] = [
     description: "The app's compute size: MEDIUM (the platform's default), LARGE or XLARGE.",
     schema: z.enum(["MEDIUM", "LARGE", "XLARGE"]),
     default: "MEDIUM",
+  },
+  {
+    env: "APP_MIN_INSTANCES",
+    description:
+      "Horizontal scaling (a Databricks Apps Beta): the fewest instances of the app, 1 to 5, set together with APP_MAX_INSTANCES (empty: one instance, the platform's default; docs/scaling.md).",
+    schema: instanceCount,
+    default: "",
+  },
+  {
+    env: "APP_MAX_INSTANCES",
+    description:
+      "Horizontal scaling (a Databricks Apps Beta): the most instances of the app, 1 to 5, at least APP_MIN_INSTANCES (empty: one instance; docs/scaling.md).",
+    schema: instanceCount,
+    default: "",
   },
   {
     env: "METAMCP_DEFAULT_ENDPOINT",

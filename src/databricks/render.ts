@@ -333,10 +333,24 @@ const APP_FIELDS = [
 ];
 
 /**
+ * Horizontal scaling (Beta, 1–5 instances; docs/scaling.md), when APP_MIN/MAX_INSTANCES are set: then the
+ * app's instance counts are ours; unset, whatever the file holds is the user's and stays.
+ */
+export function instanceFields(
+  config: Config,
+): { compute_min_instances: number; compute_max_instances: number } | undefined {
+  const min = config.values.APP_MIN_INSTANCES?.value ?? "";
+  const max = config.values.APP_MAX_INSTANCES?.value ?? "";
+  if (min === "" || max === "") return undefined;
+  return { compute_min_instances: Number(min), compute_max_instances: Number(max) };
+}
+
+/**
  * Paths in databricks.yml that are ours even when this render leaves them out: removed then (a variable of
  * the other Lakebase kind, the project after a switch to attaching one, permissions once APP_CAN_* is empty).
  */
-function ownedPaths(): string[][] {
+function ownedPaths(config: Config): string[][] {
+  const instances = Object.keys(instanceFields(config) ?? {});
   const OURS = [...LAKEBASE_RESOURCES, ...LEGACY_RESOURCES];
   const vars = Object.keys(VARIABLE_DESCRIPTIONS);
   return [
@@ -344,7 +358,7 @@ function ownedPaths(): string[][] {
     ...TARGETS.flatMap((t) => vars.map((k) => ["targets", t, "variables", k])),
     ...OURS.map(([type, key]) => ["resources", type, key]),
     ...TARGETS.flatMap((t) => OURS.map(([type, key]) => ["targets", t, "resources", type, key])),
-    ...APP_FIELDS.map((f) => ["resources", "apps", BUNDLE_KEYS.app, f]),
+    ...[...APP_FIELDS, ...instances].map((f) => ["resources", "apps", BUNDLE_KEYS.app, f]),
   ];
 }
 
@@ -408,6 +422,7 @@ export function renderBundle(
           // Started: `bundle deploy` starts the app and deploys source_code_path itself (direct engine).
           lifecycle: { started: options.started ?? true },
           compute_size: ref("var.compute_size"),
+          ...instanceFields(config),
           resources: appResources(config),
           // Without permissions only the deployer can open the app (APP_CAN_USE / APP_CAN_MANAGE).
           ...(permissions.length ? { permissions } : {}),
@@ -435,7 +450,7 @@ export function renderBundle(
   const databricksYml = mergeBundleFile(
     readBase(bundleDir, options.base),
     root,
-    ownedPaths(),
+    ownedPaths(config),
     BUNDLE_HEADER,
     path.join(bundleDir, "databricks.yml"),
   );

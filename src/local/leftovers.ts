@@ -29,6 +29,9 @@ export function postmasterOf(pgDir: string): number | undefined {
 export function findLeftovers(paths: LocalPaths, state: LocalRunState | undefined): Leftover[] {
   const found: Leftover[] = [];
   if (runsProgram(state?.appPid, ["runtime/start.mjs"])) found.push({ what: "app", pid: state!.appPid! });
+  // The other instances of `local up --instances N`.
+  for (const i of state?.instances?.slice(1) ?? [])
+    if (runsProgram(i.pid, ["runtime/start.mjs"])) found.push({ what: "app", pid: i.pid });
   // One a live `local up` still runs is its, not a leftover (this state dir may have been re-made under it).
   const pg = [state?.pgPid, postmasterOf(paths.pgDir)].find(
     (p) => runsProgram(p, ["postgres"]) && liveSupervisorOf(p) === undefined,

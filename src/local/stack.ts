@@ -6,9 +6,15 @@ import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
 import { fetchNotAnswering, waitFor } from "../retry.js";
 import { assertTreeSchema } from "../runtime/tree-schema.js";
-import { spawnAppProcess } from "./app-process.js";
+import {
+  type AppInstanceSpec,
+  AppInstances,
+  backendPortIsFixed,
+  type InstanceExit,
+} from "./app-instances.js";
 import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
 import { isNoSpaceError, isNoSpaceLine, noSpaceProblem } from "./disk-space.js";
+import type { InstanceRouting } from "./platform/apps-proxy-routing.js";
 import { type ManagedMcpSettings, type ProxyLimits, startPlatform } from "./platform/index.js";
 import {
   assertDataDirVersion,
@@ -49,6 +55,9 @@ export interface LocalStackOptions {
   healthTimeoutMs?: number;
   /** Aborted (Ctrl-C, SIGTERM, `local down`) while starting: whatever started is stopped again. */
   signal?: AbortSignal;
+  /** How many instances of the app (`--instances`, 1–5; docs/scaling.md), and how the proxy spreads people. */
+  instances?: number;
+  routing?: InstanceRouting;
 }
 
 /** Stopped on request (a signal) before the app was healthy. */
@@ -63,6 +72,8 @@ export interface LocalStack {
   /** Resolves with a reason when a part stops on its own (the app exits, PostgreSQL dies). */
   failed: Promise<string>;
   stop(): Promise<void>;
+  /** Replaces the app's instances one at a time (`local restart --rolling`); the state after it. */
+  rollingRestart(): Promise<LocalRunState>;
 }
 
 /**
@@ -136,6 +147,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     config.schema,
     "in .env or the environment; or let `local up` build, without --no-build",
   );
+  if ((options.instances ?? 1) > 1 && backendPortIsFixed(appDir))
+    throw new UserError(
+      "instances_need_ports",
+      `--instances ${options.instances}: this MetaMCP's backend listens on port 12009, fixed in its code (and its Next build calls localhost:12009), so a second instance cannot run on this machine`,
+      EXIT.input,
+      "rehearse several instances on Databricks (APP_MIN_INSTANCES / APP_MAX_INSTANCES), or locally on a tree whose backend takes PORT (the test suite's); docs/scaling.md",
+    );
   const signal = options.signal;
   const interrupted = () => {
     if (signal?.aborted) throw new StartInterrupted(String(signal.reason ?? "aborted"));
@@ -272,11 +290,40 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       ),
     };
     const lastLines: string[] = [];
-    const app = spawnAppProcess({
+    // Instance 1 is the app as always; more (`--instances N`) get MetaMCP ports of their own.
+    const specs: AppInstanceSpec[] = [{ appPort, env }];
+    const taken = [
+      config.local.port,
+      pg.port,
+      appPort,
+      platform.workspacePort,
+      ...METAMCP_FIXED_PORTS.map((p) => p.port),
+    ];
+    for (let i = 1; i < (options.instances ?? 1); i++) {
+      const pick = async () => {
+        const p = await freePort("127.0.0.1", taken);
+        taken.push(p);
+        return p;
+      };
+      const [app, backend, frontend] = [await pick(), await pick(), await pick()];
+      specs.push({
+        appPort: app,
+        env: {
+          ...env,
+          DATABRICKS_APP_PORT: String(app),
+          METAMCP_BACKEND_PORT: String(backend),
+          METAMCP_FRONTEND_PORT: String(frontend),
+        },
+      });
+    }
+    platform.rotation.routing = options.routing ?? "sticky";
+    const instances = new AppInstances({
       command: APP_COMMAND,
       cwd: appDir,
-      env,
-      onLine: (_source, line) => {
+      specs,
+      rotation: platform.rotation,
+      onLine: (i, _source, raw) => {
+        const line = i === 0 || specs.length === 1 ? raw : `[instance ${i + 1}] ${raw}`;
         logFile.write(`${line}\n`);
         lastLines.push(line);
         if (lastLines.length > 20) lastLines.shift();
@@ -284,13 +331,21 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         log.debug(`[app] ${line}`);
       },
     });
-    cleanups.push(async () => void (await app.stop(15_000)));
+    instances.start();
+    cleanups.push(async () => void (await instances.stop(15_000)));
+    const instanceState = () =>
+      specs.length > 1
+        ? { instances: instances.pids().map((pid, i) => ({ pid, port: specs[i]!.appPort })) }
+        : {};
+    const exitOf = (e: InstanceExit) =>
+      `${specs.length > 1 ? `instance ${e.instance + 1} of ` : ""}the app exited`;
 
     const state: LocalRunState = {
       status: "starting",
       supervisorPid: process.pid,
       pgPid: pg.pid,
-      appPid: app.pid,
+      appPid: instances.pids()[0],
+      ...instanceState(),
       ports: { proxy: config.local.port, workspace: platform.workspacePort, app: appPort, postgres: pg.port },
       appUrl: platform.appUrl,
       workspaceUrl: platform.workspaceUrl,
@@ -300,8 +355,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     writeRunState(paths, state);
 
     const exited = Promise.race([
-      app.exited.then((e) => {
-        const how = `the app exited (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`;
+      instances.exited.then((e) => {
+        const how = `${exitOf(e)} (code ${e.code ?? "none"}, signal ${e.signal ?? "none"})`;
         return noSpaceSeen || noSpaceProblem(paths) ? noSpaceReason(how) : how;
       }),
       pgGone,
@@ -312,13 +367,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const onAbort = () => stopWaiting.abort();
     signal?.addEventListener("abort", onAbort, { once: true });
     let appGone = false;
-    const appDied = app.exited.then((e) => {
+    const appDied = instances.exited.then((e) => {
       appGone = true;
       stopWaiting.abort();
       const tail = lastLines.slice(-10).map((l) => `  | ${maskLocalTokens(l)}`);
       return new UserError(
         "app_exited",
-        `the app exited before it was healthy (exit code ${e.code ?? "none"}${e.signal ? `, signal ${e.signal}` : ""}); its last lines:\n${tail.join("\n") || "  (no output)"}`,
+        `${exitOf(e)} before it was healthy (exit code ${e.code ?? "none"}${e.signal ? `, signal ${e.signal}` : ""}); its last lines:\n${tail.join("\n") || "  (no output)"}`,
         EXIT.unhealthy,
         `the whole log: ${paths.logFile}`,
       );
@@ -352,12 +407,44 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
-    log.success(`healthy after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // The other instances: each healthy at its own port too (the proxy's check reached one of them).
+    for (const spec of specs.slice(1))
+      await waitFor(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${spec.appPort}/metamcp/health`, {
+            signal: AbortSignal.timeout(5000),
+          });
+          return res.status === 200 ? true : undefined;
+        },
+        {
+          timeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
+          what: `instance at port ${spec.appPort} to be healthy`,
+          signal: stopWaiting.signal,
+          transient: fetchNotAnswering,
+        },
+      );
+    log.success(
+      `healthy after ${((performance.now() - t0) / 1000).toFixed(1)} s${specs.length > 1 ? ` (${specs.length} instances, ${platform.rotation.routing})` : ""}`,
+    );
 
+    let current: LocalRunState = { ...state, status: "healthy" };
     return {
-      state: { ...state, status: "healthy" },
+      state: current,
       failed: exited,
       stop: stopAll,
+      rollingRestart: async () => {
+        await instances.rollingRestart({
+          healthTimeoutMs: options.healthTimeoutMs ?? 10 * 60_000,
+          log: (m) => log.info(m),
+        });
+        current = {
+          ...current,
+          appPid: instances.pids()[0],
+          ...instanceState(),
+          rolledAt: new Date().toISOString(),
+        };
+        return current;
+      },
     };
   } catch (err) {
     await stopAll();

@@ -180,6 +180,11 @@ export interface LocalRunState {
     forwardAuthorization: boolean;
   };
   startedAt: string;
+  /** `local up --instances N` (N > 1): each instance's runtime and app port (appPid is the first's). */
+  instances?: { pid: number; port: number }[];
+  /** When the last `local restart --rolling` finished, or why it did not. */
+  rolledAt?: string;
+  rollingError?: string;
   error?: string;
 }
 

@@ -83,6 +83,11 @@ export async function localStatus(config: Config, out: CommandOutput): Promise<n
       `health:    ${"status" in health ? `${health.status} in ${health.ms} ms${health.reason ? `: ${health.reason}` : ""}` : health.error}`,
       `PIDs:      supervisor ${state.supervisorPid} (${alive.supervisor ? "up" : "gone"}), app ${state.appPid} (${alive.app ? "up" : "gone"}), postgres ${state.pgPid} (${alive.postgres ? "up" : "gone"})`,
       `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
+      ...(state.instances
+        ? [
+            `instances: ${state.instances.map((i, n) => `${n + 1}: pid ${i.pid} (${isAlive(i.pid) ? "up" : "gone"}), port ${i.port}`).join("; ")}`,
+          ]
+        : []),
       ...(healthy ? [] : [`→ the app's log says more: \`${cliCommand("local logs")}\``]),
     ].join("\n"),
   );

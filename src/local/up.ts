@@ -8,6 +8,7 @@ import { dataInUseError, liveSupervisorOf } from "./data-owner.js";
 import { NO_SPACE_HINT } from "./disk-space.js";
 import { ensureBuilt } from "./ensure-built.js";
 import { findLeftovers, postmasterOf, stopLeftovers } from "./leftovers.js";
+import type { InstanceRouting } from "./platform/apps-proxy-routing.js";
 import type { ManagedMcpSettings, ProxyLimits } from "./platform/index.js";
 import { DEFAULT_LOCAL_USER } from "./platform/users.js";
 import { cliCommand } from "./printed.js";
@@ -47,6 +48,9 @@ export interface LocalUpOptions {
   userApiScopes?: string[];
   /** The stand-in workspace's managed MCP servers (`--managed-mcp`, `--genie-delay`). */
   managedMcp?: Partial<ManagedMcpSettings>;
+  /** `--instances N` (1–5) and `--routing sticky|spread` (docs/scaling.md). */
+  instances?: number;
+  routing?: InstanceRouting;
   json: boolean;
   /** Asks a yes/no question (--fresh without --yes); the CLI asks on the terminal. */
   confirm: (question: string) => Promise<boolean>;
@@ -193,6 +197,9 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     "--port",
     String(config.local.port),
     "--no-build",
+    ...(opts.instances && opts.instances > 1
+      ? ["--instances", String(opts.instances), "--routing", opts.routing ?? "sticky"]
+      : []),
   ];
   const child = spawn(process.execPath, args, {
     detached: true,
@@ -274,7 +281,32 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
       userApiScopes: opts.userApiScopes,
       log,
       signal: stop.signal,
+      instances: opts.instances,
+      routing: opts.routing,
     });
+    // `local restart --rolling` asks with SIGUSR2: the instances are replaced one at a time (app-instances.ts).
+    let rolling: Promise<void> | undefined;
+    const onRolling = () => {
+      rolling ??= stack
+        .rollingRestart()
+        .then(
+          (state) => {
+            writeRunState(paths, state);
+            log.success("rolling restart done: every instance replaced, one at a time");
+          },
+          (err: Error) => {
+            log.error(`rolling restart failed: ${err.message}`);
+            const now = readRunState(paths);
+            if (now)
+              writeRunState(paths, { ...now, rollingError: `${new Date().toISOString()} ${err.message}` });
+          },
+        )
+        .finally(() => {
+          rolling = undefined;
+        });
+    };
+    process.on("SIGUSR2", onRolling);
+    // Healthy once the handler is there: `local restart` signals only a healthy run.
     writeRunState(paths, { ...stack.state, status: "healthy" });
     ctx.result(publicState({ ...stack.state, status: "healthy" }), () => readyBanner(stack.state));
     const reason = await new Promise<string>((resolve) => {
@@ -282,6 +314,7 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
       stop.signal.addEventListener("abort", () => resolve(String(stop.signal.reason)), { once: true });
       stack.failed.then((why) => resolve(why));
     });
+    process.off("SIGUSR2", onRolling);
     const failed = !reason.startsWith("received");
     log.info(`stopping (${reason})`);
     writeRunStateEvenIfFull(paths, {

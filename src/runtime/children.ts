@@ -28,6 +28,8 @@ export class SupervisedChild {
   private stopping = false;
   private restarts: number[] = [];
   private onFatal: ((reason: string) => void) | undefined;
+  private starts = 0;
+  private exits = 0;
 
   constructor(
     readonly spec: ChildSpec,
@@ -38,6 +40,15 @@ export class SupervisedChild {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  /**
+   * Changes at every start and every exit of the process: whatever lived in its memory (MetaMCP's MCP
+   * sessions) is gone once it differs (session-continuity.ts). Counted at the exit too, so requests that come
+   * while the child is restarting already know.
+   */
+  get generation(): number {
+    return this.starts + this.exits;
   }
 
   start(onFatal: (reason: string) => void): void {
@@ -58,6 +69,7 @@ export class SupervisedChild {
       },
     );
     this.child = child;
+    this.starts++;
     if (handOver) {
       const pipe = child.stdio[SECRETS_FD] as Writable | null;
       // A child that dies before reading closes its end: its exit is reported below, not this write's EPIPE.
@@ -71,6 +83,7 @@ export class SupervisedChild {
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => {
+      this.exits++;
       // A stop of the whole process group (`kill -- -PGID`, the platform stopping the app) reaches the
       // child and us together, and the child's exit may be seen first: decide after the signals that
       // came with it were handled, so the child is not restarted in the middle of our own stop.

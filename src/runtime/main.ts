@@ -34,6 +34,8 @@ import { type RuntimeEnv, readRuntimeEnv } from "./env.js";
 import { seedMcpTimeouts } from "./mcp-timeouts.js";
 import { AppPlatformClient } from "./platform-client.js";
 import { createRouter } from "./router.js";
+import { SessionContinuity } from "./session-continuity.js";
+import { ensureSessionTable, SessionStore, storeOnceReady } from "./session-store.js";
 import {
   describeStdioServerByOther,
   describeStdioSettings,
@@ -270,6 +272,16 @@ export async function runApp(runtimeDir: string): Promise<number> {
           arguments: env.audit.enabled ? env.audit.arguments : "off",
         })
       : undefined;
+  // MCP sessions outlive MetaMCP's backend process and move between instances (docs/scaling.md).
+  let sessionStore: SessionStore | undefined;
+  let backendChild: SupervisedChild | undefined;
+  const continuity = new SessionContinuity({
+    store: storeOnceReady(() => sessionStore),
+    backendPort: env.backendPort,
+    generation: () => backendChild?.generation ?? 0,
+    identitySecret,
+    warn: (message) => log.warn(message),
+  });
   const router = createRouter({
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
@@ -287,6 +299,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
     auditRead: env.audit.enabled
       ? (filters) => auditWriter?.read(filters) ?? Promise.reject(new Error("the database is not ready yet"))
       : undefined,
+    continuity,
   });
   let shuttingDown = false;
   let resolveExit: (code: number) => void = () => {};
@@ -307,6 +320,8 @@ export async function runApp(runtimeDir: string): Promise<number> {
     }, SHUTDOWN_BUDGET_MS).unref();
     if (router.server.listening) await router.close(8_000).catch(() => {});
     await Promise.all([auditWriter?.close(1_500), telemetry?.close(1_500)]);
+    continuity.close();
+    await sessionStore?.close();
     await Promise.all(children.map((c) => c.stop(3_000)));
     await tools?.stop();
     keeper.stop();
@@ -436,6 +451,13 @@ export async function runApp(runtimeDir: string): Promise<number> {
       });
       auditWriter.start();
     }
+    sessionStore = new SessionStore({
+      connection: cfg,
+      schema: env.schema,
+      idleMs: env.sessionIdleMs,
+      warn: (message) => log.warn(message),
+    });
+    sessionStore.start();
 
     const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
     // Before the backend: its fetch wrapper needs the gateway's port and secret (docs/databricks-tools.md).
@@ -463,6 +485,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       ),
       createLogger({ json, tag: "backend" }),
     );
+    backendChild = backend;
     const frontend = new SupervisedChild(
       metamcpChild(
         "frontend",
@@ -589,6 +612,11 @@ async function prepareDatabase(
           `tool-call audit on: ${env.schema}.databricks_tool_calls${t.created ? " created" : ""} (arguments ${env.audit.arguments}, kept ${env.audit.days} days)`,
         );
       } else log.info("tool-call audit off (METAMCP_AUDIT=off)");
+      phase = "session table";
+      const st = await untilStopped(ensureSessionTable(client, env.schema), signal);
+      log.info(
+        `MCP sessions recorded in ${env.schema}.databricks_mcp_sessions${st.created ? " (created)" : ""}: they outlive restarts and move between instances`,
+      );
       phase = "STDIO servers";
       for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
       const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);

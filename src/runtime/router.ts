@@ -25,7 +25,8 @@ import {
   type Managers,
   trpcProcedures,
 } from "./live-logs-guard.js";
-import { createPeerTrust, dropIdentityHeaders, IDENTITY_HEADERS, normalizeAddress } from "./proxy-trust.js";
+import { createPeerTrust, dropIdentityHeaders, normalizeAddress } from "./proxy-trust.js";
+import { IN_FLIGHT_MESSAGE, type SessionContinuity, sessionCredentialHeaders } from "./session-continuity.js";
 import {
   DEFAULT_MAX_SESSIONS,
   DEFAULT_SESSION_IDLE_MS,
@@ -217,6 +218,8 @@ export interface RouterOptions {
   audit?: AuditObserver;
   /** Reads the audit for `GET /metamcp/_databricks/audit`, answered to the app's managers only (audit-route.ts). */
   auditRead?: (filters: AuditFilters) => Promise<AuditRecord[]>;
+  /** Streamable HTTP sessions that survive MetaMCP restarts and move between instances (docs/scaling.md). */
+  continuity?: SessionContinuity;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -252,9 +255,6 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
 /** Answers that list session ids are JSON and small; anything larger is passed on unread. */
 const MAX_REWRITTEN_BODY = 1024 * 1024;
 
-/** The headers with which the router ends a session at the backend as its owner (never logged). */
-const CLOSE_HEADERS = ["authorization", "x-api-key", "cookie", "host", ...IDENTITY_HEADERS] as const;
-
 interface Opening {
   route: SessionRoute;
   principal: string;
@@ -264,6 +264,16 @@ interface Opening {
 interface Guarded {
   session: TrackedSession;
   route: SessionRoute | undefined;
+  /** Continuity: answers the request's calls clearly if MetaMCP dies while streaming their answer. */
+  cut?: (proxyRes: IncomingMessage, res: ServerResponse) => void;
+}
+
+/** An answer's headers as passed on (hop-by-hop ones dropped). */
+function passedOnHeaders(proxyRes: IncomingMessage): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(proxyRes.headers))
+    if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+  return headers;
 }
 
 export function createRouter(options: RouterOptions): Router {
@@ -314,11 +324,11 @@ export function createRouter(options: RouterOptions): Router {
     }
   };
 
-  const endSession = (s: TrackedSession, why: "idle" | "evicted") => {
+  const endSession = (s: TrackedSession, why: "idle" | "evicted" | "elsewhere") => {
     for (const stream of s.streams ?? []) stream.destroy();
     s.streams?.clear();
     if (s.close) {
-      const headers: Record<string, string> = { ...s.close.headers, "mcp-session-id": s.id };
+      const headers: Record<string, string> = { ...s.close.headers, "mcp-session-id": s.backendId ?? s.id };
       delete headers[IDENTITY_SECRET_HEADER];
       stampIdentitySecret(headers, options.identitySecret);
       const r = httpRequest(
@@ -335,10 +345,13 @@ export function createRouter(options: RouterOptions): Router {
       r.on("error", () => {});
       r.end();
     }
+    if (s.transport === "streamable" && why !== "elsewhere") options.continuity?.ended(s.id, why);
     options.info?.(
       why === "idle"
         ? `ended an MCP session idle for over ${Math.round((options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS) / 1000)} s (${s.scope})`
-        : `ended the least recently used MCP session (${s.scope}): more than ${options.maxSessions ?? DEFAULT_MAX_SESSIONS} open`,
+        : why === "elsewhere"
+          ? `ended this instance's copy of an MCP session its owner ended on another instance (${s.scope})`
+          : `ended the least recently used MCP session (${s.scope}): more than ${options.maxSessions ?? DEFAULT_MAX_SESSIONS} open`,
     );
   };
   const sessions = new SessionTable({
@@ -350,6 +363,8 @@ export function createRouter(options: RouterOptions): Router {
   sessions.start();
   const openings = new WeakMap<IncomingMessage, Opening>();
   const guarded = new WeakMap<IncomingMessage, Guarded>();
+  /** Streamable openings whose answer waits until continuity recorded the session (session-continuity.ts). */
+  const recordedOpenings = new WeakSet<IncomingMessage>();
 
   const trackOpening = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
     const o = openings.get(req);
@@ -363,6 +378,7 @@ export function createRouter(options: RouterOptions): Router {
           principal: o.principal,
           transport: "streamable",
           close: o.close,
+          generation: options.continuity?.generation(),
         });
       return;
     }
@@ -382,27 +398,34 @@ export function createRouter(options: RouterOptions): Router {
       res.once("close", () => sessions.forget(id));
     };
     proxyRes.on("data", onData);
+    // MetaMCP's process died under the stream: the client's ends too, so it knows to connect again (an SSE
+    // session lives in that process only: docs/scaling.md).
+    proxyRes.once("close", () => {
+      if (!proxyRes.complete) res.destroy();
+    });
   };
 
   /** The answer to a request naming one of the caller's sessions: passed on, minus other sessions' ids. */
   const relayGuarded = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse, g: Guarded) => {
     const status = proxyRes.statusCode ?? 502;
+    if (req.method === "DELETE" && g.session.transport === "streamable")
+      options.continuity?.ended(g.session.id, "deleted");
     if (status === 404) {
       // The backend no longer has it (a restart, its own cleanup): gone for us too, and its 404 lists the others.
+      // With continuity the stored session stays: the next request re-opens it.
       sessions.forget(g.session.id);
       proxyRes.resume();
       answerUnknownSession(res, req.method, g.route, g.session.id);
       return;
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(proxyRes.headers))
-      if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    const headers = passedOnHeaders(proxyRes);
     const deleted = req.method === "DELETE" && status < 300;
     if (deleted) sessions.forget(g.session.id);
     const json = String(proxyRes.headers["content-type"] ?? "").includes("json");
     if (!(json && (deleted || req.method === "DELETE" || status >= 400))) {
       res.writeHead(status, proxyRes.statusMessage, headers);
       proxyRes.pipe(res);
+      g.cut?.(proxyRes, res);
       return;
     }
     const chunks: Buffer[] = [];
@@ -425,14 +448,59 @@ export function createRouter(options: RouterOptions): Router {
     });
   };
 
+  /** An opening's answer, held until the session is recorded: the client's next request may go anywhere. */
+  const relayRecordedOpening = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+    proxyRes.pause();
+    trackOpening(proxyRes, req, res);
+    const o = openings.get(req);
+    const id = proxyRes.headers["mcp-session-id"];
+    const recorded =
+      o && (proxyRes.statusCode ?? 500) < 300 && typeof id === "string" && id !== ""
+        ? options.continuity!.opened(req, id, o.principal, o.route.scope)
+        : Promise.resolve();
+    void recorded.then(() => {
+      if (res.destroyed) return proxyRes.destroy();
+      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, passedOnHeaders(proxyRes));
+      proxyRes.pipe(res);
+    });
+  };
+
+  /** A request of one of the caller's sessions, to MetaMCP under the id MetaMCP knows it by. */
+  const forwardInSession = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    session: TrackedSession,
+    route: SessionRoute | undefined,
+  ) => {
+    res.once("close", sessions.begin(session));
+    if (req.method === "GET") {
+      sessions.holdStream(session, res);
+    }
+    const continuity = options.continuity;
+    const cut = continuity && session.transport === "streamable" ? continuity.watchCall(req) : undefined;
+    guarded.set(req, { session, route, cut });
+    if (session.backendId) req.headers["mcp-session-id"] = session.backendId;
+    if (continuity && session.transport === "streamable")
+      continuity.used(session, () => {
+        if (sessions.owned(session.id, session.principal, session.scope) !== session) return;
+        sessions.forget(session.id);
+        endSession(session, "elsewhere");
+      });
+    proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });
+  };
+
   proxy.on("proxyRes", (proxyRes, req, res) => {
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
+    const g = guarded.get(req);
+    // A re-opened session: the client (and the audit) keep the id the client was given; MetaMCP's stays here.
+    if (g?.session.backendId && proxyRes.headers["mcp-session-id"] !== undefined)
+      proxyRes.headers["mcp-session-id"] = g.session.id;
     addIdentityCookies(proxyRes, req);
     options.audit?.response(req, proxyRes);
-    const g = guarded.get(req);
     if (g) relayGuarded(proxyRes, req, res as ServerResponse, g);
+    else if (recordedOpenings.has(req)) relayRecordedOpening(proxyRes, req, res as ServerResponse);
     else trackOpening(proxyRes, req, res as ServerResponse);
   });
   const identity = options.identitySecret
@@ -459,11 +527,15 @@ export function createRouter(options: RouterOptions): Router {
       agent.destroy();
     },
   };
-  proxy.on("error", (err, _req, res) => {
+  proxy.on("error", (err, req, res) => {
     const r = res as ServerResponse;
     if (typeof r.writeHead === "function" && !r.headersSent) {
       r.writeHead(502, { "content-type": "text/plain" });
-      r.end(`MetaMCP is not answering: ${err.message}`);
+      r.end(
+        options.continuity && guarded.get(req)?.session.transport === "streamable"
+          ? `${IN_FLIGHT_MESSAGE} (${err.message})`
+          : `MetaMCP is not answering: ${err.message}`,
+      );
     } else (res as Socket).destroy?.();
   });
   router.server.on("connection", (s) => {
@@ -499,17 +571,29 @@ export function createRouter(options: RouterOptions): Router {
         sessionId,
       );
     if (sessionId !== undefined) {
-      const session = sessions.owned(sessionId, principalOf(req.headers, query), route?.scope);
+      const principal = principalOf(req.headers, query);
+      const session = sessions.owned(sessionId, principal, route?.scope);
+      const continuity = options.continuity;
+      if (continuity && route?.kind === "mcp" && continuity.needsReopen(session)) {
+        // Held (not read) until MetaMCP has the session again: then forwarded as it came.
+        req.pause();
+        void continuity.reopen(req, sessionId, principal, route.scope, sessions).then((r) => {
+          if (r.kind === "session") return forwardInSession(req, res, r.session, route);
+          if (r.kind === "unknown") {
+            options.audit?.refused(req, 404);
+            return answerUnknownSession(res, req.method, route, sessionId);
+          }
+          options.audit?.refused(req, r.status);
+          res.writeHead(r.status, { "content-type": r.contentType });
+          res.end(r.body);
+        });
+        return;
+      }
       if (!session) {
         options.audit?.refused(req, 404);
         return answerUnknownSession(res, req.method, route, sessionId);
       }
-      res.once("close", sessions.begin(session));
-      if (req.method === "GET") {
-        sessions.holdStream(session, res);
-      }
-      guarded.set(req, { session, route });
-      proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });
+      forwardInSession(req, res, session, route);
       return;
     }
     const opens =
@@ -517,16 +601,17 @@ export function createRouter(options: RouterOptions): Router {
       ((route.kind === "mcp" && req.method === "POST") ||
         ((route.kind === "sse" || route.kind === "stdio") && req.method === "GET"));
     if (opens) {
-      const headers: Record<string, string> = {};
-      for (const h of CLOSE_HEADERS) {
-        const v = req.headers[h];
-        if (typeof v === "string") headers[h] = v;
-      }
       openings.set(req, {
         route,
         principal: principalOf(req.headers, query),
-        close: { path: req.url ?? pathname, headers },
+        close: { path: req.url ?? pathname, headers: sessionCredentialHeaders(req.headers) },
       });
+      if (options.continuity && route.kind === "mcp") {
+        options.continuity.watchOpening(req);
+        recordedOpenings.add(req);
+        proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });
+        return;
+      }
     }
     proxy.web(req, res, { target: backendTarget });
   };

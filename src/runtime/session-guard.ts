@@ -95,6 +95,10 @@ export interface TrackedSession {
   transport: "streamable" | "sse";
   lastSeen: number;
   inflight: number;
+  /** The id MetaMCP knows it by, when the router re-opened it there (session-continuity.ts); else `id`. */
+  backendId?: string;
+  /** The backend process it lives in (SessionContinuity.generation): another means MetaMCP lost it. */
+  generation?: number;
   /** How to end it at the backend as its owner (streamable: a DELETE with the opener's credentials). */
   close?: { path: string; headers: Record<string, string> };
   /**

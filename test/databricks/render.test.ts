@@ -55,6 +55,11 @@ describe("databricks.yml", () => {
       options: { started: false },
     },
     {
+      name: "several instances (APP_MIN_INSTANCES / APP_MAX_INSTANCES)",
+      env: { APP_MIN_INSTANCES: "2", APP_MAX_INSTANCES: "5" },
+      target: "prod",
+    },
+    {
       name: "with the app URL",
       env: {},
       target: "prod",
@@ -220,6 +225,40 @@ describe("databricks.yml", () => {
       /dev and prod both name the app one-app/,
     );
     expect(render({}).rendered.warnings).toEqual([]);
+  });
+});
+
+describe("several instances (horizontal scaling, a Beta: docs/scaling.md)", () => {
+  test("APP_MIN/MAX_INSTANCES become the app's compute_min_instances / compute_max_instances, as integers", () => {
+    const doc: Yml = parse(render({ APP_MIN_INSTANCES: "2", APP_MAX_INSTANCES: "3" }).rendered.databricksYml);
+    expect(doc.resources.apps.metamcp).toMatchObject({ compute_min_instances: 2, compute_max_instances: 3 });
+    // Unset: not rendered (one instance, the platform's default).
+    const one: Yml = parse(render({}).rendered.databricksYml);
+    expect(one.resources.apps.metamcp.compute_min_instances).toBeUndefined();
+    expect(one.resources.apps.metamcp.compute_max_instances).toBeUndefined();
+  });
+
+  test("ours once set: a re-render follows the config, and a user's own counts stay while it is unset", () => {
+    const set = render({ APP_MIN_INSTANCES: "2", APP_MAX_INSTANCES: "3" }).rendered.databricksYml;
+    const changed: Yml = parse(
+      render({ APP_MIN_INSTANCES: "1", APP_MAX_INSTANCES: "5" }, "dev", { base: set }).rendered.databricksYml,
+    );
+    expect(changed.resources.apps.metamcp).toMatchObject({
+      compute_min_instances: 1,
+      compute_max_instances: 5,
+    });
+    const kept: Yml = parse(render({}, "dev", { base: set }).rendered.databricksYml);
+    expect(kept.resources.apps.metamcp).toMatchObject({ compute_min_instances: 2, compute_max_instances: 3 });
+  });
+
+  test("refused: outside 1–5, not a whole number, one without the other, min above max", () => {
+    const bad = (env: Record<string, string>) => () =>
+      loadConfig({ cwd: "/work/project", env, dotenvPath: "/nonexistent" });
+    expect(bad({ APP_MIN_INSTANCES: "0", APP_MAX_INSTANCES: "2" })).toThrow(/APP_MIN_INSTANCES="0".*1 to 5/s);
+    expect(bad({ APP_MIN_INSTANCES: "1", APP_MAX_INSTANCES: "6" })).toThrow(/APP_MAX_INSTANCES="6".*1 to 5/s);
+    expect(bad({ APP_MIN_INSTANCES: "two", APP_MAX_INSTANCES: "2" })).toThrow(/whole number/);
+    expect(bad({ APP_MAX_INSTANCES: "3" })).toThrow(/set both/);
+    expect(bad({ APP_MIN_INSTANCES: "4", APP_MAX_INSTANCES: "2" })).toThrow(/APP_MIN_INSTANCES=4 is above/);
   });
 });
 

@@ -1,13 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../src/retry.js";
 import { IDENTITY_SECRET_HEADER } from "../../src/runtime/identity-signin.js";
@@ -22,6 +19,19 @@ import {
   withoutSessionListings,
 } from "../../src/runtime/session-guard.js";
 
+import {
+  ADA,
+  as,
+  BOB,
+  callWith,
+  connect,
+  SECRET,
+  startRouter,
+  startUpstreamShapedBackend,
+  text,
+  type UpstreamShape,
+} from "../support/upstream-shaped-backend.js";
+
 /**
  * Attacks of issue "A shared gateway" on MCP sessions and on the app port, against a backend that behaves as
  * upstream MetaMCP's public endpoints do (routers/public-metamcp/streamable-http.ts and sse.ts, v2.4.22 and
@@ -30,142 +40,6 @@ import {
  * `remainingSessions`, Express's case-insensitive routes. Two people (Ada, Bob), each with their own private
  * endpoint and key, use real MCP SDK clients; the test plays the Apps proxy (identity headers) from 127.0.0.1.
  */
-
-const ADA = { email: "ada@example.com", endpoint: "adas", key: "sk_mt_ada_0123456789abcdefghij" };
-const BOB = { email: "bob@example.com", endpoint: "bobs", key: "sk_mt_bob_0123456789abcdefghij" };
-const KEYS: Record<string, string> = { [ADA.endpoint]: ADA.key, [BOB.endpoint]: BOB.key };
-const SECRET = "f".repeat(64);
-
-interface UpstreamShape {
-  server: Server;
-  port: number;
-  http: Map<string, StreamableHTTPServerTransport>;
-  sse: Map<string, SSEServerTransport>;
-  deletes: string[];
-  seen: IncomingMessage["headers"][];
-}
-
-function mcpServerFor(endpoint: string) {
-  const s = new McpServer({ name: "upstream-shaped", version: "0.0.0" });
-  // Whose session answered: the endpoint it was opened on.
-  s.registerTool("owner", { description: "the endpoint this session was opened on" }, async () => ({
-    content: [{ type: "text", text: endpoint }],
-  }));
-  return s;
-}
-
-async function startUpstreamShapedBackend(): Promise<UpstreamShape> {
-  const http = new Map<string, StreamableHTTPServerTransport>();
-  const sse = new Map<string, SSEServerTransport>();
-  const deletes: string[] = [];
-  const seen: IncomingMessage["headers"][] = [];
-  const json = (res: ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
-    res.end(JSON.stringify(body));
-  };
-  const server = createServer(async (req, res) => {
-    seen.push({ ...req.headers });
-    const url = new URL(req.url ?? "/", "http://x");
-    if (/^\/metamcp\/health\/sessions\/?$/i.test(url.pathname))
-      return json(res, 200, { streamableHttpSessions: { count: http.size, sessionIds: [...http.keys()] } });
-    const m = /^\/metamcp\/([^/]+)\/(mcp|sse|message)\/?$/i.exec(url.pathname);
-    if (!m) return json(res, 404, { error: "not found" });
-    const endpoint = m[1]!;
-    const kind = m[2]!.toLowerCase();
-    const key = req.headers["x-api-key"] ?? url.searchParams.get("api_key");
-    if (!KEYS[endpoint] || KEYS[endpoint] !== key) return json(res, 401, { error: "invalid_api_key" });
-    const sid = req.headers["mcp-session-id"] as string | undefined;
-    if (kind === "mcp" && req.method === "POST" && !sid) {
-      const id = randomUUID();
-      const t = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
-      http.set(id, t);
-      await mcpServerFor(endpoint).connect(t);
-      return await t.handleRequest(req, res);
-    }
-    if (kind === "mcp") {
-      const t = sid ? http.get(sid) : undefined;
-      if (!t)
-        return json(res, 404, {
-          error: "Session not found",
-          message: `Transport not found for sessionId ${sid}`,
-          available_sessions: [...http.keys()],
-          timestamp: new Date().toISOString(),
-        });
-      if (req.method === "DELETE") {
-        deletes.push(sid!);
-        await t.close();
-        http.delete(sid!);
-        return json(res, 200, {
-          message: "Session cleaned up successfully",
-          sessionId: sid,
-          remainingSessions: [...http.keys()],
-        });
-      }
-      return await t.handleRequest(req, res);
-    }
-    if (kind === "sse" && req.method === "GET") {
-      const t = new SSEServerTransport(`/metamcp/${endpoint}/message`, res);
-      sse.set(t.sessionId, t);
-      res.on("close", () => sse.delete(t.sessionId));
-      return await mcpServerFor(endpoint).connect(t);
-    }
-    const t = sse.get(url.searchParams.get("sessionId") ?? "");
-    if (!t) {
-      res.writeHead(404);
-      return res.end("Session not found");
-    }
-    return await t.handlePostMessage(req, res);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  return { server, port: (server.address() as AddressInfo).port, http, sse, deletes, seen };
-}
-
-async function startRouter(backendPort: number, extra: Partial<Parameters<typeof createRouter>[0]> = {}) {
-  const router = createRouter({
-    backendPort,
-    frontendPort: 1, // nothing here goes to the frontend
-    identitySecret: SECRET,
-    trustedProxyAddresses: ["127.0.0.1"],
-    ...extra,
-  });
-  router.ready = true;
-  await new Promise<void>((r) => router.server.listen(0, "0.0.0.0", () => r()));
-  return { router, url: `http://127.0.0.1:${(router.server.address() as AddressInfo).port}` };
-}
-
-/** A person's client headers as they reach the app port: the proxy's identity, and their MetaMCP key. */
-const as = (p: typeof ADA) => ({ "x-forwarded-email": p.email, "x-api-key": p.key });
-
-async function connect(url: string, p: typeof ADA) {
-  const client = new Client({ name: `client-of-${p.email}`, version: "1.0.0" });
-  const transport = new StreamableHTTPClientTransport(new URL(`${url}/metamcp/${p.endpoint}/mcp`), {
-    requestInit: { headers: as(p) },
-  });
-  await client.connect(transport);
-  return { client, transport, sessionId: transport.sessionId! };
-}
-
-const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]!.text;
-
-/** A raw tools/call naming a session, as an attacker sends it. */
-function callWith(url: string, path: string, sessionId: string, headers: Record<string, string>) {
-  return fetch(`${url}${path}`, {
-    method: "POST",
-    headers: {
-      ...headers,
-      "content-type": "application/json",
-      accept: "application/json, text/event-stream",
-      "mcp-session-id": sessionId,
-      "mcp-protocol-version": "2025-06-18",
-    },
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 7,
-      method: "tools/call",
-      params: { name: "owner", arguments: {} },
-    }),
-  });
-}
 
 describe("MCP sessions belong to whoever opened them (real MCP SDK clients, upstream-shaped backend)", () => {
   let backend: UpstreamShape;

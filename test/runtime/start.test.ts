@@ -14,6 +14,7 @@ import { silentLogger } from "../../src/log/logger.js";
 import { waitFor } from "../../src/retry.js";
 import { runMigrations } from "../../src/runtime/database.js";
 import { MCP_TOOL_TIMEOUT_MS, seedMcpTimeouts } from "../../src/runtime/mcp-timeouts.js";
+import { sessionKey } from "../../src/runtime/session-store.js";
 import {
   createFakeAppTree,
   FAKE_METAMCP_API_KEY,
@@ -384,6 +385,50 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       } finally {
         await ws.close();
       }
+    });
+
+    it("an MCP session outlives a crash of MetaMCP's backend and a restart of the app: a client with no re-initialize logic keeps calling (issue 25)", async () => {
+      let app = startRuntime();
+      await waitReady(app);
+      expect(app.lines.join("\n")).toContain("MCP sessions recorded in metamcp_app.databricks_mcp_sessions");
+      const client = new Client({ name: "no-reinit-client", version: "1.0.0" });
+      const transport = new StreamableHTTPClientTransport(
+        new URL(`http://127.0.0.1:${appPort}/metamcp/demo/mcp`),
+        { requestInit: { headers: { "x-api-key": FAKE_METAMCP_API_KEY } } },
+      );
+      await client.connect(transport);
+      const sessionId = transport.sessionId!;
+      const echo = async (t: string) =>
+        ((await client.callTool({ name: "echo", arguments: { text: t } })) as { content: { text: string }[] })
+          .content[0]!.text;
+      expect(await echo("before")).toBe("before");
+      // The backend crashes; the supervisor restarts it. A call made while it is down waits for it.
+      const before = (await (await appGet("/metamcp/pid")).json()) as { pid: number };
+      await appGet("/metamcp/exit0");
+      await waitFor(
+        () => (app.lines.some((l) => l.includes("backend exited unexpectedly")) ? true : undefined),
+        { timeoutMs: 10_000, what: "the backend's exit" },
+      );
+      expect(await echo("during the restart")).toBe("during the restart");
+      const after = (await (await appGet("/metamcp/pid")).json()) as { pid: number };
+      expect(after.pid).not.toBe(before.pid);
+      // The whole app stops and starts again (a redeploy): the session is re-opened from the database.
+      app.child.kill("SIGTERM");
+      await app.exited;
+      app = startRuntime();
+      await waitReady(app);
+      expect(await echo("after the app's restart")).toBe("after the app's restart");
+      expect(transport.sessionId).toBe(sessionId);
+      const admin = new pg.Client({ connectionString: db.adminUrl(db.database) });
+      await admin.connect();
+      try {
+        const rows = await admin.query("SELECT * FROM metamcp_app.databricks_mcp_sessions");
+        expect(rows.rows.map((r) => r.session_key)).toContain(sessionKey(sessionId));
+        expect(JSON.stringify(rows.rows)).not.toContain(sessionId);
+      } finally {
+        await admin.end();
+      }
+      await client.close();
     });
 
     it("serves with a provisioned (legacy) Lakebase instance too", async () => {

@@ -341,14 +341,15 @@ const CONFIG_MIGRATION = `CREATE TABLE "config" (
 
 /**
  * The tables a started fake tree has in the custom schema, sorted: drizzle's journal, the fake's upstream
- * tables (notes, config, better-auth's four, endpoints) and the runtime's own databricks_endpoint_identity and
- * databricks_tool_calls (the audit, on by default).
+ * tables (notes, config, better-auth's four, endpoints) and the runtime's own databricks_endpoint_identity,
+ * databricks_mcp_sessions (session continuity) and databricks_tool_calls (the audit, on by default).
  */
 export const FAKE_TREE_TABLES = [
   "__drizzle_migrations",
   "accounts",
   "config",
   "databricks_endpoint_identity",
+  "databricks_mcp_sessions",
   "databricks_tool_calls",
   "endpoints",
   "notes",

@@ -56,6 +56,8 @@ export interface AppsProxyOptions {
   tokens: Pick<TokenStore, "verifyHeader">;
   /** Where the app listens (its DATABRICKS_APP_PORT). */
   target: string;
+  /** Several instances of the app (`local up --instances N`): the one to send `who`'s request to. */
+  pickInstance?: (who: string) => number | undefined;
   /** The workspace's login page, where a browser without a session is sent (302). */
   loginUrl: () => string;
   logs: LogBuffer;
@@ -248,6 +250,13 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
     res.end();
   });
 
+  /** undefined: the one target; null: several, none in rotation. */
+  const instanceFor = (user: LocalUser): string | null | undefined => {
+    if (!options.pickInstance) return undefined;
+    const port = options.pickInstance(user.id);
+    return port === undefined ? null : `http://127.0.0.1:${port}`;
+  };
+
   const refused = (user: LocalUser) => options.mayUse !== undefined && !options.mayUse(user);
   const refusal = (user: LocalUser) =>
     `${user.email} does not have permission to use app ${options.appName ?? ""}: ask one of its managers for CAN USE (APP_CAN_USE)\n`;
@@ -282,7 +291,13 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
       timer = setTimeout(cut, limits.streamTimeoutMs);
     });
     res.once("close", () => clearTimeout(timer));
-    proxy.web(req, res);
+    const target = instanceFor(user);
+    if (target === null) {
+      res.writeHead(503, { "content-type": "text/plain", "retry-after": "1" });
+      res.end("no instance of the app is in rotation");
+      return true;
+    }
+    proxy.web(req, res, target ? { target } : {});
     return true;
   });
   const wss = new WebSocketServer({ noServer: true });
@@ -322,7 +337,12 @@ export function registerAppsProxy(appHost: PlatformServer, options: AppsProxyOpt
       return;
     }
     forwardedHeaders(req, user, origin(req));
-    proxy.ws(req, socket, head);
+    const target = instanceFor(user);
+    if (target === null) {
+      socket.end("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+      return;
+    }
+    proxy.ws(req, socket, head, target ? { target } : {});
   });
   return {
     close() {

@@ -23,6 +23,7 @@ import {
   type ProxyLimits,
   registerAppsProxy,
 } from "./apps-proxy.js";
+import { createInstancePicker, type InstanceRotation } from "./apps-proxy-routing.js";
 import {
   DatabaseCredentials,
   type IssuedCredential,
@@ -93,6 +94,8 @@ export interface LocalPlatform {
   proxyLimits: ProxyLimits;
   /** The managed MCP servers' settings; tests change them between calls. */
   managedMcp: ManagedMcpSettings;
+  /** The app instances the proxy routes to (`local up --instances N`, a rolling restart changes it). */
+  rotation: InstanceRotation;
   logs: LogBuffer;
   close(): Promise<void>;
 }
@@ -237,7 +240,10 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     log.warn(
       "the local Apps proxy connects from 127.0.0.1 (127.0.0.2 is not usable here): the app cannot tell it from other local programs, which can then claim any identity at the app port; on macOS `sudo ifconfig lo0 alias 127.0.0.2 up` makes them distinguishable (docs/identity.md)",
     );
+  const rotation: InstanceRotation = { ports: [options.appPort], routing: "sticky" };
   const appsProxy = registerAppsProxy(appHost, {
+    // One instance, or several by who calls (apps-proxy-routing.ts).
+    pickInstance: createInstancePicker(() => rotation),
     sourceAddress: source.address,
     tokens,
     target: `http://127.0.0.1:${options.appPort}`,
@@ -318,6 +324,7 @@ export async function startPlatform(options: StartPlatformOptions): Promise<Loca
     },
     proxyLimits,
     managedMcp: managedMcpSettings,
+    rotation,
     logs,
     async close() {
       appsProxy.close();

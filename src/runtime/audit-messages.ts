@@ -55,7 +55,18 @@ export class BodyTap {
   }
 
   text(): string {
-    return Buffer.concat(this.chunks).toString("utf8");
+    // Most bodies are one chunk: no copy.
+    return (this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)).toString("utf8");
+  }
+
+  /**
+   * Lets go of the bytes (the count stays). A chunk the HTTP parser hands out is a view of the socket's read
+   * buffer: held, it would keep that whole buffer alive for as long as the exchange is remembered.
+   */
+  release(): void {
+    this.chunks = [];
+    this.tail = [];
+    this.tailBytes = 0;
   }
 
   /** Head and tail of an oversize body (the tail cut to TAIL_BYTES). */
@@ -156,8 +167,34 @@ function answerOf(m: unknown): AnswerMessage | undefined {
   return { key, outcome: "ok" };
 }
 
-/** The answers in one JSON text (a body or an SSE event's data), parsed whole when it is within the cap. */
+/** `,"id":<id>}` at the very end of a message: where the SDK puts an answer's id. */
+const TRAILING_ID_RE = /,"id":("(?:[^"\\]|\\.){0,200}"|-?\d{1,20})\}\s*$/;
+const TRAILING_ID_CHARS = 256;
+
+/**
+ * A success as the MCP SDK writes it (`{"result":…,"jsonrpc":"2.0","id":…}`, Protocol's answer), told without
+ * parsing the result: it starts with its result, ends with its id, and has no `isError` anywhere (a tool result
+ * that has one, even nested, is parsed whole). Errors start with `jsonrpc`/`id` and are always parsed.
+ */
+function plainSuccess(text: string): AnswerMessage | undefined {
+  if (!text.startsWith('{"result":') || text.includes('"isError"')) return undefined;
+  const m = TRAILING_ID_RE.exec(text.length > TRAILING_ID_CHARS ? text.slice(-TRAILING_ID_CHARS) : text);
+  if (!m) return undefined;
+  try {
+    const key = keyOf(JSON.parse(m[1]!));
+    return key === undefined ? undefined : { key, outcome: "ok" };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The answers in one JSON text (a body or an SSE event's data): a plain success by its shape, anything else
+ * parsed whole when it is within the cap.
+ */
 export function answersInText(text: string): AnswerMessage[] {
+  const quick = plainSuccess(text);
+  if (quick) return [quick];
   if (text.length > MAX_PARSED_BYTES)
     return answersInEnds(text.slice(0, HEAD_BYTES), text.slice(-TAIL_BYTES));
   let value: unknown;

@@ -158,15 +158,21 @@ export class AuditObserver {
       proxyRes.on("data", (c: Buffer) => tap.add(c));
       proxyRes.once("end", () => {
         for (const a of answersInBody(tap)) this.answer(ex, a, tap.bytes);
+        tap.release();
         this.finish(ex, undefined);
       });
       return;
     }
     if (ex.transport === "message") return; // 202: the answer comes on the session's stream
+    // Nothing waits for an answer here (notifications, answers to the server's own requests): the body is not
+    // looked at. The request body is in before its answer comes, but for a backend that answers early.
+    if (ex.parsed && ex.pending.size === 0) return;
     const type = String(proxyRes.headers["content-type"] ?? "");
     if (type.includes("text/event-stream")) {
-      this.watchStream(proxyRes, (data, bytes) => {
+      const stop = this.watchStream(proxyRes, (data, bytes) => {
         for (const a of answersInText(data)) this.answer(ex, a, bytes);
+        // Every reply is in: the rest of the stream (if any) is passed on unread.
+        if (ex.parsed && ex.pending.size === 0) stop();
       });
       proxyRes.once("end", () => this.finish(ex, "the answer stream ended before the reply"));
       return;
@@ -175,6 +181,7 @@ export class AuditObserver {
     proxyRes.on("data", (c: Buffer) => tap.add(c));
     proxyRes.once("end", () => {
       for (const a of answersInBody(tap)) this.answer(ex, a, tap.bytes);
+      tap.release();
       this.finish(ex, "the answer held no reply");
     });
   }
@@ -222,11 +229,12 @@ export class AuditObserver {
     res.once("close", end);
   }
 
+  /** Feeds the stream's events to `onData` until the returned function is called. */
   private watchStream(
     stream: IncomingMessage,
     onData: (data: string, bytes: number, event: string | undefined) => void,
     onOverflow?: () => void,
-  ): void {
+  ): () => void {
     const decoder = new StringDecoder("utf8");
     const parser = createParser({
       maxBufferSize: MAX_STREAM_EVENT_CHARS,
@@ -237,13 +245,17 @@ export class AuditObserver {
         onOverflow?.();
       },
     });
-    stream.on("data", (c: Buffer) => {
+    const feed = (c: Buffer) => {
       try {
         parser.feed(decoder.write(c));
       } catch {
         parser.reset();
       }
-    });
+    };
+    stream.on("data", feed);
+    return () => {
+      stream.off("data", feed);
+    };
   }
 
   private parsed(ex: Exchange): void {
@@ -255,6 +267,7 @@ export class AuditObserver {
       messages.push({ key: "null", method: "unknown" });
     }
     const perCall = messages.length > 1 ? Math.round(ex.tap.bytes / messages.length) : ex.tap.bytes;
+    ex.tap.release();
     for (const message of messages) {
       const call: Call = { message, ctx: ex.ctx, calledAt: ex.calledAt, t0: ex.t0, requestBytes: perCall };
       if (ex.transport === "message" && ex.status === undefined && ex.ctx.sessionId) {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { clearSecrets, registerSecret } from "../../src/log/secrets.js";
 import {
   answersInBody,
@@ -73,6 +73,53 @@ describe("reading JSON-RPC as it passes, within a cap", () => {
     ]);
     const ok = JSON.stringify({ result: { content: [{ type: "text", text: big }] }, jsonrpc: "2.0", id: 10 });
     expect(answersInText(ok)).toEqual([{ key: "10", outcome: "ok" }]);
+  });
+
+  it("an answer as the SDK writes it (result first, id last) is told without parsing its result", () => {
+    const parse = vi.spyOn(JSON, "parse");
+    try {
+      const result = { content: [{ type: "text", text: "x".repeat(50_000) }] };
+      expect(answersInText(JSON.stringify({ result, jsonrpc: "2.0", id: 7 }))).toEqual([
+        { key: "7", outcome: "ok" },
+      ]);
+      expect(answersInText(JSON.stringify({ result, jsonrpc: "2.0", id: 'a"b' }))).toEqual([
+        { key: JSON.stringify('a"b'), outcome: "ok" },
+      ]);
+      // Only the ids were parsed, never a result.
+      expect(parse.mock.calls.map((c) => c[0])).toEqual(["7", JSON.stringify('a"b')]);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
+  it("by its shape only when it cannot be anything else: isError anywhere, errors, the server's requests are parsed", () => {
+    const sdk = (m: object) => JSON.stringify(m);
+    // isError at the top of the result: a tool error, with its text.
+    expect(
+      answersInText(
+        sdk({ result: { content: [{ type: "text", text: "bad" }], isError: true }, jsonrpc: "2.0", id: 1 }),
+      ),
+    ).toEqual([{ key: "1", outcome: "tool_error", error: "bad" }]);
+    // Nested in structured content it is not the result's: ok, found by a full parse.
+    expect(
+      answersInText(
+        sdk({ result: { content: [], structuredContent: { isError: true } }, jsonrpc: "2.0", id: 2 }),
+      ),
+    ).toEqual([{ key: "2", outcome: "ok" }]);
+    // An error as the SDK writes it (id before error).
+    expect(
+      answersInText(sdk({ jsonrpc: "2.0", id: 3, error: { code: -32602, message: "Invalid params" } })),
+    ).toEqual([{ key: "3", outcome: "protocol_error", error: "Invalid params (-32602)" }]);
+    // The server's own request on the stream (sampling, elicitation) is no answer, though it has an id.
+    expect(
+      answersInText(sdk({ method: "sampling/createMessage", params: {}, jsonrpc: "2.0", id: 0 })),
+    ).toEqual([]);
+    // A result whose last key is not the id (another writer): parsed whole, the id found where it is.
+    expect(answersInText(sdk({ result: { content: [] }, id: 4, jsonrpc: "2.0" }))).toEqual([
+      { key: "4", outcome: "ok" },
+    ]);
+    // Not JSON after all: nothing.
+    expect(answersInText('{"result":{"content":[}')).toEqual([]);
   });
 
   it("rows: tool names split as MetaMCP names them; principal only from the proxy's identity; arguments masked under full", () => {

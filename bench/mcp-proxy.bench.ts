@@ -69,11 +69,43 @@ async function latencies(url: string, headers: () => Promise<Record<string, stri
   }
 }
 
-async function throughput(url: string, headers: () => Promise<Record<string, string>>) {
+/** CPU time (user + system, µs) a process has used, from /proc (Linux); undefined elsewhere or when gone. */
+function cpuUsOf(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // After the command's `(name)`: state is field 0, utime 11, stime 12, in clock ticks (100 a second).
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1_000_000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes whose CPU per call a throughput run reports (the client is this process). */
+interface Watched {
+  router?: number;
+  backend?: number;
+}
+
+interface Throughput {
+  callsPerS: number;
+  /** CPU µs per call of the client (the bench), the router and the backend, where known. */
+  cpu: { client: number; router?: number; backend?: number };
+}
+
+async function throughput(
+  url: string,
+  headers: () => Promise<Record<string, string>>,
+  watched: Watched = {},
+): Promise<Throughput> {
   const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => session(url, headers)));
   try {
     for (const s of sessions) await s.call();
     let calls = 0;
+    const r0 = cpuUsOf(watched.router);
+    const b0 = cpuUsOf(watched.backend);
+    const c0 = process.cpuUsage();
     const until = performance.now() + THROUGHPUT_MS;
     await Promise.all(
       sessions.map(async (s) => {
@@ -83,7 +115,17 @@ async function throughput(url: string, headers: () => Promise<Record<string, str
         }
       }),
     );
-    return Math.round((calls / THROUGHPUT_MS) * 1000);
+    const c = process.cpuUsage(c0);
+    const per = (a?: number, b?: number) =>
+      a === undefined || b === undefined || calls === 0 ? undefined : Math.round((b - a) / calls);
+    return {
+      callsPerS: Math.round((calls / THROUGHPUT_MS) * 1000),
+      cpu: {
+        client: Math.round((c.user + c.system) / Math.max(1, calls)),
+        router: per(r0, cpuUsOf(watched.router)),
+        backend: per(b0, cpuUsOf(watched.backend)),
+      },
+    };
   } finally {
     await Promise.all(sessions.map((s) => s.client.close()));
   }
@@ -159,7 +201,7 @@ async function routerProcess(backendPort: number, audit: "on" | "off" | "observe
         })
       : undefined;
   };
-  return { port, stop };
+  return { port, stop, pid: child.pid };
 }
 
 /**
@@ -171,6 +213,7 @@ async function auditFigures(
   backendPort: number,
   endpoint: string,
   direct: () => Promise<Record<string, string>>,
+  backendPid: number | undefined,
 ): Promise<Record<string, number>> {
   const db = await startLakebaseLikePostgres();
   const password = "bench-audit-password-1234";
@@ -197,9 +240,19 @@ async function auditFigures(
     const tOff: number[] = [];
     const pOn: number[] = [];
     const pOff: number[] = [];
+    const cOff: number[] = [];
+    const cOn: number[] = [];
+    const cRest: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      tOff.push(await throughput(url(off.port), direct));
-      tOn.push(await throughput(url(on.port), direct));
+      const a = await throughput(url(off.port), direct, { router: off.pid, backend: backendPid });
+      const b = await throughput(url(on.port), direct, { router: on.pid, backend: backendPid });
+      tOff.push(a.callsPerS);
+      tOn.push(b.callsPerS);
+      if (a.cpu.router !== undefined && b.cpu.router !== undefined) {
+        cOff.push(a.cpu.router);
+        cOn.push(b.cpu.router);
+        cRest.push(a.cpu.client + (a.cpu.backend ?? 0));
+      }
       pOff.push((await latencies(url(off.port), direct)).p50);
       pOn.push((await latencies(url(on.port), direct)).p50);
       await throughput(url(observe.port), direct); // for its CPU per request only
@@ -217,6 +270,15 @@ async function auditFigures(
       audit_on_p50_ms: median(pOn),
       audit_p50_added_ms: Math.round((median(pOn) - median(pOff)) * 100) / 100,
     };
+    if (cOn.length) {
+      // What the audit costs in CPU, the figure a busy machine moves least: the router's CPU per call with the
+      // audit on less off, as a share of all the CPU one call takes (client, backend, router) with it off. On a
+      // machine whose CPU is the limit, that share is the throughput the audit costs.
+      const all = median(cRest) + median(cOff);
+      metrics.audit_on_router_cpu_us_per_call = median(cOn);
+      metrics.audit_off_router_cpu_us_per_call = median(cOff);
+      metrics.audit_cpu_cost_pct = Math.round(((median(cOn) - median(cOff)) / all) * 1000) / 10;
+    }
     // AUDIT_CALLS calls by one person over SESSIONS sessions: as many rows.
     const person = async () => ({ ...(await direct()), "x-forwarded-email": AUDIT_PERSON });
     const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => session(url(on.port), person)));
@@ -305,11 +367,23 @@ export default {
         metrics[`call_${name}_p95_ms`] = l.p95;
       }
       // Alternate, and take medians, to spread the machine's noise over both sides.
+      // The backend's pid: the fake tree says it; a real MetaMCP's can be given (BENCH_BACKEND_PID).
+      const backendPid = work
+        ? ((await (await fetch(`http://127.0.0.1:${backendPort}/metamcp/pid`)).json()) as { pid: number }).pid
+        : Number(process.env.BENCH_BACKEND_PID) || undefined;
+      const watched = { router: state.appPid, backend: backendPid };
       const r: number[] = [];
       const b: number[] = [];
+      const share: number[] = [];
+      const routerCpu: number[] = [];
       for (let i = 0; i < ROUNDS; i++) {
-        b.push(await throughput(backendUrl, direct));
-        r.push(await throughput(routerUrl, direct));
+        b.push((await throughput(backendUrl, direct, watched)).callsPerS);
+        const t = await throughput(routerUrl, direct, watched);
+        r.push(t.callsPerS);
+        if (t.cpu.router !== undefined && t.cpu.backend !== undefined) {
+          routerCpu.push(t.cpu.router);
+          share.push((t.cpu.router / (t.cpu.router + t.cpu.backend + t.cpu.client)) * 100);
+        }
       }
       const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
       const router = median(r);
@@ -317,9 +391,15 @@ export default {
       metrics[`sessions${SESSIONS}_router_calls_per_s`] = router;
       metrics[`sessions${SESSIONS}_backend_calls_per_s`] = backend;
       metrics.router_cost_pct = Math.round((1 - router / backend) * 1000) / 10;
+      if (share.length) {
+        // The router's share of all the CPU a call takes through it (client, router, backend): what it costs in
+        // throughput where CPU is the limit, and far steadier than router_cost_pct on a shared machine.
+        metrics[`sessions${SESSIONS}_router_cpu_us_per_call`] = median(routerCpu);
+        metrics.router_cpu_cost_pct = Math.round(median(share) * 10) / 10;
+      }
       metrics.session_table_10000_kib = sessionTableKiB(10_000);
       if (!process.env.BENCH_SKIP_AUDIT)
-        Object.assign(metrics, await auditFigures(backendPort, endpoint, direct));
+        Object.assign(metrics, await auditFigures(backendPort, endpoint, direct, backendPid));
       return metrics;
     } finally {
       if (work) {

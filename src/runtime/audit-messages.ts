@@ -60,8 +60,8 @@ export class BodyTap {
   }
 
   /**
-   * Lets go of the bytes (the count stays). A chunk the HTTP parser hands out is a view of the socket's read
-   * buffer: held, it would keep that whole buffer alive for as long as the exchange is remembered.
+   * Lets go of the bytes (the count stays). A chunk the HTTP parser hands out is a view of a whole socket
+   * read (headers and all): held, it would keep that alive for as long as the exchange is remembered.
    */
   release(): void {
     this.chunks = [];

@@ -268,6 +268,21 @@ interface Guarded {
   cut?: (proxyRes: IncomingMessage, res: ServerResponse) => void;
 }
 
+const HOP_BY_HOP_ALWAYS = ["keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
+
+/** The hop-by-hop headers present in `headers`: the fixed ones, and every header its Connection names. */
+function hopByHopOf(headers: IncomingHttpHeaders): string[] {
+  const names = HOP_BY_HOP_ALWAYS.filter((n) => headers[n] !== undefined);
+  const connection = headers.connection;
+  if (connection)
+    for (const token of connection.split(",")) {
+      const name = token.trim().toLowerCase();
+      if (name && name !== "close" && name !== "keep-alive" && name !== "upgrade" && headers[name] !== undefined)
+        names.push(name);
+    }
+  return names;
+}
+
 /** An answer's headers as passed on (hop-by-hop ones dropped). */
 function passedOnHeaders(proxyRes: IncomingMessage): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
@@ -489,7 +504,14 @@ export function createRouter(options: RouterOptions): Router {
     proxy.web(req, res, { target: backendTarget, selfHandleResponse: true });
   };
 
+  // Hop-by-hop headers (RFC 9110 7.6.1) stay on their hop: http-proxy-3 passes most of them on both ways.
+  // The client's `Connection: close` or `Keep-Alive` must not reach our pooled connection to the child, and
+  // the child's `Keep-Alive: timeout=5` must not tell the front proxy that our idle limit is 5 s (it is 65 s).
+  proxy.on("proxyReq", (proxyReq, req) => {
+    for (const name of hopByHopOf(req.headers)) proxyReq.removeHeader(name);
+  });
   proxy.on("proxyRes", (proxyRes, req, res) => {
+    for (const name of hopByHopOf(proxyRes.headers)) if (name !== "connection") delete proxyRes.headers[name];
     const location = proxyRes.headers.location;
     if (location)
       proxyRes.headers.location = publicLocation(location, internalPorts(), options.publicUrl?.());
@@ -502,6 +524,12 @@ export function createRouter(options: RouterOptions): Router {
     if (g) relayGuarded(proxyRes, req, res as ServerResponse, g);
     else if (recordedOpenings.has(req)) relayRecordedOpening(proxyRes, req, res as ServerResponse);
     else trackOpening(proxyRes, req, res as ServerResponse);
+    // A child that dies mid-answer: the library would leave the client's answer open for ever. Cut it, so
+    // the client (and the audit: `cut`) knows it ended. (A session's calls get continuity's clear answer.)
+    if (!g)
+      proxyRes.once("close", () => {
+        if (!proxyRes.complete) (res as ServerResponse).destroy();
+      });
   });
   const identity = options.identitySecret
     ? createIdentitySignIn({ backendPort: options.backendPort, warn: options.warn })

@@ -277,7 +277,13 @@ function hopByHopOf(headers: IncomingHttpHeaders): string[] {
   if (connection)
     for (const token of connection.split(",")) {
       const name = token.trim().toLowerCase();
-      if (name && name !== "close" && name !== "keep-alive" && name !== "upgrade" && headers[name] !== undefined)
+      if (
+        name &&
+        name !== "close" &&
+        name !== "keep-alive" &&
+        name !== "upgrade" &&
+        headers[name] !== undefined
+      )
         names.push(name);
     }
   return names;

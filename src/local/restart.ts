@@ -17,7 +17,7 @@ export async function localRestartRolling(
 ): Promise<number> {
   const paths = localPaths(config.local.stateDir);
   const state = readRunState(paths);
-  if (!state || state.status !== "healthy" || !runsProgram(state.supervisorPid, SUPERVISOR_WORDS))
+  if (state?.status !== "healthy" || !runsProgram(state.supervisorPid, SUPERVISOR_WORDS))
     throw new UserError(
       "local_not_running",
       "the local app is not running (or not healthy yet)",

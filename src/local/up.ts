@@ -285,9 +285,11 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
       routing: opts.routing,
     });
     // `local restart --rolling` asks with SIGUSR2: the instances are replaced one at a time (app-instances.ts).
-    let rolling: Promise<void> | undefined;
+    let rolling = false;
     const onRolling = () => {
-      rolling ??= stack
+      if (rolling) return;
+      rolling = true;
+      void stack
         .rollingRestart()
         .then(
           (state) => {
@@ -302,7 +304,7 @@ async function upForeground(opts: LocalUpOptions, ctx: CommandOutput, paths: Loc
           },
         )
         .finally(() => {
-          rolling = undefined;
+          rolling = false;
         });
     };
     process.on("SIGUSR2", onRolling);

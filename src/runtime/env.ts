@@ -172,8 +172,9 @@ const HOW_TO_SET_SECRET =
  * Values people leave where a secret belongs: template syntax that was never substituted (`{{secrets/s/k}}`,
  * `<secret>`, `$VAR`, `${VAR}`, `$(cmd)`), and the "change me" family of words. Long words are looked for in
  * the value with everything but letters and digits removed, so `Replace_Me`, `your-secret-here` and
- * `CHANGE ME!` all count. Short words only count as a whole word of the value: a random base64 secret holds
- * "tbd" somewhere about once in 750 draws, and `openssl rand` output must never be refused.
+ * `CHANGE ME!` all count. Short words only count as a whole word of a value with few distinct characters
+ * (what people type): a random base64 secret holds "tbd" somewhere about once in 750 draws, and "+todo="
+ * about once in 450,000 (both seen), and `openssl rand` output must never be refused.
  */
 const PLACEHOLDER_WORDS =
   /(changeme|changethis|replaceme|replacethis|yoursecret|yourkey|secrethere|keyhere|valuehere|placeholder|example|notasecret|redacted|generateone|putyour)/;
@@ -368,10 +369,11 @@ export function authSecretProblem(secret: string): string | undefined {
   if (
     PLACEHOLDER_WHOLE.has(letters) ||
     PLACEHOLDER_WORDS.test(letters) ||
-    s
-      .toLowerCase()
-      .split(/[^a-z0-9]+/)
-      .some((word) => PLACEHOLDER_SHORT_WORDS.has(word)) ||
+    (new Set(s).size < 24 &&
+      s
+        .toLowerCase()
+        .split(/[^a-z0-9]+/)
+        .some((word) => PLACEHOLDER_SHORT_WORDS.has(word))) ||
     /^(.)\1*$/.test(letters) ||
     letters === ""
   )

@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { runCli } from "../support/cli.js";
 import { NEEDS_NPM_REGISTRY, npmRegistryReachable } from "../support/npm-registry.js";
+import { writeStubRuntimeBundle } from "../support/stub-runtime-bundle.js";
 import { syntheticAppFiles } from "../support/synthetic-app.js";
 import { createSyntheticUpstream } from "../support/synthetic-upstream.js";
 import { tempDir } from "../support/tmp.js";
@@ -22,10 +23,7 @@ describe.skipIf(!registry)(
       });
       onTestFinished(() => upstream.cleanup());
       const root = tempDir("mmdb-prep-build-");
-      const runtime = path.join(root, "start.mjs");
-      writeFileSync(runtime, "export {};\n");
-      writeFileSync(path.join(path.dirname(runtime), "secrets-preload.mjs"), "export {};\n");
-      writeFileSync(path.join(path.dirname(runtime), "telemetry.mjs"), "export {};\n");
+      const runtime = writeStubRuntimeBundle(root);
       const env = { METAMCP_CACHE_DIR: path.join(root, "cache") };
 
       const prepared = await runCli(["prepare", "--repo", upstream.url, "--build-dir", "build/metamcp"], {

@@ -1,9 +1,10 @@
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { type GitHttpServer, startGitHttpServer } from "../support/git-http-server.js";
 import { npmRegistryReachable } from "../support/npm-registry.js";
+import { writeStubRuntimeBundle } from "../support/stub-runtime-bundle.js";
 import { syntheticAppFiles } from "../support/synthetic-app.js";
 import { createSyntheticUpstream, type SyntheticUpstream } from "../support/synthetic-upstream.js";
 import { tempDir } from "../support/tmp.js";
@@ -96,9 +97,7 @@ describe("a token in the repository URL", () => {
       const env = { METAMCP_CACHE_DIR: path.join(cwd, ".cache"), METAMCP_REPO_URL: url };
       const prepared = await runCli(["prepare"], { cwd, env, timeoutMs: 60_000 });
       expect(prepared.exitCode, prepared.stderr).toBe(0);
-      const runtime = path.join(cwd, "start.mjs");
-      writeFileSync(runtime, "export {};\n");
-      writeFileSync(path.join(path.dirname(runtime), "secrets-preload.mjs"), "export {};\n");
+      const runtime = writeStubRuntimeBundle(cwd);
       const built = await runCli(["build", "--runtime-bundle", runtime], { cwd, env, timeoutMs: 300_000 });
       expect(built.exitCode, built.stderr).toBe(0);
       const appManifest = readFileSync(path.join(cwd, "build/app/.metamcp-databricks/manifest.json"), "utf8");

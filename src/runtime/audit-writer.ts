@@ -3,7 +3,7 @@ import type { AuditSink } from "./audit-observer.js";
 import { type AuditFilters, type AuditRecord, queryAuditRows } from "./audit-query.js";
 import type { AuditRow } from "./audit-rows.js";
 import { AUDIT_COLUMNS, auditTableName } from "./audit-table.js";
-import { describePgError } from "./database.js";
+import { deleteAsOneInstance, describePgError } from "./database.js";
 
 /**
  * Rows to Lakebase without ever being in a call's way: `record` only pushes onto a bounded queue; a timer
@@ -106,28 +106,12 @@ export class AuditWriter implements AuditSink {
 
   /** Deletes rows past METAMCP_AUDIT_DAYS, unless another instance is doing it; returns how many it deleted. */
   async enforceRetention(): Promise<number | undefined> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
-      const got = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS ok", [
-        RETENTION_LOCK,
-      ]);
-      if (!got.rows[0]?.ok) {
-        await client.query("ROLLBACK");
-        return undefined;
-      }
-      const r = await client.query(
-        `DELETE FROM ${auditTableName(this.options.schema)} WHERE called_at < now() - make_interval(days => $1)`,
-        [this.options.retentionDays],
-      );
-      await client.query("COMMIT");
-      return r.rowCount ?? 0;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    return await deleteAsOneInstance(
+      this.pool,
+      RETENTION_LOCK,
+      `DELETE FROM ${auditTableName(this.options.schema)} WHERE called_at < now() - make_interval(days => $1)`,
+      [this.options.retentionDays],
+    );
   }
 
   /** Stops taking rows, writes what is queued within `timeoutMs`, closes the pool. */

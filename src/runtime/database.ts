@@ -265,3 +265,33 @@ export async function runMigrations(
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
   }
 }
+
+/**
+ * Runs `sql` (a DELETE) in a transaction holding the advisory lock `lock`, unless another instance holds it:
+ * with several instances, one does the cleanup and the others skip. Returns the rows deleted, or undefined
+ * when skipped.
+ */
+export async function deleteAsOneInstance(
+  pool: pg.Pool,
+  lock: number,
+  sql: string,
+  params: unknown[],
+): Promise<number | undefined> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const got = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS ok", [lock]);
+    if (!got.rows[0]?.ok) {
+      await client.query("ROLLBACK");
+      return undefined;
+    }
+    const r = await client.query(sql, params);
+    await client.query("COMMIT");
+    return r.rowCount ?? 0;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { MIGRATION_LOCK } from "./database.js";
+import { deleteAsOneInstance, MIGRATION_LOCK } from "./database.js";
 
 /**
  * `<schema>.databricks_mcp_sessions` (docs/scaling.md): what re-opening a streamable HTTP session at a
@@ -163,28 +163,12 @@ export class SessionStore implements SessionStoreLike {
 
   /** Deletes rows idle past the limit, unless another instance is doing it; returns how many it deleted. */
   async sweep(): Promise<number | undefined> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
-      const got = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS ok", [
-        SWEEP_LOCK,
-      ]);
-      if (!got.rows[0]?.ok) {
-        await client.query("ROLLBACK");
-        return undefined;
-      }
-      const r = await client.query(
-        `DELETE FROM ${this.table} WHERE last_used_at < now() - make_interval(secs => $1)`,
-        [this.options.idleMs / 1000],
-      );
-      await client.query("COMMIT");
-      return r.rowCount ?? 0;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    return await deleteAsOneInstance(
+      this.pool,
+      SWEEP_LOCK,
+      `DELETE FROM ${this.table} WHERE last_used_at < now() - make_interval(secs => $1)`,
+      [this.options.idleMs / 1000],
+    );
   }
 
   start(): void {

@@ -130,6 +130,9 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
     await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   } catch (err) {
     if (isConnectionLost(err)) throw err;
+    // Two instances starting together: PostgreSQL's IF NOT EXISTS is not atomic, so the one that loses the
+    // race gets a unique violation on pg_namespace. The schema exists then; the checks below still apply.
+    if ((err as { code?: string }).code === "23505") return await checkSchema(client, schema);
     throw new UserError(
       "schema_create_failed",
       `cannot create schema ${schema}: ${describePgError(err)}`,
@@ -137,6 +140,10 @@ export async function ensureSchema(client: pg.Client, schema: string): Promise<s
       "the app's database resource needs permission CAN_CONNECT_AND_CREATE",
     );
   }
+  return await checkSchema(client, schema);
+}
+
+async function checkSchema(client: pg.Client, schema: string): Promise<string> {
   // A schema of that name made by someone else (another app, a person) exists but is not usable by us:
   // say so, instead of the confusing search_path check below.
   const own = await client.query<{ owner: string; me: string; usable: boolean }>(

@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureAuditTable } from "../../src/runtime/audit-table.js";
 import { AuditWriter } from "../../src/runtime/audit-writer.js";
+import { ensureSchema, searchPathOption } from "../../src/runtime/database.js";
 import { ensureEndpointIdentityTable } from "../../src/runtime/endpoint-identity.js";
 import { ensureSessionTable } from "../../src/runtime/session-store.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
@@ -48,6 +49,27 @@ describe("several instances on one database", () => {
     const identity = await Promise.all(starting.map((c) => ensureEndpointIdentityTable(c, SCHEMA)));
     expect(identity.filter((t) => t.created)).toHaveLength(1);
     expect(identity.map((t) => t.rows)).toEqual([2, 2, 2]);
+  });
+
+  it("the schema, created by instances starting together: none fails (IF NOT EXISTS races in PostgreSQL)", async () => {
+    // Before: the instance that lost the race got "duplicate key value violates unique constraint
+    // pg_namespace_nspname_index" and stopped (seen in CI with `local up --instances 2`).
+    for (let round = 0; round < 10; round++) {
+      const schema = `race_${round}`;
+      const starting = await Promise.all(
+        [0, 1, 2].map(async () => {
+          const c = new pg.Client({
+            connectionString: db.roleUrl(PASSWORD),
+            options: searchPathOption(schema),
+          });
+          await c.connect();
+          clients.push(c);
+          return c;
+        }),
+      );
+      const paths = await Promise.all(starting.map((c) => ensureSchema(c, schema)));
+      expect(paths.every((p) => p.startsWith(schema))).toBe(true);
+    }
   });
 
   it("audit retention: one instance deletes at a time, another skips that round", async () => {

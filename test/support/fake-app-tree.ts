@@ -1,7 +1,8 @@
+import { randomInt } from "node:crypto";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import getPort, { portNumbers } from "get-port";
 import ts from "typescript";
-import { freePort } from "../../src/local/postgres.js";
 import { BACKEND_INDEX_FILE, patchBackendListenText } from "../../src/patches/backend-loopback.js";
 import { TOOLS_MODULE_FILE } from "../../src/patches/databricks-tools.js";
 import { PROJECT_ROOT } from "./cli.js";
@@ -374,14 +375,24 @@ export interface FakeAppTreeOptions {
 /** Two free ports for a tree's backend and frontend, and the runtime variables that select them. */
 export type InternalPorts = Awaited<ReturnType<typeof freeInternalPorts>>;
 
+/**
+ * A free port below Linux's ephemeral range (32768-60999), from a random start: a test holds these for a whole
+ * file, as upstream's fixed 12008/12009 are held, and between its stacks any `listen(0)` on the machine (a
+ * runtime's tools gateway, another test's server) could otherwise be handed the same port (seen: EADDRINUSE).
+ */
+async function freeFixedPort(): Promise<number> {
+  const start = 20_000 + randomInt(12_000);
+  return await getPort({ host: "127.0.0.1", port: portNumbers(start, start + 500) });
+}
+
 export async function freeInternalPorts(): Promise<{
   backendPort: number;
   frontendPort: number;
   env: { METAMCP_BACKEND_PORT: string; METAMCP_FRONTEND_PORT: string };
 }> {
-  const backendPort = await freePort();
-  let frontendPort = await freePort();
-  while (frontendPort === backendPort) frontendPort = await freePort();
+  const backendPort = await freeFixedPort();
+  let frontendPort = await freeFixedPort();
+  while (frontendPort === backendPort) frontendPort = await freeFixedPort();
   return {
     backendPort,
     frontendPort,

@@ -350,6 +350,70 @@ describe("every MCP request through the router is a row in databricks_tool_calls
     }
   });
 
+  it("attacker: a NUL or a lone surrogate in what a client names loses nobody's rows, its own included", async () => {
+    // PostgreSQL refuses a NUL in text, and a batch is one INSERT: one such name would drop everyone's rows in it.
+    const before = writer.stats().dropped;
+    const adaEcho = "principal = $1 AND server = 'tools' AND tool = 'echo'";
+    await writer.flush();
+    const adaEchoes = (await rows(adaEcho, [ADA.email])).length;
+    const post = (headers: Record<string, string>, body: object) =>
+      fetch(`${url}/metamcp/${BOB.endpoint}/mcp`, {
+        method: "POST",
+        headers: {
+          ...as(BOB),
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          ...headers,
+        },
+        body: JSON.stringify(body),
+      });
+    const ada = await streamable(url, ADA);
+    try {
+      const init = await post(
+        {},
+        {
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-06-18",
+            capabilities: {},
+            clientInfo: { name: "evil\u0000client\ud800", version: "1" },
+          },
+        },
+      );
+      expect(init.status).toBe(200);
+      await init.text();
+      const session = init.headers.get("mcp-session-id") ?? "";
+      // Both in flight together, so their rows meet in one batch.
+      const [bad] = await Promise.all([
+        post(
+          { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" },
+          {
+            jsonrpc: "2.0",
+            id: 2,
+            method: "tools/call",
+            params: { name: "nul\u0000tool\udfff", arguments: {} },
+          },
+        ).then(async (r) => {
+          await r.text();
+          return r.status;
+        }),
+        ada.client.callTool({ name: "tools__echo", arguments: { text: "beside the NUL" } }),
+      ]);
+      expect(bad).toBe(200);
+      const bobs = await rowsUntil("Bob's rows", "principal = $1 AND client LIKE 'evil%'", [BOB.email], (x) =>
+        x.some((r) => r.method === "tools/call"),
+      );
+      expect(bobs.find((r) => r.method === "tools/call")!.tool).toBe("nul\ufffdtool\ufffd");
+      expect(bobs[0]!.client).toBe("evil\ufffdclient\ufffd/1");
+      await rowsUntil("Ada's call beside it", adaEcho, [ADA.email], (x) => x.length > adaEchoes);
+      expect(writer.stats().dropped).toBe(before);
+    } finally {
+      await ada.client.close();
+    }
+  });
+
   it("retention deletes rows older than METAMCP_AUDIT_DAYS, and only those", async () => {
     await reader.query(
       `INSERT INTO ${SCHEMA}.databricks_tool_calls (called_at, principal, method, duration_ms, outcome, request_bytes)

@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BACKEND_INDEX_FILE } from "../../src/patches/backend-loopback.js";
 import { DB_INDEX_FILE, PASSWORD_FILE_VAR } from "../../src/patches/db-pool-credentials.js";
 import { BACKEND_ENTRY_FILE, UNSUPPORTED_NOTE } from "../../src/patches/endpoint-identity.js";
-import { ENDPOINT_IDENTITY_MODULE_FILE } from "../../src/patches/endpoint-identity-module.js";
+import {
+  ENDPOINT_IDENTITY_MODULE_FILE,
+  SCHEMA_MODULE_FILE,
+} from "../../src/patches/endpoint-identity-module.js";
 import type { PrepareManifest } from "../../src/upstream/manifest.js";
 import { runCli } from "../support/cli.js";
 import {
@@ -78,7 +81,7 @@ describe("prepare on each synthetic release: every patch applied where its shape
         [
           `apps/backend/src/middleware/${MIDDLEWARE_FORMS[LABEL[ref] ?? ref]}.middleware.ts`,
           BACKEND_ENTRY_FILE,
-          ENDPOINT_IDENTITY_MODULE_FILE,
+          SCHEMA_MODULE_FILE,
         ].sort(),
       );
       expect(read(ref, ENDPOINT_IDENTITY_MODULE_FILE), ref).toContain("acceptDatabricksIdentity");

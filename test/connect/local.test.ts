@@ -219,14 +219,17 @@ describe("connect --stdio --local", () => {
         }[];
       };
       expect(out.auth).toBe("identity");
+      expect(out.configs.length).toBeGreaterThan(0);
       for (const cfg of out.configs) {
         const text = JSON.stringify(cfg);
         expect(text).not.toContain("X-API-Key");
         expect(text).not.toContain("api-key");
         expect(text).not.toContain("METAMCP_API_KEY");
-        if (cfg.variant === "bridge" && cfg.entry?.args)
-          expect(cfg.entry.args).toEqual(expect.arrayContaining(["--auth", "identity"]));
       }
+      const bridges = out.configs.filter((cfg) => cfg.variant === "bridge" && cfg.entry?.args);
+      expect(bridges.length, "a bridge config with args").toBeGreaterThan(0);
+      for (const cfg of bridges)
+        expect(cfg.entry?.args).toEqual(expect.arrayContaining(["--auth", "identity"]));
       const human = await cli(["connect", "demo", "--local"]);
       expect(human.stdout).toContain(
         "demo accepts the Databricks identity (set by its owner): no MetaMCP API key needed",

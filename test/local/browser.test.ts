@@ -195,6 +195,8 @@ describe("a person's browser through the local Apps proxy", () => {
       // Every redirect seen: from the app's origin to the app's origin (or relative), or to the login page
       // and back through /.auth/callback.
       expect(redirects.length).toBeGreaterThanOrEqual(5);
+      const offOrigin = redirects.filter((r) => new URL(r.location, r.from).origin !== appOrigin);
+      expect(offOrigin.length, "the sign-ins went through the login page").toBeGreaterThan(0);
       for (const r of redirects) {
         const target = new URL(r.location, r.from);
         if (target.origin !== appOrigin) {

@@ -155,8 +155,10 @@ describe("metamcp-databricks local", () => {
       string
     >;
     const log = readFileSync(path.join(work, "state/local.log"), "utf8");
-    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"])
+    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"]) {
+      expect(secrets[k], `secrets.json ${k}`).toMatch(/^.{16,}$/);
       expect(log).not.toContain(secrets[k]);
+    }
     // Nor does the proxy token: neither the log file nor `up`/`status` output shows it.
     const humanStatus = await cli(["local", "status"]);
     expect(humanStatus.stdout).toContain("`./bin/metamcp-databricks.js local token` prints a fresh one");

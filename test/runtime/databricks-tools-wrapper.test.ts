@@ -77,6 +77,7 @@ describe("the backend's fetch wrapper", () => {
       region: "EMEA",
       token: TOKEN,
     });
+    expect(ws.requests.length).toBeGreaterThan(0);
     for (const r of ws.requests) {
       expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
       expect(r.headers["x-metamcp-gateway-secret"]).toBeUndefined();

@@ -102,61 +102,6 @@ export interface RuntimeEnv {
 export const DEFAULT_BACKEND_PORT = 12009;
 export const DEFAULT_FRONTEND_PORT = 12008;
 
-/** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
-export const RUNTIME_VARIABLES = [
-  "DATABRICKS_APP_PORT",
-  "DATABRICKS_APP_NAME",
-  "DATABRICKS_HOST",
-  "DATABRICKS_CLIENT_ID",
-  "DATABRICKS_CLIENT_SECRET",
-  "DATABRICKS_WORKSPACE_ID",
-  "METAMCP_APP_URL",
-  "METAMCP_LISTEN_HOST",
-  "PGHOST",
-  "PGPORT",
-  "PGDATABASE",
-  "PGUSER",
-  "PGSSLMODE",
-  "PGAPPNAME",
-  "LAKEBASE_KIND",
-  "LAKEBASE_ENDPOINT",
-  "LAKEBASE_INSTANCE_NAME",
-  "METAMCP_DB_SCHEMA",
-  "BETTER_AUTH_SECRET",
-  "METAMCP_ROOT",
-  "METAMCP_DB_WAIT_SECONDS",
-  "METAMCP_BACKEND_PORT",
-  "METAMCP_FRONTEND_PORT",
-  "BOOTSTRAP_ENABLE",
-  "EXTRA_TRUSTED_ORIGINS",
-  "METAMCP_EMAIL_SIGNUP",
-  "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
-  "METAMCP_TRUSTED_PROXY_ADDRESSES",
-  "METAMCP_SESSION_IDLE_MINUTES",
-  "METAMCP_DEFAULT_ENDPOINT",
-  "METAMCP_STDIO_SERVERS",
-  "METAMCP_APP_MANAGERS",
-  "METAMCP_SERVER_ENV_ALLOW",
-  "METAMCP_AUDIT",
-  "METAMCP_AUDIT_ARGUMENTS",
-  "METAMCP_AUDIT_DAYS",
-  "METAMCP_TELEMETRY",
-  "METAMCP_TELEMETRY_PRINCIPAL",
-  "METAMCP_TELEMETRY_ENDPOINT",
-  "METAMCP_TELEMETRY_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_ENDPOINT",
-  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-  "OTEL_EXPORTER_OTLP_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_HEADERS",
-  "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-  "OTEL_SERVICE_NAME",
-  "OTEL_RESOURCE_ATTRIBUTES",
-  "METAMCP_DATABRICKS_TOOLS",
-  "METAMCP_DATABRICKS_APP_IDENTITY",
-  "LOG_LEVEL",
-] as const;
-
 export const PG_SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 /** MetaMCP's backend console levels (main's apps/backend/src/utils/logger.ts `validLogLevels`; else errors-only). */
 export const LOG_LEVELS = ["all", "info", "errors-only", "none"] as const;
@@ -221,7 +166,10 @@ function readVariables<S extends Variables>(
   return values;
 }
 
-/** No problems: every variable parsed, so each has its value (or its optional `undefined`). */
+/**
+ * The values as the types say they are: true once `problems` stayed empty (every variable parsed); with
+ * problems, a bad variable is undefined, and the caller refuses to start before using any value.
+ */
 function complete<S extends Variables>(values: Partial<Values<S>>): Values<S> {
   return values as Values<S>;
 }
@@ -232,24 +180,29 @@ const optional = z.optional(z.string());
 /** The accepted form, in the words the message uses. */
 const form = (ok: (v: string) => boolean, accepted: string) =>
   z.refine<string>(ok, `is not valid: ${accepted}`);
+/** A value of the accepted form. */
+const valid = (ok: (v: string) => boolean, accepted: string) => z.string().check(form(ok, accepted));
+/** A value with as many problems as `find` says, each its own sentence (lists name their bad entries). */
+const sentences = (find: (v: string) => (string | undefined | false)[]) =>
+  z.string().check(
+    z.superRefine((v, ctx) => {
+      for (const message of find(v)) if (message) ctx.issues.push({ code: "custom", input: v, message });
+    }),
+  );
+const choice = <const T extends readonly [string, ...string[]]>(allowed: T) =>
+  z.enum(allowed, { error: `is not valid: one of ${allowed.join(", ")}` });
 const oneOf = <const T extends readonly [string, ...string[]]>(allowed: T, fallback: T[number]) =>
-  z._default(z.enum(allowed, { error: `is not valid: one of ${allowed.join(", ")}` }), fallback);
+  z._default(choice(allowed), fallback);
 const onOff = (fallback: "on" | "off") => oneOf(["on", "off"], fallback);
+/** A number of the accepted form, `fallback` when unset. */
+const number = (ok: (v: string) => boolean, accepted: string, fallback: number) =>
+  z._default(z.pipe(valid(ok, accepted), z.transform(Number)), fallback);
 const PORT_FORM = "a TCP port, a whole number from 1 to 65535";
 const isPort = (v: string) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535;
-const port = (fallback: number) =>
-  z._default(z.pipe(z.string().check(form(isPort, PORT_FORM)), z.transform(Number)), fallback);
-/** A whole number from `min` to `max`, at most `digits` long, `fallback` when unset. */
-const whole = (min: number, max: number, digits: number, fallback: number, accepted: string) =>
-  z._default(
-    z.pipe(
-      z
-        .string()
-        .check(form((v) => new RegExp(`^\\d{1,${digits}}$`).test(v) && +v >= min && +v <= max, accepted)),
-      z.transform(Number),
-    ),
-    fallback,
-  );
+const port = (fallback: number) => number(isPort, PORT_FORM, fallback);
+/** A whole number from `min` to `max`, at most `digits` long. */
+const isWhole = (min: number, max: number, digits: number) => (v: string) =>
+  new RegExp(`^\\d{1,${digits}}$`).test(v) && +v >= min && +v <= max;
 const isBoolean = (v: string) => BOOLEANS.includes(v.trim().toLowerCase());
 const noSpace = (v: string) => /^\S+$/.test(v);
 const isOtlpUrl = (v: string) => {
@@ -261,19 +214,15 @@ const isOtlpUrl = (v: string) => {
   }
 };
 const otlpEndpoint = z.optional(
-  z
-    .string()
-    .check(
-      form(
-        isOtlpUrl,
-        "an http:// or https:// URL of an OTLP collector, without credentials (they go in OTEL_EXPORTER_OTLP_HEADERS, a secret)",
-      ),
-    ),
+  valid(
+    isOtlpUrl,
+    "an http:// or https:// URL of an OTLP collector, without credentials (they go in OTEL_EXPORTER_OTLP_HEADERS, a secret)",
+  ),
 );
 /** An http(s) origin (scheme optional, no path/query), read as the origin. */
 const origin = (accepted: string) =>
   z.pipe(
-    z.string().check(form((v) => originOf(v) !== undefined, accepted)),
+    valid((v) => originOf(v) !== undefined, accepted),
     z.transform((v) => originOf(v)!),
   );
 
@@ -284,72 +233,46 @@ const origin = (accepted: string) =>
 const APP_SETTINGS = {
   METAMCP_TRUSTED_PROXY_ADDRESSES: z._default(
     z.pipe(
-      z
-        .string()
-        .check(
-          form(
-            (v) => splitList(v).length > 0 && splitList(v).every((a) => isIP(a) !== 0),
-            "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
-          ),
-        ),
+      valid(
+        (v) => splitList(v).length > 0 && splitList(v).every((a) => isIP(a) !== 0),
+        "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
+      ),
       z.transform((v: string) => splitList(v)),
     ),
     [],
   ),
-  METAMCP_SESSION_IDLE_MINUTES: z._default(
-    z.pipe(
-      z
-        .string()
-        .check(
-          form(
-            (v) => /^\d+(\.\d+)?$/.test(v) && +v > 0 && +v <= MAX_SESSION_IDLE_MINUTES,
-            `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
-          ),
-        ),
-      z.transform(Number),
-    ),
+  METAMCP_SESSION_IDLE_MINUTES: number(
+    (v) => /^\d+(\.\d+)?$/.test(v) && +v > 0 && +v <= MAX_SESSION_IDLE_MINUTES,
+    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
     30,
   ),
   // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
   METAMCP_DEFAULT_ENDPOINT: z.optional(
-    z
-      .string()
-      .check(
-        form(
-          (v) => /^[A-Za-z0-9_-]{1,100}$/.test(v),
-          "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
-        ),
-      ),
+    valid(
+      (v) => /^[A-Za-z0-9_-]{1,100}$/.test(v),
+      "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
+    ),
   ),
   [STDIO_SERVERS_ENV]: oneOf(STDIO_POLICIES, "managers"),
   [SERVER_ENV_ALLOW_ENV]: z.optional(
-    z.string().check(
-      z.superRefine((v, ctx) => {
-        const badForm = splitList(v).filter((e) => !ALLOW_ENTRY.test(e));
-        if (badForm.length)
-          ctx.issues.push({
-            code: "custom",
-            input: v,
-            message: `has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
-          });
-        const refused = refusedAllowEntries(v);
-        if (refused.length)
-          ctx.issues.push({
-            code: "custom",
-            input: v,
-            message: `names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
-          });
-      }),
-    ),
+    sentences((v) => {
+      const badForm = splitList(v).filter((e) => !ALLOW_ENTRY.test(e));
+      const refused = refusedAllowEntries(v);
+      const never = [...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)];
+      return [
+        badForm.length > 0 &&
+          `has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
+        refused.length > 0 &&
+          `names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${never.join(", ")})`,
+      ];
+    }),
   ),
   METAMCP_AUDIT: onOff("on"),
   METAMCP_AUDIT_ARGUMENTS: oneOf(AUDIT_ARGUMENT_MODES, "off"),
-  METAMCP_AUDIT_DAYS: whole(
-    1,
-    MAX_AUDIT_DAYS,
-    5,
-    90,
+  METAMCP_AUDIT_DAYS: number(
+    isWhole(1, MAX_AUDIT_DAYS, 5),
     `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
+    90,
   ),
   METAMCP_TELEMETRY: oneOf(TELEMETRY_MODES, "off"),
   METAMCP_TELEMETRY_PRINCIPAL: oneOf(["off", "on"], "off"),
@@ -365,18 +288,14 @@ const APP_SETTINGS = {
 
 /** The platform's protocols: read only without METAMCP_TELEMETRY_ENDPOINT (its own protocol applies then). */
 const PLATFORM_OTLP_PROTOCOLS = {
-  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.optional(
-    z.enum(OTLP_PROTOCOLS, { error: `is not valid: one of ${OTLP_PROTOCOLS.join(", ")}` }),
-  ),
-  OTEL_EXPORTER_OTLP_PROTOCOL: z.optional(
-    z.enum(OTLP_PROTOCOLS, { error: `is not valid: one of ${OTLP_PROTOCOLS.join(", ")}` }),
-  ),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.optional(choice(OTLP_PROTOCOLS)),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.optional(choice(OTLP_PROTOCOLS)),
 };
 
 /**
  * The app settings (APP_SETTINGS above), read and checked. Pure: src/config validates the same values with
  * it before a deploy, so a value the app would refuse at start is refused on the workstation, with the same
- * words.
+ * words. The values mean something only when `problems` is empty.
  */
 export function readAppSettings(env: Record<string, string | undefined>): {
   problems: string[];
@@ -471,14 +390,10 @@ const RUNTIME = {
     z.transform(Number),
   ),
   METAMCP_LISTEN_HOST: z._default(
-    z
-      .string()
-      .check(
-        form(
-          (v) => isIP(v) !== 0 || v === "localhost",
-          "an IP address (0.0.0.0 on the platform, 127.0.0.1 for loopback only) or localhost",
-        ),
-      ),
+    valid(
+      (v) => isIP(v) !== 0 || v === "localhost",
+      "an IP address (0.0.0.0 on the platform, 127.0.0.1 for loopback only) or localhost",
+    ),
     "0.0.0.0",
   ),
   DATABRICKS_APP_NAME: required("set by the Apps platform").check(
@@ -494,9 +409,7 @@ const RUNTIME = {
   DATABRICKS_CLIENT_SECRET: required("the app's service principal, set by the Apps platform").check(
     form(noSpace, "it contains whitespace (value not shown)"),
   ),
-  DATABRICKS_WORKSPACE_ID: z.optional(
-    z.string().check(form((v) => /^\d+$/.test(v), "the workspace id, digits")),
-  ),
+  DATABRICKS_WORKSPACE_ID: z.optional(valid((v) => /^\d+$/.test(v), "the workspace id, digits")),
   METAMCP_APP_URL: z.optional(
     origin(
       "the app's public origin, e.g. https://myapp-123.aws.databricksapps.com (no path: MetaMCP needs the bare origin)",
@@ -513,77 +426,53 @@ const RUNTIME = {
     form((v) => v.length <= 63, "a database name, at most 63 characters"),
   ),
   PGSSLMODE: oneOf(PG_SSLMODES, "require"),
-  PGAPPNAME: z.optional(
-    z.string().check(form((v) => v.length <= 63, "an application name, at most 63 characters")),
-  ),
+  PGAPPNAME: z.optional(valid((v) => v.length <= 63, "an application name, at most 63 characters")),
   METAMCP_DB_SCHEMA: z._default(
-    z.string().check(
-      z.superRefine((v, ctx) => {
-        const problem = pgIdentifierProblem(v);
-        if (problem) ctx.issues.push({ code: "custom", input: v, message: problem });
-      }),
-    ),
+    sentences((v) => [pgIdentifierProblem(v)]),
     "metamcp_app",
   ),
   LAKEBASE_KIND: oneOf(LAKEBASE_KINDS, "autoscaling"),
   // Read as empty when unset: the check says how it was empty.
   BETTER_AUTH_SECRET: z.pipe(
     z._default(z.string(), ""),
-    z.string().check(
-      z.superRefine((v, ctx) => {
-        const problem = authSecretProblem(v);
-        if (problem)
-          ctx.issues.push({
-            code: "custom",
-            input: v,
-            message: `${problem} (value not shown): ${HOW_TO_SET_SECRET}`,
-          });
-      }),
-    ),
+    sentences((v) => {
+      const problem = authSecretProblem(v);
+      return [problem && `${problem} (value not shown): ${HOW_TO_SET_SECRET}`];
+    }),
   ),
-  METAMCP_ROOT: z.optional(z.string().check(form((v) => v.trim() === v, "a directory path"))),
-  METAMCP_DB_WAIT_SECONDS: whole(
-    0,
-    MAX_DB_WAIT_SECONDS,
-    7,
-    120,
+  METAMCP_ROOT: z.optional(valid((v) => v.trim() === v, "a directory path")),
+  METAMCP_DB_WAIT_SECONDS: number(
+    isWhole(0, MAX_DB_WAIT_SECONDS, 7),
     `whole seconds from 0 to ${MAX_DB_WAIT_SECONDS}`,
+    120,
   ),
   METAMCP_BACKEND_PORT: port(DEFAULT_BACKEND_PORT),
   METAMCP_FRONTEND_PORT: port(DEFAULT_FRONTEND_PORT),
-  BOOTSTRAP_ENABLE: z.optional(z.string().check(form(isBoolean, "true or false"))),
+  BOOTSTRAP_ENABLE: z.optional(valid(isBoolean, "true or false")),
   EXTRA_TRUSTED_ORIGINS: z.optional(
-    z.string().check(
-      form(
-        (v) =>
-          v
-            .split(",")
-            .map((o) => o.trim())
-            .every((o) => o !== "" && !/\s/.test(o)),
-        "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
-      ),
+    valid(
+      (v) =>
+        v
+          .split(",")
+          .map((o) => o.trim())
+          .every((o) => o !== "" && !/\s/.test(o)),
+      "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
     ),
   ),
   METAMCP_EMAIL_SIGNUP: z.optional(
-    z
-      .string()
-      .check(
-        form(isBoolean, "on or off (email/password sign-up in MetaMCP; off by default, docs/identity.md)"),
-      ),
+    valid(isBoolean, "on or off (email/password sign-up in MetaMCP; off by default, docs/identity.md)"),
   ),
   // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
   METAMCP_ENDPOINT_IDENTITY_DEFAULT: onOff("on"),
   LOG_LEVEL: oneOf(LOG_LEVELS, "errors-only"),
   [APP_MANAGERS_ENV]: z.pipe(
-    optional.check(
-      z.superRefine((v, ctx) => {
+    z.optional(
+      sentences((v) => {
         const bad = splitList(v).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
-        if (bad.length)
-          ctx.issues.push({
-            code: "custom",
-            input: v,
-            message: `has entries that are not an email address: ${bad.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
-          });
+        return [
+          bad.length > 0 &&
+            `has entries that are not an email address: ${bad.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
+        ];
       }),
     ),
     z.transform(parseManagers),
@@ -597,26 +486,31 @@ const RUNTIME = {
 /** The database's location, by kind: only the chosen kind's variable is read. */
 const LAKEBASE = {
   autoscaling: {
-    LAKEBASE_ENDPOINT: z
-      .string({ error: "is not set (app.yaml: valueFrom the app's postgres resource)" })
-      .check(
-        form(
-          (v) => /^projects\/[^/\s]+\/branches\/[^/\s]+\/endpoints\/[^/\s]+$/.test(v),
-          "an endpoint path: projects/<project>/branches/<branch>/endpoints/<endpoint>",
-        ),
+    LAKEBASE_ENDPOINT: required("app.yaml: valueFrom the app's postgres resource").check(
+      form(
+        (v) => /^projects\/[^/\s]+\/branches\/[^/\s]+\/endpoints\/[^/\s]+$/.test(v),
+        "an endpoint path: projects/<project>/branches/<branch>/endpoints/<endpoint>",
       ),
+    ),
   },
   provisioned: {
-    LAKEBASE_INSTANCE_NAME: z
-      .string({ error: "is not set (app.yaml passes it from our config; never guessed from PGHOST)" })
-      .check(
-        form(
-          (v) => /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/.test(v),
-          "an instance name: lower-case letters, digits and dashes (2-63)",
-        ),
+    LAKEBASE_INSTANCE_NAME: required("app.yaml passes it from our config; never guessed from PGHOST").check(
+      form(
+        (v) => /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/.test(v),
+        "an instance name: lower-case letters, digits and dashes (2-63)",
       ),
+    ),
   },
 } satisfies Record<LakebaseKind, Variables>;
+
+/** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
+export const RUNTIME_VARIABLES: readonly string[] = [
+  ...Object.keys(RUNTIME),
+  ...Object.keys(LAKEBASE.autoscaling),
+  ...Object.keys(LAKEBASE.provisioned),
+  ...Object.keys(APP_SETTINGS),
+  ...Object.keys(PLATFORM_OTLP_PROTOCOLS),
+];
 
 export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeDir: string): RuntimeEnv {
   const problems: string[] = [];

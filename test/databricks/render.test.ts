@@ -513,6 +513,13 @@ describe("app.yaml", () => {
     expect(() => checkAppYaml("env:\n  - name: X\n    value: ${BETTER_AUTH_SECRET}\n")).toThrow(
       /placeholder/,
     );
+    // Any unexpanded reference or stand-in, named where it is (the platform expands nothing).
+    expect(() => checkAppYaml("env:\n  - name: X\n    value: $HOME/x\n")).toThrow(
+      /unresolved placeholder \("\$HOME\/x" at env\[0\]\.value\)/,
+    );
+    expect(() =>
+      checkAppYaml("command: [node, start.mjs]\nenv:\n  - name: X\n    value: changeme\n"),
+    ).toThrow(/unresolved placeholder \("changeme" at env\[0\]\.value\)/);
     expect(() => checkAppYaml("env:\n  - name: BETTER_AUTH_SECRET\n    value: abc\n")).toThrow(/valueFrom/);
   });
 

@@ -31,7 +31,8 @@ type IdentityRequest = IncomingMessage & {
 const IDENTITY_TABLE = `"${DATABRICKS_SCHEMA}"."databricks_endpoint_identity"`;
 const ENDPOINTS_TABLE = `"${DATABRICKS_SCHEMA}"."endpoints"`;
 
-const DEFAULT_ACCEPTS = (process.env.METAMCP_ENDPOINT_IDENTITY_DEFAULT ?? "on").trim().toLowerCase() !== "off";
+const DEFAULT_ACCEPTS =
+  (process.env.METAMCP_ENDPOINT_IDENTITY_DEFAULT ?? "on").trim().toLowerCase() !== "off";
 
 function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>): true {
   res.statusCode = status;
@@ -58,7 +59,10 @@ export async function endpointAcceptsIdentity(
     if (found[0]) return { accepts: found[0].accept_identity === true, explicit: true };
     return { accepts: DEFAULT_ACCEPTS, explicit: false };
   } catch (error) {
-    console.error(`databricks endpoint identity: cannot read ${DATABRICKS_SCHEMA}.databricks_endpoint_identity; API keys only:`, error);
+    console.error(
+      `databricks endpoint identity: cannot read ${DATABRICKS_SCHEMA}.databricks_endpoint_identity; API keys only:`,
+      error,
+    );
     return { accepts: false, explicit: false };
   }
 }
@@ -68,7 +72,10 @@ export async function endpointAcceptsIdentity(
  * ?api_key= when the endpoint allows it). Our router removes a Databricks token from Authorization, so what
  * is left there is MetaMCP's.
  */
-function carriesMetamcpCredential(req: IncomingMessage, endpoint: EndpointRow & { use_query_param_auth?: boolean }): boolean {
+function carriesMetamcpCredential(
+  req: IncomingMessage,
+  endpoint: EndpointRow & { use_query_param_auth?: boolean },
+): boolean {
   if (req.headers["x-api-key"]) return true;
   if (String(req.headers.authorization ?? "").startsWith("Bearer ")) return true;
   if (endpoint.enable_api_key_auth && endpoint.use_query_param_auth) {
@@ -80,7 +87,8 @@ function carriesMetamcpCredential(req: IncomingMessage, endpoint: EndpointRow & 
 
 /** Upstream's rule for API keys of users, applied to the identity's user. */
 function accessDenied(endpoint: EndpointRow, userId: string): string | undefined {
-  if (endpoint.user_id === null || endpoint.user_id === undefined || endpoint.user_id === userId) return undefined;
+  if (endpoint.user_id === null || endpoint.user_id === undefined || endpoint.user_id === userId)
+    return undefined;
   return "You can only access endpoints you own or public endpoints.";
 }
 
@@ -150,7 +158,10 @@ export async function databricksEndpointIdentitySettings(
   try {
     const name = decodeURIComponent((req.url ?? "/").split("?")[0]!.replace(/^\/+|\/+$/g, ""));
     if (!/^[a-zA-Z0-9_-]+$/.test(name)) {
-      sendJson(res, 404, { error: "not_found", message: "Use /metamcp/_databricks/endpoint-identity/<endpoint name>" });
+      sendJson(res, 404, {
+        error: "not_found",
+        message: "Use /metamcp/_databricks/endpoint-identity/<endpoint name>",
+      });
       return;
     }
     const identity = trustedIdentity(req.headers);
@@ -166,7 +177,8 @@ export async function databricksEndpointIdentitySettings(
       sql`SELECT uuid, name, user_id, enable_api_key_auth, enable_oauth FROM ${sql.raw(ENDPOINTS_TABLE)} WHERE name = ${name}`,
     );
     // Older releases allow one name per owner: the caller's own, else the public one.
-    const endpoint = found.find((e) => e.user_id === user.id) ?? found.find((e) => e.user_id === null) ?? found[0];
+    const endpoint =
+      found.find((e) => e.user_id === user.id) ?? found.find((e) => e.user_id === null) ?? found[0];
     if (!endpoint) {
       sendJson(res, 404, { error: "Endpoint not found", message: `No endpoint found with name: ${name}` });
       return;
@@ -192,13 +204,19 @@ export async function databricksEndpointIdentitySettings(
     }
     if (req.method === "PUT" || req.method === "POST") {
       if (endpoint.user_id && endpoint.user_id !== user.id) {
-        sendJson(res, 403, { error: "Access denied", message: "Access denied: You can only update endpoints you own" });
+        sendJson(res, 403, {
+          error: "Access denied",
+          message: "Access denied: You can only update endpoints you own",
+        });
         return;
       }
       const body = await readJson(req).catch(() => undefined);
       const accept = body?.acceptIdentity;
       if (typeof accept !== "boolean") {
-        sendJson(res, 400, { error: "bad_request", message: 'Send {"acceptIdentity": true} or {"acceptIdentity": false}' });
+        sendJson(res, 400, {
+          error: "bad_request",
+          message: 'Send {"acceptIdentity": true} or {"acceptIdentity": false}',
+        });
         return;
       }
       await db.execute(
@@ -207,8 +225,15 @@ export async function databricksEndpointIdentitySettings(
             ON CONFLICT (endpoint_uuid) DO UPDATE SET accept_identity = EXCLUDED.accept_identity,
               updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at`,
       );
-      console.log(`databricks endpoint identity: ${identity.email} set ${name} to ${accept ? "accept" : "refuse"} the workspace identity`);
-      sendJson(res, 200, { endpoint: name, acceptIdentity: accept, explicit: true, default: DEFAULT_ACCEPTS });
+      console.log(
+        `databricks endpoint identity: ${identity.email} set ${name} to ${accept ? "accept" : "refuse"} the workspace identity`,
+      );
+      sendJson(res, 200, {
+        endpoint: name,
+        acceptIdentity: accept,
+        explicit: true,
+        default: DEFAULT_ACCEPTS,
+      });
       return;
     }
     res.setHeader("allow", "GET, PUT");
@@ -216,6 +241,9 @@ export async function databricksEndpointIdentitySettings(
   } catch (error) {
     console.error("databricks endpoint identity settings:", error);
     if (!res.headersSent)
-      sendJson(res, 500, { error: "Internal server error", message: error instanceof Error ? error.message : String(error) });
+      sendJson(res, 500, {
+        error: "Internal server error",
+        message: error instanceof Error ? error.message : String(error),
+      });
   }
 }

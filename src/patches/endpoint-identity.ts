@@ -184,7 +184,12 @@ export const endpointIdentityPatch: Patch = {
   apply(tree, ctx) {
     const middleware = middlewareFile(tree);
     if (!middleware) {
-      if (isPerRouterRelease(tree)) return { files: [], note: UNSUPPORTED_NOTE };
+      // Our module is in the tree (overlay/) whether or not the release can use it: it must still compile.
+      if (isPerRouterRelease(tree))
+        return {
+          files: writeModule(tree, SCHEMA_MODULE_FILE, schemaModule(ctx.schema)),
+          note: UNSUPPORTED_NOTE,
+        };
       throw drift(
         ENDPOINT_IDENTITY_PATCH_ID,
         MIDDLEWARE_FILES[0],

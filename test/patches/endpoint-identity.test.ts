@@ -114,12 +114,12 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
     expectDrift(() => endpointIdentityPatch.verify(without, ctx), IDENTITY_MODULE_FILE, /the file to exist/);
   });
 
-  it("v2.0–v2.1 (keys checked inside each router, no endpoint owners): no change, and prepare is told the release lacks it", () => {
+  it("v2.0–v2.1 (keys checked inside each router, no endpoint owners): only the schema line our module imports, and prepare is told the release lacks it", () => {
     const tree = treeOf("per-router");
     const snapshot = tree.toObject();
     const result = endpointIdentityPatch.apply(tree, ctx);
-    expect(result).toEqual({ files: [], note: UNSUPPORTED_NOTE });
-    expect(tree.toObject()).toEqual(snapshot);
+    expect(result).toEqual({ files: [{ path: SCHEMA_MODULE_FILE, edits: 1 }], note: UNSUPPORTED_NOTE });
+    expect(tree.toObject()).toEqual({ ...snapshot, [SCHEMA_MODULE_FILE]: schemaModule(ctx.schema) });
     endpointIdentityPatch.verify(tree, ctx);
   });
 

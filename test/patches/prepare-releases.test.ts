@@ -87,7 +87,10 @@ describe("prepare on each synthetic release: every patch applied where its shape
       expect(read(ref, ENDPOINT_IDENTITY_MODULE_FILE), ref).toContain("acceptDatabricksIdentity");
     }
     for (const ref of ["v2.0.0", "v2.1.0"]) {
-      expect(patchOf(ref, "endpoint-identity"), ref).toMatchObject({ files: [], note: UNSUPPORTED_NOTE });
+      expect(patchOf(ref, "endpoint-identity"), ref).toMatchObject({
+        files: [{ path: SCHEMA_MODULE_FILE }],
+        note: UNSUPPORTED_NOTE,
+      });
     }
   });
   it("databricks-tools: on every release our fetch wrapper is copied in and is the backend entry's first import", () => {

@@ -161,6 +161,8 @@ function childEnv(
     ...base,
     NODE_ENV: "production",
     PORT: String(port),
+    // Both children: the backend listens there, Next's middleware asks it there (our port patches).
+    METAMCP_BACKEND_PORT: String(env.backendPort),
     APP_URL: appUrl,
     NEXT_PUBLIC_APP_URL: appUrl,
     BETTER_AUTH_SECRET: env.betterAuthSecret,

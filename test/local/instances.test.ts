@@ -1,10 +1,19 @@
-import { appendFileSync, chmodSync, mkdtempSync, rmSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/local/postgres.js";
+import { FRONTEND_BACKEND_PORT_PATCH_ID, ORIGIN_FORM_NOTE } from "../../src/patches/instance-ports.js";
 import { waitFor } from "../../src/retry.js";
 import { runCli } from "../support/cli.js";
 import {
@@ -20,6 +29,10 @@ import {
  * proxy, which spreads one session's requests over both; a real MCP SDK client with no re-initialize logic
  * calls continuously while the instances are replaced one at a time.
  */
+/** A process's parent, from /proc (Linux, where these tests run). */
+const parentOf = (pid: number) =>
+  Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+
 describe("local: several instances and a rolling restart", () => {
   let work: string;
   let port: number;
@@ -63,6 +76,20 @@ describe("local: several instances and a rolling restart", () => {
       };
     const before = await status();
     expect(before.instances).toHaveLength(2);
+    // Each instance's MetaMCP on ports of its own: its frontend asks its own backend (as the patched
+    // middleware does on a real tree), which is a child of that instance's runtime.
+    const backendPorts: number[] = [];
+    for (const inst of before.instances!) {
+      const page = await (await fetch(`http://127.0.0.1:${inst.port}/en/`)).text();
+      const backendPort = Number(/<p id='backend-port'>(\d+)<\/p>/.exec(page)?.[1]);
+      backendPorts.push(backendPort);
+      const pid = (await (await fetch(`http://127.0.0.1:${backendPort}/metamcp/pid`)).json()) as {
+        pid: number;
+      };
+      expect(parentOf(pid.pid), `the backend at ${backendPort}`).toBe(inst.pid);
+    }
+    expect(backendPorts[0]).toBe(internal.backendPort);
+    expect(backendPorts[1]).not.toBe(internal.backendPort);
 
     const token = (await cli(["local", "token"])).stdout.trim();
     const client = new Client({ name: "no-reinit-client", version: "1.0.0" });
@@ -114,11 +141,11 @@ describe("local: several instances and a rolling restart", () => {
       expect(() => process.kill(i.pid, 0), `instance pid ${i.pid} still runs`).toThrow();
   }, 400_000);
 
-  it("--instances 2 on upstream's backend (port 12009 fixed in its code) is refused, saying why", async () => {
+  it("--instances 2 on a tree prepared before the port patches (backend on 12009, fixed) is refused, saying why", async () => {
     const fixed = path.join(work, "fixed-port-app");
     createFakeAppTree(fixed, { backendPort: internal.backendPort });
     const entry = path.join(fixed, "metamcp/apps/backend/dist/index.js");
-    // As upstream's built backend has it (v2.4.22 apps/backend/src/index.ts, after our backend-loopback patch).
+    // As upstream's built backend had it after our backend-loopback patch gave it a host but not yet a port.
     appendFileSync(entry, '\nif (false) app.listen(12009, "127.0.0.1", async () => {});\n');
     const r = await runCli(["local", "up", "--no-build", "--port", String(port), "--instances", "2"], {
       cwd: work,
@@ -127,6 +154,26 @@ describe("local: several instances and a rolling restart", () => {
     });
     expect(r.exitCode, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/listens on port 12009, fixed in its code/);
+    expect(r.stderr).toMatch(/prepare and build again/);
+  });
+
+  it("--instances 2 on a release whose frontend asks the backend through Next's rewrites (v2.0.0–v2.0.5) is refused", async () => {
+    const old = path.join(work, "origin-form-app");
+    createFakeAppTree(old, { backendPort: internal.backendPort });
+    mkdirSync(path.join(old, ".metamcp-databricks"));
+    writeFileSync(
+      path.join(old, ".metamcp-databricks/manifest.json"),
+      JSON.stringify({
+        patches: [{ id: FRONTEND_BACKEND_PORT_PATCH_ID, files: [], note: ORIGIN_FORM_NOTE }],
+      }),
+    );
+    const r = await runCli(["local", "up", "--no-build", "--port", String(port), "--instances", "2"], {
+      cwd: work,
+      env: { ...env, APP_DIR: old, LOCAL_STATE_DIR: path.join(work, "state-origin") },
+      timeoutMs: 60_000,
+    });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/checks sessions through Next's rewrites/);
   });
 
   it("--instances outside 1-5 is refused", async () => {

@@ -74,6 +74,7 @@ describe("metamcp-databricks prepare", () => {
       "drizzle-config",
       "db-pool-credentials",
       "backend-loopback",
+      "frontend-backend-port",
       "databricks-identity",
       "stdio-servers",
       "server-env",

@@ -23,6 +23,7 @@ import {
   searchPathOption,
 } from "./database.js";
 import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
+import { ToolContexts } from "./databricks-tools/contexts.js";
 import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
 import {
@@ -282,7 +283,10 @@ export async function runApp(runtimeDir: string): Promise<number> {
     identitySecret,
     warn: (message) => log.warn(message),
   });
+  // Per-person Databricks servers: the router holds each request's token, the tools gateway swaps its handle.
+  const toolContexts = new ToolContexts();
   const router = createRouter({
+    toolContexts,
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
     publicUrl: () => publicUrl,
@@ -467,6 +471,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       principalId: env.clientId,
       issueToken: () => platform.issueToken(),
       log: createLogger({ json, tag: "databricks-tools" }),
+      contexts: toolContexts,
     });
     const backend = new SupervisedChild(
       // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.

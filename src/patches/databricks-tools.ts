@@ -1,5 +1,4 @@
 import { BACKEND_INDEX_FILE } from "./backend-loopback.js";
-import type { FileTree } from "./tree.js";
 import {
   drift,
   editFile,
@@ -10,6 +9,7 @@ import {
   withValidSourceFile,
 } from "./patch.js";
 import { applyTextEdits } from "./text-edits.js";
+import type { FileTree } from "./tree.js";
 import { Node, type SourceFile } from "./ts-morph.js";
 
 /**
@@ -66,7 +66,9 @@ function appStatementEnd(sf: SourceFile): number | undefined {
   const stmts = sf
     .getVariableStatements()
     .filter((st) =>
-      st.getDeclarations().some((d) => d.getName() === "app" && d.getInitializer()?.getText() === "express()"),
+      st
+        .getDeclarations()
+        .some((d) => d.getName() === "app" && d.getInitializer()?.getText() === "express()"),
     );
   return stmts.length === 1 ? stmts[0]!.getEnd() : undefined;
 }
@@ -109,7 +111,13 @@ export function verifyEntryText(file: string, text: string, ctx: PatchContext): 
     if (!firstImportIsOurs(sf))
       throw drift(DATABRICKS_TOOLS_PATCH_ID, file, `\`import "${SPECIFIER}";\` as the first statement`, ctx);
     const end = appStatementEnd(sf);
-    const after = end === undefined ? "" : text.slice(end).replace(/^\s*\/\/[^\n]*\n/, "").trimStart();
+    const after =
+      end === undefined
+        ? ""
+        : text
+            .slice(end)
+            .replace(/^\s*\/\/[^\n]*\n/, "")
+            .trimStart();
     if (!after.startsWith(MOUNT))
       throw drift(DATABRICKS_TOOLS_PATCH_ID, file, `\`${MOUNT}\` right after \`const app = express()\``, ctx);
   });
@@ -191,7 +199,8 @@ export const databricksToolsPatch = {
     if (tree.read(POOL_FILE) === undefined) assertNoOtherPool(tree, ctx);
     else
       files.push(
-        ...editFile(tree, POOL_FILE, DATABRICKS_TOOLS_PATCH_ID, ctx, (t) => patchPoolText(POOL_FILE, t, ctx)).files,
+        ...editFile(tree, POOL_FILE, DATABRICKS_TOOLS_PATCH_ID, ctx, (t) => patchPoolText(POOL_FILE, t, ctx))
+          .files,
       );
     return { files };
   },

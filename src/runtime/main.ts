@@ -22,8 +22,8 @@ import {
   runMigrations,
   searchPathOption,
 } from "./database.js";
-import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
 import { ToolContexts } from "./databricks-tools/contexts.js";
+import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
 import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
 import {

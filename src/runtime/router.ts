@@ -12,6 +12,7 @@ import { createProxyServer } from "http-proxy-3";
 import type { AuditObserver } from "./audit-observer.js";
 import type { AuditFilters, AuditRecord } from "./audit-query.js";
 import { answerAuditRoute, isAuditRoute } from "./audit-route.js";
+import { CONTEXT_HEADER, type ToolContexts } from "./databricks-tools/contexts.js";
 import {
   createIdentitySignIn,
   IDENTITY_SECRET_HEADER,
@@ -25,7 +26,6 @@ import {
   type Managers,
   trpcProcedures,
 } from "./live-logs-guard.js";
-import { CONTEXT_HEADER, type ToolContexts } from "./databricks-tools/contexts.js";
 import { createPeerTrust, dropIdentityHeaders, normalizeAddress } from "./proxy-trust.js";
 import { IN_FLIGHT_MESSAGE, type SessionContinuity, sessionCredentialHeaders } from "./session-continuity.js";
 import {

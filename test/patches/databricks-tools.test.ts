@@ -42,7 +42,11 @@ describe("patch databricks-tools on MetaMCP's backend entry shapes", () => {
       expect(firstCode(after)).toBe(OUR_IMPORT);
       // The request context is the app's first middleware: right after `const app = express();`.
       expect(after).toMatch(/const app = express\(\);\n\/\/ [^\n]*\napp\.use\(__databricksToolsContext\);/);
-      expect(after.replace(/^(\/\/[^\n]*\n)?import[^\n]*databricks-tools[^\n]*\n/gm, "").replace(/\n\/\/ [^\n]*\napp\.use\(__databricksToolsContext\);/, "")).toBe(before);
+      expect(
+        after
+          .replace(/^(\/\/[^\n]*\n)?import[^\n]*databricks-tools[^\n]*\n/gm, "")
+          .replace(/\n\/\/ [^\n]*\napp\.use\(__databricksToolsContext\);/, ""),
+      ).toBe(before);
       databricksToolsPatch.verify(tree, ctx);
       const snapshot = tree.toObject();
       expect(databricksToolsPatch.apply(tree, ctx).files).toEqual([]);
@@ -153,10 +157,18 @@ describe("patch databricks-tools on MetaMCP's idle pool", () => {
       { path: POOL_FILE, edits: 4 },
     ]);
     const pool = tree.read(POOL_FILE)!;
-    expect(pool).toContain('import { databricksNoIdle as __databricksNoIdle } from "../../databricks-tools";');
-    expect(pool).toMatch(/createIdleSession\(serverUuid: string, params: \{ url\?: string \}\): Promise<void> \{\n    if \(__databricksNoIdle\(params\)\) return;/);
-    expect(pool).toMatch(/createIdleSessionAsync\([^)]*\): void \{\n    if \(__databricksNoIdle\(params\)\) return;/);
-    expect(pool).toContain("const idleClient = __databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid];");
+    expect(pool).toContain(
+      'import { databricksNoIdle as __databricksNoIdle } from "../../databricks-tools";',
+    );
+    expect(pool).toMatch(
+      /createIdleSession\(serverUuid: string, params: \{ url\?: string \}\): Promise<void> \{\n {4}if \(__databricksNoIdle\(params\)\) return;/,
+    );
+    expect(pool).toMatch(
+      /createIdleSessionAsync\([^)]*\): void \{\n {4}if \(__databricksNoIdle\(params\)\) return;/,
+    );
+    expect(pool).toContain(
+      "const idleClient = __databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid];",
+    );
     databricksToolsPatch.verify(tree, ctx);
     const snapshot = tree.toObject();
     expect(databricksToolsPatch.apply(tree, ctx).files).toEqual([]);
@@ -165,7 +177,10 @@ describe("patch databricks-tools on MetaMCP's idle pool", () => {
     const renamed = new MemoryTree({
       [BACKEND_ENTRY_FILE]: syntheticBackendIndex("async-callback"),
       [TOOLS_MODULE_FILE]: MODULE,
-      [POOL_FILE]: SYNTHETIC_POOL.replace("const idleClient = this.idleSessions", "const idle = this.idleSessions"),
+      [POOL_FILE]: SYNTHETIC_POOL.replace(
+        "const idleClient = this.idleSessions",
+        "const idle = this.idleSessions",
+      ),
     });
     expectDrift(() => databricksToolsPatch.apply(renamed, ctx), POOL_FILE, /const idleClient/);
     const moved = new MemoryTree({
@@ -173,7 +188,11 @@ describe("patch databricks-tools on MetaMCP's idle pool", () => {
       [TOOLS_MODULE_FILE]: MODULE,
       "apps/backend/src/lib/metamcp/pool2.ts": SYNTHETIC_POOL,
     });
-    expectDrift(() => databricksToolsPatch.apply(moved, ctx), "apps/backend/src/lib/metamcp/pool2.ts", /idle pool only/);
+    expectDrift(
+      () => databricksToolsPatch.apply(moved, ctx),
+      "apps/backend/src/lib/metamcp/pool2.ts",
+      /idle pool only/,
+    );
     const unguarded = new MemoryTree(snapshot);
     unguarded.write(POOL_FILE, pool.replace("    if (__databricksNoIdle(params)) return;\n", ""));
     expectDrift(() => databricksToolsPatch.verify(unguarded, ctx), POOL_FILE, /first in createIdleSession/);
@@ -234,7 +253,9 @@ describe("on MetaMCP's real code", () => {
         if (pool) {
           const guarded = tree.read(POOL_FILE)!;
           expect(guarded.match(/if \(__databricksNoIdle\(params\)\) return;/g)?.length, ref).toBe(2);
-          expect(guarded, ref).toContain("__databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid]");
+          expect(guarded, ref).toContain(
+            "__databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid]",
+          );
           pools++;
         }
         patched++;

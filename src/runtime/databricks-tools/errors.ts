@@ -104,7 +104,7 @@ export const REFUSALS = {
   noUserToken:
     "this per-person Databricks server (#identity=user) needs your own workspace token, and none came with this request: the app needs user authorization (user_api_scopes, APP_USER_API_SCOPES) and the call must come through the Apps proxy. It is never called as the app's service principal instead",
   userRoute:
-    "per-person servers need an MCP session (streamable HTTP or SSE): the OpenAPI route shares one connection between every caller, so a per-person Databricks server (#identity=user) is not called there, nor as the app's service principal instead",
+    "per-person servers need an MCP session (streamable HTTP or SSE): a per-person Databricks server (#identity=user) is not called on the OpenAPI route (one connection for every caller) nor by work no person's request started, nor as the app's service principal instead",
   otherSession:
     "this Databricks MCP session was opened by someone else: it is never used for another person's request",
   appIdentityOff:

@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { maskSecrets, registerSecret } from "../../log/secrets.js";
-import { explain, REFUSALS, toolErrorResult } from "./errors.js";
 import { CONTEXT_HEADER, type ToolContexts } from "./contexts.js";
+import { explain, REFUSALS, toolErrorResult } from "./errors.js";
 import { canonicalMcpPath } from "./paths.js";
 import type { CurrentToken } from "./tokens.js";
 

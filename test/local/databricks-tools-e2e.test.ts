@@ -176,7 +176,16 @@ describe.skipIf(!GATEWAY)("Databricks tools through a MetaMCP endpoint on the lo
   });
 
   it("a per-person server (#identity=user) on an app without user authorization is refused, never served as the app", async () => {
-    const r = await cli(["--json", "databricks-tools", "add", "genie", "local-sales", "--local"]);
+    const r = await cli([
+      "--json",
+      "databricks-tools",
+      "add",
+      "genie",
+      "local-sales",
+      "--name",
+      "genie-per-person",
+      "--local",
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const perPerson = `${(JSON.parse(r.stdout) as { url: string }).url}#identity=user`;
     const token = (await localUserToken(stateDir())).token;

@@ -22,6 +22,7 @@ import {
   runMigrations,
   searchPathOption,
 } from "./database.js";
+import { ToolContexts } from "./databricks-tools/contexts.js";
 import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
 import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
@@ -284,7 +285,10 @@ export async function runApp(runtimeDir: string): Promise<number> {
     identitySecret,
     warn: (message) => log.warn(message),
   });
+  // Per-person Databricks servers: the router holds each request's token, the tools gateway swaps its handle.
+  const toolContexts = new ToolContexts();
   const router = createRouter({
+    toolContexts,
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
     publicUrl: () => publicUrl,
@@ -469,6 +473,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
       principalId: env.clientId,
       issueToken: () => platform.issueToken(),
       log: createLogger({ json, tag: "databricks-tools" }),
+      contexts: toolContexts,
     });
     const backend = new SupervisedChild(
       // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.

@@ -117,10 +117,12 @@ describe("prepare on each synthetic release: every patch applied where its shape
   });
   it("databricks-tools: on every release our fetch wrapper is copied in and is the backend entry's first import", () => {
     for (const ref of REFS) {
-      expect(patchOf(ref, "databricks-tools")?.files, ref).toEqual([{ path: BACKEND_INDEX_FILE, edits: 1 }]);
+      // The import and the request-context mount (these synthetic releases have no idle pool file).
+      expect(patchOf(ref, "databricks-tools")?.files, ref).toEqual([{ path: BACKEND_INDEX_FILE, edits: 2 }]);
       const entry = read(ref, BACKEND_INDEX_FILE);
       const first = entry.split("\n").find((l) => l.trim() && !l.trim().startsWith("//"));
       expect(first, ref).toBe('import "./databricks-tools";');
+      expect(entry, ref).toContain("app.use(__databricksToolsContext);");
       expect(read(ref, "apps/backend/src/databricks-tools.ts"), ref).toContain("installDatabricksToolsFetch");
     }
   });

@@ -359,10 +359,10 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         const denied = await call("/api/2.0/mcp/functions/main/secret");
         expect(denied.isError).toBe(true);
         expect(denied.text).toContain(`GRANT EXECUTE ON SCHEMA main.secret TO \`${db.role}\``);
-        // Per-person servers are refused, never answered as the app.
+        // Per-person servers with no forwarded token are refused, never answered as the app.
         const perPerson = await call("/api/2.0/mcp/functions/main/tools#identity=user");
         expect(perPerson.isError).toBe(true);
-        expect(perPerson.text).toMatch(/403|not available yet/);
+        expect(perPerson.text).toMatch(/none came with this request.*never called as the app/);
         // Outside /api/2.0/mcp/<kind>: refused, and the gateway's refusal is in the runtime's log.
         const before = ws.requests.length;
         expect((await call("/api/2.0/mcp/unknown/x")).isError).toBe(true);

@@ -63,7 +63,7 @@ export const FAKE_ENDPOINTS = {
 const BACKEND = String.raw`
 // As the databricks-tools patch makes index.ts: our module first (after the test's capture of the secret).
 import "./capture-gateway-secret.mjs";
-import "./databricks-tools.mjs";
+import { databricksToolsContext } from "./databricks-tools.mjs";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -249,7 +249,9 @@ async function handleMcp(req, res, url, name, kind, send) {
   send(404, { error: "not found" });
 }
 
-const server = createServer(async (req, res) => {
+// As the databricks-tools patch mounts it: first on the app, each request's per-person handle in its context.
+const server = createServer((req, res) => databricksToolsContext(req, res, () => void serve(req, res)));
+async function serve(req, res) {
   const url = new URL(req.url, "http://x");
   const send = (status, body) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -315,7 +317,7 @@ const server = createServer(async (req, res) => {
     if (!res.headersSent) send(500, { error: String(err.message ?? err) });
     else res.destroy();
   }
-});
+}
 // Upstream's shape (its fixed port, no host: every interface); createFakeAppTree runs our backend-loopback
 // patch on it, which makes the port METAMCP_BACKEND_PORT's when that is set, as on a real tree.
 server.listen(12009, async () => console.log("backend listening on " + server.address().port));

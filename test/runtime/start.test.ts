@@ -342,6 +342,35 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       expect(app.raw.join("\n")).toContain("Lakebase credential (provisioned)");
     });
 
+    it("says its startup steps in order as its progress, and a skipped one says it was skipped and why", async () => {
+      const app = startRuntime();
+      await waitReady(app);
+      const progress = app.lines
+        .map((l) => JSON.parse(l) as { tag: string; msg: string })
+        .filter((l) => l.tag === "start" && (l.msg.endsWith("…") || l.msg.includes(": skipped, ")))
+        .map((l) => l.msg);
+      expect(progress).toEqual([
+        "app tree…",
+        "app port…",
+        "public URL…",
+        "Lakebase instance state: skipped, Lakebase Autoscaling has no instance to wait for",
+        "Lakebase credential (autoscaling)…",
+        "database…",
+        "connect…",
+        "schema metamcp_app…",
+        "migrations…",
+        "tool timeouts…",
+        "sign-up setting…",
+        "endpoint identity table…",
+        "audit table…",
+        "session table…",
+        "STDIO servers…",
+        "Databricks tools…",
+        "MetaMCP servers…",
+      ]);
+      expect(app.lines.join("\n")).toMatch(/"msg":"MetaMCP servers: done in \d+ ms"/);
+    });
+
     it("restarts a child that exits with code 0 instead of taking it for success", async () => {
       const app = startRuntime();
       await waitReady(app);

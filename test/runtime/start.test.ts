@@ -345,7 +345,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     it("says its startup steps in order as its progress, and a skipped one says it was skipped and why", async () => {
       const app = startRuntime();
       await waitReady(app);
-      const progress = app.lines
+      const progress = app.raw
         .map((l) => JSON.parse(l) as { tag: string; msg: string })
         .filter((l) => l.tag === "start" && (l.msg.endsWith("…") || l.msg.includes(": skipped, ")))
         .map((l) => l.msg);
@@ -368,7 +368,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         "Databricks tools…",
         "MetaMCP servers…",
       ]);
-      expect(app.lines.join("\n")).toMatch(/"msg":"MetaMCP servers: done in \d+ ms"/);
+      expect(app.raw.join("\n")).toMatch(/"msg":"MetaMCP servers: done in \d+ ms"/);
     });
 
     it("restarts a child that exits with code 0 instead of taking it for success", async () => {

@@ -1,14 +1,11 @@
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import os from "node:os";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { localUserToken } from "../../src/local/user-token.js";
 import { waitFor } from "../../src/retry.js";
-import { runCli } from "../support/cli.js";
-import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+import { useLocalStack } from "../support/local-rig.js";
 
 /**
  * Issue 23's on-behalf-of test on `make local` (the fake tree) with user authorization on
@@ -22,66 +19,22 @@ const ADA = "local-user@example.com";
 const BOB = "bob@example.com";
 
 describe("on-behalf-of: two people, one per-person Genie server, different rows", () => {
-  let work: string;
-  let internal: InternalPorts | undefined;
-  let appUrl: string;
-  const stateDir = () => path.join(work, "state");
-  const cli = (args: string[]) =>
-    runCli(args, {
-      cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
-      timeoutMs: 120_000,
-    });
+  const stack = useLocalStack("tools-obo");
+  const stateDir = () => stack.stateDir;
+  const cli = (args: string[]) => stack.cli(args);
 
   beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-tools-obo-"));
-    chmodSync(work, 0o755);
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    const up = await cli([
-      "--json",
-      "local",
-      "up",
-      "--detach",
-      "--no-build",
-      "--port",
-      String(await freePort()),
-      "--genie-delay",
-      "1",
-      "--user-scopes",
-      "genie,unity-catalog",
-    ]);
-    expect(up.exitCode, up.stderr).toBe(0);
-    appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    await stack.up(["--genie-delay", "1", "--user-scopes", "genie,unity-catalog"]);
     // Bob signs in once, as a person does in the browser: the stand-in then knows him.
-    const login = await fetch(appUrl, { redirect: "manual" });
-    const loginUrl = new URL(login.headers.get("location")!);
-    const signed = await fetch(new URL("/login.html", loginUrl), {
-      method: "POST",
-      body: new URLSearchParams({
-        email: BOB,
-        name: BOB,
-        redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
-        state: "/",
-      }),
-      redirect: "manual",
-    });
-    expect(signed.status).toBe(302);
+    await stack.signIn(BOB);
   }, 180_000);
-
-  afterAll(async () => {
-    if (work) {
-      await cli(["local", "down"]);
-      rmSync(work, { recursive: true, force: true });
-    }
-  });
 
   /** A person's real MCP SDK client on the `open` endpoint, through the stand-in Apps proxy. */
   async function clientOf(email: string) {
     const token = (await localUserToken(stateDir(), { email })).token;
     const client = new Client({ name: `obo-${email}`, version: "1.0.0" });
     await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${appUrl}/metamcp/open/mcp`), {
+      new StreamableHTTPClientTransport(new URL(`${stack.appUrl}/metamcp/open/mcp`), {
         requestInit: { headers: { authorization: `Bearer ${token}` } },
       }),
     );

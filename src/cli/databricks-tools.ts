@@ -11,6 +11,7 @@ interface ToolsOptions {
   user?: string;
   name?: string;
   public?: boolean;
+  perPerson?: boolean;
 }
 
 const KINDS_HELP = `kinds (and the path on the workspace host):
@@ -21,8 +22,8 @@ const KINDS_HELP = `kinds (and the path on the workspace host):
   search <catalog>.<schema>[.<index>]   Vector Search            /api/2.0/mcp/vector-search/<catalog>/<schema>[/<index>]
   connection <name>                     a UC connection's server /api/2.0/mcp/external/<name>
 Without --local, the target (-t dev|prod) and profile (-p) say which workspace and app. The server is an
-ordinary Streamable HTTP server in MetaMCP that the app calls as its service principal
-(docs/databricks-tools-cli.md).`;
+ordinary Streamable HTTP server in MetaMCP that the app calls as its service principal, or with
+--per-person as each person who calls it (docs/databricks-tools-cli.md).`;
 
 export function registerDatabricksTools(program: Command): void {
   const tools = program
@@ -42,19 +43,29 @@ export function registerDatabricksTools(program: Command): void {
       .description(
         "Create the server in MetaMCP as you, and print the grants the app's service principal needs",
       )
-      .option("--name <name>", "the server's name in MetaMCP (default databricks-<kind>-<ids>)")
+      .option(
+        "--name <name>",
+        "the server's name in MetaMCP (default databricks-<kind>-<ids>, with -per-person for --per-person)",
+      )
       .option("--public", "every MetaMCP user sees it (default: only you)")
+      .option(
+        "--per-person",
+        "each person's own workspace token calls it (on-behalf-of: the app needs user_api_scopes, APP_USER_API_SCOPES), not the app's service principal",
+      )
       .addHelpText("after", `\n${KINDS_HELP}`),
   ).action(
     action(async (ctx, kind: string, ids: string | undefined, opts: ToolsOptions) => {
       const { addToolServer, toolsWorkspace } = await import("../databricks-tools/tools.js");
-      const r = await addToolServer({ kind, ids, name: opts.name, public: opts.public }, () =>
-        workspaceOf(ctx, opts, toolsWorkspace),
+      const r = await addToolServer(
+        { kind, ids, name: opts.name, public: opts.public, perPerson: opts.perPerson },
+        () => workspaceOf(ctx, opts, toolsWorkspace),
       );
       ctx.result(r, () =>
         [
           `created ${r.public ? "public" : "private"} MetaMCP server ${r.name} (${r.uuid}): ${r.url}`,
-          `it runs as the app's service principal ${r.principal}; an admin grants it, if not done yet:`,
+          r.identity === "user"
+            ? "it runs as each person who calls it, with their own token (the app needs user_api_scopes: APP_USER_API_SCOPES); each person needs, if not granted yet:"
+            : `it runs as the app's service principal ${r.principal}; an admin grants it, if not done yet:`,
           ...r.grants.map((g) => `  ${g}`),
           "next: add it to a namespace in MetaMCP (Namespaces → your namespace → MCP servers)",
         ].join("\n"),

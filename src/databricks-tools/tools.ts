@@ -81,6 +81,8 @@ export interface AddRequest {
   ids?: string;
   name?: string;
   public?: boolean;
+  /** Each person's own token calls it (`#identity=user`), not the app's service principal. */
+  perPerson?: boolean;
 }
 
 export interface ToolServerEntry {
@@ -96,7 +98,7 @@ export interface ToolServerEntry {
 }
 
 export interface AddResult extends ToolServerEntry {
-  /** Who calls the server: the app's service principal. */
+  /** Who calls the server: the app's service principal's id, or `<each person>` for a per-person server. */
   principal: string;
   grants: string[];
 }
@@ -116,6 +118,9 @@ function entryOf(
   };
 }
 
+/** The grantee in a per-person server's GRANT statements: each person (or a group of them) who will call it. */
+export const PER_PERSON = "<each person's email, or a group>";
+
 /** Adds a managed server to MetaMCP as the person, as an ordinary Streamable HTTP server on the workspace URL. */
 export async function addToolServer(
   request: AddRequest,
@@ -123,17 +128,22 @@ export async function addToolServer(
 ): Promise<AddResult> {
   // Bad input is said before anything is looked up.
   const server = parseToolServer(request.kind, request.ids);
-  const name = checkServerName(request.name ?? defaultServerName(server));
+  // Beside the app-identity server of the same kind and ids, so both can exist.
+  const name = checkServerName(
+    request.name ?? `${defaultServerName(server)}${request.perPerson ? "-per-person" : ""}`,
+  );
   const ws = await workspace();
-  const url = toolServerUrl(ws.host, server);
+  // The fragment never reaches Databricks: the app's wrapper reads it to choose whose token calls (design §3).
+  const url = `${toolServerUrl(ws.host, server)}${request.perPerson ? "#identity=user" : ""}`;
   const metamcp = new MetaMcpClient(ws.appUrl, ws.tokens);
   const row = await metamcp.createServer({
     name,
-    description: `Databricks ${server.kind}${server.ids.length ? ` ${server.ids.join(".")}` : ""} (managed MCP server, called as the app's service principal)`,
+    description: `Databricks ${server.kind}${server.ids.length ? ` ${server.ids.join(".")}` : ""} (managed MCP server, called as ${request.perPerson ? "each person, with their own token" : "the app's service principal"})`,
     url,
     user_id: request.public ? null : undefined,
   });
-  const principal = await ws.servicePrincipal();
+  // Per person, Unity Catalog answers each caller by their own grants: the statements name who to grant.
+  const principal = request.perPerson ? PER_PERSON : await ws.servicePrincipal();
   return { ...entryOf(row, server), principal, grants: grantStatements(server, principal) };
 }
 

@@ -43,9 +43,26 @@ describe("on-behalf-of: two people, one per-person Genie server, different rows"
   const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]?.text ?? "";
 
   it("Ada and Bob ask the same server and each gets their own rows; Bob's function call names his missing grant", async () => {
-    const r = await cli(["--json", "databricks-tools", "add", "genie", "local-sales", "--local"]);
+    // `add --per-person` makes the server per person: no URL spelling for the person to know.
+    const r = await cli([
+      "--json",
+      "databricks-tools",
+      "add",
+      "genie",
+      "local-sales",
+      "--local",
+      "--per-person",
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const genie = `${(JSON.parse(r.stdout) as { url: string }).url}#identity=user`;
+    const added = JSON.parse(r.stdout) as {
+      url: string;
+      identity: string;
+      principal: string;
+      grants: string[];
+    };
+    expect(added).toMatchObject({ identity: "user", principal: "<each person's email, or a group>" });
+    expect(added.grants.join("\n")).toContain("CAN VIEW for <each person's email, or a group>");
+    const genie = added.url;
     const f = await cli([
       "--json",
       "databricks-tools",
@@ -53,9 +70,14 @@ describe("on-behalf-of: two people, one per-person Genie server, different rows"
       "functions",
       "main.tools.region_of",
       "--local",
+      "--per-person",
     ]);
     expect(f.exitCode, f.stderr).toBe(0);
-    const fn = `${(JSON.parse(f.stdout) as { url: string }).url}#identity=user`;
+    const fn = (JSON.parse(f.stdout) as { url: string }).url;
+    const human = await cli(["databricks-tools", "list", "--local"]);
+    expect(human.stdout).toMatch(
+      /databricks-functions-main-tools-region_of-per-person\tfunctions main\.tools\.region_of\tas each person\t/,
+    );
     const ada = await clientOf(ADA);
     const bob = await clientOf(BOB);
     const through = async (client: Client, url: string, tool: string, args: Record<string, unknown>) => {

@@ -4,6 +4,7 @@ import type { Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "../log/logger.js";
 import { childLogLevel } from "./child-log-level.js";
+import { condenseIdLists } from "./child-log-lines.js";
 import { encodeChildSecrets, SECRETS_FD, SECRETS_FD_ENV } from "./child-secrets.js";
 
 export interface ChildSpec {
@@ -78,8 +79,9 @@ export class SupervisedChild {
     }
     for (const source of ["stdout", "stderr"] as const) {
       const stream = child[source];
-      if (stream)
-        createInterface({ input: stream }).on("line", (line) => log[childLogLevel(source, line)](line));
+      if (!stream) continue;
+      const lines = condenseIdLists((line) => log[childLogLevel(source, line)](line));
+      createInterface({ input: stream }).on("line", lines.line).on("close", lines.end);
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => {

@@ -1,3 +1,4 @@
+import type { Writable } from "node:stream";
 import { type ConsolaInstance, type ConsolaReporter, createConsola, type LogObject } from "consola/core";
 import { maskSecrets } from "./secrets.js";
 
@@ -12,6 +13,38 @@ export interface LoggerOptions {
   stream?: NodeJS.WritableStream;
   /** Tag prefixed to every human line (e.g. the step name). */
   tag?: string;
+  /**
+   * The lines of one tick go out in one write (the stream corked until the next tick, and at exit). For loggers
+   * that relay a child's many lines: stdout and stderr are synchronous pipes on Linux, one syscall per line.
+   */
+  coalesce?: boolean;
+}
+
+const flushedAtExit = new WeakSet<Writable>();
+
+/** Writes to `stream`, the writes of one tick gathered into one (Writable.cork/uncork). */
+function coalescingWrite(stream: NodeJS.WritableStream): (text: string) => void {
+  const w = stream as Writable;
+  if (typeof w.cork !== "function") return (text) => stream.write(text);
+  if (!flushedAtExit.has(w)) {
+    flushedAtExit.add(w);
+    // A `process.exit()` in the same tick as a line (a fatal error) must not lose it.
+    process.on("exit", () => {
+      while (w.writableCorked > 0) w.uncork();
+    });
+  }
+  let corked = false;
+  return (text) => {
+    if (!corked) {
+      corked = true;
+      w.cork();
+      process.nextTick(() => {
+        corked = false;
+        w.uncork();
+      });
+    }
+    w.write(text);
+  };
 }
 
 function formatArgs(args: unknown[]): string {
@@ -29,7 +62,8 @@ function formatArgs(args: unknown[]): string {
 }
 
 /** One line per log call, secrets masked, JSON or human. */
-function lineReporter(json: boolean, stream: NodeJS.WritableStream): ConsolaReporter {
+function lineReporter(json: boolean, stream: NodeJS.WritableStream, coalesce: boolean): ConsolaReporter {
+  const write = coalesce ? coalescingWrite(stream) : (text: string) => stream.write(text);
   return {
     log(obj: LogObject) {
       const message = maskSecrets(formatArgs(obj.args));
@@ -40,7 +74,7 @@ function lineReporter(json: boolean, stream: NodeJS.WritableStream): ConsolaRepo
           tag: obj.tag || undefined,
           msg: message,
         };
-        stream.write(`${JSON.stringify(line)}\n`);
+        write(`${JSON.stringify(line)}\n`);
         return;
       }
       const prefix = obj.tag ? `[${obj.tag}] ` : "";
@@ -52,7 +86,7 @@ function lineReporter(json: boolean, stream: NodeJS.WritableStream): ConsolaRepo
             : obj.type === "success"
               ? "✔ "
               : "";
-      stream.write(`${mark}${prefix}${message}\n`);
+      write(`${mark}${prefix}${message}\n`);
     },
   };
 }
@@ -61,7 +95,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr;
   const logger = createConsola({
     level: options.level ?? 3,
-    reporters: [lineReporter(options.json ?? false, stream)],
+    reporters: [lineReporter(options.json ?? false, stream, options.coalesce ?? false)],
   });
   return options.tag ? logger.withTag(options.tag) : logger;
 }

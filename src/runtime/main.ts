@@ -457,7 +457,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
             },
             preload,
           ),
-          createLogger({ json, tag: "backend" }),
+          createLogger({ json, tag: "backend", coalesce: true }),
         );
         backendChild = backend;
         const frontend = new SupervisedChild(
@@ -468,7 +468,7 @@ export async function runApp(runtimeDir: string): Promise<number> {
             { ...childEnv(env, childUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
             preload,
           ),
-          createLogger({ json, tag: "frontend" }),
+          createLogger({ json, tag: "frontend", coalesce: true }),
         );
         // Checked right before launching, in the same tick: a stop that came during any step before
         // launches nothing (shutdown stops exactly the children in this list).

@@ -14,6 +14,7 @@ import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
 import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
+import { processRuns } from "../process/alive.js";
 import { cliCommand } from "./printed.js";
 
 /**
@@ -205,42 +206,13 @@ export function clearRunState(paths: LocalPaths): void {
   rmSync(paths.stateFile, { force: true });
 }
 
-export function isAlive(pid: number | undefined): boolean {
-  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  // A killed process nobody reaped yet (a zombie) still answers kill(0): it is gone all the same.
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true;
-  }
-}
-
-/**
- * Whether any process, a zombie included, still has this PID: what `down` waits for, so that when it
- * returns the PID is gone for every observer (a zombie is reaped by its new parent a moment later).
- */
-export function pidExists(pid: number | undefined): boolean {
-  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Whether `pid` still runs a program whose command line holds every one of `words`: a PID recorded by an
  * earlier run may belong to an unrelated program by now and must never be signalled. Without /proc
  * (macOS) the PID is trusted as recorded.
  */
 export function runsProgram(pid: number | undefined, words: string[]): boolean {
-  if (!isAlive(pid)) return false;
+  if (!processRuns(pid)) return false;
   let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");

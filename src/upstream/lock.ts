@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { processRuns } from "../process/alive.js";
 
 /** Who holds a lock: enough to tell, on the same machine, whether that process still runs. */
 export interface LockOwner {
@@ -30,22 +31,11 @@ function currentBootId(): string {
   return bootId;
 }
 
-/** True when `pid` runs on this machine (a process of another user counts: EPERM). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** A process that is this machine's since its last boot and no longer runs; never true for another host. */
 export function ownerIsDead(owner: Pick<LockOwner, "pid" | "host" | "boot">): boolean {
   if (owner.host !== os.hostname()) return false;
   if (owner.boot && currentBootId() && owner.boot !== currentBootId()) return true;
-  return !processAlive(owner.pid);
+  return !processRuns(owner.pid, { zombieCounts: true });
 }
 
 function readOwner(file: string): LockOwner | undefined {

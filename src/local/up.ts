@@ -105,8 +105,9 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
   }
 
   // The lock first: a second `up` (or its --fresh) must never touch a database another `up` is starting.
-  const release =
-    opts.daemon && opts.lockFrom !== undefined ? takeOverLock(paths, opts.lockFrom) : acquireLock(paths);
+  const release = await (opts.daemon && opts.lockFrom !== undefined
+    ? takeOverLock(paths, opts.lockFrom)
+    : acquireLock(paths));
   try {
     await stopLeftoversOfDeadRun(paths, log);
 
@@ -125,10 +126,10 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
 
     if (!opts.daemon && opts.build) await ensureBuilt(config, log);
 
-    if (opts.detach) return await upDetached(opts, ctx, paths);
+    if (opts.detach) return await upDetached(opts, ctx, paths, release);
     return await upForeground(opts, ctx, paths);
   } finally {
-    release(); // a no-op once a detached supervisor took the lock over
+    await release(); // a no-op once handed to a detached supervisor
   }
 }
 
@@ -165,7 +166,12 @@ async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<v
 }
 
 /** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
-async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
+async function upDetached(
+  opts: LocalUpOptions,
+  ctx: CommandOutput,
+  paths: LocalPaths,
+  handOverLock: () => Promise<void>,
+): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const out = openLogForAppend(paths);
   const logStart = statSync(paths.logFile).size;
@@ -208,6 +214,8 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
   });
   closeSync(out);
   child.unref();
+  // The supervisor waits for this process (and no other) to let go of the lock.
+  await handOverLock();
   let exitCode: number | null | undefined;
   child.once("exit", (code, sig) => {
     exitCode = code ?? (sig ? 1 : null);

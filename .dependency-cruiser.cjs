@@ -2,10 +2,11 @@
  * Import boundaries of src/ (`npm run lint` runs `depcruise src --config .dependency-cruiser.cjs`).
  * One rule per concern; each says why it exists. docs/design.md has the module map these keep true.
  *
- * "Core" = src/errors.ts, src/names.ts, src/version.ts, src/retry.ts (the one way to retry and wait) and
- * src/log/**: shared by the CLI and the in-app runtime, zod-free and light.
+ * "Core" = src/errors.ts, src/names.ts, src/version.ts, src/retry.ts (the one way to retry and wait),
+ * src/placeholders.ts (the one placeholder check) and src/log/**: shared by the CLI and the in-app runtime,
+ * zod-free and light.
  */
-const CORE = "^src/(errors|names|version|retry)\\.ts$|^src/log/";
+const CORE = "^src/(errors|names|version|retry|placeholders)\\.ts$|^src/log/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -16,7 +17,7 @@ module.exports = {
       comment:
         "The in-app runtime (runtime/start.mjs) is one self-contained bundle run by plain `node` in the app " +
         "container: whatever it imports is shipped inside it. It may import only runtime files, core and its " +
-        "npm dependencies; importing the CLI's modules (config, zod, help texts, the SDK) bloats the bundle " +
+        "npm dependencies; importing the CLI's modules (config, full zod, help texts, the SDK) bloats the bundle " +
         "and couples the app to the CLI (docs/runtime.md).",
       from: { path: "^src/runtime/" },
       to: { path: "^src/", pathNot: ["^src/runtime/", CORE] },

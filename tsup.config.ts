@@ -34,6 +34,10 @@ export default defineConfig([
     clean: false,
     sourcemap: false,
     splitting: false,
+    // Within start.mjs's 450 KB budget (docs/runtime.md): whitespace and syntax only, names kept, so a stack
+    // trace from the app still names our functions.
+    minifyWhitespace: true,
+    minifySyntax: true,
     noExternal: [/.*/],
     external: ["pg-native"],
     banner: {

@@ -188,6 +188,8 @@ export default {
         APP_URL: platform.appUrl,
         NEXT_PUBLIC_APP_URL: platform.appUrl,
         BETTER_AUTH_SECRET: "a-real-looking-secret-0123456789",
+        // Our backend-loopback patch's port (upstream's fixed 12009 otherwise); the frontend asks it there too.
+        METAMCP_BACKEND_PORT: String(BACKEND),
       };
       const be = spawnGroup(process.execPath, ["dist/index.js"], beDir, {
         ...plainEnv,

@@ -139,3 +139,26 @@ export function fetchNotAnswering(err: unknown): boolean {
   const name = (err as Error | undefined)?.name;
   return (err instanceof TypeError && err.message === "fetch failed") || name === "TimeoutError";
 }
+
+/**
+ * `p`, or a rejection with `signal`'s reason as soon as it aborts (the work behind `p` is abandoned; a
+ * rejection of `p` after the abort is the abort's too): a wait that cannot take a signal itself still ends
+ * on a stop.
+ */
+export function abandonOnAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(signal.aborted ? signal.reason : e);
+      },
+    );
+  });
+}

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { EXIT, UserError } from "../errors.js";
+import { placeholderKind } from "../placeholders.js";
 import { splitRepoCredentials } from "./repo-credentials.js";
 import { unknownVariableWarnings } from "./unknown-variables.js";
 import { type LakebaseKind, type Target, VARIABLES, type VariableDef } from "./variables.js";
@@ -58,8 +59,6 @@ export interface LoadConfigInput {
   /** `.env` file; default `<cwd>/.env`. */
   dotenvPath?: string;
 }
-
-const PLACEHOLDER = /\$\{[^}]*\}|^<[^>]+>$|^(changeme|change-me|replace-me|todo)$/i;
 
 function pick(
   def: VariableDef,
@@ -144,7 +143,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
       continue;
     }
     if (def.env === "METAMCP_REPO_URL") splitRepoCredentials(resolved.value); // registers its secrets
-    if (PLACEHOLDER.test(resolved.value)) {
+    if (placeholderKind(resolved.value, "setting")) {
       problems.push(
         `${def.env} is still a placeholder (${JSON.stringify(resolved.value)}, from ${resolved.source}): set a real value`,
       );

@@ -5,6 +5,7 @@ import { type Config, ConfigError } from "../config/load.js";
 import type { Target } from "../config/variables.js";
 import { EXIT, isUserError, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { runSteps, type Step } from "../log/steps.js";
 import { appAccess, describePrincipals } from "./access.js";
 import { DatabricksCli } from "./cli.js";
 import { MIN_CLI_VERSION } from "./cli-version.js";
@@ -78,6 +79,16 @@ export interface InvalidConfig {
   databricksCli?: string;
 }
 
+/** What the checks so far found, for the ones after them. */
+interface DoctorContext {
+  checks: Check[];
+  workspace?: Workspace;
+  /** The profile's host did not answer: the workspace line says so. */
+  unreachable?: unknown;
+}
+
+const passed = (ctx: DoctorContext, name: string) => ctx.checks.find((c) => c.name === name)?.ok === true;
+
 /** Everything the Databricks steps need, one line each, with the fix for each failure. */
 export async function runDoctor(
   config: Config | InvalidConfig,
@@ -86,168 +97,229 @@ export async function runDoctor(
   /** The bundle as it will be deployed: its deployment state tells our names from taken ones. */
   bundle?: BundleProbe,
 ): Promise<DoctorReport> {
-  const checks: Check[] = [];
   const profile = config.profile;
-
-  const git = await execa("git", ["--version"], { reject: false }).catch(() => undefined);
-  checks.push(
-    git && git.exitCode === 0
-      ? { name: "git", ok: true, detail: String(git.stdout).trim() }
-      : {
-          name: "git",
-          ok: false,
-          detail: "git was not found",
-          fix: "install git (e.g. `apt-get install git`)",
-        },
-  );
-
-  const node = process.versions.node;
-  checks.push(
-    semver.gte(node, MIN_NODE)
-      ? { name: "node", ok: true, detail: `Node ${node}` }
-      : { name: "node", ok: false, detail: `Node ${node}`, fix: `install Node ${MIN_NODE} or later` },
-  );
-
-  if (cli) {
-    try {
-      const v = await cli.requireVersion();
-      checks.push({
-        name: "databricks-cli",
-        ok: true,
-        detail: `Databricks CLI ${v} (>= ${MIN_CLI_VERSION})`,
-      });
-    } catch (err) {
-      checks.push(failure("databricks-cli", err, `install the Databricks CLI ${MIN_CLI_VERSION} or later`));
-    }
-  } else {
-    checks.push(notChecked("databricks-cli", "DATABRICKS_CLI is invalid (see names)"));
-  }
-
-  let workspace: Workspace | undefined;
-  if (profile === undefined || config.databricksCli === undefined) {
-    checks.push(notChecked("profile", "DATABRICKS_CONFIG_PROFILE or DATABRICKS_CLI is invalid (see names)"));
-    checks.push(notChecked("workspace", "no usable profile"));
-  } else {
-    // Refused before signing in: an Entra profile would otherwise ask Entra ID for a token first.
-    const declared = await declaredAuthType({ profile, databricksCli: config.databricksCli });
-    const refusedUpFront = appsProxyAuthRefusal(profile, declared.host, declared.authType);
-    try {
-      if (refusedUpFront) throw refusedUpFront;
-      workspace = await connectWorkspace({ profile, databricksCli: config.databricksCli });
-      // The SDK may pick an Entra login itself (an Azure host with `az` signed in).
-      const refused = appsProxyAuthRefusal(profile, workspace.host, workspace.authType);
-      if (refused) {
-        workspace = undefined;
-        throw refused;
-      }
-      checks.push({
-        name: "profile",
-        ok: true,
-        detail: `profile ${profile}: ${workspace.host} (${workspace.authType})`,
-      });
-    } catch (err) {
-      if (isUserError(err) && err.code === "workspace_unreachable") {
-        // The login cannot be judged when the host does not answer: the fault is the workspace's line.
-        checks.push(notChecked("profile", "the workspace did not answer"));
-        checks.push(failure("workspace", err, networkFix(profile)));
-      } else {
-        checks.push(failure("profile", err, loginHint(profile)));
-        checks.push(notChecked("workspace", "no working profile"));
-      }
-    }
-  }
-
-  if (workspace) {
-    try {
-      const me = await workspace.client.currentUser.me();
-      checks.push({ name: "workspace", ok: true, detail: `reachable, signed in as ${me.userName ?? me.id}` });
-    } catch (err) {
-      checks.push(failure("workspace", err, networkFix(workspace.profile)));
-    }
-  }
-
-  if ("invalid" in config) {
-    checks.push({
-      name: "names",
-      ok: false,
-      detail: `invalid configuration: ${config.problems.join("; ")}`,
-      fix: config.hint ?? "fix the variables named above (see .env.template)",
-    });
-    return { ok: false, checks, workspace };
-  }
-
-  const names = `app ${config.appName}, ${
-    config.lakebase.kind === "autoscaling"
-      ? `Lakebase project ${config.lakebase.project}/${config.lakebase.branch}`
-      : `Lakebase instance ${config.lakebase.instanceName}`
-  }, database ${config.lakebase.database}, schema ${config.schema}, secret ${config.secret.scope}/${config.secret.key}`;
-  if (otherTarget && otherTarget.appName === config.appName) {
-    checks.push({
-      name: "names",
-      ok: false,
-      detail: `${names}: dev and prod would share app ${config.appName}`,
-      fix: "unset APP_NAME and set APP_BASE_NAME, so each target derives its own names",
-    });
-  } else {
-    checks.push({ name: "names", ok: true, detail: `${names} (target ${config.target})` });
-  }
-
-  const access = appAccess(config);
-  checks.push({
-    name: "access",
-    ok: true,
-    detail:
-      access.canManage.length + access.canUse.length === 0
-        ? `only you (the deployer) and workspace admins can open app ${config.appName}: set APP_CAN_USE / APP_CAN_MANAGE to share it`
-        : `app ${config.appName} opens for you and ${[
-            access.canManage.length ? `CAN_MANAGE: ${describePrincipals(access.canManage)}` : "",
-            access.canUse.length ? `CAN_USE: ${describePrincipals(access.canUse)}` : "",
-          ]
-            .filter(Boolean)
-            .join("; ")}`,
+  const databricksCli = config.databricksCli;
+  // Each step's title is its line of the report; a skipped step is a line saying why it was not checked.
+  const steps: Step<DoctorContext>[] = [
+    {
+      title: "git",
+      task: async ({ checks }) => {
+        const git = await execa("git", ["--version"], { reject: false }).catch(() => undefined);
+        checks.push(
+          git && git.exitCode === 0
+            ? { name: "git", ok: true, detail: String(git.stdout).trim() }
+            : {
+                name: "git",
+                ok: false,
+                detail: "git was not found",
+                fix: "install git (e.g. `apt-get install git`)",
+              },
+        );
+      },
+    },
+    {
+      title: "node",
+      task: ({ checks }) => {
+        const node = process.versions.node;
+        checks.push(
+          semver.gte(node, MIN_NODE)
+            ? { name: "node", ok: true, detail: `Node ${node}` }
+            : { name: "node", ok: false, detail: `Node ${node}`, fix: `install Node ${MIN_NODE} or later` },
+        );
+      },
+    },
+    {
+      title: "databricks-cli",
+      skip: () => !cli && "DATABRICKS_CLI is invalid (see names)",
+      task: async ({ checks }) => {
+        try {
+          const v = await cli!.requireVersion();
+          checks.push({
+            name: "databricks-cli",
+            ok: true,
+            detail: `Databricks CLI ${v} (>= ${MIN_CLI_VERSION})`,
+          });
+        } catch (err) {
+          checks.push(
+            failure("databricks-cli", err, `install the Databricks CLI ${MIN_CLI_VERSION} or later`),
+          );
+        }
+      },
+    },
+    {
+      title: "profile",
+      skip: () =>
+        (profile === undefined || databricksCli === undefined) &&
+        "DATABRICKS_CONFIG_PROFILE or DATABRICKS_CLI is invalid (see names)",
+      task: async (ctx) => {
+        const login = { profile: profile!, databricksCli: databricksCli! };
+        // Refused before signing in: an Entra profile would otherwise ask Entra ID for a token first.
+        const declared = await declaredAuthType(login);
+        const refusedUpFront = appsProxyAuthRefusal(login.profile, declared.host, declared.authType);
+        try {
+          if (refusedUpFront) throw refusedUpFront;
+          const workspace = await connectWorkspace(login);
+          // The SDK may pick an Entra login itself (an Azure host with `az` signed in).
+          const refused = appsProxyAuthRefusal(login.profile, workspace.host, workspace.authType);
+          if (refused) throw refused;
+          ctx.workspace = workspace;
+          ctx.checks.push({
+            name: "profile",
+            ok: true,
+            detail: `profile ${login.profile}: ${workspace.host} (${workspace.authType})`,
+          });
+        } catch (err) {
+          if (isUserError(err) && err.code === "workspace_unreachable") {
+            // The login cannot be judged when the host does not answer: the fault is the workspace's line.
+            ctx.unreachable = err;
+            ctx.checks.push(notChecked("profile", "the workspace did not answer"));
+          } else ctx.checks.push(failure("profile", err, loginHint(login.profile)));
+        }
+      },
+    },
+    {
+      title: "workspace",
+      skip: (ctx) =>
+        !ctx.workspace &&
+        !ctx.unreachable &&
+        (ctx.checks.find((c) => c.name === "profile")?.skipped ? "no usable profile" : "no working profile"),
+      task: async (ctx) => {
+        if (ctx.unreachable) {
+          ctx.checks.push(failure("workspace", ctx.unreachable, networkFix(profile!)));
+          return;
+        }
+        const workspace = ctx.workspace!;
+        try {
+          const me = await workspace.client.currentUser.me();
+          ctx.checks.push({
+            name: "workspace",
+            ok: true,
+            detail: `reachable, signed in as ${me.userName ?? me.id}`,
+          });
+        } catch (err) {
+          ctx.checks.push(failure("workspace", err, networkFix(workspace.profile)));
+        }
+      },
+    },
+    ...("invalid" in config ? [invalidNamesStep(config)] : configSteps(config, cli, otherTarget, bundle)),
+  ];
+  const ctx: DoctorContext = { checks: [] };
+  await runSteps(steps, ctx, {
+    progress: {
+      started: () => {},
+      done: () => {},
+      skipped: (title, why) => ctx.checks.push(notChecked(title, why)),
+    },
   });
+  return { ok: ctx.checks.every((c) => c.ok), checks: ctx.checks, workspace: ctx.workspace };
+}
 
-  if (workspace && checks.find((c) => c.name === "workspace")?.ok) {
-    try {
-      const lb = await checkLakebase(workspace, config);
-      checks.push({
-        name: "lakebase",
-        ok: lb.ok,
-        detail: lb.detail,
-        ...(lb.fix ? { fix: lb.fix } : {}),
-        ...(lb.databricksSide ? { databricksSide: true } : {}),
-      });
-    } catch (err) {
-      checks.push(failure("lakebase", err, "check the Lakebase settings in .env (see .env.template)"));
-    }
-  } else {
-    checks.push(notChecked("lakebase", "no working workspace"));
-  }
+function invalidNamesStep(config: InvalidConfig): Step<DoctorContext> {
+  return {
+    title: "names",
+    task: ({ checks }) =>
+      void checks.push({
+        name: "names",
+        ok: false,
+        detail: `invalid configuration: ${config.problems.join("; ")}`,
+        fix: config.hint ?? "fix the variables named above (see .env.template)",
+      }),
+  };
+}
 
-  const passed = (name: string) => checks.find((c) => c.name === name)?.ok === true;
+/** The checks that need a configuration that loaded. */
+function configSteps(
+  config: Config,
+  cli: DatabricksCli | undefined,
+  otherTarget: Config | undefined,
+  bundle: BundleProbe | undefined,
+): Step<DoctorContext>[] {
+  const steps: Step<DoctorContext>[] = [
+    {
+      title: "names",
+      task: ({ checks }) => {
+        const names = `app ${config.appName}, ${
+          config.lakebase.kind === "autoscaling"
+            ? `Lakebase project ${config.lakebase.project}/${config.lakebase.branch}`
+            : `Lakebase instance ${config.lakebase.instanceName}`
+        }, database ${config.lakebase.database}, schema ${config.schema}, secret ${config.secret.scope}/${config.secret.key}`;
+        checks.push(
+          otherTarget && otherTarget.appName === config.appName
+            ? {
+                name: "names",
+                ok: false,
+                detail: `${names}: dev and prod would share app ${config.appName}`,
+                fix: "unset APP_NAME and set APP_BASE_NAME, so each target derives its own names",
+              }
+            : { name: "names", ok: true, detail: `${names} (target ${config.target})` },
+        );
+      },
+    },
+    {
+      title: "access",
+      task: ({ checks }) => {
+        const access = appAccess(config);
+        checks.push({
+          name: "access",
+          ok: true,
+          detail:
+            access.canManage.length + access.canUse.length === 0
+              ? `only you (the deployer) and workspace admins can open app ${config.appName}: set APP_CAN_USE / APP_CAN_MANAGE to share it`
+              : `app ${config.appName} opens for you and ${[
+                  access.canManage.length ? `CAN_MANAGE: ${describePrincipals(access.canManage)}` : "",
+                  access.canUse.length ? `CAN_USE: ${describePrincipals(access.canUse)}` : "",
+                ]
+                  .filter(Boolean)
+                  .join("; ")}`,
+        });
+      },
+    },
+    {
+      title: "lakebase",
+      skip: (ctx) => !(ctx.workspace && passed(ctx, "workspace")) && "no working workspace",
+      task: async ({ checks, workspace }) => {
+        try {
+          const lb = await checkLakebase(workspace!, config);
+          checks.push({
+            name: "lakebase",
+            ok: lb.ok,
+            detail: lb.detail,
+            ...(lb.fix ? { fix: lb.fix } : {}),
+            ...(lb.databricksSide ? { databricksSide: true } : {}),
+          });
+        } catch (err) {
+          checks.push(failure("lakebase", err, "check the Lakebase settings in .env (see .env.template)"));
+        }
+      },
+    },
+  ];
+  if (!bundle) return steps;
   // The state is read through the CLI: only with one that works and is new enough.
-  if (bundle && cli && workspace && passed("workspace") && passed("databricks-cli")) {
-    try {
-      const state = await bundle.state();
-      const taken = await checkTakenNames(workspace, config, state, bundle.bundleDir);
-      checks.push({
-        name: "taken-names",
-        ok: taken.ok,
-        detail: taken.detail,
-        ...(taken.fix ? { fix: taken.fix, databricksSide: true } : {}),
-      });
-    } catch (err) {
-      checks.push({
-        ...failure("taken-names", err, "run `make doctor` again; if it persists, check the bundle"),
-        // `bundle summary` refused by the workspace (e.g. a login the CLI lacks) is the workspace's side.
-        ...(err instanceof UserError && err.exitCode === EXIT.databricks ? { databricksSide: true } : {}),
-      });
-    }
-  } else if (bundle) {
-    checks.push(notChecked("taken-names", "no working workspace or Databricks CLI"));
-  }
-
-  return { ok: checks.every((c) => c.ok), checks, workspace };
+  const takenNames: Step<DoctorContext> = {
+    title: "taken-names",
+    skip: (ctx) =>
+      !(cli && ctx.workspace && passed(ctx, "workspace") && passed(ctx, "databricks-cli")) &&
+      "no working workspace or Databricks CLI",
+    task: async ({ checks, workspace }) => {
+      try {
+        const state = await bundle.state();
+        const taken = await checkTakenNames(workspace!, config, state, bundle.bundleDir);
+        checks.push({
+          name: "taken-names",
+          ok: taken.ok,
+          detail: taken.detail,
+          ...(taken.fix ? { fix: taken.fix, databricksSide: true } : {}),
+        });
+      } catch (err) {
+        checks.push({
+          ...failure("taken-names", err, "run `make doctor` again; if it persists, check the bundle"),
+          // `bundle summary` refused by the workspace (e.g. a login the CLI lacks) is the workspace's side.
+          ...(err instanceof UserError && err.exitCode === EXIT.databricks ? { databricksSide: true } : {}),
+        });
+      }
+    },
+  };
+  return [...steps, takenNames];
 }
 
 export function formatChecks(checks: Check[]): string {

@@ -1,12 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
-import { Document } from "yaml";
+import { Document, parse } from "yaml";
 import type { Config } from "../config/load.js";
 import { TARGETS, type Target } from "../config/variables.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets } from "../log/secrets.js";
+import { placeholderKind } from "../placeholders.js";
 import { appAccess, appPermissions } from "./access.js";
 import { mergeBundleFile } from "./bundle-file.js";
 import { MIN_CLI_VERSION } from "./cli-version.js";
@@ -471,11 +472,14 @@ export function checkAppYaml(text: string): void {
       "app.yaml would contain a secret value: refusing to write it",
       EXIT.input,
     );
-  if (/\$\{[^}]*\}/.test(text) || /\$[A-Z_]{2,}/.test(text)) {
+  const placeholder = stringsIn(parse(text)).find(([, value]) => placeholderKind(value, "setting"));
+  if (placeholder) {
+    const [where, value] = placeholder;
     throw new UserError(
       "placeholder_in_app_yaml",
-      "app.yaml would contain an unresolved placeholder (the platform expands no placeholders)",
+      `app.yaml would contain an unresolved placeholder (${JSON.stringify(value)} at ${where}): the platform expands no placeholders`,
       EXIT.input,
+      "set the configuration variable it comes from to a real value, then render again",
     );
   }
   if (/BETTER_AUTH_SECRET\s*\n\s*value:/.test(text)) {
@@ -485,6 +489,15 @@ export function checkAppYaml(text: string): void {
       EXIT.input,
     );
   }
+}
+
+/** Every string in a parsed YAML document, with where it is (`env[2].value`). */
+function stringsIn(node: unknown, where = ""): [string, string][] {
+  if (typeof node === "string") return [[where || "top level", node]];
+  if (Array.isArray(node)) return node.flatMap((item, i) => stringsIn(item, `${where}[${i}]`));
+  if (node && typeof node === "object")
+    return Object.entries(node).flatMap(([key, value]) => stringsIn(value, where ? `${where}.${key}` : key));
+  return [];
 }
 
 export interface WrittenBundle {

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { FRONTEND_BACKEND_PORT_PATCH_ID, ORIGIN_FORM_NOTE } from "../patches/instance-ports.js";
 import { waitFor } from "../retry.js";
 import { type AppProcess, type AppProcessExit, spawnAppProcess } from "./app-process.js";
 import type { InstanceRotation } from "./platform/apps-proxy-routing.js";
@@ -106,12 +107,29 @@ export class AppInstances {
 }
 
 /**
- * Whether the app tree's MetaMCP backend listens on a port fixed in its code (upstream's `app.listen(12009,
- * …)`, every release): then a second instance cannot run on this machine (its backend would find 12009
- * taken, and Next's build has `localhost:12009` baked in). The test suite's tree listens on PORT.
+ * Why this app tree cannot run as several instances on one machine, or undefined when it can. A tree our
+ * port patches made (backend-loopback, frontend-backend-port) takes each instance's MetaMCP ports from the
+ * runtime; one prepared before them listens on upstream's fixed 12009 (and its Next build asks
+ * localhost:12009), and a release whose frontend checks sessions through Next's rewrites (v2.0.0–v2.0.5,
+ * baked at build) carries the patch's note in the manifest. Trees without a manifest (the test suite's) are
+ * judged by their backend alone.
  */
-export function backendPortIsFixed(appDir: string): boolean {
+export function instancesRefusal(appDir: string): string | undefined {
   const entry = path.join(appDir, "metamcp/apps/backend/dist/index.js");
-  if (!existsSync(entry)) return false;
-  return /\.listen\(\s*12009\b/.test(readFileSync(entry, "utf8"));
+  if (existsSync(entry) && /\.listen\(\s*12009\b/.test(readFileSync(entry, "utf8")))
+    return "this MetaMCP tree's backend listens on port 12009, fixed in its code (it was prepared before this tool could move it)";
+  const manifestFile = path.join(appDir, ".metamcp-databricks/manifest.json");
+  if (!existsSync(manifestFile)) return undefined;
+  let patches: { id?: string; note?: string }[] = [];
+  try {
+    patches = (JSON.parse(readFileSync(manifestFile, "utf8")) as { patches?: typeof patches }).patches ?? [];
+  } catch {
+    return undefined;
+  }
+  const frontend = patches.find((p) => p.id === FRONTEND_BACKEND_PORT_PATCH_ID);
+  if (!frontend)
+    return "this MetaMCP tree was prepared before this tool could move its ports (its Next build asks localhost:12009)";
+  if (frontend.note === ORIGIN_FORM_NOTE)
+    return "this MetaMCP release's frontend checks sessions through Next's rewrites, whose backend port (12009) is fixed when it is built";
+  return undefined;
 }

@@ -7,12 +7,7 @@ import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
 import { fetchNotAnswering, waitFor } from "../retry.js";
 import { assertTreeSchema } from "../runtime/tree-schema.js";
-import {
-  type AppInstanceSpec,
-  AppInstances,
-  backendPortIsFixed,
-  type InstanceExit,
-} from "./app-instances.js";
+import { type AppInstanceSpec, AppInstances, type InstanceExit, instancesRefusal } from "./app-instances.js";
 import { assertDataDirIsOurs, leftoverDataError, recordDataOwner } from "./data-owner.js";
 import { isNoSpaceError, isNoSpaceLine, noSpaceProblem } from "./disk-space.js";
 import type { InstanceRouting } from "./platform/apps-proxy-routing.js";
@@ -145,12 +140,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     config.schema,
     "in .env or the environment; or let `local up` build, without --no-build",
   );
-  if ((options.instances ?? 1) > 1 && backendPortIsFixed(appDir))
+  const refusal = (options.instances ?? 1) > 1 ? instancesRefusal(appDir) : undefined;
+  if (refusal)
     throw new UserError(
       "instances_need_ports",
-      `--instances ${options.instances}: this MetaMCP's backend listens on port 12009, fixed in its code (and its Next build calls localhost:12009), so a second instance cannot run on this machine`,
+      `--instances ${options.instances}: ${refusal}, so a second instance cannot run on this machine`,
       EXIT.input,
-      "rehearse several instances on Databricks (APP_MIN_INSTANCES / APP_MAX_INSTANCES), or locally on a tree whose backend takes PORT (the test suite's); docs/scaling.md",
+      `prepare and build again (\`${cliCommand("prepare")}\`, \`${cliCommand("build")}\`) with MetaMCP v2.0.6 or later; or rehearse several instances on Databricks (APP_MIN_INSTANCES / APP_MAX_INSTANCES); docs/scaling.md`,
     );
   const signal = options.signal;
   const interrupted = () => {

@@ -1,3 +1,4 @@
+import { BACKEND_PORT_VARIABLE } from "./instance-ports.js";
 import {
   drift,
   oneFilePatch,
@@ -26,11 +27,27 @@ import { type CallExpression, Node, type SourceFile } from "./ts-morph.js";
  * (v2.0.0–v2.0.3, `PORT = process.env.PORT || 12009`), `app.listen(12009, () => …)` (v2.0.4–v2.0.6),
  * `app.listen(12009, async () => …)` (v2.1.0 on), the same inside an `async function start()` (main).
  * All are one `<app>.listen(<port>, <callback>)`: the host goes between the two. Anything else is drift.
+ *
+ * The port too: upstream's is fixed (12009 in its code), so two app instances on one machine (`local up
+ * --instances 2`, docs/scaling.md) would both want it. The patch makes the port
+ * `Number(process.env.METAMCP_BACKEND_PORT) || <upstream's port>`: without the variable (what upstream's
+ * own entrypoint gives it, and a Databricks App, one instance per container), upstream's port as before. The
+ * runtime passes its METAMCP_BACKEND_PORT (default 12009) to both children; the frontend-backend-port patch
+ * makes Next's middleware reach the backend at the same port.
  */
 export const BACKEND_LOOPBACK_PATCH_ID = "backend-loopback";
 export const BACKEND_INDEX_FILE = "apps/backend/src/index.ts";
 export const BACKEND_LISTEN_HOST = "127.0.0.1";
 const HOST_TEXT = JSON.stringify(BACKEND_LISTEN_HOST);
+const PORT_FROM_ENV = `Number(process.env.${BACKEND_PORT_VARIABLE})`;
+
+/** `Number(process.env.METAMCP_BACKEND_PORT) || <upstream's port>`: what the patch makes the port. */
+const isOurPort = (n: Node | undefined) =>
+  !!n &&
+  Node.isBinaryExpression(n) &&
+  n.getOperatorToken().getText() === "||" &&
+  n.getLeft().getText() === PORT_FROM_ENV &&
+  !Node.isBinaryExpression(n.getRight());
 
 /** What the patch expects, for drift messages. */
 export const KNOWN_LISTEN =
@@ -77,27 +94,32 @@ export function patchBackendListenText(
   return withSourceFile(file, text, (sf) => {
     const call = theListenCall(file, sf, ctx);
     const [port, second, third] = call.getArguments();
-    if (isOurHost(second)) return { text, edits: 0 };
+    if (isOurHost(second) && isOurPort(port)) return { text, edits: 0 };
     const shape = call.getText().split("\n")[0];
-    if (!port || isCallback(port) || third || (second && !isCallback(second))) {
+    if (!port || isCallback(port) || isOurHost(second) || third || (second && !isCallback(second))) {
       // No port, a host or backlog of upstream's own, a callback we can't tell from a host: not ours to guess.
       throw drift(BACKEND_LOOPBACK_PATCH_ID, file, `${KNOWN_LISTEN}; found \`${shape}\``, ctx);
     }
-    const edit: TextEdit = { start: port.getEnd(), end: port.getEnd(), text: `, ${HOST_TEXT}` };
+    // One edit: upstream's port expression kept as the fallback, the host after it.
+    const edit: TextEdit = {
+      start: port.getStart(),
+      end: port.getEnd(),
+      text: `${PORT_FROM_ENV} || ${port.getText()}, ${HOST_TEXT}`,
+    };
     return { text: applyTextEdits(text, [edit]), edits: 1 };
   });
 }
 
-/** What `verify` checks on the final tree: valid TypeScript, one listen call, its host `127.0.0.1`. */
+/** What `verify` checks on the final tree: valid TypeScript, one listen call, its port from the variable, its host `127.0.0.1`. */
 export function verifyBackendListenText(file: string, text: string, ctx: PatchContext): void {
   withValidSourceFile(BACKEND_LOOPBACK_PATCH_ID, file, text, ctx, (sf) => {
     const call = theListenCall(file, sf, ctx);
     const [port, host, callback] = call.getArguments();
-    if (!port || isCallback(port) || !isOurHost(host) || (callback && !isCallback(callback))) {
+    if (!isOurPort(port) || !isOurHost(host) || (callback && !isCallback(callback))) {
       throw drift(
         BACKEND_LOOPBACK_PATCH_ID,
         file,
-        `${KNOWN_LISTEN}, patched to listen on ${HOST_TEXT}; found \`${call.getText().split("\n")[0]}\``,
+        `${KNOWN_LISTEN}, patched to listen on ${HOST_TEXT} at \`${PORT_FROM_ENV} || <port>\`; found \`${call.getText().split("\n")[0]}\``,
         ctx,
       );
     }
@@ -106,7 +128,7 @@ export function verifyBackendListenText(file: string, text: string, ctx: PatchCo
 
 export const backendLoopbackPatch: Patch = oneFilePatch({
   id: BACKEND_LOOPBACK_PATCH_ID,
-  description: `the backend (port 12009) listens on ${BACKEND_LISTEN_HOST} only, not on every interface`,
+  description: `the backend listens on ${BACKEND_LISTEN_HOST} only, not on every interface, at ${BACKEND_PORT_VARIABLE} (default upstream's 12009)`,
   file: BACKEND_INDEX_FILE,
   patchText: patchBackendListenText,
   verifyText: verifyBackendListenText,

@@ -1,8 +1,9 @@
 import {
   ENDPOINT_IDENTITY_MODULE_FILE,
   ENDPOINT_IDENTITY_ROUTE,
-  endpointIdentityModule,
   IDENTITY_MODULE_FILE,
+  SCHEMA_MODULE_FILE,
+  schemaModule,
 } from "./endpoint-identity-module.js";
 import {
   drift,
@@ -20,7 +21,8 @@ import { Node, type SourceFile } from "./ts-morph.js";
 /**
  * MCP clients with only a Databricks token: an endpoint may accept the workspace identity the Apps proxy
  * asserts instead of a MetaMCP API key (docs/identity.md, "MCP clients"). Three changes:
- * - our module `apps/backend/src/databricks-endpoint-identity.ts` is written into the tree;
+ * - our module `apps/backend/src/databricks-endpoint-identity.ts` (overlay/, copied in by prepare) learns the
+ *   app's schema from `databricks-schema.ts`, which the patch writes;
  * - MetaMCP's `authenticateApiKey` (the middleware every public endpoint route runs: streamable HTTP, SSE,
  *   OpenAPI) first asks it: `if (await __databricksEndpointIdentity(req, res, next)) return;` — it answers
  *   only for an endpoint that accepts the identity and a request whose identity our router vouches for,
@@ -182,7 +184,12 @@ export const endpointIdentityPatch: Patch = {
   apply(tree, ctx) {
     const middleware = middlewareFile(tree);
     if (!middleware) {
-      if (isPerRouterRelease(tree)) return { files: [], note: UNSUPPORTED_NOTE };
+      // Our module is in the tree (overlay/) whether or not the release can use it: it must still compile.
+      if (isPerRouterRelease(tree))
+        return {
+          files: writeModule(tree, SCHEMA_MODULE_FILE, schemaModule(ctx.schema)),
+          note: UNSUPPORTED_NOTE,
+        };
       throw drift(
         ENDPOINT_IDENTITY_PATCH_ID,
         MIDDLEWARE_FILES[0],
@@ -194,7 +201,7 @@ export const endpointIdentityPatch: Patch = {
       ...editFile(tree, middleware, this.id, ctx, (t) => patchMiddlewareText(middleware, t, ctx)).files,
       ...editFile(tree, BACKEND_ENTRY_FILE, this.id, ctx, (t) => patchEntryText(BACKEND_ENTRY_FILE, t, ctx))
         .files,
-      ...writeModule(tree, ENDPOINT_IDENTITY_MODULE_FILE, endpointIdentityModule(ctx.schema)),
+      ...writeModule(tree, SCHEMA_MODULE_FILE, schemaModule(ctx.schema)),
     ];
     return { files };
   },
@@ -235,6 +242,12 @@ export const endpointIdentityPatch: Patch = {
         "export async function acceptDatabricksIdentity(",
         "export async function databricksEndpointIdentitySettings(",
       ],
+      ctx,
+    );
+    verifyParses(
+      SCHEMA_MODULE_FILE,
+      requireFile(tree, SCHEMA_MODULE_FILE, this.id, ctx),
+      [`export const DATABRICKS_SCHEMA = ${JSON.stringify(ctx.schema)};`],
       ctx,
     );
     verifyParses(

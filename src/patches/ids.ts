@@ -9,6 +9,7 @@ export const PATCH_IDS: readonly string[] = [
   "drizzle-config",
   "db-pool-credentials",
   "backend-loopback",
+  "frontend-backend-port",
   "databricks-identity",
   "stdio-servers",
   "server-env",

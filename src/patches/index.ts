@@ -6,6 +6,7 @@ import { drizzleConfigPatch } from "./drizzle-config.js";
 import { drizzleSchemaPatch } from "./drizzle-schema.js";
 import { endpointIdentityPatch } from "./endpoint-identity.js";
 import { endpointServerDefaultPatch } from "./endpoint-server-default.js";
+import { frontendBackendPortPatch } from "./frontend-backend-port.js";
 import { nextDiskCachePatch } from "./next-disk-cache.js";
 import { nextTracingRootPatch } from "./next-tracing-root.js";
 import type { Patch } from "./patch.js";
@@ -27,6 +28,7 @@ export const PATCHES: readonly Patch[] = [
   drizzleConfigPatch,
   dbPoolCredentialsPatch,
   backendLoopbackPatch,
+  frontendBackendPortPatch,
   databricksIdentityPatch,
   stdioServersPatch,
   serverEnvPatch,

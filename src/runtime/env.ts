@@ -1,8 +1,10 @@
 import { isIP } from "node:net";
 import path from "node:path";
+import * as z from "zod/mini";
 import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
 import { LAKEBASE_KINDS, type LakebaseKind, pgIdentifierProblem } from "../names.js";
+import { placeholderKind } from "../placeholders.js";
 import { AUDIT_ARGUMENT_MODES, type AuditArgumentMode } from "./audit-rows.js";
 import {
   APP_IDENTITY_ENV,
@@ -35,7 +37,8 @@ import {
  * The runtime's configuration: what the Apps platform injects plus what our app.yaml passes
  * (docs/design.md). The one place in runtime/ that reads the environment, and it checks EVERY variable
  * it reads (docs/runtime.md lists them): one message per problem naming the variable and the accepted
- * form, all problems at once, exit 2. No zod here: this file ships inside the lean runtime bundle.
+ * form, all problems at once, exit 2. One zod schema per variable (`zod/mini`: this file ships inside the
+ * lean runtime bundle: 28 KB of it, where the full zod would be about five times that).
  */
 export interface RuntimeEnv {
   appPort: number;
@@ -99,61 +102,6 @@ export interface RuntimeEnv {
 export const DEFAULT_BACKEND_PORT = 12009;
 export const DEFAULT_FRONTEND_PORT = 12008;
 
-/** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
-export const RUNTIME_VARIABLES = [
-  "DATABRICKS_APP_PORT",
-  "DATABRICKS_APP_NAME",
-  "DATABRICKS_HOST",
-  "DATABRICKS_CLIENT_ID",
-  "DATABRICKS_CLIENT_SECRET",
-  "DATABRICKS_WORKSPACE_ID",
-  "METAMCP_APP_URL",
-  "METAMCP_LISTEN_HOST",
-  "PGHOST",
-  "PGPORT",
-  "PGDATABASE",
-  "PGUSER",
-  "PGSSLMODE",
-  "PGAPPNAME",
-  "LAKEBASE_KIND",
-  "LAKEBASE_ENDPOINT",
-  "LAKEBASE_INSTANCE_NAME",
-  "METAMCP_DB_SCHEMA",
-  "BETTER_AUTH_SECRET",
-  "METAMCP_ROOT",
-  "METAMCP_DB_WAIT_SECONDS",
-  "METAMCP_BACKEND_PORT",
-  "METAMCP_FRONTEND_PORT",
-  "BOOTSTRAP_ENABLE",
-  "EXTRA_TRUSTED_ORIGINS",
-  "METAMCP_EMAIL_SIGNUP",
-  "METAMCP_ENDPOINT_IDENTITY_DEFAULT",
-  "METAMCP_TRUSTED_PROXY_ADDRESSES",
-  "METAMCP_SESSION_IDLE_MINUTES",
-  "METAMCP_DEFAULT_ENDPOINT",
-  "METAMCP_STDIO_SERVERS",
-  "METAMCP_APP_MANAGERS",
-  "METAMCP_SERVER_ENV_ALLOW",
-  "METAMCP_AUDIT",
-  "METAMCP_AUDIT_ARGUMENTS",
-  "METAMCP_AUDIT_DAYS",
-  "METAMCP_TELEMETRY",
-  "METAMCP_TELEMETRY_PRINCIPAL",
-  "METAMCP_TELEMETRY_ENDPOINT",
-  "METAMCP_TELEMETRY_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_ENDPOINT",
-  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-  "OTEL_EXPORTER_OTLP_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-  "OTEL_EXPORTER_OTLP_HEADERS",
-  "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-  "OTEL_SERVICE_NAME",
-  "OTEL_RESOURCE_ATTRIBUTES",
-  "METAMCP_DATABRICKS_TOOLS",
-  "METAMCP_DATABRICKS_APP_IDENTITY",
-  "LOG_LEVEL",
-] as const;
-
 export const PG_SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 /** MetaMCP's backend console levels (main's apps/backend/src/utils/logger.ts `validLogLevels`; else errors-only). */
 export const LOG_LEVELS = ["all", "info", "errors-only", "none"] as const;
@@ -169,34 +117,185 @@ const HOW_TO_SET_SECRET =
   "the app's secret resource must point at a real random value: `make bundle-deploy` generates one when the key is absent; to replace a bad one, `databricks secrets put-secret <scope> <key>` with the output of `openssl rand -base64 32`, then redeploy";
 
 /**
- * Values people leave where a secret belongs: template syntax that was never substituted (`{{secrets/s/k}}`,
- * `<secret>`, `$VAR`, `${VAR}`, `$(cmd)`), and the "change me" family of words. Long words are looked for in
- * the value with everything but letters and digits removed, so `Replace_Me`, `your-secret-here` and
- * `CHANGE ME!` all count. Short words only count as a whole word of a value with few distinct characters
- * (what people type): a random base64 secret holds "tbd" somewhere about once in 750 draws, and "+todo="
- * about once in 450,000 (both seen), and `openssl rand` output must never be refused.
+ * How the variables are checked. Each variable has one schema; an issue's message is what follows the
+ * variable's name in the sentence the user reads (`is not set (…)`, `is not valid: <accepted form>`, `must …`).
+ * The value is quoted after the name (`PGPORT="abc" is not valid: …`), except for the variables below.
  */
-const PLACEHOLDER_WORDS =
-  /(changeme|changethis|replaceme|replacethis|yoursecret|yourkey|secrethere|keyhere|valuehere|placeholder|example|notasecret|redacted|generateone|putyour)/;
-const PLACEHOLDER_SHORT_WORDS = new Set(["dummy", "insert", "fixme", "todo", "tbd", "setme", "fillme"]);
-const PLACEHOLDER_WHOLE = new Set([
-  "secret",
-  "password",
-  "passwd",
-  "test",
-  "default",
-  "none",
-  "null",
-  "undefined",
+type Variables = Record<string, z.ZodMiniType>;
+type Values<S extends Variables> = { [K in keyof S]: z.output<S[K]> };
+
+/** Secrets never show their value; lists name their bad entries in the message instead. */
+const NAMED_WITHOUT_VALUE = new Set([
+  "DATABRICKS_CLIENT_SECRET",
+  "BETTER_AUTH_SECRET",
+  APP_MANAGERS_ENV,
+  SERVER_ENV_ALLOW_ENV,
 ]);
 
+/** Printable for a message: quoted, cut when huge (a pasted file must not flood the log). */
+const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+
+/** A value as given; unset and empty are the same (the platform passes unresolved values as empty). */
+function given(env: Record<string, string | undefined>, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === "" ? undefined : v;
+}
+
 /**
- * The app settings a deployer sets in .env and `render` writes into app.yaml (METAMCP_TRUSTED_PROXY_ADDRESSES,
- * METAMCP_SESSION_IDLE_MINUTES, METAMCP_DEFAULT_ENDPOINT, METAMCP_STDIO_SERVERS, METAMCP_SERVER_ENV_ALLOW, METAMCP_AUDIT,
- * METAMCP_AUDIT_ARGUMENTS, METAMCP_AUDIT_DAYS, METAMCP_TELEMETRY, METAMCP_TELEMETRY_PRINCIPAL, METAMCP_TELEMETRY_ENDPOINT,
- * METAMCP_TELEMETRY_PROTOCOL, METAMCP_DATABRICKS_TOOLS, METAMCP_DATABRICKS_APP_IDENTITY; and the platform's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and _PROTOCOL), read
- * and checked. Pure: src/config validates the same values with it before a deploy, so a value the app would
- * refuse at start is refused on the workstation, with the same words.
+ * Every variable of `variables` parsed from `env`, each problem a sentence in `problems`. A variable with a
+ * problem is missing from the result, so checks across variables see only good values.
+ */
+function readVariables<S extends Variables>(
+  variables: S,
+  env: Record<string, string | undefined>,
+  problems: string[],
+): Partial<Values<S>> {
+  const values: Partial<Values<S>> = {};
+  for (const name of Object.keys(variables) as (keyof S & string)[]) {
+    const value = given(env, name);
+    const parsed = variables[name]!.safeParse(value);
+    if (parsed.success) values[name] = parsed.data as Values<S>[typeof name];
+    else
+      for (const issue of parsed.error.issues)
+        problems.push(
+          value === undefined || NAMED_WITHOUT_VALUE.has(name)
+            ? `${name} ${issue.message}`
+            : `${name}=${shown(value)} ${issue.message}`,
+        );
+  }
+  return values;
+}
+
+/**
+ * The values as the types say they are: true once `problems` stayed empty (every variable parsed); with
+ * problems, a bad variable is undefined, and the caller refuses to start before using any value.
+ */
+function complete<S extends Variables>(values: Partial<Values<S>>): Values<S> {
+  return values as Values<S>;
+}
+
+/** A variable that must be set: `why` says who sets it. */
+const required = (why: string) => z.string({ error: `is not set (${why})` });
+const optional = z.optional(z.string());
+/** The accepted form, in the words the message uses. */
+const form = (ok: (v: string) => boolean, accepted: string) =>
+  z.refine<string>(ok, `is not valid: ${accepted}`);
+/** A value of the accepted form. */
+const valid = (ok: (v: string) => boolean, accepted: string) => z.string().check(form(ok, accepted));
+/** A value with as many problems as `find` says, each its own sentence (lists name their bad entries). */
+const sentences = (find: (v: string) => (string | undefined | false)[]) =>
+  z.string().check(
+    z.superRefine((v, ctx) => {
+      for (const message of find(v)) if (message) ctx.issues.push({ code: "custom", input: v, message });
+    }),
+  );
+const choice = <const T extends readonly [string, ...string[]]>(allowed: T) =>
+  z.enum(allowed, { error: `is not valid: one of ${allowed.join(", ")}` });
+const oneOf = <const T extends readonly [string, ...string[]]>(allowed: T, fallback: T[number]) =>
+  z._default(choice(allowed), fallback);
+const onOff = (fallback: "on" | "off") => oneOf(["on", "off"], fallback);
+/** A number of the accepted form, `fallback` when unset. */
+const number = (ok: (v: string) => boolean, accepted: string, fallback: number) =>
+  z._default(z.pipe(valid(ok, accepted), z.transform(Number)), fallback);
+const PORT_FORM = "a TCP port, a whole number from 1 to 65535";
+const isPort = (v: string) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535;
+const port = (fallback: number) => number(isPort, PORT_FORM, fallback);
+/** A whole number from `min` to `max`, at most `digits` long. */
+const isWhole = (min: number, max: number, digits: number) => (v: string) =>
+  new RegExp(`^\\d{1,${digits}}$`).test(v) && +v >= min && +v <= max;
+const isBoolean = (v: string) => BOOLEANS.includes(v.trim().toLowerCase());
+const noSpace = (v: string) => /^\S+$/.test(v);
+const isOtlpUrl = (v: string) => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && !u.username && !u.password;
+  } catch {
+    return false;
+  }
+};
+const otlpEndpoint = z.optional(
+  valid(
+    isOtlpUrl,
+    "an http:// or https:// URL of an OTLP collector, without credentials (they go in OTEL_EXPORTER_OTLP_HEADERS, a secret)",
+  ),
+);
+/** An http(s) origin (scheme optional, no path/query), read as the origin. */
+const origin = (accepted: string) =>
+  z.pipe(
+    valid((v) => originOf(v) !== undefined, accepted),
+    z.transform((v) => originOf(v)!),
+  );
+
+/**
+ * The app settings a deployer sets in .env and `render` writes into app.yaml, and the platform's OTLP
+ * endpoints. Shared with src/config (readAppSettings), so the workstation refuses what the app would.
+ */
+const APP_SETTINGS = {
+  METAMCP_TRUSTED_PROXY_ADDRESSES: z._default(
+    z.pipe(
+      valid(
+        (v) => splitList(v).length > 0 && splitList(v).every((a) => isIP(a) !== 0),
+        "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
+      ),
+      z.transform((v: string) => splitList(v)),
+    ),
+    [],
+  ),
+  METAMCP_SESSION_IDLE_MINUTES: number(
+    (v) => /^\d+(\.\d+)?$/.test(v) && +v > 0 && +v <= MAX_SESSION_IDLE_MINUTES,
+    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
+    30,
+  ),
+  // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
+  METAMCP_DEFAULT_ENDPOINT: z.optional(
+    valid(
+      (v) => /^[A-Za-z0-9_-]{1,100}$/.test(v),
+      "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
+    ),
+  ),
+  [STDIO_SERVERS_ENV]: oneOf(STDIO_POLICIES, "managers"),
+  [SERVER_ENV_ALLOW_ENV]: z.optional(
+    sentences((v) => {
+      const badForm = splitList(v).filter((e) => !ALLOW_ENTRY.test(e));
+      const refused = refusedAllowEntries(v);
+      const never = [...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)];
+      return [
+        badForm.length > 0 &&
+          `has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
+        refused.length > 0 &&
+          `names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${never.join(", ")})`,
+      ];
+    }),
+  ),
+  METAMCP_AUDIT: onOff("on"),
+  METAMCP_AUDIT_ARGUMENTS: oneOf(AUDIT_ARGUMENT_MODES, "off"),
+  METAMCP_AUDIT_DAYS: number(
+    isWhole(1, MAX_AUDIT_DAYS, 5),
+    `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
+    90,
+  ),
+  METAMCP_TELEMETRY: oneOf(TELEMETRY_MODES, "off"),
+  METAMCP_TELEMETRY_PRINCIPAL: oneOf(["off", "on"], "off"),
+  // The deployer's own collector (ours, from app.yaml: a workstation's OTEL_* never reach the app), with its
+  // protocol; else the OpenTelemetry specification's variables (the platform's telemetry export sets them).
+  METAMCP_TELEMETRY_ENDPOINT: otlpEndpoint,
+  METAMCP_TELEMETRY_PROTOCOL: oneOf(OTLP_PROTOCOLS, "http/protobuf"),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpEndpoint,
+  OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint,
+  [DATABRICKS_TOOLS_ENV]: onOff("on"),
+  [APP_IDENTITY_ENV]: oneOf(APP_IDENTITY_POLICIES, "managers"),
+};
+
+/** The platform's protocols: read only without METAMCP_TELEMETRY_ENDPOINT (its own protocol applies then). */
+const PLATFORM_OTLP_PROTOCOLS = {
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.optional(choice(OTLP_PROTOCOLS)),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.optional(choice(OTLP_PROTOCOLS)),
+};
+
+/**
+ * The app settings (APP_SETTINGS above), read and checked. Pure: src/config validates the same values with
+ * it before a deploy, so a value the app would refuse at start is refused on the workstation, with the same
+ * words. The values mean something only when `problems` is empty.
  */
 export function readAppSettings(env: Record<string, string | undefined>): {
   problems: string[];
@@ -204,157 +303,54 @@ export function readAppSettings(env: Record<string, string | undefined>): {
   idleMinutes: number;
   defaultEndpoint: string | undefined;
   stdioPolicy: StdioPolicy;
-  audit: { enabled: boolean; arguments: (typeof AUDIT_ARGUMENT_MODES)[number]; days: number };
+  audit: { enabled: boolean; arguments: AuditArgumentMode; days: number };
   telemetry: { enabled: boolean; principal: boolean; protocol: OtlpProtocol; url: string | undefined };
   databricksTools: DatabricksToolsSettings;
 } {
   const problems: string[] = [];
-  const raw = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v === "" ? undefined : v;
-  };
-  const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
-  const check = (name: string, value: string | undefined, ok: boolean, form: string) => {
-    if (value !== undefined && !ok) problems.push(`${name}=${shown(value)} is not valid: ${form}`);
-  };
-  const oneOf = <T extends string>(
-    name: string,
-    value: string | undefined,
-    allowed: readonly T[],
-    fallback: T,
-  ) => {
-    if (value === undefined) return fallback;
-    check(name, value, (allowed as readonly string[]).includes(value), `one of ${allowed.join(", ")}`);
-    return value as T;
-  };
-  const trustedRaw = raw("METAMCP_TRUSTED_PROXY_ADDRESSES");
-  const trustedProxyAddresses = (trustedRaw ?? "")
-    .split(",")
-    .map((a) => a.trim())
-    .filter((a) => a !== "");
-  check(
-    "METAMCP_TRUSTED_PROXY_ADDRESSES",
-    trustedRaw,
-    trustedProxyAddresses.length > 0 && trustedProxyAddresses.every((a) => isIP(a) !== 0),
-    "comma-separated IP addresses (only `local` sets it; leave it unset on Databricks)",
-  );
-  const idleRaw = raw("METAMCP_SESSION_IDLE_MINUTES");
-  const idleMinutes =
-    idleRaw === undefined ? 30 : /^\d+(\.\d+)?$/.test(idleRaw) ? Number(idleRaw) : Number.NaN;
-  check(
-    "METAMCP_SESSION_IDLE_MINUTES",
-    idleRaw,
-    idleMinutes > 0 && idleMinutes <= MAX_SESSION_IDLE_MINUTES,
-    `minutes after which an idle MCP session is ended, more than 0 and at most ${MAX_SESSION_IDLE_MINUTES} (default 30)`,
-  );
-  const defaultEndpoint = raw("METAMCP_DEFAULT_ENDPOINT");
-  // MetaMCP's endpoint names (its create form): letters, digits, dashes and underscores.
-  check(
-    "METAMCP_DEFAULT_ENDPOINT",
-    defaultEndpoint,
-    /^[A-Za-z0-9_-]{1,100}$/.test(defaultEndpoint ?? ""),
-    "a MetaMCP endpoint name (letters, digits, - and _), served at <app url>/mcp",
-  );
-  const stdioPolicy = oneOf(STDIO_SERVERS_ENV, raw(STDIO_SERVERS_ENV), STDIO_POLICIES, "managers");
-  const allowRaw = raw(SERVER_ENV_ALLOW_ENV);
-  const badForm = splitList(allowRaw).filter((e) => !ALLOW_ENTRY.test(e));
-  if (badForm.length)
-    problems.push(
-      `${SERVER_ENV_ALLOW_ENV} has entries that are not a variable name or a NAME_* prefix: ${badForm.map(shown).join(", ")}`,
-    );
-  const refused = refusedAllowEntries(allowRaw);
-  if (refused.length)
-    problems.push(
-      `${SERVER_ENV_ALLOW_ENV} names the app's own secrets, which a server's \${NAME} never reaches: ${refused.join(", ")} (never: ${[...NEVER_EXPANDABLE_NAMES, ...NEVER_EXPANDABLE_PREFIXES.map((p) => `${p}*`)].join(", ")})`,
-    );
-
-  const auditOn = oneOf("METAMCP_AUDIT", raw("METAMCP_AUDIT"), ["on", "off"], "on");
-  const auditArguments = oneOf(
-    "METAMCP_AUDIT_ARGUMENTS",
-    raw("METAMCP_AUDIT_ARGUMENTS"),
-    AUDIT_ARGUMENT_MODES,
-    "off",
-  );
-  const daysRaw = raw("METAMCP_AUDIT_DAYS");
-  const auditDays = daysRaw === undefined ? 90 : /^\d{1,5}$/.test(daysRaw) ? Number(daysRaw) : Number.NaN;
-  check(
-    "METAMCP_AUDIT_DAYS",
-    daysRaw,
-    auditDays >= 1 && auditDays <= MAX_AUDIT_DAYS,
-    `whole days to keep audit rows, from 1 to ${MAX_AUDIT_DAYS} (default 90)`,
-  );
-
-  const audit = { enabled: auditOn === "on", arguments: auditArguments, days: auditDays };
-
-  const telemetryMode = oneOf("METAMCP_TELEMETRY", raw("METAMCP_TELEMETRY"), TELEMETRY_MODES, "off");
-  const principal = oneOf(
-    "METAMCP_TELEMETRY_PRINCIPAL",
-    raw("METAMCP_TELEMETRY_PRINCIPAL"),
-    ["off", "on"],
-    "off",
-  );
-  const endpoint = (name: string) => {
-    const v = raw(name);
-    let u: URL | undefined;
-    try {
-      u = v === undefined ? undefined : new URL(v);
-    } catch {}
-    check(
-      name,
-      v,
-      u !== undefined && (u.protocol === "http:" || u.protocol === "https:") && !u.username && !u.password,
-      "an http:// or https:// URL of an OTLP collector, without credentials (they go in OTEL_EXPORTER_OTLP_HEADERS, a secret)",
-    );
-    return v;
-  };
-  // The deployer's own collector (ours, from app.yaml: a workstation's OTEL_* never reach the app), with its
-  // protocol; else the OpenTelemetry specification's variables (the platform's telemetry export sets them):
-  // the signal's own first, then the general one, whose endpoint is a base for OTLP/HTTP.
-  const ownEndpoint = endpoint("METAMCP_TELEMETRY_ENDPOINT");
-  const ownProtocol = oneOf(
-    "METAMCP_TELEMETRY_PROTOCOL",
-    raw("METAMCP_TELEMETRY_PROTOCOL"),
-    OTLP_PROTOCOLS,
-    "http/protobuf",
-  );
+  const s = complete(readVariables(APP_SETTINGS, env, problems));
+  const ownEndpoint = s.METAMCP_TELEMETRY_ENDPOINT;
+  const platform =
+    given(env, "METAMCP_TELEMETRY_ENDPOINT") === undefined
+      ? complete(readVariables(PLATFORM_OTLP_PROTOCOLS, env, problems))
+      : undefined;
+  // The signal's own variable first, then the general one, whose endpoint is a base for OTLP/HTTP.
   const protocol =
-    ownEndpoint !== undefined
-      ? ownProtocol
-      : oneOf(
-          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-          raw("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-          OTLP_PROTOCOLS,
-          oneOf(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            raw("OTEL_EXPORTER_OTLP_PROTOCOL"),
-            OTLP_PROTOCOLS,
-            "http/protobuf",
-          ),
-        );
-  const tracesEndpoint = endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-  const baseEndpoint = endpoint("OTEL_EXPORTER_OTLP_ENDPOINT");
+    platform === undefined
+      ? s.METAMCP_TELEMETRY_PROTOCOL
+      : (platform.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ??
+        platform.OTEL_EXPORTER_OTLP_PROTOCOL ??
+        "http/protobuf");
+  const baseEndpoint = s.OTEL_EXPORTER_OTLP_ENDPOINT;
   const url =
     ownEndpoint ??
-    tracesEndpoint ??
+    s.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
     (baseEndpoint === undefined
       ? undefined
       : protocol === "grpc"
         ? baseEndpoint
         : `${baseEndpoint.replace(/\/+$/, "")}/v1/traces`);
-  const telemetry = { enabled: telemetryMode === "otlp", principal: principal === "on", protocol, url };
-  const databricksTools = {
-    enabled: oneOf(DATABRICKS_TOOLS_ENV, raw(DATABRICKS_TOOLS_ENV), ["on", "off"], "on") === "on",
-    appIdentity: oneOf(APP_IDENTITY_ENV, raw(APP_IDENTITY_ENV), APP_IDENTITY_POLICIES, "managers"),
-  };
   return {
     problems,
-    trustedProxyAddresses,
-    idleMinutes,
-    defaultEndpoint,
-    stdioPolicy,
-    audit,
-    telemetry,
-    databricksTools,
+    trustedProxyAddresses: s.METAMCP_TRUSTED_PROXY_ADDRESSES,
+    idleMinutes: s.METAMCP_SESSION_IDLE_MINUTES,
+    defaultEndpoint: s.METAMCP_DEFAULT_ENDPOINT,
+    stdioPolicy: s[STDIO_SERVERS_ENV],
+    audit: {
+      enabled: s.METAMCP_AUDIT === "on",
+      arguments: s.METAMCP_AUDIT_ARGUMENTS,
+      days: s.METAMCP_AUDIT_DAYS,
+    },
+    telemetry: {
+      enabled: s.METAMCP_TELEMETRY === "otlp",
+      principal: s.METAMCP_TELEMETRY_PRINCIPAL === "on",
+      protocol,
+      url,
+    },
+    databricksTools: {
+      enabled: s[DATABRICKS_TOOLS_ENV] === "on",
+      appIdentity: s[APP_IDENTITY_ENV],
+    },
   };
 }
 
@@ -362,22 +358,10 @@ export function readAppSettings(env: Record<string, string | undefined>): {
 export function authSecretProblem(secret: string): string | undefined {
   if (secret === "") return "is empty (app.yaml: valueFrom the app's secret resource)";
   if (secret.trim() === "") return "is only whitespace";
-  const s = secret.trim();
-  if (/^\{\{.*\}\}$/s.test(s) || /^<.*>$/s.test(s) || /\$\{[^}]*\}|\$\([^)]*\)|^\$[A-Za-z_]\w*$/.test(s))
+  const placeholder = placeholderKind(secret, "secret");
+  if (placeholder === "reference")
     return "is a placeholder (an unsubstituted template or variable reference), not a secret: is app.yaml's valueFrom pointing at the secret resource?";
-  const letters = s.toLowerCase().replace(/[^a-z0-9]/g, "");
-  if (
-    PLACEHOLDER_WHOLE.has(letters) ||
-    PLACEHOLDER_WORDS.test(letters) ||
-    (new Set(s).size < 24 &&
-      s
-        .toLowerCase()
-        .split(/[^a-z0-9]+/)
-        .some((word) => PLACEHOLDER_SHORT_WORDS.has(word))) ||
-    /^(.)\1*$/.test(letters) ||
-    letters === ""
-  )
-    return "is a placeholder, not a secret";
+  if (placeholder === "stand-in") return "is a placeholder, not a secret";
   if (secret.length < MIN_SECRET_CHARS) return `is shorter than ${MIN_SECRET_CHARS} characters`;
   return undefined;
 }
@@ -399,205 +383,163 @@ function originOf(value: string): string | undefined {
   }
 }
 
+/** What the platform injects, what app.yaml passes besides the app settings, and MetaMCP's own. */
+const RUNTIME = {
+  DATABRICKS_APP_PORT: z.pipe(
+    required("the Apps platform sets it: the only port its proxy reaches").check(form(isPort, PORT_FORM)),
+    z.transform(Number),
+  ),
+  METAMCP_LISTEN_HOST: z._default(
+    valid(
+      (v) => isIP(v) !== 0 || v === "localhost",
+      "an IP address (0.0.0.0 on the platform, 127.0.0.1 for loopback only) or localhost",
+    ),
+    "0.0.0.0",
+  ),
+  DATABRICKS_APP_NAME: required("set by the Apps platform").check(
+    form((v) => /^[a-z0-9][a-z0-9-]{0,62}$/.test(v), "an app name: lower-case letters, digits and dashes"),
+  ),
+  DATABRICKS_HOST: z.pipe(
+    required("set by the Apps platform"),
+    origin("the workspace URL, e.g. https://adb-123.4.azuredatabricks.net (no path)"),
+  ),
+  DATABRICKS_CLIENT_ID: required("the app's service principal, set by the Apps platform").check(
+    form(noSpace, "the service principal's client id, no spaces"),
+  ),
+  DATABRICKS_CLIENT_SECRET: required("the app's service principal, set by the Apps platform").check(
+    form(noSpace, "it contains whitespace (value not shown)"),
+  ),
+  DATABRICKS_WORKSPACE_ID: z.optional(valid((v) => /^\d+$/.test(v), "the workspace id, digits")),
+  METAMCP_APP_URL: z.optional(
+    origin(
+      "the app's public origin, e.g. https://myapp-123.aws.databricksapps.com (no path: MetaMCP needs the bare origin)",
+    ),
+  ),
+  PGHOST: required("injected by the app's Lakebase database resource: is the resource attached?").check(
+    form(noSpace, "a host name or IP address"),
+  ),
+  PGPORT: port(5432),
+  PGUSER: required("injected by the app's Lakebase database resource").check(
+    form((v) => v.trim() === v, "a role name without surrounding spaces"),
+  ),
+  PGDATABASE: required("injected by the app's Lakebase database resource").check(
+    form((v) => v.length <= 63, "a database name, at most 63 characters"),
+  ),
+  PGSSLMODE: oneOf(PG_SSLMODES, "require"),
+  PGAPPNAME: z.optional(valid((v) => v.length <= 63, "an application name, at most 63 characters")),
+  METAMCP_DB_SCHEMA: z._default(
+    sentences((v) => [pgIdentifierProblem(v)]),
+    "metamcp_app",
+  ),
+  LAKEBASE_KIND: oneOf(LAKEBASE_KINDS, "autoscaling"),
+  // Read as empty when unset: the check says how it was empty.
+  BETTER_AUTH_SECRET: z.pipe(
+    z._default(z.string(), ""),
+    sentences((v) => {
+      const problem = authSecretProblem(v);
+      return [problem && `${problem} (value not shown): ${HOW_TO_SET_SECRET}`];
+    }),
+  ),
+  METAMCP_ROOT: z.optional(valid((v) => v.trim() === v, "a directory path")),
+  METAMCP_DB_WAIT_SECONDS: number(
+    isWhole(0, MAX_DB_WAIT_SECONDS, 7),
+    `whole seconds from 0 to ${MAX_DB_WAIT_SECONDS}`,
+    120,
+  ),
+  METAMCP_BACKEND_PORT: port(DEFAULT_BACKEND_PORT),
+  METAMCP_FRONTEND_PORT: port(DEFAULT_FRONTEND_PORT),
+  BOOTSTRAP_ENABLE: z.optional(valid(isBoolean, "true or false")),
+  EXTRA_TRUSTED_ORIGINS: z.optional(
+    valid(
+      (v) =>
+        v
+          .split(",")
+          .map((o) => o.trim())
+          .every((o) => o !== "" && !/\s/.test(o)),
+      "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
+    ),
+  ),
+  METAMCP_EMAIL_SIGNUP: z.optional(
+    valid(isBoolean, "on or off (email/password sign-up in MetaMCP; off by default, docs/identity.md)"),
+  ),
+  // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
+  METAMCP_ENDPOINT_IDENTITY_DEFAULT: onOff("on"),
+  LOG_LEVEL: oneOf(LOG_LEVELS, "errors-only"),
+  [APP_MANAGERS_ENV]: z.pipe(
+    z.optional(
+      sentences((v) => {
+        const bad = splitList(v).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
+        return [
+          bad.length > 0 &&
+            `has entries that are not an email address: ${bad.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
+        ];
+      }),
+    ),
+    z.transform(parseManagers),
+  ),
+  OTEL_SERVICE_NAME: optional,
+  OTEL_RESOURCE_ATTRIBUTES: optional,
+  OTEL_EXPORTER_OTLP_HEADERS: optional,
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: optional,
+};
+
+/** The database's location, by kind: only the chosen kind's variable is read. */
+const LAKEBASE = {
+  autoscaling: {
+    LAKEBASE_ENDPOINT: required("app.yaml: valueFrom the app's postgres resource").check(
+      form(
+        (v) => /^projects\/[^/\s]+\/branches\/[^/\s]+\/endpoints\/[^/\s]+$/.test(v),
+        "an endpoint path: projects/<project>/branches/<branch>/endpoints/<endpoint>",
+      ),
+    ),
+  },
+  provisioned: {
+    LAKEBASE_INSTANCE_NAME: required("app.yaml passes it from our config; never guessed from PGHOST").check(
+      form(
+        (v) => /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/.test(v),
+        "an instance name: lower-case letters, digits and dashes (2-63)",
+      ),
+    ),
+  },
+} satisfies Record<LakebaseKind, Variables>;
+
+/** Every variable the runtime reads (docs/runtime.md has one row for each; a test keeps them in step). */
+export const RUNTIME_VARIABLES: readonly string[] = [
+  ...Object.keys(RUNTIME),
+  ...Object.keys(LAKEBASE.autoscaling),
+  ...Object.keys(LAKEBASE.provisioned),
+  ...Object.keys(APP_SETTINGS),
+  ...Object.keys(PLATFORM_OTLP_PROTOCOLS),
+];
+
 export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeDir: string): RuntimeEnv {
   const problems: string[] = [];
-  /** A value as given; unset and empty are the same (the platform passes unresolved values as empty). */
-  const raw = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v === "" ? undefined : v;
-  };
-  const need = (name: string, why: string): string => {
-    const v = raw(name);
-    if (v === undefined) problems.push(`${name} is not set (${why})`);
-    return v ?? "";
-  };
-  /** Printable for a message: quoted, cut when huge (a pasted file must not flood the log). */
-  const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
-  const check = (name: string, value: string | undefined, ok: boolean, form: string) => {
-    if (value !== undefined && !ok) problems.push(`${name}=${shown(value)} is not valid: ${form}`);
-  };
-  const noSpace = (name: string, value: string | undefined, form: string) =>
-    check(name, value, value === undefined || /^\S+$/.test(value), form);
-  const port = (name: string, value: string | undefined, fallback: number): number => {
-    if (value === undefined) return fallback;
-    const n = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
-    check(name, value, n >= 1 && n <= 65535, "a TCP port, a whole number from 1 to 65535");
-    return n;
-  };
-  const oneOf = <T extends string>(
-    name: string,
-    value: string | undefined,
-    allowed: readonly T[],
-    fallback: T,
-  ) => {
-    if (value === undefined) return fallback;
-    check(name, value, (allowed as readonly string[]).includes(value), `one of ${allowed.join(", ")}`);
-    return value as T;
-  };
-
-  const appPort = port(
-    "DATABRICKS_APP_PORT",
-    need("DATABRICKS_APP_PORT", "the Apps platform sets it: the only port its proxy reaches"),
-    0,
-  );
-  const listenHost = raw("METAMCP_LISTEN_HOST") ?? "0.0.0.0";
-  check(
-    "METAMCP_LISTEN_HOST",
-    listenHost,
-    isIP(listenHost) !== 0 || listenHost === "localhost",
-    "an IP address (0.0.0.0 on the platform, 127.0.0.1 for loopback only) or localhost",
-  );
-  const appName = need("DATABRICKS_APP_NAME", "set by the Apps platform");
-  check(
-    "DATABRICKS_APP_NAME",
-    raw("DATABRICKS_APP_NAME"),
-    /^[a-z0-9][a-z0-9-]{0,62}$/.test(appName),
-    "an app name: lower-case letters, digits and dashes",
-  );
-  const hostRaw = need("DATABRICKS_HOST", "set by the Apps platform");
-  const hostOrigin = hostRaw ? originOf(hostRaw) : undefined;
-  check(
-    "DATABRICKS_HOST",
-    raw("DATABRICKS_HOST"),
-    hostOrigin !== undefined,
-    "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net (no path)",
-  );
-  const clientId = need("DATABRICKS_CLIENT_ID", "the app's service principal, set by the Apps platform");
-  noSpace(
-    "DATABRICKS_CLIENT_ID",
-    raw("DATABRICKS_CLIENT_ID"),
-    "the service principal's client id, no spaces",
-  );
-  const clientSecret = need(
-    "DATABRICKS_CLIENT_SECRET",
-    "the app's service principal, set by the Apps platform",
-  );
-  if (clientSecret && !/^\S+$/.test(clientSecret))
-    problems.push("DATABRICKS_CLIENT_SECRET is not valid: it contains whitespace (value not shown)");
-  else registerSecret(clientSecret);
-  check(
-    "DATABRICKS_WORKSPACE_ID",
-    raw("DATABRICKS_WORKSPACE_ID"),
-    /^\d+$/.test(raw("DATABRICKS_WORKSPACE_ID") ?? ""),
-    "the workspace id, digits",
-  );
-  const appUrlRaw = raw("METAMCP_APP_URL");
-  const appUrl = appUrlRaw === undefined ? undefined : originOf(appUrlRaw);
-  check(
-    "METAMCP_APP_URL",
-    appUrlRaw,
-    appUrl !== undefined,
-    "the app's public origin, e.g. https://myapp-123.aws.databricksapps.com (no path: MetaMCP needs the bare origin)",
-  );
-
-  const pgHost = need(
-    "PGHOST",
-    "injected by the app's Lakebase database resource: is the resource attached?",
-  );
-  noSpace("PGHOST", raw("PGHOST"), "a host name or IP address");
-  const pgPort = port("PGPORT", raw("PGPORT"), 5432);
-  const pgUser = need("PGUSER", "injected by the app's Lakebase database resource");
-  const pgDatabase = need("PGDATABASE", "injected by the app's Lakebase database resource");
-  check("PGDATABASE", raw("PGDATABASE"), pgDatabase.length <= 63, "a database name, at most 63 characters");
-  check("PGUSER", raw("PGUSER"), pgUser.trim() === pgUser, "a role name without surrounding spaces");
-  const sslmode = oneOf("PGSSLMODE", raw("PGSSLMODE"), PG_SSLMODES, "require");
-  const pgAppName = raw("PGAPPNAME") ?? appName;
-  check("PGAPPNAME", raw("PGAPPNAME"), pgAppName.length <= 63, "an application name, at most 63 characters");
-
-  const schema = raw("METAMCP_DB_SCHEMA") ?? "metamcp_app";
-  const schemaProblem = pgIdentifierProblem(schema);
-  if (schemaProblem) problems.push(`METAMCP_DB_SCHEMA=${shown(schema)} ${schemaProblem}`);
-  const kind = oneOf("LAKEBASE_KIND", raw("LAKEBASE_KIND"), LAKEBASE_KINDS, "autoscaling");
-  const endpoint = raw("LAKEBASE_ENDPOINT");
-  const instanceName = raw("LAKEBASE_INSTANCE_NAME");
-  if (kind === "autoscaling") {
-    if (!endpoint)
-      problems.push("LAKEBASE_ENDPOINT is not set (app.yaml: valueFrom the app's postgres resource)");
-    check(
-      "LAKEBASE_ENDPOINT",
-      endpoint,
-      /^projects\/[^/\s]+\/branches\/[^/\s]+\/endpoints\/[^/\s]+$/.test(endpoint ?? ""),
-      "an endpoint path: projects/<project>/branches/<branch>/endpoints/<endpoint>",
-    );
-  }
-  if (kind === "provisioned") {
-    if (!instanceName)
-      problems.push(
-        "LAKEBASE_INSTANCE_NAME is not set (app.yaml passes it from our config; never guessed from PGHOST)",
-      );
-    check(
-      "LAKEBASE_INSTANCE_NAME",
-      instanceName,
-      /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/.test(instanceName ?? ""),
-      "an instance name: lower-case letters, digits and dashes (2-63)",
-    );
-  }
-
-  const secret = env.BETTER_AUTH_SECRET ?? "";
-  const secretProblem = authSecretProblem(secret);
-  // Only a secret we accept is registered for masking: a refused value is never printed anyway, and a
-  // short common word registered for masking would garble every message that contains it.
-  if (secretProblem)
-    problems.push(`BETTER_AUTH_SECRET ${secretProblem} (value not shown): ${HOW_TO_SET_SECRET}`);
-  else registerSecret(secret);
-
-  const rootRaw = raw("METAMCP_ROOT");
-  check("METAMCP_ROOT", rootRaw, rootRaw === undefined || rootRaw.trim() === rootRaw, "a directory path");
-  const waitRaw = raw("METAMCP_DB_WAIT_SECONDS");
-  const waitSeconds = waitRaw === undefined ? 120 : /^\d{1,7}$/.test(waitRaw) ? Number(waitRaw) : Number.NaN;
-  check(
-    "METAMCP_DB_WAIT_SECONDS",
-    waitRaw,
-    waitSeconds >= 0 && waitSeconds <= MAX_DB_WAIT_SECONDS,
-    `whole seconds from 0 to ${MAX_DB_WAIT_SECONDS}`,
-  );
-  const backendPort = port("METAMCP_BACKEND_PORT", raw("METAMCP_BACKEND_PORT"), DEFAULT_BACKEND_PORT);
-  const frontendPort = port("METAMCP_FRONTEND_PORT", raw("METAMCP_FRONTEND_PORT"), DEFAULT_FRONTEND_PORT);
+  const read = readVariables(RUNTIME, env, problems);
+  if (read.LAKEBASE_KIND !== undefined) readVariables(LAKEBASE[read.LAKEBASE_KIND], env, problems);
   // Three servers on one machine: the same port twice is a start that cannot work (EADDRINUSE later).
   const clash = [
-    ["METAMCP_BACKEND_PORT", backendPort, "METAMCP_FRONTEND_PORT", frontendPort],
-    ["METAMCP_BACKEND_PORT", backendPort, "DATABRICKS_APP_PORT", appPort],
-    ["METAMCP_FRONTEND_PORT", frontendPort, "DATABRICKS_APP_PORT", appPort],
+    ["METAMCP_BACKEND_PORT", read.METAMCP_BACKEND_PORT, "METAMCP_FRONTEND_PORT", read.METAMCP_FRONTEND_PORT],
+    ["METAMCP_BACKEND_PORT", read.METAMCP_BACKEND_PORT, "DATABRICKS_APP_PORT", read.DATABRICKS_APP_PORT],
+    ["METAMCP_FRONTEND_PORT", read.METAMCP_FRONTEND_PORT, "DATABRICKS_APP_PORT", read.DATABRICKS_APP_PORT],
   ] as const;
   for (const [a, pa, b, pb] of clash)
-    if (pa === pb && pa > 0)
+    if (pa !== undefined && pa === pb)
       problems.push(
         `${a} and ${b} are both ${pa}: MetaMCP's backend, its frontend and the app port need three different ports`,
       );
-  const bootstrap = raw("BOOTSTRAP_ENABLE");
-  check(
-    "BOOTSTRAP_ENABLE",
-    bootstrap,
-    BOOLEANS.includes((bootstrap ?? "").trim().toLowerCase()),
-    "true or false",
-  );
-  const origins = raw("EXTRA_TRUSTED_ORIGINS");
-  check(
-    "EXTRA_TRUSTED_ORIGINS",
-    origins,
-    (origins ?? "")
-      .split(",")
-      .map((o) => o.trim())
-      .every((o) => o !== "" && !/\s/.test(o)),
-    "comma-separated origins, e.g. https://a.example.com,https://b.example.com",
-  );
-  const signup = raw("METAMCP_EMAIL_SIGNUP");
-  check(
-    "METAMCP_EMAIL_SIGNUP",
-    signup,
-    BOOLEANS.includes((signup ?? "").trim().toLowerCase()),
-    "on or off (email/password sign-up in MetaMCP; off by default, docs/identity.md)",
-  );
-  // Exactly on/off: the backend's module reads it as "on unless off", so "false" must not pass as on.
-  oneOf("METAMCP_ENDPOINT_IDENTITY_DEFAULT", raw("METAMCP_ENDPOINT_IDENTITY_DEFAULT"), ["on", "off"], "on");
-  oneOf("LOG_LEVEL", raw("LOG_LEVEL"), LOG_LEVELS, "errors-only");
   const settings = readAppSettings(env);
   problems.push(...settings.problems);
-  const { trustedProxyAddresses, idleMinutes, defaultEndpoint, stdioPolicy, audit, databricksTools } =
-    settings;
+  // Only secrets we accept are registered for masking: a refused value is never printed anyway, and a
+  // short common word registered for masking would garble every message that contains it.
+  if (read.DATABRICKS_CLIENT_SECRET !== undefined) registerSecret(read.DATABRICKS_CLIENT_SECRET);
+  if (read.BETTER_AUTH_SECRET !== undefined) registerSecret(read.BETTER_AUTH_SECRET);
   // An OTLP header may carry a token (`Authorization=Bearer …`): masked wherever it could show.
-  for (const name of ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"])
-    for (const [, value] of keyValueList(raw(name))) registerSecret(value);
+  for (const name of ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] as const)
+    for (const [, value] of keyValueList(read[name])) registerSecret(value);
+  if (problems.length > 0) {
+    throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
+  }
+  const v = complete(read);
   let telemetry: TelemetrySettings | undefined;
   let telemetryOff: string | undefined;
   if (settings.telemetry.enabled && settings.telemetry.url === undefined)
@@ -607,51 +549,46 @@ export function readRuntimeEnv(env: Record<string, string | undefined>, runtimeD
     telemetry = {
       protocol: settings.telemetry.protocol,
       url: settings.telemetry.url!,
-      serviceName: raw("OTEL_SERVICE_NAME") ?? raw("DATABRICKS_APP_NAME") ?? "metamcp-databricks",
-      resourceAttributes: Object.fromEntries(keyValueList(raw("OTEL_RESOURCE_ATTRIBUTES"))),
+      serviceName: v.OTEL_SERVICE_NAME ?? v.DATABRICKS_APP_NAME,
+      resourceAttributes: Object.fromEntries(keyValueList(v.OTEL_RESOURCE_ATTRIBUTES)),
       principal: settings.telemetry.principal,
     };
-  const managersRaw = raw(APP_MANAGERS_ENV);
-  const badEmails = splitList(managersRaw).filter((e) => e.includes("@") && !/^[^@\s]+@[^@\s]+$/.test(e));
-  if (badEmails.length)
-    problems.push(
-      `${APP_MANAGERS_ENV} has entries that are not an email address: ${badEmails.map(shown).join(", ")} (comma-separated workspace users' emails, service principals' application ids, group names)`,
-    );
-  if (problems.length > 0) {
-    throw new UserError("runtime_env", `cannot start: ${problems.join("; ")}`, EXIT.input);
-  }
   return {
-    appPort,
-    listenHost,
-    appName,
-    host: hostOrigin!,
-    clientId,
-    clientSecret,
-    appUrl,
+    appPort: v.DATABRICKS_APP_PORT,
+    listenHost: v.METAMCP_LISTEN_HOST,
+    appName: v.DATABRICKS_APP_NAME,
+    host: v.DATABRICKS_HOST,
+    clientId: v.DATABRICKS_CLIENT_ID,
+    clientSecret: v.DATABRICKS_CLIENT_SECRET,
+    appUrl: v.METAMCP_APP_URL,
     pg: {
-      host: pgHost,
-      port: pgPort,
-      database: pgDatabase,
-      user: pgUser,
-      sslmode,
-      appName: pgAppName,
+      host: v.PGHOST,
+      port: v.PGPORT,
+      database: v.PGDATABASE,
+      user: v.PGUSER,
+      sslmode: v.PGSSLMODE,
+      appName: v.PGAPPNAME ?? v.DATABRICKS_APP_NAME,
     },
-    schema,
-    lakebase: { kind, endpoint, instanceName },
-    betterAuthSecret: secret,
-    metamcpRoot: rootRaw ? path.resolve(rootRaw) : path.resolve(runtimeDir, "../metamcp"),
-    dbWaitMs: waitSeconds * 1000,
-    backendPort,
-    frontendPort,
-    trustedProxyAddresses,
-    sessionIdleMs: Math.round(idleMinutes * 60_000),
-    defaultEndpoint,
-    stdioPolicy,
-    appManagers: parseManagers(managersRaw),
-    audit,
+    schema: v.METAMCP_DB_SCHEMA,
+    lakebase: {
+      kind: v.LAKEBASE_KIND,
+      endpoint: given(env, "LAKEBASE_ENDPOINT"),
+      instanceName: given(env, "LAKEBASE_INSTANCE_NAME"),
+    },
+    betterAuthSecret: v.BETTER_AUTH_SECRET,
+    metamcpRoot: v.METAMCP_ROOT ? path.resolve(v.METAMCP_ROOT) : path.resolve(runtimeDir, "../metamcp"),
+    dbWaitMs: v.METAMCP_DB_WAIT_SECONDS * 1000,
+    backendPort: v.METAMCP_BACKEND_PORT,
+    frontendPort: v.METAMCP_FRONTEND_PORT,
+    trustedProxyAddresses: settings.trustedProxyAddresses,
+    sessionIdleMs: Math.round(settings.idleMinutes * 60_000),
+    defaultEndpoint: settings.defaultEndpoint,
+    stdioPolicy: settings.stdioPolicy,
+    appManagers: v[APP_MANAGERS_ENV],
+    audit: settings.audit,
     telemetry,
     telemetryOff,
-    databricksTools,
+    databricksTools: settings.databricksTools,
   };
 }
 

@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
+import type pg from "pg";
 import { DatabricksError, EXIT, isUserError, UserError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
-import { retry } from "../retry.js";
+import { logProgress, runSteps, type Step, type StepProgress } from "../log/steps.js";
+import { abandonOnAbort, fetchNotAnswering, retry, waitFor } from "../retry.js";
 import { AuditObserver } from "./audit-observer.js";
 import { ensureAuditTable } from "./audit-table.js";
 import { AuditWriter } from "./audit-writer.js";
@@ -22,6 +24,7 @@ import {
   runMigrations,
   searchPathOption,
 } from "./database.js";
+import { ToolContexts } from "./databricks-tools/contexts.js";
 import { appIdentityServersByOthers, describeAppIdentityServerByOther } from "./databricks-tools/existing.js";
 import { type DatabricksTools, startDatabricksTools } from "./databricks-tools/index.js";
 import { DatabaseHealth } from "./db-health.js";
@@ -55,32 +58,6 @@ import {
 /** The platform kills the app 15 s after SIGTERM: everything (drain included) fits in less. */
 const SHUTDOWN_BUDGET_MS = 12_000;
 
-/** Thrown into the startup sequence when a stop was asked: it ends the sequence, quietly. */
-class StopRequested extends Error {
-  constructor() {
-    super("stop requested");
-  }
-}
-
-/** `p`, or a StopRequested rejection as soon as `signal` aborts (the work behind `p` is abandoned). */
-function untilStopped<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new StopRequested());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new StopRequested());
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(signal.aborted ? new StopRequested() : e);
-      },
-    );
-  });
-}
-
 /** Why the app port cannot be listened on, in the operator's terms (the variable to change). */
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): UserError {
   const where = `${host}:${port}`;
@@ -93,46 +70,6 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Us
           ? `this user may not listen on port ${port} (DATABRICKS_APP_PORT; ports below 1024 need privileges)`
           : `${err.message}`;
   return new UserError("app_port_unusable", `cannot listen on ${where}: ${why}`, EXIT.input);
-}
-
-async function step<T>(log: Logger, name: string, fn: () => Promise<T>): Promise<T> {
-  const t0 = performance.now();
-  log.info(`${name}…`);
-  const value = await fn();
-  log.info(`${name}: done in ${Math.round(performance.now() - t0)} ms`);
-  return value;
-}
-
-/** Not up yet (worth waiting for), as opposed to a reason to stop waiting. */
-class NotYet extends Error {}
-
-/** Waits until `url` answers with a status `isUp` accepts; ends at once when `alive()` turns false. */
-async function waitHttp(
-  url: string,
-  deadlineMs: number,
-  isUp: (status: number) => boolean,
-  alive: () => boolean,
-): Promise<void> {
-  const probe = async () => {
-    if (!alive()) throw new Error(`gave up waiting for ${url}: the process exited`);
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" }).catch(() => {
-      throw new NotYet("not listening yet");
-    });
-    await res.arrayBuffer().catch(() => {});
-    if (!isUp(res.status)) throw new NotYet(`HTTP ${res.status}`);
-  };
-  try {
-    await retry(probe, {
-      firstWaitMs: 25,
-      factor: 1.5,
-      maxWaitMs: 500,
-      deadlineMs,
-      retryable: (err) => err instanceof NotYet,
-    });
-  } catch (err) {
-    if (err instanceof NotYet) throw new Error(`${url} did not answer within ${deadlineMs / 1000} s`);
-    throw err;
-  }
 }
 
 function childEnv(
@@ -161,6 +98,8 @@ function childEnv(
     ...base,
     NODE_ENV: "production",
     PORT: String(port),
+    // Both children: the backend listens there, Next's middleware asks it there (our port patches).
+    METAMCP_BACKEND_PORT: String(env.backendPort),
     APP_URL: appUrl,
     NEXT_PUBLIC_APP_URL: appUrl,
     BETTER_AUTH_SECRET: env.betterAuthSecret,
@@ -282,7 +221,10 @@ export async function runApp(runtimeDir: string): Promise<number> {
     identitySecret,
     warn: (message) => log.warn(message),
   });
+  // Per-person Databricks servers: the router holds each request's token, the tools gateway swaps its handle.
+  const toolContexts = new ToolContexts();
   const router = createRouter({
+    toolContexts,
     backendPort: env.backendPort,
     frontendPort: env.frontendPort,
     publicUrl: () => publicUrl,
@@ -331,32 +273,20 @@ export async function runApp(runtimeDir: string): Promise<number> {
   };
   // SIGHUP too: a closed terminal (under `local`) must not kill us without cleanup (default action).
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => void shutdown(sig, 0));
-  const stopped = <T>(p: Promise<T>) => untilStopped(p, stop.signal);
+  const stopped = <T>(p: Promise<T>) => abandonOnAbort(p, stop.signal);
 
-  try {
-    const backendDir = path.join(env.metamcpRoot, "apps/backend");
-    const frontendDir = path.join(env.metamcpRoot, "apps/frontend");
-    const preload = path.join(runtimeDir, SECRETS_PRELOAD_FILE);
-    for (const f of [
-      preload,
-      path.join(backendDir, "dist/index.js"),
-      path.join(frontendDir, "server.js"),
-      path.join(backendDir, "drizzle"),
-    ]) {
-      if (!existsSync(f))
-        throw new UserError(
-          "app_tree_incomplete",
-          `the app tree is incomplete: ${f} is missing`,
-          EXIT.input,
-          "build it with `make build` (and check METAMCP_ROOT if set)",
-        );
-    }
-    // Upstream's own drizzle-orm runs MetaMCP's migrations (database.ts): a tree without it fails here, at once.
-    const migrator = loadDrizzleMigrator(backendDir);
-    log.info(`migrations will run with the backend's drizzle-orm ${migrator.version}`);
-    if (env.telemetryOff) log.warn(`telemetry off: ${env.telemetryOff}`);
-    if (env.telemetry) {
-      const t = env.telemetry;
+  const backendDir = path.join(env.metamcpRoot, "apps/backend");
+  const frontendDir = path.join(env.metamcpRoot, "apps/frontend");
+  const preload = path.join(runtimeDir, SECRETS_PRELOAD_FILE);
+  let migrator: DrizzleMigrator | undefined;
+  let appUrl = env.appUrl;
+  publicUrl = appUrl;
+  const lakebase = env.lakebase;
+  if (env.telemetryOff) log.warn(`telemetry off: ${env.telemetryOff}`);
+  const telemetryStep: Step<void> = {
+    title: "telemetry",
+    task: async () => {
+      const t = env.telemetry!;
       const telemetryLog = createLogger({ json, tag: "telemetry" });
       try {
         telemetry = await stopped(
@@ -369,167 +299,224 @@ export async function runApp(runtimeDir: string): Promise<number> {
           `telemetry on: a span per MCP request over OTLP (${t.protocol}) to ${t.url}, service ${t.serviceName}${t.principal ? ", with who called (enduser.id)" : ""}`,
         );
       } catch (err) {
-        if (err instanceof StopRequested) throw err;
+        if (stop.signal.aborted) throw err;
         // Telemetry is never in the way: without its module the app runs, and says so.
         log.warn(
           `telemetry off: its module could not be loaded: ${maskSecrets(String((err as Error)?.message ?? err))}`,
         );
       }
-    }
-    // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
-    await new Promise<void>((resolve, reject) => {
-      router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));
-      router.server.listen(env.appPort, env.listenHost, () => resolve());
-    });
-    log.info(`listening on ${env.listenHost}:${env.appPort} (503 until MetaMCP is ready)`);
-
-    const appUrl = await step(log, "public URL", async () => {
-      if (env.appUrl) return env.appUrl;
-      const app = await stopped(platform.getApp(env.appName));
-      if (!app.url)
-        throw new DatabricksError(
-          "app_url_unknown",
-          `the Apps API returned no url for app ${env.appName}`,
-          "redeploy with `make bundle-deploy`, which writes METAMCP_APP_URL into app.yaml",
-        );
-      return /^https?:\/\//.test(app.url)
-        ? app.url.replace(/\/+$/, "")
-        : `https://${app.url.replace(/\/+$/, "")}`;
-    });
-    publicUrl = appUrl;
-    log.info(`APP_URL=${appUrl}`);
-
-    if (env.lakebase.kind === "provisioned") {
-      await step(log, "Lakebase instance state", async () => {
-        let last: { name: string; state?: string } | undefined;
-        try {
-          await stopped(
-            retry(
-              async () => {
-                last = await platform.getDatabaseInstance(env.lakebase.instanceName!);
-                if (last.state && last.state !== "AVAILABLE") throw new NotYet(last.state);
-              },
-              {
-                firstWaitMs: 5000,
-                maxWaitMs: 5000,
-                deadlineMs: 10 * 60_000,
-                signal: stop.signal,
-                retryable: (err) => err instanceof NotYet,
-                onRetry: () =>
-                  log.warn(
-                    `Lakebase instance ${last?.name} is ${last?.state}: it refuses connections until AVAILABLE; waiting`,
-                  ),
-              },
-            ),
-          );
-        } catch (err) {
-          if (!(err instanceof NotYet)) throw err;
-          throw new UserError(
-            "instance_not_available",
-            `Lakebase instance ${last?.name} is ${last?.state}, not AVAILABLE`,
-            EXIT.databricks,
-            "start the instance (or wait for it), then restart the app",
-          );
+    },
+  };
+  // The startup, in order: each title is a progress line of the app's log ("title…", "title: done in N ms").
+  const startup: Step<void>[] = [
+    {
+      title: "app tree",
+      task: () => {
+        for (const f of [
+          preload,
+          path.join(backendDir, "dist/index.js"),
+          path.join(frontendDir, "server.js"),
+          path.join(backendDir, "drizzle"),
+        ]) {
+          if (!existsSync(f))
+            throw new UserError(
+              "app_tree_incomplete",
+              `the app tree is incomplete: ${f} is missing`,
+              EXIT.input,
+              "build it with `make build` (and check METAMCP_ROOT if set)",
+            );
         }
-      });
-    }
-    await step(log, `Lakebase credential (${env.lakebase.kind})`, () =>
-      stopped(keeper.start(60_000, stop.signal)),
-    );
-    log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
-
-    const cfg = clientConfig(env, () => keeper.current());
-    await prepareDatabase(env, cfg, backendDir, migrator, log, stop.signal);
-    health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
-    if (env.audit.enabled) {
-      const auditLog = createLogger({ json, tag: "audit" });
-      auditWriter = new AuditWriter({
-        connection: cfg,
-        schema: env.schema,
-        retentionDays: env.audit.days,
-        warn: (message) => auditLog.warn(message),
-      });
-      auditWriter.start();
-    }
-    sessionStore = new SessionStore({
-      connection: cfg,
-      schema: env.schema,
-      idleMs: env.sessionIdleMs,
-      warn: (message) => log.warn(message),
-    });
-    sessionStore.start();
-
-    const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
-    // Before the backend: its fetch wrapper needs the gateway's port and secret (docs/databricks-tools.md).
-    tools = await startDatabricksTools({
-      settings: env.databricksTools,
-      host: env.host,
-      principalId: env.clientId,
-      issueToken: () => platform.issueToken(),
-      log: createLogger({ json, tag: "databricks-tools" }),
-    });
-    const backend = new SupervisedChild(
-      // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
-      metamcpChild(
-        "backend",
-        backendDir,
-        ["dist/index.js"],
-        {
-          // First, so nothing the allow-list opens replaces what MetaMCP's own setup needs.
-          ...stdioChildEnv(process.env),
-          ...childEnv(env, appUrl, keeper.passwordFile, env.backendPort),
-          METAMCP_IDENTITY_SECRET: identitySecret,
-          ...tools.childEnv,
-        },
-        preload,
-      ),
-      createLogger({ json, tag: "backend" }),
-    );
-    backendChild = backend;
-    const frontend = new SupervisedChild(
-      metamcpChild(
-        "frontend",
-        frontendDir,
-        ["server.js"],
-        { ...childEnv(env, appUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
-        preload,
-      ),
-      createLogger({ json, tag: "frontend" }),
-    );
-    // Checked right before launching, in the same tick: a stop that came during any step above
-    // launches nothing (shutdown stops exactly the children in this list).
-    if (stop.signal.aborted) throw new StopRequested();
-    children.push(backend, frontend);
-    await step(log, "MetaMCP servers", async () => {
-      backend.start(onFatal);
-      frontend.start(onFatal);
-      await stopped(
-        Promise.all([
-          waitHttp(
-            `http://127.0.0.1:${env.backendPort}/health`,
-            120_000,
-            (s) => s === 200,
-            () => !shuttingDown,
+        // Upstream's own drizzle-orm runs MetaMCP's migrations (database.ts): a tree without it fails here.
+        migrator = loadDrizzleMigrator(backendDir);
+        log.info(`migrations will run with the backend's drizzle-orm ${migrator.version}`);
+      },
+    },
+    // Off by default, and then not a word of it (a misconfigured one was warned about above).
+    ...(env.telemetry ? [telemetryStep] : []),
+    {
+      // Listen first (503 until ready) so the platform sees the port while MetaMCP starts.
+      title: "app port",
+      task: async () => {
+        await new Promise<void>((resolve, reject) => {
+          router.server.once("error", (err) => reject(listenError(err, env.listenHost, env.appPort)));
+          router.server.listen(env.appPort, env.listenHost, () => resolve());
+        });
+        log.info(`listening on ${env.listenHost}:${env.appPort} (503 until MetaMCP is ready)`);
+      },
+    },
+    {
+      title: "public URL",
+      skip: () => env.appUrl && `METAMCP_APP_URL is ${env.appUrl}`,
+      task: async () => {
+        const app = await stopped(platform.getApp(env.appName));
+        if (!app.url)
+          throw new DatabricksError(
+            "app_url_unknown",
+            `the Apps API returned no url for app ${env.appName}`,
+            "redeploy with `make bundle-deploy`, which writes METAMCP_APP_URL into app.yaml",
+          );
+        appUrl = /^https?:\/\//.test(app.url)
+          ? app.url.replace(/\/+$/, "")
+          : `https://${app.url.replace(/\/+$/, "")}`;
+        publicUrl = appUrl;
+        log.info(`APP_URL=${appUrl}`);
+      },
+    },
+    {
+      title: "Lakebase instance state",
+      skip: () => lakebase.kind !== "provisioned" && "Lakebase Autoscaling has no instance to wait for",
+      task: async () => {
+        let last: { name: string; state?: string } | undefined;
+        await waitFor(
+          async () => {
+            last = await platform.getDatabaseInstance(lakebase.instanceName!);
+            if (!last.state || last.state === "AVAILABLE") return true;
+            log.warn(
+              `Lakebase instance ${last.name} is ${last.state}: it refuses connections until AVAILABLE; waiting`,
+            );
+            return undefined;
+          },
+          {
+            what: "the Lakebase instance",
+            timeoutMs: 10 * 60_000,
+            intervalMs: 5000,
+            signal: stop.signal,
+            onTimeout: () =>
+              new UserError(
+                "instance_not_available",
+                `Lakebase instance ${last?.name} is ${last?.state}, not AVAILABLE`,
+                EXIT.databricks,
+                "start the instance (or wait for it), then restart the app",
+              ),
+          },
+        );
+      },
+    },
+    {
+      title: `Lakebase credential (${lakebase.kind})`,
+      task: async () => {
+        await stopped(keeper.start(60_000, stop.signal));
+        log.info(`credential valid until ${keeper.expiresAt?.toISOString()}, renewed before expiry`);
+      },
+    },
+    {
+      title: "database",
+      task: async () => {
+        const cfg = clientConfig(env, () => keeper.current());
+        await prepareDatabase(env, cfg, backendDir, migrator!, log, stop.signal);
+        health = new DatabaseHealth(cfg, keeper, createLogger({ json, tag: "health" }));
+        if (env.audit.enabled) {
+          const auditLog = createLogger({ json, tag: "audit" });
+          auditWriter = new AuditWriter({
+            connection: cfg,
+            schema: env.schema,
+            retentionDays: env.audit.days,
+            warn: (message) => auditLog.warn(message),
+          });
+          auditWriter.start();
+        }
+        sessionStore = new SessionStore({
+          connection: cfg,
+          schema: env.schema,
+          idleMs: env.sessionIdleMs,
+          warn: (message) => log.warn(message),
+        });
+        sessionStore.start();
+      },
+    },
+    {
+      // Before the backend: its fetch wrapper needs the gateway's port and secret (docs/databricks-tools.md).
+      title: "Databricks tools",
+      task: async () => {
+        tools = await startDatabricksTools({
+          settings: env.databricksTools,
+          host: env.host,
+          principalId: env.clientId,
+          issueToken: () => platform.issueToken(),
+          log: createLogger({ json, tag: "databricks-tools" }),
+          contexts: toolContexts,
+        });
+      },
+    },
+    {
+      title: "MetaMCP servers",
+      task: async () => {
+        const childUrl = appUrl!;
+        const backend = new SupervisedChild(
+          // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
+          metamcpChild(
+            "backend",
+            backendDir,
+            ["dist/index.js"],
+            {
+              // First, so nothing the allow-list opens replaces what MetaMCP's own setup needs.
+              ...stdioChildEnv(process.env),
+              ...childEnv(env, childUrl, keeper.passwordFile, env.backendPort),
+              METAMCP_IDENTITY_SECRET: identitySecret,
+              ...tools!.childEnv,
+            },
+            preload,
           ),
-          waitHttp(
-            `http://127.0.0.1:${env.frontendPort}/`,
-            120_000,
-            (s) => s < 500,
-            () => !shuttingDown,
+          createLogger({ json, tag: "backend" }),
+        );
+        backendChild = backend;
+        const frontend = new SupervisedChild(
+          metamcpChild(
+            "frontend",
+            frontendDir,
+            ["server.js"],
+            { ...childEnv(env, childUrl, keeper.passwordFile, env.frontendPort), HOSTNAME: "127.0.0.1" },
+            preload,
           ),
-        ]),
-      );
-    });
+          createLogger({ json, tag: "frontend" }),
+        );
+        // Checked right before launching, in the same tick: a stop that came during any step before
+        // launches nothing (shutdown stops exactly the children in this list).
+        stop.signal.throwIfAborted();
+        children.push(backend, frontend);
+        const onFatal = (reason: string) => void shutdown(reason, EXIT.bug);
+        backend.start(onFatal);
+        frontend.start(onFatal);
+        await Promise.all([
+          waitHttp(`http://127.0.0.1:${env.backendPort}/health`, (s) => s === 200, stop.signal),
+          waitHttp(`http://127.0.0.1:${env.frontendPort}/`, (s) => s < 500, stop.signal),
+        ]);
+      },
+    },
+  ];
+
+  try {
+    await runSteps(startup, undefined, { progress: logProgress(log), signal: stop.signal });
     router.ready = true;
     log.success(`MetaMCP is ready on port ${env.appPort} (${appUrl})`);
   } catch (err) {
-    if (!(err instanceof StopRequested) && !stop.signal.aborted) {
+    if (!stop.signal.aborted) {
       const message = maskSecrets(err instanceof Error ? err.message : String(err));
       const hint = isUserError(err) && err.hint ? ` → ${err.hint}` : "";
       await shutdown(`${message}${hint}`, isUserError(err) ? err.exitCode : EXIT.bug);
     }
   }
   return await exit;
+}
+
+/** Waits (up to 120 s) until `url` answers with a status `isUp` accepts; a stop ends the wait at once. */
+async function waitHttp(url: string, isUp: (status: number) => boolean, signal: AbortSignal): Promise<void> {
+  const timeoutMs = 120_000;
+  await waitFor(
+    async () => {
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
+      await res.arrayBuffer().catch(() => {});
+      return isUp(res.status) ? true : undefined;
+    },
+    {
+      what: url,
+      timeoutMs,
+      intervalMs: 100,
+      signal,
+      transient: fetchNotAnswering,
+      onTimeout: () => new Error(`${url} did not answer within ${timeoutMs / 1000} s`),
+    },
+  );
 }
 
 /**
@@ -546,93 +533,121 @@ async function prepareDatabase(
   signal: AbortSignal,
 ): Promise<void> {
   const until = Date.now() + env.dbWaitMs;
+  const stopped = <T>(p: Promise<T>) => abandonOnAbort(p, signal);
+  // The step under way, for the message when the connection is lost ("during migrations").
   let phase = "connect";
-  const attempt = async (): Promise<void> => {
-    phase = "connect";
-    const client = await step(log, "connect", () =>
-      untilStopped(connectWithRetry(cfg, log, Math.max(0, until - Date.now()), signal), signal),
-    );
-    // A stop ends our connection at once: PostgreSQL then drops its locks (the migration lock included).
-    const endOnStop = () => void client.end().catch(() => {});
-    signal.addEventListener("abort", endOnStop, { once: true });
-    phase = "schema";
-    try {
-      const searchPath = await step(log, `schema ${env.schema}`, () =>
-        untilStopped(ensureSchema(client, env.schema), signal),
-      );
-      log.info(`search_path = ${searchPath}`);
-      phase = "migrations";
-      const m = await step(log, "migrations", () =>
-        untilStopped(
-          runMigrations(client, {
-            migrationsFolder: path.join(backendDir, "drizzle"),
-            schema: env.schema,
-            log,
-            migrator,
-          }),
-          signal,
+  const logged = logProgress(log);
+  const progress: StepProgress = {
+    ...logged,
+    started: (title) => {
+      phase = title;
+      logged.started(title);
+    },
+  };
+  const steps: Step<{ client: pg.Client }>[] = [
+    {
+      title: `schema ${env.schema}`,
+      task: async ({ client }) =>
+        log.info(`search_path = ${await stopped(ensureSchema(client, env.schema))}`),
+    },
+    {
+      title: "migrations",
+      task: async ({ client }) => {
+        const migrationsFolder = path.join(backendDir, "drizzle");
+        const m = await stopped(
+          runMigrations(client, { migrationsFolder, schema: env.schema, log, migrator }),
+        );
+        log.info(
+          m.applied > 0
+            ? `applied ${m.applied} migration(s), ${m.total} in total`
+            : `up to date (${m.total} migrations)`,
+        );
+      },
+    },
+    {
+      title: "tool timeouts",
+      task: async ({ client }) => {
+        const timeouts = await stopped(seedMcpTimeouts(client, env.schema));
+        log.info(
+          timeouts
+            ? `MetaMCP tool-call timeouts: ${Object.entries(timeouts)
+                .map(([k, v]) => `${k}=${v} ms`)
+                .join(", ")} (the Apps proxy cuts a request at 120 s)`
+            : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
+        );
+      },
+    },
+    {
+      title: "sign-up setting",
+      task: async ({ client }) => {
+        const setting = emailSignupSetting(process.env);
+        const separate = backendSeparatesSsoSignup(backendDir);
+        log.info(
+          describeSignupOutcome(
+            await stopped(applyEmailSignupDefault(client, env.schema, setting, separate)),
+          ),
+        );
+      },
+    },
+    {
+      title: "endpoint identity table",
+      task: async ({ client }) =>
+        log.info(
+          describeEndpointIdentityTable(
+            await stopped(ensureEndpointIdentityTable(client, env.schema)),
+            env.schema,
+          ),
         ),
-      );
-      log.info(
-        m.applied > 0
-          ? `applied ${m.applied} migration(s), ${m.total} in total`
-          : `up to date (${m.total} migrations)`,
-      );
-      phase = "tool timeouts";
-      const timeouts = await untilStopped(seedMcpTimeouts(client, env.schema), signal);
-      log.info(
-        timeouts
-          ? `MetaMCP tool-call timeouts: ${Object.entries(timeouts)
-              .map(([k, v]) => `${k}=${v} ms`)
-              .join(", ")} (the Apps proxy cuts a request at 120 s)`
-          : "this MetaMCP release has no config table: its tool-call timeout stays at its default",
-      );
-      phase = "sign-up setting";
-      const signup = await untilStopped(
-        applyEmailSignupDefault(
-          client,
-          env.schema,
-          emailSignupSetting(process.env),
-          backendSeparatesSsoSignup(backendDir),
-        ),
-        signal,
-      );
-      log.info(describeSignupOutcome(signup));
-      phase = "endpoint identity table";
-      log.info(
-        describeEndpointIdentityTable(
-          await untilStopped(ensureEndpointIdentityTable(client, env.schema), signal),
-          env.schema,
-        ),
-      );
-      phase = "audit table";
-      if (env.audit.enabled) {
-        const t = await untilStopped(ensureAuditTable(client, env.schema), signal);
+    },
+    {
+      title: "audit table",
+      skip: () => !env.audit.enabled && "tool-call audit off (METAMCP_AUDIT=off)",
+      task: async ({ client }) => {
+        const t = await stopped(ensureAuditTable(client, env.schema));
         log.info(
           `tool-call audit on: ${env.schema}.databricks_tool_calls${t.created ? " created" : ""} (arguments ${env.audit.arguments}, kept ${env.audit.days} days)`,
         );
-      } else log.info("tool-call audit off (METAMCP_AUDIT=off)");
-      phase = "session table";
-      const st = await untilStopped(ensureSessionTable(client, env.schema), signal);
-      log.info(
-        `MCP sessions recorded in ${env.schema}.databricks_mcp_sessions${st.created ? " (created)" : ""}: they outlive restarts and move between instances`,
-      );
-      phase = "STDIO servers";
-      for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
-      const byOthers = await untilStopped(stdioServersByOthers(client, env.schema, env.appManagers), signal);
-      for (const s of byOthers ?? []) log.warn(describeStdioServerByOther(s));
-      if (env.databricksTools.enabled && env.databricksTools.appIdentity === "managers") {
-        const asApp = appIdentityServersByOthers(client, env.schema, env.appManagers, env.host);
-        for (const s of (await untilStopped(asApp, signal)) ?? [])
-          log.warn(describeAppIdentityServerByOther(s));
-      }
+      },
+    },
+    {
+      title: "session table",
+      task: async ({ client }) => {
+        const st = await stopped(ensureSessionTable(client, env.schema));
+        log.info(
+          `MCP sessions recorded in ${env.schema}.databricks_mcp_sessions${st.created ? " (created)" : ""}: they outlive restarts and move between instances`,
+        );
+      },
+    },
+    {
+      title: "STDIO servers",
+      task: async ({ client }) => {
+        for (const line of describeStdioSettings(env.stdioPolicy, env.appManagers)) log.info(line);
+        const byOthers = await stopped(stdioServersByOthers(client, env.schema, env.appManagers));
+        for (const s of byOthers ?? []) log.warn(describeStdioServerByOther(s));
+        if (env.databricksTools.enabled && env.databricksTools.appIdentity === "managers") {
+          const asApp = appIdentityServersByOthers(client, env.schema, env.appManagers, env.host);
+          for (const s of (await stopped(asApp)) ?? []) log.warn(describeAppIdentityServerByOther(s));
+        }
+      },
+    },
+  ];
+  const attempt = async (): Promise<void> => {
+    progress.started("connect");
+    const t0 = performance.now();
+    const client = await stopped(connectWithRetry(cfg, log, Math.max(0, until - Date.now()), signal));
+    progress.done("connect", Math.round(performance.now() - t0));
+    // A stop ends our connection at once: PostgreSQL then drops its locks (the migration lock included).
+    const endOnStop = () => void client.end().catch(() => {});
+    signal.addEventListener("abort", endOnStop, { once: true });
+    try {
+      await runSteps(steps, { client }, { progress, signal });
     } finally {
       signal.removeEventListener("abort", endOnStop);
       await client.end().catch(() => {});
     }
   };
   // Lost mid-way: reconnect after 1 s and redo it all (each part is idempotent) until the deadline.
-  const lost = (err: unknown) => !(err instanceof StopRequested) && !signal.aborted && isConnectionLost(err);
+  const lost = (err: unknown) => !signal.aborted && isConnectionLost(err);
   try {
     await retry(attempt, {
       firstWaitMs: 1000,

@@ -12,6 +12,7 @@ import { createProxyServer } from "http-proxy-3";
 import type { AuditObserver } from "./audit-observer.js";
 import type { AuditFilters, AuditRecord } from "./audit-query.js";
 import { answerAuditRoute, isAuditRoute } from "./audit-route.js";
+import { CONTEXT_HEADER, type ToolContexts } from "./databricks-tools/contexts.js";
 import {
   createIdentitySignIn,
   IDENTITY_SECRET_HEADER,
@@ -220,6 +221,8 @@ export interface RouterOptions {
   auditRead?: (filters: AuditFilters) => Promise<AuditRecord[]>;
   /** Streamable HTTP sessions that survive MetaMCP restarts and move between instances (docs/scaling.md). */
   continuity?: SessionContinuity;
+  /** Per-request on-behalf-of tokens for per-person Databricks servers (docs/databricks-tools.md). */
+  toolContexts?: ToolContexts;
 }
 
 /** The health paths (upstream's backend route and the one Next rewrites to it). */
@@ -343,6 +346,23 @@ export function createRouter(options: RouterOptions): Router {
         `ignored identity headers (X-Forwarded-Email & co.) from ${peer || "an unknown address"}: it is an address of this host, and only the Apps proxy may say who a caller is (docs/identity.md)`,
       );
     }
+  };
+
+  /**
+   * A person's on-behalf-of token stays here: MetaMCP gets only an opaque handle for it, good for this request
+   * (and a grace after its answer), which the tools gateway swaps back (docs/databricks-tools.md). A client's
+   * own copy of the handle header is never passed on; without a trusted identity and a forwarded token (after
+   * refuseIdentityFrom) there is no handle, so a per-person server is refused, never run as the app.
+   */
+  const openToolContext = (req: IncomingMessage, res: ServerResponse) => {
+    delete req.headers[CONTEXT_HEADER];
+    const contexts = options.toolContexts;
+    const token = req.headers["x-forwarded-access-token"];
+    const email = req.headers["x-forwarded-email"];
+    if (!contexts || typeof token !== "string" || !token || typeof email !== "string" || !email) return;
+    const handle = contexts.open({ token, email });
+    req.headers[CONTEXT_HEADER] = handle;
+    res.once("close", () => contexts.release(handle));
   };
 
   const endSession = (s: TrackedSession, why: "idle" | "evicted" | "elsewhere") => {
@@ -659,6 +679,8 @@ export function createRouter(options: RouterOptions): Router {
     const side = routeFor(original, req.method);
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);
+    if (side === "backend") openToolContext(req, res);
+    else delete req.headers[CONTEXT_HEADER];
     dropDatabricksCredentials(req.headers);
     if (isAuditRoute(pathname)) {
       answerAuditRoute(req, res, q < 0 ? "" : original.slice(q + 1), {
@@ -705,6 +727,7 @@ export function createRouter(options: RouterOptions): Router {
     const side = routeFor(original);
     req.url = side === "backend" ? backendPath(original) : original;
     refuseIdentityFrom(req);
+    delete req.headers[CONTEXT_HEADER];
     dropDatabricksCredentials(req.headers);
     stampIdentitySecret(req.headers, options.identitySecret);
     proxy.ws(req, socket, head, { target: side === "backend" ? backendTarget : frontendTarget });

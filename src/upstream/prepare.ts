@@ -3,8 +3,10 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { isUserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { logProgress, runSteps, type Step } from "../log/steps.js";
 import { PATCH_IDS } from "../patches/ids.js";
 import type { Patch } from "../patches/index.js";
+import type { PatchRunReport } from "../patches/runner.js";
 import { TOOL_VERSION } from "../version.js";
 import { assertBuildDirReplaceable, makeWorkDir, removeDeadSiblings, swapIntoPlace } from "./build-dir.js";
 import { defaultCacheDir, type Mirror, syncMirror, unreachable } from "./cache.js";
@@ -98,6 +100,21 @@ function unchangedResult(
   };
 }
 
+/** What prepare's steps found, for the steps after them and the result. */
+interface PrepareContext {
+  mirror?: Mirror;
+  ref?: ResolvedRef;
+  /** The build dir already holds this commit: the steps after the ref have nothing to do. */
+  unchanged?: PrepareResult;
+  checkoutMs?: number;
+  overlay?: string[];
+  reports?: PatchRunReport[];
+  patchMs?: number;
+  manifest?: PrepareManifest;
+}
+
+const unchangedSkip = (c: PrepareContext) => c.unchanged !== undefined && "the build dir holds this commit";
+
 /**
  * Clone (through the cache), check out, overlay, patch, verify and record MetaMCP at a ref, in a work dir
  * beside the build dir; the result replaces the build dir only when every step succeeded, and only when the
@@ -138,101 +155,144 @@ export async function prepareUpstream(options: PrepareOptions): Promise<PrepareR
   patchesModule?.catch(() => undefined);
   const previous = existsSync(buildDir);
   let work: string | undefined;
+  const ctx: PrepareContext = {};
+  // Each title is a progress line under --debug; what each step found is its own info line.
+  const steps: Step<PrepareContext>[] = [
+    {
+      title: "cached mirror",
+      task: async (c) => {
+        const cacheDir = options.cacheDir ?? (await defaultCacheDir(undefined));
+        // While git fetches, this thread loads the TypeScript compiler the patches need (a synchronous
+        // require, shared through Node's module cache). Not when a branch may turn out current: then
+        // nothing needs it.
+        const mirror = await syncMirror(repo, cacheDir, log, options.patches ? undefined : warmTypeScript);
+        c.mirror = mirror;
+        log.info(
+          `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
+        );
+      },
+    },
+    {
+      title: "ref",
+      task: async (c) => {
+        const mirror = c.mirror!;
+        const { listRefs, resolveRef } = await import("./refs.js");
+        const refs = await listRefs(mirror.gitDir, mirror.defaultBranch);
+        const ref = await resolveRef(mirror.gitDir, options.ref, refs, repoUrl);
+        c.ref = ref;
+        log.info(
+          `using ${ref.resolvedRef}${ref.resolvedRef === ref.commit ? "" : ` (${ref.commit.slice(0, 12)})`}: ${
+            ref.requestedRef ? `${JSON.stringify(ref.requestedRef)} is a ${ref.reason}` : ref.reason
+          }`,
+        );
+        if (check.state === "if-ref-unmoved" && check.manifest.commit === ref.commit) {
+          log.debug(
+            `${buildDir} already holds ${ref.resolvedRef} at ${ref.commit.slice(0, 12)}, unchanged: nothing to do`,
+          );
+          c.unchanged = unchangedResult(check.manifest, buildDir, started, ref.reason, mirror.durationMs);
+        }
+      },
+    },
+    {
+      title: "checkout",
+      skip: unchangedSkip,
+      task: async (c) => {
+        const mirror = c.mirror!;
+        const commit = c.ref!.commit;
+        work = makeWorkDir(buildDir, previous);
+        const checkoutStart = performance.now();
+        try {
+          // git starts checking out before exportCommit's first await returns: if the fetch was too short
+          // (or failed offline) to load the compiler, it loads now, beside the checkout. A no-op when loaded.
+          const checkout = exportCommit(mirror.gitDir, commit, work, mirror.credentials);
+          if (!options.patches) warmTypeScript();
+          await checkout;
+        } catch (err) {
+          // A partial mirror fetches the commit's files here: the remote may be gone since.
+          throw unreachable(repoUrl, err);
+        }
+        c.checkoutMs = Math.round(performance.now() - checkoutStart);
+        log.info(`checked out ${commit.slice(0, 12)} in ${(c.checkoutMs / 1000).toFixed(1)}s`);
+      },
+    },
+    {
+      title: "overlay",
+      skip: unchangedSkip,
+      task: (c) => {
+        c.overlay = applyOverlay(options.overlayDir, work!);
+        if (c.overlay.length) log.info(`overlaid ${c.overlay.length} file(s) from ${options.overlayDir}`);
+      },
+    },
+    {
+      title: "patches",
+      skip: unchangedSkip,
+      task: async (c) => {
+        const patchStart = performance.now();
+        const { applyPatches, DiskTree, PATCHES } = await (patchesModule ?? import("../patches/index.js"));
+        const patchCtx = { schema: options.schema, upstreamRef: c.ref!.resolvedRef };
+        c.reports = applyPatches(new DiskTree(work!), options.patches ?? PATCHES, patchCtx, (r) => {
+          const edits = r.files.reduce((n, f) => n + f.edits, 0);
+          const counts = r.counts
+            ? ` (${Object.entries(r.counts)
+                .map(([k, v]) => `${v} ${k}`)
+                .join(", ")})`
+            : "";
+          log.info(`patch ${r.id}: ${edits} edit(s) in ${r.files.length} file(s)${counts}`);
+          if (r.note) log.warn(`patch ${r.id}: ${r.note}`);
+        });
+        c.patchMs = Math.round(performance.now() - patchStart);
+        log.info(`patches verified in ${(c.patchMs / 1000).toFixed(1)}s`);
+      },
+    },
+    {
+      title: "manifest",
+      skip: unchangedSkip,
+      task: (c) => {
+        const ref = c.ref!;
+        c.manifest = {
+          repoUrl,
+          requestedRef: ref.requestedRef,
+          resolvedRef: ref.resolvedRef,
+          refKind: ref.kind,
+          commit: ref.commit,
+          schema: options.schema,
+          toolVersion: options.toolVersion,
+          overlay: c.overlay!,
+          patches: c.reports!.map(({ durationMs: _ms, ...record }) => record),
+        };
+        const manifestFile = path.join(work!, MANIFEST_PATH);
+        mkdirSync(path.dirname(manifestFile), { recursive: true });
+        writeFileSync(manifestFile, renderManifest(c.manifest));
+        recordTree(work!);
+      },
+    },
+    {
+      title: `replace ${buildDir}`,
+      skip: unchangedSkip,
+      task: () => {
+        const installed = work!;
+        work = undefined;
+        try {
+          swapIntoPlace(installed, buildDir);
+        } finally {
+          rmSync(installed, { recursive: true, force: true });
+        }
+      },
+    },
+  ];
   try {
-    const cacheDir = options.cacheDir ?? (await defaultCacheDir(undefined));
-    // While git fetches, this thread loads the TypeScript compiler the patches need (a synchronous require,
-    // shared through Node's module cache). Not when a branch may turn out current: then nothing needs it.
-    const mirror: Mirror = await syncMirror(
-      repo,
-      cacheDir,
-      log,
-      options.patches ? undefined : warmTypeScript,
-    );
-    log.info(
-      `${mirror.created ? "cloned" : mirror.fetched ? "updated" : "used"} the cached mirror in ${(mirror.durationMs / 1000).toFixed(1)}s`,
-    );
-    const { listRefs, resolveRef } = await import("./refs.js");
-    const refs = await listRefs(mirror.gitDir, mirror.defaultBranch);
-    const ref = await resolveRef(mirror.gitDir, options.ref, refs, repoUrl);
-    log.info(
-      `using ${ref.resolvedRef}${ref.resolvedRef === ref.commit ? "" : ` (${ref.commit.slice(0, 12)})`}: ${
-        ref.requestedRef ? `${JSON.stringify(ref.requestedRef)} is a ${ref.reason}` : ref.reason
-      }`,
-    );
-    if (check.state === "if-ref-unmoved" && check.manifest.commit === ref.commit) {
-      log.debug(
-        `${buildDir} already holds ${ref.resolvedRef} at ${ref.commit.slice(0, 12)}, unchanged: nothing to do`,
-      );
-      return unchangedResult(check.manifest, buildDir, started, ref.reason, mirror.durationMs);
-    }
-
-    work = makeWorkDir(buildDir, previous);
-    const checkoutStart = performance.now();
-    try {
-      // git starts checking out before exportCommit's first await returns: if the fetch was too short (or
-      // failed offline) to load the compiler, it loads now, beside the checkout. A no-op when loaded.
-      const checkout = exportCommit(mirror.gitDir, ref.commit, work, mirror.credentials);
-      if (!options.patches) warmTypeScript();
-      await checkout;
-    } catch (err) {
-      // A partial mirror fetches the commit's files here: the remote may be gone since.
-      throw unreachable(repoUrl, err);
-    }
-    const checkoutMs = Math.round(performance.now() - checkoutStart);
-    log.info(`checked out ${ref.commit.slice(0, 12)} in ${(checkoutMs / 1000).toFixed(1)}s`);
-
-    const overlay = applyOverlay(options.overlayDir, work);
-    if (overlay.length) log.info(`overlaid ${overlay.length} file(s) from ${options.overlayDir}`);
-
-    const patchStart = performance.now();
-    const { applyPatches, DiskTree, PATCHES } = await (patchesModule ?? import("../patches/index.js"));
-    const ctx = { schema: options.schema, upstreamRef: ref.resolvedRef };
-    const reports = applyPatches(new DiskTree(work), options.patches ?? PATCHES, ctx, (r) => {
-      const edits = r.files.reduce((n, f) => n + f.edits, 0);
-      const counts = r.counts
-        ? ` (${Object.entries(r.counts)
-            .map(([k, v]) => `${v} ${k}`)
-            .join(", ")})`
-        : "";
-      log.info(`patch ${r.id}: ${edits} edit(s) in ${r.files.length} file(s)${counts}`);
-      if (r.note) log.warn(`patch ${r.id}: ${r.note}`);
-    });
-    const patchMs = Math.round(performance.now() - patchStart);
-    log.info(`patches verified in ${(patchMs / 1000).toFixed(1)}s`);
-
-    const manifest: PrepareManifest = {
-      repoUrl,
-      requestedRef: ref.requestedRef,
-      resolvedRef: ref.resolvedRef,
-      refKind: ref.kind,
-      commit: ref.commit,
-      schema: options.schema,
-      toolVersion: options.toolVersion,
-      overlay,
-      patches: reports.map(({ durationMs: _ms, ...record }) => record),
-    };
-    const manifestFile = path.join(work, MANIFEST_PATH);
-    mkdirSync(path.dirname(manifestFile), { recursive: true });
-    writeFileSync(manifestFile, renderManifest(manifest));
-    recordTree(work);
-
-    const installed = work;
-    work = undefined;
-    try {
-      swapIntoPlace(installed, buildDir);
-    } finally {
-      rmSync(installed, { recursive: true, force: true });
-    }
+    await runSteps(steps, ctx, { progress: logProgress(log, "debug") });
+    if (ctx.unchanged) return ctx.unchanged;
     return {
-      manifest,
+      manifest: ctx.manifest!,
       buildDir,
-      ref,
-      cacheCreated: mirror.created,
+      ref: ctx.ref!,
+      cacheCreated: ctx.mirror!.created,
       unchanged: false,
       timings: {
-        fetchMs: mirror.durationMs,
-        checkoutMs,
-        patchMs,
+        fetchMs: ctx.mirror!.durationMs,
+        checkoutMs: ctx.checkoutMs!,
+        patchMs: ctx.patchMs!,
         totalMs: Math.round(performance.now() - started),
       },
     };

@@ -14,6 +14,7 @@ describe("npm run bench (smoke)", () => {
     const benches = readdirSync(path.join(PROJECT_ROOT, "bench"))
       .filter((f) => f.endsWith(".bench.ts"))
       .map((f) => f.replace(/\.bench\.ts$/, ""));
+    expect(benches.length, "bench/*.bench.ts").toBeGreaterThan(0);
     const r = await execa("node", ["--import", "tsx", "bench/run.ts"], {
       cwd: PROJECT_ROOT,
       env: { BENCH_SMOKE: "1", NO_COLOR: "1" },

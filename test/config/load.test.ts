@@ -44,6 +44,16 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ cwd, env: { APP_NAME: "${APP_NAME}" } })).toThrow(
       /APP_NAME is still a placeholder/,
     );
+    // .env expands nothing: `$HOME/…` would be a folder named `$HOME`; a template's stand-in is no value.
+    expect(() => loadConfig({ cwd, env: { BUILD_DIR: "$HOME/metamcp-build" } })).toThrow(
+      /BUILD_DIR is still a placeholder \("\$HOME\/metamcp-build", from env\): set a real value/,
+    );
+    expect(() => loadConfig({ cwd, env: { APP_NAME: "{{app_name}}" } })).toThrow(
+      /APP_NAME is still a placeholder/,
+    );
+    expect(() => loadConfig({ cwd, env: { METAMCP_DB_SCHEMA: "Replace_Me" } })).toThrow(
+      /METAMCP_DB_SCHEMA is still a placeholder/,
+    );
     expect(() => loadConfig({ cwd, env: { METAMCP_DB_SCHEMA: "Bad-Name" } })).toThrow(/METAMCP_DB_SCHEMA/);
     expect(() => loadConfig({ cwd, env: { METAMCP_DB_SCHEMA: "public" } })).toThrow(/must not be `public`/);
     expect(() => loadConfig({ cwd, env: { TARGET: "staging" } })).toThrow(/TARGET/);

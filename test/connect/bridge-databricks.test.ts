@@ -96,6 +96,7 @@ describe("connect --stdio to a Databricks target", () => {
     const r = await c.callTool({ name: "echo", arguments: { text: "hello" } });
     expect(r.content).toEqual([{ type: "text", text: "hello" }]);
     // Only the MetaMCP key was offered as a key: the proxy's token never reached the app as one.
+    expect(app.seenKeys.length).toBeGreaterThan(0);
     expect(app.seenKeys.every((k) => k.key === API_KEY && k.accepted)).toBe(true);
     expect(double.commands()).toContainEqual(["auth", "token", "--profile", "u2m"]);
     await c.close();

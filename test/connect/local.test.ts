@@ -1,17 +1,12 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
-import { CLI_BIN, runCli } from "../support/cli.js";
-import {
-  createFakeAppTree,
-  FAKE_METAMCP_API_KEY,
-  freeInternalPorts,
-  type InternalPorts,
-} from "../support/fake-app-tree.js";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CLI_BIN } from "../support/cli.js";
+import { FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+import { useLocalStack } from "../support/local-rig.js";
 
 /**
  * `connect --stdio --local` end to end: a real MCP SDK client spawns the built CLI, which goes through
@@ -19,53 +14,20 @@ import {
  * the fake app tree's real MCP endpoint (keys checked in upstream's order).
  */
 describe("connect --stdio --local", () => {
-  let work: string;
-  let port: number;
-  let env: Record<string, string>;
-  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
-  let internal: InternalPorts;
+  const stack = useLocalStack("connect-local", {
+    env: (work) => ({ METAMCP_CONNECT_DIR: path.join(work, "connect") }),
+  });
   let client: Client | undefined;
   let stderr = "";
-  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
+  const cli = (args: string[]) => stack.cli(args);
 
   beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-connect-local-"));
-    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    port = await freePort();
-    env = {
-      APP_DIR: path.join(work, "app"),
-      LOCAL_STATE_DIR: path.join(work, "state"),
-      METAMCP_CONNECT_DIR: path.join(work, "connect"),
-      ...internal.env,
-    };
-    const up = await cli([
-      "--json",
-      "local",
-      "up",
-      "--detach",
-      "--no-build",
-      "--port",
-      String(port),
-      "--token-ttl",
-      "4",
-      "--request-timeout",
-      "3",
-      "--stream-timeout",
-      "2",
-    ]);
-    expect(up.exitCode, up.stderr).toBe(0);
+    await stack.up(["--token-ttl", "4", "--request-timeout", "3", "--stream-timeout", "2"]);
   });
 
   afterEach(async () => {
     await client?.close().catch(() => undefined);
     client = undefined;
-  });
-
-  afterAll(async () => {
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
   });
 
   const spawnBridge = async (
@@ -82,7 +44,7 @@ describe("connect --stdio --local", () => {
         "--stdio",
         "--local",
         "--state-dir",
-        path.join(work, "state"),
+        path.join(stack.work, "state"),
         ...extraArgs,
       ],
       cwd: os.tmpdir(), // as a client starts it: from anywhere
@@ -157,7 +119,7 @@ describe("connect --stdio --local", () => {
     await c.close();
     expect(stderr).not.toContain(FAKE_METAMCP_API_KEY);
     expect(stderr).not.toMatch(/dapi-local-\w{10,}/);
-    const log = readFileSync(path.join(work, "state/local.log"), "utf8");
+    const log = readFileSync(path.join(stack.work, "state/local.log"), "utf8");
     expect(log).not.toContain(FAKE_METAMCP_API_KEY);
   });
 
@@ -169,21 +131,21 @@ describe("connect --stdio --local", () => {
       serverName: string;
       configs: { entry?: { args?: string[] } }[];
     };
-    expect(out.url).toBe(`http://127.0.0.1:${port}/metamcp/demo/mcp`);
+    expect(out.url).toBe(`http://127.0.0.1:${stack.port}/metamcp/demo/mcp`);
     expect(out.serverName).toBe("metamcp-local-demo");
     expect(out.configs[0]!.entry!.args).toEqual(
-      expect.arrayContaining(["--stdio", "--local", "--state-dir", path.join(work, "state")]),
+      expect.arrayContaining(["--stdio", "--local", "--state-dir", path.join(stack.work, "state")]),
     );
   });
 
   describe("an endpoint that accepts the Databricks identity: no MetaMCP key anywhere", () => {
     // No key in the environment, and an empty key folder: nothing to find.
-    const keyless = () => ({ METAMCP_CONNECT_DIR: path.join(work, "no-keys") });
+    const keyless = () => ({ METAMCP_CONNECT_DIR: path.join(stack.work, "no-keys") });
 
     it("with the identity off, the keyless bridge stops and says what to do (save a key, or turn the identity on)", async () => {
-      const r = await runCli(
-        ["connect", "demo", "--stdio", "--local", "--state-dir", path.join(work, "state")],
-        { cwd: work, env: { ...env, ...keyless() }, timeoutMs: 60_000, input: "" },
+      const r = await stack.cli(
+        ["connect", "demo", "--stdio", "--local", "--state-dir", path.join(stack.work, "state")],
+        { env: keyless(), timeoutMs: 60_000 },
       );
       expect(r.exitCode).toBe(2);
       expect(r.stderr).toContain("no MetaMCP API key");
@@ -219,14 +181,17 @@ describe("connect --stdio --local", () => {
         }[];
       };
       expect(out.auth).toBe("identity");
+      expect(out.configs.length).toBeGreaterThan(0);
       for (const cfg of out.configs) {
         const text = JSON.stringify(cfg);
         expect(text).not.toContain("X-API-Key");
         expect(text).not.toContain("api-key");
         expect(text).not.toContain("METAMCP_API_KEY");
-        if (cfg.variant === "bridge" && cfg.entry?.args)
-          expect(cfg.entry.args).toEqual(expect.arrayContaining(["--auth", "identity"]));
       }
+      const bridges = out.configs.filter((cfg) => cfg.variant === "bridge" && cfg.entry?.args);
+      expect(bridges.length, "a bridge config with args").toBeGreaterThan(0);
+      for (const cfg of bridges)
+        expect(cfg.entry?.args).toEqual(expect.arrayContaining(["--auth", "identity"]));
       const human = await cli(["connect", "demo", "--local"]);
       expect(human.stdout).toContain(
         "demo accepts the Databricks identity (set by its owner): no MetaMCP API key needed",

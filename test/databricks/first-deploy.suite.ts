@@ -76,7 +76,7 @@ test.skipIf(!built)(
     const running = world.emulator.runningApp;
     expect(running?.deploymentId).toBe(result.codeDeployment.id);
     const lines = () => world.emulator.logs.snapshot().map((e) => e.message);
-    expect(lines()).toContainEqual(expect.stringContaining(`APP_URL=${world.emulator.appUrl}`));
+    expect(lines()).toContainEqual(expect.stringContaining(`METAMCP_APP_URL is ${world.emulator.appUrl}`));
 
     // app-deploy right after: the tree already runs, no second deployment.
     const same = await world.run(["app-deploy", "--poll", "0.2", "--json"]);

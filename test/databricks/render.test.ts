@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: bundle interpolations are literal text in these expectations
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Ajv } from "ajv";
 import { describe, expect, test } from "vitest";
@@ -8,19 +8,18 @@ import { loadConfig } from "../../src/config/load.js";
 import type { Target } from "../../src/config/variables.js";
 import { checkAppYaml, type RenderOptions, renderBundle } from "../../src/databricks/render.js";
 import { readAppSettings } from "../../src/runtime/env.js";
+import { findBundleSchema } from "../support/bundle-schema.js";
 import { PROJECT_ROOT, runCli } from "../support/cli.js";
 import { expectGolden } from "../support/golden.js";
 import { tempDir } from "../support/tmp.js";
 
-// The Databricks CLI's own JSON schema for databricks.yml (../shared/databricks, never copied here).
-// A user's clone has no ../shared: the schema checks then report themselves skipped.
-const SCHEMA_FILE = path.resolve(PROJECT_ROOT, "../shared/databricks/bundle-jsonschema.json");
-const HAVE_SCHEMA = existsSync(SCHEMA_FILE);
-const NO_SCHEMA = HAVE_SCHEMA
-  ? ""
-  : ` (skipped: ${SCHEMA_FILE} is not here, as in a clone without ../shared)`;
+// The Databricks CLI's own JSON schema for databricks.yml, never copied here: ../shared's copy, else what an
+// installed CLI's `databricks bundle schema` prints (test/support/bundle-schema.ts); with neither, the schema
+// checks say "skipped: …" and which source would unblock them.
+const BUNDLE_SCHEMA = findBundleSchema();
+const NO_SCHEMA = BUNDLE_SCHEMA.skip ? ` (skipped: ${BUNDLE_SCHEMA.skip})` : "";
 const ajv = new Ajv({ strict: false, allErrors: true });
-const validateBundle = HAVE_SCHEMA ? ajv.compile(JSON.parse(readFileSync(SCHEMA_FILE, "utf8"))) : undefined;
+const validateBundle = BUNDLE_SCHEMA.schema ? ajv.compile(BUNDLE_SCHEMA.schema) : undefined;
 
 function render(env: Record<string, string>, target: Target = "dev", options?: RenderOptions) {
   const load = (t: Target) =>
@@ -71,7 +70,7 @@ describe("databricks.yml", () => {
       target: "prod",
     },
   ];
-  test.skipIf(!HAVE_SCHEMA).each(cases)(
+  test.skipIf(!validateBundle).each(cases)(
     `$name validates against the Databricks CLI's bundle schema${NO_SCHEMA}`,
     ({ env, target, options }) => {
       const { rendered } = render(env, target, options);
@@ -79,7 +78,7 @@ describe("databricks.yml", () => {
     },
   );
 
-  test.skipIf(!HAVE_SCHEMA)(
+  test.skipIf(!validateBundle)(
     `the schema check is real: a wrong key and a wrong permission are rejected${NO_SCHEMA}`,
     () => {
       const doc: Yml = parse(render({}).rendered.databricksYml);
@@ -168,8 +167,11 @@ describe("databricks.yml", () => {
       purge_on_delete: true,
     });
     // Every variable a target sets is declared.
-    for (const t of ["dev", "prod"])
-      for (const k of Object.keys(doc.targets[t].variables)) expect(doc.variables[k]).toBeDefined();
+    for (const t of ["dev", "prod"]) {
+      const set = Object.keys(doc.targets[t].variables);
+      expect(set.length, t).toBeGreaterThan(0);
+      for (const k of set) expect(doc.variables[k], `${t}: ${k}`).toBeDefined();
+    }
   });
 
   test("provisioned (legacy): attaches an existing instance, never creates one; attached autoscaling: no Lakebase resource at all, nothing to purge", () => {
@@ -288,21 +290,32 @@ describe("databricks.yml is a file people edit: their keys survive a render and 
     expect(yml).toContain("# ours: keep this comment\nexperimental:");
   }
 
-  test(`a re-render keeps the user's keys and comments; ours follow the config${NO_SCHEMA}`, () => {
+  const ATTACHED_WITH_PERMISSIONS = {
+    APP_CAN_USE: "data-users",
+    APP_COMPUTE_SIZE: "LARGE",
+    LAKEBASE_CREATE: "false",
+    LAKEBASE_PROJECT: "shared",
+  };
+  /** A user edits the rendered file; the config changes (permissions, size, Lakebase attached), then back. */
+  function reRenders() {
     const first = render({}).rendered.databricksYml;
     const edited = USER_KEYS(first);
+    const again = render(ATTACHED_WITH_PERMISSIONS, "dev", { base: edited }).rendered.databricksYml;
+    const cleared = render({}, "dev", { base: again }).rendered.databricksYml;
+    return { first, edited, again, cleared };
+  }
+  /** The file an earlier version rendered, with the user's keys, rendered by today's version. */
+  function upgraded(): string {
+    const previous = readFileSync(
+      path.join(PROJECT_ROOT, "test/databricks/fixtures/previous-databricks.yml"),
+      "utf8",
+    );
+    return render({}, "dev", { base: USER_KEYS(previous) }).rendered.databricksYml;
+  }
+
+  test("a re-render keeps the user's keys and comments; ours follow the config", () => {
+    const { first, edited, again, cleared } = reRenders();
     expect(edited).not.toBe(first);
-    // The config changes: permissions appear, the size changes, Lakebase is attached instead of created.
-    const again = render(
-      {
-        APP_CAN_USE: "data-users",
-        APP_COMPUTE_SIZE: "LARGE",
-        LAKEBASE_CREATE: "false",
-        LAKEBASE_PROJECT: "shared",
-      },
-      "dev",
-      { base: edited },
-    ).rendered.databricksYml;
     expectUserKeys(again);
     const doc: Yml = parse(again);
     expect(doc.resources.apps.metamcp.permissions).toEqual([{ group_name: "data-users", level: "CAN_USE" }]);
@@ -313,37 +326,33 @@ describe("databricks.yml is a file people edit: their keys survive a render and 
     expect(doc.targets.dev.resources).toBeUndefined();
     expect(doc.targets.prod.resources).toBeUndefined();
     // The same config renders the same file again (no drift, nothing added twice).
-    const env = {
-      APP_CAN_USE: "data-users",
-      APP_COMPUTE_SIZE: "LARGE",
-      LAKEBASE_CREATE: "false",
-      LAKEBASE_PROJECT: "shared",
-    };
-    expect(render(env, "dev", { base: again }).rendered.databricksYml).toBe(again);
+    expect(render(ATTACHED_WITH_PERMISSIONS, "dev", { base: again }).rendered.databricksYml).toBe(again);
     // Back to no permissions: ours removed, the user's keys still there.
-    const cleared = render({}, "dev", { base: again }).rendered.databricksYml;
     expect(parse(cleared).resources.apps.metamcp.permissions).toBeUndefined();
     expectUserKeys(cleared);
-    if (validateBundle) expect(schemaErrors(parse(cleared))).toBe("");
   });
 
-  test(`an upgrade: the file an earlier version rendered, with the user's keys, becomes today's bundle with them${NO_SCHEMA}`, () => {
-    const previous = readFileSync(
-      path.join(PROJECT_ROOT, "test/databricks/fixtures/previous-databricks.yml"),
-      "utf8",
-    );
-    const upgraded = render({}, "dev", { base: USER_KEYS(previous) }).rendered.databricksYml;
-    expectUserKeys(upgraded);
-    const doc: Yml = parse(upgraded);
+  test("an upgrade: the file an earlier version rendered, with the user's keys, becomes today's bundle with them", () => {
+    const yml = upgraded();
+    expectUserKeys(yml);
+    const doc: Yml = parse(yml);
     // Today's managed content: the direct engine, the CLI floor, our database; the earlier scope resource gone.
     expect(doc.bundle).toMatchObject({ engine: "direct", databricks_cli_version: ">= 1.4.0" });
     expect(doc.resources.secret_scopes).toBeUndefined();
     expect(doc.targets.prod.resources.secret_scopes).toBeUndefined();
     expect(doc.resources.postgres_databases.metamcp_db.database_id).toBe("${var.lakebase_database_id}");
-    expect(upgraded).not.toContain("databases/${var.lakebase_database}");
+    expect(yml).not.toContain("databases/${var.lakebase_database}");
     expect(doc.targets.dev.variables.app_name).toBe("metamcp-dev");
-    if (validateBundle) expect(schemaErrors(doc)).toBe("");
   });
+
+  test.skipIf(!validateBundle)(
+    `the user-edited, re-rendered and upgraded files validate against the Databricks CLI's bundle schema${NO_SCHEMA}`,
+    () => {
+      const { again, cleared } = reRenders();
+      for (const [name, yml] of Object.entries({ again, cleared, upgraded: upgraded() }))
+        expect(schemaErrors(parse(yml)), name).toBe("");
+    },
+  );
 
   test("a databricks.yml that is not YAML is refused with what to do, exit 2", () => {
     expect(() => render({}, "dev", { base: "bundle: [unclosed\n" })).toThrow(
@@ -428,7 +437,9 @@ describe("app.yaml", () => {
       error = err as typeof error;
     }
     expect(error.exitCode).toBe(2);
-    for (const problem of readAppSettings(bad).problems) {
+    const problems = readAppSettings(bad).problems;
+    expect(problems).toHaveLength(Object.keys(bad).length);
+    for (const problem of problems) {
       const words = problem.replace(/^[A-Z_]+=".*?" is not valid: /, "");
       expect(error.message).toContain(words);
     }
@@ -502,6 +513,13 @@ describe("app.yaml", () => {
     expect(() => checkAppYaml("env:\n  - name: X\n    value: ${BETTER_AUTH_SECRET}\n")).toThrow(
       /placeholder/,
     );
+    // Any unexpanded reference or stand-in, named where it is (the platform expands nothing).
+    expect(() => checkAppYaml("env:\n  - name: X\n    value: $HOME/x\n")).toThrow(
+      /unresolved placeholder \("\$HOME\/x" at env\[0\]\.value\)/,
+    );
+    expect(() =>
+      checkAppYaml("command: [node, start.mjs]\nenv:\n  - name: X\n    value: changeme\n"),
+    ).toThrow(/unresolved placeholder \("changeme" at env\[0\]\.value\)/);
     expect(() => checkAppYaml("env:\n  - name: BETTER_AUTH_SECRET\n    value: abc\n")).toThrow(/valueFrom/);
   });
 

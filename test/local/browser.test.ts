@@ -1,13 +1,8 @@
-import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { existsSync } from "node:fs";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
-import { localUserToken } from "../../src/local/user-token.js";
 import { waitFor } from "../../src/retry.js";
-import { runCli } from "../support/cli.js";
-import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+import { useLocalStack } from "../support/local-rig.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const TOKEN_TTL_S = 3;
@@ -19,19 +14,11 @@ const TOKEN_TTL_S = 3;
  * another MetaMCP user; identity headers the browser forges change nothing.
  */
 describe("a person's browser through the local Apps proxy", () => {
-  let work: string;
-  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
-  let internal: InternalPorts | undefined;
+  const stack = useLocalStack("browser");
   let printedUrl: string;
   let appOrigin: string;
   let browser: Browser;
   const redirects: { from: string; status: number; location: string }[] = [];
-  const cli = (args: string[]) =>
-    runCli(args, {
-      cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal?.env },
-      timeoutMs: 120_000,
-    });
 
   const newPage = async (): Promise<Page> => {
     const context = await browser.newContext();
@@ -50,18 +37,13 @@ describe("a person's browser through the local Apps proxy", () => {
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) return;
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-browser-"));
-    chmodSync(work, 0o755);
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    const port = await freePort();
-    const up = await cli([
+    const up = await stack.cli([
       "local",
       "up",
       "--detach",
       "--no-build",
       "--port",
-      String(port),
+      String(stack.port),
       "--token-ttl",
       String(TOKEN_TTL_S),
     ]);
@@ -83,10 +65,7 @@ describe("a person's browser through the local Apps proxy", () => {
   });
 
   afterAll(async () => {
-    if (!work) return;
     await browser?.close();
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
   });
 
   it.skipIf(!existsSync(CHROMIUM))(
@@ -132,7 +111,7 @@ describe("a person's browser through the local Apps proxy", () => {
       expect(seen.cookie ?? "").not.toContain("__databricks_app_session");
 
       // The session outlives the OAuth tokens of its time (Databricks tokens last an hour, here 3 s).
-      const earlier = (await localUserToken(path.join(work, "state"))).token;
+      const earlier = await stack.tokenOf();
       await waitFor(
         async () =>
           (
@@ -195,6 +174,8 @@ describe("a person's browser through the local Apps proxy", () => {
       // Every redirect seen: from the app's origin to the app's origin (or relative), or to the login page
       // and back through /.auth/callback.
       expect(redirects.length).toBeGreaterThanOrEqual(5);
+      const offOrigin = redirects.filter((r) => new URL(r.location, r.from).origin !== appOrigin);
+      expect(offOrigin.length, "the sign-ins went through the login page").toBeGreaterThan(0);
       for (const r of redirects) {
         const target = new URL(r.location, r.from);
         if (target.origin !== appOrigin) {

@@ -1,14 +1,11 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { localPaths, readRunState } from "../../src/local/state.js";
 import { waitFor } from "../../src/retry.js";
-import { runCli } from "../support/cli.js";
-import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+import { useLocalStack } from "../support/local-rig.js";
 
 /**
  * `databricks-tools` against the local stack (docs/databricks-tools-cli.md): the real CLI binary creates managed-
@@ -29,18 +26,11 @@ interface Entry {
 }
 
 describe("databricks-tools on the local stack", () => {
-  let work: string;
-  let internal: InternalPorts | undefined;
+  const stack = useLocalStack("tools");
   let workspaceUrl: string;
-  let port: number;
   let secrets: { clientId: string; clientSecret: string };
-  const stateDir = () => path.join(work, "state");
-  const cli = (args: string[]) =>
-    runCli(args, {
-      cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
-      timeoutMs: 120_000,
-    });
+  const stateDir = () => stack.stateDir;
+  const cli = (args: string[]) => stack.cli(args);
   const tools = async (args: string[]) => {
     const r = await cli(["--json", "databricks-tools", ...args, "--local"]);
     return { ...r, json: () => JSON.parse(r.stdout) as unknown };
@@ -59,49 +49,13 @@ describe("databricks-tools on the local stack", () => {
   };
 
   beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-tools-"));
-    chmodSync(work, 0o755);
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    port = await freePort();
-    const up = await cli([
-      "--json",
-      "local",
-      "up",
-      "--detach",
-      "--no-build",
-      "--port",
-      String(port),
-      "--genie-delay",
-      "1",
-    ]);
-    expect(up.exitCode, up.stderr).toBe(0);
-    const appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    await stack.up(["--genie-delay", "1"]);
     // Bob signs in at the stand-in's login page once, as a person would: then he is a workspace user.
-    const login = await fetch(appUrl, { redirect: "manual" });
-    const loginUrl = new URL(login.headers.get("location")!);
-    const signed = await fetch(new URL("/login.html", loginUrl), {
-      method: "POST",
-      body: new URLSearchParams({
-        email: BOB,
-        name: "Bob",
-        redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
-        state: "/",
-      }),
-      redirect: "manual",
-    });
-    expect(signed.status).toBe(302);
+    await stack.signIn(BOB, "Bob");
     const paths = localPaths(stateDir());
     workspaceUrl = readRunState(paths)!.workspaceUrl;
     secrets = JSON.parse(readFileSync(paths.secretsFile, "utf8")) as typeof secrets;
   }, 180_000);
-
-  afterAll(async () => {
-    if (work) {
-      await cli(["local", "down"]);
-      rmSync(work, { recursive: true, force: true });
-    }
-  });
 
   it("add functions main.tools --local creates the person's private server on the stand-in's URL, with the grants", async () => {
     const add = await tools(["add", "functions", "main.tools"]);
@@ -200,7 +154,7 @@ describe("databricks-tools on the local stack", () => {
         ...args,
         "--local",
         "--state-dir",
-        path.join(work, "nowhere"),
+        path.join(stack.work, "nowhere"),
       ]);
       expect(r.exitCode, args.join(" ")).toBe(2);
       expect(r.stderr).toMatch(message);
@@ -208,7 +162,13 @@ describe("databricks-tools on the local stack", () => {
   });
 
   it("not running: says how to start it (exit 5)", async () => {
-    const r = await cli(["databricks-tools", "list", "--local", "--state-dir", path.join(work, "nowhere")]);
+    const r = await cli([
+      "databricks-tools",
+      "list",
+      "--local",
+      "--state-dir",
+      path.join(stack.work, "nowhere"),
+    ]);
     expect(r.exitCode).toBe(5);
     expect(r.stderr).toMatch(/the local app is not running/);
   });
@@ -263,7 +223,7 @@ describe("databricks-tools on the local stack", () => {
       "--detach",
       "--no-build",
       "--port",
-      String(port),
+      String(stack.port),
       "--managed-mcp",
       "off",
     ]);

@@ -174,4 +174,36 @@ describe.skipIf(!GATEWAY)("Databricks tools through a MetaMCP endpoint on the lo
       await client.close();
     }
   });
+
+  it("a per-person server (#identity=user) on an app without user authorization is refused, never served as the app", async () => {
+    const r = await cli([
+      "--json",
+      "databricks-tools",
+      "add",
+      "genie",
+      "local-sales",
+      "--name",
+      "genie-per-person",
+      "--local",
+    ]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const perPerson = `${(JSON.parse(r.stdout) as { url: string }).url}#identity=user`;
+    const token = (await localUserToken(stateDir())).token;
+    const client = new Client({ name: "tools-e2e-no-obo", version: "1.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${appUrl}/metamcp/open/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    try {
+      const res = await client.callTool({
+        name: "workspace_call",
+        arguments: { url: perPerson, tool: "genie_ask", args: { question: "q" } },
+      });
+      expect(res.isError).toBe(true);
+      expect((res.content as { text: string }[])[0]?.text).toMatch(/none came with this request/);
+    } finally {
+      await client.close();
+    }
+  });
 });

@@ -1,22 +1,18 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
 import { localPaths, readRunState } from "../../src/local/state.js";
-import { localUserToken } from "../../src/local/user-token.js";
 import { ENDPOINT_IDENTITY_ROUTE } from "../../src/patches/endpoint-identity-module.js";
-import { runCli } from "../support/cli.js";
 import { FAKE_ENDPOINT_ROWS, FAKE_SCHEMA } from "../support/fake-app-endpoints.js";
+import { FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
 import {
-  createFakeAppTree,
-  FAKE_METAMCP_API_KEY,
-  freeInternalPorts,
-  type InternalPorts,
-} from "../support/fake-app-tree.js";
+  bearerFetch as fetchWith,
+  ownerDatabase,
+  rawInitialize,
+  toolText as text,
+  useLocalStack,
+} from "../support/local-rig.js";
 
 /**
  * MCP clients with only a Databricks token (docs/identity.md, "MCP clients"): a real MCP SDK client through
@@ -28,29 +24,11 @@ const ALICE = "local-user@example.com"; // the stand-in's default user
 const BOB = "bob@example.com";
 
 describe("endpoints that accept the Databricks identity (local stand-in, real MCP client)", () => {
-  let work: string;
-  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
-  let internal: InternalPorts | undefined;
+  const stack = useLocalStack("eid");
   let appUrl: string;
   let db: pg.Client;
-  const stateDir = () => path.join(work, "state");
-  const cli = (args: string[]) =>
-    runCli(args, {
-      cwd: work,
-      env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
-      timeoutMs: 120_000,
-    });
-  const tokenOf = async (email?: string) => (await localUserToken(stateDir(), email ? { email } : {})).token;
-
-  /** A client's fetch: its Databricks token, plus whatever else it sends (a key, forged headers). */
-  const fetchWith =
-    (token: string, extra: Record<string, string> = {}) =>
-    async (url: string | URL, init?: RequestInit) => {
-      const headers = new Headers(init?.headers);
-      headers.set("authorization", `Bearer ${token}`);
-      for (const [k, v] of Object.entries(extra)) headers.set(k, v);
-      return await fetch(url, { ...init, headers, redirect: "manual" });
-    };
+  const stateDir = () => stack.stateDir;
+  const tokenOf = stack.tokenOf;
   const connect = async (endpoint: string, fetchFn: ReturnType<typeof fetchWith>) => {
     const client = new Client({ name: "endpoint-identity-test", version: "1.0.0" });
     await client.connect(
@@ -58,19 +36,8 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     );
     return client;
   };
-  const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]?.text ?? "";
-  /** An MCP initialize, raw: to see the status and body MetaMCP answers before any session exists. */
   const initialize = (endpoint: string, fetchFn: ReturnType<typeof fetchWith>) =>
-    fetchFn(`${appUrl}/metamcp/${endpoint}/mcp`, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: { protocolVersion: "2025-03-26", capabilities: {}, clientInfo: { name: "t", version: "1" } },
-      }),
-    });
+    rawInitialize(`${appUrl}/metamcp/${endpoint}/mcp`, fetchFn);
   const settings = (endpoint: string, token: string, accept?: boolean) =>
     fetch(`${appUrl}${ENDPOINT_IDENTITY_ROUTE}/${endpoint}`, {
       method: accept === undefined ? "GET" : "PUT",
@@ -83,59 +50,15 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
       .rows[0]?.id;
 
   beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-eid-"));
-    chmodSync(work, 0o755);
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    const port = await freePort();
-    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
-    expect(up.exitCode, up.stderr).toBe(0);
-    appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
+    ({ appUrl } = await stack.up());
     // Bob signs in at the stand-in's login page once, as a person would: then he is a workspace user.
-    const login = await fetch(appUrl, { redirect: "manual" });
-    const loginUrl = new URL(login.headers.get("location")!);
-    const form = new URLSearchParams({
-      email: BOB,
-      name: "Bob",
-      redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
-      state: "/",
-    });
-    const signed = await fetch(new URL("/login.html", loginUrl), {
-      method: "POST",
-      body: form,
-      redirect: "manual",
-    });
-    expect(signed.status).toBe(302);
+    await stack.signIn(BOB, "Bob");
     // The test looks into the database as its owner would (the stand-in's superuser).
-    const paths = localPaths(stateDir());
-    const state = readRunState(paths)!;
-    const secrets = JSON.parse(readFileSync(paths.secretsFile, "utf8")) as { pgSuperPassword: string };
-    const admin = new pg.Client({
-      host: "127.0.0.1",
-      port: state.ports.postgres,
-      user: "postgres",
-      password: secrets.pgSuperPassword,
-      database: "postgres",
-    });
-    await admin.connect();
-    const dbs = await admin.query<{ datname: string }>(
-      "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'",
-    );
-    await admin.end();
-    db = new pg.Client({
-      host: "127.0.0.1",
-      port: state.ports.postgres,
-      user: "postgres",
-      password: secrets.pgSuperPassword,
-      database: dbs.rows[0]!.datname,
-    });
-    await db.connect();
+    db = await ownerDatabase(stack.stateDir);
   });
 
   afterAll(async () => {
     await db?.end().catch(() => {});
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
   });
 
   it("an existing endpoint is unchanged after the upgrade: its explicit row says keys, a token alone is refused", async () => {
@@ -262,7 +185,7 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     expect(forged.status).toBe(403);
     // Straight to MetaMCP's backend port (as a stdio MCP server in the same container could): no router,
     // no secret it knows, so the claimed identity means nothing and the key is asked for.
-    const direct = await fetch(`http://127.0.0.1:${internal!.backendPort}/metamcp/alices/mcp`, {
+    const direct = await fetch(`http://127.0.0.1:${stack.internal.backendPort}/metamcp/alices/mcp`, {
       method: "POST",
       headers: {
         "content-type": "application/json",
@@ -275,7 +198,7 @@ describe("endpoints that accept the Databricks identity (local stand-in, real MC
     expect(direct.status).toBe(401);
     expect(((await direct.json()) as { error: string }).error).toBe("authentication_required");
     const directSettings = await fetch(
-      `http://127.0.0.1:${internal!.backendPort}${ENDPOINT_IDENTITY_ROUTE}/alices`,
+      `http://127.0.0.1:${stack.internal.backendPort}${ENDPOINT_IDENTITY_ROUTE}/alices`,
       {
         method: "PUT",
         headers: { "x-forwarded-email": ALICE, "content-type": "application/json" },

@@ -1,18 +1,12 @@
-import { appendFileSync, chmodSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
+import { describe, expect, it } from "vitest";
+import { FRONTEND_BACKEND_PORT_PATCH_ID, ORIGIN_FORM_NOTE } from "../../src/patches/instance-ports.js";
 import { waitFor } from "../../src/retry.js";
-import { runCli } from "../support/cli.js";
-import {
-  createFakeAppTree,
-  FAKE_METAMCP_API_KEY,
-  freeInternalPorts,
-  type InternalPorts,
-} from "../support/fake-app-tree.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
+import { useLocalStack } from "../support/local-rig.js";
 
 /**
  * `local up --instances 2` and `local restart --rolling` through the real CLI (docs/scaling.md): two app
@@ -20,26 +14,13 @@ import {
  * proxy, which spreads one session's requests over both; a real MCP SDK client with no re-initialize logic
  * calls continuously while the instances are replaced one at a time.
  */
+/** A process's parent, from /proc (Linux, where these tests run). */
+const parentOf = (pid: number) =>
+  Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+
 describe("local: several instances and a rolling restart", () => {
-  let work: string;
-  let port: number;
-  let env: Record<string, string>;
-  let internal: InternalPorts;
-  const cli = (args: string[], timeoutMs = 180_000) => runCli(args, { cwd: work, env, timeoutMs });
-
-  beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-instances-"));
-    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    port = await freePort();
-    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
-  });
-
-  afterAll(async () => {
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
-  });
+  const stack = useLocalStack("instances", { timeoutMs: 180_000 });
+  const cli = (args: string[], timeoutMs = 180_000) => stack.cli(args, { timeoutMs });
 
   it("two instances behind the proxy; a rolling restart replaces both while a client calls: no call fails", async () => {
     const up = await cli([
@@ -49,7 +30,7 @@ describe("local: several instances and a rolling restart", () => {
       "--detach",
       "--no-build",
       "--port",
-      String(port),
+      String(stack.port),
       "--instances",
       "2",
       "--routing",
@@ -63,11 +44,25 @@ describe("local: several instances and a rolling restart", () => {
       };
     const before = await status();
     expect(before.instances).toHaveLength(2);
+    // Each instance's MetaMCP on ports of its own: its frontend asks its own backend (as the patched
+    // middleware does on a real tree), which is a child of that instance's runtime.
+    const backendPorts: number[] = [];
+    for (const inst of before.instances!) {
+      const page = await (await fetch(`http://127.0.0.1:${inst.port}/en/`)).text();
+      const backendPort = Number(/<p id='backend-port'>(\d+)<\/p>/.exec(page)?.[1]);
+      backendPorts.push(backendPort);
+      const pid = (await (await fetch(`http://127.0.0.1:${backendPort}/metamcp/pid`)).json()) as {
+        pid: number;
+      };
+      expect(parentOf(pid.pid), `the backend at ${backendPort}`).toBe(inst.pid);
+    }
+    expect(backendPorts[0]).toBe(stack.internal.backendPort);
+    expect(backendPorts[1]).not.toBe(stack.internal.backendPort);
 
     const token = (await cli(["local", "token"])).stdout.trim();
     const client = new Client({ name: "no-reinit-client", version: "1.0.0" });
     const transport = new StreamableHTTPClientTransport(
-      new URL(`http://127.0.0.1:${port}/metamcp/demo/mcp`),
+      new URL(`http://127.0.0.1:${stack.port}/metamcp/demo/mcp`),
       {
         requestInit: { headers: { authorization: `Bearer ${token}`, "x-api-key": FAKE_METAMCP_API_KEY } },
       },
@@ -114,23 +109,47 @@ describe("local: several instances and a rolling restart", () => {
       expect(() => process.kill(i.pid, 0), `instance pid ${i.pid} still runs`).toThrow();
   }, 400_000);
 
-  it("--instances 2 on upstream's backend (port 12009 fixed in its code) is refused, saying why", async () => {
-    const fixed = path.join(work, "fixed-port-app");
-    createFakeAppTree(fixed, { backendPort: internal.backendPort });
+  it("--instances 2 on a tree prepared before the port patches (backend on 12009, fixed) is refused, saying why", async () => {
+    const fixed = path.join(stack.work, "fixed-port-app");
+    createFakeAppTree(fixed, { backendPort: stack.internal.backendPort });
     const entry = path.join(fixed, "metamcp/apps/backend/dist/index.js");
-    // As upstream's built backend has it (v2.4.22 apps/backend/src/index.ts, after our backend-loopback patch).
+    // As upstream's built backend had it after our backend-loopback patch gave it a host but not yet a port.
     appendFileSync(entry, '\nif (false) app.listen(12009, "127.0.0.1", async () => {});\n');
-    const r = await runCli(["local", "up", "--no-build", "--port", String(port), "--instances", "2"], {
-      cwd: work,
-      env: { ...env, APP_DIR: fixed, LOCAL_STATE_DIR: path.join(work, "state-fixed") },
-      timeoutMs: 60_000,
-    });
+    const r = await stack.cli(
+      ["local", "up", "--no-build", "--port", String(stack.port), "--instances", "2"],
+      {
+        env: { APP_DIR: fixed, LOCAL_STATE_DIR: path.join(stack.work, "state-fixed") },
+        timeoutMs: 60_000,
+      },
+    );
     expect(r.exitCode, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/listens on port 12009, fixed in its code/);
+    expect(r.stderr).toMatch(/prepare and build again/);
+  });
+
+  it("--instances 2 on a release whose frontend asks the backend through Next's rewrites (v2.0.0–v2.0.5) is refused", async () => {
+    const old = path.join(stack.work, "origin-form-app");
+    createFakeAppTree(old, { backendPort: stack.internal.backendPort });
+    mkdirSync(path.join(old, ".metamcp-databricks"));
+    writeFileSync(
+      path.join(old, ".metamcp-databricks/manifest.json"),
+      JSON.stringify({
+        patches: [{ id: FRONTEND_BACKEND_PORT_PATCH_ID, files: [], note: ORIGIN_FORM_NOTE }],
+      }),
+    );
+    const r = await stack.cli(
+      ["local", "up", "--no-build", "--port", String(stack.port), "--instances", "2"],
+      {
+        env: { APP_DIR: old, LOCAL_STATE_DIR: path.join(stack.work, "state-origin") },
+        timeoutMs: 60_000,
+      },
+    );
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/checks sessions through Next's rewrites/);
   });
 
   it("--instances outside 1-5 is refused", async () => {
-    const r = await cli(["local", "up", "--no-build", "--port", String(port), "--instances", "6"]);
+    const r = await cli(["local", "up", "--no-build", "--port", String(stack.port), "--instances", "6"]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/--instances must be a whole number from 1 to 5/);
   });

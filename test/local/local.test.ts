@@ -1,56 +1,18 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
+import { describe, expect, it } from "vitest";
 import { waitFor } from "../../src/retry.js";
-import { runCli } from "../support/cli.js";
-import { createFakeAppTree, freeInternalPorts, type InternalPorts } from "../support/fake-app-tree.js";
+import { isAlive, portFree, useLocalStack } from "../support/local-rig.js";
 
 /**
  * `local` end to end through the real CLI: embedded PostgreSQL, the Databricks stand-in, the Apps proxy
  * and our runtime on a small MetaMCP-shaped app tree (`--no-build`: prepare and build have their own tests).
  */
 describe("metamcp-databricks local", () => {
-  let work: string;
-  let port: number;
-  let env: Record<string, string>;
-  /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
-  let internal: InternalPorts;
-
-  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
+  const stack = useLocalStack("local");
+  const cli = (args: string[]) => stack.cli(args);
   const status = async () =>
     JSON.parse((await cli(["--json", "local", "status"])).stdout) as Record<string, never>;
-  const isAlive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const portFree = async (p: number) => {
-    const { createServer } = await import("node:net");
-    return await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once("error", () => resolve(false));
-      s.listen(p, "127.0.0.1", () => s.close(() => resolve(true)));
-    });
-  };
-
-  beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-local-"));
-    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    port = await freePort();
-    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
-  });
-
-  afterAll(async () => {
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
-  });
 
   it("up → health through the proxy (302 without a token) → a row → down → up keeps it → --fresh empties it", async () => {
     const up = await cli([
@@ -60,14 +22,14 @@ describe("metamcp-databricks local", () => {
       "--detach",
       "--no-build",
       "--port",
-      String(port),
+      String(stack.port),
       "--credential-ttl",
-      "5",
+      "3",
     ]);
     expect(up.exitCode, up.stderr).toBe(0);
     const state = JSON.parse(up.stdout) as { appUrl: string; status: string };
     expect(state.status).toBe("healthy");
-    expect(state.appUrl).toBe(`http://127.0.0.1:${port}`);
+    expect(state.appUrl).toBe(`http://127.0.0.1:${stack.port}`);
     expect(state).not.toHaveProperty("token");
     const tokenOut = await cli(["local", "token"]);
     expect(tokenOut.exitCode, tokenOut.stderr).toBe(0);
@@ -84,10 +46,13 @@ describe("metamcp-databricks local", () => {
       (await fetch(`${state.appUrl}/metamcp/notes?body=kept`, { method: "POST", headers: auth })).status,
     ).toBe(200);
 
-    // Renewals during the run (5 s credentials): every request keeps working.
+    // Renewals during the run (3 s credentials, renewed every 1.8 s): every request keeps working.
     const renewed = () =>
-      (readFileSync(path.join(work, "state/local.log"), "utf8").match(/database credential renewed/g) ?? [])
-        .length;
+      (
+        readFileSync(path.join(stack.work, "state/local.log"), "utf8").match(
+          /database credential renewed/g,
+        ) ?? []
+      ).length;
     const failed: number[] = [];
     await waitFor(
       async () => {
@@ -110,15 +75,23 @@ describe("metamcp-databricks local", () => {
     const down = await cli(["local", "down"]);
     expect(down.exitCode).toBe(0);
     for (const pid of [pids.supervisorPid, pids.appPid, pids.pgPid]) expect(isAlive(pid)).toBe(false);
-    expect(await portFree(port)).toBe(true);
-    expect(await portFree(internal.backendPort)).toBe(true);
+    expect(await portFree(stack.port)).toBe(true);
+    expect(await portFree(stack.internal.backendPort)).toBe(true);
     expect((await cli(["local", "status"])).exitCode).toBe(5);
     const noToken = await cli(["local", "token"]);
     expect(noToken.exitCode).toBe(5);
     expect(noToken.stdout).toBe("");
     expect(noToken.stderr).toMatch(/not running[\s\S]*local up/);
 
-    const again = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
+    const again = await cli([
+      "--json",
+      "local",
+      "up",
+      "--detach",
+      "--no-build",
+      "--port",
+      String(stack.port),
+    ]);
     expect(again.exitCode, again.stderr).toBe(0);
     const token2 = (await cli(["local", "token"])).stdout.trim();
     const notes = await (
@@ -126,7 +99,7 @@ describe("metamcp-databricks local", () => {
     ).json();
     expect(notes).toEqual({ bodies: ["kept"], schema: "metamcp_app" });
 
-    const second = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+    const second = await cli(["local", "up", "--detach", "--no-build", "--port", String(stack.port)]);
     expect(second.exitCode).toBe(2);
     expect(second.stderr).toMatch(/already running/);
 
@@ -140,7 +113,7 @@ describe("metamcp-databricks local", () => {
       "--fresh",
       "--yes",
       "--port",
-      String(port),
+      String(stack.port),
     ]);
     expect(fresh.exitCode, fresh.stderr).toBe(0);
     const token3 = (await cli(["local", "token"])).stdout.trim();
@@ -150,13 +123,15 @@ describe("metamcp-databricks local", () => {
     expect(empty).toEqual({ bodies: [], schema: null });
 
     // The secrets the app got never reach the log file.
-    const secrets = JSON.parse(readFileSync(path.join(work, "state/secrets.json"), "utf8")) as Record<
+    const secrets = JSON.parse(readFileSync(path.join(stack.work, "state/secrets.json"), "utf8")) as Record<
       string,
       string
     >;
-    const log = readFileSync(path.join(work, "state/local.log"), "utf8");
-    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"])
+    const log = readFileSync(path.join(stack.work, "state/local.log"), "utf8");
+    for (const k of ["betterAuthSecret", "clientSecret", "pgSuperPassword"]) {
+      expect(secrets[k], `secrets.json ${k}`).toMatch(/^.{16,}$/);
       expect(log).not.toContain(secrets[k]);
+    }
     // Nor does the proxy token: neither the log file nor `up`/`status` output shows it.
     const humanStatus = await cli(["local", "status"]);
     expect(humanStatus.stdout).toContain("`./bin/metamcp-databricks.js local token` prints a fresh one");
@@ -199,8 +174,8 @@ describe("metamcp-databricks local", () => {
       what: "the supervisor to stop",
     });
     expect(isAlive(s.pgPid)).toBe(false);
-    expect(await portFree(port)).toBe(true);
-    const run = JSON.parse(readFileSync(path.join(work, "state/run.json"), "utf8")) as {
+    expect(await portFree(stack.port)).toBe(true);
+    const run = JSON.parse(readFileSync(path.join(stack.work, "state/run.json"), "utf8")) as {
       status: string;
       error: string;
     };
@@ -211,12 +186,12 @@ describe("metamcp-databricks local", () => {
 
   it("refuses a port in use with a clear message", async () => {
     const { createServer } = await import("node:net");
-    const blocker = createServer().listen(port, "127.0.0.1");
+    const blocker = createServer().listen(stack.port, "127.0.0.1");
     try {
-      const r = await cli(["local", "up", "--no-build", "--port", String(port)]);
+      const r = await cli(["local", "up", "--no-build", "--port", String(stack.port)]);
       expect(r.exitCode).toBe(2);
       expect(r.stderr).toMatch(
-        new RegExp(`port ${port} \\(the local Apps proxy\\) is already in use by another program`),
+        new RegExp(`port ${stack.port} \\(the local Apps proxy\\) is already in use by another program`),
       );
     } finally {
       blocker.close();
@@ -226,24 +201,8 @@ describe("metamcp-databricks local", () => {
 
 /** Issue 22 item 14: a person signed in at the local login page stays signed in across `down`/`up`. */
 describe("local: sign-in kept across down/up", () => {
-  let work: string;
-  let port: number;
-  let env: Record<string, string>;
-  const cli = (args: string[]) => runCli(args, { cwd: work, env, timeoutMs: 120_000 });
-
-  beforeAll(async () => {
-    work = mkdtempSync(path.join(os.tmpdir(), "mmdb-signin-"));
-    chmodSync(work, 0o755); // as root, PostgreSQL's own user must reach the data dir inside it
-    const internal = await freeInternalPorts();
-    createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-    port = await freePort();
-    env = { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: path.join(work, "state"), ...internal.env };
-  });
-
-  afterAll(async () => {
-    await cli(["local", "down"]);
-    rmSync(work, { recursive: true, force: true });
-  });
+  const stack = useLocalStack("signin");
+  const cli = (args: string[]) => stack.cli(args);
 
   /** Signs in as a person does (the proxy's redirect, the login form, the callback): the session cookie. */
   async function signIn(appUrl: string, email: string): Promise<{ cookie: string; loginPort: string }> {
@@ -278,28 +237,28 @@ describe("local: sign-in kept across down/up", () => {
     new URL((await fetch(`${appUrl}/`, { redirect: "manual" })).headers.get("location")!).port;
 
   it("the login port and the browser's session survive `local down` + `local up`; a taken port is said and replaced", async () => {
-    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(port)]);
+    const up = await cli(["--json", "local", "up", "--detach", "--no-build", "--port", String(stack.port)]);
     expect(up.exitCode, up.stderr).toBe(0);
     const appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
     const { cookie, loginPort } = await signIn(appUrl, "carol@example.com");
     expect(await whoIs(appUrl, cookie)).toBe("200");
 
     expect((await cli(["local", "down"])).exitCode).toBe(0);
-    const again = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+    const again = await cli(["local", "up", "--detach", "--no-build", "--port", String(stack.port)]);
     expect(again.exitCode, again.stderr).toBe(0);
     expect(await loginPortOf(appUrl)).toBe(loginPort);
     expect(await whoIs(appUrl, cookie)).toBe("200");
     // A made-up cookie still goes to the login page.
     expect(await whoIs(appUrl, "__databricks_app_session=forged.value")).toBe("login");
     // The kept sessions are credentials: only the state dir's owner reads them.
-    expect(statSync(path.join(work, "state/stand-in.json")).mode & 0o777).toBe(0o600);
+    expect(statSync(path.join(stack.work, "state/stand-in.json")).mode & 0o777).toBe(0o600);
 
     // Another program took the login port meanwhile: a new one, and the user is told.
     expect((await cli(["local", "down"])).exitCode).toBe(0);
     const { createServer } = await import("node:net");
     const squatter = createServer().listen(Number(loginPort), "127.0.0.1");
     try {
-      const moved = await cli(["local", "up", "--detach", "--no-build", "--port", String(port)]);
+      const moved = await cli(["local", "up", "--detach", "--no-build", "--port", String(stack.port)]);
       expect(moved.exitCode, moved.stderr).toBe(0);
       // Detached, the supervisor says it in the log (`local logs`); in the foreground, on stderr.
       const logs = await cli(["local", "logs"]);

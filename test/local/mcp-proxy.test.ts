@@ -1,19 +1,17 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../src/local/postgres.js";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type LocalUserToken, localUserToken } from "../../src/local/user-token.js";
-import { runCli } from "../support/cli.js";
+import { waitFor } from "../../src/retry.js";
+import { FAKE_METAMCP_API_KEY } from "../support/fake-app-tree.js";
 import {
-  createFakeAppTree,
-  FAKE_METAMCP_API_KEY,
-  freeInternalPorts,
-  type InternalPorts,
-} from "../support/fake-app-tree.js";
+  bearerFetch,
+  mcpClient,
+  rawInitialize,
+  toolText as text,
+  useLocalStack,
+} from "../support/local-rig.js";
 
 /**
  * A real MCP SDK client through the local Apps proxy and our router to the fake tree's MCP server (which
@@ -26,17 +24,8 @@ const STREAM_CUT_S = 4;
 
 for (const forward of ["on", "off"] as const) {
   describe(`MCP through the local Apps proxy (Authorization forwarded: ${forward})`, () => {
-    let work: string;
-    /** MetaMCP's internal ports: free ones (upstream's 12008/12009 may be a `make local`'s). */
-    let internal: InternalPorts | undefined;
+    const stack = useLocalStack("mcp");
     let appUrl: string;
-    const stateDir = () => path.join(work, "state");
-    const cli = (args: string[]) =>
-      runCli(args, {
-        cwd: work,
-        env: { APP_DIR: path.join(work, "app"), LOCAL_STATE_DIR: stateDir(), ...internal?.env },
-        timeoutMs: 120_000,
-      });
 
     /** Like a client that refreshes its Databricks token before expiry (as `connect` does). */
     const tokens = () => {
@@ -44,7 +33,7 @@ for (const forward of ["on", "off"] as const) {
       const minted: string[] = [];
       const get = async () => {
         if (!current || current.expiresAt.getTime() - Date.now() < 1000) {
-          current = await localUserToken(stateDir());
+          current = await localUserToken(stack.stateDir);
           minted.push(current.token);
         }
         return current.token;
@@ -52,54 +41,17 @@ for (const forward of ["on", "off"] as const) {
       return { get, minted };
     };
 
-    const withHeaders =
-      (token: () => Promise<string>, extra: Record<string, string> = { "x-api-key": FAKE_METAMCP_API_KEY }) =>
-      async (url: string | URL, init?: RequestInit) => {
-        const headers = new Headers(init?.headers);
-        headers.set("authorization", `Bearer ${await token()}`);
-        for (const [k, v] of Object.entries(extra)) headers.set(k, v);
-        return await fetch(url, { ...init, headers, redirect: "manual" });
-      };
-
-    const connect = async (url: string, fetchFn: ReturnType<typeof withHeaders>) => {
-      const client = new Client({ name: "mcp-proxy-test", version: "1.0.0" });
-      await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch: fetchFn }));
-      return client;
-    };
-    const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]?.text ?? "";
-    const tokenOf = (email: string) => async () => (await localUserToken(stateDir(), { email })).token;
-    /** A person signs in at the stand-in's login page once (as a browser does): then they have tokens. */
-    const signIn = async (email: string) => {
-      const login = await fetch(appUrl, { redirect: "manual" });
-      const loginUrl = new URL(login.headers.get("location")!);
-      const form = new URLSearchParams({
-        email,
-        name: email,
-        redirect_uri: loginUrl.searchParams.get("redirect_uri")!,
-        state: "/",
-      });
-      const signed = await fetch(new URL("/login.html", loginUrl), {
-        method: "POST",
-        body: form,
-        redirect: "manual",
-      });
-      expect(signed.status).toBe(302);
-    };
+    const withHeaders = (
+      token: () => Promise<string>,
+      extra: Record<string, string> = { "x-api-key": FAKE_METAMCP_API_KEY },
+    ) => bearerFetch(token, extra);
+    const connect = (url: string, fetchFn: ReturnType<typeof withHeaders>) =>
+      mcpClient(url, fetchFn, "mcp-proxy-test");
+    const tokenOf = (email: string) => () => stack.tokenOf(email);
+    const signIn = (email: string) => stack.signIn(email);
 
     beforeAll(async () => {
-      work = mkdtempSync(path.join(os.tmpdir(), "mmdb-mcp-"));
-      chmodSync(work, 0o755);
-      internal = await freeInternalPorts();
-      createFakeAppTree(path.join(work, "app"), { backendPort: internal.backendPort });
-      const port = await freePort();
-      const up = await cli([
-        "--json",
-        "local",
-        "up",
-        "--detach",
-        "--no-build",
-        "--port",
-        String(port),
+      ({ appUrl } = await stack.up([
         "--token-ttl",
         String(TOKEN_TTL_S),
         "--request-timeout",
@@ -108,14 +60,7 @@ for (const forward of ["on", "off"] as const) {
         String(STREAM_CUT_S),
         "--forward-authorization",
         forward,
-      ]);
-      expect(up.exitCode, up.stderr).toBe(0);
-      appUrl = (JSON.parse(up.stdout) as { appUrl: string }).appUrl;
-    });
-
-    afterAll(async () => {
-      await cli(["local", "down"]);
-      rmSync(work, { recursive: true, force: true });
+      ]));
     });
 
     it("the documented way works first time: Databricks token in Authorization, MetaMCP key in X-API-Key", async () => {
@@ -194,27 +139,13 @@ for (const forward of ["on", "off"] as const) {
 
     it("a wrong or missing MetaMCP key is refused by MetaMCP, not mistaken for the Databricks token", async () => {
       const t = tokens();
-      const init = {
-        method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-        body: JSON.stringify({
-          jsonrpc: "2.0",
-          id: 1,
-          method: "initialize",
-          params: {
-            protocolVersion: "2025-03-26",
-            capabilities: {},
-            clientInfo: { name: "t", version: "1" },
-          },
-        }),
-      };
-      const wrong = await withHeaders(t.get, { "x-api-key": "sk_mt_wrong" })(
+      const wrong = await rawInitialize(
         `${appUrl}/metamcp/demo/mcp`,
-        init,
+        withHeaders(t.get, { "x-api-key": "sk_mt_wrong" }),
       );
       expect(wrong.status).toBe(401);
       expect(((await wrong.json()) as { error: string }).error).toBe("invalid_api_key");
-      const none = await withHeaders(t.get, {})(`${appUrl}/metamcp/demo/mcp`, init);
+      const none = await rawInitialize(`${appUrl}/metamcp/demo/mcp`, withHeaders(t.get, {}));
       expect(none.status).toBe(401);
       expect(((await none.json()) as { error: string }).error).toBe("authentication_required");
     });
@@ -242,9 +173,12 @@ for (const forward of ["on", "off"] as const) {
       const first = await t.get();
       const failures: string[] = [];
       let calls = 0;
+      let afterThird = 0;
       try {
-        const until = Date.now() + (TOKEN_TTL_S * 2 + 1) * 1000;
-        while (Date.now() < until) {
+        // Calls until the session has outlived two tokens (a third one minted and used for a few calls): the
+        // condition itself, not a fixed 2 lifetimes of calling; the deadline fails a client that never renews.
+        const deadline = Date.now() + TOKEN_TTL_S * 4 * 1000;
+        while (afterThird < 5 && Date.now() < deadline) {
           try {
             const r = await client.callTool({ name: "echo", arguments: { text: String(calls) } });
             if (text(r) !== String(calls)) failures.push(`call ${calls}: ${JSON.stringify(r)}`);
@@ -252,6 +186,7 @@ for (const forward of ["on", "off"] as const) {
             failures.push(`call ${calls}: ${(err as Error).message}`);
           }
           calls++;
+          if (t.minted.length >= 3) afterThird++;
         }
       } finally {
         await client.close();
@@ -259,11 +194,20 @@ for (const forward of ["on", "off"] as const) {
       expect(failures).toEqual([]);
       expect(calls).toBeGreaterThan(10);
       expect(t.minted.length).toBeGreaterThanOrEqual(3); // the session outlived at least two tokens
-      const expired = await fetch(`${appUrl}/metamcp/health`, {
-        headers: { authorization: `Bearer ${first}` },
-        redirect: "manual",
-      });
-      expect(expired.status).toBe(302);
+      expect(afterThird).toBe(5);
+      // The first token is past its lifetime by now (or within a moment): the proxy refuses it.
+      await waitFor(
+        async () =>
+          (
+            await fetch(`${appUrl}/metamcp/health`, {
+              headers: { authorization: `Bearer ${first}` },
+              redirect: "manual",
+            })
+          ).status === 302
+            ? true
+            : undefined,
+        { timeoutMs: TOKEN_TTL_S * 1000, what: "the first token to be refused once expired" },
+      );
     });
 
     it(`a call longer than the proxy's request cut (${REQUEST_CUT_S} s here) fails; the next call works`, async () => {

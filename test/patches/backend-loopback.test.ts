@@ -16,23 +16,32 @@ import {
 import { driftOf, linkedPackageDir, PATCH_CTX } from "./helpers.js";
 
 const ctx = PATCH_CTX;
-const KNOWN: { form: BackendIndexForm; listen: string }[] = [
-  { form: "port-var", listen: 'app.listen(PORT, "127.0.0.1", () => {' },
-  { form: "port-literal", listen: 'app.listen(12009, "127.0.0.1", () => {' },
-  { form: "async-callback", listen: 'app.listen(12009, "127.0.0.1", async () => {' },
-  { form: "start-function", listen: '  app.listen(12009, "127.0.0.1", async () => {' },
+const ENV_PORT = "Number(process.env.METAMCP_BACKEND_PORT) || ";
+const KNOWN: { form: BackendIndexForm; port: string; listen: string }[] = [
+  { form: "port-var", port: "PORT", listen: `app.listen(${ENV_PORT}PORT, "127.0.0.1", () => {` },
+  { form: "port-literal", port: "12009", listen: `app.listen(${ENV_PORT}12009, "127.0.0.1", () => {` },
+  {
+    form: "async-callback",
+    port: "12009",
+    listen: `app.listen(${ENV_PORT}12009, "127.0.0.1", async () => {`,
+  },
+  {
+    form: "start-function",
+    port: "12009",
+    listen: `  app.listen(${ENV_PORT}12009, "127.0.0.1", async () => {`,
+  },
 ];
 
 describe("backend-loopback patch: every listen form upstream has used", () => {
   it.each(KNOWN)(
-    "$form: the host goes in through the syntax tree, verified, idempotent",
-    ({ form, listen }) => {
+    "$form: the port variable and the host go in through the syntax tree, verified, idempotent",
+    ({ form, port, listen }) => {
       const text = syntheticBackendIndex(form);
       const out = patchBackendListenText(BACKEND_INDEX_FILE, text, ctx);
       expect(out.edits).toBe(1);
       expect(out.text.split("\n")).toContain(listen);
-      // Nothing else changed: the text is upstream's with `, "127.0.0.1"` inserted once.
-      expect(out.text.replace(', "127.0.0.1"', "")).toBe(text);
+      // Nothing else changed: upstream's port is kept as the fallback, `, "127.0.0.1"` after it.
+      expect(out.text.replace(`${ENV_PORT}${port}, "127.0.0.1"`, port)).toBe(text);
       expect(() => verifyBackendListenText(BACKEND_INDEX_FILE, out.text, ctx)).not.toThrow();
       expect(patchBackendListenText(BACKEND_INDEX_FILE, out.text, ctx)).toEqual({ text: out.text, edits: 0 });
     },
@@ -61,8 +70,18 @@ describe("backend-loopback patch: every listen form upstream has used", () => {
   it("verify refuses a tree whose backend would listen on every interface, or that no longer parses", () => {
     const unpatched = syntheticBackendIndex("async-callback");
     expect(driftOf(() => verifyBackendListenText(BACKEND_INDEX_FILE, unpatched, ctx)).message).toContain(
-      'patched to listen on "127.0.0.1"; found `app.listen(12009, async () => {`',
+      'patched to listen on "127.0.0.1" at `Number(process.env.METAMCP_BACKEND_PORT) || <port>`; found `app.listen(12009, async () => {`',
     );
+    // The host alone (what this patch made before it moved the port): the port is upstream's fixed one.
+    expect(
+      driftOf(() =>
+        verifyBackendListenText(
+          BACKEND_INDEX_FILE,
+          unpatched.replace("app.listen(12009,", 'app.listen(12009, "127.0.0.1",'),
+          ctx,
+        ),
+      ).message,
+    ).toContain('found `app.listen(12009, "127.0.0.1", async () => {`');
     const patched = patchBackendListenText(BACKEND_INDEX_FILE, unpatched, ctx).text;
     expect(
       driftOf(() =>
@@ -121,14 +140,15 @@ const PROBE = `
 import { spawn } from "node:child_process";
 import http from "node:http";
 const get = (host) => new Promise((resolve) => {
-  const req = http.get({ host, port: 12009, path: "/health", timeout: 10000 }, (res) => {
+const port = Number(process.env.PROBE_PORT ?? 12009);
+  const req = http.get({ host, port, path: "/health", timeout: 10000 }, (res) => {
     res.resume();
     res.on("end", () => resolve(res.statusCode));
   });
   req.on("timeout", () => req.destroy(new Error("timeout")));
   req.on("error", (e) => resolve(e.code ?? e.message));
 });
-const backend = spawn(process.execPath, ["--import", "tsx", "src/index.ts"], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, PORT: "12009" } });
+const backend = spawn(process.execPath, ["--import", "tsx", "src/index.ts"], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, PORT: "12009", ...(process.env.PROBE_PORT ? { METAMCP_BACKEND_PORT: process.env.PROBE_PORT } : {}) } });
 const deadline = Date.now() + 90000;
 let loopback;
 while (Date.now() < deadline) {
@@ -152,11 +172,11 @@ describe("the patched backend on a real network", () => {
     return linkedPackageDir("mmdb-loopback-", { "src/index.ts": text, ...imports, "probe.mjs": PROBE });
   }
 
-  async function probe(text: string): Promise<{ loopback: unknown; external: unknown }> {
+  async function probe(text: string, port?: number): Promise<{ loopback: unknown; external: unknown }> {
     const dir = backendDir(text);
     const r = await execa("unshare", [...UNSHARE, "sh", "-c", `${NETNS_SETUP}\nexec node probe.mjs`], {
       cwd: dir,
-      env: { NON_LOOPBACK },
+      env: { NON_LOOPBACK, ...(port ? { PROBE_PORT: String(port) } : {}) },
       reject: false,
       timeout: 120_000,
     });
@@ -169,6 +189,15 @@ describe("the patched backend on a real network", () => {
     async ({ form }) => {
       const patched = patchBackendListenText(BACKEND_INDEX_FILE, syntheticBackendIndex(form), ctx).text;
       expect(await probe(patched)).toEqual({ loopback: 200, external: "ECONNREFUSED" });
+    },
+    150_000,
+  );
+
+  it.skipIf(!!netnsSkip).each(KNOWN)(
+    `$form with METAMCP_BACKEND_PORT=12109 (a second instance): 127.0.0.1:12109 answers, 10.99.0.1:12109 refuses${skipNote}`,
+    async ({ form }) => {
+      const patched = patchBackendListenText(BACKEND_INDEX_FILE, syntheticBackendIndex(form), ctx).text;
+      expect(await probe(patched, 12109)).toEqual({ loopback: 200, external: "ECONNREFUSED" });
     },
     150_000,
   );

@@ -7,6 +7,7 @@ import {
   BACKEND_ENTRY_FILE,
   DATABRICKS_TOOLS_PATCH_ID,
   databricksToolsPatch,
+  POOL_FILE,
   TOOLS_MODULE_FILE,
 } from "../../src/patches/databricks-tools.js";
 import { MemoryTree, PATCHES } from "../../src/patches/index.js";
@@ -36,10 +37,16 @@ describe("patch databricks-tools on MetaMCP's backend entry shapes", () => {
       const before = syntheticBackendIndex(form);
       const tree = new MemoryTree({ [BACKEND_ENTRY_FILE]: before, [TOOLS_MODULE_FILE]: MODULE });
       const result = databricksToolsPatch.apply(tree, ctx);
-      expect(result.files).toEqual([{ path: BACKEND_ENTRY_FILE, edits: 1 }]);
+      expect(result.files).toEqual([{ path: BACKEND_ENTRY_FILE, edits: 2 }]);
       const after = tree.read(BACKEND_ENTRY_FILE)!;
       expect(firstCode(after)).toBe(OUR_IMPORT);
-      expect(after.endsWith(before)).toBe(true);
+      // The request context is the app's first middleware: right after `const app = express();`.
+      expect(after).toMatch(/const app = express\(\);\n\/\/ [^\n]*\napp\.use\(__databricksToolsContext\);/);
+      expect(
+        after
+          .replace(/^(\/\/[^\n]*\n)?import[^\n]*databricks-tools[^\n]*\n/gm, "")
+          .replace(/\n\/\/ [^\n]*\napp\.use\(__databricksToolsContext\);/, ""),
+      ).toBe(before);
       databricksToolsPatch.verify(tree, ctx);
       const snapshot = tree.toObject();
       expect(databricksToolsPatch.apply(tree, ctx).files).toEqual([]);
@@ -112,6 +119,96 @@ describe("patch databricks-tools on MetaMCP's backend entry shapes", () => {
   });
 });
 
+/** MetaMCP's pool shape (v2.1.0 … main, mcp-server-pool.ts), synthetic: what the guard edits. */
+const SYNTHETIC_POOL = `import { connectMetaMcpClient } from "./client";
+
+export class McpServerPool {
+  private idleSessions: Record<string, unknown> = {};
+  async getSession(sessionId: string, serverUuid: string, params: { url?: string }) {
+    const idleClient = this.idleSessions[serverUuid];
+    if (idleClient) {
+      delete this.idleSessions[serverUuid];
+      this.createIdleSessionAsync(serverUuid, params);
+      return idleClient;
+    }
+    const c = await connectMetaMcpClient(params);
+    this.createIdleSessionAsync(serverUuid, params);
+    return c;
+  }
+  private async createIdleSession(serverUuid: string, params: { url?: string }): Promise<void> {
+    if (this.idleSessions[serverUuid]) return;
+    this.idleSessions[serverUuid] = await connectMetaMcpClient(params);
+  }
+  private createIdleSessionAsync(serverUuid: string, params: { url?: string }): void {
+    void connectMetaMcpClient(params).then((c) => { this.idleSessions[serverUuid] = c; });
+  }
+}
+`;
+
+describe("patch databricks-tools on MetaMCP's idle pool", () => {
+  it("per-person servers are never pre-opened nor handed from the idle pool; idempotent; drift exits 3", () => {
+    const tree = new MemoryTree({
+      [BACKEND_ENTRY_FILE]: syntheticBackendIndex("async-callback"),
+      [TOOLS_MODULE_FILE]: MODULE,
+      [POOL_FILE]: SYNTHETIC_POOL,
+    });
+    expect(databricksToolsPatch.apply(tree, ctx).files).toEqual([
+      { path: BACKEND_ENTRY_FILE, edits: 2 },
+      { path: POOL_FILE, edits: 4 },
+    ]);
+    const pool = tree.read(POOL_FILE)!;
+    expect(pool).toContain(
+      'import { databricksNoIdle as __databricksNoIdle } from "../../databricks-tools";',
+    );
+    expect(pool).toMatch(
+      /createIdleSession\(serverUuid: string, params: \{ url\?: string \}\): Promise<void> \{\n {4}if \(__databricksNoIdle\(params\)\) return;/,
+    );
+    expect(pool).toMatch(
+      /createIdleSessionAsync\([^)]*\): void \{\n {4}if \(__databricksNoIdle\(params\)\) return;/,
+    );
+    expect(pool).toContain(
+      "const idleClient = __databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid];",
+    );
+    databricksToolsPatch.verify(tree, ctx);
+    const snapshot = tree.toObject();
+    expect(databricksToolsPatch.apply(tree, ctx).files).toEqual([]);
+    expect(tree.toObject()).toEqual(snapshot);
+
+    const renamed = new MemoryTree({
+      [BACKEND_ENTRY_FILE]: syntheticBackendIndex("async-callback"),
+      [TOOLS_MODULE_FILE]: MODULE,
+      [POOL_FILE]: SYNTHETIC_POOL.replace(
+        "const idleClient = this.idleSessions",
+        "const idle = this.idleSessions",
+      ),
+    });
+    expectDrift(() => databricksToolsPatch.apply(renamed, ctx), POOL_FILE, /const idleClient/);
+    const moved = new MemoryTree({
+      [BACKEND_ENTRY_FILE]: syntheticBackendIndex("async-callback"),
+      [TOOLS_MODULE_FILE]: MODULE,
+      "apps/backend/src/lib/metamcp/pool2.ts": SYNTHETIC_POOL,
+    });
+    expectDrift(
+      () => databricksToolsPatch.apply(moved, ctx),
+      "apps/backend/src/lib/metamcp/pool2.ts",
+      /idle pool only/,
+    );
+    const unguarded = new MemoryTree(snapshot);
+    unguarded.write(POOL_FILE, pool.replace("    if (__databricksNoIdle(params)) return;\n", ""));
+    expectDrift(() => databricksToolsPatch.verify(unguarded, ctx), POOL_FILE, /first in createIdleSession/);
+  });
+
+  it("the guard's rule: only URLs whose fragment says identity=user", async () => {
+    const { databricksNoIdle } = await import("../../overlay/apps/backend/src/databricks-tools.js");
+    expect(databricksNoIdle({ url: "https://ws.example/api/2.0/mcp/genie/s#identity=user" })).toBe(true);
+    expect(databricksNoIdle({ url: "https://ws.example/api/2.0/mcp/genie/s#x=1&identity=user" })).toBe(true);
+    expect(databricksNoIdle({ url: "https://ws.example/api/2.0/mcp/genie/s" })).toBe(false);
+    expect(databricksNoIdle({ url: "https://ws.example/api/2.0/mcp/genie/s?identity=user" })).toBe(false);
+    expect(databricksNoIdle({ url: null })).toBe(false);
+    expect(databricksNoIdle(undefined)).toBe(false);
+  });
+});
+
 /**
  * Upstream's real backend entry, read from the mirror when this machine has one (never copied into the
  * repo): every `v2.*` tag and main must patch and verify, together with the other patches of that file.
@@ -130,6 +227,7 @@ describe("on MetaMCP's real code", () => {
         });
       const refs = [...git("tag", "--list", "v2.*").split("\n").filter(Boolean), "main"];
       let patched = 0;
+      let pools = 0;
       for (const ref of refs) {
         let entry: string;
         try {
@@ -137,14 +235,33 @@ describe("on MetaMCP's real code", () => {
         } catch {
           continue; // a tag whose blobs this mirror lacks
         }
-        const tree = new MemoryTree({ [BACKEND_ENTRY_FILE]: entry, [TOOLS_MODULE_FILE]: MODULE });
+        let pool: string | undefined;
+        try {
+          pool = git("cat-file", "blob", `${ref}:${POOL_FILE}`);
+        } catch {
+          pool = undefined; // v2.0.0 and v2.5.x keep no idle pool
+        }
+        const tree = new MemoryTree({
+          [BACKEND_ENTRY_FILE]: entry,
+          [TOOLS_MODULE_FILE]: MODULE,
+          ...(pool ? { [POOL_FILE]: pool } : {}),
+        });
         const rctx = { ...ctx, upstreamRef: ref };
         for (const p of [backendLoopbackPatch, databricksToolsPatch]) p.apply(tree, rctx);
         databricksToolsPatch.verify(tree, rctx);
         expect(firstCode(tree.read(BACKEND_ENTRY_FILE)!), ref).toBe(OUR_IMPORT);
+        if (pool) {
+          const guarded = tree.read(POOL_FILE)!;
+          expect(guarded.match(/if \(__databricksNoIdle\(params\)\) return;/g)?.length, ref).toBe(2);
+          expect(guarded, ref).toContain(
+            "__databricksNoIdle(params) ? undefined : this.idleSessions[serverUuid]",
+          );
+          pools++;
+        }
         patched++;
       }
       expect(patched).toBeGreaterThanOrEqual(40);
+      expect(pools).toBeGreaterThanOrEqual(30);
     },
     120_000,
   );

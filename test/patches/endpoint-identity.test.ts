@@ -6,10 +6,14 @@ import {
   UNSUPPORTED_NOTE,
 } from "../../src/patches/endpoint-identity.js";
 import {
+  ENDPOINT_IDENTITY_DEFAULT_VAR,
   ENDPOINT_IDENTITY_MODULE_FILE,
   ENDPOINT_IDENTITY_ROUTE,
-  endpointIdentityModule,
+  ENDPOINT_IDENTITY_TABLE,
   IDENTITY_MODULE_FILE,
+  IDENTITY_SIGNUP_PATH,
+  SCHEMA_MODULE_FILE,
+  schemaModule,
 } from "../../src/patches/endpoint-identity-module.js";
 import { MemoryTree, PATCHES } from "../../src/patches/index.js";
 import {
@@ -17,7 +21,14 @@ import {
   syntheticBackendIndex,
   syntheticMiddleware,
 } from "../support/synthetic-upstream.js";
-import { expectDrift, IDENTITY_MODULE, linkedPackageDir, PATCH_CTX, TSC } from "./helpers.js";
+import {
+  ENDPOINT_IDENTITY_MODULE,
+  expectDrift,
+  IDENTITY_MODULE,
+  linkedPackageDir,
+  PATCH_CTX,
+  TSC,
+} from "./helpers.js";
 
 const ctx = PATCH_CTX;
 const HOOK_LINE = "if (await __databricksEndpointIdentity(req, res, next)) return;";
@@ -30,6 +41,7 @@ function treeOf(form: MiddlewareForm, extra: Record<string, string> = {}): Memor
     ...syntheticMiddleware(form),
     [BACKEND_ENTRY_FILE]: BACKEND_ENTRY,
     [IDENTITY_MODULE_FILE]: IDENTITY_MODULE,
+    [ENDPOINT_IDENTITY_MODULE_FILE]: ENDPOINT_IDENTITY_MODULE,
     ...extra,
   });
 }
@@ -57,7 +69,7 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
       expect(result.files).toEqual([
         { path: file, edits: 2 },
         { path: BACKEND_ENTRY_FILE, edits: 2 },
-        { path: ENDPOINT_IDENTITY_MODULE_FILE, edits: 1 },
+        { path: SCHEMA_MODULE_FILE, edits: 1 },
       ]);
       const after = tree.read(file)!;
       expect(firstStatementOfAuthenticate(after)).toBe(HOOK_LINE);
@@ -82,9 +94,9 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
       expect(entry.indexOf(ENDPOINT_IDENTITY_ROUTE)).toBeLessThan(
         entry.indexOf('app.use("/metamcp", publicEndpointsRouter)'),
       );
-      const module = tree.read(ENDPOINT_IDENTITY_MODULE_FILE)!;
-      expect(module).toContain('"metamcp_app"."databricks_endpoint_identity"');
-      expect(module).toContain('from "./databricks-identity"');
+      expect(tree.read(SCHEMA_MODULE_FILE)).toContain('export const DATABRICKS_SCHEMA = "metamcp_app";');
+      // Our module is the overlay's file as prepare copied it, untouched by the patch.
+      expect(tree.read(ENDPOINT_IDENTITY_MODULE_FILE)).toBe(ENDPOINT_IDENTITY_MODULE);
       endpointIdentityPatch.verify(tree, ctx);
       // Idempotent: a second run changes nothing.
       const snapshot = tree.toObject();
@@ -102,12 +114,12 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
     expectDrift(() => endpointIdentityPatch.verify(without, ctx), IDENTITY_MODULE_FILE, /the file to exist/);
   });
 
-  it("v2.0–v2.1 (keys checked inside each router, no endpoint owners): no change, and prepare is told the release lacks it", () => {
+  it("v2.0–v2.1 (keys checked inside each router, no endpoint owners): only the schema line our module imports, and prepare is told the release lacks it", () => {
     const tree = treeOf("per-router");
     const snapshot = tree.toObject();
     const result = endpointIdentityPatch.apply(tree, ctx);
-    expect(result).toEqual({ files: [], note: UNSUPPORTED_NOTE });
-    expect(tree.toObject()).toEqual(snapshot);
+    expect(result).toEqual({ files: [{ path: SCHEMA_MODULE_FILE, edits: 1 }], note: UNSUPPORTED_NOTE });
+    expect(tree.toObject()).toEqual({ ...snapshot, [SCHEMA_MODULE_FILE]: schemaModule(ctx.schema) });
     endpointIdentityPatch.verify(tree, ctx);
   });
 
@@ -153,9 +165,17 @@ describe("patch endpoint-identity on MetaMCP's middleware shapes", () => {
 });
 
 describe("the code the patch writes", () => {
+  it("our module uses the names the runtime and connect use (route, table, default variable, sign-up path)", () => {
+    for (const name of [ENDPOINT_IDENTITY_ROUTE, ENDPOINT_IDENTITY_DEFAULT_VAR, IDENTITY_SIGNUP_PATH])
+      expect(ENDPOINT_IDENTITY_MODULE, name).toContain(name);
+    expect(ENDPOINT_IDENTITY_MODULE).toContain(`"\${DATABRICKS_SCHEMA}"."${ENDPOINT_IDENTITY_TABLE}"`);
+    expect(ENDPOINT_IDENTITY_MODULE).toContain('from "./databricks-schema"');
+  });
+
   it("type-checks under strict TypeScript against the real drizzle-orm and pg types and our identity module (as MetaMCP's db module exports them)", () => {
     const dir = linkedPackageDir("mmdb-eid-tsc-", {
-      "databricks-endpoint-identity.ts": endpointIdentityModule("metamcp_app"),
+      "databricks-endpoint-identity.ts": ENDPOINT_IDENTITY_MODULE,
+      "databricks-schema.ts": schemaModule("metamcp_app"),
       "databricks-identity.ts": IDENTITY_MODULE,
       // MetaMCP's db/index.ts exports `db = drizzle(pool, { schema })` (db-pool-credentials).
       "db/index.ts":

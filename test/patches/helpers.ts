@@ -3,6 +3,7 @@ import path from "node:path";
 import { expect } from "vitest";
 import { DriftError } from "../../src/errors.js";
 import { IDENTITY_MODULE_FILE } from "../../src/patches/databricks-identity.js";
+import { ENDPOINT_IDENTITY_MODULE_FILE } from "../../src/patches/endpoint-identity-module.js";
 import { PROJECT_ROOT } from "../support/cli.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -11,6 +12,11 @@ export const PATCH_CTX = { schema: "metamcp_app", upstreamRef: "v9.9.9" };
 
 /** Our identity module as prepare copies it in from overlay/ (the patched code imports it). */
 export const IDENTITY_MODULE = readFileSync(path.join(PROJECT_ROOT, "overlay", IDENTITY_MODULE_FILE), "utf8");
+/** Our endpoint-identity module, likewise. */
+export const ENDPOINT_IDENTITY_MODULE = readFileSync(
+  path.join(PROJECT_ROOT, "overlay", ENDPOINT_IDENTITY_MODULE_FILE),
+  "utf8",
+);
 
 /** Runs `fn`, which must stop with upstream drift (exit 3); returns the error for its message. */
 export function driftOf(fn: () => unknown): DriftError {

@@ -5,13 +5,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BACKEND_INDEX_FILE } from "../../src/patches/backend-loopback.js";
 import { DB_INDEX_FILE, PASSWORD_FILE_VAR } from "../../src/patches/db-pool-credentials.js";
 import { BACKEND_ENTRY_FILE, UNSUPPORTED_NOTE } from "../../src/patches/endpoint-identity.js";
-import { ENDPOINT_IDENTITY_MODULE_FILE } from "../../src/patches/endpoint-identity-module.js";
+import {
+  ENDPOINT_IDENTITY_MODULE_FILE,
+  SCHEMA_MODULE_FILE,
+} from "../../src/patches/endpoint-identity-module.js";
+import { FRONTEND_MIDDLEWARE_FILE, ORIGIN_FORM_NOTE } from "../../src/patches/frontend-backend-port.js";
 import type { PrepareManifest } from "../../src/upstream/manifest.js";
 import { runCli } from "../support/cli.js";
 import {
   BACKEND_INDEX_FORMS,
   createSyntheticUpstream,
   DB_INDEX_FORMS,
+  FRONTEND_MIDDLEWARE_FORMS,
   MIDDLEWARE_FORMS,
   type SyntheticUpstream,
   syntheticMiddleware,
@@ -57,9 +62,29 @@ describe("prepare on each synthetic release: every patch applied where its shape
       const form = BACKEND_INDEX_FORMS[LABEL[ref] ?? ref]!;
       const port = form === "port-var" ? "PORT" : "12009";
       expect(read(ref, BACKEND_INDEX_FILE), `${ref} (${form})`).toMatch(
-        new RegExp(`app\\.listen\\(${port}, "127\\.0\\.0\\.1", (async )?\\(\\) => \\{`),
+        new RegExp(
+          `app\\.listen\\(Number\\(process\\.env\\.METAMCP_BACKEND_PORT\\) \\|\\| ${port}, "127\\.0\\.0\\.1", (async )?\\(\\) => \\{`,
+        ),
       );
     }
+  });
+
+  it("frontend-backend-port: the middleware's backend URL from the variable (v2.1.0 on); v2.0.0's origin form noted", () => {
+    for (const ref of REFS) {
+      const rec = patchOf(ref, "frontend-backend-port")!;
+      if (FRONTEND_MIDDLEWARE_FORMS[LABEL[ref] ?? ref] === "origin") {
+        expect(rec, ref).toMatchObject({ files: [], note: ORIGIN_FORM_NOTE });
+        expect(read(ref, FRONTEND_MIDDLEWARE_FILE), ref).toContain("baseURL: request.nextUrl.origin");
+      } else {
+        expect(rec.files, ref).toEqual([{ path: FRONTEND_MIDDLEWARE_FILE, edits: 1 }]);
+        expect(rec.note, ref).toBeUndefined();
+        expect(read(ref, FRONTEND_MIDDLEWARE_FILE), ref).toContain(
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: the patched source text
+          "baseURL: `http://localhost:${Number(process.env.METAMCP_BACKEND_PORT) || 12009}`",
+        );
+      }
+    }
+    expect(FRONTEND_MIDDLEWARE_FORMS["v2.0.0"]).toBe("origin");
   });
 
   it("db-pool-credentials: the URL form (v2.0.0, v2.1.0) and the Pool form (v2.2.0, main)", () => {
@@ -78,21 +103,26 @@ describe("prepare on each synthetic release: every patch applied where its shape
         [
           `apps/backend/src/middleware/${MIDDLEWARE_FORMS[LABEL[ref] ?? ref]}.middleware.ts`,
           BACKEND_ENTRY_FILE,
-          ENDPOINT_IDENTITY_MODULE_FILE,
+          SCHEMA_MODULE_FILE,
         ].sort(),
       );
       expect(read(ref, ENDPOINT_IDENTITY_MODULE_FILE), ref).toContain("acceptDatabricksIdentity");
     }
     for (const ref of ["v2.0.0", "v2.1.0"]) {
-      expect(patchOf(ref, "endpoint-identity"), ref).toMatchObject({ files: [], note: UNSUPPORTED_NOTE });
+      expect(patchOf(ref, "endpoint-identity"), ref).toMatchObject({
+        files: [{ path: SCHEMA_MODULE_FILE }],
+        note: UNSUPPORTED_NOTE,
+      });
     }
   });
   it("databricks-tools: on every release our fetch wrapper is copied in and is the backend entry's first import", () => {
     for (const ref of REFS) {
-      expect(patchOf(ref, "databricks-tools")?.files, ref).toEqual([{ path: BACKEND_INDEX_FILE, edits: 1 }]);
+      // The import and the request-context mount (these synthetic releases have no idle pool file).
+      expect(patchOf(ref, "databricks-tools")?.files, ref).toEqual([{ path: BACKEND_INDEX_FILE, edits: 2 }]);
       const entry = read(ref, BACKEND_INDEX_FILE);
       const first = entry.split("\n").find((l) => l.trim() && !l.trim().startsWith("//"));
       expect(first, ref).toBe('import "./databricks-tools";');
+      expect(entry, ref).toContain("app.use(__databricksToolsContext);");
       expect(read(ref, "apps/backend/src/databricks-tools.ts"), ref).toContain("installDatabricksToolsFetch");
     }
   });

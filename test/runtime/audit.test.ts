@@ -320,8 +320,10 @@ describe("every MCP request through the router is a row in databricks_tool_calls
       expect(await rows("principal = $1 AND endpoint = $2", [ADA.email, BOB.endpoint])).toEqual([]);
 
       const all = JSON.stringify(await rows());
-      for (const id of [...backend.http.keys(), ...backend.sse.keys(), ada.sessionId])
-        expect(all).not.toContain(id);
+      // Ada's session id and MetaMCP's own id of it, at least.
+      const ids = [...backend.http.keys(), ...backend.sse.keys(), ada.sessionId];
+      expect(ids.filter((id) => typeof id === "string" && id.length >= 8).length).toBeGreaterThanOrEqual(2);
+      for (const id of ids) expect(all).not.toContain(id);
       for (const key of [ADA.key, BOB.key]) expect(all).not.toContain(key);
     } finally {
       await ada.client.close();
@@ -347,6 +349,70 @@ describe("every MCP request through the router is a row in databricks_tool_calls
       expect(JSON.stringify(await rows())).not.toContain("hash me");
     } finally {
       await hashed.router.close(100);
+    }
+  });
+
+  it("attacker: a NUL or a lone surrogate in what a client names loses nobody's rows, its own included", async () => {
+    // PostgreSQL refuses a NUL in text, and a batch is one INSERT: one such name would drop everyone's rows in it.
+    const before = writer.stats().dropped;
+    const adaEcho = "principal = $1 AND server = 'tools' AND tool = 'echo'";
+    await writer.flush();
+    const adaEchoes = (await rows(adaEcho, [ADA.email])).length;
+    const post = (headers: Record<string, string>, body: object) =>
+      fetch(`${url}/metamcp/${BOB.endpoint}/mcp`, {
+        method: "POST",
+        headers: {
+          ...as(BOB),
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          ...headers,
+        },
+        body: JSON.stringify(body),
+      });
+    const ada = await streamable(url, ADA);
+    try {
+      const init = await post(
+        {},
+        {
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-06-18",
+            capabilities: {},
+            clientInfo: { name: "evil\u0000client\ud800", version: "1" },
+          },
+        },
+      );
+      expect(init.status).toBe(200);
+      await init.text();
+      const session = init.headers.get("mcp-session-id") ?? "";
+      // Both in flight together, so their rows meet in one batch.
+      const [bad] = await Promise.all([
+        post(
+          { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" },
+          {
+            jsonrpc: "2.0",
+            id: 2,
+            method: "tools/call",
+            params: { name: "nul\u0000tool\udfff", arguments: {} },
+          },
+        ).then(async (r) => {
+          await r.text();
+          return r.status;
+        }),
+        ada.client.callTool({ name: "tools__echo", arguments: { text: "beside the NUL" } }),
+      ]);
+      expect(bad).toBe(200);
+      const bobs = await rowsUntil("Bob's rows", "principal = $1 AND client LIKE 'evil%'", [BOB.email], (x) =>
+        x.some((r) => r.method === "tools/call"),
+      );
+      expect(bobs.find((r) => r.method === "tools/call")!.tool).toBe("nul\ufffdtool\ufffd");
+      expect(bobs[0]!.client).toBe("evil\ufffdclient\ufffd/1");
+      await rowsUntil("Ada's call beside it", adaEcho, [ADA.email], (x) => x.length > adaEchoes);
+      expect(writer.stats().dropped).toBe(before);
+    } finally {
+      await ada.client.close();
     }
   });
 

@@ -4,8 +4,10 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { clearSecrets } from "../../src/log/secrets.js";
 import { waitFor } from "../../src/retry.js";
+import { CONTEXT_HEADER, ToolContexts } from "../../src/runtime/databricks-tools/contexts.js";
 import {
   GATEWAY_IDENTITY_HEADER,
+  GATEWAY_ROUTE_HEADER,
   GATEWAY_SECRET_HEADER,
   startToolsGateway,
   type ToolsGateway,
@@ -304,15 +306,17 @@ describe("refusals a person understands", () => {
     );
   });
 
-  it("#identity=user is refused (403, the workspace never called), never answered as the app", async () => {
+  it("#identity=user without a handle (this gateway has no per-person tokens) is refused (403, the workspace never called), never answered as the app", async () => {
     const before = ws.requests.length;
     const res = await post(
       "/api/2.0/mcp/functions/main/tools",
       rpc("initialize"),
-      asBackend({ [GATEWAY_IDENTITY_HEADER]: "user" }),
+      asBackend({ [GATEWAY_IDENTITY_HEADER]: "user", [GATEWAY_ROUTE_HEADER]: "endpoint" }),
     );
     expect(res.status).toBe(403);
-    expect(((await res.json()) as { message: string }).message).toMatch(/per-person .* not available yet/);
+    expect(((await res.json()) as { message: string }).message).toMatch(
+      /needs your own workspace token, and none came .* never called as the app/,
+    );
     const call = await post(
       "/api/2.0/mcp/functions/main/tools",
       rpc("tools/call"),
@@ -387,5 +391,144 @@ describe("logs", () => {
       expect(l).not.toContain("someones-token");
       expect(l).not.toContain("sk_mt_");
     }
+  });
+});
+
+describe("per-person servers (#identity=user) through the gateway", () => {
+  const ADA = "ws-token-ada-DDDDDDDDDDDDDDDD";
+  const BOB = "ws-token-bob-EEEEEEEEEEEEEEEE";
+  const userLines: string[] = [];
+  let clock = 1_000_000;
+  const contexts = new ToolContexts(() => clock);
+  let ugw: ToolsGateway;
+  beforeAll(async () => {
+    valid.add(ADA);
+    valid.add(BOB);
+    ugw = await startToolsGateway({
+      workspaceOrigin: ws.origin,
+      token: () => current,
+      principalId: SP,
+      log: { info: (m) => userLines.push(m), warn: (m) => userLines.push(m) },
+      contexts,
+    });
+  });
+  afterAll(async () => {
+    await ugw?.close();
+  });
+  const asUser = (handle: string | undefined, route = "endpoint", extra: Record<string, string> = {}) => ({
+    [GATEWAY_SECRET_HEADER]: ugw.secret,
+    [GATEWAY_IDENTITY_HEADER]: "user",
+    [GATEWAY_ROUTE_HEADER]: route,
+    ...(handle ? { [CONTEXT_HEADER]: handle } : {}),
+    ...extra,
+  });
+  const upost = (p: string, body: string, headers: Record<string, string>) =>
+    fetch(`http://127.0.0.1:${ugw.port}${p}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        ...headers,
+      },
+      body,
+    });
+  /** A real SDK client as MetaMCP's for one person's request: the wrapper's headers with that request's handle. */
+  async function asPerson(handle: string) {
+    const client = new Client({ name: "test", version: "0.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(
+        new URL(`http://127.0.0.1:${ugw.port}/api/2.0/mcp/functions/main/tools`),
+        {
+          fetch: (input, init) => {
+            const headers = new Headers(init?.headers);
+            for (const [k, v] of Object.entries(asUser(handle))) headers.set(k, v);
+            return fetch(input, { ...init, headers });
+          },
+        },
+      ),
+    );
+    return client;
+  }
+  const tokenSeen = (r: unknown) =>
+    (JSON.parse((r as { content: { text: string }[] }).content[0]!.text) as { token: string }).token;
+
+  it("each person's call carries that person's own token, swapped from the handle; never the app's", async () => {
+    const ada = contexts.open({ token: ADA, email: "ada@example.com" });
+    const bob = contexts.open({ token: BOB, email: "bob@example.com" });
+    const a = await asPerson(ada);
+    const b = await asPerson(bob);
+    expect(tokenSeen(await a.callTool({ name: REGION_TOOL, arguments: { country: "DE" } }))).toBe(ADA);
+    expect(tokenSeen(await b.callTool({ name: REGION_TOOL, arguments: { country: "DE" } }))).toBe(BOB);
+    await a.close();
+    await b.close();
+    expect(userLines.some((l) => l.includes("as ada@example.com"))).toBe(true);
+    for (const l of userLines) for (const t of [ADA, BOB, issued[0]!]) expect(l).not.toContain(t);
+  });
+
+  it("an unknown, a released-and-expired or a missing handle is refused with the reason, the workspace never called", async () => {
+    const ada = contexts.open({ token: ADA, email: "ada@example.com" });
+    contexts.release(ada);
+    clock += 119_000;
+    expect((await upost("/api/2.0/mcp/functions/main/tools", rpc("initialize"), asUser(ada))).status).toBe(
+      200,
+    );
+    clock += 2_000;
+    const before = ws.requests.length;
+    for (const h of [ada, "f".repeat(64), undefined]) {
+      const res = await upost("/api/2.0/mcp/functions/main/tools", rpc("initialize"), asUser(h));
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { message: string }).message).toMatch(/none came with this request/);
+    }
+    expect(ws.requests.length).toBe(before);
+  });
+
+  it("the OpenAPI route (one session for every caller) and background work are refused, even with a handle", async () => {
+    const ada = contexts.open({ token: ADA, email: "ada@example.com" });
+    const before = ws.requests.length;
+    for (const route of ["openapi", "background"]) {
+      const res = await upost("/api/2.0/mcp/functions/main/tools", rpc("tools/call"), asUser(ada, route));
+      const body = (await res.json()) as { result: { isError: boolean; content: { text: string }[] } };
+      expect(body.result.isError).toBe(true);
+      expect(body.result.content[0]!.text).toMatch(/need an MCP session \(streamable HTTP or SSE\)/);
+    }
+    expect(ws.requests.length).toBe(before);
+  });
+
+  it("a process without the gateway secret gets nothing for a handle, however good", async () => {
+    const ada = contexts.open({ token: ADA, email: "ada@example.com" });
+    const before = ws.requests.length;
+    const headers = asUser(ada);
+    delete (headers as Record<string, string>)[GATEWAY_SECRET_HEADER];
+    expect((await upost("/api/2.0/mcp/functions/main/tools", rpc("initialize"), headers)).status).toBe(401);
+    expect(ws.requests.length).toBe(before);
+  });
+
+  it("an upstream Mcp-Session-Id opened by one principal is refused for another, never forwarded", async () => {
+    const ada = contexts.open({ token: ADA, email: "ada@example.com" });
+    const bob = contexts.open({ token: BOB, email: "bob@example.com" });
+    // The fake's /sql answers Mcp-Session-Id: sess-1 — here opened by Ada.
+    const opened = await upost("/api/2.0/mcp/sql", rpc("initialize"), asUser(ada));
+    expect(opened.headers.get("mcp-session-id")).toBe("sess-1");
+    const before = ws.requests.length;
+    const stolen = await upost(
+      "/api/2.0/mcp/sql",
+      rpc("tools/call"),
+      asUser(bob, "endpoint", { "mcp-session-id": "sess-1" }),
+    );
+    const body = (await stolen.json()) as { result: { isError: boolean; content: { text: string }[] } };
+    expect(body.result.isError).toBe(true);
+    expect(body.result.content[0]!.text).toMatch(/opened by someone else/);
+    const asApp = await upost("/api/2.0/mcp/sql", rpc("initialize"), {
+      [GATEWAY_SECRET_HEADER]: ugw.secret,
+      "mcp-session-id": "sess-1",
+    });
+    expect(asApp.status).toBe(403);
+    expect(ws.requests.length).toBe(before);
+    const own = await upost(
+      "/api/2.0/mcp/sql",
+      rpc("initialize"),
+      asUser(ada, "endpoint", { "mcp-session-id": "sess-1" }),
+    );
+    expect(own.status).toBe(200);
   });
 });

@@ -4,10 +4,13 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  databricksToolsContext,
   databricksToolsFetch,
   installDatabricksToolsFetch,
+  routeOf,
 } from "../../overlay/apps/backend/src/databricks-tools.js";
 import { clearSecrets } from "../../src/log/secrets.js";
+import { ToolContexts } from "../../src/runtime/databricks-tools/contexts.js";
 import { startToolsGateway, type ToolsGateway } from "../../src/runtime/databricks-tools/gateway.js";
 import { type FakeWorkspace, REGION_TOOL, startFakeWorkspace } from "./fake-workspace-mcp.js";
 
@@ -18,6 +21,8 @@ import { type FakeWorkspace, REGION_TOOL, startFakeWorkspace } from "./fake-work
  * untouched, never with the gateway's secret or a workspace token.
  */
 const TOKEN = "ws-token-wrapper-CCCCCCCCCCCC";
+const PERSON = "ws-token-person-PPPPPPPPPPPP";
+const contexts = new ToolContexts();
 let ws: FakeWorkspace;
 let gw: ToolsGateway;
 let other: Server;
@@ -27,8 +32,9 @@ const lines: string[] = [];
 let wrapped: typeof fetch;
 
 beforeAll(async () => {
-  ws = await startFakeWorkspace((t) => t === TOKEN);
+  ws = await startFakeWorkspace((t) => t === TOKEN || t === PERSON);
   gw = await startToolsGateway({
+    contexts,
     workspaceOrigin: ws.origin,
     token: () => ({ ok: true, token: TOKEN }),
     principalId: "sp-app-id",
@@ -77,6 +83,7 @@ describe("the backend's fetch wrapper", () => {
       region: "EMEA",
       token: TOKEN,
     });
+    expect(ws.requests.length).toBeGreaterThan(0);
     for (const r of ws.requests) {
       expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
       expect(r.headers["x-metamcp-gateway-secret"]).toBeUndefined();
@@ -106,12 +113,45 @@ describe("the backend's fetch wrapper", () => {
     expect(ws.requests.length).toBe(before);
   });
 
-  it("#identity=user is refused (per-person servers are not available yet), never called as the app", async () => {
+  it("#identity=user outside any request (background) is refused, never called as the app", async () => {
     const before = ws.requests.length;
     await expect(callRegion(`${ws.origin}/api/2.0/mcp/functions/main/tools#identity=user`)).rejects.toThrow(
-      /403|not available yet/,
+      /need an MCP session/,
     );
     expect(ws.requests.length).toBe(before);
+  });
+
+  it("#identity=user inside a person's request: the context middleware takes the handle off the request and the call carries that person's token", async () => {
+    const handle = contexts.open({ token: PERSON, email: "ada@example.com" });
+    const req = { headers: { "x-metamcp-databricks-context": handle }, url: "/metamcp/open/mcp" };
+    const result = await new Promise<unknown>((resolve, reject) =>
+      databricksToolsContext(req as never, {} as never, () => {
+        // As MetaMCP's handler: the header is gone before any of its code reads the request.
+        expect(req.headers["x-metamcp-databricks-context"]).toBeUndefined();
+        callRegion(`${ws.origin}/api/2.0/mcp/functions/main/tools#identity=user`).then(resolve, reject);
+      }),
+    );
+    expect(JSON.parse((result as { content: { text: string }[] }).content[0]!.text).token).toBe(PERSON);
+    // The same handle on the OpenAPI route is refused: one connection there serves every caller.
+    const openapi = { headers: { "x-metamcp-databricks-context": handle }, url: "/metamcp/open/api/tools/x" };
+    await expect(
+      new Promise((resolve, reject) =>
+        databricksToolsContext(openapi as never, {} as never, () => {
+          callRegion(`${ws.origin}/api/2.0/mcp/functions/main/tools#identity=user`).then(resolve, reject);
+        }),
+      ),
+    ).rejects.toThrow(/need an MCP session/);
+  });
+
+  it("routes as design §2 names them", () => {
+    expect(routeOf("/metamcp/ep/mcp")).toBe("endpoint");
+    expect(routeOf("/metamcp/ep/sse")).toBe("endpoint");
+    expect(routeOf("/metamcp/ep/message?sessionId=1")).toBe("endpoint");
+    expect(routeOf("/metamcp/ep/api/tools/x")).toBe("openapi");
+    expect(routeOf("/metamcp/ep/api/openapi.json")).toBe("openapi");
+    expect(routeOf("/mcp-proxy/server/mcp?url=x")).toBe("inspector");
+    expect(routeOf("/mcp-proxy/metamcp/ns/mcp")).toBe("namespace");
+    expect(routeOf("/trpc/frontend/x")).toBe("ui");
   });
 
   it("with the tools off, workspace URLs are refused and nothing is sent", async () => {

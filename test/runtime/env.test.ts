@@ -159,8 +159,55 @@ describe("the runtime's environment: every variable checked, one message naming 
       "my endpoint",
       /METAMCP_DEFAULT_ENDPOINT="my endpoint" is not valid: a MetaMCP endpoint name/,
     ],
+    // Every required variable says who sets it when it is missing.
+    ["DATABRICKS_APP_NAME", undefined, /DATABRICKS_APP_NAME is not set \(set by the Apps platform\)/],
+    ["DATABRICKS_HOST", undefined, /DATABRICKS_HOST is not set \(set by the Apps platform\)/],
+    ["DATABRICKS_CLIENT_ID", undefined, /DATABRICKS_CLIENT_ID is not set \(the app's service principal/],
+    ["DATABRICKS_CLIENT_SECRET", "", /DATABRICKS_CLIENT_SECRET is not set \(the app's service principal/],
+    ["PGUSER", undefined, /PGUSER is not set \(injected by the app's Lakebase database resource\)/],
+    ["PGDATABASE", undefined, /PGDATABASE is not set \(injected by the app's Lakebase database resource\)/],
+    [
+      "METAMCP_APP_URL",
+      "not a url at all",
+      /METAMCP_APP_URL="not a url at all" is not valid: the app's public origin/,
+    ],
+    ["METAMCP_AUDIT_DAYS", "3651", /METAMCP_AUDIT_DAYS="3651" is not valid: whole days to keep audit rows/],
+    [
+      "METAMCP_STDIO_SERVERS",
+      "admins",
+      /METAMCP_STDIO_SERVERS="admins" is not valid: one of managers, everyone, off/,
+    ],
   ])("%s=%j is refused", (name, value, message) => {
     expect(problemsOf({ [name]: value })).toMatch(message);
+  });
+
+  it("an unset variable is said once, as not set (not also as not valid)", () => {
+    const p = problemsOf({ DATABRICKS_HOST: undefined, DATABRICKS_APP_PORT: undefined });
+    expect(p).toContain("DATABRICKS_HOST is not set");
+    expect(p).toContain("DATABRICKS_APP_PORT is not set");
+    expect(p).not.toMatch(/DATABRICKS_HOST[^;]* is not valid|DATABRICKS_APP_PORT[^;]* is not valid/);
+  });
+
+  it("a client secret with whitespace is refused without showing it, and is not masked", () => {
+    const p = problemsOf({ DATABRICKS_CLIENT_SECRET: "dose0123 456789abcdef" });
+    expect(p).toContain("DATABRICKS_CLIENT_SECRET is not valid: it contains whitespace (value not shown)");
+    expect(p).not.toContain("dose0123");
+    expect(maskSecrets("dose0123 456789abcdef")).toBe("dose0123 456789abcdef");
+  });
+
+  it("the platform's OTLP protocols are read only when the deployer names no collector of their own", () => {
+    // With METAMCP_TELEMETRY_ENDPOINT its own protocol applies; the platform's are not the app's business.
+    const own = {
+      METAMCP_TELEMETRY: "otlp",
+      METAMCP_TELEMETRY_ENDPOINT: "https://otel.example.com/v1/traces",
+    };
+    expect(problemsOf({ ...own, OTEL_EXPORTER_OTLP_PROTOCOL: "thrift" })).toBe("");
+    expect(problemsOf({ OTEL_EXPORTER_OTLP_PROTOCOL: "thrift" })).toContain(
+      'OTEL_EXPORTER_OTLP_PROTOCOL="thrift" is not valid: one of grpc, http/protobuf, http/json',
+    );
+    expect(problemsOf({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "thrift" })).toContain(
+      'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="thrift" is not valid',
+    );
   });
 
   it("the tool-call audit: on, arguments off, 90 days by default; every setting checked", () => {

@@ -1,170 +1,53 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config/load.js";
 import { pollHealth } from "../../src/databricks/health.js";
-import { type LocalPlatform, startPlatform } from "../../src/local/platform/index.js";
 import { freePort } from "../../src/local/postgres.js";
-import { silentLogger } from "../../src/log/logger.js";
 import { waitFor } from "../../src/retry.js";
 import { CREDENTIAL_DIR_PREFIX } from "../../src/runtime/credentials.js";
-import { createFakeAppTree, freeInternalPorts } from "../support/fake-app-tree.js";
-import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
+import { listeningPorts, useRuntimeRig } from "../support/runtime-rig.js";
+import { UPSTREAM_PORTS } from "../support/upstream-port-holders.js";
 import { type RestartablePostgres, startRestartablePostgres, WorkspaceGate } from "./fault-rig.js";
 
 /**
  * The runtime bundle (`node runtime/start.mjs`) under real faults: signals sent at each moment of startup,
  * PostgreSQL stopped and started again, the Databricks stand-in hanging or failing its calls, credentials
- * expiring, a SIGKILL leaving files behind. Uses MetaMCP's fixed ports: imported by test/fixed-ports.test.ts.
+ * expiring, a SIGKILL leaving files behind. MetaMCP's internal ports are free ones (test/support/runtime-rig.ts).
  */
-interface Running {
-  child: ChildProcess;
-  /** Log messages as `[tag] message` (the runtime writes JSON lines off a TTY). */
-  lines: string[];
-  exited: Promise<number | null>;
-  tmp: string;
-}
-
-let portHolders: Awaited<ReturnType<typeof holdUpstreamPorts>> | undefined;
 let db: RestartablePostgres;
-let platform: LocalPlatform;
 let gate: WorkspaceGate;
-let treeDir: string;
-/** MetaMCP's internal ports for this file: free ones, so it runs beside anything holding 12008/12009. */
-let internal: Awaited<ReturnType<typeof freeInternalPorts>>;
-let appPort: number;
-const running: Running[] = [];
+const rig = useRuntimeRig(async () => {
+  db = await startRestartablePostgres({ database: "databricks_postgres", role: "7d1e2f3a-app-sp" });
+  return {
+    postgres: db,
+    clientSecret: "sp-secret-faults",
+    credentialTtlSeconds: 10,
+    name: "faults",
+    env: () => ({ DATABRICKS_HOST: gate.url }),
+  };
+});
+const { waitLine, waitReady, exitWithin, expectNoSurvivors } = rig;
+const startRuntime = (overrides: Record<string, string | undefined> = {}, tmp?: string) =>
+  rig.start(overrides, { tmp });
 const blockers: Server[] = [];
 /** The migration lock the runtime takes (database.ts MIGRATION_LOCK), held by the test to pause it there. */
 const MIGRATION_LOCK = 0x6d6d6462;
-
-function startRuntime(overrides: Record<string, string | undefined> = {}, tmp?: string): Running {
-  const dir = tmp ?? mkdtempSync(path.join(os.tmpdir(), "mmdb-rt-tmp-"));
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "/tmp",
-    TMPDIR: dir,
-  };
-  const all = { ...platform.appEnv, ...internal.env, DATABRICKS_HOST: gate.url, ...overrides };
-  for (const [k, v] of Object.entries(all)) if (v !== undefined) env[k] = v;
-  // Its own process group: after it exits, anything left in the group is an orphan of ours.
-  const child = spawn(process.execPath, [path.join(treeDir, "runtime/start.mjs")], {
-    cwd: treeDir,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  const lines: string[] = [];
-  for (const s of [child.stdout!, child.stderr!])
-    createInterface({ input: s }).on("line", (l) => {
-      try {
-        const j = JSON.parse(l) as { tag?: string; msg: string; level: string };
-        lines.push(`[${j.tag ?? ""}] ${j.level}: ${j.msg}`);
-      } catch {
-        lines.push(l);
-      }
-    });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const r = { child, lines, exited, tmp: dir };
-  running.push(r);
-  return r;
-}
-
-async function waitLine(r: Running, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
-  return await waitFor(
-    () => {
-      const hit = r.lines.find((l) => pattern.test(l));
-      if (hit) return hit;
-      if (r.child.exitCode !== null)
-        throw new Error(`runtime exited ${r.child.exitCode} before ${pattern}:\n${r.lines.join("\n")}`);
-      return undefined;
-    },
-    { timeoutMs, what: `a log line matching ${pattern}`, intervalMs: 50 },
-  );
-}
-
-/** Exit code, or a failure when it has not exited within `timeoutMs` (a deadline today's code misses). */
-async function exitWithin(r: Running, timeoutMs: number): Promise<number | null> {
-  return await waitFor(
-    () => (r.child.exitCode !== null || r.child.signalCode !== null ? r.child.exitCode : undefined),
-    {
-      timeoutMs,
-      what: "the runtime to exit",
-      intervalMs: 50,
-    },
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\n${r.lines.join("\n")}`);
-  });
-}
-
-/** Nothing of the runtime's process group survives it (children orphaned to PID 1 included). */
-async function expectNoSurvivors(r: Running): Promise<void> {
-  await waitFor(
-    () => {
-      try {
-        process.kill(-r.child.pid!, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    },
-    { timeoutMs: 10_000, what: "every process of the runtime's group to be gone" },
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}: a process outlived the runtime\n${r.lines.join("\n")}`);
-  });
-}
 
 function credentialDirs(tmp: string): string[] {
   return readdirSync(tmp).filter((n) => n.startsWith(CREDENTIAL_DIR_PREFIX));
 }
 
 async function appHealth(): Promise<{ status: number; body: string }> {
-  const res = await fetch(`http://127.0.0.1:${appPort}/metamcp/health`, {
-    signal: AbortSignal.timeout(10_000),
-  });
+  const res = await rig.appGet("/metamcp/health");
   return { status: res.status, body: await res.text() };
-}
-
-async function waitReady(r: Running): Promise<void> {
-  await waitLine(r, /\[start\] success: MetaMCP is ready/, 60_000);
 }
 
 describe("the runtime under faults", () => {
   beforeAll(async () => {
-    db = await startRestartablePostgres({ database: "databricks_postgres", role: "7d1e2f3a-app-sp" });
-    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
-    portHolders = await holdUpstreamPorts();
-    internal = await freeInternalPorts();
-    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-ftree-")), {
-      backendPort: internal.backendPort,
-    });
-    appPort = await freePort();
-    const config = loadConfig({
-      cwd: treeDir,
-      env: { APP_NAME: "metamcp-test", LAKEBASE_DATABASE: db.database },
-    });
-    platform = await startPlatform({
-      config,
-      secrets: {
-        betterAuthSecret: "a-real-looking-secret-0123456789",
-        clientId: db.role,
-        clientSecret: "sp-secret-faults",
-        pgSuperPassword: "",
-        userClientId: "local-cli-test",
-        userClientSecret: "user-client-secret-test",
-      },
-      postgres: db,
-      proxyPort: await freePort(),
-      appPort,
-      credentialTtlSeconds: 10,
-      log: silentLogger,
-    });
-    gate = new WorkspaceGate(platform.workspaceUrl);
+    gate = new WorkspaceGate(rig.platform.workspaceUrl);
     await gate.listen();
   });
 
@@ -172,20 +55,6 @@ describe("the runtime under faults", () => {
     gate.rules.clear();
     gate.hits.clear();
     await db.up();
-    for (const r of running.splice(0)) {
-      if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill("SIGTERM");
-        const timer = setTimeout(() => r.child.kill("SIGKILL"), 15_000);
-        await r.exited;
-        clearTimeout(timer);
-      }
-      try {
-        process.kill(-r.child.pid!, "SIGKILL");
-      } catch {
-        // the group is gone
-      }
-      rmSync(r.tmp, { recursive: true, force: true });
-    }
     for (const b of blockers.splice(0)) {
       b.closeAllConnections();
       await new Promise<void>((res) => b.close(() => res()));
@@ -194,10 +63,6 @@ describe("the runtime under faults", () => {
 
   afterAll(async () => {
     await gate?.close();
-    await platform?.close();
-    await db?.stop();
-    await portHolders?.release();
-    if (treeDir) rmSync(treeDir, { recursive: true, force: true });
   });
 
   describe("SIGTERM at any moment of startup: stops at once, launches nothing after, leaves no process", () => {
@@ -206,7 +71,7 @@ describe("the runtime under faults", () => {
       const app = startRuntime({ METAMCP_APP_URL: undefined });
       await waitLine(app, /public URL…/);
       await waitFor(
-        () => (gate.hits.get(`/api/2.0/apps/${platform.appEnv.DATABRICKS_APP_NAME}`) ? true : undefined),
+        () => (gate.hits.get(`/api/2.0/apps/${rig.platform.appEnv.DATABRICKS_APP_NAME}`) ? true : undefined),
         {
           timeoutMs: 20_000,
           what: "the lookup to reach the Apps API",
@@ -276,7 +141,7 @@ describe("the runtime under faults", () => {
         res.end();
       });
       blockers.push(squatter);
-      await new Promise<void>((r) => squatter.listen(internal.backendPort, "127.0.0.1", () => r()));
+      await new Promise<void>((r) => squatter.listen(rig.internal.backendPort, "127.0.0.1", () => r()));
       const app = startRuntime();
       await waitLine(app, /\[start\] info: MetaMCP servers…/);
       await waitLine(app, /backend exited unexpectedly/);
@@ -328,7 +193,7 @@ describe("the runtime under faults", () => {
     );
     // app-health shows the reason.
     const polled = await pollHealth({
-      appUrl: `http://127.0.0.1:${appPort}`,
+      appUrl: `http://127.0.0.1:${rig.appPort}`,
       token: async () => "unused-by-the-router",
       timeoutMs: 1000,
       intervalMs: 500,
@@ -358,7 +223,7 @@ describe("the runtime under faults", () => {
     );
     expect(JSON.parse(down.body).reason).toMatch(/cannot open a database connection: .*ECONNREFUSED/);
     const polled = await pollHealth({
-      appUrl: `http://127.0.0.1:${appPort}`,
+      appUrl: `http://127.0.0.1:${rig.appPort}`,
       token: async () => "unused-by-the-router",
       timeoutMs: 1000,
       intervalMs: 500,
@@ -473,7 +338,8 @@ describe("the runtime under faults", () => {
         .slice(1)
         .map((l) => l.trim().split(/\s+/))
         .filter(
-          (f) => f[3] === "0A" && f[1]?.endsWith(`:${appPort.toString(16).toUpperCase().padStart(4, "0")}`),
+          (f) =>
+            f[3] === "0A" && f[1]?.endsWith(`:${rig.appPort.toString(16).toUpperCase().padStart(4, "0")}`),
         )
         .map((f) => f[1]!.split(":")[0]);
     const local = startRuntime({ METAMCP_LISTEN_HOST: "127.0.0.1" });
@@ -484,5 +350,13 @@ describe("the runtime under faults", () => {
     const platformDefault = startRuntime();
     await waitLine(platformDefault, /listening on 0\.0\.0\.0:/);
     expect(listeners()).toEqual(["00000000"]);
+    // Serving, MetaMCP's servers are on the internal ports this file picked, never on upstream's 12008/12009
+    // (held by the suite with TEST_HOLD_UPSTREAM_PORTS=1, as a `make local` beside it would).
+    await waitReady(platformDefault);
+    const ports = listeningPorts(platformDefault.child.pid!);
+    expect(ports).toEqual(
+      expect.arrayContaining([rig.appPort, rig.internal.backendPort, rig.internal.frontendPort]),
+    );
+    for (const port of UPSTREAM_PORTS) expect(ports, `port ${port}`).not.toContain(port);
   });
 });

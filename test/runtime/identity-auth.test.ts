@@ -88,7 +88,7 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
       cwd: path.join(work, "app/metamcp/apps/backend"),
       env: {
         PATH: process.env.PATH,
-        PORT: String(port),
+        METAMCP_BACKEND_PORT: String(port),
         DATABASE_URL: pgs.roleUrl(password),
         PGOPTIONS: searchPathOption(SCHEMA),
         BETTER_AUTH_SECRET: "b".repeat(64),
@@ -117,7 +117,7 @@ describe("Databricks identity → MetaMCP user and session (real better-auth, re
         PATH: process.env.PATH,
         PORT: String(frontendPort),
         HOSTNAME: "127.0.0.1",
-        FAKE_BACKEND_PORT: String(port),
+        METAMCP_BACKEND_PORT: String(port),
       },
       stdio: "ignore",
     });

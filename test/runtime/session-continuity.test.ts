@@ -312,6 +312,7 @@ describe("a session moves between the app's instances (one PostgreSQL)", () => {
     expect(failures).toEqual([]);
     expect(ada.transport.sessionId).toBe(ada.sessionId);
     // Both instances now running are new: each re-opened the session once.
+    expect(instances).toHaveLength(2);
     for (const i of instances) expect(i.backend.opened).toBe(1);
     await ada.client.close();
   });

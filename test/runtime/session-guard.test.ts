@@ -486,6 +486,7 @@ describe("session guard parts", () => {
     for (let i = 0; i < 50; i++)
       table.add({ id: `bob-${i}`, scope: "metamcp/e", principal: "u:bob", transport: "streamable" });
     expect(table.owned("ada-1", "u:ada", "metamcp/e")).toBeDefined();
+    expect(ended).toHaveLength(47);
     expect(ended.every((id) => id.startsWith("bob-"))).toBe(true);
     expect(table.size).toBe(4);
   });

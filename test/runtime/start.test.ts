@@ -1,186 +1,84 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config/load.js";
-import { type LocalPlatform, startPlatform } from "../../src/local/platform/index.js";
-import { freePort } from "../../src/local/postgres.js";
+import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log/logger.js";
 import { waitFor } from "../../src/retry.js";
 import { runMigrations } from "../../src/runtime/database.js";
 import { MCP_TOOL_TIMEOUT_MS, seedMcpTimeouts } from "../../src/runtime/mcp-timeouts.js";
 import { sessionKey } from "../../src/runtime/session-store.js";
-import {
-  createFakeAppTree,
-  FAKE_METAMCP_API_KEY,
-  FAKE_TREE_TABLES,
-  freeInternalPorts,
-} from "../support/fake-app-tree.js";
+import { createFakeAppTree, FAKE_METAMCP_API_KEY, FAKE_TREE_TABLES } from "../support/fake-app-tree.js";
 import { startOtlpReceiver } from "../support/otlp-receiver.js";
 import { type LakebaseLikePostgres, startLakebaseLikePostgres } from "../support/postgres.js";
-import { holdUpstreamPorts } from "../support/upstream-port-holders.js";
+import { childPids, listeningPorts, RIG_AUTH_SECRET, useRuntimeRig } from "../support/runtime-rig.js";
+import { UPSTREAM_PORTS } from "../support/upstream-port-holders.js";
 import { REGION_TOOL, startFakeWorkspace } from "./fake-workspace-mcp.js";
 
 /**
  * The runtime bundle (`node runtime/start.mjs`, as app.yaml runs it) against the Databricks stand-in
- * and a Lakebase-like PostgreSQL whose passwords are the issued credentials, expiring at login.
- * MetaMCP's internal ports are free ones picked per run (METAMCP_BACKEND_PORT / METAMCP_FRONTEND_PORT, the
- * tree built for them), so this runs beside anything holding upstream's 12008/12009.
+ * and a Lakebase-like PostgreSQL whose passwords are the issued credentials, expiring at login
+ * (test/support/runtime-rig.ts): MetaMCP's internal ports are free ones picked per run, so this runs beside
+ * anything holding upstream's 12008/12009.
  */
-interface Running {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<{ code: number | null; ms: number }>;
-}
-
-let portHolders: Awaited<ReturnType<typeof holdUpstreamPorts>> | undefined;
 let db: LakebaseLikePostgres;
-let platform: LocalPlatform;
-let treeDir: string;
-let appPort: number;
-let internalPortsEnv: Record<string, string>;
-const running: Running[] = [];
+const rig = useRuntimeRig(async () => {
+  db = await startLakebaseLikePostgres({ role: "6c0e1f9a-app-sp" });
+  return { postgres: db, clientSecret: "sp-secret-xyz", credentialTtlSeconds: 3, name: "start" };
+});
+const startRuntime = rig.start;
+const appGet = rig.appGet;
+const waitReady = rig.waitReady;
 
-function startRuntime(overrides: Record<string, string | undefined> = {}): Running {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" };
-  for (const [k, v] of Object.entries({ ...platform.appEnv, ...internalPortsEnv, ...overrides }))
-    if (v !== undefined) env[k] = v;
-  const t0 = Date.now();
-  // Its own process group, so cleanup can take the runtime AND its children down even after a failure.
-  const child = spawn(process.execPath, [path.join(treeDir, "runtime/start.mjs")], {
-    cwd: treeDir,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  const lines: string[] = [];
-  for (const s of [child.stdout!, child.stderr!])
-    createInterface({ input: s }).on("line", (l) => lines.push(l));
-  const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
-    child.once("exit", (code) => resolve({ code, ms: Date.now() - t0 })),
-  );
-  const r = { child, lines, exited };
-  running.push(r);
-  return r;
-}
-
-async function appGet(pathname: string, init: RequestInit = {}): Promise<Response> {
-  return await fetch(`http://127.0.0.1:${appPort}${pathname}`, {
-    ...init,
-    signal: AbortSignal.timeout(10_000),
-  });
-}
-
-/** The processes `pid` started (every thread's children, as /proc lists them). */
-function childPids(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
-    readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ").filter(Boolean).map(Number),
-  );
-}
 /** What any process of the app's user can read of `pid`: the environment it started with. */
 const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, "latin1");
 /** The runtime's credential folder (its `owner` file names the runtime's pid) and the live credential in it. */
-function credentialOf(runtimePid: number): { dir: string; file: string; token: string } {
-  for (const name of readdirSync(os.tmpdir()).filter((n) => n.startsWith("metamcp-cred-"))) {
-    const dir = path.join(os.tmpdir(), name);
+function credentialOf(runtime: { child: { pid?: number }; tmp: string }): {
+  dir: string;
+  file: string;
+  token: string;
+} {
+  for (const name of readdirSync(runtime.tmp).filter((n) => n.startsWith("metamcp-cred-"))) {
+    const dir = path.join(runtime.tmp, name);
     try {
-      if ((JSON.parse(readFileSync(path.join(dir, "owner"), "utf8")) as { pid: number }).pid !== runtimePid)
+      if (
+        (JSON.parse(readFileSync(path.join(dir, "owner"), "utf8")) as { pid: number }).pid !==
+        runtime.child.pid
+      )
         continue;
       const file = path.join(dir, "pgpassword");
       return { dir, file, token: readFileSync(file, "utf8").trim() };
     } catch {
-      // another run's folder, or one being removed
+      // one being removed
     }
   }
-  throw new Error(`no credential folder of process ${runtimePid} in ${os.tmpdir()}`);
-}
-
-async function waitReady(r: Running): Promise<void> {
-  await waitFor(
-    async () => {
-      if (r.child.exitCode !== null)
-        throw new Error(`runtime exited ${r.child.exitCode}:\n${r.lines.join("\n")}`);
-      const res = await appGet("/metamcp/health").catch(() => undefined);
-      return res?.status === 200 ? true : undefined;
-    },
-    { timeoutMs: 60_000, what: "the runtime to serve /metamcp/health" },
-  );
+  throw new Error(`no credential folder of process ${runtime.child.pid} in ${runtime.tmp}`);
 }
 
 describe("the runtime bundle against the Databricks stand-in", () => {
-  beforeAll(async () => {
-    db = await startLakebaseLikePostgres({ role: "6c0e1f9a-app-sp" });
-    // As a `make local` beside the suite would (TEST_HOLD_UPSTREAM_PORTS=1): 12008/12009 taken; ours are free ones.
-    portHolders = await holdUpstreamPorts();
-    const internal = await freeInternalPorts();
-    internalPortsEnv = internal.env;
-    treeDir = createFakeAppTree(mkdtempSync(path.join(os.tmpdir(), "mmdb-tree-")), {
-      backendPort: internal.backendPort,
-    });
-    appPort = await freePort();
-    const config = loadConfig({
-      cwd: treeDir,
-      env: { APP_NAME: "metamcp-test", LAKEBASE_DATABASE: db.database },
-    });
-    platform = await startPlatform({
-      config,
-      secrets: {
-        betterAuthSecret: "a-real-looking-secret-0123456789",
-        clientId: db.role,
-        clientSecret: "sp-secret-xyz",
-        pgSuperPassword: "",
-        userClientId: "local-cli-test",
-        userClientSecret: "user-client-secret-test",
-      },
-      postgres: db,
-      proxyPort: await freePort(),
-      appPort,
-      credentialTtlSeconds: 3,
-      log: silentLogger,
-    });
-  });
-
-  afterEach(async () => {
-    for (const r of running.splice(0)) {
-      if (r.child.exitCode === null && r.child.signalCode === null) {
-        r.child.kill("SIGTERM");
-        const timer = setTimeout(() => r.child.kill("SIGKILL"), 15_000);
-        await r.exited;
-        clearTimeout(timer);
-      }
-      try {
-        process.kill(-r.child.pid!, "SIGKILL"); // anything left in its group
-      } catch {
-        // the group is gone: nothing orphaned
-      }
-    }
-  });
-
-  afterAll(async () => {
-    await platform?.close();
-    await db?.stop();
-    await portHolders?.release();
-    if (treeDir) rmSync(treeDir, { recursive: true, force: true });
-  });
-
   describe("start (the runtime inside the app)", () => {
     it("migrates into the custom schema and serves through one port, across credential renewals with zero failed queries", async () => {
       const app = startRuntime();
       await waitReady(app);
-      // Served while upstream's 12008/12009 are someone else's (when this suite could take them).
-      for (const port of portHolders?.held ?? [])
+      // MetaMCP's servers listen on the internal ports the app was given, never on upstream's 12008/12009,
+      // and the runtime adds no port of its own but the app's and the tools gateway's (loopback, any free one).
+      const ports = listeningPorts(app.child.pid!);
+      expect(ports).toEqual(
+        expect.arrayContaining([rig.appPort, rig.internal.backendPort, rig.internal.frontendPort]),
+      );
+      for (const port of UPSTREAM_PORTS) expect(ports, `port ${port}`).not.toContain(port);
+      expect(ports.length, `listening: ${ports.join(", ")}`).toBeLessThanOrEqual(4);
+      // With TEST_HOLD_UPSTREAM_PORTS=1 (as a `make local` beside it): served while those are someone else's.
+      for (const port of rig.heldUpstreamPorts)
         expect((await fetch(`http://127.0.0.1:${port}/`)).status, `port ${port}`).toBe(503);
       const notes = await (await appGet("/metamcp/notes")).json();
       expect(notes).toEqual({ bodies: [], schema: null });
       // Every request opens a NEW login (and the pool's idle connections expire): each must use the current credential.
       let ok = 0;
       const failures: string[] = [];
-      const renewals = () => app.lines.filter((l) => l.includes("database credential renewed")).length;
+      const renewals = () => app.raw.filter((l) => l.includes("database credential renewed")).length;
       await waitFor(
         async () => {
           for (const p of ["/metamcp/fresh", `/metamcp/notes?body=n${ok}`]) {
@@ -193,31 +91,33 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         { timeoutMs: 60_000, what: "five credential renewals", intervalMs: 50 },
       );
       // On failure, the app's own last lines say which side failed.
-      expect(failures, app.lines.slice(-60).join("\n")).toEqual([]);
+      expect(failures, app.raw.slice(-60).join("\n")).toEqual([]);
       expect(ok).toBeGreaterThan(10);
       const fresh = await (await appGet("/metamcp/fresh")).json();
       expect(fresh).toEqual({ schema: "metamcp_app" });
       // As the app's role, with a credential of the stand-in's (its logins are the stand-in's to check).
-      const tables = await Promise.resolve(platform.issueDatabaseCredential(60)).then(async ({ token }) => {
-        const c = new pg.Client({ connectionString: db.roleUrl(token) });
-        await c.connect();
-        const r = await c.query(
-          "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 2",
-        );
-        await c.end();
-        return r.rows;
-      });
+      const tables = await Promise.resolve(rig.platform.issueDatabaseCredential(60)).then(
+        async ({ token }) => {
+          const c = new pg.Client({ connectionString: db.roleUrl(token) });
+          await c.connect();
+          const r = await c.query(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') ORDER BY 2",
+          );
+          await c.end();
+          return r.rows;
+        },
+      );
       // Upstream's (fake) tables and our own endpoint-identity table, all in the custom schema.
       expect(tables).toEqual(
         FAKE_TREE_TABLES.map((table_name) => ({ table_schema: "metamcp_app", table_name })),
       );
       // No secret in the runtime's own output.
       // local's default user stands for the deployer (CAN_MANAGE): the one STDIO manager, said at start.
-      expect(app.lines.join("\n")).toContain(
+      expect(app.raw.join("\n")).toContain(
         "STDIO servers: only the app's managers may create or change them (1 user(s), 0 service principal(s) in METAMCP_APP_MANAGERS)",
       );
-      expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
-      expect(app.lines.join("\n")).not.toContain("a-real-looking-secret-0123456789");
+      expect(app.raw.join("\n")).not.toContain("sp-secret-xyz");
+      expect(app.raw.join("\n")).not.toContain(RIG_AUTH_SECRET);
     });
 
     it("MetaMCP's backend and frontend start with none of the app's secrets in their environment, and still work (also after a restart)", async () => {
@@ -225,9 +125,9 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       await waitReady(app);
       const runtimePid = app.child.pid!;
       // Through the stand-in's Apps proxy, as a signed-in person: the router stamps its identity secret.
-      const { token } = platform.issueUserToken("ada@example.com");
+      const { token } = rig.platform.issueUserToken("ada@example.com");
       const viaProxy = (p: string) =>
-        fetch(`${platform.appUrl}${p}`, {
+        fetch(`${rig.platform.appUrl}${p}`, {
           headers: { authorization: `Bearer ${token}` },
           redirect: "manual",
           signal: AbortSignal.timeout(10_000),
@@ -238,7 +138,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         ],
       );
       expect(identitySecret).toMatch(/^[0-9a-f]{64}$/);
-      const credential = credentialOf(runtimePid);
+      const credential = credentialOf(app);
       // Where the live Lakebase credential is: only this user may open the folder and the file.
       expect(statSync(credential.dir).mode & 0o777).toBe(0o700);
       expect(statSync(credential.file).mode & 0o777).toBe(0o600);
@@ -257,7 +157,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const noSecret = await fetch(`http://127.0.0.1:${gateway.port}/api/2.0/mcp/sql`, { method: "POST" });
       expect(noSecret.status).toBe(401);
       const secrets = [
-        "a-real-looking-secret-0123456789", // BETTER_AUTH_SECRET
+        RIG_AUTH_SECRET, // BETTER_AUTH_SECRET
         "sp-secret-xyz", // DATABRICKS_CLIENT_SECRET
         identitySecret,
         credential.dir,
@@ -312,7 +212,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       // with, the service principal's secret and app.yaml's BETTER_AUTH_SECRET in it (Node cannot rewrite it).
       const runtimeEnviron = environOf(runtimePid);
       expect(runtimeEnviron).toContain("sp-secret-xyz");
-      expect(runtimeEnviron).toContain("a-real-looking-secret-0123456789"); // app.yaml's valueFrom, the same way
+      expect(runtimeEnviron).toContain(RIG_AUTH_SECRET); // app.yaml's valueFrom, the same way
       // What the runtime makes itself is in no process's environment.
       expect(runtimeEnviron).not.toContain(identitySecret);
       expect(runtimeEnviron).not.toContain(gateway.secret);
@@ -324,17 +224,17 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const seenTokens = new Set<string>();
       const ws = await startFakeWorkspace(async (token) => {
         seenTokens.add(token);
-        const res = await fetch(`${platform.workspaceUrl}/api/2.0/apps/metamcp-test`, {
+        const res = await fetch(`${rig.platform.workspaceUrl}/api/2.0/apps/metamcp-test`, {
           headers: { authorization: `Bearer ${token}` },
         });
         return res.status === 200;
-      }, platform.workspaceUrl);
+      }, rig.platform.workspaceUrl);
       try {
         const app = startRuntime({ DATABRICKS_HOST: ws.origin });
         await waitReady(app);
         const client = new Client({ name: "agent", version: "0.0.0" });
         await client.connect(
-          new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${appPort}/metamcp/open/mcp`)),
+          new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${rig.appPort}/metamcp/open/mcp`)),
         );
         const call = async (serverPath: string, tool = REGION_TOOL) => {
           const r = await client.callTool({
@@ -359,10 +259,10 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         const denied = await call("/api/2.0/mcp/functions/main/secret");
         expect(denied.isError).toBe(true);
         expect(denied.text).toContain(`GRANT EXECUTE ON SCHEMA main.secret TO \`${db.role}\``);
-        // Per-person servers are refused, never answered as the app.
+        // Per-person servers with no forwarded token are refused, never answered as the app.
         const perPerson = await call("/api/2.0/mcp/functions/main/tools#identity=user");
         expect(perPerson.isError).toBe(true);
-        expect(perPerson.text).toMatch(/403|not available yet/);
+        expect(perPerson.text).toMatch(/none came with this request.*never called as the app/);
         // Outside /api/2.0/mcp/<kind>: refused, and the gateway's refusal is in the runtime's log.
         const before = ws.requests.length;
         expect((await call("/api/2.0/mcp/unknown/x")).isError).toBe(true);
@@ -370,13 +270,13 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         expect(ws.requests.length).toBe(before);
         await client.close();
         await waitFor(
-          () => (app.lines.some((l) => l.includes("databricks-tools: refused")) ? true : undefined),
+          () => (app.raw.some((l) => l.includes("databricks-tools: refused")) ? true : undefined),
           {
             timeoutMs: 5000,
             what: "the refusal's log line",
           },
         );
-        const log = app.lines.join("\n");
+        const log = app.raw.join("\n");
         expect(log).toContain(
           `Databricks tools on: servers on ${new URL(ws.origin).host}/api/2.0/mcp/… run as the app's service principal ${db.role} (added or changed by the app's managers`,
         );
@@ -390,10 +290,10 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     it("an MCP session outlives a crash of MetaMCP's backend and a restart of the app: a client with no re-initialize logic keeps calling (issue 25)", async () => {
       let app = startRuntime();
       await waitReady(app);
-      expect(app.lines.join("\n")).toContain("MCP sessions recorded in metamcp_app.databricks_mcp_sessions");
+      expect(app.raw.join("\n")).toContain("MCP sessions recorded in metamcp_app.databricks_mcp_sessions");
       const client = new Client({ name: "no-reinit-client", version: "1.0.0" });
       const transport = new StreamableHTTPClientTransport(
-        new URL(`http://127.0.0.1:${appPort}/metamcp/demo/mcp`),
+        new URL(`http://127.0.0.1:${rig.appPort}/metamcp/demo/mcp`),
         { requestInit: { headers: { "x-api-key": FAKE_METAMCP_API_KEY } } },
       );
       await client.connect(transport);
@@ -406,7 +306,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const before = (await (await appGet("/metamcp/pid")).json()) as { pid: number };
       await appGet("/metamcp/exit0");
       await waitFor(
-        () => (app.lines.some((l) => l.includes("backend exited unexpectedly")) ? true : undefined),
+        () => (app.raw.some((l) => l.includes("backend exited unexpectedly")) ? true : undefined),
         { timeoutMs: 10_000, what: "the backend's exit" },
       );
       expect(await echo("during the restart")).toBe("during the restart");
@@ -439,7 +339,36 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       });
       await waitReady(app);
       expect(await (await appGet("/metamcp/fresh")).json()).toEqual({ schema: "metamcp_app" });
-      expect(app.lines.join("\n")).toContain("Lakebase credential (provisioned)");
+      expect(app.raw.join("\n")).toContain("Lakebase credential (provisioned)");
+    });
+
+    it("says its startup steps in order as its progress, and a skipped one says it was skipped and why", async () => {
+      const app = startRuntime();
+      await waitReady(app);
+      const progress = app.raw
+        .map((l) => JSON.parse(l) as { tag: string; msg: string })
+        .filter((l) => l.tag === "start" && (l.msg.endsWith("…") || l.msg.includes(": skipped, ")))
+        .map((l) => l.msg);
+      expect(progress).toEqual([
+        "app tree…",
+        "app port…",
+        "public URL…",
+        "Lakebase instance state: skipped, Lakebase Autoscaling has no instance to wait for",
+        "Lakebase credential (autoscaling)…",
+        "database…",
+        "connect…",
+        "schema metamcp_app…",
+        "migrations…",
+        "tool timeouts…",
+        "sign-up setting…",
+        "endpoint identity table…",
+        "audit table…",
+        "session table…",
+        "STDIO servers…",
+        "Databricks tools…",
+        "MetaMCP servers…",
+      ]);
+      expect(app.raw.join("\n")).toMatch(/"msg":"MetaMCP servers: done in \d+ ms"/);
     });
 
     it("restarts a child that exits with code 0 instead of taking it for success", async () => {
@@ -456,7 +385,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         },
         { timeoutMs: 20_000, what: "the backend to be restarted" },
       );
-      expect(app.lines.some((l) => l.includes("backend exited unexpectedly (code 0"))).toBe(true);
+      expect(app.raw.some((l) => l.includes("backend exited unexpectedly (code 0"))).toBe(true);
       expect(app.child.exitCode).toBeNull();
     });
 
@@ -482,7 +411,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         const app = startRuntime({ METAMCP_ROOT: path.join(broken, "metamcp") });
         const exit = await app.exited;
         expect(exit.code).toBe(2);
-        expect(app.lines.join("\n")).toMatch(/the app tree's backend has no usable drizzle-orm.*make build/);
+        expect(app.raw.join("\n")).toMatch(/the app tree's backend has no usable drizzle-orm.*make build/);
       } finally {
         rmSync(broken, { recursive: true, force: true });
       }
@@ -535,8 +464,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
       const app = startRuntime(overrides);
       const exit = await app.exited;
       expect(exit.code).toBe(code);
-      expect(app.lines.join("\n")).toMatch(message);
-      expect(app.lines.join("\n")).not.toContain("sp-secret-xyz");
+      expect(app.raw.join("\n")).toMatch(message);
+      expect(app.raw.join("\n")).not.toContain("sp-secret-xyz");
     });
   });
 
@@ -546,7 +475,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
     async function callEcho(): Promise<void> {
       const client = new Client({ name: "telemetry-test", version: "1.0.0" });
       await client.connect(
-        new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${appPort}/metamcp/demo/mcp`), {
+        new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${rig.appPort}/metamcp/demo/mcp`), {
           requestInit: { headers: { "x-api-key": FAKE_METAMCP_API_KEY } },
         }),
       );
@@ -570,7 +499,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
           OTEL_RESOURCE_ATTRIBUTES: "workspace.id=1234567890123456,app.name=metamcp-test",
         });
         await waitReady(app);
-        expect(app.lines.join("\n")).toContain(
+        expect(app.raw.join("\n")).toContain(
           `telemetry on: a span per MCP request over OTLP (http/json) to ${receiver.url}, service metamcp-test`,
         );
         await callEcho();
@@ -608,7 +537,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
           METAMCP_TELEMETRY_PROTOCOL: "http/json",
         });
         await waitReady(app);
-        expect(app.lines.join("\n")).toContain("tool-call audit off (METAMCP_AUDIT=off)");
+        expect(app.raw.join("\n")).toContain("tool-call audit off (METAMCP_AUDIT=off)");
         await callEcho();
         await waitFor(() => (receiver.spans.some((s) => s.name === "tools/call echo") ? true : undefined), {
           timeoutMs: 20_000,
@@ -616,7 +545,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
           what: "the tool call's span at the collector",
         });
         // The service is the app's own name when the platform names none.
-        expect(receiver.spans[0]!.resource["service.name"]).toBe(platform.appEnv.DATABRICKS_APP_NAME);
+        expect(receiver.spans[0]!.resource["service.name"]).toBe(rig.platform.appEnv.DATABRICKS_APP_NAME);
         expect(receiver.bodies.join("\n")).not.toContain(SECRET_TEXT);
       } finally {
         await receiver.close();
@@ -636,7 +565,7 @@ describe("the runtime bundle against the Databricks stand-in", () => {
         app.child.kill("SIGTERM");
         expect((await app.exited).code).toBe(0);
         expect(receiver.bodies).toEqual([]);
-        expect(app.lines.join("\n")).not.toContain("telemetry");
+        expect(app.raw.join("\n")).not.toContain("telemetry");
       } finally {
         await receiver.close();
       }
@@ -645,8 +574,8 @@ describe("the runtime bundle against the Databricks stand-in", () => {
 
   describe("migrations", () => {
     it("run once when two instances start together (advisory lock), and are a no-op after", async () => {
-      const folder = path.join(treeDir, "metamcp/apps/backend/drizzle");
-      const { token } = platform.issueDatabaseCredential(60);
+      const folder = path.join(rig.treeDir, "metamcp/apps/backend/drizzle");
+      const { token } = rig.platform.issueDatabaseCredential(60);
       const clients = [0, 1, 2].map(
         () =>
           new pg.Client({

@@ -204,9 +204,9 @@ export function identityFrontend(backendPort = 12009): string {
 import { createServer } from "node:http";
 const port = Number(process.env.PORT);
 const PUBLIC = new Set(["/login", "/register", "/", "/cors-error"]);
-// Upstream's Next build bakes in localhost:12009; this tree was made for the backend port below
-// (FAKE_BACKEND_PORT: for a test running this frontend on its own).
-const backendPort = Number(process.env.FAKE_BACKEND_PORT ?? ${backendPort});
+// As upstream's middleware after our frontend-backend-port patch: METAMCP_BACKEND_PORT (which the runtime
+// passes to both children), else the port this tree was made for (upstream's 12009).
+const backendPort = Number(process.env.METAMCP_BACKEND_PORT) || ${backendPort};
 const esc = (s) => String(s ?? "").replace(/[<>&"']/g, "");
 async function sessionOf(cookie) {
   try {
@@ -233,7 +233,7 @@ createServer(async (req, res) => {
   res.writeHead(200, { "content-type": "text/html" });
   res.end("<!doctype html><html><head><title>frontend " + url.pathname + "</title></head><body>" +
     "<h1 id='page'>frontend " + url.pathname + "</h1><p id='who'>" + esc(req.headers["x-forwarded-email"] ?? "nobody") + "</p>" +
-    "<p id='user'>" + esc(session?.user?.email ?? "signed out") + "</p><p id='user-id'>" + esc(session?.user?.id ?? "") + "</p>" + form +
+    "<p id='backend-port'>" + backendPort + "</p><p id='user'>" + esc(session?.user?.email ?? "signed out") + "</p><p id='user-id'>" + esc(session?.user?.id ?? "") + "</p>" + form +
     "<a id='api-keys' href='/api-keys'>API keys</a> <a id='servers' href='/en/mcp-servers'>servers</a></body></html>");
 }).listen(port, process.env.HOSTNAME, () => console.log("frontend ready"));
 process.on("SIGTERM", () => process.exit(0));

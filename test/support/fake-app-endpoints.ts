@@ -1,7 +1,8 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import ts from "typescript";
-import { endpointIdentityModule } from "../../src/patches/endpoint-identity-module.js";
+import { ENDPOINT_IDENTITY_MODULE_FILE, schemaModule } from "../../src/patches/endpoint-identity-module.js";
+import { PROJECT_ROOT } from "./cli.js";
 
 /**
  * The MCP-endpoint parts of the fake app tree (docs/identity.md, "MCP clients"), as MetaMCP v2.4.22 has them
@@ -75,13 +76,17 @@ export const db = drizzle(pool);
 `;
 
 /** Our module as the built backend carries it (tsup bundles it upstream; here: transpiled, imports as .mjs). */
-export function transpiledEndpointIdentityModule(schema = FAKE_SCHEMA): string {
-  const out = ts.transpileModule(endpointIdentityModule(schema), {
+export function transpiledEndpointIdentityModule(): string {
+  return transpiled(readFileSync(path.join(PROJECT_ROOT, "overlay", ENDPOINT_IDENTITY_MODULE_FILE), "utf8"))
+    .replace(/from "\.\/databricks-identity"/, 'from "./databricks-identity.mjs"')
+    .replace(/from "\.\/databricks-schema"/, 'from "./databricks-schema.mjs"')
+    .replace(/from "\.\/db\/index"/, 'from "./db/index.mjs"');
+}
+
+function transpiled(text: string): string {
+  return ts.transpileModule(text, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   }).outputText;
-  return out
-    .replace(/from "\.\/databricks-identity"/, 'from "./databricks-identity.mjs"')
-    .replace(/from "\.\/db\/index"/, 'from "./db/index.mjs"');
 }
 
 /** Writes the endpoints migration, the db module and our module into `backendDir` (journal entry: the caller). */
@@ -93,5 +98,6 @@ export function writeEndpointIdentityFiles(backendDir: string): void {
     path.join(backendDir, "dist/databricks-endpoint-identity.mjs"),
     transpiledEndpointIdentityModule(),
   );
+  writeFileSync(path.join(backendDir, "dist/databricks-schema.mjs"), transpiled(schemaModule(FAKE_SCHEMA)));
   writeFileSync(path.join(backendDir, "drizzle/0003_endpoints.sql"), ENDPOINTS_MIGRATION);
 }

@@ -32,9 +32,10 @@ import { writeTrpcFiles } from "./fake-app-trpc.js";
  * - metamcp/apps/backend/dist/auth.mjs + databricks-identity.mjs: real better-auth with OUR injected module,
  *   mounted at /api/auth as upstream does (fake-app-auth.ts);
  * - metamcp/apps/frontend/server.js: redirects and checks the session as MetaMCP on Next standalone does
- *   (fake-app-auth.ts identityFrontend), else a page. Its backend port is baked in, as Next's build bakes
- *   upstream's localhost:12009 (FakeAppTreeOptions.backendPort); the backend listens on PORT (which the runtime
- *   sets from METAMCP_BACKEND_PORT), the frontend on PORT.
+ *   (fake-app-auth.ts identityFrontend), else a page. Both are shaped like a real tree after our patches: the
+ *   backend listens on METAMCP_BACKEND_PORT, else upstream's fixed 12009 (backend-loopback), and the frontend
+ *   asks the backend there too (frontend-backend-port; FakeAppTreeOptions.backendPort is its fallback in
+ *   place of 12009); the frontend listens on PORT, as Next's standalone server does.
  * `pg`, drizzle-orm (the runtime's migrator), the MCP SDK and zod resolve through a node_modules link to this
  * project's (the real tree ships the backend's own in metamcp/apps/backend/node_modules).
  */
@@ -62,7 +63,7 @@ export const FAKE_ENDPOINTS = {
 const BACKEND = String.raw`
 // As the databricks-tools patch makes index.ts: our module first (after the test's capture of the secret).
 import "./capture-gateway-secret.mjs";
-import "./databricks-tools.mjs";
+import { databricksToolsContext } from "./databricks-tools.mjs";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -248,7 +249,9 @@ async function handleMcp(req, res, url, name, kind, send) {
   send(404, { error: "not found" });
 }
 
-const server = createServer(async (req, res) => {
+// As the databricks-tools patch mounts it: first on the app, each request's per-person handle in its context.
+const server = createServer((req, res) => databricksToolsContext(req, res, () => void serve(req, res)));
+async function serve(req, res) {
   const url = new URL(req.url, "http://x");
   const send = (status, body) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -314,9 +317,10 @@ const server = createServer(async (req, res) => {
     if (!res.headersSent) send(500, { error: String(err.message ?? err) });
     else res.destroy();
   }
-});
-// Upstream's shape (no host: every interface); createFakeAppTree runs our backend-loopback patch on it.
-server.listen(Number(process.env.PORT), async () => console.log("backend listening on " + process.env.PORT));
+}
+// Upstream's shape (its fixed port, no host: every interface); createFakeAppTree runs our backend-loopback
+// patch on it, which makes the port METAMCP_BACKEND_PORT's when that is set, as on a real tree.
+server.listen(12009, async () => console.log("backend listening on " + server.address().port));
 process.on("SIGTERM", () => {
   for (const t of [...httpSessions.values(), ...sseSessions.values()]) t.close().catch(() => {});
   server.closeAllConnections();
@@ -366,8 +370,8 @@ export interface FakeAppTreeOptions {
    */
   withoutDrizzle?: boolean;
   /**
-   * The backend port this tree is built for (default upstream's 12009): the frontend reaches the backend
-   * there. Start the runtime with METAMCP_BACKEND_PORT set to the same (freeInternalPorts).
+   * Where the frontend reaches the backend when METAMCP_BACKEND_PORT is not set (default upstream's 12009;
+   * the runtime always sets it). Start the runtime with METAMCP_BACKEND_PORT set to the same (freeInternalPorts).
    */
   backendPort?: number;
 }

@@ -1150,6 +1150,34 @@ export const CreateEndpointRequestSchema = z.object({
 });
 `;
 
+/**
+ * How the frontend's `middleware.ts` checks a private page's session at the backend (shapes written here):
+ * - `origin` (v2.0.0–v2.0.5): `betterFetch(…, { baseURL: request.nextUrl.origin })`, through Next's rewrites;
+ * - `backend-url` (v2.0.6 to main): `baseURL: "http://localhost:12009"`, straight to the backend's fixed port.
+ */
+export type FrontendMiddlewareForm = "origin" | "backend-url";
+export const FRONTEND_MIDDLEWARE_FORMS: Record<string, FrontendMiddlewareForm> = { "v2.0.0": "origin" };
+
+export function syntheticFrontendMiddleware(form: FrontendMiddlewareForm): string {
+  const baseURL = form === "origin" ? "request.nextUrl.origin" : '"http://localhost:12009"';
+  return `import { betterFetch } from "@better-fetch/fetch";
+import { type NextRequest, NextResponse } from "next/server";
+
+export async function middleware(request: NextRequest) {
+  if (request.nextUrl.pathname.startsWith("/login")) return NextResponse.next();
+  const { data: session } = await betterFetch("/api/auth/get-session", {
+    // the session lives at the backend, asked from inside the same container
+    baseURL: ${baseURL},
+    headers: { cookie: request.headers.get("cookie") || "" },
+  });
+  if (!session) return NextResponse.redirect(new URL("/login", request.url));
+  return NextResponse.next();
+}
+
+export const config = { matcher: ["/((?!api|_next/static|_next/image|favicon.ico).*)"] };
+`;
+}
+
 /** next.config.js as v2.0.0–v2.4.5 have it: no `experimental` at all (written here). */
 export const SYNTHETIC_NEXT_CONFIG_NO_EXPERIMENTAL = SYNTHETIC_NEXT_CONFIG.replace(
   "  experimental: {\n    proxyTimeout: 1000 * 120,\n  },\n",
@@ -1182,6 +1210,9 @@ export function syntheticVersionFiles(
     "apps/backend/src/auth.ts": syntheticAuth(authForm),
     "apps/backend/drizzle.config.ts": DRIZZLE_CONFIG,
     "apps/frontend/next.config.js": SYNTHETIC_NEXT_CONFIG,
+    "apps/frontend/middleware.ts": syntheticFrontendMiddleware(
+      FRONTEND_MIDDLEWARE_FORMS[label] ?? "backend-url",
+    ),
     ...syntheticEndpointsPage(ENDPOINTS_PAGE_FORMS[label] ?? "v2.4"),
     "packages/zod-types/src/endpoints.zod.ts": SYNTHETIC_ENDPOINTS_ZOD,
     "apps/backend/drizzle/meta/_journal.json": journal(migrations),

@@ -12,8 +12,10 @@ export interface ExplainInput {
   body: unknown;
   kind: McpKind;
   ids: string[];
-  /** Who called, for the grant to ask for: the service principal's application id. */
+  /** The service principal's application id: who called, unless `caller` says a person did. */
   principalId: string;
+  /** The person whose own token (#identity=user) was refused: named in the grant instead of the app. */
+  caller?: string;
 }
 
 const quoted = (s: string) => `\`${s}\``;
@@ -63,17 +65,22 @@ const where = (kind: McpKind, ids: string[]) =>
 
 /** The sentence for a refusal the workspace answered, or undefined when the status needs none. */
 export function explain(input: ExplainInput): string | undefined {
-  const { status, kind, ids, principalId } = input;
+  const { status, kind, ids, caller } = input;
+  const principalId = caller ?? input.principalId;
   const { code, message } = fields(input.body);
-  const who = `the app (service principal ${principalId})`;
+  const who = caller ?? `the app (service principal ${principalId})`;
   const detail = message ? ` (Databricks said: ${message})` : "";
   const notOffered = `this workspace does not offer Databricks' managed MCP server for ${KIND_NAMES[kind]} (the Managed MCP Servers preview is off, or it is not available in this region)${detail}`;
   if (status === 401)
-    return `the workspace did not accept ${who}'s token (HTTP 401)${detail}: check the app's service principal`;
+    return caller
+      ? `the workspace did not accept ${who}'s own token (HTTP 401)${detail}: sign in again`
+      : `the workspace did not accept ${who}'s token (HTTP 401)${detail}: check the app's service principal`;
   if (status === 403) {
     const scope = /required scopes?:?\s*([\w.,\s-]+)/i.exec(message)?.[1]?.trim();
     if (scope)
-      return `Databricks refused ${who}'s token for ${KIND_NAMES[kind]}: it lacks OAuth scope ${quoted(scope)}${detail}`;
+      return caller
+        ? `Databricks refused ${who}'s token for ${KIND_NAMES[kind]}: the app's user authorization lacks scope ${quoted(scope)}${detail}: add it to the app's user_api_scopes (APP_USER_API_SCOPES) and redeploy`
+        : `Databricks refused ${who}'s token for ${KIND_NAMES[kind]}: it lacks OAuth scope ${quoted(scope)}${detail}`;
     return `Databricks refused ${who} on ${where(kind, ids)}${detail}: ask the owner for ${grantsFor(kind, ids, principalId)}`;
   }
   if (status === 404) {
@@ -94,8 +101,12 @@ export function explain(input: ExplainInput): string | undefined {
 export const REFUSALS = {
   path: (reason: string) =>
     `not a Databricks managed MCP server path (${reason}): only /api/2.0/mcp/… on this app's own workspace is reachable`,
-  userMode:
-    "per-person Databricks servers (#identity=user) are not available yet in this app: it never calls them as the app's service principal instead. Remove #identity=user to call the server as the app (if an app manager allows it)",
+  noUserToken:
+    "this per-person Databricks server (#identity=user) needs your own workspace token, and none came with this request: the app needs user authorization (user_api_scopes, APP_USER_API_SCOPES) and the call must come through the Apps proxy. It is never called as the app's service principal instead",
+  userRoute:
+    "per-person servers need an MCP session (streamable HTTP or SSE): a per-person Databricks server (#identity=user) is not called on the OpenAPI route (one connection for every caller) nor by work no person's request started, nor as the app's service principal instead",
+  otherSession:
+    "this Databricks MCP session was opened by someone else: it is never used for another person's request",
   appIdentityOff:
     "servers on this app's Databricks workspace that run as the app's service principal are turned off (METAMCP_DATABRICKS_APP_IDENTITY=off)",
   identity: (value: string) =>

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { maskSecrets, registerSecret } from "../../log/secrets.js";
+import { CONTEXT_HEADER, type ToolContexts } from "./contexts.js";
 import { explain, REFUSALS, toolErrorResult } from "./errors.js";
 import { canonicalMcpPath } from "./paths.js";
 import type { CurrentToken } from "./tokens.js";
@@ -22,12 +23,22 @@ import type { CurrentToken } from "./tokens.js";
  * - bodies streamed as they come (SSE), POSTs cut at 115 s (under the Apps proxy's 120 s, above MetaMCP's
  *   110 s tool timeout);
  * - logs say method, kind, ids, status and principal: never headers or bodies.
- * Only the app's identity exists yet: `#identity=user` (per person) is refused, never served as the app.
+ * Who calls (design §3): no fragment, the app's service principal; `#identity=user`, the person whose request
+ * this is, by the handle the router opened for it (contexts.ts) and only by it: no handle, an unknown or
+ * expired one, the OpenAPI route (one session for every caller) or no request at all (background) is a 403
+ * with the reason, never the app's token instead. An upstream `Mcp-Session-Id` belongs to the principal that
+ * opened it; another principal's request on it is refused, never forwarded.
  */
 
 export const GATEWAY_SECRET_HEADER = "x-metamcp-gateway-secret";
 /** `app` (or absent) or `user`, from the server URL's fragment, set by the backend's wrapper. */
 export const GATEWAY_IDENTITY_HEADER = "x-metamcp-databricks-identity";
+/** Which backend route the MetaMCP request came in on (the backend module's ALS store), `background` when none. */
+export const GATEWAY_ROUTE_HEADER = "x-metamcp-databricks-route";
+/** Routes where one MetaMCP connection serves more than one person, or none: never on someone's token. */
+const SHARED_ROUTES = new Set(["openapi", "background"]);
+/** The most upstream session ids remembered with their principal (the oldest forgotten first). */
+const MAX_BINDINGS = 10_000;
 const REQUEST_HEADERS = ["content-type", "accept", "mcp-session-id", "mcp-protocol-version", "last-event-id"];
 const RESPONSE_HEADERS = ["content-type", "mcp-session-id", "cache-control"];
 /** What Streamable HTTP and SSE clients send (the SDK: POST messages, GET the stream, DELETE the session). */
@@ -54,6 +65,8 @@ export interface ToolsGatewayOptions {
    * made before the setting was changed.
    */
   appIdentity?: boolean;
+  /** The router's per-request on-behalf-of tokens (`#identity=user`); none: user mode is refused. */
+  contexts?: ToolContexts;
 }
 
 export interface ToolsGateway {
@@ -103,6 +116,13 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
   registerSecret(secret);
   const origin = new URL(o.workspaceOrigin).origin;
   const cap = o.postTimeoutMs ?? POST_CAP_MS;
+  /** Upstream Mcp-Session-Id → the principal (`app` or an email) whose request opened it. */
+  const bindings = new Map<string, string>();
+  const bind = (sessionId: string, principal: string) => {
+    if (bindings.has(sessionId)) return;
+    bindings.set(sessionId, principal);
+    if (bindings.size > MAX_BINDINGS) bindings.delete(bindings.keys().next().value as string);
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const t0 = performance.now();
@@ -156,21 +176,49 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
     const { kind, ids } = canonical;
     const what = `${method} ${kind} ${ids.join(".") || "-"}${rpc.method ? ` ${rpc.method}` : ""}`;
     const identity = String(req.headers[GATEWAY_IDENTITY_HEADER] ?? "app");
-    if (identity === "user")
-      return refuse(403, REFUSALS.userMode, `refused ${what} (#identity=user: not available yet)`);
-    if (identity !== "app")
+    let principal = "app";
+    let bearer: string;
+    if (identity === "user") {
+      const route = String(req.headers[GATEWAY_ROUTE_HEADER] ?? "background");
+      if (SHARED_ROUTES.has(route))
+        return refuse(403, REFUSALS.userRoute, `refused ${what} (#identity=user on the ${route} route)`);
+      const handle = req.headers[CONTEXT_HEADER];
+      const context = o.contexts?.get(typeof handle === "string" ? handle : undefined);
+      if (!context)
+        return refuse(
+          403,
+          REFUSALS.noUserToken,
+          `refused ${what} (#identity=user: ${handle ? "unknown or expired handle" : "no per-person token with this request"})`,
+        );
+      principal = context.email;
+      bearer = context.token;
+    } else if (identity !== "app") {
       return refuse(403, REFUSALS.identity(identity), `refused ${what} (unknown identity)`);
-    if (o.appIdentity === false)
-      return refuse(403, REFUSALS.appIdentityOff, `refused ${what} (METAMCP_DATABRICKS_APP_IDENTITY=off)`);
-    const token = o.token();
-    if (!token.ok) return refuse(503, token.reason, `${what} → 503 (${token.reason})`);
+    } else {
+      if (o.appIdentity === false)
+        return refuse(403, REFUSALS.appIdentityOff, `refused ${what} (METAMCP_DATABRICKS_APP_IDENTITY=off)`);
+      const token = o.token();
+      if (!token.ok) return refuse(503, token.reason, `${what} → 503 (${token.reason})`);
+      bearer = token.token;
+    }
+    const as = principal === "app" ? "as app" : `as ${principal}`;
+    const sessionId = req.headers["mcp-session-id"];
+    if (typeof sessionId === "string") {
+      const owner = bindings.get(sessionId);
+      if (owner !== undefined && owner !== principal)
+        return refuse(
+          403,
+          REFUSALS.otherSession,
+          `refused ${what} ${as} (the upstream session was opened by another principal)`,
+        );
+    }
 
     const headers = new Headers();
     for (const name of REQUEST_HEADERS) {
       const v = req.headers[name];
       if (typeof v === "string") headers.set(name, v);
     }
-    headers.set("authorization", `Bearer ${token.token}`);
+    headers.set("authorization", `Bearer ${bearer}`);
     const abort = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
@@ -190,8 +238,8 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
       const timedOut = (err as Error).name === "TimeoutError";
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
       return timedOut
-        ? refuse(504, REFUSALS.timeout(cap / 1000), `${what} → 504 (no answer within ${cap / 1000} s) as app`)
-        : refuse(502, REFUSALS.unreachable(origin, cause), `${what} → 502 (${cause}) as app`);
+        ? refuse(504, REFUSALS.timeout(cap / 1000), `${what} → 504 (no answer within ${cap / 1000} s) ${as}`)
+        : refuse(502, REFUSALS.unreachable(origin, cause), `${what} → 502 (${cause}) ${as}`);
     }
     const ms = () => Math.round(performance.now() - t0);
     if (upstream.status >= 300 && upstream.status < 400) {
@@ -199,7 +247,7 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
       return refuse(
         502,
         REFUSALS.redirect(upstream.status),
-        `${what} → refused redirect ${upstream.status} as app`,
+        `${what} → refused redirect ${upstream.status} ${as}`,
       );
     }
     if ([400, 401, 403, 404].includes(upstream.status)) {
@@ -216,12 +264,13 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
         kind,
         ids,
         principalId: o.principalId,
+        caller: principal === "app" ? undefined : principal,
       });
       if (sentence)
         return refuse(
           upstream.status,
           sentence,
-          `${what} → ${upstream.status} as app: ${maskSecrets(sentence)}`,
+          `${what} → ${upstream.status} ${as}: ${maskSecrets(sentence)}`,
         );
       res.writeHead(upstream.status, { "content-type": "application/json" });
       res.end(text);
@@ -232,9 +281,12 @@ export async function startToolsGateway(o: ToolsGatewayOptions): Promise<ToolsGa
       const v = upstream.headers.get(name);
       if (v !== null) out[name] = v;
     }
+    const opened = upstream.headers.get("mcp-session-id");
+    if (opened && upstream.ok) bind(opened, principal);
+    if (method === "DELETE" && typeof sessionId === "string" && upstream.ok) bindings.delete(sessionId);
     res.writeHead(upstream.status, out);
     res.flushHeaders();
-    o.log.info(`databricks-tools: ${what} → ${upstream.status} as app in ${ms()} ms`);
+    o.log.info(`databricks-tools: ${what} → ${upstream.status} ${as} in ${ms()} ms`);
     if (!upstream.body) {
       res.end();
       return;

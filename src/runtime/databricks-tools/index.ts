@@ -1,3 +1,4 @@
+import type { ToolContexts } from "./contexts.js";
 import { startToolsGateway, type ToolsGateway } from "./gateway.js";
 import { type DatabricksToolsSettings, databricksToolsChildEnv } from "./settings.js";
 import { type IssuedToken, type KeeperLog, WorkspaceTokenKeeper } from "./tokens.js";
@@ -22,6 +23,8 @@ export async function startDatabricksTools(o: {
   principalId: string;
   issueToken: () => Promise<IssuedToken>;
   log: KeeperLog;
+  /** The router's per-request on-behalf-of tokens, for `#identity=user` servers. */
+  contexts?: ToolContexts;
 }): Promise<DatabricksTools> {
   if (!o.settings.enabled) {
     o.log.info(
@@ -37,9 +40,10 @@ export async function startDatabricksTools(o: {
     principalId: o.principalId,
     log: o.log,
     appIdentity: o.settings.appIdentity !== "off",
+    contexts: o.contexts,
   });
   o.log.info(
-    `Databricks tools on: servers on ${new URL(o.host).host}/api/2.0/mcp/… run as the app's service principal ${o.principalId} (added or changed by ${o.settings.appIdentity === "everyone" ? "anyone" : o.settings.appIdentity === "off" ? "nobody" : "the app's managers"}, METAMCP_DATABRICKS_APP_IDENTITY=${o.settings.appIdentity})`,
+    `Databricks tools on: servers on ${new URL(o.host).host}/api/2.0/mcp/… run as the app's service principal ${o.principalId} (added or changed by ${o.settings.appIdentity === "everyone" ? "anyone" : o.settings.appIdentity === "off" ? "nobody" : "the app's managers"}, METAMCP_DATABRICKS_APP_IDENTITY=${o.settings.appIdentity}); those with #identity=user run as the person calling, on the token the Apps proxy forwards with each request (none forwarded: refused)`,
   );
   return {
     childEnv: databricksToolsChildEnv(o.settings, gateway),

@@ -8,9 +8,72 @@
 // MetaMCP's MCP clients (the SDK's StreamableHTTP and SSE transports, its inspector) call the global
 // `fetch` at call time, so wrapping it reaches every one of them with no edit to MetaMCP's client code.
 // Every other origin is passed through untouched: a server on another host never sees a workspace token.
+//
+// Per-person servers (`#identity=user`): the runtime's router gives each request it passes here an opaque
+// handle for the person's token (never the token). `databricksToolsContext`, mounted first in index.ts, takes
+// it off the request and keeps it, with the route the request came in on, in an AsyncLocalStorage store for
+// that request's work; the wrapper sends both to the gateway, which swaps the handle for the token. No store
+// (work no request started) is `background`, which the gateway refuses for per-person servers.
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { IncomingMessage, ServerResponse } from "node:http";
 
 const SECRET_HEADER = "x-metamcp-gateway-secret";
 const IDENTITY_HEADER = "x-metamcp-databricks-identity";
+const CONTEXT_HEADER = "x-metamcp-databricks-context";
+const ROUTE_HEADER = "x-metamcp-databricks-route";
+
+/** The backend route a request came in on: who a MetaMCP connection made for it serves. */
+export type DatabricksToolsRoute = "endpoint" | "openapi" | "inspector" | "namespace" | "ui";
+
+interface RequestContext {
+  handle: string | undefined;
+  route: DatabricksToolsRoute;
+}
+
+const STORE_KEY = Symbol.for("metamcp-databricks.tools-context");
+/** One store for every copy of this module (a second bundle of it must see the same requests). */
+const requests: AsyncLocalStorage<RequestContext> = (() => {
+  const g = globalThis as typeof globalThis & { [STORE_KEY]?: AsyncLocalStorage<RequestContext> };
+  g[STORE_KEY] ??= new AsyncLocalStorage<RequestContext>();
+  return g[STORE_KEY];
+})();
+
+/** design §2: `/metamcp/<ep>/(mcp|sse|message)` endpoint, `/metamcp/<ep>/api/…` OpenAPI, the inspectors, else UI. */
+export function routeOf(url: string): DatabricksToolsRoute {
+  const path = url.split("?")[0] ?? "";
+  if (path.startsWith("/mcp-proxy/server/")) return "inspector";
+  if (path.startsWith("/mcp-proxy/metamcp/")) return "namespace";
+  if (/^\/metamcp\/[^/]+\/(mcp|sse|message)\/?$/.test(path)) return "endpoint";
+  if (/^\/metamcp\/[^/]+\/(api\/|openapi)/.test(path)) return "openapi";
+  return "ui";
+}
+
+/**
+ * Express middleware (also a plain `(req, res, next)`), first on the app: the request's handle leaves the
+ * headers at once (nothing of MetaMCP's sees or logs it) and lives in the request's async context only.
+ */
+export function databricksToolsContext(
+  req: IncomingMessage & { originalUrl?: string },
+  _res: ServerResponse,
+  next: () => void,
+): void {
+  const raw = req.headers[CONTEXT_HEADER];
+  delete req.headers[CONTEXT_HEADER];
+  const handle = typeof raw === "string" && /^[0-9a-f]{64}$/.test(raw) ? raw : undefined;
+  requests.run({ handle, route: routeOf(req.originalUrl ?? req.url ?? "") }, next);
+}
+
+/**
+ * True for a server that runs as the person calling it (`#identity=user`): MetaMCP's idle pool must never
+ * open one ahead of a caller, nor hand one made for a caller to the next session (patch databricks-tools).
+ */
+export function databricksNoIdle(params: { url?: string | null } | undefined): boolean {
+  const url = params?.url;
+  if (typeof url !== "string") return false;
+  const hash = url.indexOf("#");
+  return hash >= 0 && new URLSearchParams(url.slice(hash + 1)).get("identity") === "user";
+}
 const MCP_PATH = /^\/api\/2\.0\/mcp(\/[A-Za-z0-9_.-]+)+$/;
 
 type Fetch = typeof globalThis.fetch;
@@ -97,6 +160,13 @@ export function databricksToolsFetch(original: Fetch, settings: Settings): Fetch
     headers.delete("cookie");
     headers.set(SECRET_HEADER, settings.secret);
     headers.set(IDENTITY_HEADER, identity);
+    headers.delete(CONTEXT_HEADER);
+    headers.delete(ROUTE_HEADER);
+    if (identity === "user") {
+      const context = requests.getStore();
+      headers.set(ROUTE_HEADER, context?.route ?? "background");
+      if (context?.handle) headers.set(CONTEXT_HEADER, context.handle);
+    }
     const target = `http://127.0.0.1:${settings.port}${url.pathname}${url.search}`;
     const request = input instanceof Request ? new Request(target, input) : target;
     return original(request, { ...init, headers, redirect: "manual" });

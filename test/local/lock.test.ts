@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
 import { acquireLock, localPaths } from "../../src/local/state.js";
-import { waitFor } from "../../src/retry.js";
+import { killHolder, startLockHolder } from "../support/lock-holder.js";
 import { tempDir } from "../support/tmp.js";
 
 describe("the `local up` lock (one per state directory)", () => {
@@ -21,26 +20,14 @@ process.stdout.write("held\\n");
 setInterval(() => {}, 1000);
 `,
     );
-    const holder = spawn(process.execPath, ["--import", "tsx", script, "local"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    onTestFinished(() => {
-      if (holder.exitCode === null && holder.signalCode === null) holder.kill("SIGKILL");
-    });
-    let out = "";
-    holder.stdout.on("data", (c) => {
-      out += String(c);
-    });
-    await waitFor(() => (out.includes("held") ? true : undefined), { timeoutMs: 60_000, what: "the holder" });
+    const holder = await startLockHolder(script, ["local"]);
 
     const err = await acquireLock(paths).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
     expect((err as UserError).code).toBe("local_already_running");
     expect((err as UserError).message).toContain(`pid ${holder.pid}`);
 
-    const exited = new Promise((r) => holder.once("exit", r));
-    holder.kill("SIGKILL");
-    await exited;
+    await killHolder(holder);
     // The lock is fresh (not stale): only recognising the dead owner can take it, and at once.
     const release = await acquireLock(paths);
     await release();

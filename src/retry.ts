@@ -14,6 +14,8 @@ export interface RetryOptions {
   factor?: number;
   /** Give up after this long: the last error is thrown. Default: never. */
   deadlineMs?: number;
+  /** Tries after the first, at most (default: no limit); then the last error is thrown. */
+  retries?: number;
   signal?: AbortSignal;
   /** True when trying again can help (the server is not up yet); false for errors waiting cannot fix. */
   retryable(err: unknown): boolean;
@@ -32,20 +34,21 @@ class Carried extends Error {
 }
 const unwrap = (err: unknown): unknown => (err instanceof Carried ? err.inner : err);
 
-export async function retry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+/** `fn` is given its attempt's number (1 for the first try). */
+export async function retry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const factor = options.factor ?? 2;
   const deadline = options.deadlineMs ?? Number.POSITIVE_INFINITY;
   const start = performance.now();
-  const attempt = async () => {
+  const attempt = async (n: number) => {
     try {
-      return await fn();
+      return await fn(n);
     } catch (err) {
       throw err instanceof TypeError ? new Carried(err) : err;
     }
   };
   try {
     return await pRetry(attempt, {
-      retries: Number.POSITIVE_INFINITY,
+      retries: options.retries ?? Number.POSITIVE_INFINITY,
       factor,
       minTimeout: options.firstWaitMs,
       maxTimeout: options.maxWaitMs,

@@ -17,6 +17,19 @@ describe("retry", () => {
     expect(waits).toEqual([1, 2, 3]);
   });
 
+  it("gives each try its number and stops after `retries` more, throwing the last error", async () => {
+    const seen: number[] = [];
+    const p = retry(
+      async (attempt) => {
+        seen.push(attempt);
+        throw new Error(`refused ${attempt}`);
+      },
+      { retries: 1, firstWaitMs: 0, maxWaitMs: 0, retryable: () => true },
+    );
+    await expect(p).rejects.toThrow("refused 2");
+    expect(seen).toEqual([1, 2]);
+  });
+
   it("throws anything else at once, TypeErrors included, as it was thrown", async () => {
     const bug = new TypeError("x is undefined");
     let calls = 0;

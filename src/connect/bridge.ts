@@ -11,9 +11,9 @@ import {
   type JSONRPCMessage,
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
-import pRetry from "p-retry";
 import type { Logger } from "../log/logger.js";
 import { maskSecrets, registerSecret } from "../log/secrets.js";
+import { retry } from "../retry.js";
 import type { TokenSource } from "./token-source.js";
 
 export interface BridgeOptions {
@@ -88,7 +88,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const authorizedFetch: FetchLike = async (input, init) => {
     const ids = requestIds(init?.body);
     // A token the proxy refuses is retried once with a fresh one; nothing else is retried.
-    const res = await pRetry(
+    const res = await retry(
       async (attempt) => {
         const token = attempt === 1 ? await tokens.token() : await tokens.refresh();
         const headers = new Headers(init?.headers);
@@ -117,12 +117,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       },
       {
         retries: 1,
-        minTimeout: 0,
-        shouldRetry: ({ error }) => error instanceof TokenRefused,
-        onFailedAttempt: ({ error }) => {
-          if (error instanceof TokenRefused)
-            log.debug(`refused (${error.message}); retrying with a fresh token`);
-        },
+        firstWaitMs: 0,
+        maxWaitMs: 0,
+        retryable: (err) => err instanceof TokenRefused,
+        onRetry: (err) => log.debug(`refused (${(err as Error).message}); retrying with a fresh token`),
       },
     );
     if (res.status === 504 && ids.length > 0) {

@@ -1,6 +1,6 @@
-import pRetry from "p-retry";
 import { EXIT, UserError } from "../errors.js";
 import { ENDPOINT_IDENTITY_ROUTE } from "../patches/endpoint-identity-module.js";
+import { retry } from "../retry.js";
 import { checkEndpointName } from "./target.js";
 import type { TokenSource } from "./token-source.js";
 
@@ -63,7 +63,7 @@ async function call(
   const url = settingsUrl(appUrl, endpoint);
   // The proxy refusing the first token (a login redirect, or its 401) is retried once with a fresh one;
   // whatever the second answer is, it is judged below. Nothing else is retried.
-  const res = await pRetry(
+  const res = await retry(
     async (attempt) => {
       const token = attempt === 1 ? await tokens.token() : await tokens.refresh();
       let res: Response;
@@ -87,7 +87,7 @@ async function call(
         throw new TokenRefused(res.status);
       return res;
     },
-    { retries: 1, minTimeout: 0, shouldRetry: ({ error }) => error instanceof TokenRefused },
+    { retries: 1, firstWaitMs: 0, maxWaitMs: 0, retryable: (err) => err instanceof TokenRefused },
   );
   const body = (await res.json().catch(() => undefined)) as
     | (Partial<EndpointIdentityState> & { error?: string; message?: string })

@@ -3,8 +3,9 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
 import { EXIT, UserError } from "../errors.js";
+import { processRuns } from "../process/alive.js";
 import { cliCommand } from "./printed.js";
-import { isAlive, type LocalPaths, type LocalSecrets, runsProgram, SUPERVISOR_WORDS } from "./state.js";
+import { type LocalPaths, type LocalSecrets, runsProgram, SUPERVISOR_WORDS } from "./state.js";
 
 /**
  * Which state dir a local PostgreSQL data dir belongs to. As root with the clone under a private home the
@@ -97,7 +98,7 @@ function parentOf(pid: number): number | undefined {
  * is in use, never a leftover.
  */
 export function liveSupervisorOf(postmasterPid: number | undefined): number | undefined {
-  if (!postmasterPid || !isAlive(postmasterPid)) return undefined;
+  if (!postmasterPid || !processRuns(postmasterPid)) return undefined;
   const parent = parentOf(postmasterPid);
   if (parent === undefined || parent === process.pid) return undefined;
   return runsProgram(parent, SUPERVISOR_WORDS) ? parent : undefined;

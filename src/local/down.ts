@@ -1,13 +1,12 @@
 import type { Config } from "../config/load.js";
+import { processRuns } from "../process/alive.js";
 import { waitFor } from "../retry.js";
 import { findLeftovers, stopLeftovers } from "./leftovers.js";
 import type { CommandOutput } from "./run-info.js";
 import {
   clearRunState,
-  isAlive,
   localPaths,
   lockOwner,
-  pidExists,
   readRunState,
   runsProgram,
   SUPERVISOR_WORDS,
@@ -23,11 +22,11 @@ export async function localDown(config: Config, out: CommandOutput): Promise<num
   );
   if (supervisor !== undefined) {
     process.kill(supervisor, "SIGTERM");
-    await waitFor(() => (pidExists(supervisor) ? undefined : true), {
+    await waitFor(() => (processRuns(supervisor, { zombieCounts: true }) ? undefined : true), {
       timeoutMs: 30_000,
       what: `the local supervisor (pid ${supervisor}) to stop`,
     }).catch(() => {
-      if (isAlive(supervisor)) process.kill(supervisor, "SIGKILL");
+      if (processRuns(supervisor)) process.kill(supervisor, "SIGKILL");
     });
   }
   // What is left: the recorded app and our data dir's PostgreSQL, each checked to still be that program.

@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { processRuns } from "../process/alive.js";
 import { waitFor } from "../retry.js";
 import { liveSupervisorOf } from "./data-owner.js";
 import { killGroup } from "./process-group.js";
-import { isAlive, type LocalPaths, type LocalRunState, pidExists, runsProgram } from "./state.js";
+import { type LocalPaths, type LocalRunState, runsProgram } from "./state.js";
 
 export interface Leftover {
   what: "app" | "postgres";
@@ -47,13 +48,13 @@ export async function stopLeftovers(leftovers: Leftover[]): Promise<void> {
     else process.kill(l.pid, "SIGINT"); // PostgreSQL's "fast shutdown": clients cut, data consistent
   }
   for (const l of leftovers) {
-    const gone = await waitFor(() => (pidExists(l.pid) ? undefined : true), {
+    const gone = await waitFor(() => (processRuns(l.pid, { zombieCounts: true }) ? undefined : true), {
       timeoutMs: 30_000,
       what: `${l.what} (pid ${l.pid}) to stop`,
     }).catch(() => false);
     if (!gone) {
       if (l.what === "app") killGroup(l.pid, "SIGKILL");
-      else if (isAlive(l.pid)) process.kill(l.pid, "SIGKILL");
+      else if (processRuns(l.pid)) process.kill(l.pid, "SIGKILL");
     }
   }
 }

@@ -1,6 +1,7 @@
 import type { Config } from "../config/load.js";
 import type { Logger } from "../log/logger.js";
-import { isAlive, type LocalRunState, localPaths, readRunState } from "./state.js";
+import { processRuns } from "../process/alive.js";
+import { type LocalRunState, localPaths, readRunState } from "./state.js";
 
 /**
  * What the local commands hand their results to: progress lines go to `log`, the command's result to
@@ -24,5 +25,5 @@ export function publicState(state: LocalRunState): LocalRunState {
 export function currentRun(config: Config): { state?: LocalRunState; running: boolean } {
   const paths = localPaths(config.local.stateDir);
   const state = readRunState(paths);
-  return { state, running: !!state && isAlive(state.supervisorPid) };
+  return { state, running: !!state && processRuns(state.supervisorPid) };
 }

@@ -1,6 +1,7 @@
 import { createWriteStream, existsSync } from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/load.js";
+import { APP_COMMAND } from "../databricks/render.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { MASK, maskSecrets } from "../log/secrets.js";
@@ -115,9 +116,6 @@ const PROXY_PORT_HINT =
 function maskLocalTokens(line: string): string {
   return maskSecrets(line).replace(/\b(dapi-local-[0-9a-f]{8,}|lbc-[\w-]{8,})/g, MASK);
 }
-
-/** The app's command, from the app tree's app.yaml when present, as the platform reads it. */
-const APP_COMMAND = ["node", "runtime/start.mjs"];
 
 /**
  * Starts, in order: PostgreSQL (Lakebase-like role), the Databricks stand-in (OIDC, Lakebase credentials,
@@ -314,7 +312,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     }
     platform.rotation.routing = options.routing ?? "sticky";
     const instances = new AppInstances({
-      command: APP_COMMAND,
+      // The command app.yaml gives the platform: the stand-in runs what Databricks would.
+      command: [...APP_COMMAND],
       cwd: appDir,
       specs,
       rotation: platform.rotation,

@@ -1,19 +1,12 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fchmodSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
 import { EXIT, UserError } from "../errors.js";
+import { silentLogger } from "../log/logger.js";
 import { registerSecret } from "../log/secrets.js";
+import { processRuns } from "../process/alive.js";
+import { LockHeld, readLockOwner, takeOwnedLock } from "../process/lock.js";
 import { cliCommand } from "./printed.js";
 
 /**
@@ -57,7 +50,8 @@ export function localPaths(stateDir: string): LocalPaths {
     pgDir: pgDataDir(stateDir),
     secretsFile: path.join(stateDir, "secrets.json"),
     stateFile: path.join(stateDir, "run.json"),
-    lockFile: path.join(stateDir, "lock"),
+    /** A directory (proper-lockfile); `up.lock.owner.json` beside it names the holder. */
+    lockFile: path.join(stateDir, "up.lock"),
     logFile: path.join(stateDir, "local.log"),
   };
 }
@@ -205,42 +199,13 @@ export function clearRunState(paths: LocalPaths): void {
   rmSync(paths.stateFile, { force: true });
 }
 
-export function isAlive(pid: number | undefined): boolean {
-  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  // A killed process nobody reaped yet (a zombie) still answers kill(0): it is gone all the same.
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true;
-  }
-}
-
-/**
- * Whether any process, a zombie included, still has this PID: what `down` waits for, so that when it
- * returns the PID is gone for every observer (a zombie is reaped by its new parent a moment later).
- */
-export function pidExists(pid: number | undefined): boolean {
-  if (!pid || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Whether `pid` still runs a program whose command line holds every one of `words`: a PID recorded by an
  * earlier run may belong to an unrelated program by now and must never be signalled. Without /proc
  * (macOS) the PID is trusted as recorded.
  */
 export function runsProgram(pid: number | undefined, words: string[]): boolean {
-  if (!isAlive(pid)) return false;
+  if (!processRuns(pid)) return false;
   let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
@@ -258,69 +223,53 @@ export function runsProgram(pid: number | undefined, words: string[]): boolean {
 export const SUPERVISOR_WORDS = ["local"];
 
 /**
- * One `local up` per state directory. The lock file holds the owner's PID; a lock whose owner is gone
- * (crash, kill -9) is taken over, so a crash never needs manual cleanup.
+ * One `local up` per state directory, held through src/process/lock.ts (proper-lockfile beside an owner
+ * file): a lock whose owner is gone (crash, kill -9), or whose pid now runs something other than `local`,
+ * is taken over at once, so a crash never needs manual cleanup; a live owner is named in the error.
  */
-export function acquireLock(paths: LocalPaths, pid = process.pid): () => void {
+export async function acquireLock(paths: LocalPaths): Promise<() => Promise<void>> {
+  return takeLocalLock(paths, { waitMs: 0 });
+}
+
+/**
+ * `up --detach` holds the lock while it prepares (leftovers, --fresh), then hands it to the detached
+ * supervisor it starts: the supervisor waits for that PID to release it (and for no one else). A second
+ * `up` that takes it in the moment between is the one that runs; this supervisor then fails, naming it.
+ */
+export async function takeOverLock(paths: LocalPaths, from: number): Promise<() => Promise<void>> {
+  return takeLocalLock(paths, { waitMs: HANDOVER_WAIT_MS, waitOnlyFor: from });
+}
+
+/** How long a detached supervisor waits for the `up --detach` that started it to hand the lock on. */
+const HANDOVER_WAIT_MS = 30_000;
+
+async function takeLocalLock(
+  paths: LocalPaths,
+  wait: { waitMs: number; waitOnlyFor?: number },
+): Promise<() => Promise<void>> {
   ensureStateDir(paths);
-  if (createLockFile(paths, pid)) return () => releaseLock(paths, pid);
-  const owner = lockOwner(paths) ?? 0;
-  if (owner !== pid && runsProgram(owner, SUPERVISOR_WORDS)) {
+  try {
+    return await takeOwnedLock(paths.root, paths.lockFile, {
+      log: silentLogger,
+      ...wait,
+      holderRuns: (pid) => pid !== process.pid && runsProgram(pid, SUPERVISOR_WORDS),
+    });
+  } catch (err) {
+    if (!(err instanceof LockHeld)) throw stateDirError(paths, "lock", err);
     const state = readRunState(paths);
+    const holder = err.owner ? `pid ${err.owner.pid}` : "starting";
     throw new UserError(
       "local_already_running",
-      `the local app is already running (pid ${owner}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
+      `the local app is already running (${holder}${state?.appUrl ? `, ${state.appUrl}` : ""}) with state dir ${paths.root}`,
       EXIT.input,
       `see it with \`${cliCommand("local status")}\`, stop it with \`${cliCommand("local down")}\``,
     );
   }
-  // Its owner is gone (a crash, kill -9): taken over once. Losing that race means another `up` just took it.
-  rmSync(paths.lockFile, { force: true });
-  if (createLockFile(paths, pid)) return () => releaseLock(paths, pid);
-  throw new UserError(
-    "local_lock",
-    `could not lock ${paths.lockFile}`,
-    EXIT.input,
-    "remove the file if no `local up` is running",
-  );
 }
 
-/** Creates the lock file holding `pid`; false when it exists. The exclusive create is the lock. */
-function createLockFile(paths: LocalPaths, pid: number): boolean {
-  try {
-    const fd = openSync(paths.lockFile, "wx", 0o600);
-    writeSync(fd, String(pid));
-    closeSync(fd);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw stateDirError(paths, "lock", err);
-  }
-}
-
-/** The PID written in the lock file (undefined: no lock, or an unreadable one). */
+/** The PID of the lock's holder, as its owner file says (undefined: no lock, or no readable owner). */
 export function lockOwner(paths: LocalPaths): number | undefined {
-  try {
-    const pid = Number(readFileSync(paths.lockFile, "utf8").trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function releaseLock(paths: LocalPaths, pid: number): void {
-  if (lockOwner(paths) === pid) rmSync(paths.lockFile, { force: true });
-}
-
-/**
- * `up --detach` holds the lock while it starts the detached supervisor, so a second `up` (or `--fresh`)
- * cannot slip in between; the supervisor takes the lock over from that PID. If the lock is no longer
- * that PID's, the supervisor competes for it like any other `up`.
- */
-export function takeOverLock(paths: LocalPaths, from: number, pid = process.pid): () => void {
-  if (lockOwner(paths) !== from) return acquireLock(paths, pid);
-  writeAtomic(paths.lockFile, String(pid));
-  return () => releaseLock(paths, pid);
+  return readLockOwner(paths.lockFile)?.pid;
 }
 
 /**

@@ -1,10 +1,11 @@
 import type { Config } from "../config/load.js";
 import { EXIT } from "../errors.js";
+import { processRuns } from "../process/alive.js";
 import { NO_SPACE_HINT, noSpaceProblem } from "./disk-space.js";
 import { findLeftovers } from "./leftovers.js";
 import { cliCommand } from "./printed.js";
 import { type CommandOutput, currentRun, publicState } from "./run-info.js";
-import { isAlive, localPaths } from "./state.js";
+import { localPaths } from "./state.js";
 import { localUserToken } from "./user-token.js";
 
 /** local status: the run state and a health check through the local Apps proxy (exit 5 stopped, 6 unhealthy). */
@@ -70,9 +71,9 @@ export async function localStatus(config: Config, out: CommandOutput): Promise<n
   }
   const healthy = "status" in health && health.status === 200;
   const alive = {
-    supervisor: isAlive(state.supervisorPid),
-    app: isAlive(state.appPid),
-    postgres: isAlive(state.pgPid),
+    supervisor: processRuns(state.supervisorPid),
+    app: processRuns(state.appPid),
+    postgres: processRuns(state.pgPid),
   };
   const shown = healthy ? state.status : "unhealthy";
   out.result({ ...publicState(state), status: shown, healthy, alive, health }, () =>
@@ -85,7 +86,7 @@ export async function localStatus(config: Config, out: CommandOutput): Promise<n
       `ports:     proxy ${state.ports.proxy}, workspace ${state.ports.workspace}, app ${state.ports.app}, postgres ${state.ports.postgres}`,
       ...(state.instances
         ? [
-            `instances: ${state.instances.map((i, n) => `${n + 1}: pid ${i.pid} (${isAlive(i.pid) ? "up" : "gone"}), port ${i.port}`).join("; ")}`,
+            `instances: ${state.instances.map((i, n) => `${n + 1}: pid ${i.pid} (${processRuns(i.pid) ? "up" : "gone"}), port ${i.port}`).join("; ")}`,
           ]
         : []),
       ...(healthy ? [] : [`→ the app's log says more: \`${cliCommand("local logs")}\``]),

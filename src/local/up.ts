@@ -3,6 +3,7 @@ import { closeSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } 
 import type { Config } from "../config/load.js";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { processRuns } from "../process/alive.js";
 import { waitFor } from "../retry.js";
 import { dataInUseError, liveSupervisorOf } from "./data-owner.js";
 import { NO_SPACE_HINT } from "./disk-space.js";
@@ -17,7 +18,6 @@ import { StartInterrupted, startLocalStack } from "./stack.js";
 import {
   acquireLock,
   clearRunState,
-  isAlive,
   type LocalPaths,
   type LocalRunState,
   loadOrCreateSecrets,
@@ -105,8 +105,9 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
   }
 
   // The lock first: a second `up` (or its --fresh) must never touch a database another `up` is starting.
-  const release =
-    opts.daemon && opts.lockFrom !== undefined ? takeOverLock(paths, opts.lockFrom) : acquireLock(paths);
+  const release = await (opts.daemon && opts.lockFrom !== undefined
+    ? takeOverLock(paths, opts.lockFrom)
+    : acquireLock(paths));
   try {
     await stopLeftoversOfDeadRun(paths, log);
 
@@ -125,10 +126,10 @@ export async function localUp(opts: LocalUpOptions, ctx: CommandOutput): Promise
 
     if (!opts.daemon && opts.build) await ensureBuilt(config, log);
 
-    if (opts.detach) return await upDetached(opts, ctx, paths);
+    if (opts.detach) return await upDetached(opts, ctx, paths, release);
     return await upForeground(opts, ctx, paths);
   } finally {
-    release(); // a no-op once a detached supervisor took the lock over
+    await release(); // a no-op once handed to a detached supervisor
   }
 }
 
@@ -151,7 +152,7 @@ function writeRunStateEvenIfFull(paths: LocalPaths, state: LocalRunState): void 
 /** A `local up` that was killed (kill -9, a crash) left its app and PostgreSQL running: stop them first. */
 async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<void> {
   const prev = readRunState(paths);
-  if (prev && prev.supervisorPid !== process.pid && isAlive(prev.supervisorPid)) return;
+  if (prev && prev.supervisorPid !== process.pid && processRuns(prev.supervisorPid)) return;
   // A PostgreSQL on our data dir run by a live `local up` this state does not record: in use, not left over.
   const holder = liveSupervisorOf(postmasterOf(paths.pgDir));
   if (holder !== undefined && holder !== prev?.supervisorPid) throw dataInUseError(paths, holder);
@@ -165,7 +166,12 @@ async function stopLeftoversOfDeadRun(paths: LocalPaths, log: Logger): Promise<v
 }
 
 /** The supervisor must outlive this command: re-run ourselves detached (logs to the state dir). */
-async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: LocalPaths): Promise<number> {
+async function upDetached(
+  opts: LocalUpOptions,
+  ctx: CommandOutput,
+  paths: LocalPaths,
+  handOverLock: () => Promise<void>,
+): Promise<number> {
   const { config, log } = { config: opts.config, log: ctx.log };
   const out = openLogForAppend(paths);
   const logStart = statSync(paths.logFile).size;
@@ -208,6 +214,8 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
   });
   closeSync(out);
   child.unref();
+  // The supervisor waits for this process (and no other) to let go of the lock.
+  await handOverLock();
   let exitCode: number | null | undefined;
   child.once("exit", (code, sig) => {
     exitCode = code ?? (sig ? 1 : null);
@@ -216,7 +224,7 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
   // Ctrl-C here stops the supervisor too: nothing keeps starting in the background behind the user's back.
   const stop = stopRequests();
   const forward = () => {
-    if (isAlive(child.pid)) process.kill(child.pid!, "SIGTERM");
+    if (processRuns(child.pid)) process.kill(child.pid!, "SIGTERM");
   };
   stop.signal.addEventListener("abort", forward, { once: true });
   let state: LocalRunState;
@@ -225,7 +233,7 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
       (): LocalRunState | undefined => {
         const s = readRunState(paths);
         if (s && s.supervisorPid === child.pid && (s.status === "healthy" || s.status === "failed")) return s;
-        if (exitCode !== undefined || !isAlive(child.pid))
+        if (exitCode !== undefined || !processRuns(child.pid))
           return { status: "failed", error: "the supervisor exited" } as LocalRunState;
         return undefined;
       },
@@ -235,7 +243,7 @@ async function upDetached(opts: LocalUpOptions, ctx: CommandOutput, paths: Local
     stop.dispose();
   }
   if (stop.signal.aborted) {
-    await waitFor(() => (isAlive(child.pid) ? undefined : true), {
+    await waitFor(() => (processRuns(child.pid) ? undefined : true), {
       timeoutMs: 30_000,
       what: "the local supervisor to stop",
     }).catch(() => undefined);

@@ -1,6 +1,7 @@
 import { EXIT, UserError } from "../errors.js";
 import { registerSecret } from "../log/secrets.js";
-import { isAlive, loadOrCreateSecrets, localPaths, readRunState } from "./state.js";
+import { processRuns } from "../process/alive.js";
+import { loadOrCreateSecrets, localPaths, readRunState } from "./state.js";
 
 /** `--user`'s value: an email, as the login page takes it (a name alone would be refused later, less clearly). */
 export function localUserEmail(value: string): string {
@@ -34,7 +35,7 @@ export async function localUserToken(
 ): Promise<LocalUserToken> {
   const paths = localPaths(stateDir);
   const state = readRunState(paths);
-  if (!state || !isAlive(state.supervisorPid) || state.status !== "healthy") {
+  if (!state || !processRuns(state.supervisorPid) || state.status !== "healthy") {
     throw new UserError(
       "local_not_running",
       "the local app is not running: there is no token to get",

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { EXIT, UserError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { processAlive } from "./lock.js";
+import { processRuns } from "../process/alive.js";
 import { MANIFEST_PATH, readManifest } from "./manifest.js";
 
 /**
@@ -81,7 +81,7 @@ export function removeDeadSiblings(buildDir: string, log: Logger): void {
     let dead = false;
     if (m) {
       // Names carry the host name made file-safe: compare it so, then ask whether the pid still runs.
-      dead = m[3] === hostTag() && !processAlive(Number(m[2]));
+      dead = m[3] === hostTag() && !processRuns(Number(m[2]), { zombieCounts: true });
     } else if (legacy.test(name)) {
       const age = Date.now() - (statSync(full, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
       dead = age > LEGACY_AGE_MS;

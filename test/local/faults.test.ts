@@ -346,7 +346,7 @@ describe("local under faults", () => {
       await noLocalProcessLeft([s.supervisorPid, s.appPid, s.pgPid]);
       expect(readFileSync(path.join(env.LOCAL_STATE_DIR!, "secrets.json"), "utf8")).toBe(secretsBefore);
       expect(existsSync(path.join(localPaths(env.LOCAL_STATE_DIR!).pgDir, "PG_VERSION"))).toBe(true);
-      expect(existsSync(path.join(env.LOCAL_STATE_DIR!, "lock"))).toBe(false);
+      expect(existsSync(localPaths(env.LOCAL_STATE_DIR!).lockFile)).toBe(false);
     });
   }
 
@@ -367,7 +367,7 @@ describe("local under faults", () => {
     });
     expect(isAlive(s.appPid)).toBe(true); // left behind, still holding MetaMCP's ports
     expect(isAlive(s.pgPid)).toBe(true);
-    expect(existsSync(path.join(env.LOCAL_STATE_DIR!, "lock"))).toBe(true);
+    expect(existsSync(localPaths(env.LOCAL_STATE_DIR!).lockFile)).toBe(true);
     // Status and token say plainly that it is not running (exit 5, not 3 = upstream drift).
     expect((await cli(["local", "status"])).exitCode).toBe(5);
 

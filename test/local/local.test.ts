@@ -102,6 +102,8 @@ describe("metamcp-databricks local", () => {
     const second = await cli(["local", "up", "--detach", "--no-build", "--port", String(stack.port)]);
     expect(second.exitCode).toBe(2);
     expect(second.stderr).toMatch(/already running/);
+    // The supervisor now holds the lock (handed over by the detached parent): the refusal names it.
+    expect(second.stderr).toMatch(/\(pid [1-9]\d*\)/);
 
     expect((await cli(["local", "down"])).exitCode).toBe(0);
     const fresh = await cli([

@@ -1,13 +1,13 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
 import { createLogger, silentLogger } from "../../src/log/logger.js";
-import { waitFor } from "../../src/retry.js";
 import { withDirLock } from "../../src/upstream/lock.js";
+import { killHolder, startLockHolder } from "../support/lock-holder.js";
 import { tempDir } from "../support/tmp.js";
 
 function capture() {
@@ -94,17 +94,7 @@ await withDirLock(${JSON.stringify(target)}, silentLogger, { waitMs: 0, what: "x
 });
 `,
     );
-    const holder = spawn(process.execPath, ["--import", "tsx", script], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    onTestFinished(() => {
-      if (holder.exitCode === null && holder.signalCode === null) holder.kill("SIGKILL");
-    });
-    let out = "";
-    holder.stdout.on("data", (c) => {
-      out += String(c);
-    });
-    await waitFor(() => (out.includes("held") ? true : undefined), { timeoutMs: 60_000, what: "the holder" });
+    const holder = await startLockHolder(script);
 
     const err = await withDirLock(
       target,
@@ -115,9 +105,7 @@ await withDirLock(${JSON.stringify(target)}, silentLogger, { waitMs: 0, what: "x
     expect((err as UserError).code).toBe("cache_locked");
     expect((err as UserError).message).toContain(`locked by process ${holder.pid} on ${os.hostname()}`);
 
-    const exited = new Promise((r) => holder.once("exit", r));
-    holder.kill("SIGKILL");
-    await exited;
+    await killHolder(holder);
     const { log, text } = capture();
     // waitMs 0: the lock is fresh (not stale), so only recognising the dead owner can take it.
     expect(await withDirLock(target, log, { waitMs: 0, what: "x" }, async () => "ran")).toBe("ran");

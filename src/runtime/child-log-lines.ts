@@ -17,13 +17,32 @@ const counted = (n: number) => `[${n} id${n === 1 ? "" : "s"}, not logged]`;
 const inline = (line: string) =>
   line.replace(INLINE_IDS, (list) => counted(list.match(new RegExp(UUID, "gi"))?.length ?? 0));
 
+/**
+ * The lines upstream's Streamable HTTP route prints for every request (v2.4.x's `console.log`s in
+ * streamable-http.ts). MetaMCP main prints the same through its logger at `info`, which its default
+ * `LOG_LEVEL=errors-only` hides: the app does the same for releases that print them unconditionally, and
+ * relays them when `LOG_LEVEL` is `all` or `info`. Who called what is the audit's (docs/audit.md), not these.
+ */
+export const PER_REQUEST_LINES =
+  /^(?:(?:POST|GET|DELETE) \/mcp request for endpoint: |Authentication method: |Session ID: |Looking up existing session: |Looking for sessionId: |Found session \S+, handling request$|Available sessions: \[|Available session IDs: \[)/;
+
+/** The backend's lines the app does not relay under MetaMCP's `LOG_LEVEL` (unset: upstream's errors-only). */
+export function quietLinesFor(logLevel: string | undefined): RegExp | undefined {
+  return logLevel === "all" || logLevel === "info" ? undefined : PER_REQUEST_LINES;
+}
+
 export interface LineFilter {
   line(text: string): void;
   /** The stream ended: whatever is held goes out. */
   end(): void;
 }
 
-export function condenseIdLists(emit: (line: string) => void): LineFilter {
+export function condenseIdLists(relay: (line: string) => void, options: { drop?: RegExp } = {}): LineFilter {
+  const emit = options.drop
+    ? (line: string) => {
+        if (!options.drop!.test(line)) relay(line);
+      }
+    : relay;
   let opener: string | undefined;
   let ids = 0;
   let timer: NodeJS.Timeout | undefined;

@@ -17,6 +17,8 @@ export interface ChildSpec {
   env: Record<string, string>;
   /** Secrets handed over on a pipe to `preload` (child-secrets.ts), at every (re)start, never in `env`. */
   handOver?: { preload: string; secrets: Record<string, string> };
+  /** Lines of the child's not relayed to the app's log (child-log-lines.ts). */
+  quietLines?: RegExp;
 }
 
 /**
@@ -80,7 +82,9 @@ export class SupervisedChild {
     for (const source of ["stdout", "stderr"] as const) {
       const stream = child[source];
       if (!stream) continue;
-      const lines = condenseIdLists((line) => log[childLogLevel(source, line)](line));
+      const lines = condenseIdLists((line) => log[childLogLevel(source, line)](line), {
+        drop: spec.quietLines,
+      });
       createInterface({ input: stream }).on("line", lines.line).on("close", lines.end);
     }
     child.once("error", (err) => log.error(`could not start: ${err.message}`));

@@ -10,6 +10,7 @@ import { abandonOnAbort, fetchNotAnswering, retry, waitFor } from "../retry.js";
 import { AuditObserver } from "./audit-observer.js";
 import { ensureAuditTable } from "./audit-table.js";
 import { AuditWriter } from "./audit-writer.js";
+import { quietLinesFor } from "./child-log-lines.js";
 import { SECRETS_PRELOAD_FILE, splitChildSecrets } from "./child-secrets.js";
 import { type ChildSpec, SupervisedChild } from "./children.js";
 import { CredentialKeeper, removeLeftoverCredentialDirs } from "./credentials.js";
@@ -444,19 +445,23 @@ export async function runApp(runtimeDir: string): Promise<number> {
         const childUrl = appUrl!;
         const backend = new SupervisedChild(
           // Only the backend gets the identity secret: it is what makes X-Forwarded-Email trustworthy there.
-          metamcpChild(
-            "backend",
-            backendDir,
-            ["dist/index.js"],
-            {
-              // First, so nothing the allow-list opens replaces what MetaMCP's own setup needs.
-              ...stdioChildEnv(process.env),
-              ...childEnv(env, childUrl, keeper.passwordFile, env.backendPort),
-              METAMCP_IDENTITY_SECRET: identitySecret,
-              ...tools!.childEnv,
-            },
-            preload,
-          ),
+          {
+            ...metamcpChild(
+              "backend",
+              backendDir,
+              ["dist/index.js"],
+              {
+                // First, so nothing the allow-list opens replaces what MetaMCP's own setup needs.
+                ...stdioChildEnv(process.env),
+                ...childEnv(env, childUrl, keeper.passwordFile, env.backendPort),
+                METAMCP_IDENTITY_SECRET: identitySecret,
+                ...tools!.childEnv,
+              },
+              preload,
+            ),
+            // As MetaMCP main's own logger: its per-request lines only when LOG_LEVEL asks (docs/decisions.md).
+            quietLines: quietLinesFor(process.env.LOG_LEVEL),
+          },
           createLogger({ json, tag: "backend", coalesce: true }),
         );
         backendChild = backend;

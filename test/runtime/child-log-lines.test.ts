@@ -3,7 +3,7 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log/logger.js";
 import { waitFor } from "../../src/retry.js";
-import { condenseIdLists } from "../../src/runtime/child-log-lines.js";
+import { condenseIdLists, quietLinesFor } from "../../src/runtime/child-log-lines.js";
 import { SupervisedChild } from "../../src/runtime/children.js";
 
 /**
@@ -89,5 +89,40 @@ describe("a child's printed lists of session ids", () => {
       "sessions: [ [1 id, not logged] …",
       "Error: backend stopped",
     ]);
+  });
+
+  it("upstream's per-request lines are relayed only when LOG_LEVEL asks for them, as MetaMCP main's logger does", () => {
+    const id = randomUUID();
+    // v2.4.22's streamable-http.ts, one POST naming a session, then lines that must always pass.
+    const printed = [
+      "POST /mcp request for endpoint: demo",
+      "Authentication method: api_key",
+      `Session ID: ${id}`,
+      `Looking up existing session: ${id}`,
+      "Available sessions: [",
+      `  '${id}',`,
+      "]",
+      `Found session ${id}, handling request`,
+      "Server is running on port 12009",
+      "Error: connect ECONNREFUSED 127.0.0.1:5432",
+    ];
+    const relayed = (level: string | undefined) => {
+      const lines: string[] = [];
+      const f = condenseIdLists((l) => lines.push(l), { drop: quietLinesFor(level) });
+      for (const l of printed) f.line(l);
+      f.end();
+      return lines;
+    };
+    for (const level of [undefined, "errors-only", "none"])
+      expect(relayed(level)).toEqual([
+        "Server is running on port 12009",
+        "Error: connect ECONNREFUSED 127.0.0.1:5432",
+      ]);
+    for (const level of ["all", "info"])
+      expect(relayed(level)).toEqual([
+        ...printed.slice(0, 4),
+        "Available sessions: [1 id, not logged]",
+        ...printed.slice(7),
+      ]);
   });
 });
